@@ -1,0 +1,68 @@
+# Townlet: every workflow is a Make target. Each target bootstraps what it needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PY_SYS ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.deps-stamp
+EXT_STAMP := $(VENV)/.ext-stamp
+RUST_SRC := $(shell find rust -name '*.rs' -o -name Cargo.toml 2>/dev/null) Cargo.toml pyproject.toml
+CONFIG ?= configs/examples/poc_hybrid.yaml
+TICKS ?= 4320
+
+.PHONY: help setup build test test-rust test-py check fmt lint stubtest bench run sim clean
+
+help: ## list targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.txt
+	@test -x $(PY) || $(PY_SYS) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+$(EXT_STAMP): $(STAMP) $(RUST_SRC)
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH maturin develop --release --quiet
+	@touch $@
+
+setup: $(EXT_STAMP) ## create .venv, install pinned dependencies, build the extension
+
+build: $(EXT_STAMP) ## build the Rust extension into .venv
+
+test-rust: ## Rust unit tests
+	cargo test --workspace --exclude townlet-py --quiet
+
+test-py: $(EXT_STAMP) ## Python tests
+	$(PY) -m pytest
+
+test: test-rust test-py ## Rust and Python tests
+
+fmt: $(STAMP) ## format Rust and Python
+	cargo fmt --all
+	$(PY) -m ruff format python tests tools bench
+	$(PY) -m ruff check --fix python tests tools bench
+
+lint: $(STAMP) ## rustfmt, clippy -D warnings, ruff, mypy strict
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
+	$(PY) -m ruff check python tests tools bench
+	$(PY) -m ruff format --check python tests tools bench
+	$(PY) -m mypy
+
+stubtest: $(EXT_STAMP) ## check python/townlet/_core.pyi against the built module
+	$(PY) -m mypy.stubtest townlet._core --allowlist .stubtest-allowlist
+
+check: lint stubtest test ## everything CI should be able to run
+
+bench: $(EXT_STAMP) ## benchmarks (print figures)
+	$(PY) bench/tick.py
+
+run: $(EXT_STAMP) ## the main job on the default town
+	$(PY) -m townlet sim run --config $(CONFIG) --tick-limit $(TICKS)
+
+sim: $(EXT_STAMP) ## run the simulation: make sim CONFIG=... TICKS=...
+	$(PY) -m townlet sim run --config $(CONFIG) --tick-limit $(TICKS)
+
+clean: ## remove build outputs
+	rm -rf target $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,18 @@
+"""Townlet: a deterministic Rust town simulation for training agents, with a Python training and
+operations layer."""
+
+from townlet._core import ACTION_SPACE_VERSION, SNAPSHOT_VERSION
+from townlet.config import TownConfig, load_config
+from townlet.errors import ConfigError, TownletError
+from townlet.world import Simulation
+
+__all__ = [
+    "ACTION_SPACE_VERSION",
+    "SNAPSHOT_VERSION",
+    "ConfigError",
+    "Simulation",
+    "TownConfig",
+    "TownletError",
+    "load_config",
+]
+__version__ = "0.1.0"

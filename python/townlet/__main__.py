@@ -1,0 +1,3 @@
+from townlet.cli import main
+
+main()

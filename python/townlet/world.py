@@ -1,0 +1,119 @@
+"""`Simulation`: one town driven from Python — load a config, step many ticks per call, read
+state as numpy arrays, read events and counters, save and restore snapshots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from townlet import _core
+from townlet.config import TownConfig, load_config
+from townlet.errors import UsageError
+from townlet.jsonio import atomic_write_text
+
+NEED_NAMES = ("hunger", "hygiene", "energy")
+
+
+class Simulation:
+    """One town. The native `Town` does the work; this class adds config and file handling."""
+
+    def __init__(self, config: TownConfig, *, town: int = 0, record_events: bool = False) -> None:
+        self.config = config
+        self.town = _core.Town(config.world_json(), town, record_events)
+        self._event_names: list[str] = list(self.town.event_names())
+
+    @classmethod
+    def from_path(cls, path: str | Path, *, seed: int | None = None, record_events: bool = False) -> Simulation:
+        return cls(load_config(path, seed=seed), record_events=record_events)
+
+    # -- stepping -------------------------------------------------------------------------------
+
+    def run(self, ticks: int) -> None:
+        """Advance `ticks` ticks under the scripted policy (the GIL is released meanwhile)."""
+        if ticks < 0:
+            raise UsageError(f"tick count must be >= 0, got {ticks}")
+        self.town.step(ticks)
+
+    def step(self, actions: npt.ArrayLike) -> None:
+        """Advance one tick with one action per agent slot."""
+        self.town.step(1, np.ascontiguousarray(actions, dtype=np.int64))
+
+    # -- state ------------------------------------------------------------------------------------
+
+    @property
+    def tick(self) -> int:
+        return int(self.town.tick)
+
+    @property
+    def agent_ids(self) -> list[str]:
+        return list(self.town.agent_ids())
+
+    @property
+    def event_names(self) -> list[str]:
+        return list(self._event_names)
+
+    def needs(self) -> npt.NDArray[np.float32]:
+        return self.town.needs()
+
+    def positions(self) -> npt.NDArray[np.int32]:
+        return self.town.positions()
+
+    def wallets(self) -> npt.NDArray[np.float64]:
+        return self.town.wallets()
+
+    def event_totals(self) -> dict[str, int]:
+        return {n: int(c) for n, c in zip(self._event_names, self.town.event_totals(), strict=True)}
+
+    def event_counts(self) -> dict[str, int]:
+        return {n: int(c) for n, c in zip(self._event_names, self.town.event_counts(), strict=True)}
+
+    def drain_events(self) -> list[dict[str, Any]]:
+        """Recorded events (needs `record_events=True`) as dicts with names instead of indices."""
+        cols = self.town.drain_events()
+        ids = self.agent_ids
+        objects = list(self.town.object_ids())
+        out: list[dict[str, Any]] = []
+        for t, k, a, o, obj, v in zip(
+            cols["tick"], cols["kind"], cols["agent"], cols["other"], cols["object"], cols["value"], strict=True
+        ):
+            out.append(
+                {
+                    "event": self._event_names[int(k)],
+                    "tick": int(t),
+                    "agent": ids[a] if a >= 0 else None,
+                    "other": ids[o] if o >= 0 else None,
+                    "object": objects[obj] if obj >= 0 else None,
+                    "value": float(v),
+                }
+            )
+        return out
+
+    def kpis(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.town.kpis().items()}
+
+    def world_hash(self) -> str:
+        return str(self.town.world_hash())
+
+    # -- snapshots ----------------------------------------------------------------------------------
+
+    def save_snapshot(self, path: str | Path) -> None:
+        atomic_write_text(path, self.town.snapshot())
+
+    @classmethod
+    def load_snapshot(cls, path: str | Path, config: TownConfig, *, record_events: bool = False) -> Simulation:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot read snapshot: {exc.strerror or exc}") from None
+        try:
+            town = _core.Town.from_snapshot(text, config.world_json(), record_events)
+        except _core.SnapshotError as exc:
+            raise UsageError(f"{path}: {exc}") from None
+        sim = cls.__new__(cls)
+        sim.config = config
+        sim.town = town
+        sim._event_names = list(town.event_names())
+        return sim

@@ -1,0 +1,630 @@
+//! Actions and options, queues and reservations, and running affordances.
+//!
+//! A `use:<affordance>` action is an option: walk to the nearest usable object of the affordance's
+//! type, join its queue, start, and hold until done. Choosing it again continues it; choosing any
+//! other action abandons it.
+
+use crate::config::AffordanceKind;
+use crate::events::EventKind;
+use crate::grid::{DIRS, UNREACHABLE};
+use crate::state::*;
+use crate::statics::{A_MOVE0, A_WAIT, NUM_MOVES};
+use crate::world::{chebyshev, World};
+
+impl World {
+    // -- targets and masks ----------------------------------------------------------------------
+
+    /// Is agent `i` inside (or about to enter) its job's shift window?
+    pub(crate) fn shift_open(&self, i: usize) -> bool {
+        let job = self.s.agent_jobs[i];
+        if job < 0 {
+            return false;
+        }
+        let j = &self.s.jobs[job as usize];
+        let tod = self.tick_of_day();
+        let open = j.start.saturating_sub(self.s.cfg.employment.arrival_buffer);
+        tod >= open && tod < j.end
+    }
+
+    /// Requirements that can come and go (utilities, shift) for affordance `aff`.
+    fn transient_ok(&self, i: usize, aff: usize, obj: usize) -> bool {
+        let af = &self.s.affs[aff];
+        if af.needs_power && self.st.power_out > 0 {
+            return false;
+        }
+        if af.needs_water && self.st.water_out > 0 {
+            return false;
+        }
+        if af.needs_shift {
+            let job = self.s.agent_jobs[i];
+            if job < 0 || self.s.jobs[job as usize].site != obj || !self.shift_open(i) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Requirements that will not fix themselves: stock, money, room for produced stock.
+    fn lasting_ok(&self, i: usize, aff: usize, obj: usize) -> bool {
+        let af = &self.s.affs[aff];
+        let stock = &self.st.objects[obj].stock;
+        if af.consumes.iter().any(|&(k, n)| stock[k] < n) {
+            return false;
+        }
+        if self.st.agents[i].wallet < self.price(aff) {
+            return false;
+        }
+        if let Some(t) = af.produces_into {
+            if self
+                .produce_target(t, self.s.objects[obj].pos, &af.produces)
+                .is_none()
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The object agent `i` would head for with `use:aff`, if any is usable now.
+    pub fn find_target(&self, i: usize, aff: usize) -> Option<usize> {
+        let a = &self.st.agents[i];
+        let n = self.n_agents();
+        let tick = self.st.tick;
+        let mut best: Option<(u32, usize)> = None;
+        for &o in &self.s.affs[aff].objects {
+            if self.st.cooldowns[o * n + i] > tick {
+                continue;
+            }
+            let d = self.s.dist_at(o, a.pos);
+            if d == UNREACHABLE || !self.transient_ok(i, aff, o) || !self.lasting_ok(i, aff, o) {
+                continue;
+            }
+            let os = &self.st.objects[o];
+            let busy = (os.holders.len() + os.waiting.len())
+                .saturating_sub(self.s.types[self.s.objects[o].type_idx].capacity - 1);
+            let score = u32::from(d) + 4 * busy as u32;
+            if best.is_none_or(|(b, _)| score < b) {
+                best = Some((score, o));
+            }
+        }
+        best.map(|b| b.1)
+    }
+
+    /// Agent slots filling the chat slots of agent `i`: others within range, nearest first.
+    pub fn chat_partners(&self, i: usize, out: &mut Vec<usize>) {
+        out.clear();
+        let a = &self.st.agents[i];
+        let range = self.s.cfg.actions.chat_range as i32;
+        for (j, b) in self.st.agents.iter().enumerate() {
+            if j != i && b.alive && chebyshev(a.pos, b.pos) <= range {
+                out.push(j);
+            }
+        }
+        out.sort_by_key(|&j| (chebyshev(a.pos, self.st.agents[j].pos), j));
+        out.truncate(self.s.chat_slots());
+    }
+
+    /// Fill `mask` (one bool per action) with the actions valid for agent `i` now.
+    pub fn action_mask(&self, i: usize, mask: &mut [bool]) {
+        mask.iter_mut().for_each(|m| *m = false);
+        mask[A_WAIT] = true;
+        let a = &self.st.agents[i];
+        if !a.alive {
+            return;
+        }
+        for (d, (dx, dy)) in DIRS.iter().enumerate() {
+            mask[A_MOVE0 + d] = self.s.grid.walkable(a.pos[0] + dx, a.pos[1] + dy);
+        }
+        for aff in 0..self.s.affs.len() {
+            mask[self.s.use_action(aff)] =
+                a.act.aff == aff as i32 || self.find_target(i, aff).is_some();
+        }
+        if a.chat_ready_at <= self.st.tick {
+            let range = self.s.cfg.actions.chat_range as i32;
+            let filled = self
+                .st
+                .agents
+                .iter()
+                .enumerate()
+                .filter(|&(j, b)| j != i && b.alive && chebyshev(a.pos, b.pos) <= range)
+                .count();
+            for k in 0..filled.min(self.s.chat_slots()) {
+                mask[self.s.chat_offset + k] = true;
+            }
+        }
+        mask[self.s.release_action] = matches!(
+            a.act.phase,
+            Phase::Waiting | Phase::Holding | Phase::Running
+        );
+    }
+
+    // -- applying one action --------------------------------------------------------------------
+
+    pub(crate) fn apply_action(&mut self, i: usize, action: usize) {
+        let ok = self.apply_action_inner(i, action);
+        let a = &mut self.st.agents[i];
+        a.last_action = action as u16;
+        a.last_action_ok = ok;
+        if !ok {
+            a.flags.invalid_action = true;
+            self.st.stats.invalid_actions += 1;
+        }
+    }
+
+    fn apply_action_inner(&mut self, i: usize, action: usize) -> bool {
+        let current = self.st.agents[i].act;
+        if let Some(aff) = self.s.action_aff(action) {
+            if current.aff == aff as i32 {
+                self.advance_option(i);
+                return true;
+            }
+        }
+        let had_activity = !current.is_idle();
+        if had_activity {
+            self.abandon(i);
+        }
+        if action == A_WAIT {
+            return true;
+        }
+        if (A_MOVE0..A_MOVE0 + NUM_MOVES).contains(&action) {
+            let (dx, dy) = DIRS[action - A_MOVE0];
+            let a = &mut self.st.agents[i];
+            let (nx, ny) = (a.pos[0] + dx, a.pos[1] + dy);
+            if self.s.grid.walkable(nx, ny) {
+                a.pos = [nx, ny];
+                return true;
+            }
+            return false;
+        }
+        if let Some(aff) = self.s.action_aff(action) {
+            return match self.find_target(i, aff) {
+                Some(obj) => {
+                    let tick = self.st.tick;
+                    self.st.agents[i].act = Activity {
+                        aff: aff as i32,
+                        obj: obj as i32,
+                        phase: Phase::Walking,
+                        remaining: 0,
+                        since: tick,
+                    };
+                    self.advance_option(i);
+                    true
+                }
+                None => false,
+            };
+        }
+        if action == self.s.release_action {
+            return had_activity;
+        }
+        if action >= self.s.chat_offset && action < self.s.chat_offset + self.s.chat_slots() {
+            let mut partners = Vec::with_capacity(8);
+            self.chat_partners(i, &mut partners);
+            let k = action - self.s.chat_offset;
+            if self.st.agents[i].chat_ready_at > self.st.tick || k >= partners.len() {
+                return false;
+            }
+            self.chat(i, partners[k]);
+            return true;
+        }
+        false
+    }
+
+    /// Move the option of agent `i` one tick forward (walk, queue, start).
+    pub(crate) fn advance_option(&mut self, i: usize) {
+        let act = self.st.agents[i].act;
+        let obj = act.obj as usize;
+        match act.phase {
+            Phase::Idle | Phase::Waiting | Phase::Running => {}
+            Phase::Walking => {
+                let pos = self.st.agents[i].pos;
+                let d = self.s.dist_at(obj, pos);
+                if d == 0 {
+                    self.request(i, obj);
+                } else if d == UNREACHABLE {
+                    self.st.agents[i].act = Activity::IDLE;
+                } else {
+                    for (dx, dy) in DIRS {
+                        let (nx, ny) = (pos[0] + dx, pos[1] + dy);
+                        if self.s.grid.walkable(nx, ny) && self.s.dist_at(obj, [nx, ny]) < d {
+                            self.st.agents[i].pos = [nx, ny];
+                            break;
+                        }
+                    }
+                    // Arriving in range this tick: queue up straight away.
+                    if self.s.dist_at(obj, self.st.agents[i].pos) == 0 {
+                        self.request(i, obj);
+                    }
+                }
+            }
+            Phase::Holding => self.try_start(i),
+        }
+    }
+
+    // -- queues ------------------------------------------------------------------------------------
+
+    fn request(&mut self, i: usize, obj: usize) {
+        let n = self.n_agents();
+        let tick = self.st.tick;
+        if self.st.cooldowns[obj * n + i] > tick {
+            self.emit(EventKind::QueueCooldown, i as i32, -1, obj as i32, 0.0);
+            self.st.agents[i].act = Activity::IDLE;
+            return;
+        }
+        let cap = self.s.types[self.s.objects[obj].type_idx].capacity;
+        let os = &mut self.st.objects[obj];
+        if os.holders.len() < cap && os.waiting.is_empty() {
+            os.holders.push(Holder {
+                agent: i as u32,
+                since: tick,
+                stalled: 0,
+            });
+            self.st.agents[i].act.phase = Phase::Holding;
+            self.try_start(i);
+        } else {
+            os.waiting.push(Waiter {
+                agent: i as u32,
+                joined: tick,
+                conflicted: false,
+            });
+            self.st.agents[i].act.phase = Phase::Waiting;
+        }
+    }
+
+    /// Start the affordance of a holder, or leave it holding (stalled) while a utility or the shift
+    /// is not there yet, or give up when stock or money are missing.
+    pub(crate) fn try_start(&mut self, i: usize) {
+        let act = self.st.agents[i].act;
+        let (aff, obj) = (act.aff as usize, act.obj as usize);
+        if !self.transient_ok(i, aff, obj) {
+            return;
+        }
+        if !self.lasting_ok(i, aff, obj) {
+            self.emit(
+                EventKind::AffordancePreconditionFail,
+                i as i32,
+                -1,
+                obj as i32,
+                aff as f32,
+            );
+            self.release(i, false);
+            return;
+        }
+        let price = self.price(aff);
+        let af = &self.s.affs[aff];
+        for &(k, n) in &af.consumes {
+            self.st.objects[obj].stock[k] -= n;
+        }
+        let a = &mut self.st.agents[i];
+        a.wallet -= price;
+        a.counters.spent += price;
+        self.st.stats.spent += price;
+        a.act.phase = Phase::Running;
+        a.act.remaining = af.duration;
+        a.act.since = self.st.tick;
+        if let Some(h) = self.st.objects[obj]
+            .holders
+            .iter_mut()
+            .find(|h| h.agent == i as u32)
+        {
+            h.stalled = 0;
+        }
+        self.emit(
+            EventKind::AffordanceStart,
+            i as i32,
+            -1,
+            obj as i32,
+            aff as f32,
+        );
+    }
+
+    /// Leave the current option. A running affordance counts as failed.
+    pub(crate) fn abandon(&mut self, i: usize) {
+        let act = self.st.agents[i].act;
+        match act.phase {
+            Phase::Idle => {}
+            Phase::Walking => self.st.agents[i].act = Activity::IDLE,
+            Phase::Waiting | Phase::Holding => self.release(i, false),
+            Phase::Running => {
+                self.emit(
+                    EventKind::AffordanceFail,
+                    i as i32,
+                    -1,
+                    act.obj,
+                    act.aff as f32,
+                );
+                self.release(i, false);
+            }
+        }
+    }
+
+    /// Remove agent `i` from its object's queue or holders. Success sets the request cooldown and
+    /// hands the reservation over, preferring a waiter the departing agent likes.
+    pub(crate) fn release(&mut self, i: usize, success: bool) {
+        let obj = self.st.agents[i].act.obj;
+        self.st.agents[i].act = Activity::IDLE;
+        if obj < 0 {
+            return;
+        }
+        let obj = obj as usize;
+        let n = self.n_agents();
+        let os = &mut self.st.objects[obj];
+        let was_holder = os.holders.iter().any(|h| h.agent == i as u32);
+        os.holders.retain(|h| h.agent != i as u32);
+        os.waiting.retain(|w| w.agent != i as u32);
+        if success {
+            self.st.cooldowns[obj * n + i] =
+                self.st.tick + u64::from(self.s.cfg.queue_fairness.cooldown_ticks);
+        }
+        if success && was_holder && !self.st.objects[obj].waiting.is_empty() {
+            // Relationship-preferred handover: the liked waiter moves to the head.
+            let waiting = &self.st.objects[obj].waiting;
+            let mut best: Option<(f32, usize)> = None;
+            for (idx, w) in waiting.iter().enumerate() {
+                let t = self.tie(i, w.agent as usize);
+                let score = t.trust + t.familiarity - t.rivalry - 0.05 * idx as f32;
+                if t.present && score > 0.0 && best.is_none_or(|(b, _)| score > b) {
+                    best = Some((score, idx));
+                }
+            }
+            if let Some((_, idx)) = best {
+                if idx > 0 {
+                    let w = self.st.objects[obj].waiting.remove(idx);
+                    self.st.objects[obj].waiting.insert(0, w);
+                }
+            }
+            let next = self.st.objects[obj].waiting[0].agent as usize;
+            self.emit(
+                EventKind::QueueInteraction,
+                i as i32,
+                next as i32,
+                obj as i32,
+                1.0,
+            );
+            self.update_pair(i, next, 0.05, 0.05, -0.05, crate::social::Cause::Handover);
+        }
+        self.assign(obj);
+    }
+
+    /// Fill free capacity from the wait list: lowest (index - age weight * ticks waited) first.
+    fn assign(&mut self, obj: usize) {
+        let cap = self.s.types[self.s.objects[obj].type_idx].capacity;
+        let w_age = self.s.cfg.queue_fairness.age_priority_weight;
+        let tick = self.st.tick;
+        loop {
+            let os = &self.st.objects[obj];
+            if os.holders.len() >= cap || os.waiting.is_empty() {
+                return;
+            }
+            let mut best = 0;
+            let mut best_score = f32::INFINITY;
+            for (idx, w) in os.waiting.iter().enumerate() {
+                let score = idx as f32 - w_age * (tick - w.joined) as f32;
+                if score < best_score {
+                    best_score = score;
+                    best = idx;
+                }
+            }
+            let w = self.st.objects[obj].waiting.remove(best);
+            self.st.objects[obj].holders.push(Holder {
+                agent: w.agent,
+                since: tick,
+                stalled: 0,
+            });
+            self.st.agents[w.agent as usize].act.phase = Phase::Holding;
+        }
+    }
+
+    /// Queue system: assignment, ghost steps for stalled holders, and impatience conflicts.
+    pub(crate) fn queues_tick(&mut self) {
+        let qf = self.s.cfg.queue_fairness.clone();
+        let tick = self.st.tick;
+        for obj in 0..self.st.objects.len() {
+            self.assign(obj);
+            if self.st.objects[obj].waiting.is_empty() {
+                for h in &mut self.st.objects[obj].holders {
+                    h.stalled = 0;
+                }
+                continue;
+            }
+            // Ghost step: only a holder whose affordance is not running can be stalled.
+            let mut ghost: Option<usize> = None;
+            for h in &mut self.st.objects[obj].holders {
+                if self.st.agents[h.agent as usize].act.phase == Phase::Holding {
+                    h.stalled += 1;
+                    if h.stalled >= qf.ghost_step_after && ghost.is_none() {
+                        ghost = Some(h.agent as usize);
+                    }
+                } else {
+                    h.stalled = 0;
+                }
+            }
+            if let Some(g) = ghost {
+                let rival = self.st.objects[obj].waiting[0].agent as usize;
+                let len = self.st.objects[obj].waiting.len() + self.st.objects[obj].holders.len();
+                let aff = self.st.agents[g].act.aff;
+                self.st.objects[obj].holders.retain(|h| h.agent != g as u32);
+                self.st.objects[obj].waiting.push(Waiter {
+                    agent: g as u32,
+                    joined: tick,
+                    conflicted: true,
+                });
+                self.st.agents[g].act = Activity {
+                    aff,
+                    obj: obj as i32,
+                    phase: Phase::Waiting,
+                    remaining: 0,
+                    since: tick,
+                };
+                self.emit(
+                    EventKind::QueueGhostStep,
+                    g as i32,
+                    rival as i32,
+                    obj as i32,
+                    0.0,
+                );
+                let intensity = self.s.cfg.conflict.ghost_step_boost
+                    + self.s.cfg.conflict.queue_length_boost * (len as f32 - 1.0);
+                self.queue_conflict(g, rival, obj, intensity);
+                self.assign(obj);
+            }
+            // Impatience: one conflict per wait, with the first holder.
+            let Some(holder) = self.st.objects[obj]
+                .holders
+                .first()
+                .map(|h| h.agent as usize)
+            else {
+                continue;
+            };
+            let len = self.st.objects[obj].waiting.len() + self.st.objects[obj].holders.len();
+            for k in 0..self.st.objects[obj].waiting.len() {
+                let w = self.st.objects[obj].waiting[k];
+                let tolerance = crate::personality::PROFILES
+                    [self.s.agent_profiles[w.agent as usize]]
+                    .conflict_tolerance;
+                let patience = (qf.patience_ticks as f32 * tolerance) as u64;
+                if !w.conflicted && tick - w.joined >= patience {
+                    self.st.objects[obj].waiting[k].conflicted = true;
+                    let intensity = self.s.cfg.conflict.wait_boost
+                        + self.s.cfg.conflict.queue_length_boost * (len as f32 - 1.0);
+                    self.queue_conflict(w.agent as usize, holder, obj, intensity);
+                }
+            }
+        }
+    }
+
+    // -- running affordances ---------------------------------------------------------------------
+
+    pub(crate) fn affordances_tick(&mut self) {
+        for i in 0..self.n_agents() {
+            let a = &self.st.agents[i];
+            if !a.alive || a.act.phase != Phase::Running {
+                continue;
+            }
+            let (aff, obj) = (a.act.aff as usize, a.act.obj as usize);
+            let af = &self.s.affs[aff];
+            if af.duration == 0 {
+                if !self.transient_ok(i, aff, obj) {
+                    self.finish(i);
+                    continue;
+                }
+            } else if (af.needs_power && self.st.power_out > 0)
+                || (af.needs_water && self.st.water_out > 0)
+            {
+                self.utility_fail(i);
+                continue;
+            }
+            let per_tick = af.per_tick;
+            let duration = af.duration;
+            let a = &mut self.st.agents[i];
+            for (v, d) in a.needs.iter_mut().zip(per_tick) {
+                *v = (*v + d).clamp(0.0, 1.0);
+            }
+            if duration > 0 {
+                a.act.remaining -= 1;
+                if a.act.remaining == 0 {
+                    self.finish(i);
+                }
+            }
+        }
+    }
+
+    /// A running affordance loses its utility (blackout or water outage).
+    pub(crate) fn utility_fail(&mut self, i: usize) {
+        let act = self.st.agents[i].act;
+        self.emit(
+            EventKind::AffordanceFail,
+            i as i32,
+            -1,
+            act.obj,
+            act.aff as f32,
+        );
+        if self.s.affs[act.aff as usize].kind == AffordanceKind::Shower {
+            self.emit(EventKind::ShowerPowerOutage, i as i32, -1, act.obj, 0.0);
+        }
+        self.release(i, false);
+    }
+
+    /// The object of type `t` nearest to `from` with room for `produce`.
+    fn produce_target(&self, t: usize, from: [i32; 2], produce: &[(usize, u32)]) -> Option<usize> {
+        let max = &self.s.types[t].max_stock;
+        let mut best: Option<(i32, usize)> = None;
+        for (o, info) in self.s.objects.iter().enumerate() {
+            if info.type_idx != t {
+                continue;
+            }
+            let room = produce
+                .iter()
+                .all(|&(k, n)| max[k] == 0 || self.st.objects[o].stock[k] + n <= max[k]);
+            let d = (info.pos[0] - from[0]).abs() + (info.pos[1] - from[1]).abs();
+            if room && best.is_none_or(|(b, _)| d < b) {
+                best = Some((d, o));
+            }
+        }
+        best.map(|b| b.1)
+    }
+
+    fn finish(&mut self, i: usize) {
+        let act = self.st.agents[i].act;
+        let (aff, obj) = (act.aff as usize, act.obj as usize);
+        let af = &self.s.affs[aff];
+        let kind = af.kind;
+        if !af.produces.is_empty() {
+            let into = match af.produces_into {
+                Some(t) => self.produce_target(t, self.s.objects[obj].pos, &af.produces),
+                None => Some(obj),
+            };
+            if let Some(target) = into {
+                for &(k, n) in &af.produces {
+                    self.st.objects[target].stock[k] += n;
+                }
+            }
+        }
+        self.emit(
+            EventKind::AffordanceFinish,
+            i as i32,
+            -1,
+            obj as i32,
+            aff as f32,
+        );
+        let c = &mut self.st.agents[i].counters;
+        match kind {
+            AffordanceKind::Shower => {
+                c.showers += 1;
+                self.emit(EventKind::ShowerComplete, i as i32, -1, obj as i32, 0.0);
+            }
+            AffordanceKind::Sleep => {
+                c.sleeps += 1;
+                self.emit(EventKind::SleepComplete, i as i32, -1, obj as i32, 0.0);
+            }
+            AffordanceKind::Cook => {
+                c.meals_cooked += 1;
+                self.emit(EventKind::MealCooked, i as i32, -1, obj as i32, 0.0);
+            }
+            AffordanceKind::Meal => {
+                c.meals_eaten += 1;
+                self.shared_meals(i);
+            }
+            AffordanceKind::Work | AffordanceKind::Other => {}
+        }
+        self.release(i, true);
+    }
+
+    /// Agents eating at overlapping times within chat range share a meal (each pair once: the
+    /// first of the two to finish records it).
+    fn shared_meals(&mut self, i: usize) {
+        let range = self.s.cfg.actions.chat_range as i32;
+        let pos = self.st.agents[i].pos;
+        for j in 0..self.n_agents() {
+            let b = &self.st.agents[j];
+            if j == i || !b.alive || b.act.phase != Phase::Running {
+                continue;
+            }
+            if self.s.affs[b.act.aff as usize].kind == AffordanceKind::Meal
+                && chebyshev(pos, b.pos) <= range
+            {
+                self.emit(EventKind::SharedMeal, i as i32, j as i32, b.act.obj, 0.0);
+                self.update_pair(i, j, 0.10, 0.25, 0.0, crate::social::Cause::SharedMeal);
+            }
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! Townlet core: a deterministic town simulation for training agents.
+//!
+//! Pure Rust, no Python. `World` owns one town: static data compiled from a validated config
+//! (`Statics`, shared between towns) and plain dynamic state (`State`) that the systems update in
+//! the prior system's tick order.
+
+pub mod activity;
+pub mod config;
+pub mod employment;
+pub mod events;
+pub mod expert;
+pub mod grid;
+pub mod lifecycle;
+pub mod personality;
+pub mod perturb;
+pub mod rng;
+pub mod social;
+pub mod state;
+pub mod statics;
+pub mod validate;
+pub mod world;
+
+pub use config::{parse_world_config, ConfigError, WorldConfig};
+pub use events::{Event, EventKind};
+pub use statics::Statics;
+pub use world::{Actions, Kpis, World};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,360 @@
+//! Economy (prices, price spikes, deliveries) and the perturbation scheduler: price spikes,
+//! blackouts, water outages and arranged meets, drawn per tick with probability per day, with
+//! cooldowns, a concurrency cap and a per-window cap; triggerable and cancellable by console.
+
+use crate::config::{MeetTarget, PerturbationSpec};
+use crate::events::EventKind;
+use crate::state::{ActivePerturbation, Activity, PendingPerturbation, Phase};
+use crate::world::World;
+
+impl World {
+    fn recompute_prices(&mut self) {
+        let mut prices = self.s.base_prices.clone();
+        for p in &self.st.perturb.active {
+            if matches!(
+                self.s.perturbations[p.spec].spec,
+                PerturbationSpec::PriceSpike { .. }
+            ) {
+                for &k in &self.s.perturbations[p.spec].price_targets {
+                    prices[k] *= p.magnitude;
+                }
+            }
+        }
+        for (k, (&new, old)) in prices.iter().zip(self.st.prices.iter_mut()).enumerate() {
+            if new != *old {
+                *old = new;
+                self.st.events.emit(
+                    self.st.tick,
+                    EventKind::EconomyPriceUpdate,
+                    -1,
+                    -1,
+                    k as i32,
+                    new as f32,
+                );
+            }
+        }
+    }
+
+    /// Console: set a price's baseline.
+    pub fn set_price(&mut self, key: &str, value: f64) -> Result<(), String> {
+        let k = self
+            .s
+            .price_keys
+            .iter()
+            .position(|p| p == key)
+            .ok_or_else(|| format!("unknown price key \"{key}\""))?;
+        if !(value >= 0.0 && value.is_finite()) {
+            return Err(format!("price must be a finite number >= 0, got {value}"));
+        }
+        let mut s = (*self.s).clone();
+        s.base_prices[k] = value;
+        self.s = std::sync::Arc::new(s);
+        self.recompute_prices();
+        Ok(())
+    }
+
+    pub(crate) fn economy_tick(&mut self) {
+        if let Some((t, k, amount)) = self.s.delivery {
+            if self.tick_of_day() == self.s.cfg.economy.delivery.tick_of_day {
+                for o in 0..self.s.objects.len() {
+                    if self.s.objects[o].type_idx != t {
+                        continue;
+                    }
+                    let max = self.s.types[t].max_stock[k];
+                    let stock = &mut self.st.objects[o].stock[k];
+                    let before = *stock;
+                    *stock = if max > 0 {
+                        (*stock + amount).min(max)
+                    } else {
+                        *stock + amount
+                    };
+                    let added = *stock - before;
+                    self.emit(EventKind::StockReplenish, -1, -1, o as i32, added as f32);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn perturbations_tick(&mut self) {
+        let tick = self.st.tick;
+        let cfg = self.s.cfg.perturbations.clone();
+        if tick >= self.st.perturb.window_start + u64::from(cfg.window_ticks) {
+            self.st.perturb.window_start = tick - tick % u64::from(cfg.window_ticks);
+            self.st
+                .perturb
+                .window_counts
+                .iter_mut()
+                .for_each(|c| *c = 0);
+        }
+        let ended: Vec<u32> = self
+            .st
+            .perturb
+            .active
+            .iter()
+            .filter(|p| p.ends <= tick)
+            .map(|p| p.id)
+            .collect();
+        for id in ended {
+            self.end_perturbation(id, EventKind::PerturbationEnded);
+        }
+        let due: Vec<PendingPerturbation> = self
+            .st
+            .perturb
+            .pending
+            .iter()
+            .filter(|p| p.starts <= tick)
+            .cloned()
+            .collect();
+        self.st.perturb.pending.retain(|p| p.starts > tick);
+        for p in due {
+            self.start_perturbation(p.id, p.spec, p.duration, p.magnitude);
+        }
+        if tick < self.st.perturb.global_ready_at {
+            return;
+        }
+        let tpd = f64::from(self.s.cfg.world.ticks_per_day);
+        for s in 0..self.s.perturbations.len() {
+            if self.st.perturb.active.len() >= cfg.max_concurrent_events as usize {
+                break;
+            }
+            let sched = self.s.perturbations[s].spec.schedule();
+            if sched.prob_per_day <= 0.0 {
+                continue;
+            }
+            let u = self.st.rng_perturb.next_f64();
+            if tick < self.st.perturb.spec_ready_at[s]
+                || self.st.perturb.window_counts[s] >= cfg.max_events_per_window
+            {
+                continue;
+            }
+            if u < sched.prob_per_day / tpd {
+                let id = self.st.perturb.next_id;
+                self.st.perturb.next_id += 1;
+                self.st.perturb.window_counts[s] += 1;
+                self.st.perturb.global_ready_at = tick + u64::from(cfg.global_cooldown_ticks);
+                self.start_perturbation(id, s, None, None);
+                break;
+            }
+        }
+    }
+
+    fn start_perturbation(
+        &mut self,
+        id: u32,
+        spec: usize,
+        duration: Option<u32>,
+        magnitude: Option<f64>,
+    ) {
+        let tick = self.st.tick;
+        let info = self.s.perturbations[spec].clone();
+        let sched = info.spec.schedule();
+        let duration = duration
+            .unwrap_or_else(|| {
+                self.st
+                    .rng_perturb
+                    .range_u32(sched.duration[0], sched.duration[1])
+            })
+            .max(1);
+        self.st.perturb.spec_ready_at[spec] = tick + u64::from(sched.cooldown_ticks);
+        let mut active = ActivePerturbation {
+            id,
+            spec,
+            started: tick,
+            ends: tick + u64::from(duration),
+            magnitude: 1.0,
+            participants: Vec::new(),
+        };
+        self.emit(EventKind::PerturbationStarted, -1, -1, -1, id as f32);
+        match &info.spec {
+            PerturbationSpec::PriceSpike {
+                magnitude: range, ..
+            } => {
+                active.magnitude =
+                    magnitude.unwrap_or_else(|| self.st.rng_perturb.range_f64(range[0], range[1]));
+                let m = active.magnitude;
+                self.st.perturb.active.push(active);
+                self.emit(EventKind::PerturbationPriceSpike, -1, -1, -1, m as f32);
+                self.recompute_prices();
+                return;
+            }
+            PerturbationSpec::Blackout { .. } => {
+                self.st.power_out += 1;
+                self.emit(EventKind::PerturbationBlackout, -1, -1, -1, duration as f32);
+                self.fail_utility_users(true);
+            }
+            PerturbationSpec::Outage { .. } => {
+                self.st.water_out += 1;
+                self.emit(EventKind::PerturbationOutage, -1, -1, -1, duration as f32);
+                self.fail_utility_users(false);
+            }
+            PerturbationSpec::ArrangedMeet {
+                target,
+                max_participants,
+                ..
+            } => {
+                active.participants = self.meet_participants(*target, *max_participants as usize);
+                self.emit(
+                    EventKind::PerturbationArrangedMeet,
+                    -1,
+                    -1,
+                    -1,
+                    active.participants.len() as f32,
+                );
+                self.relocate_for_meet(&info.location_objects, &active.participants);
+            }
+        }
+        self.st.perturb.active.push(active);
+    }
+
+    fn fail_utility_users(&mut self, power: bool) {
+        for i in 0..self.n_agents() {
+            let a = &self.st.agents[i];
+            if !a.alive || a.act.phase != Phase::Running {
+                continue;
+            }
+            let af = &self.s.affs[a.act.aff as usize];
+            if (power && af.needs_power) || (!power && af.needs_water) {
+                self.utility_fail(i);
+            }
+        }
+    }
+
+    /// The strongest rival pair (honouring `top_rivals`), else a random draw.
+    fn meet_participants(&mut self, target: MeetTarget, max: usize) -> Vec<u32> {
+        let tick = self.st.tick;
+        let n = self.n_agents();
+        let eligible: Vec<usize> = (0..n)
+            .filter(|&i| self.st.agents[i].alive && self.st.perturb.agent_ready_at[i] <= tick)
+            .collect();
+        let mut chosen: Vec<usize> = Vec::new();
+        if target == MeetTarget::TopRivals {
+            let mut best: Option<(f32, usize, usize)> = None;
+            for &a in &eligible {
+                for &b in &eligible {
+                    let r = self.tie(a, b).rivalry;
+                    if a != b && r > 0.0 && best.is_none_or(|(x, _, _)| r > x) {
+                        best = Some((r, a, b));
+                    }
+                }
+            }
+            if let Some((_, a, b)) = best {
+                chosen = vec![a, b];
+            }
+        }
+        if chosen.is_empty() {
+            let mut pool = eligible;
+            while chosen.len() < max && !pool.is_empty() {
+                let k = (self.st.rng_perturb.next_u64() % pool.len() as u64) as usize;
+                chosen.push(pool.swap_remove(k));
+            }
+        }
+        let cooldown = u64::from(self.s.cfg.perturbations.per_agent_cooldown_ticks);
+        for &i in &chosen {
+            self.st.perturb.agent_ready_at[i] = tick + cooldown;
+        }
+        chosen.into_iter().map(|i| i as u32).collect()
+    }
+
+    fn relocate_for_meet(&mut self, objects: &[usize], who: &[u32]) {
+        let Some(&obj) = objects.first() else { return };
+        let pos = self.s.objects[obj].pos;
+        let tiles: Vec<[i32; 2]> = self
+            .s
+            .grid
+            .neighbours(pos[0], pos[1])
+            .map(|(x, y)| [x, y])
+            .collect();
+        for (k, &i) in who.iter().enumerate() {
+            let i = i as usize;
+            self.abandon(i);
+            self.st.agents[i].act = Activity::IDLE;
+            self.st.agents[i].pos = tiles[k % tiles.len()];
+            self.st.agents[i].ctx_reset = true;
+            self.emit(
+                EventKind::ArrangedMeetRelocated,
+                i as i32,
+                -1,
+                obj as i32,
+                0.0,
+            );
+        }
+    }
+
+    fn end_perturbation(&mut self, id: u32, why: EventKind) {
+        let Some(idx) = self.st.perturb.active.iter().position(|p| p.id == id) else {
+            return;
+        };
+        let p = self.st.perturb.active.remove(idx);
+        match self.s.perturbations[p.spec].spec {
+            PerturbationSpec::PriceSpike { .. } => self.recompute_prices(),
+            PerturbationSpec::Blackout { .. } => self.st.power_out -= 1,
+            PerturbationSpec::Outage { .. } => self.st.water_out -= 1,
+            PerturbationSpec::ArrangedMeet { .. } => {}
+        }
+        self.emit(why, -1, -1, -1, id as f32);
+    }
+
+    /// Console: schedule perturbation `name` to start in `starts_in` ticks; returns its event id.
+    pub fn perturbation_trigger(
+        &mut self,
+        name: &str,
+        starts_in: u32,
+        duration: Option<u32>,
+        magnitude: Option<f64>,
+    ) -> Result<u32, String> {
+        let spec = self
+            .s
+            .perturbations
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self
+                    .s
+                    .perturbations
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect();
+                format!(
+                    "unknown perturbation \"{name}\" (configured: {})",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                )
+            })?;
+        if duration == Some(0) {
+            return Err("duration must be >= 1".into());
+        }
+        if let Some(m) = magnitude {
+            if !(m > 0.0 && m.is_finite()) {
+                return Err(format!("magnitude must be a finite number > 0, got {m}"));
+            }
+        }
+        let id = self.st.perturb.next_id;
+        self.st.perturb.next_id += 1;
+        self.st.perturb.pending.push(PendingPerturbation {
+            id,
+            spec,
+            starts: self.st.tick + u64::from(starts_in),
+            duration,
+            magnitude,
+        });
+        Ok(id)
+    }
+
+    /// Console: cancel a pending or active perturbation.
+    pub fn perturbation_cancel(&mut self, id: u32) -> bool {
+        if self.st.perturb.active.iter().any(|p| p.id == id) {
+            self.end_perturbation(id, EventKind::PerturbationCancelled);
+            return true;
+        }
+        let before = self.st.perturb.pending.len();
+        self.st.perturb.pending.retain(|p| p.id != id);
+        if self.st.perturb.pending.len() != before {
+            self.emit(EventKind::PerturbationCancelled, -1, -1, -1, id as f32);
+            return true;
+        }
+        false
+    }
+}

@@ -1,0 +1,469 @@
+//! The world: static data, dynamic state and the tick, in the prior system's order.
+
+use crate::config::{parse_world_config, ConfigError, WorldConfig};
+use crate::events::{EventKind, EventLog};
+use crate::rng::Rng;
+use crate::state::*;
+use crate::statics::Statics;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+pub const SNAPSHOT_FORMAT: &str = "townlet.snapshot";
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// Where the actions of one tick come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Actions<'a> {
+    /// Scripted agents follow their script, every other agent the scripted expert.
+    Policy,
+    /// One action per agent slot (dead agents' entries are ignored).
+    Given(&'a [u16]),
+}
+
+#[derive(Debug, Clone)]
+pub struct World {
+    pub s: Arc<Statics>,
+    pub st: State,
+    pub town: u64,
+    /// Actions applied in the last tick and their log-probabilities under the acting policy.
+    pub last_actions: Vec<u16>,
+    pub last_logp: Vec<f32>,
+    pub(crate) scratch_mask: Vec<bool>,
+}
+
+/// Key performance indicators of a run so far.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Kpis {
+    pub self_sufficiency: f64,
+    pub on_time_rate: f64,
+    pub relationship_coverage: f64,
+    pub shifts_scheduled: u64,
+    pub shifts_on_time: u64,
+    pub faints: u64,
+    pub evictions: u64,
+    pub queue_conflicts: u64,
+    pub chat_success: u64,
+    pub chat_failure: u64,
+    pub shared_meals: u64,
+    pub invalid_actions: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    format: String,
+    version: u32,
+    config_hash: String,
+    town: u64,
+    config: WorldConfig,
+    state: State,
+}
+
+impl World {
+    pub fn from_json(config_json: &str, town: u64) -> Result<Self, ConfigError> {
+        Ok(Self::new(
+            Arc::new(Statics::build(parse_world_config(config_json)?)),
+            town,
+        ))
+    }
+
+    /// A fresh town `town` (its RNG streams are derived from the config seed and this index).
+    pub fn new(s: Arc<Statics>, town: u64) -> Self {
+        let cfg = &s.cfg;
+        let n = s.n_agents();
+        let seed = cfg.seed;
+        let agents = cfg
+            .agents
+            .iter()
+            .map(|a| Agent {
+                name: a.id.clone(),
+                generation: 1,
+                alive: true,
+                respawn_at: 0,
+                pos: a.pos.unwrap_or(a.home),
+                home: a.home,
+                needs: a.needs.unwrap_or(cfg.needs.initial).to_array(),
+                wallet: a.wallet.unwrap_or(cfg.economy.starting_wallet),
+                act: Activity::IDLE,
+                hunger_low_ticks: 0,
+                chat_ready_at: 0,
+                last_action: 0,
+                last_action_ok: true,
+                ctx_reset: true,
+                identity_slot: -1,
+                spawned_at: 0,
+                emp: Employment::new(),
+                counters: AgentCounters::default(),
+                terminated: None,
+                flags: TickFlags::default(),
+            })
+            .collect();
+        let objects = s
+            .objects
+            .iter()
+            .map(|o| ObjectState {
+                stock: o.initial_stock.clone(),
+                waiting: Vec::new(),
+                holders: Vec::new(),
+            })
+            .collect();
+        let n_specs = s.perturbations.len();
+        let slots = cfg.identity.max_slots as usize;
+        let mut w = World {
+            st: State {
+                tick: 0,
+                agents,
+                objects,
+                cooldowns: vec![0; s.objects.len() * n],
+                ties: vec![Tie::default(); n * n],
+                prices: s.base_prices.clone(),
+                power_out: 0,
+                water_out: 0,
+                mortality: cfg.lifecycle.mortality,
+                perturb: PerturbationState {
+                    active: Vec::new(),
+                    pending: Vec::new(),
+                    spec_ready_at: vec![0; n_specs],
+                    window_start: 0,
+                    window_counts: vec![0; n_specs],
+                    global_ready_at: 0,
+                    agent_ready_at: vec![0; n],
+                    next_id: 1,
+                },
+                identity: IdentitySlots {
+                    holder: vec![-1; slots],
+                    released_at: vec![None; slots],
+                    allocations: 0,
+                    forced_reuse: 0,
+                },
+                exits: ExitQueue {
+                    pending: Vec::new(),
+                    manual: Vec::new(),
+                    exits_today: 0,
+                    day: 0,
+                },
+                rng_world: Rng::stream(seed, town, "world"),
+                rng_perturb: Rng::stream(seed, town, "perturbations"),
+                rng_social: Rng::stream(seed, town, "social"),
+                rng_policy: Rng::stream(seed, town, "policy"),
+                events: EventLog::new(false),
+                stats: Stats::default(),
+            },
+            town,
+            last_actions: vec![0; n],
+            last_logp: vec![0.0; n],
+            scratch_mask: vec![false; s.n_actions()],
+            s,
+        };
+        for i in 0..n {
+            w.identity_allocate(i);
+        }
+        w
+    }
+
+    pub fn n_agents(&self) -> usize {
+        self.st.agents.len()
+    }
+
+    #[inline]
+    pub fn tick(&self) -> u64 {
+        self.st.tick
+    }
+
+    #[inline]
+    pub fn tick_of_day(&self) -> u32 {
+        (self.st.tick % u64::from(self.s.cfg.world.ticks_per_day)) as u32
+    }
+
+    #[inline]
+    pub fn day(&self) -> i64 {
+        (self.st.tick / u64::from(self.s.cfg.world.ticks_per_day)) as i64
+    }
+
+    #[inline]
+    pub(crate) fn emit(
+        &mut self,
+        kind: EventKind,
+        agent: i32,
+        other: i32,
+        object: i32,
+        value: f32,
+    ) {
+        let t = self.st.tick;
+        self.st.events.emit(t, kind, agent, other, object, value);
+    }
+
+    pub fn set_record_events(&mut self, on: bool) {
+        self.st.events.record = on;
+    }
+
+    /// Advance `n` ticks.
+    pub fn run(&mut self, n: u64, actions: Actions<'_>) {
+        for _ in 0..n {
+            self.step(actions);
+        }
+    }
+
+    /// One tick, in order: respawns, perturbations, policy, actions, queues, affordances, need decay,
+    /// employment, relationships, economy, nightly reset, lifecycle, KPIs, removal of the terminated.
+    pub fn step(&mut self, actions: Actions<'_>) {
+        self.st.events.begin_tick();
+        for a in &mut self.st.agents {
+            a.flags = TickFlags::default();
+            a.ctx_reset = false;
+            // A terminated agent was removed at the end of the last tick; an alive one carries a
+            // console kill that takes effect this tick.
+            if !a.alive {
+                a.terminated = None;
+            }
+        }
+        self.process_respawns();
+        self.perturbations_tick();
+        self.choose_actions(actions);
+        self.apply_actions();
+        self.queues_tick();
+        self.affordances_tick();
+        self.decay_needs();
+        self.employment_tick();
+        self.relationships_tick();
+        self.economy_tick();
+        self.nightly_reset();
+        self.lifecycle_evaluate();
+        self.update_stats();
+        self.finalize_terminated();
+        self.st.tick += 1;
+    }
+
+    fn choose_actions(&mut self, actions: Actions<'_>) {
+        let n = self.n_agents();
+        match actions {
+            Actions::Given(given) => {
+                assert_eq!(given.len(), n, "one action per agent slot");
+                self.last_actions.copy_from_slice(given);
+                self.last_logp.iter_mut().for_each(|l| *l = 0.0);
+            }
+            Actions::Policy => {
+                for i in 0..n {
+                    if !self.st.agents[i].alive {
+                        self.last_actions[i] = 0;
+                        self.last_logp[i] = 0.0;
+                        continue;
+                    }
+                    let script = &self.s.scripts[i];
+                    if !script.is_empty() {
+                        let k = (self.st.tick as usize) % script.len();
+                        self.last_actions[i] = script[k];
+                        self.last_logp[i] = 0.0;
+                    } else {
+                        let (a, logp) = self.expert_act(i);
+                        self.last_actions[i] = a as u16;
+                        self.last_logp[i] = logp;
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_actions(&mut self) {
+        let n = self.n_agents();
+        if n == 0 {
+            return;
+        }
+        // Rotate who acts first so that no slot always wins a race for an object.
+        let first = (self.st.tick as usize) % n;
+        for k in 0..n {
+            let i = (first + k) % n;
+            if self.st.agents[i].alive {
+                let a = self.last_actions[i] as usize;
+                self.apply_action(i, a);
+            }
+        }
+    }
+
+    fn decay_needs(&mut self) {
+        let decay = self.s.cfg.needs.decay.to_array();
+        for (i, a) in self.st.agents.iter_mut().enumerate() {
+            if !a.alive {
+                continue;
+            }
+            let mult = crate::personality::PROFILES[self.s.agent_profiles[i]].need_decay;
+            for k in 0..3 {
+                a.needs[k] = (a.needs[k] - decay[k] * mult[k]).clamp(0.0, 1.0);
+            }
+        }
+    }
+
+    fn update_stats(&mut self) {
+        let mut alive = 0u64;
+        let mut ok = 0u64;
+        for a in &self.st.agents {
+            if a.alive {
+                alive += 1;
+                if a.needs.iter().all(|&v| v > 0.3) {
+                    ok += 1;
+                }
+            }
+        }
+        let st = &mut self.st.stats;
+        st.ticks += 1;
+        st.agent_steps += alive;
+        if alive > 0 {
+            st.self_sufficiency_sum += ok as f64 / alive as f64;
+        }
+    }
+
+    pub fn kpis(&self) -> Kpis {
+        let st = &self.st.stats;
+        let n = self.n_agents();
+        let thr = 0.3;
+        let covered = (0..n)
+            .filter(|&i| {
+                self.st.agents[i].alive
+                    && (0..n).any(|j| {
+                        let t = &self.st.ties[i * n + j];
+                        t.present && (t.trust.abs() > thr || t.rivalry > thr)
+                    })
+            })
+            .count();
+        let alive = self.st.agents.iter().filter(|a| a.alive).count().max(1);
+        let ev = &self.st.events;
+        Kpis {
+            self_sufficiency: if st.ticks > 0 {
+                st.self_sufficiency_sum / st.ticks as f64
+            } else {
+                0.0
+            },
+            on_time_rate: if st.shifts_scheduled > 0 {
+                st.shifts_on_time as f64 / st.shifts_scheduled as f64
+            } else {
+                0.0
+            },
+            relationship_coverage: covered as f64 / alive as f64,
+            shifts_scheduled: st.shifts_scheduled,
+            shifts_on_time: st.shifts_on_time,
+            faints: st.faints,
+            evictions: st.evictions,
+            queue_conflicts: ev.total(EventKind::QueueConflict),
+            chat_success: ev.total(EventKind::ChatSuccess),
+            chat_failure: ev.total(EventKind::ChatFailure),
+            shared_meals: ev.total(EventKind::SharedMeal),
+            invalid_actions: st.invalid_actions,
+        }
+    }
+
+    /// SHA-256 over the full dynamic state (agents, objects, queues, ledgers, RNG streams, scheduler,
+    /// counters), as hex.
+    pub fn world_hash(&self) -> String {
+        let bytes = serde_json::to_vec(&self.st).expect("state serialises");
+        let mut h = Sha256::new();
+        h.update(self.s.config_hash.as_bytes());
+        h.update(self.town.to_le_bytes());
+        h.update(&bytes);
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The complete state as a versioned JSON document (with the config embedded).
+    pub fn snapshot_json(&self) -> String {
+        let snap = Snapshot {
+            format: SNAPSHOT_FORMAT.into(),
+            version: SNAPSHOT_VERSION,
+            config_hash: self.s.config_hash.clone(),
+            town: self.town,
+            config: self.s.cfg.clone(),
+            state: self.st.clone(),
+        };
+        serde_json::to_string(&snap).expect("snapshot serialises")
+    }
+
+    /// Restore a snapshot. When `expected` statics are given, the snapshot's config must match them.
+    pub fn from_snapshot(json: &str, expected: Option<Arc<Statics>>) -> Result<Self, String> {
+        let head: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| format!("not a JSON document: {e}"))?;
+        let format = head.get("format").and_then(|v| v.as_str()).unwrap_or("");
+        if format != SNAPSHOT_FORMAT {
+            return Err(format!(
+                "not a Townlet snapshot (format is {format:?}, expected {SNAPSHOT_FORMAT:?})"
+            ));
+        }
+        let version = head.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
+        if version != u64::from(SNAPSHOT_VERSION) {
+            return Err(format!(
+                "snapshot version {version} is not supported by this build (it reads version {SNAPSHOT_VERSION}); \
+                 re-create the snapshot with a matching Townlet"
+            ));
+        }
+        let snap: Snapshot =
+            serde_json::from_value(head).map_err(|e| format!("malformed snapshot: {e}"))?;
+        crate::validate::validate(&snap.config)
+            .map_err(|e| format!("snapshot config is invalid: {e}"))?;
+        let statics = match expected {
+            Some(s) => {
+                if s.config_hash != snap.config_hash {
+                    return Err(format!(
+                        "snapshot was taken with config hash {} but the given config hashes to {}",
+                        &snap.config_hash[..12.min(snap.config_hash.len())],
+                        &s.config_hash[..12]
+                    ));
+                }
+                s
+            }
+            None => Arc::new(Statics::build(snap.config)),
+        };
+        if statics.config_hash != snap.config_hash {
+            return Err("snapshot config hash does not match its embedded config".into());
+        }
+        let n = statics.n_agents();
+        let st = snap.state;
+        if st.agents.len() != n
+            || st.ties.len() != n * n
+            || st.objects.len() != statics.objects.len()
+            || st.cooldowns.len() != n * statics.objects.len()
+            || st.events.totals.len() != EventKind::COUNT
+        {
+            return Err(
+                "snapshot state does not match its config (agent, object or event counts differ)"
+                    .into(),
+            );
+        }
+        let mut w = World::new(statics, snap.town);
+        w.st = st;
+        w.st.events.tick_counts = vec![0; EventKind::COUNT];
+        Ok(w)
+    }
+
+    // -- helpers shared by the systems --------------------------------------------------------
+
+    #[inline]
+    pub(crate) fn tie(&self, a: usize, b: usize) -> &Tie {
+        &self.st.ties[a * self.n_agents() + b]
+    }
+
+    #[inline]
+    pub(crate) fn price(&self, aff: usize) -> f64 {
+        self.s.affs[aff]
+            .price
+            .map(|p| self.st.prices[p])
+            .unwrap_or(0.0)
+    }
+
+    /// Take a charge from a wallet, never below zero for penalties; returns the amount taken.
+    pub(crate) fn charge_penalty(&mut self, i: usize, amount: f64) -> f64 {
+        let a = &mut self.st.agents[i];
+        let taken = amount.min(a.wallet.max(0.0));
+        a.wallet -= taken;
+        a.counters.penalties += taken;
+        self.st.stats.penalties += taken;
+        taken
+    }
+
+    pub fn agent_index(&self, id: &str) -> Option<usize> {
+        self.st
+            .agents
+            .iter()
+            .position(|a| a.display_id() == id || a.name == id)
+    }
+}
+
+pub fn chebyshev(a: [i32; 2], b: [i32; 2]) -> i32 {
+    (a[0] - b[0]).abs().max((a[1] - b[1]).abs())
+}

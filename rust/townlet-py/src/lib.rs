@@ -1,0 +1,577 @@
+//! Thin pyo3 glue: config in, numpy arrays out, errors mapped to Python exceptions.
+//! No game logic lives here; the GIL is released around every tick batch.
+
+use numpy::ndarray::{Array1, Array2};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyIndexError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use townlet_core::state::{Phase, ShiftState};
+use townlet_core::statics::ACTION_SPACE_VERSION;
+use townlet_core::{Actions, EventKind, World};
+
+create_exception!(
+    _core,
+    ConfigError,
+    PyValueError,
+    "A world config failed validation; `.path` names the key."
+);
+create_exception!(
+    _core,
+    SnapshotError,
+    PyValueError,
+    "A snapshot could not be restored."
+);
+
+fn config_err(e: townlet_core::ConfigError) -> PyErr {
+    Python::attach(|py| {
+        let err = ConfigError::new_err(e.to_string());
+        let value = err.value(py);
+        let _ = value.setattr("path", e.path.clone());
+        let _ = value.setattr("detail", e.message.clone());
+        err
+    })
+}
+
+/// One simulated town.
+#[pyclass(module = "townlet._core")]
+struct Town {
+    w: World,
+}
+
+impl Town {
+    fn agent(&self, index: usize) -> PyResult<usize> {
+        if index >= self.w.n_agents() {
+            return Err(PyIndexError::new_err(format!(
+                "agent index {index} out of range (0..{})",
+                self.w.n_agents()
+            )));
+        }
+        Ok(index)
+    }
+}
+
+#[pymethods]
+impl Town {
+    /// Build town `town` of the run described by `config_json` (the resolved world config).
+    #[new]
+    #[pyo3(signature = (config_json, town = 0, record_events = false))]
+    fn new(config_json: &str, town: u64, record_events: bool) -> PyResult<Self> {
+        let mut w = World::from_json(config_json, town).map_err(config_err)?;
+        w.set_record_events(record_events);
+        Ok(Self { w })
+    }
+
+    /// Restore a snapshot. With `config_json`, the snapshot must have been taken with that config.
+    #[staticmethod]
+    #[pyo3(signature = (snapshot_json, config_json = None, record_events = false))]
+    fn from_snapshot(
+        snapshot_json: &str,
+        config_json: Option<&str>,
+        record_events: bool,
+    ) -> PyResult<Self> {
+        let expected = match config_json {
+            Some(c) => Some(std::sync::Arc::new(townlet_core::Statics::build(
+                townlet_core::parse_world_config(c).map_err(config_err)?,
+            ))),
+            None => None,
+        };
+        let mut w =
+            World::from_snapshot(snapshot_json, expected).map_err(SnapshotError::new_err)?;
+        w.set_record_events(record_events);
+        Ok(Self { w })
+    }
+
+    /// Advance `ticks` ticks with the scripted policy, or one tick with the given actions
+    /// (one per agent slot). The GIL is released while the town runs.
+    #[pyo3(signature = (ticks = 1, actions = None))]
+    fn step(
+        &mut self,
+        py: Python<'_>,
+        ticks: u64,
+        actions: Option<PyReadonlyArray1<'_, i64>>,
+    ) -> PyResult<()> {
+        match actions {
+            None => {
+                let w = &mut self.w;
+                py.detach(|| w.run(ticks, Actions::Policy));
+            }
+            Some(arr) => {
+                if ticks != 1 {
+                    return Err(PyValueError::new_err(
+                        "given actions drive exactly one tick; pass ticks=1",
+                    ));
+                }
+                let n = self.w.n_agents();
+                let n_actions = self.w.s.n_actions() as i64;
+                let view = arr.as_slice()?;
+                if view.len() != n {
+                    return Err(PyValueError::new_err(format!(
+                        "expected {n} actions (one per agent), got {}",
+                        view.len()
+                    )));
+                }
+                let mut acts = Vec::with_capacity(n);
+                for (i, &a) in view.iter().enumerate() {
+                    if a < 0 || a >= n_actions {
+                        return Err(PyValueError::new_err(format!(
+                            "action {a} for agent {i} is outside [0, {n_actions})"
+                        )));
+                    }
+                    acts.push(a as u16);
+                }
+                let w = &mut self.w;
+                py.detach(|| w.step(Actions::Given(&acts)));
+            }
+        }
+        Ok(())
+    }
+
+    #[getter]
+    fn tick(&self) -> u64 {
+        self.w.tick()
+    }
+    #[getter]
+    fn n_agents(&self) -> usize {
+        self.w.n_agents()
+    }
+    #[getter]
+    fn ticks_per_day(&self) -> u32 {
+        self.w.s.cfg.world.ticks_per_day
+    }
+    #[getter]
+    fn config_id(&self) -> String {
+        self.w.s.cfg.config_id.clone()
+    }
+    #[getter]
+    fn seed(&self) -> u64 {
+        self.w.s.cfg.seed
+    }
+    #[getter]
+    fn config_hash(&self) -> String {
+        self.w.s.config_hash.clone()
+    }
+    #[getter]
+    fn manifest_checksum(&self) -> String {
+        self.w.s.manifest_checksum.clone()
+    }
+    #[getter]
+    fn action_space_version(&self) -> &'static str {
+        ACTION_SPACE_VERSION
+    }
+    #[getter]
+    fn grid_shape(&self) -> (i32, i32) {
+        (self.w.s.grid.height, self.w.s.grid.width)
+    }
+
+    /// Current agent ids, with lineage suffixes after respawns (`alice#2`).
+    fn agent_ids(&self) -> Vec<String> {
+        self.w.st.agents.iter().map(|a| a.display_id()).collect()
+    }
+    fn action_names(&self) -> Vec<String> {
+        self.w.s.action_names.clone()
+    }
+    fn object_ids(&self) -> Vec<String> {
+        self.w.s.objects.iter().map(|o| o.id.clone()).collect()
+    }
+    fn object_types(&self) -> Vec<String> {
+        self.w
+            .s
+            .objects
+            .iter()
+            .map(|o| self.w.s.types[o.type_idx].name.clone())
+            .collect()
+    }
+    fn object_positions<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<i32>> {
+        let v: Vec<i32> = self.w.s.objects.iter().flat_map(|o| o.pos).collect();
+        Array2::from_shape_vec((self.w.s.objects.len(), 2), v)
+            .expect("shape")
+            .into_pyarray(py)
+    }
+    fn stock_keys(&self) -> Vec<String> {
+        self.w.s.stock_keys.clone()
+    }
+    fn price_keys(&self) -> Vec<String> {
+        self.w.s.price_keys.clone()
+    }
+    fn event_names(&self) -> Vec<&'static str> {
+        EventKind::ALL.iter().map(|k| k.name()).collect()
+    }
+    /// Walls as a (height, width) bool array.
+    fn walls<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<bool>> {
+        let g = &self.w.s.grid;
+        let v: Vec<bool> = (0..g.height)
+            .flat_map(|y| (0..g.width).map(move |x| g.is_wall(x, y)))
+            .collect();
+        Array2::from_shape_vec((g.height as usize, g.width as usize), v)
+            .expect("shape")
+            .into_pyarray(py)
+    }
+
+    /// Needs (hunger, hygiene, energy) as an (agents, 3) float32 array.
+    fn needs<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f32>> {
+        let v: Vec<f32> = self.w.st.agents.iter().flat_map(|a| a.needs).collect();
+        Array2::from_shape_vec((self.w.n_agents(), 3), v)
+            .expect("shape")
+            .into_pyarray(py)
+    }
+    /// Positions (x, y) as an (agents, 2) int32 array.
+    fn positions<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<i32>> {
+        let v: Vec<i32> = self.w.st.agents.iter().flat_map(|a| a.pos).collect();
+        Array2::from_shape_vec((self.w.n_agents(), 2), v)
+            .expect("shape")
+            .into_pyarray(py)
+    }
+    fn wallets<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        Array1::from_iter(self.w.st.agents.iter().map(|a| a.wallet)).into_pyarray(py)
+    }
+    fn alive<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<bool>> {
+        Array1::from_iter(self.w.st.agents.iter().map(|a| a.alive)).into_pyarray(py)
+    }
+    /// Shift state per agent as names (idle, pre_shift, on_time, late, absent, departed, post_shift).
+    fn shift_states(&self) -> Vec<&'static str> {
+        self.w
+            .st
+            .agents
+            .iter()
+            .map(|a| a.emp.state.name())
+            .collect()
+    }
+    /// Current option per agent: (affordance id or "", phase name).
+    fn activities(&self) -> Vec<(String, &'static str)> {
+        self.w
+            .st
+            .agents
+            .iter()
+            .map(|a| {
+                let aff = if a.act.aff >= 0 {
+                    self.w.s.affs[a.act.aff as usize].id.clone()
+                } else {
+                    String::new()
+                };
+                let phase = match a.act.phase {
+                    Phase::Idle => "idle",
+                    Phase::Walking => "walking",
+                    Phase::Waiting => "waiting",
+                    Phase::Holding => "holding",
+                    Phase::Running => "running",
+                };
+                (aff, phase)
+            })
+            .collect()
+    }
+    /// Stock per object as an (objects, stock keys) uint32 array.
+    fn object_stock<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<u32>> {
+        let k = self.w.s.stock_keys.len();
+        let v: Vec<u32> = self
+            .w
+            .st
+            .objects
+            .iter()
+            .flat_map(|o| o.stock.iter().copied())
+            .collect();
+        Array2::from_shape_vec((self.w.st.objects.len(), k), v)
+            .expect("shape")
+            .into_pyarray(py)
+    }
+    /// Holders and waiters per object as an (objects, 2) int64 array.
+    fn queue_lengths<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<i64>> {
+        let v: Vec<i64> = self
+            .w
+            .st
+            .objects
+            .iter()
+            .flat_map(|o| [o.holders.len() as i64, o.waiting.len() as i64])
+            .collect();
+        Array2::from_shape_vec((self.w.st.objects.len(), 2), v)
+            .expect("shape")
+            .into_pyarray(py)
+    }
+    /// Holders of each object as agent indices.
+    fn object_holders(&self) -> Vec<Vec<u32>> {
+        self.w
+            .st
+            .objects
+            .iter()
+            .map(|o| o.holders.iter().map(|h| h.agent).collect())
+            .collect()
+    }
+    fn prices<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        Array1::from_vec(self.w.st.prices.clone()).into_pyarray(py)
+    }
+    /// Relationship ties as three (agents, agents) float32 arrays: trust, familiarity, rivalry.
+    fn relationships<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> (
+        Bound<'py, PyArray2<f32>>,
+        Bound<'py, PyArray2<f32>>,
+        Bound<'py, PyArray2<f32>>,
+    ) {
+        let n = self.w.n_agents();
+        let pick = |f: fn(&townlet_core::state::Tie) -> f32| {
+            Array2::from_shape_vec((n, n), self.w.st.ties.iter().map(f).collect()).expect("shape")
+        };
+        (
+            pick(|t| t.trust).into_pyarray(py),
+            pick(|t| t.familiarity).into_pyarray(py),
+            pick(|t| t.rivalry).into_pyarray(py),
+        )
+    }
+    /// Utilities: (power on, water on).
+    fn utilities(&self) -> (bool, bool) {
+        (self.w.st.power_out == 0, self.w.st.water_out == 0)
+    }
+    /// Valid actions per agent as an (agents, actions) bool array.
+    fn action_mask<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<bool>> {
+        let (n, k) = (self.w.n_agents(), self.w.s.n_actions());
+        let mut m = Array2::from_elem((n, k), false);
+        for (i, mut row) in m.rows_mut().into_iter().enumerate() {
+            self.w
+                .action_mask(i, row.as_slice_mut().expect("contiguous row"));
+        }
+        m.into_pyarray(py)
+    }
+    /// Actions applied in the last tick, and their log-probabilities under the acting policy.
+    fn last_actions<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
+        Array1::from_iter(self.w.last_actions.iter().map(|&a| i64::from(a))).into_pyarray(py)
+    }
+    fn last_log_probs<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f32>> {
+        Array1::from_vec(self.w.last_logp.clone()).into_pyarray(py)
+    }
+    /// Agents terminated in the last tick: (agent index, reason) pairs.
+    fn terminations(&self) -> Vec<(usize, &'static str)> {
+        self.w
+            .st
+            .agents
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| a.terminated.map(|r| (i, r.name())))
+            .collect()
+    }
+    /// Event counts of the last tick, one per event name.
+    fn event_counts<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u32>> {
+        Array1::from_vec(self.w.st.events.tick_counts.clone()).into_pyarray(py)
+    }
+    /// Event counts since the start of the run.
+    fn event_totals<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
+        Array1::from_vec(self.w.st.events.totals.clone()).into_pyarray(py)
+    }
+    #[getter]
+    fn record_events(&self) -> bool {
+        self.w.st.events.record
+    }
+    #[setter]
+    fn set_record_events(&mut self, on: bool) {
+        self.w.set_record_events(on);
+    }
+    /// Take the recorded events as columns: tick, kind, agent, other, object, value (-1 = none).
+    fn drain_events<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let ev = self.w.st.events.drain();
+        let d = PyDict::new(py);
+        d.set_item(
+            "tick",
+            Array1::from_iter(ev.iter().map(|e| e.tick)).into_pyarray(py),
+        )?;
+        d.set_item(
+            "kind",
+            Array1::from_iter(ev.iter().map(|e| e.kind as u16)).into_pyarray(py),
+        )?;
+        d.set_item(
+            "agent",
+            Array1::from_iter(ev.iter().map(|e| e.agent)).into_pyarray(py),
+        )?;
+        d.set_item(
+            "other",
+            Array1::from_iter(ev.iter().map(|e| e.other)).into_pyarray(py),
+        )?;
+        d.set_item(
+            "object",
+            Array1::from_iter(ev.iter().map(|e| e.object)).into_pyarray(py),
+        )?;
+        d.set_item(
+            "value",
+            Array1::from_iter(ev.iter().map(|e| e.value)).into_pyarray(py),
+        )?;
+        d.set_item("dropped", self.w.st.events.dropped)?;
+        Ok(d)
+    }
+    fn kpis<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let k = self.w.kpis();
+        let d = PyDict::new(py);
+        d.set_item("self_sufficiency", k.self_sufficiency)?;
+        d.set_item("on_time_rate", k.on_time_rate)?;
+        d.set_item("relationship_coverage", k.relationship_coverage)?;
+        d.set_item("shifts_scheduled", k.shifts_scheduled)?;
+        d.set_item("shifts_on_time", k.shifts_on_time)?;
+        d.set_item("faints", k.faints)?;
+        d.set_item("evictions", k.evictions)?;
+        d.set_item("queue_conflicts", k.queue_conflicts)?;
+        d.set_item("chat_success", k.chat_success)?;
+        d.set_item("chat_failure", k.chat_failure)?;
+        d.set_item("shared_meals", k.shared_meals)?;
+        d.set_item("invalid_actions", k.invalid_actions)?;
+        Ok(d)
+    }
+    /// Money flows since the start: (wages paid, spent on affordances, penalties).
+    fn money_flows(&self) -> (f64, f64, f64) {
+        let s = &self.w.st.stats;
+        (s.wages_paid, s.spent, s.penalties)
+    }
+    /// Agent-ticks stepped so far (alive agents only).
+    #[getter]
+    fn agent_steps(&self) -> u64 {
+        self.w.st.stats.agent_steps
+    }
+    fn world_hash(&self) -> String {
+        self.w.world_hash()
+    }
+    fn snapshot(&self) -> String {
+        self.w.snapshot_json()
+    }
+
+    // -- console operations (the console bus in Python calls these) --------------------------------
+
+    fn teleport(&mut self, agent: usize, x: i32, y: i32) -> PyResult<()> {
+        let i = self.agent(agent)?;
+        self.w.teleport(i, x, y).map_err(PyValueError::new_err)
+    }
+    fn set_need(&mut self, agent: usize, need: usize, value: f32) -> PyResult<()> {
+        let i = self.agent(agent)?;
+        self.w
+            .set_need(i, need, value)
+            .map_err(PyValueError::new_err)
+    }
+    fn set_price(&mut self, key: &str, value: f64) -> PyResult<()> {
+        self.w.set_price(key, value).map_err(PyValueError::new_err)
+    }
+    fn set_relationship(
+        &mut self,
+        a: usize,
+        b: usize,
+        trust: f32,
+        familiarity: f32,
+        rivalry: f32,
+    ) -> PyResult<()> {
+        let (a, b) = (self.agent(a)?, self.agent(b)?);
+        if a == b {
+            return Err(PyValueError::new_err(
+                "an agent has no relationship with itself",
+            ));
+        }
+        self.w.set_relationship(a, b, trust, familiarity, rivalry);
+        Ok(())
+    }
+    fn kill(&mut self, agent: usize) -> PyResult<bool> {
+        let i = self.agent(agent)?;
+        Ok(self.w.kill(i))
+    }
+    fn set_mortality(&mut self, on: bool) {
+        self.w.set_mortality(on);
+    }
+    #[pyo3(signature = (name, starts_in = 0, duration = None, magnitude = None))]
+    fn perturbation_trigger(
+        &mut self,
+        name: &str,
+        starts_in: u32,
+        duration: Option<u32>,
+        magnitude: Option<f64>,
+    ) -> PyResult<u32> {
+        self.w
+            .perturbation_trigger(name, starts_in, duration, magnitude)
+            .map_err(PyValueError::new_err)
+    }
+    fn perturbation_cancel(&mut self, event_id: u32) -> bool {
+        self.w.perturbation_cancel(event_id)
+    }
+    /// Active perturbations: (event id, spec name, kind, started, ends, magnitude).
+    fn perturbations_active(&self) -> Vec<(u32, String, &'static str, u64, u64, f64)> {
+        self.w
+            .st
+            .perturb
+            .active
+            .iter()
+            .map(|p| {
+                let info = &self.w.s.perturbations[p.spec];
+                (
+                    p.id,
+                    info.name.clone(),
+                    info.spec.kind_name(),
+                    p.started,
+                    p.ends,
+                    p.magnitude,
+                )
+            })
+            .collect()
+    }
+    fn employment_exit_approve(&mut self, agent: usize) -> PyResult<bool> {
+        let i = self.agent(agent)?;
+        Ok(self.w.employment_exit_approve(i))
+    }
+    fn employment_exit_defer(&mut self, agent: usize) -> PyResult<bool> {
+        let i = self.agent(agent)?;
+        Ok(self.w.employment_exit_defer(i))
+    }
+    /// Exit queue: pending (agent index, enqueued tick), exits today.
+    fn employment_exit_review(&self) -> (Vec<(u32, u64)>, u32) {
+        (self.w.st.exits.pending.clone(), self.w.st.exits.exits_today)
+    }
+    /// Employment per agent: (job or "", state, lateness counter, attendance ratio, wages earned, wages withheld).
+    fn employment(&self) -> Vec<(String, &'static str, u32, f32, f64, f64)> {
+        self.w
+            .st
+            .agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let j = self.w.s.agent_jobs[i];
+                let job = if j >= 0 {
+                    self.w.s.jobs[j as usize].name.clone()
+                } else {
+                    String::new()
+                };
+                let state = if j >= 0 {
+                    a.emp.state.name()
+                } else {
+                    ShiftState::Idle.name()
+                };
+                (
+                    job,
+                    state,
+                    a.emp.lateness_counter,
+                    a.emp.attendance_ratio,
+                    a.emp.wages_earned,
+                    a.emp.wages_withheld,
+                )
+            })
+            .collect()
+    }
+}
+
+/// Validate a resolved world config; raises ConfigError naming the key path.
+#[pyfunction]
+fn validate_config(config_json: &str) -> PyResult<()> {
+    townlet_core::parse_world_config(config_json)
+        .map(|_| ())
+        .map_err(config_err)
+}
+
+/// The action names a world config defines, in action-space order.
+#[pyfunction]
+fn config_action_names(config_json: &str) -> PyResult<Vec<String>> {
+    let cfg = townlet_core::parse_world_config(config_json).map_err(config_err)?;
+    Ok(townlet_core::validate::action_names(&cfg))
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Town>()?;
+    m.add_function(wrap_pyfunction!(validate_config, m)?)?;
+    m.add_function(wrap_pyfunction!(config_action_names, m)?)?;
+    m.add("ConfigError", m.py().get_type::<ConfigError>())?;
+    m.add("SnapshotError", m.py().get_type::<SnapshotError>())?;
+    m.add("ACTION_SPACE_VERSION", ACTION_SPACE_VERSION)?;
+    m.add("SNAPSHOT_VERSION", townlet_core::world::SNAPSHOT_VERSION)?;
+    Ok(())
+}
