@@ -91,7 +91,7 @@ def sim_run(
         except OSError as exc:
             raise fail(UsageError(f"{save_snapshot}: cannot write snapshot: {exc.strerror or exc}")) from None
     kpis = sim.kpis()
-    summary = {
+    summary: dict[str, Any] = {
         "config_id": cfg.config_id,
         "config": str(config),
         "seed": cfg.seed,

@@ -209,7 +209,9 @@ def load_config(path: str | Path, *, seed: int | None = None) -> TownConfig:
     for key in raw:
         if not isinstance(key, str) or (key not in WORLD_KEYS and key not in PYTHON_KEYS):
             known = ", ".join(sorted(WORLD_KEYS | PYTHON_KEYS))
-            raise ConfigError(shown, str(key), f"unknown top-level key (known: {known})", line=located.line_of(str(key)))
+            raise ConfigError(
+                shown, str(key), f"unknown top-level key (known: {known})", line=located.line_of(str(key))
+            )
 
     try:
         sections = PythonSections.model_validate({k: raw[k] for k in PYTHON_KEYS if k in raw})
@@ -248,4 +250,3 @@ def _pydantic_message(err: Any) -> str:
         expected = err.get("ctx", {}).get("expected", "")
         return f"expected one of {expected}, got {json.dumps(given)}"
     return f"{err.get('msg', 'invalid value')}, got {json.dumps(given, default=str)}"
-

@@ -394,8 +394,12 @@ impl Town {
             "value",
             Array1::from_iter(ev.iter().map(|e| e.value)).into_pyarray(py),
         )?;
-        d.set_item("dropped", self.w.st.events.dropped)?;
         Ok(d)
+    }
+    /// Events dropped because the pending list was full (drain more often).
+    #[getter]
+    fn events_dropped(&self) -> u64 {
+        self.w.st.events.dropped
     }
     fn kpis<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let k = self.w.kpis();
