@@ -148,9 +148,12 @@ pub struct AgentSpec {
     pub needs: Option<Needs>,
     #[serde(default)]
     pub wallet: Option<f64>,
-    /// Scripted intentions: action names played cyclically, one per tick, instead of the expert.
+    /// Scripted intentions: action names played one per tick from the start, after which the
+    /// expert takes over (or the script repeats, with `script_loop`).
     #[serde(default)]
     pub script: Vec<String>,
+    #[serde(default)]
+    pub script_loop: bool,
 }
 
 /// The affordance manifest: object types and affordances.
@@ -900,6 +903,20 @@ pub struct ScenarioSection {
     pub description: Option<String>,
     #[serde(default)]
     pub ticks: Option<u32>,
+    /// Perturbations fired at fixed ticks (a scripted story), in addition to the random schedule.
+    #[serde(default)]
+    pub timeline: Vec<TimelineEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TimelineEntry {
+    pub tick: u32,
+    pub perturbation: String,
+    #[serde(default)]
+    pub duration: Option<u32>,
+    #[serde(default)]
+    pub magnitude: Option<f64>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -928,8 +945,11 @@ fn humanize_serde_error(path: &str, raw: &str) -> (String, String) {
     if let Some(rest) = raw.strip_prefix("unknown field `") {
         let key = rest.split('`').next().unwrap_or(rest);
         let expected = rest.split_once("expected ").map(|x| x.1).unwrap_or("");
+        // serde_path_to_error already ends the path with the unknown key; never name it twice.
         let full = if path.is_empty() {
             key.to_string()
+        } else if path == key || path.ends_with(&format!(".{key}")) {
+            path.to_string()
         } else {
             format!("{path}.{key}")
         };

@@ -302,6 +302,22 @@ impl World {
         duration: Option<u32>,
         magnitude: Option<f64>,
     ) -> Result<u32, String> {
+        self.schedule_perturbation(
+            name,
+            self.st.tick + u64::from(starts_in),
+            duration,
+            magnitude,
+        )
+    }
+
+    /// Schedule perturbation `name` to start at tick `starts`.
+    pub(crate) fn schedule_perturbation(
+        &mut self,
+        name: &str,
+        starts: u64,
+        duration: Option<u32>,
+        magnitude: Option<f64>,
+    ) -> Result<u32, String> {
         let spec = self
             .s
             .perturbations
@@ -336,7 +352,7 @@ impl World {
         self.st.perturb.pending.push(PendingPerturbation {
             id,
             spec,
-            starts: self.st.tick + u64::from(starts_in),
+            starts,
             duration,
             magnitude,
         });

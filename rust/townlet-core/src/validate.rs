@@ -480,6 +480,31 @@ pub fn validate(cfg: &WorldConfig) -> R {
         }
     }
 
+    for (i, t) in cfg.scenario.timeline.iter().enumerate() {
+        let p = format!("scenario.timeline[{i}]");
+        if !pz.events.contains_key(&t.perturbation) {
+            return err(
+                format!("{p}.perturbation"),
+                format!(
+                    "unknown perturbation \"{}\" (perturbations.events: {})",
+                    t.perturbation,
+                    join(pz.events.keys())
+                ),
+            );
+        }
+        if t.duration == Some(0) {
+            return err(format!("{p}.duration"), "expected an integer >= 1, got 0");
+        }
+        if let Some(m) = t.magnitude {
+            if !(m > 0.0 && m.is_finite()) {
+                return err(
+                    format!("{p}.magnitude"),
+                    format!("expected a finite number > 0, got {m}"),
+                );
+            }
+        }
+    }
+
     // Lifecycle, identity, behaviour, actions.
     check_needs_unit("lifecycle.respawn_needs", &cfg.lifecycle.respawn_needs)?;
     if !cfg.lifecycle.respawn_wallet.is_finite() {

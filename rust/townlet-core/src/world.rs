@@ -158,6 +158,11 @@ impl World {
         for i in 0..n {
             w.identity_allocate(i);
         }
+        let timeline = w.s.cfg.scenario.timeline.clone();
+        for t in timeline {
+            w.schedule_perturbation(&t.perturbation, u64::from(t.tick), t.duration, t.magnitude)
+                .expect("validated timeline entry");
+        }
         w
     }
 
@@ -250,9 +255,9 @@ impl World {
                         continue;
                     }
                     let script = &self.s.scripts[i];
-                    if !script.is_empty() {
-                        let k = (self.st.tick as usize) % script.len();
-                        self.last_actions[i] = script[k];
+                    let t = self.st.tick as usize;
+                    if !script.is_empty() && (t < script.len() || self.s.script_loops[i]) {
+                        self.last_actions[i] = script[t % script.len()];
                         self.last_logp[i] = 0.0;
                     } else {
                         let (a, logp) = self.expert_act(i);

@@ -90,14 +90,37 @@ impl Town {
         &mut self,
         py: Python<'_>,
         ticks: u64,
-        actions: Option<PyReadonlyArray1<'_, i64>>,
+        actions: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         match actions {
             None => {
                 let w = &mut self.w;
                 py.detach(|| w.run(ticks, Actions::Policy));
             }
-            Some(arr) => {
+            Some(obj) => {
+                let arr: PyReadonlyArray1<'_, i64> = obj.extract().map_err(|_| {
+                    let attr = |name: &str| {
+                        obj.getattr(name)
+                            .and_then(|v| v.str().map(|s| s.to_string()))
+                            .ok()
+                    };
+                    let got = match (attr("shape"), attr("dtype")) {
+                        (Some(shape), Some(dtype)) => {
+                            format!("an array with shape {shape} and dtype {dtype}")
+                        }
+                        _ => format!(
+                            "a {}",
+                            obj.get_type()
+                                .name()
+                                .map(|n| n.to_string())
+                                .unwrap_or_default()
+                        ),
+                    };
+                    PyValueError::new_err(format!(
+                        "actions must be a 1-D int64 numpy array with one action per agent ({}), got {got}",
+                        self.w.n_agents(),
+                    ))
+                })?;
                 if ticks != 1 {
                     return Err(PyValueError::new_err(
                         "given actions drive exactly one tick; pass ticks=1",
