@@ -31,13 +31,14 @@ impl World {
         let tod = self.tick_of_day();
         let day = self.day();
         let tick = self.st.tick;
-        let cfg = self.s.cfg.employment.clone();
+        let s = std::sync::Arc::clone(&self.s);
+        let cfg = &s.cfg.employment;
         for i in 0..self.n_agents() {
             let job = self.s.agent_jobs[i];
             if job < 0 || !self.st.agents[i].alive {
                 continue;
             }
-            let j = self.s.jobs[job as usize].clone();
+            let j = &s.jobs[job as usize];
             let present = self.at_work(i);
             if tod >= j.start && tod < j.end {
                 if self.st.agents[i].emp.shift_day != day {
@@ -82,9 +83,16 @@ impl World {
                     self.st.stats.wages_paid += j.wage;
                 } else {
                     self.st.agents[i].emp.wages_withheld += j.wage;
-                    let e = self.st.agents[i].emp.clone();
-                    if !e.arrived {
-                        if elapsed >= cfg.grace_ticks && !e.late_charged {
+                    let e = &self.st.agents[i].emp;
+                    let (arrived, late_charged, absent_charged, departed, last_seen) = (
+                        e.arrived,
+                        e.late_charged,
+                        e.absent_charged,
+                        e.departed,
+                        e.last_seen,
+                    );
+                    if !arrived {
+                        if elapsed >= cfg.grace_ticks && !late_charged {
                             self.st.agents[i].emp.late_charged = true;
                             self.st.agents[i].emp.state = ShiftState::Late;
                             self.st.agents[i].emp.lateness_counter += 1;
@@ -111,7 +119,7 @@ impl World {
                                 }
                             }
                         }
-                        if elapsed >= cfg.absent_cutoff && !e.absent_charged {
+                        if elapsed >= cfg.absent_cutoff && !absent_charged {
                             self.st.agents[i].emp.absent_charged = true;
                             self.st.agents[i].emp.state = ShiftState::Absent;
                             self.st.agents[i].emp.absences.push(day);
@@ -142,8 +150,8 @@ impl World {
                             self.st.agents[i].emp.late_ticks_today += 1;
                             self.charge_penalty(i, cfg.late_tick_penalty);
                         }
-                    } else if !e.departed
-                        && tick.saturating_sub(e.last_seen) > u64::from(cfg.absence_slack)
+                    } else if !departed
+                        && tick.saturating_sub(last_seen) > u64::from(cfg.absence_slack)
                     {
                         self.st.agents[i].emp.departed = true;
                         self.st.agents[i].emp.state = ShiftState::Departed;

@@ -9,7 +9,7 @@ use crate::world::World;
 
 impl World {
     fn recompute_prices(&mut self) {
-        let mut prices = self.s.base_prices.clone();
+        let mut prices = self.st.base_prices.clone();
         for p in &self.st.perturb.active {
             if matches!(
                 self.s.perturbations[p.spec].spec,
@@ -46,9 +46,7 @@ impl World {
         if !(value >= 0.0 && value.is_finite()) {
             return Err(format!("price must be a finite number >= 0, got {value}"));
         }
-        let mut s = (*self.s).clone();
-        s.base_prices[k] = value;
-        self.s = std::sync::Arc::new(s);
+        self.st.base_prices[k] = value;
         self.recompute_prices();
         Ok(())
     }
@@ -77,7 +75,8 @@ impl World {
 
     pub(crate) fn perturbations_tick(&mut self) {
         let tick = self.st.tick;
-        let cfg = self.s.cfg.perturbations.clone();
+        let s = std::sync::Arc::clone(&self.s);
+        let cfg = &s.cfg.perturbations;
         if tick >= self.st.perturb.window_start + u64::from(cfg.window_ticks) {
             self.st.perturb.window_start = tick - tick % u64::from(cfg.window_ticks);
             self.st

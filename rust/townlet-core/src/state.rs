@@ -302,6 +302,8 @@ pub struct State {
     pub cooldowns: Vec<u64>,
     /// Dense n x n relationship ties, row = owner.
     pub ties: Vec<Tie>,
+    /// Baseline prices (the config's, as changed by console `price`); spikes multiply these.
+    pub base_prices: Vec<f64>,
     pub prices: Vec<f64>,
     pub power_out: u32,
     pub water_out: u32,

@@ -116,6 +116,7 @@ impl World {
                 objects,
                 cooldowns: vec![0; s.objects.len() * n],
                 ties: vec![Tie::default(); n * n],
+                base_prices: s.base_prices.clone(),
                 prices: s.base_prices.clone(),
                 power_out: 0,
                 water_out: 0,
