@@ -1,8 +1,8 @@
 """The one config loader.
 
 A Townlet config is one YAML file. Its world sections (the town, agents, needs, economy, jobs,
-queues, relationships, perturbations, lifecycle, ...) are validated by the Rust core, which owns
-them; the Python-side sections (observations now; training, telemetry and others as they arrive)
+queues, relationships, perturbations, lifecycle, observations, rewards, ...) are validated by the Rust core, which owns
+them; the Python-side sections (training, telemetry and others, as they arrive)
 are validated here with pydantic. `affordances:` and `perturbations:` may name another YAML file,
 which is inlined. Every error names the file, the line where it can be found, and the key path.
 """
@@ -13,10 +13,10 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from townlet import _core
 from townlet.errors import ConfigError
@@ -43,6 +43,8 @@ WORLD_KEYS = frozenset(
         "behavior",
         "actions",
         "scenario",
+        "observations",
+        "rewards",
     }
 )
 
@@ -50,16 +52,10 @@ WORLD_KEYS = frozenset(
 INCLUDE_KEYS = ("affordances", "perturbations")
 
 
-class ObservationsSection(BaseModel):
-    """`observations:` — which observation variant the env builds."""
-
-    model_config = ConfigDict(extra="forbid")
-    variant: Literal["hybrid", "full", "compact"] = "hybrid"
-
-
 class PythonSections(BaseModel):
+    """Sections owned by the Python layer (training, telemetry, ... join as they are built)."""
+
     model_config = ConfigDict(extra="forbid")
-    observations: ObservationsSection = Field(default_factory=ObservationsSection)
 
 
 PYTHON_KEYS = frozenset(PythonSections.model_fields)
@@ -166,7 +162,28 @@ def _read_yaml(path: Path, label: str | None = None) -> tuple[Any, _Located]:
         problem = getattr(exc, "problem", None) or str(exc)
         line = mark.line + 1 if mark is not None else None
         raise ConfigError(shown, "", f"invalid YAML: {problem}", line=line) from None
+    _reject_duplicate_keys(node, shown, "", set())
     return data, _Located(node)
+
+
+def _reject_duplicate_keys(node: yaml.Node | None, file: str, path: str, seen: set[int]) -> None:
+    """PyYAML silently keeps the last of two equal keys; a config must not say one thing twice."""
+    if node is None or id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        keys: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(getattr(key_node, "value", ""))
+            sub = f"{path}.{key}" if path else key
+            if key in keys and key != "<<":
+                line = key_node.start_mark.line + 1
+                raise ConfigError(file, sub, "duplicate key (already given earlier in this mapping)", line=line)
+            keys.add(key)
+            _reject_duplicate_keys(value_node, file, sub, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _reject_duplicate_keys(item, file, f"{path}[{i}]", seen)
 
 
 def _resolve_include(value: str, base: Path, file: str, key: str, line: int | None) -> Path:

@@ -323,7 +323,16 @@ impl World {
         match act.phase {
             Phase::Idle => {}
             Phase::Walking => self.st.agents[i].act = Activity::IDLE,
-            Phase::Waiting | Phase::Holding => self.release(i, false),
+            Phase::Waiting => {
+                let obj = act.obj as usize;
+                let avoided = self.st.objects[obj]
+                    .holders
+                    .iter()
+                    .any(|h| self.avoids(i, h.agent as usize));
+                self.st.agents[i].flags.avoided |= avoided;
+                self.release(i, false);
+            }
+            Phase::Holding => self.release(i, false),
             Phase::Running => {
                 self.emit(
                     EventKind::AffordanceFail,
@@ -381,6 +390,15 @@ impl World {
                 1.0,
             );
             self.update_pair(i, next, 0.05, 0.05, -0.05, crate::social::Cause::Handover);
+            // The handover is real: the chosen waiter takes the freed place (age priority orders
+            // the rest of the wait list, it does not overrule the departing holder's choice).
+            let w = self.st.objects[obj].waiting.remove(0);
+            self.st.objects[obj].holders.push(Holder {
+                agent: w.agent,
+                since: self.st.tick,
+                stalled: 0,
+            });
+            self.st.agents[next].act.phase = Phase::Holding;
         }
         self.assign(obj);
     }

@@ -106,6 +106,10 @@ pub struct WorldConfig {
     pub actions: ActionsSection,
     #[serde(default)]
     pub scenario: ScenarioSection,
+    #[serde(default)]
+    pub observations: ObservationsSection,
+    #[serde(default)]
+    pub rewards: RewardsSection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -917,6 +921,151 @@ pub struct TimelineEntry {
     pub duration: Option<u32>,
     #[serde(default)]
     pub magnitude: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ObsVariant {
+    #[default]
+    Hybrid,
+    Full,
+    Compact,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ObservationsSection {
+    #[serde(default)]
+    pub variant: ObsVariant,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum SocialStage {
+    #[serde(rename = "OFF")]
+    Off,
+    #[default]
+    C1,
+    C2,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RewardsSection {
+    /// Weight of each squared need deficit (1 - need)^2, subtracted every tick.
+    #[serde(default = "default_need_weights")]
+    pub needs_weights: Needs,
+    #[serde(default = "default_survival")]
+    pub survival_tick: f32,
+    /// Multiplies the wage actually paid this tick.
+    #[serde(default = "default_wage_weight")]
+    pub wage_weight: f32,
+    /// Paid once, on the tick of an on-time arrival at work.
+    #[serde(default = "default_punctuality")]
+    pub punctuality_bonus: f32,
+    #[serde(default)]
+    pub social: SocialRewards,
+    #[serde(default = "default_faint_penalty")]
+    pub faint_penalty: f32,
+    #[serde(default = "default_eviction_penalty")]
+    pub eviction_penalty: f32,
+    /// No positive reward on the termination tick nor for this many ticks after a (re)spawn.
+    #[serde(default = "d10")]
+    pub no_positive_within_death_ticks: u32,
+    #[serde(default = "default_clip_tick")]
+    pub clip_per_tick: f32,
+    #[serde(default = "default_clip_episode")]
+    pub clip_per_episode: f32,
+}
+
+fn d10() -> u32 {
+    10
+}
+fn default_need_weights() -> Needs {
+    Needs {
+        hunger: 0.02,
+        hygiene: 0.012,
+        energy: 0.016,
+    }
+}
+fn default_survival() -> f32 {
+    0.002
+}
+fn default_wage_weight() -> f32 {
+    1.0
+}
+fn default_punctuality() -> f32 {
+    0.05
+}
+fn default_faint_penalty() -> f32 {
+    -1.0
+}
+fn default_eviction_penalty() -> f32 {
+    -2.0
+}
+fn default_clip_tick() -> f32 {
+    2.0
+}
+fn default_clip_episode() -> f32 {
+    50.0
+}
+
+impl Default for RewardsSection {
+    fn default() -> Self {
+        Self {
+            needs_weights: default_need_weights(),
+            survival_tick: default_survival(),
+            wage_weight: default_wage_weight(),
+            punctuality_bonus: default_punctuality(),
+            social: SocialRewards::default(),
+            faint_penalty: default_faint_penalty(),
+            eviction_penalty: default_eviction_penalty(),
+            no_positive_within_death_ticks: 10,
+            clip_per_tick: default_clip_tick(),
+            clip_per_episode: default_clip_episode(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SocialRewards {
+    /// OFF: no social rewards; C1: chat rewards; C2: C1 plus a bonus for walking away from a
+    /// queue held by someone one avoids.
+    #[serde(default)]
+    pub stage: SocialStage,
+    #[serde(default = "default_c1_base")]
+    pub c1_chat_base: f32,
+    #[serde(default = "default_c1_trust")]
+    pub c1_coeff_trust: f32,
+    #[serde(default = "default_c1_fam")]
+    pub c1_coeff_fam: f32,
+    #[serde(default = "default_c2")]
+    pub c2_avoid_conflict: f32,
+}
+
+fn default_c1_base() -> f32 {
+    0.01
+}
+fn default_c1_trust() -> f32 {
+    0.3
+}
+fn default_c1_fam() -> f32 {
+    0.2
+}
+fn default_c2() -> f32 {
+    0.005
+}
+
+impl Default for SocialRewards {
+    fn default() -> Self {
+        Self {
+            stage: SocialStage::C1,
+            c1_chat_base: default_c1_base(),
+            c1_coeff_trust: default_c1_trust(),
+            c1_coeff_fam: default_c1_fam(),
+            c2_avoid_conflict: default_c2(),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

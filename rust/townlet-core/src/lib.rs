@@ -11,13 +11,16 @@ pub mod events;
 pub mod expert;
 pub mod grid;
 pub mod lifecycle;
+pub mod obs;
 pub mod personality;
 pub mod perturb;
+pub mod rewards;
 pub mod rng;
 pub mod social;
 pub mod state;
 pub mod statics;
 pub mod validate;
+pub mod vec;
 pub mod world;
 
 pub use config::{parse_world_config, ConfigError, WorldConfig};

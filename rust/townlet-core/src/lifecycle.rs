@@ -86,6 +86,7 @@ impl World {
             a.ctx_reset = true;
             a.spawned_at = tick;
             a.counters = Default::default();
+            a.episode_reward = 0.0;
             let n = self.n_agents();
             for o in 0..self.st.objects.len() {
                 self.st.cooldowns[o * n + i] = 0;

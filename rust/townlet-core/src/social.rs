@@ -156,6 +156,8 @@ impl World {
             self.update_pair(i, j, 0.05 * q, 0.10 * q, 0.0, Cause::ChatSuccess);
             self.st.agents[i].flags.chat_quality += q;
             self.st.agents[j].flags.chat_quality += q;
+            self.st.agents[i].flags.chat_partner = j as i32;
+            self.st.agents[j].flags.chat_partner = i as i32;
             self.st.agents[i].counters.chats_ok += 1;
             self.emit(EventKind::ChatSuccess, i as i32, j as i32, -1, q);
         } else {

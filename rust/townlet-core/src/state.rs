@@ -156,13 +156,17 @@ pub struct AgentCounters {
 }
 
 /// Things that happened to one agent during the current tick (read by rewards and telemetry).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TickFlags {
     pub wage: f64,
     pub punctual: bool,
     pub chat_quality: f32,
     pub chat_failed_speaker: bool,
     pub chat_failed_listener: bool,
+    /// The partner of this tick's successful chat, or -1.
+    pub chat_partner: i32,
+    /// Walked away from a queue held by someone this agent avoids.
+    pub avoided: bool,
     pub invalid_action: bool,
 }
 
@@ -189,6 +193,23 @@ pub struct Agent {
     pub counters: AgentCounters,
     pub terminated: Option<TermReason>,
     pub flags: TickFlags,
+    /// Reward accumulated since the agent's (re)spawn (for the per-episode clip).
+    pub episode_reward: f32,
+}
+
+impl Default for TickFlags {
+    fn default() -> Self {
+        Self {
+            wage: 0.0,
+            punctual: false,
+            chat_quality: 0.0,
+            chat_failed_speaker: false,
+            chat_failed_listener: false,
+            chat_partner: -1,
+            avoided: false,
+            invalid_action: false,
+        }
+    }
 }
 
 impl Agent {

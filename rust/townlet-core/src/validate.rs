@@ -540,6 +540,55 @@ pub fn validate(cfg: &WorldConfig) -> R {
             ),
         );
     }
+    let rw = &cfg.rewards;
+    for (name, v) in NEED_NAMES.iter().zip(rw.needs_weights.to_array()) {
+        if !(0.0..=10.0).contains(&v) {
+            return err(
+                format!("rewards.needs_weights.{name}"),
+                format!("expected a number in [0, 10], got {v}"),
+            );
+        }
+    }
+    for (name, v) in [
+        ("survival_tick", rw.survival_tick),
+        ("wage_weight", rw.wage_weight),
+        ("punctuality_bonus", rw.punctuality_bonus),
+        ("social.c1_chat_base", rw.social.c1_chat_base),
+        ("social.c2_avoid_conflict", rw.social.c2_avoid_conflict),
+    ] {
+        if !(v >= 0.0 && v.is_finite()) {
+            return err(
+                format!("rewards.{name}"),
+                format!("expected a finite number >= 0, got {v}"),
+            );
+        }
+    }
+    for (name, v) in [
+        ("faint_penalty", rw.faint_penalty),
+        ("eviction_penalty", rw.eviction_penalty),
+    ] {
+        if !(v <= 0.0 && v.is_finite()) {
+            return err(
+                format!("rewards.{name}"),
+                format!("expected a finite number <= 0, got {v}"),
+            );
+        }
+    }
+    if !(rw.clip_per_tick > 0.0 && rw.clip_per_tick.is_finite()) {
+        return err(
+            "rewards.clip_per_tick",
+            format!("expected a finite number > 0, got {}", rw.clip_per_tick),
+        );
+    }
+    if !(rw.clip_per_episode >= rw.clip_per_tick && rw.clip_per_episode.is_finite()) {
+        return err(
+            "rewards.clip_per_episode",
+            format!(
+                "expected a finite number >= clip_per_tick, got {}",
+                rw.clip_per_episode
+            ),
+        );
+    }
     if cfg.actions.chat_slots > 8 {
         return err(
             "actions.chat_slots",

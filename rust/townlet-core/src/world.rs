@@ -29,6 +29,8 @@ pub struct World {
     /// Actions applied in the last tick and their log-probabilities under the acting policy.
     pub last_actions: Vec<u16>,
     pub last_logp: Vec<f32>,
+    pub(crate) rewards: Vec<f32>,
+    pub(crate) reward_parts: Vec<f32>,
     pub(crate) scratch_mask: Vec<bool>,
 }
 
@@ -69,9 +71,14 @@ impl World {
 
     /// A fresh town `town` (its RNG streams are derived from the config seed and this index).
     pub fn new(s: Arc<Statics>, town: u64) -> Self {
+        let seed = s.cfg.seed;
+        Self::new_seeded(s, seed, town)
+    }
+
+    /// A fresh town whose RNG streams derive from `seed` (instead of the config's) and `town`.
+    pub fn new_seeded(s: Arc<Statics>, seed: u64, town: u64) -> Self {
         let cfg = &s.cfg;
         let n = s.n_agents();
-        let seed = cfg.seed;
         let agents = cfg
             .agents
             .iter()
@@ -96,6 +103,7 @@ impl World {
                 counters: AgentCounters::default(),
                 terminated: None,
                 flags: TickFlags::default(),
+                episode_reward: 0.0,
             })
             .collect();
         let objects = s
@@ -153,6 +161,8 @@ impl World {
             town,
             last_actions: vec![0; n],
             last_logp: vec![0.0; n],
+            rewards: vec![0.0; n],
+            reward_parts: vec![0.0; n * crate::rewards::N_REWARD_COMPONENTS],
             scratch_mask: vec![false; s.n_actions()],
             s,
         };
@@ -211,7 +221,8 @@ impl World {
     }
 
     /// One tick, in order: respawns, perturbations, policy, actions, queues, affordances, need decay,
-    /// employment, relationships, economy, nightly reset, lifecycle, KPIs, removal of the terminated.
+    /// employment, relationships, economy, nightly reset, lifecycle, KPIs, rewards, removal of the
+    /// terminated.
     pub fn step(&mut self, actions: Actions<'_>) {
         self.st.events.begin_tick();
         for a in &mut self.st.agents {
@@ -236,6 +247,7 @@ impl World {
         self.nightly_reset();
         self.lifecycle_evaluate();
         self.update_stats();
+        self.compute_rewards();
         self.finalize_terminated();
         self.st.tick += 1;
     }
@@ -249,23 +261,33 @@ impl World {
                 self.last_logp.iter_mut().for_each(|l| *l = 0.0);
             }
             Actions::Policy => {
-                for i in 0..n {
-                    if !self.st.agents[i].alive {
-                        self.last_actions[i] = 0;
-                        self.last_logp[i] = 0.0;
-                        continue;
-                    }
-                    let script = &self.s.scripts[i];
-                    let t = self.st.tick as usize;
-                    if !script.is_empty() && (t < script.len() || self.s.script_loops[i]) {
-                        self.last_actions[i] = script[t % script.len()];
-                        self.last_logp[i] = 0.0;
-                    } else {
-                        let (a, logp) = self.expert_act(i);
-                        self.last_actions[i] = a as u16;
-                        self.last_logp[i] = logp;
-                    }
-                }
+                let mut actions = std::mem::take(&mut self.last_actions);
+                let mut logp = std::mem::take(&mut self.last_logp);
+                self.policy_actions(&mut actions, &mut logp);
+                self.last_actions = actions;
+                self.last_logp = logp;
+            }
+        }
+    }
+
+    /// The scripted policy's actions for every agent slot (script or expert; `wait` for the dead)
+    /// and their log-probabilities. Advances the policy RNG stream, nothing else.
+    pub fn policy_actions(&mut self, actions: &mut [u16], logp: &mut [f32]) {
+        for i in 0..self.n_agents() {
+            if !self.st.agents[i].alive {
+                actions[i] = 0;
+                logp[i] = 0.0;
+                continue;
+            }
+            let script = &self.s.scripts[i];
+            let t = self.st.tick as usize;
+            if !script.is_empty() && (t < script.len() || self.s.script_loops[i]) {
+                actions[i] = script[t % script.len()];
+                logp[i] = 0.0;
+            } else {
+                let (a, lp) = self.expert_act(i);
+                actions[i] = a as u16;
+                logp[i] = lp;
             }
         }
     }

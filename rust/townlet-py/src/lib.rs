@@ -2,14 +2,20 @@
 //! No game logic lives here; the GIL is released around every tick batch.
 
 use numpy::ndarray::{Array1, Array2};
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadwriteArray1, PyReadwriteArray2,
+};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use std::sync::Arc;
+use townlet_core::obs::OBSERVATION_SCHEMA_VERSION;
+use townlet_core::rewards::{N_REWARD_COMPONENTS, REWARD_COMPONENTS};
 use townlet_core::state::{Phase, ShiftState};
 use townlet_core::statics::ACTION_SPACE_VERSION;
-use townlet_core::{Actions, EventKind, World};
+use townlet_core::vec::{Buffers, VecWorld};
+use townlet_core::{Actions, EventKind, Statics, World};
 
 create_exception!(
     _core,
@@ -33,6 +39,13 @@ fn config_err(e: townlet_core::ConfigError) -> PyErr {
         err
     })
 }
+
+/// Trust, familiarity and rivalry matrices.
+type Ties<'py> = (
+    Bound<'py, PyArray2<f32>>,
+    Bound<'py, PyArray2<f32>>,
+    Bound<'py, PyArray2<f32>>,
+);
 
 /// One simulated town.
 #[pyclass(module = "townlet._core")]
@@ -324,14 +337,7 @@ impl Town {
         Array1::from_vec(self.w.st.prices.clone()).into_pyarray(py)
     }
     /// Relationship ties as three (agents, agents) float32 arrays: trust, familiarity, rivalry.
-    fn relationships<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> (
-        Bound<'py, PyArray2<f32>>,
-        Bound<'py, PyArray2<f32>>,
-        Bound<'py, PyArray2<f32>>,
-    ) {
+    fn relationships<'py>(&self, py: Python<'py>) -> Ties<'py> {
         let n = self.w.n_agents();
         let pick = |f: fn(&townlet_core::state::Tie) -> f32| {
             Array2::from_shape_vec((n, n), self.w.st.ties.iter().map(f).collect()).expect("shape")
@@ -425,21 +431,20 @@ impl Town {
         self.w.st.events.dropped
     }
     fn kpis<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let k = self.w.kpis();
-        let d = PyDict::new(py);
-        d.set_item("self_sufficiency", k.self_sufficiency)?;
-        d.set_item("on_time_rate", k.on_time_rate)?;
-        d.set_item("relationship_coverage", k.relationship_coverage)?;
-        d.set_item("shifts_scheduled", k.shifts_scheduled)?;
-        d.set_item("shifts_on_time", k.shifts_on_time)?;
-        d.set_item("faints", k.faints)?;
-        d.set_item("evictions", k.evictions)?;
-        d.set_item("queue_conflicts", k.queue_conflicts)?;
-        d.set_item("chat_success", k.chat_success)?;
-        d.set_item("chat_failure", k.chat_failure)?;
-        d.set_item("shared_meals", k.shared_meals)?;
-        d.set_item("invalid_actions", k.invalid_actions)?;
-        Ok(d)
+        kpi_dict(py, &self.w.kpis())
+    }
+    /// Rewards of the last tick, one per agent.
+    fn rewards<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f32>> {
+        Array1::from_vec(self.w.rewards().to_vec()).into_pyarray(py)
+    }
+    /// Reward breakdown of the last tick: (agents, components) float32.
+    fn reward_breakdown<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f32>> {
+        Array2::from_shape_vec(
+            (self.w.n_agents(), N_REWARD_COMPONENTS),
+            self.w.reward_breakdown().to_vec(),
+        )
+        .expect("shape")
+        .into_pyarray(py)
     }
     /// Money flows since the start: (wages paid, spent on affordances, penalties).
     fn money_flows(&self) -> (f64, f64, f64) {
@@ -576,6 +581,281 @@ impl Town {
     }
 }
 
+fn statics(config_json: &str) -> PyResult<Arc<Statics>> {
+    Ok(Arc::new(Statics::build(
+        townlet_core::parse_world_config(config_json).map_err(config_err)?,
+    )))
+}
+
+fn check_len(name: &str, got: usize, want: usize) -> PyResult<()> {
+    if got != want {
+        return Err(PyValueError::new_err(format!(
+            "{name} has {got} elements, expected {want}"
+        )));
+    }
+    Ok(())
+}
+
+impl VecTown {
+    fn town(&self, env: usize) -> PyResult<&World> {
+        self.v.towns.get(env).ok_or_else(|| {
+            PyIndexError::new_err(format!("env {env} out of range (0..{})", self.v.num_envs()))
+        })
+    }
+}
+
+/// N towns x M agents stepped in one call, in parallel across towns, writing into caller arrays.
+#[pyclass(module = "townlet._core")]
+struct VecTown {
+    v: VecWorld,
+    actions: Vec<u16>,
+}
+
+#[pymethods]
+impl VecTown {
+    #[new]
+    #[pyo3(signature = (config_json, num_envs, seed, episode_ticks, num_threads = 0))]
+    fn new(
+        config_json: &str,
+        num_envs: usize,
+        seed: u64,
+        episode_ticks: u64,
+        num_threads: usize,
+    ) -> PyResult<Self> {
+        let v = VecWorld::new(
+            statics(config_json)?,
+            num_envs,
+            seed,
+            episode_ticks,
+            num_threads,
+        )
+        .map_err(PyValueError::new_err)?;
+        let n = v.num_envs() * v.agents_per_env();
+        Ok(Self {
+            v,
+            actions: vec![0; n],
+        })
+    }
+
+    #[getter]
+    fn num_envs(&self) -> usize {
+        self.v.num_envs()
+    }
+    #[getter]
+    fn agents_per_env(&self) -> usize {
+        self.v.agents_per_env()
+    }
+    #[getter]
+    fn obs_dim(&self) -> usize {
+        self.v.obs_dim()
+    }
+    #[getter]
+    fn n_actions(&self) -> usize {
+        self.v.n_actions()
+    }
+    #[getter]
+    fn map_shape(&self) -> (usize, usize, usize) {
+        let [c, h, w] = self.v.layout.map_shape();
+        (c, h, w)
+    }
+    #[getter]
+    fn n_features(&self) -> usize {
+        self.v.layout.n_features()
+    }
+    #[getter]
+    fn episode_ticks(&self) -> u64 {
+        self.v.episode_ticks
+    }
+    #[getter]
+    fn seed(&self) -> u64 {
+        self.v.seed
+    }
+    #[getter]
+    fn variant(&self) -> &'static str {
+        match self.v.layout.variant {
+            townlet_core::config::ObsVariant::Hybrid => "hybrid",
+            townlet_core::config::ObsVariant::Full => "full",
+            townlet_core::config::ObsVariant::Compact => "compact",
+        }
+    }
+    #[getter]
+    fn config_hash(&self) -> String {
+        self.v.statics.config_hash.clone()
+    }
+    #[getter]
+    fn manifest_checksum(&self) -> String {
+        self.v.statics.manifest_checksum.clone()
+    }
+    fn channel_names(&self) -> Vec<&'static str> {
+        self.v.layout.channels.clone()
+    }
+    fn feature_names(&self) -> Vec<String> {
+        self.v.layout.feature_names.clone()
+    }
+    fn action_names(&self) -> Vec<String> {
+        self.v.statics.action_names.clone()
+    }
+    fn reward_components(&self) -> Vec<&'static str> {
+        REWARD_COMPONENTS.to_vec()
+    }
+
+    /// Reset every town (optionally reseeding) and fill `obs` and `masks`.
+    #[pyo3(signature = (obs, masks, seed = None))]
+    fn reset(
+        &mut self,
+        py: Python<'_>,
+        mut obs: PyReadwriteArray2<'_, f32>,
+        mut masks: PyReadwriteArray2<'_, bool>,
+        seed: Option<u64>,
+    ) -> PyResult<()> {
+        let n = self.v.num_envs() * self.v.agents_per_env();
+        let o = obs.as_slice_mut()?;
+        let m = masks.as_slice_mut()?;
+        check_len("obs", o.len(), n * self.v.obs_dim())?;
+        check_len("masks", m.len(), n * self.v.n_actions())?;
+        let v = &mut self.v;
+        py.detach(|| v.reset(seed, o, m));
+        Ok(())
+    }
+
+    /// Step every town one tick. The GIL is released while towns run in parallel.
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        py: Python<'_>,
+        actions: PyReadonlyArray1<'_, i64>,
+        mut obs: PyReadwriteArray2<'_, f32>,
+        mut masks: PyReadwriteArray2<'_, bool>,
+        mut rewards: PyReadwriteArray1<'_, f32>,
+        mut terminated: PyReadwriteArray1<'_, bool>,
+        mut truncated: PyReadwriteArray1<'_, bool>,
+        mut final_obs: PyReadwriteArray2<'_, f32>,
+        mut alive: PyReadwriteArray1<'_, bool>,
+        mut invalid: PyReadwriteArray1<'_, bool>,
+    ) -> PyResult<()> {
+        let n = self.v.num_envs() * self.v.agents_per_env();
+        let (d, k) = (self.v.obs_dim(), self.v.n_actions() as i64);
+        let acts = actions.as_slice()?;
+        check_len("actions", acts.len(), n)?;
+        for (dst, &a) in self.actions.iter_mut().zip(acts) {
+            if a < 0 || a >= k {
+                return Err(PyValueError::new_err(format!(
+                    "action {a} is outside [0, {k})"
+                )));
+            }
+            *dst = a as u16;
+        }
+        let out = Buffers {
+            obs: obs.as_slice_mut()?,
+            masks: masks.as_slice_mut()?,
+            rewards: rewards.as_slice_mut()?,
+            terminated: terminated.as_slice_mut()?,
+            truncated: truncated.as_slice_mut()?,
+            final_obs: final_obs.as_slice_mut()?,
+            alive: alive.as_slice_mut()?,
+            invalid: invalid.as_slice_mut()?,
+        };
+        check_len("obs", out.obs.len(), n * d)?;
+        check_len("masks", out.masks.len(), n * k as usize)?;
+        check_len("rewards", out.rewards.len(), n)?;
+        check_len("terminated", out.terminated.len(), n)?;
+        check_len("truncated", out.truncated.len(), n)?;
+        check_len("final_obs", out.final_obs.len(), n * d)?;
+        check_len("alive", out.alive.len(), n)?;
+        check_len("invalid", out.invalid.len(), n)?;
+        let (v, a) = (&mut self.v, &self.actions);
+        py.detach(|| v.step(a, out));
+        Ok(())
+    }
+
+    /// The scripted expert's actions and log-probabilities for every slot (advances its RNG only).
+    fn expert_actions(
+        &mut self,
+        mut actions: PyReadwriteArray1<'_, i64>,
+        mut logp: PyReadwriteArray1<'_, f32>,
+    ) -> PyResult<()> {
+        let n = self.v.num_envs() * self.v.agents_per_env();
+        let a = actions.as_slice_mut()?;
+        let l = logp.as_slice_mut()?;
+        check_len("actions", a.len(), n)?;
+        check_len("logp", l.len(), n)?;
+        let mut buf = vec![0u16; n];
+        self.v.expert_actions(&mut buf, l);
+        for (dst, src) in a.iter_mut().zip(buf) {
+            *dst = i64::from(src);
+        }
+        Ok(())
+    }
+
+    /// Reward breakdown of the last step for town `env`: (agents, components) float32.
+    fn reward_breakdown<'py>(
+        &self,
+        py: Python<'py>,
+        env: usize,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let w = self.town(env)?;
+        Ok(Array2::from_shape_vec(
+            (w.n_agents(), N_REWARD_COMPONENTS),
+            w.reward_breakdown().to_vec(),
+        )
+        .expect("shape")
+        .into_pyarray(py))
+    }
+    fn agent_ids(&self, env: usize) -> PyResult<Vec<String>> {
+        Ok(self
+            .town(env)?
+            .st
+            .agents
+            .iter()
+            .map(|a| a.display_id())
+            .collect())
+    }
+    fn ctx_reset<'py>(&self, py: Python<'py>, env: usize) -> PyResult<Bound<'py, PyArray1<bool>>> {
+        Ok(
+            Array1::from_iter(self.town(env)?.st.agents.iter().map(|a| a.ctx_reset))
+                .into_pyarray(py),
+        )
+    }
+    fn town_tick(&self, env: usize) -> PyResult<u64> {
+        Ok(self.town(env)?.tick())
+    }
+    fn episode(&self, env: usize) -> PyResult<u64> {
+        self.town(env)?;
+        Ok(self.v.episodes[env])
+    }
+    fn world_hash(&self, env: usize) -> PyResult<String> {
+        Ok(self.town(env)?.world_hash())
+    }
+    /// Event counts of the last step for town `env`.
+    fn event_counts<'py>(
+        &self,
+        py: Python<'py>,
+        env: usize,
+    ) -> PyResult<Bound<'py, PyArray1<u32>>> {
+        Ok(Array1::from_vec(self.town(env)?.st.events.tick_counts.clone()).into_pyarray(py))
+    }
+    fn kpis<'py>(&self, py: Python<'py>, env: usize) -> PyResult<Bound<'py, PyDict>> {
+        kpi_dict(py, &self.town(env)?.kpis())
+    }
+}
+
+fn kpi_dict<'py>(py: Python<'py>, k: &townlet_core::Kpis) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("self_sufficiency", k.self_sufficiency)?;
+    d.set_item("on_time_rate", k.on_time_rate)?;
+    d.set_item("relationship_coverage", k.relationship_coverage)?;
+    d.set_item("shifts_scheduled", k.shifts_scheduled)?;
+    d.set_item("shifts_on_time", k.shifts_on_time)?;
+    d.set_item("faints", k.faints)?;
+    d.set_item("evictions", k.evictions)?;
+    d.set_item("queue_conflicts", k.queue_conflicts)?;
+    d.set_item("chat_success", k.chat_success)?;
+    d.set_item("chat_failure", k.chat_failure)?;
+    d.set_item("shared_meals", k.shared_meals)?;
+    d.set_item("invalid_actions", k.invalid_actions)?;
+    Ok(d)
+}
+
 /// Validate a resolved world config; raises ConfigError naming the key path.
 #[pyfunction]
 fn validate_config(config_json: &str) -> PyResult<()> {
@@ -594,6 +874,9 @@ fn config_action_names(config_json: &str) -> PyResult<Vec<String>> {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Town>()?;
+    m.add_class::<VecTown>()?;
+    m.add("OBSERVATION_SCHEMA_VERSION", OBSERVATION_SCHEMA_VERSION)?;
+    m.add("REWARD_COMPONENTS", REWARD_COMPONENTS.to_vec())?;
     m.add_function(wrap_pyfunction!(validate_config, m)?)?;
     m.add_function(wrap_pyfunction!(config_action_names, m)?)?;
     m.add("ConfigError", m.py().get_type::<ConfigError>())?;

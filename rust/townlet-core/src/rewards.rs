@@ -1,0 +1,105 @@
+//! Rewards per agent per tick, with the full breakdown. Computed after lifecycle evaluation, in
+//! this order: survival, needs deficit², wage paid this tick, punctuality, social (C1 chat, C2
+//! avoidance), terminal penalty, the post-death guard, then the per-tick and per-episode clips.
+
+use crate::config::SocialStage;
+use crate::state::TermReason;
+use crate::world::World;
+
+pub const REWARD_COMPONENTS: [&str; 10] = [
+    "survival",
+    "needs",
+    "wage",
+    "punctuality",
+    "social_chat",
+    "social_penalty",
+    "social_avoidance",
+    "terminal",
+    "clip_adjustment",
+    "total",
+];
+pub const N_REWARD_COMPONENTS: usize = REWARD_COMPONENTS.len();
+const TOTAL: usize = N_REWARD_COMPONENTS - 1;
+
+impl World {
+    pub(crate) fn compute_rewards(&mut self) {
+        let r = self.s.cfg.rewards.clone();
+        let w = r.needs_weights.to_array();
+        let tick = self.st.tick;
+        for i in 0..self.n_agents() {
+            let parts =
+                &mut self.reward_parts[i * N_REWARD_COMPONENTS..(i + 1) * N_REWARD_COMPONENTS];
+            parts.iter_mut().for_each(|p| *p = 0.0);
+            let a = &self.st.agents[i];
+            if !a.alive {
+                self.rewards[i] = 0.0;
+                continue;
+            }
+            parts[0] = r.survival_tick;
+            parts[1] = -(0..3)
+                .map(|k| w[k] * (1.0 - a.needs[k]).powi(2))
+                .sum::<f32>();
+            parts[2] = r.wage_weight * a.flags.wage as f32;
+            parts[3] = if a.flags.punctual {
+                r.punctuality_bonus
+            } else {
+                0.0
+            };
+            if r.social.stage != SocialStage::Off {
+                let worst_deficit = a.needs.iter().map(|v| 1.0 - v).fold(0.0f32, f32::max);
+                if a.flags.chat_quality > 0.0 && worst_deficit <= 0.85 && a.flags.chat_partner >= 0
+                {
+                    let n = self.st.agents.len();
+                    let t = &self.st.ties[i * n + a.flags.chat_partner as usize];
+                    let c = &r.social;
+                    parts[4] = (c.c1_chat_base
+                        + c.c1_coeff_trust * t.trust
+                        + c.c1_coeff_fam * t.familiarity)
+                        .max(0.0)
+                        * a.flags.chat_quality;
+                }
+                let base = r.social.c1_chat_base;
+                parts[5] = -(if a.flags.chat_failed_speaker {
+                    0.5 * base
+                } else {
+                    0.0
+                }) - (if a.flags.chat_failed_listener {
+                    0.25 * base
+                } else {
+                    0.0
+                });
+                if r.social.stage == SocialStage::C2 && a.flags.avoided {
+                    parts[6] = r.social.c2_avoid_conflict;
+                }
+            }
+            parts[7] = match a.terminated {
+                Some(TermReason::Faint) => r.faint_penalty,
+                Some(TermReason::Eviction) => r.eviction_penalty,
+                Some(TermReason::Killed) | None => 0.0,
+            };
+            let raw: f32 = parts[..8].iter().sum();
+            let guarded = a.terminated.is_some()
+                || (a.generation > 1
+                    && tick - a.spawned_at < u64::from(r.no_positive_within_death_ticks));
+            let mut total = if guarded { raw.min(0.0) } else { raw };
+            total = total.clamp(-r.clip_per_tick, r.clip_per_tick);
+            let ep = a.episode_reward;
+            let new_ep = (ep + total).clamp(-r.clip_per_episode, r.clip_per_episode);
+            total = new_ep - ep;
+            parts[8] = total - raw;
+            parts[TOTAL] = total;
+            self.rewards[i] = total;
+            self.st.agents[i].episode_reward = new_ep;
+        }
+    }
+
+    /// Rewards of the last tick, one per agent slot.
+    pub fn rewards(&self) -> &[f32] {
+        &self.rewards
+    }
+
+    /// Reward breakdown of the last tick: agents x REWARD_COMPONENTS, row-major.
+    pub fn reward_breakdown(&self) -> &[f32] {
+        &self.reward_parts
+    }
+}

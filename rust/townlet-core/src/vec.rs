@@ -1,0 +1,259 @@
+//! Many towns stepped together, in parallel across towns, writing observations, masks, rewards,
+//! terminations and truncations into caller-provided buffers.
+//!
+//! Contract (same-step autoreset): when a town reaches `episode_ticks`, every live agent of it is
+//! truncated, its last observation is written to `final_obs`, and the town is reset at once, so
+//! `obs` already holds the first observation of the next episode. An agent that terminates (faint,
+//! eviction) gets `terminated = true` on that tick; its slot then reads as dead (`alive = false`,
+//! zero observation, only `wait` valid, reward 0) until it respawns in the same slot with
+//! `ctx_reset` set. A masked (invalid) action is applied as `wait` and flagged in `invalid`.
+
+use crate::obs::ObsLayout;
+use crate::rng::Rng;
+use crate::statics::Statics;
+use crate::world::{Actions, World};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Output buffers for all towns, agent-major within each town.
+pub struct Buffers<'a> {
+    pub obs: &'a mut [f32],
+    pub masks: &'a mut [bool],
+    pub rewards: &'a mut [f32],
+    pub terminated: &'a mut [bool],
+    pub truncated: &'a mut [bool],
+    pub final_obs: &'a mut [f32],
+    pub alive: &'a mut [bool],
+    pub invalid: &'a mut [bool],
+}
+
+pub struct VecWorld {
+    pub statics: Arc<Statics>,
+    pub layout: Arc<ObsLayout>,
+    pub towns: Vec<World>,
+    pub episodes: Vec<u64>,
+    pub episode_ticks: u64,
+    pub seed: u64,
+    pool: Option<rayon::ThreadPool>,
+}
+
+impl VecWorld {
+    /// `threads` = 0 uses every core; 1 steps towns one after another on the calling thread.
+    pub fn new(
+        statics: Arc<Statics>,
+        num_envs: usize,
+        seed: u64,
+        episode_ticks: u64,
+        threads: usize,
+    ) -> Result<Self, String> {
+        if num_envs == 0 {
+            return Err("num_envs must be >= 1".into());
+        }
+        if episode_ticks == 0 {
+            return Err("episode_ticks must be >= 1".into());
+        }
+        let pool = if threads == 1 {
+            None
+        } else {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            )
+        };
+        let layout = Arc::new(ObsLayout::build(&statics));
+        let mut v = Self {
+            statics,
+            layout,
+            towns: Vec::new(),
+            episodes: vec![0; num_envs],
+            episode_ticks,
+            seed,
+            pool,
+        };
+        v.towns = (0..num_envs).map(|k| v.fresh_town(k)).collect();
+        Ok(v)
+    }
+
+    pub fn num_envs(&self) -> usize {
+        self.towns.len()
+    }
+    pub fn agents_per_env(&self) -> usize {
+        self.statics.n_agents()
+    }
+    pub fn obs_dim(&self) -> usize {
+        self.layout.map_len() + self.layout.n_features()
+    }
+    pub fn n_actions(&self) -> usize {
+        self.statics.n_actions()
+    }
+
+    /// Town `k`'s episode `e` gets its own streams: a SeedSequence-style split of (seed, k, e).
+    fn fresh_town(&self, k: usize) -> World {
+        let episode = self.episodes[k];
+        let town_seed = if episode == 0 {
+            self.seed
+        } else {
+            Rng::stream(self.seed, k as u64, &format!("episode-{episode}")).next_u64()
+        };
+        World::new_seeded(Arc::clone(&self.statics), town_seed, k as u64)
+    }
+
+    /// Reset every town (optionally with a new seed) and write first observations and masks.
+    pub fn reset(&mut self, seed: Option<u64>, obs: &mut [f32], masks: &mut [bool]) {
+        if let Some(s) = seed {
+            self.seed = s;
+        }
+        self.episodes.iter_mut().for_each(|e| *e = 0);
+        self.towns = (0..self.num_envs()).map(|k| self.fresh_town(k)).collect();
+        let (m, d, a) = (self.agents_per_env(), self.obs_dim(), self.n_actions());
+        let layout = &self.layout;
+        for (k, w) in self.towns.iter().enumerate() {
+            write_town(
+                w,
+                layout,
+                &mut obs[k * m * d..(k + 1) * m * d],
+                &mut masks[k * m * a..(k + 1) * m * a],
+            );
+        }
+    }
+
+    /// Step every town one tick with `actions` (one per agent slot, all towns).
+    pub fn step(&mut self, actions: &[u16], out: Buffers<'_>) {
+        let (m, d, a) = (self.agents_per_env(), self.obs_dim(), self.n_actions());
+        let outs: Vec<TownOut<'_>> = out
+            .obs
+            .chunks_mut(m * d)
+            .zip(out.masks.chunks_mut(m * a))
+            .zip(out.rewards.chunks_mut(m))
+            .zip(out.terminated.chunks_mut(m))
+            .zip(out.truncated.chunks_mut(m))
+            .zip(out.final_obs.chunks_mut(m * d))
+            .zip(out.alive.chunks_mut(m))
+            .zip(out.invalid.chunks_mut(m))
+            .map(
+                |(
+                    ((((((obs, masks), rewards), terminated), truncated), final_obs), alive),
+                    invalid,
+                )| TownOut {
+                    obs,
+                    masks,
+                    rewards,
+                    terminated,
+                    truncated,
+                    final_obs,
+                    alive,
+                    invalid,
+                },
+            )
+            .collect();
+        let ctx = StepCtx {
+            statics: &self.statics,
+            layout: &self.layout,
+            seed: self.seed,
+            episode_ticks: self.episode_ticks,
+        };
+        match &self.pool {
+            None => {
+                for (k, (((w, ep), act), o)) in self
+                    .towns
+                    .iter_mut()
+                    .zip(self.episodes.iter_mut())
+                    .zip(actions.chunks(m))
+                    .zip(outs)
+                    .enumerate()
+                {
+                    ctx.step_town(k, w, ep, act, o);
+                }
+            }
+            Some(pool) => pool.install(|| {
+                self.towns
+                    .par_iter_mut()
+                    .zip(self.episodes.par_iter_mut())
+                    .zip(actions.par_chunks(m))
+                    .zip(outs.into_par_iter())
+                    .enumerate()
+                    .for_each(|(k, (((w, ep), act), o))| ctx.step_town(k, w, ep, act, o));
+            }),
+        }
+    }
+
+    /// The scripted expert's actions (and log-probabilities) for every agent slot of every town.
+    pub fn expert_actions(&mut self, actions: &mut [u16], logp: &mut [f32]) {
+        let m = self.agents_per_env();
+        for (k, w) in self.towns.iter_mut().enumerate() {
+            w.policy_actions(
+                &mut actions[k * m..(k + 1) * m],
+                &mut logp[k * m..(k + 1) * m],
+            );
+        }
+    }
+}
+
+/// One town's share of the output buffers.
+struct TownOut<'a> {
+    obs: &'a mut [f32],
+    masks: &'a mut [bool],
+    rewards: &'a mut [f32],
+    terminated: &'a mut [bool],
+    truncated: &'a mut [bool],
+    final_obs: &'a mut [f32],
+    alive: &'a mut [bool],
+    invalid: &'a mut [bool],
+}
+
+struct StepCtx<'a> {
+    statics: &'a Arc<Statics>,
+    layout: &'a ObsLayout,
+    seed: u64,
+    episode_ticks: u64,
+}
+
+impl StepCtx<'_> {
+    fn step_town(
+        &self,
+        k: usize,
+        w: &mut World,
+        episode: &mut u64,
+        actions: &[u16],
+        o: TownOut<'_>,
+    ) {
+        w.step(Actions::Given(actions));
+        for (i, ag) in w.st.agents.iter().enumerate() {
+            o.rewards[i] = w.rewards()[i];
+            o.terminated[i] = ag.terminated.is_some();
+            o.invalid[i] = ag.flags.invalid_action;
+            o.truncated[i] = false;
+        }
+        if w.tick() >= self.episode_ticks {
+            let a = w.s.n_actions();
+            let mut scratch = vec![false; w.n_agents() * a];
+            write_town(w, self.layout, o.final_obs, &mut scratch);
+            for (i, ag) in w.st.agents.iter().enumerate() {
+                o.truncated[i] = ag.alive && !o.terminated[i];
+            }
+            *episode += 1;
+            let town_seed =
+                Rng::stream(self.seed, k as u64, &format!("episode-{episode}")).next_u64();
+            *w = World::new_seeded(Arc::clone(self.statics), town_seed, k as u64);
+        }
+        for (i, ag) in w.st.agents.iter().enumerate() {
+            o.alive[i] = ag.alive;
+        }
+        write_town(w, self.layout, o.obs, o.masks);
+    }
+}
+
+/// Observations and masks of every agent of one town.
+fn write_town(w: &World, layout: &ObsLayout, obs: &mut [f32], masks: &mut [bool]) {
+    let d = layout.map_len() + layout.n_features();
+    let a = w.s.n_actions();
+    let split = layout.map_len();
+    for i in 0..w.n_agents() {
+        let row = &mut obs[i * d..(i + 1) * d];
+        let (map, feats) = row.split_at_mut(split);
+        w.write_observation(layout, i, map, feats);
+        w.action_mask(i, &mut masks[i * a..(i + 1) * a]);
+    }
+}
