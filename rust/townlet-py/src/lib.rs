@@ -768,6 +768,57 @@ impl VecTown {
         Ok(())
     }
 
+    /// Step `ticks` ticks with the same actions, into internal buffers, without returning to
+    /// Python in between: the Rust-only baseline that benchmarks measure call overhead against.
+    fn step_repeat(
+        &mut self,
+        py: Python<'_>,
+        actions: PyReadonlyArray1<'_, i64>,
+        ticks: u64,
+    ) -> PyResult<()> {
+        let n = self.v.num_envs() * self.v.agents_per_env();
+        let (d, k) = (self.v.obs_dim(), self.v.n_actions());
+        let acts = actions.as_slice()?;
+        check_len("actions", acts.len(), n)?;
+        for (dst, &a) in self.actions.iter_mut().zip(acts) {
+            if a < 0 || a >= k as i64 {
+                return Err(PyValueError::new_err(format!(
+                    "action {a} is outside [0, {k})"
+                )));
+            }
+            *dst = a as u16;
+        }
+        let (v, a) = (&mut self.v, &self.actions);
+        py.detach(|| {
+            let mut obs = vec![0.0f32; n * d];
+            let mut fin = vec![0.0f32; n * d];
+            let mut masks = vec![false; n * k];
+            let (mut r, mut te, mut tr, mut al, mut inv) = (
+                vec![0.0f32; n],
+                vec![false; n],
+                vec![false; n],
+                vec![false; n],
+                vec![false; n],
+            );
+            for _ in 0..ticks {
+                v.step(
+                    a,
+                    Buffers {
+                        obs: &mut obs,
+                        masks: &mut masks,
+                        rewards: &mut r,
+                        terminated: &mut te,
+                        truncated: &mut tr,
+                        final_obs: &mut fin,
+                        alive: &mut al,
+                        invalid: &mut inv,
+                    },
+                );
+            }
+        });
+        Ok(())
+    }
+
     /// The scripted expert's actions and log-probabilities for every slot (advances its RNG only).
     fn expert_actions(
         &mut self,
