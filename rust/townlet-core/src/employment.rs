@@ -42,6 +42,10 @@ impl World {
             let present = self.at_work(i);
             if tod >= j.start && tod < j.end {
                 if self.st.agents[i].emp.shift_day != day {
+                    // A shift that never left its window (all day long) ends as the next begins.
+                    if !self.st.agents[i].emp.finalized {
+                        self.finalize_shift(i, j.end - j.start, j.site);
+                    }
                     // A new shift: per-shift fields start afresh.
                     let e = &mut self.st.agents[i].emp;
                     e.shift_day = day;
@@ -69,6 +73,19 @@ impl World {
                             a.emp.state = ShiftState::OnTime;
                             a.flags.punctual = true;
                             self.emit(EventKind::ShiftOnTime, i as i32, -1, j.site as i32, 0.0);
+                        } else if !a.emp.late_charged {
+                            // Arriving exactly as grace ends: late, and charged like any late start.
+                            a.emp.state = ShiftState::Late;
+                            a.emp.late_charged = true;
+                            a.emp.lateness_counter += 1;
+                            self.charge_penalty(i, j.lateness_penalty);
+                            self.emit(
+                                EventKind::ShiftLateStart,
+                                i as i32,
+                                -1,
+                                j.site as i32,
+                                j.lateness_penalty as f32,
+                            );
                         } else {
                             a.emp.state = ShiftState::Late;
                         }
@@ -164,10 +181,10 @@ impl World {
                         );
                     }
                 }
-            } else if self.st.agents[i].emp.shift_day == day
-                && !self.st.agents[i].emp.finalized
-                && tod >= j.end
+            } else if !self.st.agents[i].emp.finalized
+                && (self.st.agents[i].emp.shift_day < day || tod >= j.end)
             {
+                // `shift_day < day`: a shift that ended at midnight is finalised the next day.
                 self.finalize_shift(i, j.end - j.start, j.site);
             } else if tod >= j.start.saturating_sub(cfg.arrival_buffer) && tod < j.start {
                 self.st.agents[i].emp.state = ShiftState::PreShift;

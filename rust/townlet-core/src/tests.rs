@@ -1,1 +1,14 @@
+//! Unit tests for every world system, on a small hand-built town (see `fixture`).
 
+mod affordances;
+mod config_errors;
+mod determinism;
+mod employment;
+mod expert;
+mod fixture;
+mod invariants;
+mod lifecycle;
+mod movement;
+mod perturbations;
+mod queues;
+mod social;
