@@ -11,6 +11,9 @@ use crate::state::*;
 use crate::statics::{A_MOVE0, A_WAIT, NUM_MOVES};
 use crate::world::{chebyshev, World};
 
+/// The most affordances a manifest may declare.
+pub const MAX_AFFORDANCES: usize = 64;
+
 impl World {
     // -- targets and masks ----------------------------------------------------------------------
 
@@ -104,8 +107,22 @@ impl World {
         out.truncate(self.s.chat_slots());
     }
 
+    /// Each affordance's target for agent `i` now (`find_target`), into `out` (one per affordance).
+    pub fn targets(&self, i: usize, out: &mut [Option<usize>]) {
+        for (aff, t) in out.iter_mut().enumerate().take(self.s.affs.len()) {
+            *t = self.find_target(i, aff);
+        }
+    }
+
     /// Fill `mask` (one bool per action) with the actions valid for agent `i` now.
     pub fn action_mask(&self, i: usize, mask: &mut [bool]) {
+        let mut targets = [None; MAX_AFFORDANCES];
+        self.targets(i, &mut targets);
+        self.action_mask_from(i, &targets, mask);
+    }
+
+    /// `action_mask` with the affordance targets already computed.
+    pub fn action_mask_from(&self, i: usize, targets: &[Option<usize>], mask: &mut [bool]) {
         mask.iter_mut().for_each(|m| *m = false);
         mask[A_WAIT] = true;
         let a = &self.st.agents[i];
@@ -116,8 +133,7 @@ impl World {
             mask[A_MOVE0 + d] = self.s.grid.walkable(a.pos[0] + dx, a.pos[1] + dy);
         }
         for aff in 0..self.s.affs.len() {
-            mask[self.s.use_action(aff)] =
-                a.act.aff == aff as i32 || self.find_target(i, aff).is_some();
+            mask[self.s.use_action(aff)] = a.act.aff == aff as i32 || targets[aff].is_some();
         }
         if a.chat_ready_at <= self.st.tick {
             let range = self.s.cfg.actions.chat_range as i32;

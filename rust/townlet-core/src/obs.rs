@@ -1,6 +1,7 @@
 //! Observations: an egocentric map (variant `hybrid`, `full` or `compact`) and one normalised
 //! float32 feature vector with published names. Written straight into caller buffers.
 
+use crate::activity::MAX_AFFORDANCES;
 use crate::config::ObsVariant;
 use crate::grid::{DIRS, UNREACHABLE};
 use crate::state::{Phase, ShiftState};
@@ -193,23 +194,29 @@ fn squash(v: f64, scale: f64) -> f32 {
 }
 
 impl World {
-    /// Write agent `i`'s observation: `map` has `layout.map_len()` floats (C, H, W order),
-    /// `feats` has `layout.n_features()` floats. A dead agent's observation is all zeros.
+    /// Write agent `i`'s observation and action mask: `map` has `layout.map_len()` floats
+    /// (C, H, W order), `feats` has `layout.n_features()` floats, `mask` one bool per action.
+    /// A dead agent's observation is all zeros and only `wait` is valid.
     pub fn write_observation(
         &self,
         layout: &ObsLayout,
         i: usize,
         map: &mut [f32],
         feats: &mut [f32],
+        mask: &mut [bool],
     ) {
         map.iter_mut().for_each(|v| *v = 0.0);
         feats.iter_mut().for_each(|v| *v = 0.0);
-        let a = &self.st.agents[i];
-        if !a.alive {
+        let mut targets = [None; MAX_AFFORDANCES];
+        if self.st.agents[i].alive {
+            self.targets(i, &mut targets);
+        }
+        self.action_mask_from(i, &targets, mask);
+        if !self.st.agents[i].alive {
             return;
         }
         self.write_map(layout, i, map);
-        self.write_features(layout, i, feats);
+        self.write_features(layout, i, &targets, feats);
     }
 
     fn write_map(&self, layout: &ObsLayout, i: usize, map: &mut [f32]) {
@@ -282,7 +289,13 @@ impl World {
         }
     }
 
-    fn write_features(&self, layout: &ObsLayout, i: usize, f: &mut [f32]) {
+    fn write_features(
+        &self,
+        layout: &ObsLayout,
+        i: usize,
+        targets: &[Option<usize>],
+        f: &mut [f32],
+    ) {
         let s = &self.s;
         let cfg = &s.cfg;
         let a = &self.st.agents[i];
@@ -409,12 +422,12 @@ impl World {
         };
         put(progress);
         let span = (s.grid.width.max(s.grid.height)) as f32;
-        for aff in 0..s.affs.len() {
+        for (aff, &found) in targets.iter().enumerate().take(s.affs.len()) {
             let current = a.act.aff == aff as i32;
             let target = if current {
                 Some(a.act.obj as usize)
             } else {
-                self.find_target(i, aff)
+                found
             };
             match target {
                 Some(o) => {

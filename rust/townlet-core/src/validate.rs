@@ -635,6 +635,16 @@ fn validate_manifest(cfg: &WorldConfig) -> R {
             "at least one affordance is required",
         );
     }
+    if m.affordances.len() > crate::activity::MAX_AFFORDANCES {
+        return err(
+            "affordances.affordances",
+            format!(
+                "at most {} affordances, got {}",
+                crate::activity::MAX_AFFORDANCES,
+                m.affordances.len()
+            ),
+        );
+    }
     let mut ids = BTreeSet::new();
     for (i, a) in m.affordances.iter().enumerate() {
         let p = format!("affordances.affordances[{i}]");

@@ -253,7 +253,6 @@ fn write_town(w: &World, layout: &ObsLayout, obs: &mut [f32], masks: &mut [bool]
     for i in 0..w.n_agents() {
         let row = &mut obs[i * d..(i + 1) * d];
         let (map, feats) = row.split_at_mut(split);
-        w.write_observation(layout, i, map, feats);
-        w.action_mask(i, &mut masks[i * a..(i + 1) * a]);
+        w.write_observation(layout, i, map, feats, &mut masks[i * a..(i + 1) * a]);
     }
 }

@@ -447,6 +447,7 @@ impl World {
             || st.objects.len() != statics.objects.len()
             || st.cooldowns.len() != n * statics.objects.len()
             || st.events.totals.len() != EventKind::COUNT
+            || st.events.tick_counts.len() != EventKind::COUNT
         {
             return Err(
                 "snapshot state does not match its config (agent, object or event counts differ)"
@@ -454,8 +455,8 @@ impl World {
             );
         }
         let mut w = World::new(statics, snap.town);
+        // The last tick's counters are restored too, so that the world hash matches at once.
         w.st = st;
-        w.st.events.tick_counts = vec![0; EventKind::COUNT];
         Ok(w)
     }
 
