@@ -16,6 +16,7 @@ pub mod personality;
 pub mod perturb;
 pub mod rewards;
 pub mod rng;
+pub mod rollout;
 pub mod social;
 pub mod state;
 pub mod statics;

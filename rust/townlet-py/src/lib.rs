@@ -3,7 +3,8 @@
 
 use numpy::ndarray::{Array1, Array2};
 use numpy::{
-    IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadwriteArray1, PyReadwriteArray2,
+    IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyReadwriteArray1, PyReadwriteArray2,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyIndexError, PyValueError};
@@ -907,6 +908,272 @@ fn kpi_dict<'py>(py: Python<'py>, k: &townlet_core::Kpis) -> PyResult<Bound<'py,
     Ok(d)
 }
 
+/// Aligned rollout storage (steps x agents) kept in numpy arrays that Python reads without copies,
+/// filled one step at a time, with GAE computed in Rust.
+#[pyclass(module = "townlet._core")]
+struct RolloutBuffer {
+    steps: usize,
+    agents: usize,
+    obs_dim: usize,
+    n_actions: usize,
+    len: usize,
+    obs: Py<PyArray3<f32>>,
+    masks: Py<PyArray3<bool>>,
+    actions: Py<PyArray2<i64>>,
+    log_probs: Py<PyArray2<f32>>,
+    values: Py<PyArray2<f32>>,
+    rewards: Py<PyArray2<f32>>,
+    terminated: Py<PyArray2<bool>>,
+    truncated: Py<PyArray2<bool>>,
+    valid: Py<PyArray2<bool>>,
+    bootstrap: Py<PyArray2<f32>>,
+    advantages: Py<PyArray2<f32>>,
+    returns: Py<PyArray2<f32>>,
+}
+
+fn copy_row<T: numpy::Element + Copy>(
+    py: Python<'_>,
+    dst: &Py<PyArray2<T>>,
+    t: usize,
+    src: &[T],
+    name: &str,
+) -> PyResult<()> {
+    let arr = dst.bind(py);
+    let mut rw = arr.readwrite();
+    let slice = rw.as_slice_mut()?;
+    let a = src.len();
+    if slice.len() < (t + 1) * a {
+        return Err(PyValueError::new_err(format!("{name} row does not fit")));
+    }
+    slice[t * a..(t + 1) * a].copy_from_slice(src);
+    Ok(())
+}
+
+#[pymethods]
+impl RolloutBuffer {
+    #[new]
+    fn new(
+        py: Python<'_>,
+        steps: usize,
+        agents: usize,
+        obs_dim: usize,
+        n_actions: usize,
+    ) -> PyResult<Self> {
+        if steps == 0 || agents == 0 || obs_dim == 0 || n_actions == 0 {
+            return Err(PyValueError::new_err(
+                "steps, agents, obs_dim and n_actions must all be >= 1",
+            ));
+        }
+        let z2f = || PyArray2::<f32>::zeros(py, [steps, agents], false).unbind();
+        let z2b = || PyArray2::<bool>::zeros(py, [steps, agents], false).unbind();
+        Ok(Self {
+            steps,
+            agents,
+            obs_dim,
+            n_actions,
+            len: 0,
+            obs: PyArray3::<f32>::zeros(py, [steps, agents, obs_dim], false).unbind(),
+            masks: PyArray3::<bool>::zeros(py, [steps, agents, n_actions], false).unbind(),
+            actions: PyArray2::<i64>::zeros(py, [steps, agents], false).unbind(),
+            log_probs: z2f(),
+            values: z2f(),
+            rewards: z2f(),
+            terminated: z2b(),
+            truncated: z2b(),
+            valid: z2b(),
+            bootstrap: z2f(),
+            advantages: z2f(),
+            returns: z2f(),
+        })
+    }
+
+    #[getter]
+    fn steps(&self) -> usize {
+        self.steps
+    }
+    #[getter]
+    fn agents(&self) -> usize {
+        self.agents
+    }
+    #[getter]
+    fn obs_dim(&self) -> usize {
+        self.obs_dim
+    }
+    #[getter]
+    fn n_actions(&self) -> usize {
+        self.n_actions
+    }
+    fn __len__(&self) -> usize {
+        self.len
+    }
+    #[getter]
+    fn full(&self) -> bool {
+        self.len == self.steps
+    }
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Append one step (every array has one row per agent; obs (agents, obs_dim), masks
+    /// (agents, n_actions)). `bootstrap` holds v(final observation) where `truncated`.
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        py: Python<'_>,
+        obs: PyReadonlyArray2<'_, f32>,
+        masks: PyReadonlyArray2<'_, bool>,
+        actions: PyReadonlyArray1<'_, i64>,
+        log_probs: PyReadonlyArray1<'_, f32>,
+        values: PyReadonlyArray1<'_, f32>,
+        rewards: PyReadonlyArray1<'_, f32>,
+        terminated: PyReadonlyArray1<'_, bool>,
+        truncated: PyReadonlyArray1<'_, bool>,
+        valid: PyReadonlyArray1<'_, bool>,
+        bootstrap: PyReadonlyArray1<'_, f32>,
+    ) -> PyResult<()> {
+        if self.len == self.steps {
+            return Err(PyValueError::new_err(format!(
+                "rollout buffer is full ({} steps); call clear()",
+                self.steps
+            )));
+        }
+        let (a, d, k, t) = (self.agents, self.obs_dim, self.n_actions, self.len);
+        check_len("obs", obs.as_slice()?.len(), a * d)?;
+        check_len("masks", masks.as_slice()?.len(), a * k)?;
+        for (name, len) in [
+            ("actions", actions.as_slice()?.len()),
+            ("log_probs", log_probs.as_slice()?.len()),
+            ("values", values.as_slice()?.len()),
+            ("rewards", rewards.as_slice()?.len()),
+            ("terminated", terminated.as_slice()?.len()),
+            ("truncated", truncated.as_slice()?.len()),
+            ("valid", valid.as_slice()?.len()),
+            ("bootstrap", bootstrap.as_slice()?.len()),
+        ] {
+            check_len(name, len, a)?;
+        }
+        {
+            let arr = self.obs.bind(py);
+            let mut rw = arr.readwrite();
+            rw.as_slice_mut()?[t * a * d..(t + 1) * a * d].copy_from_slice(obs.as_slice()?);
+        }
+        {
+            let arr = self.masks.bind(py);
+            let mut rw = arr.readwrite();
+            rw.as_slice_mut()?[t * a * k..(t + 1) * a * k].copy_from_slice(masks.as_slice()?);
+        }
+        copy_row(py, &self.actions, t, actions.as_slice()?, "actions")?;
+        copy_row(py, &self.log_probs, t, log_probs.as_slice()?, "log_probs")?;
+        copy_row(py, &self.values, t, values.as_slice()?, "values")?;
+        copy_row(py, &self.rewards, t, rewards.as_slice()?, "rewards")?;
+        copy_row(
+            py,
+            &self.terminated,
+            t,
+            terminated.as_slice()?,
+            "terminated",
+        )?;
+        copy_row(py, &self.truncated, t, truncated.as_slice()?, "truncated")?;
+        copy_row(py, &self.valid, t, valid.as_slice()?, "valid")?;
+        copy_row(py, &self.bootstrap, t, bootstrap.as_slice()?, "bootstrap")?;
+        self.len += 1;
+        Ok(())
+    }
+
+    /// GAE over the filled steps; `next_values` = v(o_T) per agent. Fills `advantages`, `returns`.
+    fn compute_gae(
+        &self,
+        py: Python<'_>,
+        next_values: PyReadonlyArray1<'_, f32>,
+        gamma: f32,
+        gae_lambda: f32,
+    ) -> PyResult<()> {
+        if !(0.0..=1.0).contains(&gamma) || !(0.0..=1.0).contains(&gae_lambda) {
+            return Err(PyValueError::new_err(
+                "gamma and gae_lambda must lie in [0, 1]",
+            ));
+        }
+        let next = next_values.as_slice()?;
+        check_len("next_values", next.len(), self.agents)?;
+        let n = self.len * self.agents;
+        let r = self.rewards.bind(py).readonly();
+        let v = self.values.bind(py).readonly();
+        let te = self.terminated.bind(py).readonly();
+        let tr = self.truncated.bind(py).readonly();
+        let va = self.valid.bind(py).readonly();
+        let bo = self.bootstrap.bind(py).readonly();
+        let adv_arr = self.advantages.bind(py);
+        let ret_arr = self.returns.bind(py);
+        let mut adv = adv_arr.readwrite();
+        let mut ret = ret_arr.readwrite();
+        townlet_core::rollout::compute_gae(
+            self.len,
+            self.agents,
+            &r.as_slice()?[..n],
+            &v.as_slice()?[..n],
+            &te.as_slice()?[..n],
+            &tr.as_slice()?[..n],
+            &va.as_slice()?[..n],
+            &bo.as_slice()?[..n],
+            next,
+            gamma,
+            gae_lambda,
+            &mut adv.as_slice_mut()?[..n],
+            &mut ret.as_slice_mut()?[..n],
+        );
+        Ok(())
+    }
+
+    #[getter]
+    fn obs<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray3<f32>> {
+        self.obs.bind(py).clone()
+    }
+    #[getter]
+    fn masks<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray3<bool>> {
+        self.masks.bind(py).clone()
+    }
+    #[getter]
+    fn actions<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<i64>> {
+        self.actions.bind(py).clone()
+    }
+    #[getter]
+    fn log_probs<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f32>> {
+        self.log_probs.bind(py).clone()
+    }
+    #[getter]
+    fn values<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f32>> {
+        self.values.bind(py).clone()
+    }
+    #[getter]
+    fn rewards<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f32>> {
+        self.rewards.bind(py).clone()
+    }
+    #[getter]
+    fn terminated<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<bool>> {
+        self.terminated.bind(py).clone()
+    }
+    #[getter]
+    fn truncated<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<bool>> {
+        self.truncated.bind(py).clone()
+    }
+    #[getter]
+    fn valid<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<bool>> {
+        self.valid.bind(py).clone()
+    }
+    #[getter]
+    fn bootstrap<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f32>> {
+        self.bootstrap.bind(py).clone()
+    }
+    #[getter]
+    fn advantages<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f32>> {
+        self.advantages.bind(py).clone()
+    }
+    #[getter]
+    fn returns<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f32>> {
+        self.returns.bind(py).clone()
+    }
+}
+
 /// Validate a resolved world config; raises ConfigError naming the key path.
 #[pyfunction]
 fn validate_config(config_json: &str) -> PyResult<()> {
@@ -926,6 +1193,7 @@ fn config_action_names(config_json: &str) -> PyResult<Vec<String>> {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Town>()?;
     m.add_class::<VecTown>()?;
+    m.add_class::<RolloutBuffer>()?;
     m.add("OBSERVATION_SCHEMA_VERSION", OBSERVATION_SCHEMA_VERSION)?;
     m.add("REWARD_COMPONENTS", REWARD_COMPONENTS.to_vec())?;
     m.add_function(wrap_pyfunction!(validate_config, m)?)?;

@@ -1,0 +1,360 @@
+//! Rollout storage and generalised advantage estimation.
+//!
+//! Transitions are aligned: row `t` holds the observation the acting policy saw (`o_t`), its mask,
+//! the action it took, that action's log-probability and the value estimate `v(o_t)` (both from
+//! the acting policy), and what the step returned: `r_t`, `terminated_t`, `truncated_t`. Slots in
+//! which no agent was alive are marked invalid and carry no advantage. A truncated step
+//! bootstraps from the value of its final observation; a terminated one does not bootstrap.
+
+/// GAE(gamma, lambda) over `steps` x `agents` row-major arrays.
+///
+/// * `next_values`: v(o_{T}) per agent, the value of the observation after the last row.
+/// * `bootstrap`: per row, v(final observation) where `truncated` (ignored elsewhere).
+/// * `valid`: false where the slot held no live agent (its advantage and return are 0).
+///
+/// Writes `advantages` and `returns` (= advantages + values).
+#[allow(clippy::too_many_arguments)]
+pub fn compute_gae(
+    steps: usize,
+    agents: usize,
+    rewards: &[f32],
+    values: &[f32],
+    terminated: &[bool],
+    truncated: &[bool],
+    valid: &[bool],
+    bootstrap: &[f32],
+    next_values: &[f32],
+    gamma: f32,
+    lambda: f32,
+    advantages: &mut [f32],
+    returns: &mut [f32],
+) {
+    let n = steps * agents;
+    for (name, len) in [
+        ("rewards", rewards.len()),
+        ("values", values.len()),
+        ("terminated", terminated.len()),
+        ("truncated", truncated.len()),
+        ("valid", valid.len()),
+        ("bootstrap", bootstrap.len()),
+        ("advantages", advantages.len()),
+        ("returns", returns.len()),
+    ] {
+        assert_eq!(len, n, "{name} must have steps * agents elements");
+    }
+    assert_eq!(
+        next_values.len(),
+        agents,
+        "next_values must have one value per agent"
+    );
+    for (j, &last) in next_values.iter().enumerate() {
+        let mut gae_next = 0.0f32;
+        let mut value_next = last;
+        for t in (0..steps).rev() {
+            let k = t * agents + j;
+            if !valid[k] {
+                advantages[k] = 0.0;
+                returns[k] = 0.0;
+                gae_next = 0.0;
+                value_next = 0.0;
+                continue;
+            }
+            let gae = if terminated[k] {
+                rewards[k] - values[k]
+            } else if truncated[k] {
+                rewards[k] + gamma * bootstrap[k] - values[k]
+            } else {
+                rewards[k] + gamma * value_next - values[k] + gamma * lambda * gae_next
+            };
+            advantages[k] = gae;
+            returns[k] = gae + values[k];
+            gae_next = gae;
+            value_next = values[k];
+        }
+    }
+}
+
+/// A rollout buffer owning its storage (the Python binding keeps the same layout in numpy arrays).
+#[derive(Debug, Clone)]
+pub struct RolloutBuffer {
+    pub steps: usize,
+    pub agents: usize,
+    pub obs_dim: usize,
+    pub n_actions: usize,
+    pub obs: Vec<f32>,
+    pub masks: Vec<bool>,
+    pub actions: Vec<i64>,
+    pub log_probs: Vec<f32>,
+    pub values: Vec<f32>,
+    pub rewards: Vec<f32>,
+    pub terminated: Vec<bool>,
+    pub truncated: Vec<bool>,
+    pub valid: Vec<bool>,
+    pub bootstrap: Vec<f32>,
+    pub advantages: Vec<f32>,
+    pub returns: Vec<f32>,
+    pub len: usize,
+}
+
+/// One step of data for every agent.
+pub struct Step<'a> {
+    pub obs: &'a [f32],
+    pub masks: &'a [bool],
+    pub actions: &'a [i64],
+    pub log_probs: &'a [f32],
+    pub values: &'a [f32],
+    pub rewards: &'a [f32],
+    pub terminated: &'a [bool],
+    pub truncated: &'a [bool],
+    pub valid: &'a [bool],
+    pub bootstrap: &'a [f32],
+}
+
+impl RolloutBuffer {
+    pub fn new(steps: usize, agents: usize, obs_dim: usize, n_actions: usize) -> Self {
+        let n = steps * agents;
+        Self {
+            steps,
+            agents,
+            obs_dim,
+            n_actions,
+            obs: vec![0.0; n * obs_dim],
+            masks: vec![false; n * n_actions],
+            actions: vec![0; n],
+            log_probs: vec![0.0; n],
+            values: vec![0.0; n],
+            rewards: vec![0.0; n],
+            terminated: vec![false; n],
+            truncated: vec![false; n],
+            valid: vec![false; n],
+            bootstrap: vec![0.0; n],
+            advantages: vec![0.0; n],
+            returns: vec![0.0; n],
+            len: 0,
+        }
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len == self.steps
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Append one step; errors when full or when a slice has the wrong length.
+    pub fn add(&mut self, s: Step<'_>) -> Result<(), String> {
+        if self.is_full() {
+            return Err(format!("rollout buffer is full ({} steps)", self.steps));
+        }
+        let (a, d, k) = (self.agents, self.obs_dim, self.n_actions);
+        for (name, got, want) in [
+            ("obs", s.obs.len(), a * d),
+            ("masks", s.masks.len(), a * k),
+            ("actions", s.actions.len(), a),
+            ("log_probs", s.log_probs.len(), a),
+            ("values", s.values.len(), a),
+            ("rewards", s.rewards.len(), a),
+            ("terminated", s.terminated.len(), a),
+            ("truncated", s.truncated.len(), a),
+            ("valid", s.valid.len(), a),
+            ("bootstrap", s.bootstrap.len(), a),
+        ] {
+            if got != want {
+                return Err(format!("{name} has {got} elements, expected {want}"));
+            }
+        }
+        let t = self.len;
+        self.obs[t * a * d..(t + 1) * a * d].copy_from_slice(s.obs);
+        self.masks[t * a * k..(t + 1) * a * k].copy_from_slice(s.masks);
+        let row = t * a..(t + 1) * a;
+        self.actions[row.clone()].copy_from_slice(s.actions);
+        self.log_probs[row.clone()].copy_from_slice(s.log_probs);
+        self.values[row.clone()].copy_from_slice(s.values);
+        self.rewards[row.clone()].copy_from_slice(s.rewards);
+        self.terminated[row.clone()].copy_from_slice(s.terminated);
+        self.truncated[row.clone()].copy_from_slice(s.truncated);
+        self.valid[row.clone()].copy_from_slice(s.valid);
+        self.bootstrap[row].copy_from_slice(s.bootstrap);
+        self.len += 1;
+        Ok(())
+    }
+
+    /// GAE over the filled steps.
+    pub fn compute_gae(&mut self, next_values: &[f32], gamma: f32, lambda: f32) {
+        let n = self.len * self.agents;
+        compute_gae(
+            self.len,
+            self.agents,
+            &self.rewards[..n],
+            &self.values[..n],
+            &self.terminated[..n],
+            &self.truncated[..n],
+            &self.valid[..n],
+            &self.bootstrap[..n],
+            next_values,
+            gamma,
+            lambda,
+            &mut self.advantages[..n],
+            &mut self.returns[..n],
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        r: &[f32],
+        v: &[f32],
+        te: &[bool],
+        tr: &[bool],
+        boot: &[f32],
+        next: f32,
+        g: f32,
+        l: f32,
+    ) -> Vec<f32> {
+        let n = r.len();
+        let mut adv = vec![0.0; n];
+        let mut ret = vec![0.0; n];
+        compute_gae(
+            n,
+            1,
+            r,
+            v,
+            te,
+            tr,
+            &vec![true; n],
+            boot,
+            &[next],
+            g,
+            l,
+            &mut adv,
+            &mut ret,
+        );
+        for k in 0..n {
+            assert!((ret[k] - (adv[k] + v[k])).abs() < 1e-6);
+        }
+        adv
+    }
+
+    #[test]
+    fn one_step_td_when_lambda_is_zero() {
+        let adv = run(
+            &[1.0, 2.0],
+            &[0.5, 0.25],
+            &[false; 2],
+            &[false; 2],
+            &[0.0; 2],
+            4.0,
+            0.9,
+            0.0,
+        );
+        assert!((adv[0] - (1.0 + 0.9 * 0.25 - 0.5)).abs() < 1e-6);
+        assert!((adv[1] - (2.0 + 0.9 * 4.0 - 0.25)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn monte_carlo_when_lambda_is_one() {
+        let adv = run(
+            &[1.0, 1.0, 1.0],
+            &[0.0; 3],
+            &[false, false, true],
+            &[false; 3],
+            &[0.0; 3],
+            99.0,
+            0.5,
+            1.0,
+        );
+        assert!((adv[0] - (1.0 + 0.5 + 0.25)).abs() < 1e-6);
+        assert!(
+            (adv[2] - 1.0).abs() < 1e-6,
+            "terminated: no bootstrap from next value"
+        );
+    }
+
+    #[test]
+    fn truncation_bootstraps_from_the_final_observation_and_cuts_the_trace() {
+        let adv = run(
+            &[0.0, 1.0, 5.0],
+            &[0.0, 0.0, 0.0],
+            &[false; 3],
+            &[false, true, false],
+            &[0.0, 10.0, 0.0],
+            0.0,
+            0.9,
+            1.0,
+        );
+        assert!((adv[1] - (1.0 + 0.9 * 10.0)).abs() < 1e-5);
+        assert!((adv[0] - 0.9 * adv[1]).abs() < 1e-5);
+        assert!(
+            (adv[2] - 5.0).abs() < 1e-6,
+            "the step after a truncation starts a new episode"
+        );
+    }
+
+    #[test]
+    fn invalid_slots_carry_nothing_and_break_the_trace() {
+        let mut adv = vec![0.0; 3];
+        let mut ret = vec![0.0; 3];
+        compute_gae(
+            3,
+            1,
+            &[1.0, 7.0, 1.0],
+            &[0.0; 3],
+            &[true, false, false],
+            &[false; 3],
+            &[true, false, true],
+            &[0.0; 3],
+            &[0.0],
+            0.9,
+            0.95,
+            &mut adv,
+            &mut ret,
+        );
+        assert_eq!(adv[1], 0.0);
+        assert!((adv[0] - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn buffer_add_checks_lengths_and_capacity() {
+        let mut b = RolloutBuffer::new(1, 2, 3, 2);
+        let step = Step {
+            obs: &[0.0; 6],
+            masks: &[true; 4],
+            actions: &[0, 1],
+            log_probs: &[0.0; 2],
+            values: &[0.0; 2],
+            rewards: &[1.0, 2.0],
+            terminated: &[false; 2],
+            truncated: &[false; 2],
+            valid: &[true; 2],
+            bootstrap: &[0.0; 2],
+        };
+        assert!(b
+            .add(Step {
+                obs: &[0.0; 5],
+                ..step
+            })
+            .unwrap_err()
+            .contains("obs"));
+        let step = Step {
+            obs: &[0.0; 6],
+            masks: &[true; 4],
+            actions: &[0, 1],
+            log_probs: &[0.0; 2],
+            values: &[0.0; 2],
+            rewards: &[1.0, 2.0],
+            terminated: &[false; 2],
+            truncated: &[false; 2],
+            valid: &[true; 2],
+            bootstrap: &[0.0; 2],
+        };
+        b.add(step).unwrap();
+        assert!(b.is_full());
+        b.compute_gae(&[0.0, 0.0], 0.99, 0.95);
+        assert_eq!(b.advantages, vec![1.0, 2.0]);
+    }
+}
