@@ -208,6 +208,9 @@ impl World {
                 present: true,
             };
         }
+        // Console ties obey the same capacity as earned ones.
+        self.prune(a);
+        self.prune(b);
     }
 
     /// Console: the agent is removed at the end of the next tick.

@@ -82,7 +82,7 @@ impl World {
 
     /// Keep at most `max_edges` ties per owner, dropping the weakest (friends and rivals both count
     /// as strong).
-    fn prune(&mut self, owner: usize) {
+    pub(crate) fn prune(&mut self, owner: usize) {
         let n = self.n_agents();
         let max = self.s.cfg.relationships.max_edges as usize;
         loop {
