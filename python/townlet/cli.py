@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -37,7 +38,7 @@ CHUNK = 1440
 
 def fail(exc: TownletError) -> typer.Exit:
     """Print a user error as one line and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     return typer.Exit(exc.exit_code)
 
 
@@ -148,7 +149,7 @@ def validate(configs: Annotated[list[Path], typer.Argument(help="Config files to
         try:
             cfg = load_config(path)
         except TownletError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             failed = True
             continue
         typer.echo(f"ok: {path} ({cfg.config_id}, {len(cfg.world['agents'])} agents)")

@@ -94,6 +94,8 @@ pub struct EventLog {
     pub pending: Vec<Event>,
     pub tick_counts: Vec<u32>,
     pub totals: Vec<u64>,
+    /// Sum of the events' values per kind since the start (intensities, chat qualities, ...).
+    pub value_totals: Vec<f64>,
     /// Events dropped because the pending list was full (reader too slow).
     pub dropped: u64,
 }
@@ -108,6 +110,7 @@ impl EventLog {
             pending: Vec::new(),
             tick_counts: vec![0; EventKind::COUNT],
             totals: vec![0; EventKind::COUNT],
+            value_totals: vec![0.0; EventKind::COUNT],
             dropped: 0,
         }
     }
@@ -130,6 +133,7 @@ impl EventLog {
         let k = kind as usize;
         self.tick_counts[k] += 1;
         self.totals[k] += 1;
+        self.value_totals[k] += f64::from(value);
         if self.record {
             if self.pending.len() < MAX_PENDING_EVENTS {
                 self.pending.push(Event {

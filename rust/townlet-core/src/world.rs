@@ -447,6 +447,7 @@ impl World {
             || st.objects.len() != statics.objects.len()
             || st.cooldowns.len() != n * statics.objects.len()
             || st.events.totals.len() != EventKind::COUNT
+            || st.events.value_totals.len() != EventKind::COUNT
             || st.events.tick_counts.len() != EventKind::COUNT
         {
             return Err(

@@ -384,6 +384,10 @@ impl Town {
     fn event_counts<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u32>> {
         Array1::from_vec(self.w.st.events.tick_counts.clone()).into_pyarray(py)
     }
+    /// Sums of event values (e.g. conflict intensity, chat quality) since the start.
+    fn event_value_totals<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        Array1::from_vec(self.w.st.events.value_totals.clone()).into_pyarray(py)
+    }
     /// Event counts since the start of the run.
     fn event_totals<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
         Array1::from_vec(self.w.st.events.totals.clone()).into_pyarray(py)
@@ -877,6 +881,25 @@ impl VecTown {
     }
     fn world_hash(&self, env: usize) -> PyResult<String> {
         Ok(self.town(env)?.world_hash())
+    }
+    /// Event counts since the start of town `env`'s current episode.
+    fn event_totals<'py>(
+        &self,
+        py: Python<'py>,
+        env: usize,
+    ) -> PyResult<Bound<'py, PyArray1<u64>>> {
+        Ok(Array1::from_vec(self.town(env)?.st.events.totals.clone()).into_pyarray(py))
+    }
+    /// Sums of event values (e.g. conflict intensity, chat quality) since the episode start.
+    fn event_value_totals<'py>(
+        &self,
+        py: Python<'py>,
+        env: usize,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        Ok(Array1::from_vec(self.town(env)?.st.events.value_totals.clone()).into_pyarray(py))
+    }
+    fn event_names(&self) -> Vec<&'static str> {
+        EventKind::ALL.iter().map(|k| k.name()).collect()
     }
     /// Event counts of the last step for town `env`.
     fn event_counts<'py>(

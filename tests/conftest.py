@@ -1,0 +1,152 @@
+"""Shared fixtures: repository paths, the CLI as a subprocess, and modified copies of the default config."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG_REL = "configs/examples/poc_hybrid.yaml"
+DEFAULT_CONFIG = REPO_ROOT / DEFAULT_CONFIG_REL
+CORE_MANIFEST = REPO_ROOT / "configs/affordances/core.yaml"
+DEFAULT_PERTURBATIONS = REPO_ROOT / "configs/perturbations/default.yaml"
+
+#: Keys whose string value names another YAML file, resolved relative to the including file.
+INCLUDE_KEYS = ("affordances", "perturbations")
+
+
+@dataclass(frozen=True)
+class CliResult:
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def stderr_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+    def json(self) -> dict[str, Any]:
+        """The one JSON object printed on stdout (fails if stdout holds anything else)."""
+        obj = json.loads(self.stdout)
+        assert isinstance(obj, dict), f"expected one JSON object, got {type(obj).__name__}"
+        return obj
+
+    def __str__(self) -> str:  # shown in assertion messages
+        return f"$ {' '.join(self.args)}\n[rc={self.returncode}]\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
+
+
+def _cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # Plain, uncoloured, unwrapped output regardless of the caller's terminal settings.
+    for key in ("FORCE_COLOR", "CLICOLOR_FORCE", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "PYTHONWARNINGS"):
+        env.pop(key, None)
+    env["NO_COLOR"] = "1"
+    env["COLUMNS"] = "200"
+    env["TERM"] = "dumb"
+    return env
+
+
+RunCli = Callable[..., CliResult]
+
+
+def run_cli(*args: str | Path, tool: bool = False, timeout: float = 120) -> CliResult:
+    """Run `python -m townlet ARGS` (or `python tools/run_simulation.py ARGS` with tool=True) in the repo root."""
+    head = [sys.executable, "tools/run_simulation.py"] if tool else [sys.executable, "-m", "townlet"]
+    argv = [*head, *(str(a) for a in args)]
+    proc = subprocess.run(
+        argv, cwd=REPO_ROOT, env=_cli_env(), capture_output=True, text=True, timeout=timeout, check=False
+    )
+    return CliResult(argv, proc.returncode, proc.stdout, proc.stderr)
+
+
+def assert_one_line_error(res: CliResult, *must_contain: str, exit_code: int = 2) -> str:
+    """A user error: the given exit status, exactly one stderr line starting `error:`, no traceback."""
+    assert res.returncode == exit_code, str(res)
+    assert "Traceback" not in res.stderr, str(res)
+    lines = res.stderr_lines
+    assert len(lines) == 1, str(res)
+    line = lines[0]
+    assert line.startswith("error:"), str(res)
+    for text in must_contain:
+        assert text in line, f"{text!r} not in {line!r}"
+    return line
+
+
+def default_config_data() -> dict[str, Any]:
+    """The default config as a dict, with includes turned into absolute paths (usable from any directory)."""
+    data = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
+    for key in INCLUDE_KEYS:
+        value = data.get(key)
+        if isinstance(value, str):
+            data[key] = str((REPO_ROOT / value).resolve())
+    return data
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+Mutator = Callable[[dict[str, Any]], Any]
+WriteConfig = Callable[..., Path]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def default_config_path() -> Path:
+    return DEFAULT_CONFIG
+
+
+@pytest.fixture(scope="session")
+def cli() -> RunCli:
+    return run_cli
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> WriteConfig:
+    """Write a (modified) copy of the default config into tmp_path and return its path.
+
+    `mutate(data)` edits the dict in place; `inline=True` inlines the included files instead of naming them
+    by absolute path; `text=...` writes the given text verbatim.
+    """
+
+    def _write(
+        mutate: Mutator | None = None,
+        *,
+        text: str | None = None,
+        name: str = "config.yaml",
+        inline: bool = False,
+    ) -> Path:
+        path = tmp_path / name
+        if text is None:
+            data = default_config_data()
+            if inline:
+                for key in INCLUDE_KEYS:
+                    if isinstance(data.get(key), str):
+                        data[key] = load_yaml(Path(data[key]))
+            data = copy.deepcopy(data)
+            if mutate is not None:
+                mutate(data)
+            text = dump_yaml(data)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return _write
