@@ -57,6 +57,7 @@ check: lint stubtest test ## everything CI should be able to run
 
 bench: $(EXT_STAMP) ## benchmarks (print figures)
 	$(PY) bench/tick.py
+	$(PY) bench/vec_step.py
 
 run: $(EXT_STAMP) ## the main job on the default town
 	$(PY) -m townlet sim run --config $(CONFIG) --tick-limit $(TICKS)

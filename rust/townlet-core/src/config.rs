@@ -37,16 +37,31 @@ impl std::error::Error for ConfigError {}
 
 pub const NEED_NAMES: [&str; 3] = ["hunger", "hygiene", "energy"];
 
-/// Need values keyed by name; missing needs take the section's default.
+/// A value for every need: all three keys are required.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Needs {
+    pub hunger: f32,
+    pub hygiene: f32,
+    pub energy: f32,
+}
+
+/// Changes to needs (affordance effects): a missing need means no change.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NeedDeltas {
     #[serde(default)]
     pub hunger: f32,
     #[serde(default)]
     pub hygiene: f32,
     #[serde(default)]
     pub energy: f32,
+}
+
+impl NeedDeltas {
+    pub fn to_array(self) -> [f32; 3] {
+        [self.hunger, self.hygiene, self.energy]
+    }
 }
 
 impl Needs {
@@ -232,8 +247,8 @@ pub struct AffordanceSpec {
     /// Ticks to complete; 0 = continuous (runs while its requirements hold, e.g. a work shift).
     pub duration: u32,
     /// Need deltas over the whole duration (applied evenly per tick); per tick when continuous.
-    #[serde(default = "zero_needs")]
-    pub effects: Needs,
+    #[serde(default)]
+    pub effects: NeedDeltas,
     /// Economy key whose current price is charged once, at start.
     #[serde(default)]
     pub price: Option<String>,
@@ -247,10 +262,6 @@ pub struct AffordanceSpec {
     pub produces: BTreeMap<String, u32>,
     #[serde(default)]
     pub produces_into: Option<String>,
-}
-
-fn zero_needs() -> Needs {
-    Needs::splat(0.0)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -358,8 +369,9 @@ impl Default for EconomySection {
 pub struct DeliverySection {
     #[serde(default)]
     pub enabled: bool,
-    #[serde(default = "default_delivery_tick")]
-    pub tick_of_day: u32,
+    /// Tick of the day of the delivery; by default 06:00 of however long the day is.
+    #[serde(default)]
+    pub tick_of_day: Option<u32>,
     #[serde(default = "default_delivery_type")]
     pub object_type: String,
     #[serde(default = "default_delivery_stock")]
@@ -368,9 +380,6 @@ pub struct DeliverySection {
     pub amount: u32,
 }
 
-fn default_delivery_tick() -> u32 {
-    360
-}
 fn default_delivery_type() -> String {
     "fridge".into()
 }
@@ -385,7 +394,7 @@ impl Default for DeliverySection {
     fn default() -> Self {
         Self {
             enabled: false,
-            tick_of_day: default_delivery_tick(),
+            tick_of_day: None,
             object_type: default_delivery_type(),
             stock: default_delivery_stock(),
             amount: default_delivery_amount(),
@@ -836,9 +845,10 @@ pub struct BehaviorSection {
     /// Below this a need is urgent and overrides everything, work included.
     #[serde(default = "default_critical")]
     pub critical: f32,
-    /// Night window (ticks of day, may wrap midnight) during which the expert sleeps.
-    #[serde(default = "default_sleep_window")]
-    pub sleep_window: [u32; 2],
+    /// Night window (ticks of day, may wrap midnight) during which the expert sleeps; by default
+    /// 22:00 to 06:00 of however long the day is.
+    #[serde(default)]
+    pub sleep_window: Option<[u32; 2]>,
     #[serde(default = "d30")]
     pub chat_cooldown_ticks: u32,
     /// Base probability per idle tick that a balanced agent starts a chat with someone nearby.
@@ -859,9 +869,6 @@ fn default_thresholds() -> Needs {
 fn default_critical() -> f32 {
     0.2
 }
-fn default_sleep_window() -> [u32; 2] {
-    [1320, 360]
-}
 fn default_chat_propensity() -> f32 {
     0.05
 }
@@ -871,7 +878,7 @@ impl Default for BehaviorSection {
         Self {
             thresholds: default_thresholds(),
             critical: default_critical(),
-            sleep_window: default_sleep_window(),
+            sleep_window: None,
             chat_cooldown_ticks: 30,
             chat_propensity: default_chat_propensity(),
             temperature: 0.0,
@@ -1065,6 +1072,26 @@ impl Default for SocialRewards {
             c1_coeff_fam: default_c1_fam(),
             c2_avoid_conflict: default_c2(),
         }
+    }
+}
+
+impl WorldConfig {
+    /// A time of day given on the 1440-minute clock, on this config's clock.
+    fn scaled(&self, minute: u32) -> u32 {
+        (u64::from(minute) * u64::from(self.world.ticks_per_day) / 1440) as u32
+    }
+
+    pub fn sleep_window(&self) -> [u32; 2] {
+        self.behavior
+            .sleep_window
+            .unwrap_or([self.scaled(1320), self.scaled(360)])
+    }
+
+    pub fn delivery_tick(&self) -> u32 {
+        self.economy
+            .delivery
+            .tick_of_day
+            .unwrap_or(self.scaled(360))
     }
 }
 

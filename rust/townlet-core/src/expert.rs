@@ -38,7 +38,7 @@ impl World {
     }
 
     fn in_sleep_window(&self) -> bool {
-        let [a, b] = self.s.cfg.behavior.sleep_window;
+        let [a, b] = self.s.cfg.sleep_window();
         let t = self.tick_of_day();
         if a <= b {
             t >= a && t < b

@@ -53,7 +53,7 @@ impl World {
 
     pub(crate) fn economy_tick(&mut self) {
         if let Some((t, k, amount)) = self.s.delivery {
-            if self.tick_of_day() == self.s.cfg.economy.delivery.tick_of_day {
+            if self.tick_of_day() == self.s.cfg.delivery_tick() {
                 for o in 0..self.s.objects.len() {
                     if self.s.objects[o].type_idx != t {
                         continue;

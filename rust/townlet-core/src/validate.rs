@@ -286,12 +286,25 @@ pub fn validate(cfg: &WorldConfig) -> R {
                 format!("unknown object type \"{}\"", d.object_type),
             );
         }
-        if d.tick_of_day >= tpd {
+        if cfg.delivery_tick() >= tpd {
             return err(
                 "economy.delivery.tick_of_day",
                 format!(
                     "expected an integer < ticks_per_day ({tpd}), got {}",
-                    d.tick_of_day
+                    cfg.delivery_tick()
+                ),
+            );
+        }
+        let t = &cfg.affordances.object_types[&d.object_type];
+        if !t.stock.contains_key(&d.stock)
+            && !t.max_stock.contains_key(&d.stock)
+            && !stock_used(cfg, &d.object_type, &d.stock)
+        {
+            return err(
+                "economy.delivery.stock",
+                format!(
+                    "object type \"{}\" has no stock \"{}\"",
+                    d.object_type, d.stock
                 ),
             );
         }
@@ -523,7 +536,7 @@ pub fn validate(cfg: &WorldConfig) -> R {
     check_needs_unit("behavior.thresholds", &cfg.behavior.thresholds)?;
     check_unit("behavior.critical", cfg.behavior.critical)?;
     check_unit("behavior.chat_propensity", cfg.behavior.chat_propensity)?;
-    for (i, t) in cfg.behavior.sleep_window.iter().enumerate() {
+    for (i, t) in cfg.sleep_window().iter().enumerate() {
         if *t >= tpd {
             return err(
                 format!("behavior.sleep_window[{i}]"),

@@ -395,3 +395,37 @@ fn world_from_json_reports_config_errors_too() {
     let e = crate::world::World::from_json("{not json", 0).unwrap_err();
     assert!(!e.message.is_empty());
 }
+
+#[test]
+fn a_partial_needs_mapping_is_an_error_but_partial_effects_are_not() {
+    expect_err(
+        |v| set(v, "/needs", json!({"decay": {"hunger": 0.002}})),
+        "needs.decay.hygiene",
+        "required key is missing",
+    );
+    let mut v = base();
+    set(
+        &mut v,
+        "/affordances/affordances/0/effects",
+        json!({"hunger": 0.3}),
+    );
+    parse_world_config(&v.to_string()).expect("effects may name only the needs they change");
+}
+
+#[test]
+fn time_of_day_defaults_follow_the_day_length() {
+    let mut v = base();
+    set(&mut v, "/world/ticks_per_day", json!(200));
+    remove(&mut v, "/behavior/sleep_window");
+    set(
+        &mut v,
+        "/economy/delivery",
+        json!({"enabled": true, "object_type": "fridge", "stock": "meals", "amount": 2}),
+    );
+    let cfg = parse_world_config(&v.to_string()).expect("defaults scale to a 200-tick day");
+    assert_eq!(cfg.sleep_window(), [183, 50]);
+    assert_eq!(cfg.delivery_tick(), 50);
+    set(&mut v, "/economy/delivery/stock", json!("mealz"));
+    let e = error_of(&v);
+    assert_eq!(e.path, "economy.delivery.stock");
+}
