@@ -9,9 +9,13 @@ STAMP := $(VENV)/.deps-stamp
 EXT_STAMP := $(VENV)/.ext-stamp
 RUST_SRC := $(shell find rust -name '*.rs' -o -name Cargo.toml 2>/dev/null) Cargo.toml pyproject.toml
 CONFIG ?= configs/examples/poc_hybrid.yaml
+GOLDEN_SCENARIOS := configs/scenarios/kitchen_breakfast.yaml configs/scenarios/queue_conflict.yaml \
+	configs/scenarios/employment_punctuality.yaml configs/scenarios/rivalry_decay.yaml \
+	configs/scenarios/observation_baseline.yaml
+GOLDEN := docs/samples/rollout_scenario_stats.json
 TICKS ?= 4320
 
-.PHONY: help setup build test test-rust test-py check fmt lint stubtest bench run sim clean
+.PHONY: help setup build test test-rust test-py check fmt lint stubtest bench run sim clean capture golden-check golden-merge
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
@@ -36,7 +40,7 @@ test-rust: ## Rust unit tests
 test-py: $(EXT_STAMP) ## Python tests
 	$(PY) -m pytest
 
-test: test-rust test-py ## Rust and Python tests
+test: test-rust test-py golden-check ## Rust and Python tests, and the golden drift check
 
 fmt: $(STAMP) ## format Rust and Python
 	cargo fmt --all
@@ -64,6 +68,17 @@ run: $(EXT_STAMP) ## the main job on the default town
 
 sim: $(EXT_STAMP) ## run the simulation: make sim CONFIG=... TICKS=...
 	$(PY) -m townlet sim run --config $(CONFIG) --tick-limit $(TICKS)
+
+capture: $(EXT_STAMP) ## capture the golden scenarios into tmp/rollout_refresh
+	$(PY) tools/capture_rollout_suite.py $(GOLDEN_SCENARIOS) --output-root tmp/rollout_refresh --compress
+
+golden-check: $(EXT_STAMP) ## capture the golden scenarios afresh and fail on drift from the golden
+	rm -rf tmp/golden_check
+	$(PY) tools/capture_rollout_suite.py $(GOLDEN_SCENARIOS) --output-root tmp/golden_check
+	$(PY) tools/check_rollout_drift.py tmp/golden_check --golden $(GOLDEN)
+
+golden-merge: capture ## merge tmp/rollout_refresh into the golden metrics
+	$(PY) tools/merge_rollout_metrics.py tmp/rollout_refresh --golden $(GOLDEN)
 
 clean: ## remove build outputs
 	rm -rf target $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -28,6 +28,8 @@ app = typer.Typer(
 )
 sim_app = typer.Typer(help="Run the world simulation.", no_args_is_help=True)
 app.add_typer(sim_app, name="sim")
+capture_app = typer.Typer(help="Capture rollouts, merge golden metrics, check drift.", no_args_is_help=True)
+app.add_typer(capture_app, name="capture")
 
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -139,6 +141,155 @@ def sim_run(
     console.print(f"world hash [bold]{summary['world_hash'][:16]}[/] at tick {sim.tick}", highlight=False)
     if save_snapshot:
         console.print(f"snapshot written to {save_snapshot}", highlight=False)
+
+
+@capture_app.command("rollout")
+def capture_rollout_cmd(
+    config: Annotated[Path, typer.Argument(help="Config YAML file.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the capture files.")],
+    compress: Annotated[bool, typer.Option("--compress", help="Deflate the .npz samples.")] = False,
+    ticks: Annotated[
+        int | None, typer.Option("--ticks", min=1, help="Ticks (default: the scenario's, else 100).")
+    ] = None,
+    auto_seed_agents: Annotated[
+        bool, typer.Option("--auto-seed-agents", help="Every agent acts under the expert (scripts dropped).")
+    ] = False,
+    agent_id: Annotated[str | None, typer.Option("--agent-id", help="Capture only this agent.")] = None,
+    policy: Annotated[str, typer.Option("--policy", help="'scripted' or a policy checkpoint path.")] = "scripted",
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Override the config's seed.")] = None,
+    prefix: Annotated[str, typer.Option("--prefix", help="File name prefix.")] = "rollout_sample",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary.")] = False,
+) -> None:
+    """Capture one config's rollout: per-agent samples, manifest and metrics."""
+    from townlet.capture import capture_rollout
+
+    try:
+        cfg = load_config(config, seed=seed)
+        pol, pol_name = resolve_policy(policy)
+        result = capture_rollout(
+            cfg,
+            output,
+            ticks=ticks,
+            compress=compress,
+            auto_seed_agents=auto_seed_agents,
+            agent_id=agent_id,
+            prefix=prefix,
+            policy=pol,
+            policy_name=pol_name,
+        )
+    except TownletError as exc:
+        raise fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps({"output": str(output), "samples": result.samples, "events": result.metrics["events"]}))
+    else:
+        typer.echo(f"captured {len(result.samples)} samples of {cfg.scenario_name} into {output}")
+
+
+def resolve_policy(policy: str) -> tuple[Any, str]:
+    """`scripted` (the expert, no value function) or a policy checkpoint."""
+    if policy == "scripted":
+        return None, "scripted"
+    raise UsageError(f"--policy {policy!r}: only 'scripted' is available until the PPO trainer lands")
+
+
+@capture_app.command("suite")
+def capture_suite_cmd(
+    configs: Annotated[list[Path], typer.Argument(help="Scenario configs.")],
+    output_root: Annotated[Path, typer.Option("--output-root", help="One folder per scenario goes here.")],
+    compress: Annotated[bool, typer.Option("--compress")] = False,
+    ticks: Annotated[int | None, typer.Option("--ticks", min=1)] = None,
+    agent_filter: Annotated[str | None, typer.Option("--agent-filter", help="Capture only this agent id.")] = None,
+    auto_seed_agents: Annotated[bool, typer.Option("--auto-seed-agents")] = False,
+    retries: Annotated[int, typer.Option("--retries", min=0, help="Retries per scenario on I/O errors.")] = 0,
+) -> None:
+    """Capture several configs, one folder per config (named after its file)."""
+    from townlet.capture import capture_rollout
+
+    try:
+        loaded = [(path, load_config(path)) for path in configs]
+    except TownletError as exc:
+        raise fail(exc) from None
+    for path, cfg in loaded:
+        folder = output_root / path.stem
+        for attempt in range(retries + 1):
+            try:
+                result = capture_rollout(
+                    cfg,
+                    folder,
+                    ticks=ticks,
+                    compress=compress,
+                    auto_seed_agents=auto_seed_agents,
+                    agent_id=agent_filter,
+                )
+                break
+            except UsageError as exc:
+                if attempt == retries:
+                    raise fail(exc) from None
+                err_console.print(f"retrying {path} after: {exc}", highlight=False, markup=False)
+        typer.echo(f"{path.stem}: {len(result.samples)} samples -> {folder}")
+
+
+@capture_app.command("merge")
+def capture_merge_cmd(
+    capture_dir: Annotated[Path, typer.Argument(help="A capture folder or a suite's output root.")],
+    golden: Annotated[Path, typer.Option("--golden", help="Golden metrics JSON.")] = Path(
+        "docs/samples/rollout_scenario_stats.json"
+    ),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the changes without writing.")] = False,
+) -> None:
+    """Merge captured metrics into the golden JSON."""
+    from townlet import goldens
+    from townlet.jsonio import write_json
+
+    try:
+        folders = goldens.capture_folders(capture_dir)
+        captured = {name: goldens.read_capture_metrics(folder) for name, folder in folders.items()}
+        current = goldens.load_golden(golden)
+        new, changes = goldens.merge(current, captured)
+    except TownletError as exc:
+        raise fail(exc) from None
+    for line in changes:
+        typer.echo(line)
+    if dry_run:
+        typer.echo(f"dry run: {len(changes)} changes; {golden} not written")
+        return
+    try:
+        write_json(golden, new)
+    except OSError as exc:
+        raise fail(UsageError(f"{golden}: cannot write ({exc.strerror or exc})")) from None
+    typer.echo(f"merged {len(captured)} scenarios into {golden} ({len(changes)} changes)")
+
+
+@capture_app.command("drift")
+def capture_drift_cmd(
+    capture_dir: Annotated[Path, typer.Argument(help="A suite's output root (or one capture folder).")],
+    golden: Annotated[Path, typer.Option("--golden", help="Golden metrics JSON.")] = Path(
+        "docs/samples/rollout_scenario_stats.json"
+    ),
+) -> None:
+    """Fail (exit 1) when any captured metric drifts from the golden by > 2% / 1e-6."""
+    from townlet import goldens
+
+    try:
+        folders = goldens.capture_folders(capture_dir)
+        captured = {name: goldens.read_capture_metrics(folder) for name, folder in folders.items()}
+        golden_data = goldens.load_golden(golden)
+    except TownletError as exc:
+        raise fail(exc) from None
+    if not golden_data:
+        raise fail(UsageError(f"{golden}: no golden metrics (run the merge first)"))
+    drifts = []
+    for name, entry in captured.items():
+        if name not in golden_data:
+            drifts.append(goldens.Drift(name, None, "captured", "scenario not in the golden"))
+            continue
+        drifts.extend(goldens.compare(golden_data[name], entry, name))
+    for d in drifts:
+        err_console.print(f"drift: {d}", highlight=False, markup=False)
+    if drifts:
+        err_console.print(f"{len(drifts)} metrics drifted from {golden}", highlight=False, markup=False)
+        raise typer.Exit(1)
+    typer.echo(f"no drift: {len(captured)} scenarios match {golden}")
 
 
 @app.command("validate")
