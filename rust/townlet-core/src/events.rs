@@ -93,6 +93,9 @@ pub struct EventLog {
     #[serde(skip)]
     pub pending: Vec<Event>,
     pub tick_counts: Vec<u32>,
+    /// Sum of this tick's event values per kind.
+    #[serde(default)]
+    pub tick_values: Vec<f32>,
     pub totals: Vec<u64>,
     /// Sum of the events' values per kind since the start (intensities, chat qualities, ...).
     pub value_totals: Vec<f64>,
@@ -109,6 +112,7 @@ impl EventLog {
             record,
             pending: Vec::new(),
             tick_counts: vec![0; EventKind::COUNT],
+            tick_values: vec![0.0; EventKind::COUNT],
             totals: vec![0; EventKind::COUNT],
             value_totals: vec![0.0; EventKind::COUNT],
             dropped: 0,
@@ -118,6 +122,7 @@ impl EventLog {
     #[inline]
     pub fn begin_tick(&mut self) {
         self.tick_counts.iter_mut().for_each(|c| *c = 0);
+        self.tick_values.iter_mut().for_each(|v| *v = 0.0);
     }
 
     #[inline]
@@ -132,6 +137,7 @@ impl EventLog {
     ) {
         let k = kind as usize;
         self.tick_counts[k] += 1;
+        self.tick_values[k] += value;
         self.totals[k] += 1;
         self.value_totals[k] += f64::from(value);
         if self.record {

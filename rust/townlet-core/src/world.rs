@@ -449,6 +449,7 @@ impl World {
             || st.events.totals.len() != EventKind::COUNT
             || st.events.value_totals.len() != EventKind::COUNT
             || st.events.tick_counts.len() != EventKind::COUNT
+            || st.events.tick_values.len() != EventKind::COUNT
         {
             return Err(
                 "snapshot state does not match its config (agent, object or event counts differ)"

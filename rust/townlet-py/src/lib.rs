@@ -901,6 +901,14 @@ impl VecTown {
     fn event_names(&self) -> Vec<&'static str> {
         EventKind::ALL.iter().map(|k| k.name()).collect()
     }
+    /// Sums of event values of the last step for town `env` (e.g. conflict intensity).
+    fn event_tick_values<'py>(
+        &self,
+        py: Python<'py>,
+        env: usize,
+    ) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        Ok(Array1::from_vec(self.town(env)?.st.events.tick_values.clone()).into_pyarray(py))
+    }
     /// Event counts of the last step for town `env`.
     fn event_counts<'py>(
         &self,

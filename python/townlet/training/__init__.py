@@ -1,0 +1,1 @@
+"""Training: PPO (and the env adapters and networks it uses)."""

@@ -1,0 +1,192 @@
+"""What the trainer steps: Townlet's VecTown, or any PettingZoo ParallelEnv with discrete actions.
+
+Both present the same batch interface (`TrainEnv`): every agent slot of every env is one row;
+`step` returns observations, masks, rewards, terminations, truncations, final observations (for
+truncated rows) and which rows hold a live agent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import gymnasium
+import numpy as np
+import numpy.typing as npt
+
+from townlet.config import TownConfig
+from townlet.env import VecTown
+
+F32 = npt.NDArray[np.float32]
+B = npt.NDArray[np.bool_]
+
+
+@dataclass
+class Batch:
+    obs: F32
+    masks: B
+    rewards: F32
+    terminated: B
+    truncated: B
+    final_obs: F32
+    alive: B
+    #: Event counters (name -> count) accumulated by the env for telemetry, when it has any.
+    events: dict[str, float] = field(default_factory=dict)
+
+
+class TrainEnv(Protocol):
+    num_agents: int
+    obs_dim: int
+    n_actions: int
+
+    def reset(self, seed: int | None) -> tuple[F32, B, B]: ...
+
+    def step(self, actions: npt.NDArray[np.int64]) -> Batch: ...
+
+    def metadata(self) -> dict[str, Any]: ...
+
+
+class TownTrainEnv:
+    """VecTown as a TrainEnv (towns reset themselves when an episode ends)."""
+
+    def __init__(self, config: TownConfig, num_envs: int, seed: int, episode_ticks: int | None, num_threads: int = 0):
+        self.vec = VecTown(config, num_envs, seed, episode_ticks=episode_ticks, num_threads=num_threads)
+        self.num_agents = self.vec.num_agents
+        self.obs_dim = self.vec.obs_dim
+        self.n_actions = self.vec.n_actions
+        self._names = list(self.vec.native.event_names())
+
+    def reset(self, seed: int | None) -> tuple[F32, B, B]:
+        obs, info = self.vec.reset(seed)
+        return obs, self.vec.action_masks(), info["alive"]
+
+    def step(self, actions: npt.NDArray[np.int64]) -> Batch:
+        obs, rew, term, trunc, info = self.vec.step(actions)
+        counts = np.zeros(len(self._names), np.float64)
+        values = np.zeros(len(self._names), np.float64)
+        for env in range(self.vec.num_envs):
+            counts += self.vec.native.event_counts(env)
+            values += self.vec.native.event_tick_values(env)
+        events = {n: float(c) for n, c in zip(self._names, counts, strict=True) if c}
+        for name in ("queue_conflict", "chat_success"):
+            k = self._names.index(name)
+            if values[k]:
+                events[f"{name}_value"] = float(values[k])
+        return Batch(obs, self.vec.action_masks(), rew, term, trunc, info["final_observation"], info["alive"], events)
+
+    def metadata(self) -> dict[str, Any]:
+        return self.vec.observation_metadata()
+
+
+class ParallelTrainEnv:
+    """K copies of a PettingZoo ParallelEnv with a fixed set of possible agents, one row per
+    (copy, agent). Dict observations with `observation`/`action_mask` use the mask; others are
+    flattened and every action is valid. A copy whose agents are all done is reset at once."""
+
+    def __init__(self, make_env: Callable[[], Any], num_envs: int = 1) -> None:
+        self.envs = [make_env() for _ in range(num_envs)]
+        first = self.envs[0]
+        self.agents = list(first.possible_agents)
+        space = first.action_space(self.agents[0])
+        if not isinstance(space, gymnasium.spaces.Discrete):
+            raise TypeError(f"the trainer needs discrete actions, got {space}")
+        self.n_actions = int(space.n)
+        obs_space = first.observation_space(self.agents[0])
+        self._dict = isinstance(obs_space, gymnasium.spaces.Dict) and "observation" in obs_space.spaces
+        inner = obs_space["observation"] if self._dict else obs_space
+        self.obs_dim = int(np.prod(inner.shape))
+        self.num_agents = num_envs * len(self.agents)
+        n = self.num_agents
+        self._obs = np.zeros((n, self.obs_dim), np.float32)
+        self._masks = np.ones((n, self.n_actions), np.bool_)
+        self._alive = np.zeros(n, np.bool_)
+        self._seed = 0
+
+    def _write(self, k: int, observations: dict[str, Any]) -> None:
+        m = len(self.agents)
+        for j, agent in enumerate(self.agents):
+            row = k * m + j
+            if agent in observations:
+                ob = observations[agent]
+                vec = ob["observation"] if self._dict else ob
+                self._obs[row] = np.asarray(vec, np.float32).reshape(-1)
+                self._masks[row] = np.asarray(ob["action_mask"], bool) if self._dict else True
+                self._alive[row] = True
+            else:
+                self._obs[row] = 0.0
+                self._masks[row] = False
+                self._masks[row, 0] = True
+                self._alive[row] = False
+
+    def reset(self, seed: int | None) -> tuple[F32, B, B]:
+        self._seed = 0 if seed is None else seed
+        for k, env in enumerate(self.envs):
+            obs, _ = env.reset(seed=self._seed + k)
+            self._write(k, obs)
+        return self._obs, self._masks, self._alive
+
+    def step(self, actions: npt.NDArray[np.int64]) -> Batch:
+        n, m = self.num_agents, len(self.agents)
+        rewards = np.zeros(n, np.float32)
+        term = np.zeros(n, np.bool_)
+        trunc = np.zeros(n, np.bool_)
+        final = np.zeros((n, self.obs_dim), np.float32)
+        for k, env in enumerate(self.envs):
+            live = list(env.agents)
+            acts = {a: int(actions[k * m + self.agents.index(a)]) for a in live}
+            obs, rew, te, tr, _ = env.step(acts)
+            for j, agent in enumerate(self.agents):
+                row = k * m + j
+                rewards[row] = float(rew.get(agent, 0.0))
+                term[row] = bool(te.get(agent, False))
+                trunc[row] = bool(tr.get(agent, False)) and not term[row]
+                if trunc[row] and agent in obs:
+                    ob = obs[agent]
+                    final[row] = np.asarray(ob["observation"] if self._dict else ob, np.float32).reshape(-1)
+            if not env.agents:
+                self._seed += len(self.envs)
+                obs, _ = env.reset(seed=self._seed + k)
+            self._write(k, obs)
+        return Batch(self._obs, self._masks, rewards, term, trunc, final, self._alive.copy())
+
+    def metadata(self) -> dict[str, Any]:
+        return {"obs_dim": self.obs_dim, "action_names": [str(i) for i in range(self.n_actions)]}
+
+
+class GymAsParallel:
+    """A single-agent Gymnasium env as a one-agent PettingZoo ParallelEnv (e.g. CartPole-v1)."""
+
+    metadata: ClassVar[dict[str, Any]] = {"name": "gym_as_parallel", "render_modes": []}
+
+    def __init__(self, env_id: str, **kwargs: Any) -> None:
+        self.env = gymnasium.make(env_id, **kwargs)
+        self.possible_agents = ["agent_0"]
+        self.agents: list[str] = []
+
+    def observation_space(self, agent: str) -> gymnasium.spaces.Space[Any]:
+        return self.env.observation_space
+
+    def action_space(self, agent: str) -> gymnasium.spaces.Space[Any]:
+        return self.env.action_space
+
+    def reset(
+        self, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed)
+        self.agents = list(self.possible_agents)
+        return {"agent_0": obs}, {"agent_0": info}
+
+    def step(
+        self, actions: dict[str, int]
+    ) -> tuple[dict[str, Any], dict[str, float], dict[str, bool], dict[str, bool], dict[str, Any]]:
+        obs, rew, term, trunc, info = self.env.step(actions["agent_0"])
+        if term or trunc:
+            self.agents = []
+        return (
+            {"agent_0": obs},
+            {"agent_0": float(rew)},
+            {"agent_0": bool(term)},
+            {"agent_0": bool(trunc)},
+            {"agent_0": info},
+        )

@@ -1,0 +1,358 @@
+"""PPO, CleanRL-style: collect, compute advantages, optimise, log.
+
+Implementation details, each named where it happens: orthogonal init (network.py), masked
+logits, GAE with truncation bootstrap (Rust `RolloutBuffer`), advantage normalisation per
+minibatch, clipped surrogate, clipped value loss, entropy bonus, global grad-norm clipping, linear
+learning-rate annealing, approximate KL ((r - 1) - log r) with optional early stop. Parameters are
+shared by every agent: each live agent slot is one row of the batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from townlet import _core
+from townlet.training.envs import TrainEnv
+from townlet.training.network import ActorCritic
+
+
+class PPOConfig(BaseModel):
+    """`ppo:` — PPO hyper-parameters (flags of run_training.py override them)."""
+
+    model_config = ConfigDict(extra="forbid")
+    learning_rate: float = Field(3e-4, gt=0)
+    anneal_lr: bool = True
+    num_envs: int = Field(8, ge=1, description="towns stepped together")
+    rollout_ticks: int = Field(128, ge=1, description="ticks collected per epoch")
+    gamma: float = Field(0.99, ge=0, le=1)
+    gae_lambda: float = Field(0.95, ge=0, le=1)
+    num_minibatches: int = Field(4, ge=1)
+    update_epochs: int = Field(4, ge=1)
+    norm_adv: bool = True
+    clip_coef: float = Field(0.2, gt=0)
+    clip_vloss: bool = True
+    ent_coef: float = Field(0.01, ge=0)
+    vf_coef: float = Field(0.5, ge=0)
+    max_grad_norm: float = Field(0.5, gt=0)
+    target_kl: float | None = Field(None, gt=0)
+    hidden: int = Field(256, ge=8)
+    torch_threads: int = Field(1, ge=1)
+    episode_ticks: int | None = Field(None, ge=1, description="episode length (default: the scenario's or a day)")
+
+
+@dataclass
+class Dataset:
+    """Flat training rows (one per live agent-step)."""
+
+    obs: npt.NDArray[np.float32]
+    masks: npt.NDArray[np.bool_]
+    actions: npt.NDArray[np.int64]
+    log_probs: npt.NDArray[np.float32]
+    values: npt.NDArray[np.float32]
+    advantages: npt.NDArray[np.float32]
+    returns: npt.NDArray[np.float32]
+    rewards: npt.NDArray[np.float32]
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    @staticmethod
+    def concat(parts: list[Dataset]) -> Dataset:
+        return Dataset(*(np.concatenate([getattr(p, f) for p in parts]) for f in Dataset.__dataclass_fields__))
+
+
+@dataclass
+class RolloutStats:
+    ticks: int = 0
+    transitions: int = 0
+    episode_returns: list[float] = field(default_factory=list)
+    events: dict[str, float] = field(default_factory=dict)
+    sample_rewards: list[tuple[float, float]] = field(default_factory=list)  # (sum, mean) per agent slot
+    env_seconds: float = 0.0
+    policy_seconds: float = 0.0
+
+
+class RolloutCollector:
+    """Steps a TrainEnv with the current policy into a Rust RolloutBuffer."""
+
+    def __init__(self, env: TrainEnv, policy: ActorCritic, cfg: PPOConfig, seed: int) -> None:
+        self.env = env
+        self.policy = policy
+        self.cfg = cfg
+        self.buffer = _core.RolloutBuffer(cfg.rollout_ticks, env.num_agents, env.obs_dim, env.n_actions)
+        self.gen = torch.Generator().manual_seed(seed)
+        obs, masks, alive = env.reset(seed)
+        self.obs, self.masks, self.alive = obs.copy(), masks.copy(), alive.copy()
+        self.ep_return = np.zeros(env.num_agents, np.float64)
+
+    @torch.no_grad()
+    def collect(self) -> tuple[Dataset, RolloutStats]:
+        cfg, env, buf = self.cfg, self.env, self.buffer
+        buf.clear()
+        stats = RolloutStats()
+        slot_rewards = np.zeros((cfg.rollout_ticks, env.num_agents), np.float32)
+        for t in range(cfg.rollout_ticks):
+            t0 = time.perf_counter()
+            obs_t = torch.from_numpy(self.obs)
+            mask_t = torch.from_numpy(self.masks)
+            action, logp, value = self.policy.act(obs_t, mask_t, generator=self.gen)
+            actions = action.numpy().astype(np.int64)
+            t1 = time.perf_counter()
+            b = env.step(actions)
+            t2 = time.perf_counter()
+            bootstrap = np.zeros(env.num_agents, np.float32)
+            if b.truncated.any():
+                rows = np.flatnonzero(b.truncated)
+                bootstrap[rows] = self.policy.value(torch.from_numpy(b.final_obs[rows])).numpy()
+            valid = self.alive
+            buf.add(
+                self.obs,
+                self.masks,
+                actions,
+                logp.numpy().astype(np.float32),
+                value.numpy().astype(np.float32),
+                b.rewards,
+                b.terminated,
+                b.truncated,
+                valid,
+                bootstrap,
+            )
+            slot_rewards[t] = np.where(valid, b.rewards, 0.0)
+            self.ep_return += np.where(valid, b.rewards, 0.0)
+            done = (b.terminated | b.truncated) & valid
+            for r in np.flatnonzero(done):
+                stats.episode_returns.append(float(self.ep_return[r]))
+                self.ep_return[r] = 0.0
+            for name, count in b.events.items():
+                stats.events[name] = stats.events.get(name, 0.0) + count
+            stats.transitions += int(valid.sum())
+            self.obs, self.masks, self.alive = b.obs.copy(), b.masks.copy(), b.alive.copy()
+            t3 = time.perf_counter()
+            stats.policy_seconds += (t1 - t0) + (t3 - t2)
+            stats.env_seconds += t2 - t1
+        stats.ticks = cfg.rollout_ticks
+        next_values = self.policy.value(torch.from_numpy(self.obs)).numpy().astype(np.float32)
+        buf.compute_gae(next_values, cfg.gamma, cfg.gae_lambda)
+        stats.sample_rewards = [(float(s), float(s) / cfg.rollout_ticks) for s in slot_rewards.sum(axis=0)]
+        keep = np.asarray(buf.valid, bool).reshape(-1)
+
+        def flat(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            arr = np.asarray(a)
+            out: npt.NDArray[Any] = arr.reshape(-1, *arr.shape[2:])[keep]
+            return out
+
+        data = Dataset(
+            obs=flat(buf.obs),
+            masks=flat(buf.masks),
+            actions=flat(buf.actions),
+            log_probs=flat(buf.log_probs),
+            values=flat(buf.values),
+            advantages=flat(buf.advantages),
+            returns=flat(buf.returns),
+            rewards=flat(buf.rewards),
+        )
+        return data, stats
+
+
+@dataclass
+class UpdateStats:
+    updates: int = 0
+    pg_losses: list[float] = field(default_factory=list)
+    v_losses: list[float] = field(default_factory=list)
+    entropies: list[float] = field(default_factory=list)
+    kls: list[float] = field(default_factory=list)
+    clipfracs: list[float] = field(default_factory=list)
+    grad_norms: list[float] = field(default_factory=list)
+    adv_means: list[float] = field(default_factory=list)
+    adv_stds: list[float] = field(default_factory=list)
+    feature_stats: list[tuple[float, float, float, float]] = field(default_factory=list)
+    early_stop: bool = False
+    seconds: float = 0.0
+
+
+def ppo_update(
+    policy: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+    data: Dataset,
+    cfg: PPOConfig,
+    rng: np.random.Generator,
+    *,
+    rivalry_cols: tuple[int, int] | None = None,
+) -> UpdateStats:
+    """`update_epochs` passes of clipped PPO over `data` in `num_minibatches` minibatches."""
+    t0 = time.perf_counter()
+    st = UpdateStats()
+    n = len(data)
+    if n == 0:
+        return st
+    mb_size = max(1, n // cfg.num_minibatches)
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(getattr(data, k))) for k in Dataset.__dataclass_fields__}
+    for _ in range(cfg.update_epochs):
+        perm = rng.permutation(n)
+        for start in range(0, n, mb_size):
+            idx = torch.from_numpy(perm[start : start + mb_size])
+            obs, mask = tensors["obs"][idx], tensors["masks"][idx]
+            new_logp, entropy, new_value = policy.evaluate(obs, mask, tensors["actions"][idx])
+            logratio = new_logp - tensors["log_probs"][idx]
+            ratio = logratio.exp()
+            with torch.no_grad():
+                approx_kl = ((ratio - 1) - logratio).mean()
+                st.kls.append(float(approx_kl))
+                st.clipfracs.append(float(((ratio - 1.0).abs() > cfg.clip_coef).float().mean()))
+            adv = tensors["advantages"][idx]
+            st.adv_means.append(float(adv.mean()))
+            st.adv_stds.append(float(adv.std()) if len(adv) > 1 else 0.0)
+            if cfg.norm_adv and len(adv) > 1:
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            # Clipped surrogate objective.
+            pg_loss = torch.max(-adv * ratio, -adv * torch.clamp(ratio, 1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
+            # Value loss, clipped around the old value estimate.
+            ret, old_v = tensors["returns"][idx], tensors["values"][idx]
+            if cfg.clip_vloss:
+                v_clipped = old_v + torch.clamp(new_value - old_v, -cfg.clip_coef, cfg.clip_coef)
+                v_loss = 0.5 * torch.max((new_value - ret) ** 2, (v_clipped - ret) ** 2).mean()
+            else:
+                v_loss = 0.5 * ((new_value - ret) ** 2).mean()
+            ent = entropy.mean()
+            loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
+            optimizer.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            grad_norm = nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            st.updates += 1
+            st.pg_losses.append(float(pg_loss.detach()))
+            st.v_losses.append(float(v_loss.detach()))
+            st.entropies.append(float(ent.detach()))
+            st.grad_norms.append(float(grad_norm))
+            if rivalry_cols is not None:
+                r = obs[:, rivalry_cols[0]]
+                a = obs[:, rivalry_cols[1]]
+                st.feature_stats.append((float(r.mean()), float(r.max()), float(a.mean()), float(a.max())))
+        if cfg.target_kl is not None and np.mean(st.kls[-max(1, n // mb_size) :]) > cfg.target_kl:
+            st.early_stop = True
+            break
+    st.seconds = time.perf_counter() - t0
+    return st
+
+
+def explained_variance(pred: npt.NDArray[np.float32], target: npt.NDArray[np.float32]) -> float:
+    var = float(np.var(target))
+    return float("nan") if var == 0 else 1.0 - float(np.var(target - pred)) / var
+
+
+def _mean(xs: list[float]) -> float:
+    return float(np.mean(xs)) if xs else 0.0
+
+
+def epoch_record(
+    *,
+    epoch: int,
+    steps: int,
+    lr: float,
+    data: Dataset,
+    upd: UpdateStats,
+    roll: RolloutStats | None,
+    data_mode: str,
+    cycle_id: int,
+    rollout_ticks: int,
+    duration: float,
+    baseline: dict[str, float],
+    cfg: PPOConfig,
+) -> dict[str, Any]:
+    """One telemetry record (all v1.1 fields, social and hygiene counters, conflict block)."""
+    ev = roll.events if roll else {}
+    n_succ = ev.get("chat_success", 0.0)
+    corr = 0.0
+    if len(data) > 1 and np.std(data.rewards) > 0 and np.std(data.advantages) > 0:
+        corr = float(np.corrcoef(data.rewards, data.advantages)[0, 1])
+    fs = np.array(upd.feature_stats) if upd.feature_stats else np.zeros((1, 4))
+    loss_total = _mean(upd.pg_losses) + cfg.vf_coef * _mean(upd.v_losses) - cfg.ent_coef * _mean(upd.entropies)
+    rec: dict[str, Any] = {
+        "epoch": epoch,
+        "updates": upd.updates,
+        "transitions": len(data),
+        "loss_policy": _mean(upd.pg_losses),
+        "loss_value": _mean(upd.v_losses),
+        "loss_entropy": _mean(upd.entropies),
+        "loss_total": loss_total,
+        "clip_fraction": _mean(upd.clipfracs),
+        "clip_fraction_max": max(upd.clipfracs, default=0.0),
+        "clip_triggered_minibatches": sum(1 for c in upd.clipfracs if c > 0),
+        "adv_mean": _mean(upd.adv_means),
+        "adv_std": _mean(upd.adv_stds),
+        "adv_zero_std_batches": sum(1 for s in upd.adv_stds if s < 1e-8),
+        "adv_min_std": min(upd.adv_stds, default=0.0),
+        "grad_norm": _mean(upd.grad_norms),
+        "kl_divergence": _mean(upd.kls),
+        "telemetry_version": "1.1",
+        "lr": lr,
+        "steps": steps,
+        "epoch_duration_sec": duration,
+        "data_mode": data_mode,
+        "cycle_id": cycle_id,
+        "batch_entropy_mean": _mean(upd.entropies),
+        "batch_entropy_std": float(np.std(upd.entropies)) if upd.entropies else 0.0,
+        "grad_norm_max": max(upd.grad_norms, default=0.0),
+        "kl_divergence_max": max((abs(k) for k in upd.kls), default=0.0),
+        "reward_advantage_corr": corr,
+        "rollout_ticks": rollout_ticks,
+        "queue_conflict_events": ev.get("queue_conflict", 0.0),
+        "queue_conflict_intensity_sum": ev.get("queue_conflict_value", 0.0),
+        "shared_meal_events": ev.get("shared_meal", 0.0),
+        "late_help_events": ev.get("employment_helped_when_late", 0.0),
+        "shift_takeover_events": ev.get("employment_took_my_shift", 0.0),
+        "chat_success_events": n_succ,
+        "chat_failure_events": ev.get("chat_failure", 0.0),
+        "chat_quality_mean": ev.get("chat_success_value", 0.0) / n_succ if n_succ else 0.0,
+        "utility_outage_events": ev.get("perturbation_blackout", 0.0) + ev.get("perturbation_outage", 0.0),
+        "shower_complete_events": ev.get("shower_complete", 0.0),
+        "sleep_complete_events": ev.get("sleep_complete", 0.0),
+        "conflict.rivalry_max_mean_avg": float(fs[:, 0].mean()),
+        "conflict.rivalry_max_max_avg": float(fs[:, 1].mean()),
+        "conflict.rivalry_avoid_count_mean_avg": float(fs[:, 2].mean()),
+        "conflict.rivalry_avoid_count_max_avg": float(fs[:, 3].mean()),
+        "sps": (roll.transitions / duration) if roll and duration > 0 else 0.0,
+        "approx_kl": _mean(upd.kls),
+        "explained_variance": explained_variance(data.values, data.returns) if len(data) else 0.0,
+        "episode_return_mean": _mean(roll.episode_returns) if roll else 0.0,
+        "episodes": len(roll.episode_returns) if roll else 0,
+        "early_stop": upd.early_stop,
+        "time_env_sec": roll.env_seconds if roll else 0.0,
+        "time_policy_sec": roll.policy_seconds if roll else 0.0,
+        "time_learn_sec": upd.seconds,
+    }
+    rec.update(baseline)
+    if not np.isfinite(rec["explained_variance"]):
+        rec["explained_variance"] = 0.0
+    return rec
+
+
+def baseline_from_samples(
+    sample_rewards: list[tuple[float, float]], log_prob_mean: float | None = None
+) -> dict[str, float]:
+    """baseline_* fields from per-sample (reward sum, reward mean) pairs."""
+    if not sample_rewards:
+        return {}
+    sums = [s for s, _ in sample_rewards]
+    means = [m for _, m in sample_rewards]
+    out = {
+        "baseline_sample_count": float(len(sample_rewards)),
+        "baseline_reward_mean": float(np.mean(means)),
+        "baseline_reward_sum": float(np.sum(sums)),
+        "baseline_reward_sum_mean": float(np.mean(sums)),
+    }
+    if log_prob_mean is not None:
+        out["baseline_log_prob_mean"] = log_prob_mean
+    return out
+
+
+EpochCallback = Callable[[dict[str, Any]], None]

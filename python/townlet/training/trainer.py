@@ -1,0 +1,145 @@
+"""The training loop: build the env and policy, run epochs (collect and/or replay, then PPO),
+log telemetry, save checkpoints."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from townlet.telemetry import TelemetryWriter
+from townlet.training.envs import TrainEnv
+from townlet.training.network import ActorCritic, ConflictAwarePolicy, MLPPolicy
+from townlet.training.ppo import (
+    Dataset,
+    PPOConfig,
+    RolloutCollector,
+    RolloutStats,
+    baseline_from_samples,
+    epoch_record,
+    ppo_update,
+)
+
+
+def make_policy(meta: dict[str, Any], obs_dim: int, n_actions: int, hidden: int) -> ActorCritic:
+    """The conflict-aware network for Townlet observations, an MLP otherwise."""
+    if "map_shape" in meta and "n_features" in meta:
+        return ConflictAwarePolicy(tuple(meta["map_shape"]), int(meta["n_features"]), n_actions, hidden)
+    return MLPPolicy(obs_dim, n_actions, hidden)
+
+
+@dataclass
+class TrainResult:
+    epochs: int
+    steps: int
+    records: list[dict[str, Any]] = field(default_factory=list)
+    episode_returns: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Trainer:
+    def __init__(
+        self,
+        env: TrainEnv | None,
+        cfg: PPOConfig,
+        *,
+        seed: int,
+        policy: ActorCritic | None = None,
+        replay: Dataset | None = None,
+        replay_baseline: dict[str, float] | None = None,
+    ) -> None:
+        if env is None and replay is None:
+            raise ValueError("nothing to train on: give an env (rollout) or replay data")
+        torch.set_num_threads(cfg.torch_threads)
+        torch.manual_seed(seed)
+        self.cfg = cfg
+        self.seed = seed
+        self.env = env
+        meta = env.metadata() if env is not None else {}
+        if policy is None:
+            if env is None:
+                raise ValueError("replay-only training needs a policy built from the data's shapes")
+            policy = make_policy(meta, env.obs_dim, env.n_actions, cfg.hidden)
+        self.policy = policy
+        self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
+        self.collector = RolloutCollector(env, policy, cfg, seed) if env is not None else None
+        self.replay = replay
+        self.replay_baseline = replay_baseline or {}
+        names = list(meta.get("feature_names", []))
+        map_len = int(np.prod(meta["map_shape"])) if "map_shape" in meta else 0
+        self.rivalry_cols = (
+            (map_len + names.index("rivalry_max"), map_len + names.index("rivalry_avoid_count"))
+            if "rivalry_max" in names and "rivalry_avoid_count" in names
+            else None
+        )
+        self.rng = np.random.default_rng(seed)
+        self.steps = 0
+        self.epoch = 0
+
+    def run(
+        self,
+        epochs: int,
+        *,
+        data_mode: str = "rollout",
+        telemetry: TelemetryWriter | None = None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        checkpoint_every: int | None = None,
+        save: Callable[[Trainer], None] | None = None,
+    ) -> TrainResult:
+        result = TrainResult(epochs=epochs, steps=0)
+        t_start = time.perf_counter()
+        for k in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            self.epoch += 1
+            if self.cfg.anneal_lr:
+                lr = self.cfg.learning_rate * (1.0 - (k - 1) / epochs)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+            lr = float(self.optimizer.param_groups[0]["lr"])
+            parts: list[Dataset] = []
+            roll: RolloutStats | None = None
+            baseline: dict[str, float] = {}
+            if data_mode in ("rollout", "mixed"):
+                assert self.collector is not None
+                data, roll = self.collector.collect()
+                parts.append(data)
+                result.episode_returns.extend(roll.episode_returns)
+                baseline = baseline_from_samples(roll.sample_rewards)
+            if data_mode in ("replay", "mixed"):
+                assert self.replay is not None
+                parts.append(self.replay)
+                baseline = dict(self.replay_baseline) if data_mode == "replay" else baseline
+            data = Dataset.concat(parts)
+            self.steps += len(data)
+            upd = ppo_update(self.policy, self.optimizer, data, self.cfg, self.rng, rivalry_cols=self.rivalry_cols)
+            duration = time.perf_counter() - t0
+            rec = epoch_record(
+                epoch=self.epoch,
+                steps=self.steps,
+                lr=lr,
+                data=data,
+                upd=upd,
+                roll=roll,
+                data_mode=data_mode,
+                cycle_id=self.epoch if data_mode != "replay" else 0,
+                rollout_ticks=roll.ticks if roll else 0,
+                duration=duration,
+                baseline=baseline,
+                cfg=self.cfg,
+            )
+            result.records.append(rec)
+            if telemetry is not None:
+                telemetry.write(rec)
+            if on_epoch is not None:
+                on_epoch(rec)
+            if save is not None and checkpoint_every and k % checkpoint_every == 0 and k != epochs:
+                save(self)
+        if telemetry is not None:
+            telemetry.close()
+        result.steps = self.steps
+        result.seconds = time.perf_counter() - t_start
+        return result
