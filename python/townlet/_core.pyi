@@ -15,6 +15,7 @@ __all__ = [
     "SnapshotError",
     "Town",
     "VecTown",
+    "compute_gae",
     "config_action_names",
     "validate_config",
 ]
@@ -31,6 +32,17 @@ class ConfigError(ValueError):
 class SnapshotError(ValueError): ...
 
 def validate_config(config_json: str) -> None: ...
+def compute_gae(
+    rewards: npt.NDArray[np.float32],
+    values: npt.NDArray[np.float32],
+    terminated: npt.NDArray[np.bool_],
+    truncated: npt.NDArray[np.bool_],
+    valid: npt.NDArray[np.bool_],
+    bootstrap: npt.NDArray[np.float32],
+    next_values: npt.NDArray[np.float32],
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
 def config_action_names(config_json: str) -> list[str]: ...
 
 @final

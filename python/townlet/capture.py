@@ -79,7 +79,10 @@ def capture_timestamp() -> str:
         epoch = int(raw)
     except ValueError:
         raise UsageError(f"SOURCE_DATE_EPOCH must be an integer number of seconds, got {raw!r}") from None
-    return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        raise UsageError(f"SOURCE_DATE_EPOCH {raw!r} is out of the representable date range") from None
 
 
 def npz_bytes(arrays: dict[str, npt.NDArray[Any]], *, compress: bool) -> bytes:
@@ -316,6 +319,8 @@ def capture_rollout(
 def publish(output: Path, files: dict[str, bytes], *, last: str) -> list[Path]:
     """Write every file into a staging folder beside them, fsync, then rename into `output`,
     the manifest last, so a folder with a manifest is always complete."""
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"{output}: exists and is not a directory (--output must name a folder)")
     try:
         output.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".capture-", dir=output))

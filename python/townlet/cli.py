@@ -225,7 +225,7 @@ def capture_suite_cmd(
             except UsageError as exc:
                 if attempt == retries:
                     raise fail(exc) from None
-                err_console.print(f"retrying {path} after: {exc}", highlight=False, markup=False)
+                err_console.print(f"retrying {path} after: {exc}", highlight=False, markup=False, soft_wrap=True)
         typer.echo(f"{path.stem}: {len(result.samples)} samples -> {folder}")
 
 
@@ -285,11 +285,150 @@ def capture_drift_cmd(
             continue
         drifts.extend(goldens.compare(golden_data[name], entry, name))
     for d in drifts:
-        err_console.print(f"drift: {d}", highlight=False, markup=False)
+        err_console.print(f"drift: {d}", highlight=False, markup=False, soft_wrap=True)
     if drifts:
-        err_console.print(f"{len(drifts)} metrics drifted from {golden}", highlight=False, markup=False)
+        err_console.print(f"{len(drifts)} metrics drifted from {golden}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(1)
     typer.echo(f"no drift: {len(captured)} scenarios match {golden}")
+
+
+@app.command("train")
+def train_cmd(
+    config: Annotated[Path, typer.Argument(help="Config YAML file.")],
+    mode: Annotated[
+        str | None, typer.Option("--mode", help="rollout | replay | mixed (default: the config's).")
+    ] = None,
+    train_ppo: Annotated[bool, typer.Option("--train-ppo", help="Train PPO (implied by every mode).")] = False,
+    capture_dir: Annotated[Path | None, typer.Option("--capture-dir", help="Replay data: a capture folder.")] = None,
+    replay_manifest: Annotated[Path | None, typer.Option("--replay-manifest", help="Replay data: a manifest.")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Training epochs (cycles).")] = None,
+    rollout_ticks: Annotated[
+        int | None, typer.Option("--rollout-ticks", min=1, help="Ticks collected per epoch.")
+    ] = None,
+    rollout_save_dir: Annotated[
+        Path | None,
+        typer.Option("--rollout-save-dir", help="Also capture --rollout-ticks ticks of the scripted policy here."),
+    ] = None,
+    ppo_log: Annotated[Path | None, typer.Option("--ppo-log", help="Telemetry JSONL, one record per epoch.")] = None,
+    ppo_log_frequency: Annotated[int, typer.Option("--ppo-log-frequency", min=1, help="Write every Kth epoch.")] = 1,
+    ppo_log_max_entries: Annotated[
+        int | None, typer.Option("--ppo-log-max-entries", min=1, help="Rotate the log after M records.")
+    ] = None,
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Where to save the policy.")] = None,
+    num_envs: Annotated[int | None, typer.Option("--num-envs", min=1, help="Towns stepped together.")] = None,
+    learning_rate: Annotated[float | None, typer.Option("--learning-rate", min=0.0)] = None,
+    gamma: Annotated[float | None, typer.Option("--gamma", min=0.0, max=1.0)] = None,
+    gae_lambda: Annotated[float | None, typer.Option("--gae-lambda", min=0.0, max=1.0)] = None,
+    clip_coef: Annotated[float | None, typer.Option("--clip-coef", min=0.0)] = None,
+    ent_coef: Annotated[float | None, typer.Option("--ent-coef", min=0.0)] = None,
+    vf_coef: Annotated[float | None, typer.Option("--vf-coef", min=0.0)] = None,
+    update_epochs: Annotated[int | None, typer.Option("--update-epochs", min=1)] = None,
+    num_minibatches: Annotated[int | None, typer.Option("--num-minibatches", min=1)] = None,
+    max_grad_norm: Annotated[float | None, typer.Option("--max-grad-norm", min=0.0)] = None,
+    target_kl: Annotated[float | None, typer.Option("--target-kl", min=0.0)] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary at the end.")] = False,
+) -> None:
+    """Train PPO on a config (seeds 000-002): rollout, replay or mixed."""
+    from townlet.capture import capture_rollout
+    from townlet.telemetry import TelemetryWriter
+    from townlet.training.run import load_replay, run_training
+
+    try:
+        cfg = load_config(config, seed=seed)
+    except TownletError as exc:
+        raise fail(exc) from None
+    section = cfg.sections.training
+    run_mode = mode or section.mode
+    overrides = {
+        k: v
+        for k, v in {
+            "rollout_ticks": rollout_ticks,
+            "num_envs": num_envs,
+            "learning_rate": learning_rate,
+            "gamma": gamma,
+            "gae_lambda": gae_lambda,
+            "clip_coef": clip_coef,
+            "ent_coef": ent_coef,
+            "vf_coef": vf_coef,
+            "update_epochs": update_epochs,
+            "num_minibatches": num_minibatches,
+            "max_grad_norm": max_grad_norm,
+            "target_kl": target_kl,
+        }.items()
+        if v is not None
+    }
+    ppo = cfg.sections.ppo.model_copy(update=overrides)
+    try:
+        if rollout_save_dir is not None:
+            captured = capture_rollout(cfg, rollout_save_dir, ticks=rollout_ticks)
+            typer.echo(f"captured {len(captured.samples)} samples into {rollout_save_dir}")
+            if mode is None and not train_ppo:
+                return
+        manifest = replay_manifest or (Path(section.replay_manifest) if section.replay_manifest else None)
+        replay = load_replay(manifest, capture_dir) if run_mode in ("replay", "mixed") else None
+        writer = (
+            TelemetryWriter(ppo_log, frequency=ppo_log_frequency, max_entries=ppo_log_max_entries) if ppo_log else None
+        )
+    except (TownletError, ValueError) as exc:
+        raise fail(exc if isinstance(exc, TownletError) else UsageError(str(exc))) from None
+    n_epochs = epochs or section.epochs
+    ckpt = checkpoint or Path(section.checkpoint)
+    show = not (quiet or as_json) and sys.stdout.isatty()
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("epoch {task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        disable=not show,
+    )
+    task = progress.add_task(f"PPO {run_mode} {cfg.config_id}", total=n_epochs, info="")
+
+    def on_epoch(rec: dict[str, Any]) -> None:
+        info = (
+            f"steps {rec['steps']:,}  sps {rec['sps']:,.0f}  return {rec['episode_return_mean']:.3f}  "
+            f"kl {rec['approx_kl']:.4f}"
+        )
+        progress.update(task, completed=rec["epoch"], info=info)
+
+    try:
+        with progress:
+            out = run_training(
+                cfg,
+                ppo=ppo,
+                mode=run_mode,
+                epochs=n_epochs,
+                seed=cfg.seed,
+                replay=replay,
+                telemetry=writer,
+                checkpoint=ckpt,
+                checkpoint_every=section.checkpoint_every,
+                on_epoch=on_epoch,
+            )
+    except TownletError as exc:
+        raise fail(exc) from None
+    last = out.result.records[-1] if out.result.records else {}
+    summary = {
+        "config_id": cfg.config_id,
+        "mode": run_mode,
+        "epochs": n_epochs,
+        "steps": out.result.steps,
+        "seconds": out.result.seconds,
+        "checkpoint": str(ckpt),
+        "telemetry": str(ppo_log) if ppo_log else None,
+        "last": {
+            k: last.get(k) for k in ("loss_total", "approx_kl", "episode_return_mean", "sps", "explained_variance")
+        },
+    }
+    if as_json:
+        typer.echo(json.dumps(summary, sort_keys=True))
+        return
+    typer.echo(
+        f"trained {n_epochs} epochs ({out.result.steps:,} transitions, {out.result.seconds:.1f}s) on {cfg.config_id}; "
+        f"checkpoint {ckpt}" + (f"; telemetry {ppo_log}" if ppo_log else "")
+    )
 
 
 @app.command("validate")

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from townlet import _core
 from townlet.errors import ConfigError
+from townlet.training.settings import PPOConfig, TrainingSection
 
 #: Top-level keys owned (and validated) by the Rust world core.
 WORLD_KEYS = frozenset(
@@ -53,9 +54,11 @@ INCLUDE_KEYS = ("affordances", "perturbations")
 
 
 class PythonSections(BaseModel):
-    """Sections owned by the Python layer (training, telemetry, ... join as they are built)."""
+    """Sections owned by the Python layer."""
 
     model_config = ConfigDict(extra="forbid")
+    ppo: PPOConfig = PPOConfig()
+    training: TrainingSection = TrainingSection()
 
 
 PYTHON_KEYS = frozenset(PythonSections.model_fields)

@@ -121,8 +121,14 @@ class VecTown:
             raise ValueError(f"actions must have shape ({self.num_agents},), got {acts.shape}")
         if not np.issubdtype(acts.dtype, np.integer):
             raise TypeError(f"actions must be integers, got dtype {acts.dtype}")
+        acts = np.ascontiguousarray(acts, dtype=np.int64)
+        # The masks the agents saw decide validity (not the state after earlier slots moved this tick):
+        # a masked action is applied as `wait` and flagged; the native step range-checks the rest.
+        in_range = (acts >= 0) & (acts < self.n_actions)
+        masked = in_range & ~self._masks[np.arange(self.num_agents), np.where(in_range, acts, 0)]
+        flagged = masked & self._alive  # dead slots (only `wait` valid) are not flagged
         self.native.step(
-            np.ascontiguousarray(acts, dtype=np.int64),
+            np.where(masked, 0, acts),
             self._obs,
             self._masks,
             self._rewards,
@@ -132,6 +138,7 @@ class VecTown:
             self._alive,
             self._invalid,
         )
+        self._invalid |= flagged
         infos = {
             "alive": self._alive,
             "invalid_action": self._invalid,
@@ -266,15 +273,19 @@ class TownEnv(ParallelEnv[str, dict[str, Any], int]):  # type: ignore[misc]
         for agent, action in actions.items():
             if agent not in live:
                 raise KeyError(f"{agent!r} is not a live agent (live: {sorted(live)})")
-            a = int(action)
+            arr = np.asarray(action)
+            if arr.shape != () or not np.issubdtype(arr.dtype, np.integer):
+                raise TypeError(f"action for {agent!r} must be an integer, got {action!r}")
+            a = int(arr)
             if not 0 <= a < self._vec.n_actions:
                 raise ValueError(f"action {a} for {agent!r} is outside [0, {self._vec.n_actions})")
             batch[slot_of[agent]] = a
+        episode = self._vec.native.episode(0)
         obs, rewards, terminated, truncated, info = self._vec.step(batch)
         masks = self._vec.action_masks()
         final = info["final_observation"]
         new_slots = self._vec.agent_ids(0)
-        episode_over = bool(truncated.any())
+        episode_over = self._vec.native.episode(0) != episode
         out_obs: dict[str, dict[str, Any]] = {}
         out_rew: dict[str, float] = {}
         out_term: dict[str, bool] = {}
@@ -292,6 +303,11 @@ class TownEnv(ParallelEnv[str, dict[str, Any], int]):  # type: ignore[misc]
             out_info[agent] = {"slot": i, "invalid_action": bool(info["invalid_action"][i])}
             if not (terminated[i] or truncated[i]):
                 next_agents.append(agent)
+        while not episode_over and not next_agents and not info["alive"].any():
+            # Every agent is down at once: run the empty ticks until a slot respawns or the episode ends.
+            obs, _, _, _, info = self._vec.step(np.zeros(self._vec.num_agents, np.int64))
+            episode_over = self._vec.native.episode(0) != episode
+            new_slots = self._vec.agent_ids(0)
         if not episode_over:
             # Respawned slots join under their new lineage ids.
             for i, agent in enumerate(new_slots):

@@ -17,36 +17,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from townlet import _core
 from townlet.training.envs import TrainEnv
 from townlet.training.network import ActorCritic
-
-
-class PPOConfig(BaseModel):
-    """`ppo:` — PPO hyper-parameters (flags of run_training.py override them)."""
-
-    model_config = ConfigDict(extra="forbid")
-    learning_rate: float = Field(3e-4, gt=0)
-    anneal_lr: bool = True
-    num_envs: int = Field(8, ge=1, description="towns stepped together")
-    rollout_ticks: int = Field(128, ge=1, description="ticks collected per epoch")
-    gamma: float = Field(0.99, ge=0, le=1)
-    gae_lambda: float = Field(0.95, ge=0, le=1)
-    num_minibatches: int = Field(4, ge=1)
-    update_epochs: int = Field(4, ge=1)
-    norm_adv: bool = True
-    clip_coef: float = Field(0.2, gt=0)
-    clip_vloss: bool = True
-    ent_coef: float = Field(0.01, ge=0)
-    vf_coef: float = Field(0.5, ge=0)
-    max_grad_norm: float = Field(0.5, gt=0)
-    target_kl: float | None = Field(None, gt=0)
-    hidden: int = Field(256, ge=8)
-    torch_threads: int = Field(1, ge=1)
-    episode_ticks: int | None = Field(None, ge=1, description="episode length (default: the scenario's or a day)")
+from townlet.training.settings import PPOConfig
 
 
 @dataclass

@@ -16,13 +16,13 @@ from townlet.training.envs import TrainEnv
 from townlet.training.network import ActorCritic, ConflictAwarePolicy, MLPPolicy
 from townlet.training.ppo import (
     Dataset,
-    PPOConfig,
     RolloutCollector,
     RolloutStats,
     baseline_from_samples,
     epoch_record,
     ppo_update,
 )
+from townlet.training.settings import PPOConfig
 
 
 def make_policy(meta: dict[str, Any], obs_dim: int, n_actions: int, hidden: int) -> ActorCritic:

@@ -210,7 +210,11 @@ impl World {
             };
         }
         if action == self.s.release_action {
-            return had_activity;
+            // Valid exactly when the mask allows it: something was queued, held or running.
+            return matches!(
+                current.phase,
+                Phase::Waiting | Phase::Holding | Phase::Running
+            );
         }
         if action >= self.s.chat_offset && action < self.s.chat_offset + self.s.chat_slots() {
             let mut partners = Vec::with_capacity(8);

@@ -282,7 +282,12 @@ impl World {
             let script = &self.s.scripts[i];
             let t = self.st.tick as usize;
             if !script.is_empty() && (t < script.len() || self.s.script_loops[i]) {
-                actions[i] = script[t % script.len()];
+                // A scripted intention is attempted only when the action is valid; else the agent waits.
+                let want = usize::from(script[t % script.len()]);
+                let mut mask = std::mem::take(&mut self.scratch_mask);
+                self.action_mask(i, &mut mask);
+                actions[i] = if mask[want] { want as u16 } else { crate::statics::A_WAIT as u16 };
+                self.scratch_mask = mask;
                 logp[i] = 0.0;
             } else {
                 let (a, lp) = self.expert_act(i);

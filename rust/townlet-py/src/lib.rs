@@ -4,7 +4,7 @@
 use numpy::ndarray::{Array1, Array2};
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
-    PyReadwriteArray1, PyReadwriteArray2,
+    PyReadwriteArray1, PyReadwriteArray2, PyUntypedArrayMethods,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyIndexError, PyValueError};
@@ -1205,6 +1205,70 @@ impl RolloutBuffer {
     }
 }
 
+/// GAE over (steps, agents) arrays, the same code the RolloutBuffer runs; returns
+/// (advantages, returns). See RolloutBuffer.compute_gae for the semantics.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn compute_gae<'py>(
+    py: Python<'py>,
+    rewards: PyReadonlyArray2<'py, f32>,
+    values: PyReadonlyArray2<'py, f32>,
+    terminated: PyReadonlyArray2<'py, bool>,
+    truncated: PyReadonlyArray2<'py, bool>,
+    valid: PyReadonlyArray2<'py, bool>,
+    bootstrap: PyReadonlyArray2<'py, f32>,
+    next_values: PyReadonlyArray1<'py, f32>,
+    gamma: f32,
+    gae_lambda: f32,
+) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<f32>>)> {
+    let shape = rewards.shape().to_vec();
+    let (steps, agents) = (shape[0], shape[1]);
+    for (name, s) in [
+        ("values", values.shape()),
+        ("terminated", terminated.shape()),
+        ("truncated", truncated.shape()),
+        ("valid", valid.shape()),
+        ("bootstrap", bootstrap.shape()),
+    ] {
+        if s != [steps, agents] {
+            return Err(PyValueError::new_err(format!(
+                "{name} has shape {s:?}, expected [{steps}, {agents}]"
+            )));
+        }
+    }
+    check_len("next_values", next_values.as_slice()?.len(), agents)?;
+    if !(0.0..=1.0).contains(&gamma) || !(0.0..=1.0).contains(&gae_lambda) {
+        return Err(PyValueError::new_err(
+            "gamma and gae_lambda must lie in [0, 1]",
+        ));
+    }
+    let mut adv = vec![0.0f32; steps * agents];
+    let mut ret = vec![0.0f32; steps * agents];
+    townlet_core::rollout::compute_gae(
+        steps,
+        agents,
+        rewards.as_slice()?,
+        values.as_slice()?,
+        terminated.as_slice()?,
+        truncated.as_slice()?,
+        valid.as_slice()?,
+        bootstrap.as_slice()?,
+        next_values.as_slice()?,
+        gamma,
+        gae_lambda,
+        &mut adv,
+        &mut ret,
+    );
+    Ok((
+        Array2::from_shape_vec((steps, agents), adv)
+            .expect("shape")
+            .into_pyarray(py),
+        Array2::from_shape_vec((steps, agents), ret)
+            .expect("shape")
+            .into_pyarray(py),
+    ))
+}
+
 /// Validate a resolved world config; raises ConfigError naming the key path.
 #[pyfunction]
 fn validate_config(config_json: &str) -> PyResult<()> {
@@ -1228,6 +1292,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("OBSERVATION_SCHEMA_VERSION", OBSERVATION_SCHEMA_VERSION)?;
     m.add("REWARD_COMPONENTS", REWARD_COMPONENTS.to_vec())?;
     m.add_function(wrap_pyfunction!(validate_config, m)?)?;
+    m.add_function(wrap_pyfunction!(compute_gae, m)?)?;
     m.add_function(wrap_pyfunction!(config_action_names, m)?)?;
     m.add("ConfigError", m.py().get_type::<ConfigError>())?;
     m.add("SnapshotError", m.py().get_type::<SnapshotError>())?;

@@ -75,10 +75,10 @@ fn wait_is_always_valid_and_release_only_in_a_queue() {
     step(&mut w, &[("cara", "use:use_shower")]);
     assert_eq!(w.st.agents[c].act.phase, Phase::Walking);
     assert!(!valid(&w, c, "release"));
-    // Current behaviour (arguable): applying it anyway stops the walk and counts as a valid action.
+    // Applying it anyway stops the walk (like any other action) but counts as invalid, as masked.
     step(&mut w, &[("cara", "release")]);
     assert!(w.st.agents[c].act.is_idle());
-    assert!(w.st.agents[c].last_action_ok);
+    assert!(!w.st.agents[c].last_action_ok);
 
     // Waiting in a queue: release is valid.
     let b = agent(&w, "bob");

@@ -1,0 +1,176 @@
+"""Policy checkpoints: self-describing, written atomically, never pickled.
+
+Two encodings of one format (`format_version` 1):
+* `X.json` — header and weights together; weights as plain JSON numbers (float32 values survive
+  the round trip exactly, since JSON floats are doubles);
+* `X.safetensors` + `X.json` sidecar — weights in safetensors, the same header in the sidecar.
+
+The header names the architecture (enough to rebuild the module), each parameter's shape, the
+observation/action spec and a compatibility fingerprint over them, the embedded config and its
+SHA-256, seed and step counters, library versions, the git commit, and the parent checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from townlet.errors import UsageError
+from townlet.jsonio import atomic_write_bytes, canonical_json
+from townlet.training.network import ActorCritic, build_policy
+
+FORMAT = "townlet.checkpoint"
+FORMAT_VERSION = 1
+
+
+def fingerprint(spec: dict[str, Any], obs_meta: dict[str, Any]) -> str:
+    """SHA-256 over what must match for a checkpoint to drive an env: architecture, observation
+    layout and schema, action names and action-space version."""
+    keys = ("variant", "map_shape", "map_channels", "feature_names", "obs_dim", "action_names",
+            "observation_schema_version", "action_space_version")  # fmt: skip
+    payload = {"architecture": spec, "observation": {k: obs_meta.get(k) for k in keys}}
+    return hashlib.sha256(canonical_json(payload, indent=None).encode()).hexdigest()
+
+
+def _git() -> dict[str, Any]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=True, timeout=5)
+        return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def _created() -> str:
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = dt.datetime.fromtimestamp(int(epoch), tz=dt.UTC) if epoch else dt.datetime.now(dt.UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    header: dict[str, Any]
+    state: dict[str, torch.Tensor]
+
+    def policy(self) -> ActorCritic:
+        net = build_policy(self.header["architecture"])
+        net.load_state_dict(self.state)
+        net.eval()
+        return net
+
+    @property
+    def sha256(self) -> str:
+        return str(self.header.get("_file_sha256", ""))
+
+
+def save_checkpoint(
+    path: Path,
+    policy: ActorCritic,
+    *,
+    obs_meta: dict[str, Any],
+    config: dict[str, Any] | None,
+    seed: int,
+    counters: dict[str, int],
+    metadata: dict[str, Any] | None = None,
+    parent: str | None = None,
+    lineage_note: str | None = None,
+) -> Path:
+    """Write `policy` to `path` (.json or .safetensors) with its header; returns the header path."""
+    spec = policy.spec()
+    state = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
+    config_text = canonical_json(config, indent=None) if config is not None else None
+    header: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "policy_class": type(policy).__name__,
+        "architecture": spec,
+        "parameters": {k: list(v.shape) for k, v in state.items()},
+        "created_utc": _created(),
+        "metadata": metadata or {},
+        "observation": obs_meta,
+        "fingerprint": fingerprint(spec, obs_meta),
+        "config": config,
+        "config_sha256": hashlib.sha256(config_text.encode()).hexdigest() if config_text else None,
+        "git": _git(),
+        "libraries": {"torch": torch.__version__, "numpy": np.__version__},
+        "seed": seed,
+        "counters": counters,
+        "lineage": {"parent_sha256": parent, "note": lineage_note},
+    }
+    path = Path(path)
+    if path.suffix == ".json":
+        header["weights"] = {k: v.float().numpy().tolist() for k, v in state.items()}
+        atomic_write_bytes(path, canonical_json(header, indent=None).encode())
+        return path
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save as st_save
+
+        blob = st_save(state)
+        header["weights_file"] = path.name
+        header["weights_sha256"] = hashlib.sha256(blob).hexdigest()
+        atomic_write_bytes(path, blob)
+        sidecar = path.with_suffix(".json")
+        atomic_write_bytes(sidecar, canonical_json(header).encode())
+        return sidecar
+    raise UsageError(f"{path}: checkpoint must end in .json or .safetensors")
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """Read and validate a checkpoint (format, version, shapes) without touching any model."""
+    path = Path(path)
+    header_path = path.with_suffix(".json") if path.suffix == ".safetensors" else path
+    try:
+        raw = header_path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{header_path}: checkpoint not found") from None
+    try:
+        header = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{header_path}: not a checkpoint (invalid JSON: {exc})") from None
+    found = header.get("format") if isinstance(header, dict) else None
+    if not isinstance(header, dict) or found != FORMAT:
+        raise UsageError(f"{header_path}: not a Townlet checkpoint (format is {found!r}, expected {FORMAT!r})")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise UsageError(
+            f"{header_path}: checkpoint format_version {header.get('format_version')!r} is not supported "
+            f"(this build reads {FORMAT_VERSION})"
+        )
+    shapes: dict[str, list[int]] = header.get("parameters", {})
+    if "weights" in header:
+        state = {k: torch.tensor(np.asarray(v, dtype=np.float32)) for k, v in header.pop("weights").items()}
+        file_sha = hashlib.sha256(raw).hexdigest()
+    else:
+        weights_path = header_path.with_name(str(header.get("weights_file", "")))
+        try:
+            blob = weights_path.read_bytes()
+        except FileNotFoundError:
+            raise UsageError(f"{weights_path}: weights file of {header_path} not found") from None
+        if hashlib.sha256(blob).hexdigest() != header.get("weights_sha256"):
+            raise UsageError(f"{weights_path}: weights do not match the SHA-256 recorded in {header_path}")
+        from safetensors.torch import load as st_load
+
+        state = st_load(blob)
+        file_sha = hashlib.sha256(blob).hexdigest()
+    for name, shape in shapes.items():
+        if name not in state:
+            raise UsageError(f"{header_path}: parameter {name!r} is missing from the weights")
+        if list(state[name].shape) != list(shape):
+            raise UsageError(
+                f"{header_path}: parameter {name!r} has shape {list(state[name].shape)}, header says {shape}"
+            )
+    if set(state) != set(shapes):
+        raise UsageError(
+            f"{header_path}: weights hold parameters the header does not list: {sorted(set(state) - set(shapes))}"
+        )
+    header["_file_sha256"] = file_sha
+    return Checkpoint(header_path, header, state)

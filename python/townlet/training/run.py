@@ -1,0 +1,217 @@
+"""`run_training`: the workflow behind `townlet train` / `tools/run_training.py`.
+
+Modes: `rollout` (on-policy PPO, the learned policy acts in VecTown), `replay` (PPO on captured
+samples, with their stored behaviour log-probabilities), `mixed` (both each epoch). A checkpoint
+of the policy (with its config and observation/action spec) is saved at the end and every
+`checkpoint_every` epochs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from townlet import _core
+from townlet.capture import load_npz
+from townlet.checkpoint import save_checkpoint
+from townlet.config import TownConfig
+from townlet.errors import UsageError
+from townlet.telemetry import TelemetryWriter
+from townlet.training.envs import TownTrainEnv
+from townlet.training.network import ActorCritic
+from townlet.training.ppo import Dataset, baseline_from_samples
+from townlet.training.settings import MODES, PPOConfig
+from townlet.training.trainer import Trainer, TrainResult, make_policy
+
+
+@dataclass
+class ReplayData:
+    """Captured samples ready for PPO: per sample (T, ...) arrays."""
+
+    samples: list[dict[str, np.ndarray]]
+    obs_dim: int
+    n_actions: int
+    meta: dict[str, Any]
+
+    def baseline(self) -> dict[str, float]:
+        pairs = [(float(s["rewards"].sum()), float(s["rewards"].mean())) for s in self.samples]
+        logp = float(np.mean([s["old_log_probs"].mean() for s in self.samples]))
+        return baseline_from_samples(pairs, logp)
+
+    @torch.no_grad()
+    def dataset(self, policy: ActorCritic, gamma: float, lam: float) -> Dataset:
+        """Values from the current critic, GAE in Rust, rows where the agent was alive."""
+        parts = []
+        for s in self.samples:
+            obs = s["obs"]
+            values = policy.value(torch.from_numpy(obs)).numpy().astype(np.float32)
+            t = len(values)
+            last = policy.value(torch.from_numpy(s["next_obs"][None])).numpy().astype(np.float32)
+            boot = np.zeros(t, np.float32)
+            trunc = s["truncations"].astype(bool)
+            boot[trunc] = last[0]
+            term = s["dones"].astype(bool) & ~trunc
+            adv, ret = _core.compute_gae(
+                s["rewards"].reshape(t, 1).astype(np.float32),
+                values.reshape(t, 1),
+                term.reshape(t, 1),
+                trunc.reshape(t, 1),
+                s["alive"].reshape(t, 1).astype(bool),
+                boot.reshape(t, 1),
+                last,
+                gamma,
+                lam,
+            )
+            keep = s["alive"].astype(bool)
+            parts.append(
+                Dataset(
+                    obs=obs[keep],
+                    masks=s["action_masks"][keep],
+                    actions=s["actions"][keep].astype(np.int64),
+                    log_probs=s["old_log_probs"][keep].astype(np.float32),
+                    values=values[keep],
+                    advantages=adv[:, 0][keep],
+                    returns=ret[:, 0][keep],
+                    rewards=s["rewards"][keep].astype(np.float32),
+                )
+            )
+        return Dataset.concat(parts)
+
+
+def load_replay(manifest: Path | None, capture_dir: Path | None) -> ReplayData:
+    """Samples listed by a capture manifest (or every sample of a capture folder)."""
+    if manifest is None:
+        if capture_dir is None:
+            raise UsageError("replay needs --capture-dir DIR or --replay-manifest FILE")
+        if not capture_dir.is_dir():
+            raise UsageError(f"{capture_dir}: capture directory not found")
+        found = sorted(capture_dir.glob("*_manifest.json"))
+        if not found:
+            raise UsageError(f"{capture_dir}: no *_manifest.json in the capture directory")
+        manifest = found[0]
+    try:
+        doc = json.loads(manifest.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{manifest}: manifest not found") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{manifest}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    entries = doc.get("samples") if isinstance(doc, dict) else None
+    if not isinstance(entries, list):
+        raise UsageError(f"{manifest}: not a capture manifest (no 'samples' list)")
+    if not entries:
+        raise UsageError(f"{manifest}: the dataset is empty (no samples)")
+    samples = []
+    obs_dim = n_actions = None
+    for k, entry in enumerate(entries):
+        name = entry.get("sample") if isinstance(entry, dict) else None
+        if not isinstance(name, str):
+            raise UsageError(f"{manifest}: samples[{k}] has no 'sample' file name")
+        path = manifest.parent / name
+        arrays = load_npz(path)
+        missing = [a for a in ("map", "features", "actions", "old_log_probs", "rewards", "dones") if a not in arrays]
+        if missing:
+            raise UsageError(f"{path}: sample lacks arrays {missing}")
+        t = len(arrays["actions"])
+        maps = arrays["map"].reshape(t, -1).astype(np.float32)
+        obs = np.concatenate([maps, arrays["features"].astype(np.float32)], axis=1)
+        masks = arrays.get("action_masks")
+        if masks is None:
+            raise UsageError(f"{path}: sample lacks action_masks (captured by an older Townlet?)")
+        if obs_dim is None:
+            obs_dim, n_actions = obs.shape[1], masks.shape[1]
+        elif obs.shape[1] != obs_dim or masks.shape[1] != n_actions:
+            raise UsageError(
+                f"{path}: observation or action shape {obs.shape[1]}/{masks.shape[1]} differs from the "
+                f"dataset's {obs_dim}/{n_actions}"
+            )
+        samples.append(
+            {
+                "obs": obs,
+                "next_obs": obs[-1],
+                "action_masks": masks.astype(bool),
+                "actions": arrays["actions"],
+                "old_log_probs": arrays["old_log_probs"],
+                "rewards": arrays["rewards"],
+                "dones": arrays["dones"],
+                "truncations": arrays.get("truncations", np.zeros(t, bool)),
+                "alive": arrays.get("alive", np.ones(t, bool)),
+            }
+        )
+    sidecar = manifest.parent / str(entries[0].get("meta", ""))
+    meta: dict[str, Any] = {}
+    if sidecar.is_file():
+        side = json.loads(sidecar.read_text(encoding="utf-8"))
+        meta = {k: side.get(k) for k in ("map_shape", "feature_names", "action_names", "map_channels", "variant")}
+        meta["n_features"] = len(side.get("feature_names", []))
+    assert obs_dim is not None and n_actions is not None
+    return ReplayData(samples, obs_dim, n_actions, meta)
+
+
+@dataclass
+class RunOutputs:
+    result: TrainResult
+    checkpoint: Path | None
+    telemetry: Path | None
+
+
+def run_training(
+    config: TownConfig,
+    *,
+    ppo: PPOConfig,
+    mode: str,
+    epochs: int,
+    seed: int,
+    replay: ReplayData | None,
+    telemetry: TelemetryWriter | None,
+    checkpoint: Path | None,
+    checkpoint_every: int = 0,
+    on_epoch: Any = None,
+) -> RunOutputs:
+    if mode not in MODES:
+        raise UsageError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    env = None
+    if mode in ("rollout", "mixed"):
+        env = TownTrainEnv(config, ppo.num_envs, seed, ppo.episode_ticks)
+    meta = env.metadata() if env is not None else (replay.meta if replay else {})
+    if replay is not None and env is not None and (replay.obs_dim != env.obs_dim or replay.n_actions != env.n_actions):
+        raise UsageError(
+            f"replay data has observation/action sizes {replay.obs_dim}/{replay.n_actions} but "
+            f"{config.path} gives {env.obs_dim}/{env.n_actions}: capture it with the same config"
+        )
+    obs_dim = env.obs_dim if env is not None else (replay.obs_dim if replay else 0)
+    n_actions = env.n_actions if env is not None else (replay.n_actions if replay else 0)
+    torch.manual_seed(seed)
+    policy = make_policy(meta, obs_dim, n_actions, ppo.hidden)
+    replay_ds = replay.dataset(policy, ppo.gamma, ppo.gae_lambda) if replay is not None else None
+    trainer = Trainer(
+        env, ppo, seed=seed, policy=policy, replay=replay_ds, replay_baseline=replay.baseline() if replay else None
+    )
+
+    def save(t: Trainer) -> None:
+        if checkpoint is None:
+            return
+        save_checkpoint(
+            checkpoint,
+            t.policy,
+            obs_meta=meta,
+            config={"world": config.world, "ppo": ppo.model_dump(), "path": str(config.path)},
+            seed=seed,
+            counters={"epochs": t.epoch, "steps": t.steps},
+            metadata={"mode": mode, "config_id": config.config_id},
+        )
+
+    result = trainer.run(
+        epochs,
+        data_mode=mode,
+        telemetry=telemetry,
+        on_epoch=on_epoch,
+        checkpoint_every=checkpoint_every or None,
+        save=save,
+    )
+    save(trainer)
+    return RunOutputs(result, checkpoint, telemetry.path if telemetry else None)
