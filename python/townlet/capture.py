@@ -204,6 +204,9 @@ def capture_rollout(
     # One tick longer than the capture, so the town never autoresets inside it.
     vec = VecTown(config, 1, seed, episode_ticks=steps + 1, num_threads=1)
     meta = vec.observation_metadata()
+    check = getattr(policy, "check", None)
+    if check is not None:
+        check(meta)
     agents = vec.agent_ids(0)
     if agent_id is not None and agent_id not in agents:
         raise UsageError(f"--agent-id {agent_id!r}: no such agent (agents: {', '.join(agents)})")

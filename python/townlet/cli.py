@@ -57,11 +57,17 @@ def sim_run(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    policy: Annotated[
+        str, typer.Option("--policy", help="'scripted' (the expert) or a policy checkpoint path.")
+    ] = "scripted",
 ) -> None:
-    """Run the town under the scripted expert and report KPIs."""
+    """Run the town under the scripted expert (or a trained policy) and report KPIs."""
     try:
         cfg = load_config(config, seed=seed)
         sim = Simulation.load_snapshot(load_snapshot, cfg) if load_snapshot else Simulation(cfg)
+        pol, _ = resolve_policy(policy, cfg.seed)
+        if pol is not None:
+            pol.check(sim.observation_metadata())
     except TownletError as exc:
         raise fail(exc) from None
     ticks = tick_limit if tick_limit is not None else (cfg.scenario_ticks or sim.town.ticks_per_day)
@@ -81,11 +87,13 @@ def sim_run(
             done = 0
             while done < ticks:
                 n = min(CHUNK, ticks - done)
-                sim.run(n)
+                sim.run(n) if pol is None else sim.run_policy(n, pol)
                 done += n
                 progress.update(task, completed=done)
-    else:
+    elif pol is None:
         sim.run(ticks)
+    else:
+        sim.run_policy(ticks, pol)
     elapsed = max(time.perf_counter() - t0, 1e-9)
     agent_steps = sim.town.agent_steps - steps_before
     if save_snapshot is not None:
@@ -165,7 +173,7 @@ def capture_rollout_cmd(
 
     try:
         cfg = load_config(config, seed=seed)
-        pol, pol_name = resolve_policy(policy)
+        pol, pol_name = resolve_policy(policy, cfg.seed)
         result = capture_rollout(
             cfg,
             output,
@@ -185,11 +193,14 @@ def capture_rollout_cmd(
         typer.echo(f"captured {len(result.samples)} samples of {cfg.scenario_name} into {output}")
 
 
-def resolve_policy(policy: str) -> tuple[Any, str]:
-    """`scripted` (the expert, no value function) or a policy checkpoint."""
+def resolve_policy(policy: str, seed: int = 0) -> tuple[Any, str]:
+    """`scripted` (the expert, no value function) or a policy checkpoint path."""
     if policy == "scripted":
         return None, "scripted"
-    raise UsageError(f"--policy {policy!r}: only 'scripted' is available until the PPO trainer lands")
+    from townlet.policy import CheckpointPolicy
+
+    loaded = CheckpointPolicy(Path(policy), seed=seed)
+    return loaded, loaded.name
 
 
 @capture_app.command("suite")

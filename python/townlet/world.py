@@ -41,6 +41,34 @@ class Simulation:
         """Advance one tick with one action per agent slot."""
         self.town.step(1, np.ascontiguousarray(actions, dtype=np.int64))
 
+    def observation_metadata(self) -> dict[str, Any]:
+        """The observation layout (the same record VecTown gives)."""
+        variant, shape, channels, features = self.town.obs_spec()
+        return {
+            "variant": variant,
+            "map_shape": list(shape),
+            "map_channels": list(channels),
+            "feature_names": list(features),
+            "n_features": len(features),
+            "obs_dim": int(np.prod(shape)) + len(features),
+            "action_names": list(self.town.action_names()),
+            "observation_schema_version": _core.OBSERVATION_SCHEMA_VERSION,
+            "action_space_version": _core.ACTION_SPACE_VERSION,
+            "config_id": self.config.config_id,
+            "manifest_checksum": self.town.manifest_checksum,
+        }
+
+    def run_policy(self, ticks: int, policy: Any) -> None:
+        """Advance `ticks` ticks with a policy `(obs, masks) -> (actions, log-probs, values)`."""
+        meta = self.observation_metadata()
+        n = self.town.n_agents
+        obs = np.zeros((n, meta["obs_dim"]), np.float32)
+        masks = np.zeros((n, len(meta["action_names"])), np.bool_)
+        for _ in range(ticks):
+            self.town.observe(obs, masks)
+            actions, _, _ = policy(obs, masks)
+            self.town.step(1, np.ascontiguousarray(actions, dtype=np.int64))
+
     # -- state ------------------------------------------------------------------------------------
 
     @property

@@ -286,7 +286,11 @@ impl World {
                 let want = usize::from(script[t % script.len()]);
                 let mut mask = std::mem::take(&mut self.scratch_mask);
                 self.action_mask(i, &mut mask);
-                actions[i] = if mask[want] { want as u16 } else { crate::statics::A_WAIT as u16 };
+                actions[i] = if mask[want] {
+                    want as u16
+                } else {
+                    crate::statics::A_WAIT as u16
+                };
                 self.scratch_mask = mask;
                 logp[i] = 0.0;
             } else {

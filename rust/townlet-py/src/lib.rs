@@ -52,6 +52,7 @@ type Ties<'py> = (
 #[pyclass(module = "townlet._core")]
 struct Town {
     w: World,
+    layout: Option<townlet_core::obs::ObsLayout>,
 }
 
 impl Town {
@@ -74,7 +75,7 @@ impl Town {
     fn new(config_json: &str, town: u64, record_events: bool) -> PyResult<Self> {
         let mut w = World::from_json(config_json, town).map_err(config_err)?;
         w.set_record_events(record_events);
-        Ok(Self { w })
+        Ok(Self { w, layout: None })
     }
 
     /// Restore a snapshot. With `config_json`, the snapshot must have been taken with that config.
@@ -94,7 +95,7 @@ impl Town {
         let mut w =
             World::from_snapshot(snapshot_json, expected).map_err(SnapshotError::new_err)?;
         w.set_record_events(record_events);
-        Ok(Self { w })
+        Ok(Self { w, layout: None })
     }
 
     /// Advance `ticks` ticks with the scripted policy, or one tick with the given actions
@@ -172,6 +173,55 @@ impl Town {
     #[getter]
     fn n_agents(&self) -> usize {
         self.w.n_agents()
+    }
+    /// Observation layout: (variant, (C, H, W), channel names, feature names).
+    fn obs_spec(
+        &mut self,
+    ) -> (
+        String,
+        (usize, usize, usize),
+        Vec<&'static str>,
+        Vec<String>,
+    ) {
+        let s = std::sync::Arc::clone(&self.w.s);
+        let layout = self
+            .layout
+            .get_or_insert_with(|| townlet_core::obs::ObsLayout::build(&s));
+        let [c, h, w] = layout.map_shape();
+        let variant = match layout.variant {
+            townlet_core::config::ObsVariant::Hybrid => "hybrid",
+            townlet_core::config::ObsVariant::Full => "full",
+            townlet_core::config::ObsVariant::Compact => "compact",
+        };
+        (
+            variant.to_string(),
+            (c, h, w),
+            layout.channels.clone(),
+            layout.feature_names.clone(),
+        )
+    }
+    /// Write every agent's observation (agents, obs_dim) and action mask (agents, actions).
+    fn observe(
+        &mut self,
+        mut obs: PyReadwriteArray2<'_, f32>,
+        mut masks: PyReadwriteArray2<'_, bool>,
+    ) -> PyResult<()> {
+        let s = std::sync::Arc::clone(&self.w.s);
+        let layout = self
+            .layout
+            .get_or_insert_with(|| townlet_core::obs::ObsLayout::build(&s));
+        let (n, a) = (self.w.n_agents(), s.n_actions());
+        let d = layout.map_len() + layout.n_features();
+        let o = obs.as_slice_mut()?;
+        let m = masks.as_slice_mut()?;
+        check_len("obs", o.len(), n * d)?;
+        check_len("masks", m.len(), n * a)?;
+        for i in 0..n {
+            let (map, feats) = o[i * d..(i + 1) * d].split_at_mut(layout.map_len());
+            self.w
+                .write_observation(layout, i, map, feats, &mut m[i * a..(i + 1) * a]);
+        }
+        Ok(())
     }
     #[getter]
     fn ticks_per_day(&self) -> u32 {
