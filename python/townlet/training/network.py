@@ -121,16 +121,15 @@ class ConflictAwarePolicy(ActorCritic):
 
     architecture = "conflict_aware"
 
-    def __init__(self, map_shape: tuple[int, int, int], n_features: int, n_actions: int, hidden: int = 256) -> None:
+    def __init__(self, map_shape: tuple[int, int, int], n_features: int, n_actions: int, hidden: int = 128) -> None:
         c, h, w = map_shape
         super().__init__(c * h * w + n_features, n_actions, hidden)
         self.map_shape = (c, h, w)
         self.n_features = n_features
         self.map_len = c * h * w
+        # Small on purpose: on a CPU the learner's cost is dominated by this network.
         self.map_encoder = nn.Sequential(
-            layer_init(nn.Conv2d(c, 16, 3, padding=1)),
-            nn.ReLU(),
-            layer_init(nn.Conv2d(16, 16, 3, stride=2, padding=1)),
+            layer_init(nn.Conv2d(c, 8, 3, stride=2, padding=1)),
             nn.ReLU(),
             nn.Flatten(),
         )

@@ -18,7 +18,7 @@ class PPOConfig(BaseModel):
     gamma: float = Field(0.99, ge=0, le=1)
     gae_lambda: float = Field(0.95, ge=0, le=1)
     num_minibatches: int = Field(4, ge=1)
-    update_epochs: int = Field(4, ge=1)
+    update_epochs: int = Field(2, ge=1)
     norm_adv: bool = True
     clip_coef: float = Field(0.2, gt=0)
     clip_vloss: bool = True
@@ -26,7 +26,7 @@ class PPOConfig(BaseModel):
     vf_coef: float = Field(0.5, ge=0)
     max_grad_norm: float = Field(0.5, gt=0)
     target_kl: float | None = Field(None, gt=0)
-    hidden: int = Field(256, ge=8)
+    hidden: int = Field(128, ge=8)
     torch_threads: int = Field(1, ge=1)
     episode_ticks: int | None = Field(None, ge=1, description="episode length (default: the scenario's or a day)")
 

@@ -995,7 +995,7 @@ fn default_need_weights() -> Needs {
     }
 }
 fn default_survival() -> f32 {
-    0.002
+    0.01
 }
 fn default_wage_weight() -> f32 {
     1.0
