@@ -98,7 +98,8 @@ def main() -> None:
         print(json.dumps(out, sort_keys=True))
         return
     print(
-        f"expert return {expert_return:.3f}   PPO (greedy) return {ppo_return:.3f}   ratio {out['ratio']:.2f} (goal 0.80)"
+        f"expert return {expert_return:.3f}   PPO (greedy) return {ppo_return:.3f}   "
+        f"ratio {out['ratio']:.2f} (goal 0.80)"
     )
     print(f"trained {trainer.steps:,} agent-steps in {minutes:.1f} min")
     for name in ("self_sufficiency", "on_time_rate", "relationship_coverage", "faints"):
