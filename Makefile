@@ -15,7 +15,8 @@ GOLDEN_SCENARIOS := configs/scenarios/kitchen_breakfast.yaml configs/scenarios/q
 GOLDEN := docs/samples/rollout_scenario_stats.json
 TICKS ?= 4320
 
-.PHONY: help setup build test test-rust test-py check fmt lint stubtest bench run sim clean capture golden-check golden-merge
+# Note: `make train` gains PHASE/WARM_LOAD/WARM_SAVE with the warm-start tools.
+.PHONY: train help setup build test test-rust test-py check fmt lint stubtest bench run sim clean capture golden-check golden-merge
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
@@ -63,8 +64,22 @@ bench: $(EXT_STAMP) ## benchmarks (print figures)
 	$(PY) bench/tick.py
 	$(PY) bench/vec_step.py
 
-run: $(EXT_STAMP) ## the main job on the default town
-	$(PY) -m townlet sim run --config $(CONFIG) --tick-limit $(TICKS)
+RUN_DIR ?= logs/ppo
+EPOCHS ?= 30
+
+run: $(EXT_STAMP) ## the main job: train PPO on the default town, save checkpoint, telemetry, summary and plot
+	$(PY) -m townlet train $(CONFIG) --mode rollout --epochs $(EPOCHS) \
+		--ppo-log $(RUN_DIR)/run.jsonl --checkpoint $(RUN_DIR)/checkpoints/ppo_latest.safetensors
+	$(PY) -m townlet telemetry summary $(RUN_DIR)/run.jsonl --format markdown --plot $(RUN_DIR)/run.png \
+		> $(RUN_DIR)/summary.md.tmp && mv $(RUN_DIR)/summary.md.tmp $(RUN_DIR)/summary.md
+	@echo "checkpoint: $(RUN_DIR)/checkpoints/ppo_latest.safetensors (+ .json header)"
+	@echo "telemetry:  $(RUN_DIR)/run.jsonl"
+	@echo "summary:    $(RUN_DIR)/summary.md"
+	@echo "plot:       $(RUN_DIR)/run.png"
+
+train: $(EXT_STAMP) ## train PPO: make train CONFIG=... [EPOCHS=...]
+	$(PY) -m townlet train $(CONFIG) --epochs $(EPOCHS) --ppo-log $(RUN_DIR)/train.jsonl \
+		--checkpoint $(RUN_DIR)/checkpoints/ppo_latest.safetensors
 
 sim: $(EXT_STAMP) ## run the simulation: make sim CONFIG=... TICKS=...
 	$(PY) -m townlet sim run --config $(CONFIG) --tick-limit $(TICKS)
