@@ -129,6 +129,12 @@ impl World {
         if !a.alive {
             return;
         }
+        if a.act.phase == Phase::Running {
+            // Committed: continue it, wait (which also continues it) or release it.
+            mask[self.s.use_action(a.act.aff as usize)] = true;
+            mask[self.s.release_action] = true;
+            return;
+        }
         for (d, (dx, dy)) in DIRS.iter().enumerate() {
             mask[A_MOVE0 + d] = self.s.grid.walkable(a.pos[0] + dx, a.pos[1] + dy);
         }
@@ -175,12 +181,18 @@ impl World {
                 return true;
             }
         }
+        // `wait` takes no new decision: a running affordance runs on, a queue place or
+        // reservation is kept, a walk pauses.
+        if action == A_WAIT {
+            return true;
+        }
+        // A running affordance is left only through `release` (the mask says so too).
+        if current.phase == Phase::Running && action != self.s.release_action {
+            return false;
+        }
         let had_activity = !current.is_idle();
         if had_activity {
             self.abandon(i);
-        }
-        if action == A_WAIT {
-            return true;
         }
         if (A_MOVE0..A_MOVE0 + NUM_MOVES).contains(&action) {
             let (dx, dy) = DIRS[action - A_MOVE0];

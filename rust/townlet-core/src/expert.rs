@@ -96,6 +96,10 @@ impl World {
             if !interrupt {
                 return self.s.use_action(aff);
             }
+            if a.act.phase == Phase::Running {
+                // A running affordance is left through `release`; the next tick picks anew.
+                return self.s.release_action;
+            }
         }
 
         if let Some(k) = critical {

@@ -102,27 +102,38 @@ fn choosing_another_action_abandons_the_affordance() {
     let a = agent(&w, "alice");
     set_stock(&mut w, "fridge_1", "meals", 2);
     step(&mut w, &[("alice", "use:eat_meal")]);
+    // While it runs, only continue, wait and release are valid: a move is refused (counted invalid).
     step(&mut w, &[("alice", "move_e")]);
+    assert_eq!(w.st.agents[a].act.phase, Phase::Running);
+    assert!(!w.st.agents[a].last_action_ok);
+    // `wait` lets it run on.
+    step(&mut w, &[("alice", "wait")]);
+    assert_eq!(w.st.agents[a].act.phase, Phase::Running);
+    // `release` abandons it.
+    step(&mut w, &[("alice", "release")]);
     assert!(w.st.agents[a].act.is_idle());
-    assert_eq!(w.st.agents[a].pos, [3, 2]);
     assert_eq!(total(&w, EventKind::AffordanceFail), 1);
     assert_eq!(total(&w, EventKind::AffordanceFinish), 0);
     assert!(w.st.objects[obj(&w, "fridge_1")].holders.is_empty());
-    // One tick of effect, no refund, no stock back, no meal counted.
-    assert_close(f64::from(w.st.agents[a].needs[0]), 0.6, 1e-6);
+    // Three ticks of effect (use, refused move, wait), no refund, no stock back, no meal counted.
+    assert_close(f64::from(w.st.agents[a].needs[0]), 0.8, 1e-6);
     assert_close(w.st.agents[a].wallet, 4.7, 1e-12);
     assert_eq!(stock(&w, "fridge_1", "meals"), 1);
     assert_eq!(w.st.agents[a].counters.meals_eaten, 0);
 
-    // Choosing a different `use:` abandons the first and starts the second.
-    step(&mut w, &[("alice", "use:eat_meal")]);
-    assert_eq!(w.st.agents[a].act.phase, Phase::Running);
+    // While walking (not yet running), a different `use:` abandons the first and starts the second.
+    w.st.agents[a].pos = [1, 1];
     step(&mut w, &[("alice", "use:cook_meal")]);
-    assert_eq!(total(&w, EventKind::AffordanceFail), 2);
-    assert_eq!(w.st.agents[a].act.aff as usize, aff(&w, "cook_meal"));
-    // Waiting (the action) abandons too.
-    step(&mut w, &[("alice", "wait")]);
-    assert!(w.st.agents[a].act.is_idle());
+    assert_eq!(w.st.agents[a].act.phase, Phase::Walking);
+    step(&mut w, &[("alice", "use:eat_meal")]);
+    assert_eq!(w.st.agents[a].act.aff as usize, aff(&w, "eat_meal"));
+    // While running, a different `use:` is refused.
+    while w.st.agents[a].act.phase != Phase::Running {
+        step(&mut w, &[("alice", "use:eat_meal")]);
+    }
+    step(&mut w, &[("alice", "use:cook_meal")]);
+    assert_eq!(w.st.agents[a].act.aff as usize, aff(&w, "eat_meal"));
+    assert!(!w.st.agents[a].last_action_ok);
 }
 
 #[test]

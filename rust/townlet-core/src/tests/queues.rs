@@ -199,7 +199,7 @@ fn an_abandoned_use_sets_no_cooldown() {
     let mut w = at_shower(&base());
     let a = agent(&w, "alice");
     steps(&mut w, 2, &[("alice", "use:use_shower")]);
-    step(&mut w, &[("alice", "wait")]);
+    step(&mut w, &[("alice", "release")]);
     assert!(w.st.agents[a].act.is_idle());
     assert!(valid(&w, a, "use:use_shower"));
 }
