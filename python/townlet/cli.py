@@ -30,6 +30,20 @@ sim_app = typer.Typer(help="Run the world simulation.", no_args_is_help=True)
 app.add_typer(sim_app, name="sim")
 capture_app = typer.Typer(help="Capture rollouts, merge golden metrics, check drift.", no_args_is_help=True)
 app.add_typer(capture_app, name="capture")
+telemetry_app = typer.Typer(help="Validate, watch and summarise PPO telemetry logs.", no_args_is_help=True)
+app.add_typer(telemetry_app, name="telemetry")
+checkpoint_app = typer.Typer(
+    help="List, inspect, copy and verify checkpoints; extract their configs.", no_args_is_help=True
+)
+app.add_typer(checkpoint_app, name="checkpoint")
+registry_app = typer.Typer(help="The config registry: register, look up, diff and check configs.", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+log_app = typer.Typer(
+    help="Tail and validate JSONL logs (PPO telemetry and per-episode records).", no_args_is_help=True
+)
+app.add_typer(log_app, name="log")
+archive_app = typer.Typer(help="Reproducible archives of a checkpoint with its log and config.", no_args_is_help=True)
+app.add_typer(archive_app, name="archive")
 
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -370,7 +384,13 @@ def train_cmd(
         }.items()
         if v is not None
     }
-    ppo = cfg.sections.ppo.model_copy(update=overrides)
+    from pydantic import ValidationError
+
+    try:  # validated like the config's `ppo:` section (model_copy would skip the bounds)
+        ppo = type(cfg.sections.ppo).model_validate({**cfg.sections.ppo.model_dump(), **overrides})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise fail(UsageError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}")) from None
     try:
         if rollout_save_dir is not None:
             captured = capture_rollout(cfg, rollout_save_dir, ticks=rollout_ticks)
@@ -440,6 +460,713 @@ def train_cmd(
         f"trained {n_epochs} epochs ({out.result.steps:,} transitions, {out.result.seconds:.1f}s) on {cfg.config_id}; "
         f"checkpoint {ckpt}" + (f"; telemetry {ppo_log}" if ppo_log else "")
     )
+
+
+def _stderr_line(text: str) -> None:
+    err_console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+@telemetry_app.command("validate")
+def telemetry_validate_cmd(
+    log: Annotated[Path, typer.Argument(help="PPO telemetry JSONL.")],
+    relative: Annotated[bool, typer.Option("--relative", help="Add percentages to the drift report.")] = False,
+    baseline: Annotated[
+        Path | None, typer.Option("--baseline", help="Baseline: a telemetry JSONL (matched by epoch) or one object.")
+    ] = None,
+    drift_threshold: Annotated[
+        float | None,
+        typer.Option("--drift-threshold", help="Fail when any |relative drift| exceeds this fraction (0.1 = 10%)."),
+    ] = None,
+    include_rotated: Annotated[
+        bool, typer.Option("--include-rotated", help="Also read LOG.N ... LOG.1 (oldest first).")
+    ] = False,
+) -> None:
+    """Check every record's schema (FILE:LINE per problem, exit 1) and report baseline drift."""
+    from townlet.telemetry_tools import fmt_num, validate_log
+
+    try:
+        report = validate_log(
+            log,
+            baseline=baseline,
+            relative=relative,
+            drift_threshold=drift_threshold,
+            include_rotated=include_rotated,
+        )
+    except TownletError as exc:
+        raise fail(exc) from None
+    for line in report.drift_lines:
+        typer.echo(line)
+    for problem in report.problems:
+        _stderr_line(f"error: {problem}")
+    for failure in report.drift_failures:
+        _stderr_line(f"error: {failure}")
+    if not report.ok:
+        raise typer.Exit(1)
+    epochs = [e for e in report.epochs if e is not None]
+    span = f", epochs {fmt_num(epochs[0])}-{fmt_num(epochs[-1])}" if epochs else ""
+    typer.echo(
+        f"ok: {log}: {report.records} records valid (telemetry_version {', '.join(report.versions)}{span})"
+        + (" within the drift threshold" if drift_threshold is not None else "")
+    )
+
+
+@telemetry_app.command("watch")
+def telemetry_watch_cmd(
+    log: Annotated[Path, typer.Argument(help="PPO telemetry JSONL.")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep reading new lines (across rotation).")] = False,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between polls with --follow.")] = 2.0,
+    max_wait: Annotated[
+        float, typer.Option("--max-wait", help="With --follow, stop after this many seconds without new data.")
+    ] = 30.0,
+    as_json: Annotated[bool, typer.Option("--json", help="One normalised JSON record per line.")] = False,
+    include_rotated: Annotated[
+        bool, typer.Option("--include-rotated", help="First read LOG.N ... LOG.1 (oldest first).")
+    ] = False,
+    kl_threshold: Annotated[float | None, typer.Option("--kl-threshold", help="Max kl_divergence.")] = None,
+    loss_threshold: Annotated[float | None, typer.Option("--loss-threshold", help="Max loss_total.")] = None,
+    grad_threshold: Annotated[float | None, typer.Option("--grad-threshold", help="Max grad_norm.")] = None,
+    entropy_threshold: Annotated[
+        float | None, typer.Option("--entropy-threshold", help="Min batch_entropy_mean.")
+    ] = None,
+    reward_corr_threshold: Annotated[
+        float | None, typer.Option("--reward-corr-threshold", help="Min reward_advantage_corr.")
+    ] = None,
+    queue_events_min: Annotated[
+        float | None, typer.Option("--queue-events-min", help="Min queue_conflict_events (rollout/mixed records).")
+    ] = None,
+    queue_intensity_min: Annotated[
+        float | None,
+        typer.Option("--queue-intensity-min", help="Min queue_conflict_intensity_sum (rollout/mixed records)."),
+    ] = None,
+    shared_meal_min: Annotated[
+        float | None, typer.Option("--shared-meal-min", help="Min shared_meal_events (rollout/mixed).")
+    ] = None,
+    late_help_min: Annotated[
+        float | None, typer.Option("--late-help-min", help="Min late_help_events (rollout/mixed).")
+    ] = None,
+    shift_takeover_max: Annotated[
+        float | None, typer.Option("--shift-takeover-max", help="Max shift_takeover_events (rollout/mixed).")
+    ] = None,
+    chat_quality_min: Annotated[
+        float | None, typer.Option("--chat-quality-min", help="Min chat_quality_mean (rollout/mixed).")
+    ] = None,
+    utility_outage_max: Annotated[
+        float | None, typer.Option("--utility-outage-max", help="Max utility_outage_events (rollout/mixed).")
+    ] = None,
+    shower_complete_min: Annotated[
+        float | None, typer.Option("--shower-complete-min", help="Min shower_complete_events (rollout/mixed).")
+    ] = None,
+    sleep_complete_min: Annotated[
+        float | None, typer.Option("--sleep-complete-min", help="Min sleep_complete_events (rollout/mixed).")
+    ] = None,
+    anneal_bc_min: Annotated[
+        float, typer.Option("--anneal-bc-min", help="Min anneal_bc_accuracy on anneal records.")
+    ] = 0.9,
+    anneal_loss_max: Annotated[
+        float,
+        typer.Option("--anneal-loss-max", help="Max |loss_total - anneal_loss_baseline| / baseline on anneal records."),
+    ] = 0.1,
+    anneal_queue_min: Annotated[
+        float | None,
+        typer.Option(
+            "--anneal-queue-min", help="Min queue_conflict_events on anneal records (default 0.85 x baseline)."
+        ),
+    ] = None,
+    anneal_intensity_min: Annotated[
+        float | None,
+        typer.Option(
+            "--anneal-intensity-min",
+            help="Min queue_conflict_intensity_sum on anneal records (default 0.85 x baseline).",
+        ),
+    ] = None,
+) -> None:
+    """Check thresholds on every record (tail with --follow); exit 1 at the first breach."""
+    from townlet.jsonio import canonical_json
+    from townlet.telemetry_tools import Breach, LogLine, Thresholds, fmt_num, normalise, text_line, watch_log
+
+    thresholds = Thresholds(
+        kl_threshold=kl_threshold,
+        loss_threshold=loss_threshold,
+        grad_threshold=grad_threshold,
+        entropy_threshold=entropy_threshold,
+        reward_corr_threshold=reward_corr_threshold,
+        queue_events_min=queue_events_min,
+        queue_intensity_min=queue_intensity_min,
+        shared_meal_min=shared_meal_min,
+        late_help_min=late_help_min,
+        shift_takeover_max=shift_takeover_max,
+        chat_quality_min=chat_quality_min,
+        utility_outage_max=utility_outage_max,
+        shower_complete_min=shower_complete_min,
+        sleep_complete_min=sleep_complete_min,
+        anneal_bc_min=anneal_bc_min,
+        anneal_loss_max=anneal_loss_max,
+        anneal_queue_min=anneal_queue_min,
+        anneal_intensity_min=anneal_intensity_min,
+    )
+
+    def emit(ln: LogLine, breaches: list[Breach]) -> None:
+        typer.echo(canonical_json(normalise(ln, breaches), indent=None) if as_json else text_line(ln, breaches))
+
+    try:
+        result = watch_log(
+            log,
+            thresholds,
+            emit=emit,
+            follow=follow,
+            interval=interval,
+            max_wait=max_wait,
+            include_rotated=include_rotated,
+        )
+    except TownletError as exc:
+        raise fail(exc) from None
+    if result.breach is not None:
+        _stderr_line(f"breach: {result.breach.message}")
+        raise typer.Exit(1)
+    span = f", epochs {fmt_num(result.first_epoch)}-{fmt_num(result.last_epoch)}" if result.records else ""
+    summary = (
+        f"ok: {log}: {result.records} records{span}, no breaches of {len(thresholds.active())} thresholds "
+        f"({result.stopped})"
+    )
+    if as_json:
+        _stderr_line(summary)
+    else:
+        typer.echo(summary)
+
+
+@telemetry_app.command("summary")
+def telemetry_summary_cmd(
+    log: Annotated[Path, typer.Argument(help="PPO telemetry JSONL.")],
+    fmt: Annotated[str, typer.Option("--format", help="text | markdown | json.")] = "text",
+    baseline: Annotated[
+        Path | None, typer.Option("--baseline", help="Compare the latest record with this baseline log or object.")
+    ] = None,
+    last: Annotated[int | None, typer.Option("--last", help="Only the last N records.")] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write a PNG chart (loss_total, approx_kl, episode_return_mean).")
+    ] = None,
+    include_rotated: Annotated[
+        bool, typer.Option("--include-rotated", help="Also read LOG.N ... LOG.1 (oldest first).")
+    ] = False,
+) -> None:
+    """Summarise a run: latest values, extremes, anneal status, baseline drift; optionally a PNG chart."""
+    from townlet.jsonio import canonical_json
+    from townlet.telemetry_tools import (
+        iter_records,
+        load_baseline,
+        read_records_strict,
+        render_markdown,
+        render_text,
+        summarise,
+        write_plot,
+    )
+
+    try:
+        if fmt not in ("text", "markdown", "json"):
+            raise UsageError(f"--format must be text, markdown or json, got {fmt!r}")
+        if last is not None and last < 1:
+            raise UsageError(f"--last must be >= 1, got {last}")
+        base = load_baseline(baseline) if baseline is not None else None
+        lines = read_records_strict(log, include_rotated=include_rotated)
+        summary = summarise(lines, log=log, last=last, baseline=base)
+        if plot is not None:
+            write_plot(list(iter_records(lines[-last:] if last else lines)), plot)
+    except TownletError as exc:
+        raise fail(exc) from None
+    if plot is not None:
+        summary["plot"] = str(plot)
+    if fmt == "json":
+        typer.echo(canonical_json(summary), nl=False)
+    elif fmt == "markdown":
+        typer.echo(render_markdown(summary) + (f"\n![telemetry]({plot})\n" if plot else ""), nl=False)
+    else:
+        typer.echo(render_text(summary) + (f"plot written to {plot}\n" if plot else ""), nl=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Warm-start tools: checkpoint, registry, log, archive (docs/warm_start.md)
+
+RegistryOpt = Annotated[
+    Path | None,
+    typer.Option("--registry", help="Config registry file (default: configs/config_registry.json of the repo)."),
+]
+
+
+def _registry(path: Path | None) -> Path:
+    from townlet.config_registry import default_registry
+
+    return path if path is not None else default_registry()
+
+
+def _problems(problems: list[str], where: object) -> typer.Exit:
+    """Print each problem on stderr, then a count; return Exit(1) to raise."""
+    for problem in problems:
+        _stderr_line(f"error: {problem}")
+    _stderr_line(f"{where}: {len(problems)} problem{'' if len(problems) == 1 else 's'}")
+    return typer.Exit(1)
+
+
+@checkpoint_app.command("list")
+def checkpoint_list_cmd(
+    folder: Annotated[Path, typer.Argument(help="Folder holding checkpoints.")],
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also look in sub-folders.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array of rows.")] = False,
+    registry: RegistryOpt = None,
+) -> None:
+    """One row per checkpoint: file, format, created, config label (or hash prefix), steps."""
+    from townlet.ckpt_tools import list_dir
+    from townlet.jsonio import canonical_json
+
+    try:
+        rows = list_dir(folder, _registry(registry), recursive=recursive)
+    except TownletError as exc:
+        raise fail(exc) from None
+    if as_json:
+        typer.echo(canonical_json(rows), nl=False)
+        return
+    if not rows:
+        typer.echo(f"no checkpoints in {folder}")
+        return
+    table = Table(show_header=True, box=None, pad_edge=False)
+    for col in ("file", "format", "created", "config", "steps", "note"):
+        table.add_column(col, justify="right" if col == "steps" else "left", overflow="fold")
+    for row in rows:
+        sha = row.get("config_sha256")
+        cfg = row.get("config_label") or (str(sha)[:12] if sha else "—")
+        steps = (row.get("counters") or {}).get("steps")
+        table.add_row(
+            escape(row["file"]),
+            row["format"],
+            str(row.get("created_utc") or "—"),
+            escape(cfg),
+            "—" if steps is None else f"{steps:,}",
+            escape(row.get("problem", "")),
+        )
+    Console(width=max(Console().width, 120)).print(table, highlight=False)
+
+
+@checkpoint_app.command("info")
+def checkpoint_info_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="X.json or X.safetensors.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    registry: RegistryOpt = None,
+) -> None:
+    """The header in brief, with the verification result (weights are checked, not printed)."""
+    from townlet.ckpt_tools import info
+    from townlet.jsonio import canonical_json
+
+    try:
+        out = info(checkpoint, _registry(registry))
+    except TownletError as exc:
+        raise fail(exc) from None
+    if as_json:
+        typer.echo(canonical_json(out), nl=False)
+        return
+    git = out["git"] or {}
+    counters = out["counters"] or {}
+    lineage = out["lineage"] or {}
+    arch = out["architecture"] or {}
+    lines = [
+        ("checkpoint", out["header"] + (f" (weights {out['weights']})" if out["weights"] else "")),
+        ("format", f"{out['format']} (format_version {out['format_version']})"),
+        ("policy", f"{out['policy_class']} ({arch.get('architecture')}, {out['parameters']:,} parameters)"),
+        ("created", out["created_utc"]),
+        ("config", f"{out['config_sha256']}" + (f" ({out['config_label']})" if out["config_label"] else "")),
+        ("config id", out["config_id"]),
+        ("fingerprint", out["fingerprint"]),
+        ("seed", out["seed"]),
+        ("counters", ", ".join(f"{k} {v:,}" for k, v in sorted(counters.items())) or "—"),
+        ("git", f"{git.get('commit')}" + (" (dirty)" if git.get("dirty") else "")),
+        ("parent", lineage.get("parent_sha256") or "—"),
+        ("weights sha256", out["weights_sha256"]),
+        ("verified", "yes" if out["verified"] else f"NO: {len(out['problems'])} problems (run checkpoint verify)"),
+    ]
+    metadata = out["metadata"] or {}
+    lines.append(("metadata", ", ".join(f"{k}={v}" for k, v in sorted(metadata.items())) or "—"))
+    for key, value in lines:
+        typer.echo(f"{key + ':':<16}{value}")
+
+
+@checkpoint_app.command("copy")
+def checkpoint_copy_cmd(
+    src: Annotated[Path, typer.Argument(help="Checkpoint to copy (X.json or X.safetensors).")],
+    dest: Annotated[str, typer.Argument(help="Destination file, or folder (existing, or ending in /).")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing destination.")] = False,
+) -> None:
+    """Copy a checkpoint (weights and header together), atomically, and verify the copy."""
+    from townlet.ckpt_tools import copy
+
+    try:
+        target, check = copy(src, dest, overwrite=overwrite)
+    except TownletError as exc:
+        raise fail(exc) from None
+    shown = target.weights or target.header
+    typer.echo(f"copied {src} -> {shown} (verified; weights sha256 {check.weights_sha256})")
+
+
+@checkpoint_app.command("extract-config")
+def checkpoint_extract_config_cmd(
+    path: Annotated[Path, typer.Option("--path", "-p", help="The checkpoint.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the config (.yaml or .json).")],
+    fmt: Annotated[str | None, typer.Option("--format", help="yaml | json (default: from --output).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
+) -> None:
+    """Write the checkpoint's embedded config (checked against its config_sha256)."""
+    from townlet.ckpt_tools import extract_config
+
+    try:
+        if fmt is not None and fmt not in ("yaml", "json"):
+            raise UsageError(f"--format must be yaml or json, got {fmt!r}")
+        out = extract_config(path, output, fmt=fmt, overwrite=overwrite)
+    except TownletError as exc:
+        raise fail(exc) from None
+    typer.echo(f"wrote the embedded config (sha256 {out['config_sha256']}) to {output}")
+
+
+@checkpoint_app.command("verify")
+def checkpoint_verify_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="X.json or X.safetensors.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object: ok and problems.")] = False,
+) -> None:
+    """Check format, version, fields, shapes, weights SHA-256, config_sha256 and fingerprint; exit 1
+    naming each problem."""
+    from townlet.ckpt_tools import verify
+    from townlet.jsonio import canonical_json
+
+    try:
+        files, check = verify(checkpoint)
+    except TownletError as exc:
+        raise fail(exc) from None
+    if as_json:
+        typer.echo(
+            canonical_json({"checkpoint": str(checkpoint), "ok": check.ok, "problems": check.problems}), nl=False
+        )
+        if not check.ok:
+            raise typer.Exit(1)
+        return
+    if not check.ok:
+        raise _problems(check.problems, checkpoint)
+    assert files is not None and check.header is not None
+    typer.echo(
+        f"ok: {checkpoint}: {files.kind} checkpoint, {check.n_params:,} parameters, "
+        f"config sha256 {check.header.get('config_sha256')}, weights sha256 {check.weights_sha256}"
+    )
+
+
+@registry_app.command("register")
+def registry_register_cmd(
+    config: Annotated[Path, typer.Argument(help="Config YAML file (validated by the loader).")],
+    label: Annotated[str, typer.Option("--label", "-l", help="Human-readable name.")],
+    notes: Annotated[str, typer.Option("--notes", help="Free text.")] = "",
+    relabel: Annotated[bool, typer.Option("--relabel", help="Change the label of a registered config.")] = False,
+    registry: RegistryOpt = None,
+) -> None:
+    """Register a config under a label, keyed by the SHA-256 of its canonical resolved form."""
+    from townlet.config_registry import register
+
+    reg = _registry(registry)
+    try:
+        done = register(reg, config, label, notes=notes, relabel=relabel)
+    except TownletError as exc:
+        raise fail(exc) from None
+    entry = done.entry
+    verb = {"new": "registered", "unchanged": "already registered", "relabelled": "relabelled"}[done.status]
+    typer.echo(f"{verb}: {entry['sha256']} {entry['label']!r} ({entry['path']}) in {reg}")
+
+
+@registry_app.command("lookup")
+def registry_lookup_cmd(
+    sha: Annotated[str, typer.Argument(metavar="HASH", help="A SHA-256 or a unique prefix (>= 4 hex digits).")],
+    as_json: Annotated[bool, typer.Option("--json", help="The whole entry, resolved config included.")] = False,
+    registry: RegistryOpt = None,
+) -> None:
+    """Find a registered config by hash or unique prefix (exit 1 when none matches)."""
+    from townlet.config_registry import lookup
+    from townlet.jsonio import canonical_json
+
+    try:
+        entry = lookup(_registry(registry), sha)
+    except TownletError as exc:
+        raise fail(exc) from None
+    if as_json:
+        typer.echo(canonical_json(entry), nl=False)
+        return
+    typer.echo(f"sha256:     {entry['sha256']}")
+    typer.echo(f"label:      {entry['label']}")
+    typer.echo(f"path:       {entry['path']}")
+    typer.echo(f"registered: {entry['registered_utc']}")
+    if entry.get("notes"):
+        typer.echo(f"notes:      {entry['notes']}")
+    for prev in entry.get("previous_labels", []):
+        typer.echo(f"was:        {prev['label']} (until {prev['until_utc']})")
+
+
+@registry_app.command("diff")
+def registry_diff_cmd(
+    a: Annotated[str, typer.Argument(help="A config file, or a registered hash (prefix).")],
+    b: Annotated[str, typer.Argument(help="A config file, or a registered hash (prefix).")],
+    registry: RegistryOpt = None,
+) -> None:
+    """Key-path differences between two loaded configs; exit 1 when they differ, 0 when equal."""
+    from townlet.config_registry import diff_side, key_path_diff
+
+    reg = _registry(registry)
+    try:
+        left, right = diff_side(a, reg), diff_side(b, reg)
+    except TownletError as exc:
+        raise fail(exc) from None
+    changes = key_path_diff(left.config, right.config)
+    if not changes:
+        typer.echo(f"equal: {left.name} and {right.name} (sha256 {left.sha256})")
+        return
+    typer.echo(f"--- {left.name} (sha256 {left.sha256[:12]})")
+    typer.echo(f"+++ {right.name} (sha256 {right.sha256[:12]})")
+    for change in changes:
+        typer.echo(change.render())
+    typer.echo(f"{len(changes)} differences")
+    raise typer.Exit(1)
+
+
+@registry_app.command("list")
+def registry_list_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array (resolved configs left out).")] = False,
+    registry: RegistryOpt = None,
+) -> None:
+    """Every registered config: hash prefix, label, path, registration time."""
+    from townlet.config_registry import read_registry
+    from townlet.jsonio import canonical_json
+
+    reg = _registry(registry)
+    try:
+        doc = read_registry(reg)
+    except TownletError as exc:
+        raise fail(exc) from None
+    entries = sorted(doc["entries"].values(), key=lambda e: (str(e.get("registered_utc")), str(e.get("sha256"))))
+    if as_json:
+        typer.echo(canonical_json([{k: v for k, v in e.items() if k != "config"} for e in entries]), nl=False)
+        return
+    if not entries:
+        typer.echo(f"no configs registered in {reg}")
+        return
+    for e in entries:
+        typer.echo(f"{str(e.get('sha256'))[:12]}  {e.get('registered_utc')}  {e.get('label')}  ({e.get('path')})")
+
+
+@registry_app.command("validate")
+def registry_validate_cmd(registry: RegistryOpt = None) -> None:
+    """Check the registry: canonical form (sorted keys, 2-space indent, final newline), entry fields,
+    and that every entry's hash matches its stored config; exit 1 naming each problem."""
+    from townlet.config_registry import check_registry, read_registry
+
+    reg = _registry(registry)
+    try:
+        problems = check_registry(reg)
+    except TownletError as exc:
+        raise fail(exc) from None
+    if problems:
+        raise _problems(problems, reg)
+    typer.echo(f"ok: {reg}: canonical, {len(read_registry(reg)['entries'])} entries")
+
+
+@registry_app.command("fmt")
+def registry_fmt_cmd(registry: RegistryOpt = None) -> None:
+    """Rewrite the registry in canonical form (atomically)."""
+    from townlet.config_registry import fmt_registry
+
+    reg = _registry(registry)
+    try:
+        changed = fmt_registry(reg)
+    except TownletError as exc:
+        raise fail(exc) from None
+    typer.echo(f"{'reformatted' if changed else 'already canonical'}: {reg}")
+
+
+@log_app.command("tail")
+def log_tail_cmd(
+    log: Annotated[Path, typer.Argument(metavar="PATH", help="A JSONL log.")],
+    lines: Annotated[int, typer.Option("--lines", "-n", help="How many final lines to print.")] = 20,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Then print lines as they are appended.")] = False,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between polls with --follow.")] = 0.5,
+    max_wait: Annotated[
+        float,
+        typer.Option("--max-wait", help="With --follow, stop after this many seconds without a new line (0: never)."),
+    ] = 300.0,
+) -> None:
+    """Print the last lines of a log (read from the end); --follow keeps going across truncation and rotation."""
+    from townlet.log_tools import follow as follow_log
+    from townlet.log_tools import last_lines
+
+    try:
+        tail, offset = last_lines(log, lines)
+        for line in tail:
+            typer.echo(line)
+        if follow:
+            sys.stdout.flush()
+
+            def emit(line: str) -> None:
+                typer.echo(line)
+                sys.stdout.flush()
+
+            result = follow_log(log, emit, offset=offset, interval=interval, max_wait=max_wait, note=_stderr_line)
+            _stderr_line(f"stopped following {log}: {result.stopped}")
+    except TownletError as exc:
+        raise fail(exc) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+@log_app.command("validate")
+def log_validate_cmd(
+    log: Annotated[Path, typer.Argument(metavar="PATH", help="A JSONL log.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object: counts, problems, warnings.")] = False,
+) -> None:
+    """Check each line: telemetry records against the telemetry schema, episode records (an `episode`
+    key) for types, finite numbers and increasing episodes; exit 1 naming each problem (FILE:LINE)."""
+    from townlet.jsonio import canonical_json
+    from townlet.log_tools import validate_log
+
+    try:
+        report = validate_log(log)
+    except TownletError as exc:
+        raise fail(exc) from None
+    if as_json:
+        typer.echo(
+            canonical_json(
+                {
+                    "log": str(log),
+                    "ok": not report.problems,
+                    "telemetry_records": report.telemetry,
+                    "episode_records": report.episodes,
+                    "problems": report.problems,
+                    "warnings": report.warnings,
+                }
+            ),
+            nl=False,
+        )
+        if report.problems:
+            raise typer.Exit(1)
+        return
+    for warning in report.warnings:
+        _stderr_line(f"warning: {warning}")
+    if report.problems:
+        raise _problems(report.problems, log)
+    typer.echo(f"ok: {log}: {report.records} records valid ({report.telemetry} telemetry, {report.episodes} episode)")
+
+
+@archive_app.command("create")
+def archive_create_cmd(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="The checkpoint (X.json or X.safetensors).")],
+    config: Annotated[Path, typer.Option("--config", help="The config file of the run.")],
+    log: Annotated[Path | None, typer.Option("--log", help="The run's JSONL log.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Archive path (default: artifacts/<checkpoint>.tar.gz).")
+    ] = None,
+    label: Annotated[str | None, typer.Option("--label", help="Label (default: the config's registry label).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing archive.")] = False,
+    registry: RegistryOpt = None,
+) -> None:
+    """Bundle checkpoint, log, config and the checkpoint's embedded config into a reproducible .tar.gz."""
+    from townlet.archive import create
+
+    try:
+        made = create(
+            checkpoint, config, log=log, output=output, label=label, registry=_registry(registry), overwrite=overwrite
+        )
+    except TownletError as exc:
+        raise fail(exc) from None
+    for note in made.notes:
+        _stderr_line(f"note: {note}")
+    typer.echo(f"archive: {made.output} ({len(made.metadata['members']) + 1} members, sha256 {made.sha256})")
+
+
+@archive_app.command("verify")
+def archive_verify_cmd(
+    archive: Annotated[Path, typer.Argument(help="A .tar.gz made by `archive create`.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object: ok and problems.")] = False,
+) -> None:
+    """Check every member against metadata.json (nothing is extracted); exit 1 naming each problem."""
+    from townlet.archive import verify
+    from townlet.jsonio import canonical_json
+
+    try:
+        contents = verify(archive)
+    except TownletError as exc:
+        raise fail(exc) from None
+    problems = contents.problems
+    if as_json:
+        typer.echo(canonical_json({"archive": str(archive), "ok": not problems, "problems": problems}), nl=False)
+        if problems:
+            raise typer.Exit(1)
+        return
+    if problems:
+        raise _problems(problems, archive)
+    typer.echo(f"ok: {archive}: {len(contents.members)} members match metadata.json; the checkpoint verifies")
+
+
+@archive_app.command("diff")
+def archive_diff_cmd(
+    archive: Annotated[Path, typer.Option("--archive", help="The archive.")],
+    config: Annotated[Path, typer.Option("--config", help="A config file to compare with the archived one.")],
+) -> None:
+    """Key-path differences from the archived (resolved) config to CONFIG; exit 1 when they differ."""
+    from townlet.archive import diff
+
+    try:
+        archived_sha, live_sha, changes = diff(archive, config)
+    except TownletError as exc:
+        raise fail(exc) from None
+    if not changes:
+        typer.echo(f"equal: {config} matches the config archived in {archive} (sha256 {live_sha})")
+        return
+    typer.echo(f"--- {archive}:config_resolved.json (sha256 {archived_sha[:12]})")
+    typer.echo(f"+++ {config} (sha256 {live_sha[:12]})")
+    for change in changes:
+        typer.echo(change.render())
+    typer.echo(f"{len(changes)} differences")
+    raise typer.Exit(1)
+
+
+@archive_app.command("summary")
+def archive_summary_cmd(
+    archive: Annotated[Path, typer.Option("--archive", help="The archive.")],
+    as_markdown: Annotated[bool, typer.Option("--markdown", help="A Markdown table instead of JSON.")] = False,
+    markdown_path: Annotated[
+        Path | None, typer.Option("--markdown-path", help="Write the Markdown here (atomically).")
+    ] = None,
+    check_markdown: Annotated[
+        bool, typer.Option("--check-markdown", help="Exit 1 when --markdown-path differs from the archive's summary.")
+    ] = False,
+) -> None:
+    """The archive's metadata (JSON), or a Markdown summary for release notes."""
+    from townlet.archive import markdown, stale_markdown, verified
+    from townlet.jsonio import atomic_write_text, canonical_json
+
+    try:
+        if check_markdown and markdown_path is None:
+            raise UsageError("--check-markdown needs --markdown-path")
+        if not (as_markdown or markdown_path or check_markdown):
+            typer.echo(canonical_json(verified(archive).metadata), nl=False)
+            return
+        text = markdown(archive)
+        if check_markdown:
+            assert markdown_path is not None
+            stale = stale_markdown(markdown_path, text)
+            if stale:
+                _stderr_line(f"error: {stale}")
+                raise typer.Exit(1)
+            typer.echo(f"ok: {markdown_path} matches {archive}")
+            return
+        if markdown_path is not None:
+            try:
+                atomic_write_text(markdown_path, text)
+            except OSError as exc:
+                raise UsageError(f"{markdown_path}: cannot write ({exc.strerror or exc})") from None
+        if as_markdown:
+            typer.echo(text, nl=False)
+        elif markdown_path is not None:
+            typer.echo(f"wrote {markdown_path}")
+    except TownletError as exc:
+        raise fail(exc) from None
 
 
 @app.command("validate")

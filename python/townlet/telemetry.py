@@ -93,6 +93,12 @@ class TelemetryWriter:
         self._in_file = 0
         self._pending: dict[str, Any] | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
+        # A new run starts a new stream: drop a previous run's rotated files, which rotation would
+        # otherwise shift up and interleave with this run's records.
+        k = 1
+        while Path(f"{path}.{k}").exists():
+            os.unlink(f"{path}.{k}")
+            k += 1
         with open(path, "w", encoding="utf-8"):
             pass
 
