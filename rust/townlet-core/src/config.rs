@@ -989,13 +989,13 @@ fn d10() -> u32 {
 }
 fn default_need_weights() -> Needs {
     Needs {
-        hunger: 0.02,
-        hygiene: 0.012,
-        energy: 0.016,
+        hunger: 0.03,
+        hygiene: 0.018,
+        energy: 0.024,
     }
 }
 fn default_survival() -> f32 {
-    0.01
+    0.02
 }
 fn default_wage_weight() -> f32 {
     1.0
@@ -1054,10 +1054,10 @@ fn default_c1_base() -> f32 {
     0.01
 }
 fn default_c1_trust() -> f32 {
-    0.3
+    0.05
 }
 fn default_c1_fam() -> f32 {
-    0.2
+    0.03
 }
 fn default_c2() -> f32 {
     0.005
