@@ -114,6 +114,18 @@ impl World {
         }
     }
 
+    /// How many other live agents are within chat range of agent `i`.
+    pub fn nearby_agents(&self, i: usize) -> usize {
+        let pos = self.st.agents[i].pos;
+        let range = self.s.cfg.actions.chat_range as i32;
+        self.st
+            .agents
+            .iter()
+            .enumerate()
+            .filter(|&(j, b)| j != i && b.alive && chebyshev(pos, b.pos) <= range)
+            .count()
+    }
+
     /// Fill `mask` (one bool per action) with the actions valid for agent `i` now.
     pub fn action_mask(&self, i: usize, mask: &mut [bool]) {
         let mut targets = [None; MAX_AFFORDANCES];
@@ -142,14 +154,7 @@ impl World {
             mask[self.s.use_action(aff)] = a.act.aff == aff as i32 || targets[aff].is_some();
         }
         if a.chat_ready_at <= self.st.tick {
-            let range = self.s.cfg.actions.chat_range as i32;
-            let filled = self
-                .st
-                .agents
-                .iter()
-                .enumerate()
-                .filter(|&(j, b)| j != i && b.alive && chebyshev(a.pos, b.pos) <= range)
-                .count();
+            let filled = self.nearby_agents(i);
             for k in 0..filled.min(self.s.chat_slots()) {
                 mask[self.s.chat_offset + k] = true;
             }

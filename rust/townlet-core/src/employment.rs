@@ -20,6 +20,20 @@ impl World {
                 == 0
     }
 
+    /// Late help or shift takeover: one event and one relationship update per coworker present.
+    fn coworker_effect(&mut self, i: usize, site: usize, kind: EventKind) -> bool {
+        let (cause, trust, fam, riv) = match kind {
+            EventKind::EmploymentHelpedWhenLate => (Cause::LateHelp, 0.2, 0.1, -0.1),
+            _ => (Cause::ShiftTaken, -0.1, 0.0, 0.3),
+        };
+        let coworkers = self.coworkers_present(i);
+        for &c in &coworkers {
+            self.emit(kind, i as i32, c as i32, site as i32, 0.0);
+            self.update_pair(i, c, trust, fam, riv, cause);
+        }
+        !coworkers.is_empty()
+    }
+
     fn coworkers_present(&self, i: usize) -> Vec<usize> {
         let job = self.s.agent_jobs[i];
         (0..self.n_agents())
@@ -121,19 +135,9 @@ impl World {
                                 j.site as i32,
                                 j.lateness_penalty as f32,
                             );
-                            let helpers = self.coworkers_present(i);
-                            if !helpers.is_empty() {
+                            if self.coworker_effect(i, j.site, EventKind::EmploymentHelpedWhenLate)
+                            {
                                 self.st.agents[i].emp.helped = true;
-                                for &c in &helpers {
-                                    self.emit(
-                                        EventKind::EmploymentHelpedWhenLate,
-                                        i as i32,
-                                        c as i32,
-                                        j.site as i32,
-                                        0.0,
-                                    );
-                                    self.update_pair(i, c, 0.2, 0.1, -0.1, Cause::LateHelp);
-                                }
                             }
                         }
                         if elapsed >= cfg.absent_cutoff && !absent_charged {
@@ -148,19 +152,8 @@ impl World {
                                 j.site as i32,
                                 cfg.absence_penalty as f32,
                             );
-                            let takers = self.coworkers_present(i);
-                            if !takers.is_empty() {
+                            if self.coworker_effect(i, j.site, EventKind::EmploymentTookMyShift) {
                                 self.st.agents[i].emp.taken = true;
-                                for &c in &takers {
-                                    self.emit(
-                                        EventKind::EmploymentTookMyShift,
-                                        i as i32,
-                                        c as i32,
-                                        j.site as i32,
-                                        0.0,
-                                    );
-                                    self.update_pair(i, c, -0.1, 0.0, 0.3, Cause::ShiftTaken);
-                                }
                             }
                         }
                         if self.st.agents[i].emp.state == ShiftState::Late {

@@ -467,13 +467,7 @@ impl World {
         } else {
             0.0
         });
-        let nearby = self
-            .st
-            .agents
-            .iter()
-            .enumerate()
-            .filter(|&(j, b)| j != i && b.alive && chebyshev(a.pos, b.pos) <= range)
-            .count();
+        let nearby = self.nearby_agents(i);
         put((nearby as f32 / s.chat_slots().max(1) as f32).min(1.0));
         put(((self.st.tick - a.spawned_at) as f32 / tpd).min(1.0));
         debug_assert_eq!(k, layout.n_features());

@@ -1255,6 +1255,9 @@ impl RolloutBuffer {
     }
 }
 
+/// (advantages, returns).
+type AdvantagesReturns<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<f32>>);
+
 /// GAE over (steps, agents) arrays, the same code the RolloutBuffer runs; returns
 /// (advantages, returns). See RolloutBuffer.compute_gae for the semantics.
 #[pyfunction]
@@ -1270,7 +1273,7 @@ fn compute_gae<'py>(
     next_values: PyReadonlyArray1<'py, f32>,
     gamma: f32,
     gae_lambda: f32,
-) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<f32>>)> {
+) -> PyResult<AdvantagesReturns<'py>> {
     let shape = rewards.shape().to_vec();
     let (steps, agents) = (shape[0], shape[1]);
     for (name, s) in [
