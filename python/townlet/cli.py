@@ -997,7 +997,7 @@ def log_tail_cmd(
     from townlet.log_tools import last_lines
 
     try:
-        tail, offset = last_lines(log, lines)
+        tail, offset = last_lines(log, lines, complete=follow)
         for line in tail:
             typer.echo(line)
         if follow:

@@ -243,9 +243,11 @@ def epoch_record(
     duration: float,
     baseline: dict[str, float],
     cfg: PPOConfig,
+    events: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """One telemetry record (all v1.1 fields, social and hygiene counters, conflict block)."""
-    ev = roll.events if roll else {}
+    """One telemetry record (all v1.1 fields, social and hygiene counters, conflict block).
+    `events` (native event name -> count) default to the rollout's."""
+    ev = events if events is not None else (roll.events if roll else {})
     n_succ = ev.get("chat_success", 0.0)
     corr = 0.0
     if len(data) > 1 and np.std(data.rewards) > 0 and np.std(data.advantages) > 0:

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from townlet import _core
-from townlet.capture import load_npz
+from townlet.capture import EVENT_COUNTERS, load_npz
 from townlet.checkpoint import save_checkpoint
 from townlet.config import TownConfig
+from townlet.env import VecTown
 from townlet.errors import UsageError
 from townlet.telemetry import TelemetryWriter
 from townlet.training.envs import TownTrainEnv
@@ -37,6 +38,10 @@ class ReplayData:
     obs_dim: int
     n_actions: int
     meta: dict[str, Any]
+    #: The manifest the samples came from (named in errors).
+    manifest: Path | None = None
+    #: The capture's event totals, by native event name (counted into each replayed epoch's record).
+    events: dict[str, float] | None = None
 
     def baseline(self) -> dict[str, float]:
         pairs = [(float(s["rewards"].sum()), float(s["rewards"].mean())) for s in self.samples]
@@ -145,11 +150,45 @@ def load_replay(manifest: Path | None, capture_dir: Path | None) -> ReplayData:
     sidecar = manifest.parent / str(entries[0].get("meta", ""))
     meta: dict[str, Any] = {}
     if sidecar.is_file():
-        side = json.loads(sidecar.read_text(encoding="utf-8"))
-        meta = {k: side.get(k) for k in ("map_shape", "feature_names", "action_names", "map_channels", "variant")}
-        meta["n_features"] = len(side.get("feature_names", []))
+        try:
+            side = json.loads(sidecar.read_text(encoding="utf-8"))
+            meta = {k: side.get(k) for k in ("map_shape", "feature_names", "action_names", "map_channels", "variant")}
+            meta["n_features"] = len(side.get("feature_names", []))
+        except (ValueError, TypeError, AttributeError):
+            raise UsageError(f"{sidecar}: not a capture sample sidecar (invalid JSON or fields)") from None
     assert obs_dim is not None and n_actions is not None
-    return ReplayData(samples, obs_dim, n_actions, meta)
+    return ReplayData(samples, obs_dim, n_actions, meta, manifest, _capture_events(manifest))
+
+
+def _capture_events(manifest: Path) -> dict[str, float]:
+    """The capture's event totals (`<prefix>_metrics.json`), mapped back to native event names."""
+    metrics = manifest.with_name(manifest.name.replace("_manifest.json", "_metrics.json"))
+    if metrics == manifest or not metrics.is_file():
+        return {}
+    try:
+        ev = json.loads(metrics.read_text(encoding="utf-8")).get("events") or {}
+        out = {names[0]: float(ev.get(key, 0.0)) for key, names in EVENT_COUNTERS.items()}
+        out["queue_conflict_value"] = float(ev.get("queue_conflict_intensity_sum", 0.0))
+        out["chat_success_value"] = float(ev.get("chat_quality_mean", 0.0)) * out["chat_success"]
+    except (ValueError, TypeError, AttributeError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise UsageError(f"{metrics}: not a capture metrics file (invalid JSON or event totals)") from None
+    return {k: v for k, v in out.items() if v}
+
+
+def check_replay_spec(replay: ReplayData, meta: dict[str, Any], config_path: Path) -> None:
+    """Refuse replay data captured with another observation/action spec than the config's."""
+    diffs = [
+        k
+        for k in ("variant", "map_shape", "feature_names", "action_names")
+        if replay.meta.get(k) is not None and replay.meta.get(k) != meta.get(k)
+    ]
+    if replay.obs_dim != meta["obs_dim"] or replay.n_actions != len(meta["action_names"]):
+        diffs.insert(0, "observation/action sizes")
+    if diffs:
+        raise UsageError(
+            f"{replay.manifest or 'replay data'}: captured with a different observation/action spec than "
+            f"{config_path} (differs in: {', '.join(diffs)}); capture it with the same config"
+        )
 
 
 @dataclass
@@ -177,19 +216,24 @@ def run_training(
     env = None
     if mode in ("rollout", "mixed"):
         env = TownTrainEnv(config, ppo.num_envs, seed, ppo.episode_ticks)
-    meta = env.metadata() if env is not None else (replay.meta if replay else {})
-    if replay is not None and env is not None and (replay.obs_dim != env.obs_dim or replay.n_actions != env.n_actions):
-        raise UsageError(
-            f"replay data has observation/action sizes {replay.obs_dim}/{replay.n_actions} but "
-            f"{config.path} gives {env.obs_dim}/{env.n_actions}: capture it with the same config"
-        )
-    obs_dim = env.obs_dim if env is not None else (replay.obs_dim if replay else 0)
-    n_actions = env.n_actions if env is not None else (replay.n_actions if replay else 0)
+    # The config's observation/action spec, also in replay mode (it goes into the checkpoint).
+    meta = env.metadata() if env is not None else VecTown(config, 1, seed, num_threads=1).observation_metadata()
+    if replay is not None:
+        check_replay_spec(replay, meta, config.path)
+    obs_dim = int(meta["obs_dim"])
+    n_actions = len(meta["action_names"])
     torch.manual_seed(seed)
     policy = make_policy(meta, obs_dim, n_actions, ppo.hidden)
     replay_ds = replay.dataset(policy, ppo.gamma, ppo.gae_lambda) if replay is not None else None
     trainer = Trainer(
-        env, ppo, seed=seed, policy=policy, replay=replay_ds, replay_baseline=replay.baseline() if replay else None
+        env,
+        ppo,
+        seed=seed,
+        policy=policy,
+        replay=replay_ds,
+        replay_baseline=replay.baseline() if replay else None,
+        replay_events=replay.events if replay else None,
+        obs_meta=meta,
     )
 
     def save(t: Trainer) -> None:

@@ -51,6 +51,8 @@ class Trainer:
         policy: ActorCritic | None = None,
         replay: Dataset | None = None,
         replay_baseline: dict[str, float] | None = None,
+        replay_events: dict[str, float] | None = None,
+        obs_meta: dict[str, Any] | None = None,
     ) -> None:
         if env is None and replay is None:
             raise ValueError("nothing to train on: give an env (rollout) or replay data")
@@ -59,7 +61,7 @@ class Trainer:
         self.cfg = cfg
         self.seed = seed
         self.env = env
-        meta = env.metadata() if env is not None else {}
+        meta = env.metadata() if env is not None else (obs_meta or {})
         if policy is None:
             if env is None:
                 raise ValueError("replay-only training needs a policy built from the data's shapes")
@@ -69,6 +71,7 @@ class Trainer:
         self.collector = RolloutCollector(env, policy, cfg, seed) if env is not None else None
         self.replay = replay
         self.replay_baseline = replay_baseline or {}
+        self.replay_events = replay_events or {}
         names = list(meta.get("feature_names", []))
         map_len = int(np.prod(meta["map_shape"])) if "map_shape" in meta else 0
         self.rivalry_cols = (
@@ -103,16 +106,20 @@ class Trainer:
             parts: list[Dataset] = []
             roll: RolloutStats | None = None
             baseline: dict[str, float] = {}
+            events: dict[str, float] = {}
             if data_mode in ("rollout", "mixed"):
                 assert self.collector is not None
                 data, roll = self.collector.collect()
                 parts.append(data)
                 result.episode_returns.extend(roll.episode_returns)
                 baseline = baseline_from_samples(roll.sample_rewards)
+                events = dict(roll.events)
             if data_mode in ("replay", "mixed"):
                 assert self.replay is not None
                 parts.append(self.replay)
                 baseline = dict(self.replay_baseline) if data_mode == "replay" else baseline
+                for name, count in self.replay_events.items():
+                    events[name] = events.get(name, 0.0) + count
             data = Dataset.concat(parts)
             self.steps += len(data)
             upd = ppo_update(self.policy, self.optimizer, data, self.cfg, self.rng, rivalry_cols=self.rivalry_cols)
@@ -130,6 +137,7 @@ class Trainer:
                 duration=duration,
                 baseline=baseline,
                 cfg=self.cfg,
+                events=events,
             )
             result.records.append(rec)
             if telemetry is not None:
