@@ -25,7 +25,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--num-envs", type=int, default=16)
     p.add_argument("--rollout-ticks", type=int, default=128)
-    p.add_argument("--torch-threads", type=int, default=2)
+    p.add_argument("--torch-threads", type=int, default=1)
     args = p.parse_args()
     cfg = load_config(REPO / "configs/examples/poc_hybrid.yaml")
     ppo = PPOConfig(num_envs=args.num_envs, rollout_ticks=args.rollout_ticks, torch_threads=args.torch_threads)

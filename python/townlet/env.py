@@ -121,14 +121,10 @@ class VecTown:
             raise ValueError(f"actions must have shape ({self.num_agents},), got {acts.shape}")
         if not np.issubdtype(acts.dtype, np.integer):
             raise TypeError(f"actions must be integers, got dtype {acts.dtype}")
-        acts = np.ascontiguousarray(acts, dtype=np.int64)
-        # The masks the agents saw decide validity (not the state after earlier slots moved this tick):
-        # a masked action is applied as `wait` and flagged; the native step range-checks the rest.
-        in_range = (acts >= 0) & (acts < self.n_actions)
-        masked = in_range & ~self._masks[np.arange(self.num_agents), np.where(in_range, acts, 0)]
-        flagged = masked & self._alive  # dead slots (only `wait` valid) are not flagged
+        # The native step range-checks the actions, applies masked ones (by the masks the agents saw)
+        # as `wait` and flags them in `invalid`.
         self.native.step(
-            np.where(masked, 0, acts),
+            np.ascontiguousarray(acts, dtype=np.int64),
             self._obs,
             self._masks,
             self._rewards,
@@ -138,7 +134,6 @@ class VecTown:
             self._alive,
             self._invalid,
         )
-        self._invalid |= flagged
         infos = {
             "alive": self._alive,
             "invalid_action": self._invalid,

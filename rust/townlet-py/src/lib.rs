@@ -664,6 +664,7 @@ impl VecTown {
 struct VecTown {
     v: VecWorld,
     actions: Vec<u16>,
+    masked: Vec<bool>,
 }
 
 #[pymethods]
@@ -689,6 +690,7 @@ impl VecTown {
         Ok(Self {
             v,
             actions: vec![0; n],
+            masked: vec![false; n],
         })
     }
 
@@ -800,6 +802,26 @@ impl VecTown {
             }
             *dst = a as u16;
         }
+        // The masks the agents saw (still in `masks`) decide validity: a masked action is applied
+        // as `wait` and, for a live agent, flagged invalid.
+        {
+            let m = masks.as_slice()?;
+            let live = alive.as_slice()?;
+            check_len("masks", m.len(), n * k as usize)?;
+            check_len("alive", live.len(), n)?;
+            for (i, (act, flag)) in self
+                .actions
+                .iter_mut()
+                .zip(self.masked.iter_mut())
+                .enumerate()
+            {
+                let allowed = m[i * k as usize + usize::from(*act)];
+                *flag = !allowed && live[i];
+                if !allowed {
+                    *act = 0;
+                }
+            }
+        }
         let out = Buffers {
             obs: obs.as_slice_mut()?,
             masks: masks.as_slice_mut()?,
@@ -820,6 +842,10 @@ impl VecTown {
         check_len("invalid", out.invalid.len(), n)?;
         let (v, a) = (&mut self.v, &self.actions);
         py.detach(|| v.step(a, out));
+        let inv = invalid.as_slice_mut()?;
+        for (dst, &flag) in inv.iter_mut().zip(&self.masked) {
+            *dst |= flag;
+        }
         Ok(())
     }
 
