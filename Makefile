@@ -95,5 +95,83 @@ golden-check: $(EXT_STAMP) ## capture the golden scenarios afresh and fail on dr
 golden-merge: capture ## merge tmp/rollout_refresh into the golden metrics
 	$(PY) tools/merge_rollout_metrics.py tmp/rollout_refresh --golden $(GOLDEN)
 
+# --- Warm-start tools (docs/warm_start.md): checkpoints, config registry, logs, archives ----------
+# Values reach the tools as single quoted words, so paths may hold spaces and quotes. Booleans are
+# strict: 1/true/yes is on, 0/false/no/empty is off, anything else stops make with an error.
+# The tools need the extension built, not rebuilt: a stale Rust source does not trigger a release
+# build before a checkpoint listing (`make build` does that).
+TOOL_DEPS := $(if $(wildcard $(EXT_STAMP)),,$(EXT_STAMP))
+REGISTRY ?= configs/config_registry.json
+q = '$(subst ','\'',$(1))'
+_bool_1 := on
+_bool_true := on
+_bool_yes := on
+_bool_0 := off
+_bool_false := off
+_bool_no := off
+_bool_ := off
+bool_on = $(filter on,$(or $(_bool_$(strip $($(1)))),$(error $(1)=$($(1)) is not a boolean: use 1, true or yes (on), or 0, false, no or empty (off))))
+need = $(if $(strip $($(1))),,$(error set $(1)=$(2)))
+# CONFIG has a default for `make run`; these targets want it named on the command line or in the environment.
+need_config = $(if $(filter file undefined,$(origin CONFIG)),$(error set CONFIG=FILE (the config file)))
+# `make log-tail PATH=run.jsonl` (seed 004's spelling): a command-line PATH names the log; the
+# environment's PATH is the search path and is ignored here. LOG=FILE works too. A command-line
+# PATH also becomes the recipe's search path, so these recipes call every program by its path.
+LOG_FILE = $(if $(filter command line,$(origin PATH)),$(PATH),$(LOG))
+need_log = $(if $(strip $(LOG_FILE)),,$(error set PATH=FILE (or LOG=FILE): the JSONL log))
+# LINES is often exported by shells (the terminal height): only a command-line LINES counts.
+TAIL_LINES = $(if $(filter command line,$(origin LINES)),$(LINES),20)
+MAX_WAIT ?= 300
+
+.PHONY: checkpoint-list checkpoint-info checkpoint-copy config-register config-lookup config-diff \
+	registry-validate registry-fmt log-tail log-validate archive-artifacts archive-verify archive-summary
+
+checkpoint-list: $(TOOL_DEPS) ## list checkpoints: make checkpoint-list DIR=logs/ppo/checkpoints
+	$(call need,DIR,FOLDER)$(PY) tools/checkpoint_tool.py list $(call q,$(DIR)) --registry $(call q,$(REGISTRY))
+
+checkpoint-info: $(TOOL_DEPS) ## show a checkpoint's header: make checkpoint-info CHECKPOINT=...
+	$(call need,CHECKPOINT,FILE)$(PY) tools/checkpoint_tool.py info $(call q,$(CHECKPOINT)) --registry $(call q,$(REGISTRY))
+
+checkpoint-copy: $(TOOL_DEPS) ## copy and verify a checkpoint: make checkpoint-copy SRC=... DEST=... [OVERWRITE=1]
+	$(call need,SRC,FILE)$(call need,DEST,FILE)$(PY) tools/checkpoint_tool.py copy $(call q,$(SRC)) \
+		$(call q,$(DEST)) $(if $(call bool_on,OVERWRITE),--overwrite)
+
+config-register: $(TOOL_DEPS) ## label a config in the registry: make config-register CONFIG=... LABEL=... [NOTES=...]
+	$(need_config)$(call need,LABEL,NAME)$(PY) tools/config_registry.py register $(call q,$(CONFIG)) \
+		--label $(call q,$(LABEL)) $(if $(NOTES),--notes $(call q,$(NOTES))) --registry $(call q,$(REGISTRY))
+
+config-lookup: $(TOOL_DEPS) ## find a registered config: make config-lookup HASH=sha256-or-prefix
+	$(call need,HASH,SHA256 (or a unique prefix))$(PY) tools/config_registry.py lookup $(call q,$(HASH)) \
+		--registry $(call q,$(REGISTRY))
+
+config-diff: $(TOOL_DEPS) ## key-path diff of two configs (files or registry hashes): make config-diff A=... B=...
+	$(call need,A,FILE-or-HASH)$(call need,B,FILE-or-HASH)$(PY) tools/config_registry.py diff $(call q,$(A)) \
+		$(call q,$(B)) --registry $(call q,$(REGISTRY))
+
+registry-validate: $(TOOL_DEPS) ## check the config registry is canonical and every hash matches its config
+	$(PY) tools/validate_registry.py --registry $(call q,$(REGISTRY))
+
+registry-fmt: $(TOOL_DEPS) ## rewrite the config registry in canonical form
+	$(PY) tools/config_registry.py fmt --registry $(call q,$(REGISTRY))
+
+log-tail: $(TOOL_DEPS) ## last lines of a JSONL log: make log-tail PATH=run.jsonl [LINES=20] [FOLLOW=1] [MAX_WAIT=300]
+	$(need_log)$(PY) tools/log_tool.py tail $(call q,$(LOG_FILE)) -n $(call q,$(TAIL_LINES)) \
+		$(if $(call bool_on,FOLLOW),--follow --max-wait $(call q,$(MAX_WAIT)))
+
+log-validate: $(TOOL_DEPS) ## check a telemetry or per-episode JSONL log: make log-validate PATH=run.jsonl
+	$(need_log)$(PY) tools/log_tool.py validate $(call q,$(LOG_FILE))
+
+archive-artifacts: $(TOOL_DEPS) ## bundle a run: make archive-artifacts CHECKPOINT=... CONFIG=... [LOG=...] [OUTPUT=...] [LABEL=...]
+	$(call need,CHECKPOINT,FILE)$(need_config)$(PY) tools/archive_tool.py create --checkpoint $(call q,$(CHECKPOINT)) \
+		--config $(call q,$(CONFIG)) $(if $(LOG),--log $(call q,$(LOG))) $(if $(OUTPUT),--output $(call q,$(OUTPUT))) \
+		$(if $(LABEL),--label $(call q,$(LABEL))) $(if $(call bool_on,OVERWRITE),--overwrite) --registry $(call q,$(REGISTRY))
+
+archive-verify: $(TOOL_DEPS) ## check an archive against its metadata.json: make archive-verify ARCHIVE=...
+	$(call need,ARCHIVE,FILE.tar.gz)$(PY) tools/archive_tool.py verify $(call q,$(ARCHIVE))
+
+archive-summary: $(TOOL_DEPS) ## Markdown summary of an archive: make archive-summary ARCHIVE=... [MARKDOWN_PATH=...]
+	$(call need,ARCHIVE,FILE.tar.gz)$(PY) tools/archive_tool.py summary --archive $(call q,$(ARCHIVE)) --markdown \
+		$(if $(MARKDOWN_PATH),--markdown-path $(call q,$(MARKDOWN_PATH)))
+
 clean: ## remove build outputs
 	rm -rf target $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -19,7 +19,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import torch
@@ -125,6 +125,33 @@ def save_checkpoint(
     raise UsageError(f"{path}: checkpoint must end in .json or .safetensors")
 
 
+def parse_header(name: str, raw: bytes) -> dict[str, Any]:
+    """The header of a checkpoint (or sidecar) from its bytes: UsageError naming `name` unless it is
+    JSON of this format and version. NaN and Infinity are not JSON and are refused."""
+    try:
+        header = json.loads(raw, parse_constant=_not_json)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{name}: not a checkpoint (invalid JSON: {exc})") from None
+    found = header.get("format") if isinstance(header, dict) else None
+    if not isinstance(header, dict) or found != FORMAT:
+        raise UsageError(f"{name}: not a Townlet checkpoint (format is {found!r}, expected {FORMAT!r})")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise UsageError(
+            f"{name}: checkpoint format_version {header.get('format_version')!r} is not supported "
+            f"(this build reads {FORMAT_VERSION})"
+        )
+    return header
+
+
+def _not_json(token: str) -> Any:
+    raise ValueError(f"{token} is not valid JSON")
+
+
+def plain_file_name(name: Any) -> TypeGuard[str]:
+    """A file name without a folder part: what a sidecar's `weights_file` must be."""
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
+
+
 def load_checkpoint(path: Path) -> Checkpoint:
     """Read and validate a checkpoint (format, version, shapes) without touching any model."""
     path = Path(path)
@@ -133,24 +160,21 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raw = header_path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"{header_path}: checkpoint not found") from None
-    try:
-        header = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{header_path}: not a checkpoint (invalid JSON: {exc})") from None
-    found = header.get("format") if isinstance(header, dict) else None
-    if not isinstance(header, dict) or found != FORMAT:
-        raise UsageError(f"{header_path}: not a Townlet checkpoint (format is {found!r}, expected {FORMAT!r})")
-    if header.get("format_version") != FORMAT_VERSION:
-        raise UsageError(
-            f"{header_path}: checkpoint format_version {header.get('format_version')!r} is not supported "
-            f"(this build reads {FORMAT_VERSION})"
-        )
+    header = parse_header(str(header_path), raw)
     shapes: dict[str, list[int]] = header.get("parameters", {})
+    if not isinstance(shapes, dict):
+        raise UsageError(f"{header_path}: parameters must map parameter names to shapes")
     if "weights" in header:
-        state = {k: torch.tensor(np.asarray(v, dtype=np.float32)) for k, v in header.pop("weights").items()}
+        try:
+            state = {k: torch.tensor(np.asarray(v, dtype=np.float32)) for k, v in header.pop("weights").items()}
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise UsageError(f"{header_path}: weights are not numeric arrays ({exc})") from None
         file_sha = hashlib.sha256(raw).hexdigest()
     else:
-        weights_path = header_path.with_name(str(header.get("weights_file", "")))
+        name = header.get("weights_file")
+        if not plain_file_name(name):
+            raise UsageError(f"{header_path}: weights_file must be a file name next to the header, got {name!r}")
+        weights_path = header_path.with_name(name)
         try:
             blob = weights_path.read_bytes()
         except FileNotFoundError:

@@ -1,0 +1,457 @@
+"""Checkpoint tools over the one checkpoint format (`townlet.checkpoint`): list, info, copy,
+extract-config and verify.
+
+A checkpoint is either `X.json` (header and weights in one file) or the pair `X.safetensors` +
+`X.json` (weights, and the header as a sidecar naming the weights file and its SHA-256). Tools take
+either file of a pair. `verify` reports every problem it finds rather than the first; it works on
+bytes, so archives check their bundled checkpoints with the same code without extracting them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import yaml
+
+from townlet.checkpoint import FORMAT, fingerprint, parse_header, plain_file_name
+from townlet.config_registry import config_sha256, labels
+from townlet.errors import TownletError, UsageError
+from townlet.jsonio import atomic_write_bytes, canonical_json
+
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+#: Header fields every checkpoint carries, with the JSON type each must have.
+REQUIRED: dict[str, tuple[type, str]] = {
+    "policy_class": (str, "a string"),
+    "architecture": (dict, "an object"),
+    "parameters": (dict, "an object"),
+    "created_utc": (str, "a string"),
+    "metadata": (dict, "an object"),
+    "observation": (dict, "an object"),
+    "fingerprint": (str, "a string"),
+    "git": (dict, "an object"),
+    "libraries": (dict, "an object"),
+    "seed": (int, "an integer"),
+    "counters": (dict, "an object"),
+    "lineage": (dict, "an object"),
+}
+
+
+class VerifyFailed(TownletError):
+    """A checkpoint or archive failed verification (exit 1)."""
+
+
+@dataclass(frozen=True)
+class Files:
+    """Where a checkpoint's bytes live: the header (`X.json`) and, for safetensors, the weights."""
+
+    header: Path
+    weights: Path | None
+
+    @property
+    def kind(self) -> str:
+        return "json" if self.weights is None else "safetensors"
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.header] if self.weights is None else [self.weights, self.header]
+
+
+def obj(value: Any) -> dict[str, Any]:
+    """`value` when it is a JSON object, else an empty one (for reading optional header parts)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, not a {what}") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+
+
+def locate(path: Path) -> tuple[Files, dict[str, Any]]:
+    """The checkpoint's files and its parsed header, from either file of a pair."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        header_path = path.with_suffix(".json")
+        if not path.exists():
+            raise UsageError(f"{path}: checkpoint not found")
+    elif path.suffix == ".json":
+        header_path = path
+    else:
+        raise UsageError(f"{path}: a checkpoint ends in .json or .safetensors")
+    raw = _read(header_path, "checkpoint header" if path.suffix == ".safetensors" else "checkpoint")
+    header = parse_header(str(header_path), raw)
+    if "weights" in header:
+        return Files(header_path, None), header
+    name = header.get("weights_file")
+    if not plain_file_name(name):
+        raise UsageError(f"{header_path}: weights_file must be a file name next to the header, got {name!r}")
+    if path.suffix == ".safetensors" and name != path.name:
+        raise UsageError(f"{header_path}: names weights file {name!r}, not {path.name!r}")
+    return Files(header_path, header_path.with_name(name)), header
+
+
+# ---------------------------------------------------------------------------------------------
+# Verification
+
+
+@dataclass
+class Check:
+    header: dict[str, Any] | None
+    problems: list[str] = field(default_factory=list)
+    weights_sha256: str | None = None
+    n_params: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_checkpoint(name: str, raw: bytes, read_weights: Callable[[str], bytes | None]) -> Check:
+    """Every problem of a checkpoint given its header bytes; `read_weights(file_name)` returns the
+    bytes of the weights file next to the header (None when missing)."""
+    try:
+        header = parse_header(name, raw)
+    except UsageError as exc:
+        return Check(None, [str(exc)])
+    check = Check(header)
+    problems = check.problems
+    for key, (kind, what) in REQUIRED.items():
+        if key not in header:
+            problems.append(f"{name}: missing field {key!r}")
+        elif not isinstance(header[key], kind) or isinstance(header[key], bool):
+            problems.append(f"{name}: field {key!r} must be {what}, got {type(header[key]).__name__}")
+    if isinstance(header.get("created_utc"), str) and not STAMP.match(header["created_utc"]):
+        problems.append(f"{name}: created_utc {header['created_utc']!r} is not RFC 3339 UTC (YYYY-MM-DDTHH:MM:SSZ)")
+    shapes: dict[str, list[int]] = {}
+    for pname, shape in (header.get("parameters") or {}).items() if isinstance(header.get("parameters"), dict) else ():
+        if isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+            shapes[pname] = shape
+        else:
+            problems.append(f"{name}: parameters.{pname}: a shape is a list of integers >= 0, got {shape!r}")
+    arrays = _weights(name, header, read_weights, check)
+    if arrays is not None:
+        _check_arrays(name, arrays, shapes, problems)
+        check.n_params = int(sum(math.prod(a.shape) for a in arrays.values()))
+    _check_config(name, header, problems)
+    _check_fingerprint(name, header, problems)
+    _check_architecture(name, header, shapes, problems)
+    return check
+
+
+def _weights(
+    name: str, header: dict[str, Any], read_weights: Callable[[str], bytes | None], check: Check
+) -> dict[str, np.ndarray] | None:
+    problems = check.problems
+    if "weights" in header:
+        weights = header["weights"]
+        if not isinstance(weights, dict):
+            problems.append(f"{name}: weights must be an object of parameter arrays")
+            return None
+        arrays: dict[str, np.ndarray] = {}
+        for pname, value in weights.items():
+            try:
+                arrays[pname] = np.asarray(value, dtype=np.float32)
+            except (ValueError, TypeError) as exc:
+                problems.append(f"{name}: weights.{pname}: not a numeric array ({exc})")
+        check.weights_sha256 = hashlib.sha256(canonical_json(weights, indent=None).encode()).hexdigest()
+        return arrays
+    wfile = header.get("weights_file")
+    if wfile is None:
+        problems.append(f"{name}: neither 'weights' (a .json checkpoint) nor 'weights_file' (a safetensors sidecar)")
+        return None
+    if not plain_file_name(wfile):
+        problems.append(f"{name}: weights_file must be a file name next to the header, got {wfile!r}")
+        return None
+    shown = str(PurePosixPath(name).with_name(wfile))  # the weights file, named like the header
+    recorded = header.get("weights_sha256")
+    if not isinstance(recorded, str) or not HEX64.match(recorded):
+        problems.append(f"{name}: weights_sha256 must be a SHA-256 hex digest, got {recorded!r}")
+    blob = read_weights(str(wfile))
+    if blob is None:
+        problems.append(f"{shown}: weights file named by {name} is missing")
+        return None
+    actual = hashlib.sha256(blob).hexdigest()
+    check.weights_sha256 = actual
+    if isinstance(recorded, str) and actual != recorded:
+        problems.append(f"{shown}: weights sha256 {actual} does not match {recorded} recorded in {name}")
+    try:
+        from safetensors.numpy import load as st_load
+
+        return dict(st_load(blob))
+    except Exception as exc:  # safetensors raises its own error type for any malformed buffer
+        problems.append(f"{shown}: not a readable safetensors file ({exc})")
+        return None
+
+
+def _check_arrays(name: str, arrays: dict[str, np.ndarray], shapes: dict[str, list[int]], problems: list[str]) -> None:
+    for pname, shape in shapes.items():
+        if pname not in arrays:
+            problems.append(f"{name}: parameter {pname!r} is missing from the weights")
+        elif list(arrays[pname].shape) != shape:
+            problems.append(f"{name}: parameter {pname!r} has shape {list(arrays[pname].shape)}, header says {shape}")
+    for pname in sorted(set(arrays) - set(shapes)):
+        problems.append(f"{name}: weights hold parameter {pname!r}, which the header does not list")
+    for pname, arr in sorted(arrays.items()):
+        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+            problems.append(f"{name}: parameter {pname!r} holds NaN or infinite values")
+
+
+def _check_config(name: str, header: dict[str, Any], problems: list[str]) -> None:
+    config, recorded = header.get("config"), header.get("config_sha256")
+    if config is None:
+        problems.append(f"{name}: no embedded config, so its config_sha256 cannot be checked")
+        return
+    if not isinstance(recorded, str) or not HEX64.match(recorded):
+        problems.append(f"{name}: config_sha256 must be a SHA-256 hex digest, got {recorded!r}")
+        return
+    try:
+        actual = config_sha256(config)
+    except UsageError as exc:
+        problems.append(f"{name}: embedded {exc}")
+        return
+    if actual != recorded:
+        problems.append(f"{name}: config_sha256 {recorded} does not match the embedded config (sha256 {actual})")
+
+
+def _check_fingerprint(name: str, header: dict[str, Any], problems: list[str]) -> None:
+    arch, obs, recorded = header.get("architecture"), header.get("observation"), header.get("fingerprint")
+    if not isinstance(arch, dict) or not isinstance(obs, dict) or not isinstance(recorded, str):
+        return  # already reported as a field problem
+    try:
+        actual = fingerprint(arch, obs)
+    except (TypeError, ValueError) as exc:
+        problems.append(f"{name}: fingerprint cannot be recomputed ({exc})")
+        return
+    if actual != recorded:
+        problems.append(
+            f"{name}: fingerprint {recorded} does not match the architecture and observation spec (sha256 {actual})"
+        )
+
+
+def _check_architecture(name: str, header: dict[str, Any], shapes: dict[str, list[int]], problems: list[str]) -> None:
+    arch = header.get("architecture")
+    if not isinstance(arch, dict) or not shapes:
+        return
+    from townlet.training.network import build_policy
+
+    try:
+        net = build_policy(arch)
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        problems.append(f"{name}: architecture {arch.get('architecture')!r} cannot be built ({exc})")
+        return
+    expected = {k: list(v.shape) for k, v in net.state_dict().items()}
+    if expected != shapes:
+        missing = sorted(set(expected) - set(shapes))
+        extra = sorted(set(shapes) - set(expected))
+        wrong = sorted(k for k in set(expected) & set(shapes) if expected[k] != shapes[k])
+        problems.append(
+            f"{name}: parameters do not fit architecture {arch.get('architecture')!r}"
+            + (f"; missing {missing}" if missing else "")
+            + (f"; unexpected {extra}" if extra else "")
+            + (f"; wrong shape {wrong}" if wrong else "")
+        )
+
+
+def verify(path: Path) -> tuple[Files | None, Check]:
+    """Check a checkpoint on disk; a missing or unreadable header is a UsageError."""
+    path = Path(path)
+    header_path = path.with_suffix(".json") if path.suffix == ".safetensors" else path
+    if path.suffix not in (".json", ".safetensors"):
+        raise UsageError(f"{path}: a checkpoint ends in .json or .safetensors")
+    if not path.exists() and not header_path.exists():
+        raise UsageError(f"{path}: checkpoint not found")
+    raw = _read(header_path, "checkpoint header" if path.suffix == ".safetensors" else "checkpoint")
+
+    def read_weights(fname: str) -> bytes | None:
+        try:
+            return header_path.with_name(fname).read_bytes()
+        except OSError:
+            return None
+
+    check = check_checkpoint(str(header_path), raw, read_weights)
+    files = None
+    if check.header is not None:
+        wfile = check.header.get("weights_file")
+        if path.suffix == ".safetensors" and "weights" not in check.header and wfile != path.name:
+            check.problems.append(f"{header_path}: names weights file {wfile!r}, not {path.name!r}")
+        weights = header_path.with_name(wfile) if "weights" not in check.header and plain_file_name(wfile) else None
+        files = Files(header_path, weights)
+    return files, check
+
+
+# ---------------------------------------------------------------------------------------------
+# list / info
+
+
+def summary(files: Files, header: dict[str, Any], known: dict[str, str]) -> dict[str, Any]:
+    """The header in brief (what `info` and `list` show)."""
+    counters, git = obj(header.get("counters")), obj(header.get("git"))
+    lineage, metadata = obj(header.get("lineage")), obj(header.get("metadata"))
+    return {
+        "header": str(files.header),
+        "weights": str(files.weights) if files.weights else None,
+        "format": files.kind,
+        "format_version": header.get("format_version"),
+        "policy_class": header.get("policy_class"),
+        "architecture": header.get("architecture"),
+        "created_utc": header.get("created_utc"),
+        "config_sha256": header.get("config_sha256"),
+        "config_label": known.get(str(header.get("config_sha256"))),
+        "config_id": metadata.get("config_id"),
+        "fingerprint": header.get("fingerprint"),
+        "seed": header.get("seed"),
+        "counters": counters,
+        "git": git,
+        "libraries": header.get("libraries"),
+        "lineage": lineage,
+        "metadata": metadata,
+    }
+
+
+def info(path: Path, registry: Path | None) -> dict[str, Any]:
+    """`info`: the header summary plus the verification result."""
+    files, check = verify(path)
+    if check.header is None or files is None:
+        raise UsageError(check.problems[0])
+    out = summary(files, check.header, labels(registry))
+    out["parameters"] = check.n_params
+    out["weights_sha256"] = check.weights_sha256
+    out["verified"] = check.ok
+    out["problems"] = check.problems
+    return out
+
+
+def list_dir(folder: Path, registry: Path | None, *, recursive: bool = False) -> list[dict[str, Any]]:
+    """One row per checkpoint under `folder` (headers only; `verify` checks weights)."""
+    if not folder.exists():
+        raise UsageError(f"{folder}: directory not found")
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: not a directory")
+    pattern = "**/*" if recursive else "*"
+    files = sorted(p for p in folder.glob(pattern) if p.suffix in (".json", ".safetensors") and p.is_file())
+    rows: list[dict[str, Any]] = []
+    covered: set[Path] = set()
+    known = labels(registry)
+    for path in files:
+        if path in covered or path.name.startswith("."):
+            continue
+        shown = path.relative_to(folder).as_posix()
+        try:
+            found, header = locate(path)
+        except UsageError as exc:
+            if path.suffix == ".json" and _foreign_json(path):
+                continue  # some other JSON file: not a checkpoint, not a broken one
+            rows.append({"file": shown, "format": "invalid", "problem": str(exc)})
+            continue
+        covered.update(found.paths)
+        if found.weights is not None and found.weights.stem == found.header.stem:
+            shown = found.weights.relative_to(folder).as_posix()  # the name a user passes for a pair
+        row = summary(found, header, known)
+        row["file"] = shown
+        if found.weights is not None and not found.weights.exists():
+            row["problem"] = f"weights file {found.weights.name} is missing"
+        rows.append(row)
+    return rows
+
+
+def _foreign_json(path: Path) -> bool:
+    """Valid JSON that does not claim to be a Townlet checkpoint."""
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return not (isinstance(doc, dict) and doc.get("format") == FORMAT)
+
+
+# ---------------------------------------------------------------------------------------------
+# copy / extract-config
+
+
+def _dest_files(src: Files, dest_arg: str | Path) -> Files:
+    """The destination pair: a folder (existing, or named with a final `/`) keeps the source's name."""
+    dest = Path(dest_arg)
+    if dest.is_dir() or str(dest_arg).endswith(("/", "\\")):
+        dest = dest / (src.weights or src.header).name
+    if src.weights is None:
+        if dest.suffix != ".json":
+            raise UsageError(f"{dest}: {src.header} is a .json checkpoint; its copy must end in .json too")
+        return Files(dest, None)
+    if dest.suffix not in (".json", ".safetensors"):
+        raise UsageError(f"{dest}: a safetensors checkpoint's copy ends in .safetensors (or names its .json header)")
+    return Files(dest.with_suffix(".json"), dest.with_suffix(".safetensors"))
+
+
+def copy(src: Path, dest: str | Path, *, overwrite: bool = False) -> tuple[Files, Check]:
+    """Copy a checkpoint that verifies: the weights first, then the header, each written atomically.
+    The header names the weights and their SHA-256, so a copy cut off between the two never verifies.
+    The copy is read back and verified before returning."""
+    files, check = verify(src)
+    if files is None or check.header is None:
+        raise UsageError(check.problems[0])
+    if check.problems:
+        raise VerifyFailed(f"{src}: refusing to copy a checkpoint that fails verification: {check.problems[0]}")
+    target = _dest_files(files, dest)
+    same = [p for p, q in zip(files.paths, target.paths, strict=True) if p.resolve() == q.resolve()]
+    if same:
+        raise UsageError(f"{dest}: source and destination are the same checkpoint")
+    existing = [str(p) for p in target.paths if p.exists()]
+    if existing and not overwrite:
+        verb = "exists" if len(existing) == 1 else "exist"
+        raise UsageError(f"{', '.join(existing)}: already {verb} (pass --overwrite to replace)")
+    header_raw = files.header.read_bytes()
+    try:
+        if files.weights is not None and target.weights is not None:
+            atomic_write_bytes(target.weights, files.weights.read_bytes())
+            if target.weights.name != files.weights.name:
+                header = json.loads(header_raw)
+                header["weights_file"] = target.weights.name
+                header_raw = canonical_json(header).encode()
+        atomic_write_bytes(target.header, header_raw)
+    except OSError as exc:
+        raise UsageError(f"{dest}: cannot write ({exc.strerror or exc})") from None
+    _, after = verify(target.header)
+    if after.problems or after.weights_sha256 != check.weights_sha256:
+        detail = after.problems[0] if after.problems else "weights differ from the source"
+        raise VerifyFailed(f"{dest}: the copy does not verify: {detail}")
+    return target, after
+
+
+def extract_config(path: Path, output: Path, *, fmt: str | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Write the embedded config (checked against its config_sha256) to `output` as YAML or JSON."""
+    files, header = locate(path)
+    config = header.get("config")
+    if config is None:
+        raise UsageError(f"{files.header}: no config is embedded in this checkpoint")
+    problems: list[str] = []
+    _check_config(str(files.header), header, problems)
+    if problems:
+        raise VerifyFailed(problems[0])
+    kind = fmt or {".yaml": "yaml", ".yml": "yaml", ".json": "json"}.get(output.suffix)
+    if kind not in ("yaml", "json"):
+        raise UsageError(f"{output}: pass --format yaml|json (or name the output .yaml, .yml or .json)")
+    if output.exists() and not overwrite:
+        raise UsageError(f"{output}: already exists (pass --overwrite to replace it)")
+    if kind == "json":
+        text = canonical_json(config)
+    else:
+        text = yaml.safe_dump(config, sort_keys=True, default_flow_style=False, allow_unicode=True)
+    try:
+        atomic_write_bytes(output, text.encode("utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{output}: cannot write ({exc.strerror or exc})") from None
+    return {"output": str(output), "format": kind, "config_sha256": header.get("config_sha256")}
