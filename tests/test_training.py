@@ -102,7 +102,13 @@ def test_make_run_smoke(smoke_runs: list[tuple[CliResult, Path, Path]]) -> None:
     assert summary["last"]["loss_total"] == records[-1]["loss_total"]
     header = load_checkpoint(ckpt).header
     assert header["counters"] == {"epochs": 2, "steps": summary["steps"]}
-    assert header["metadata"] == {"mode": "rollout", "config_id": "poc_hybrid_v1"}
+    assert header["metadata"] == {
+        "mode": "rollout",
+        "config_id": "poc_hybrid_v1",
+        "config_path": "configs/examples/poc_hybrid.yaml",
+    }
+    # The embedded config is the resolved config the registry hashes, with this run's PPO values.
+    assert header["config"]["config_id"] == "poc_hybrid_v1" and header["config"]["ppo"]["num_envs"] == 2
 
 
 def test_determinism_across_processes_and_in_process(

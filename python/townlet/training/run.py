@@ -20,6 +20,7 @@ from townlet import _core
 from townlet.capture import EVENT_COUNTERS, load_npz
 from townlet.checkpoint import save_checkpoint
 from townlet.config import TownConfig
+from townlet.config_registry import resolved_config
 from townlet.env import VecTown
 from townlet.errors import UsageError
 from townlet.telemetry import TelemetryWriter
@@ -243,10 +244,11 @@ def run_training(
             checkpoint,
             t.policy,
             obs_meta=meta,
-            config={"world": config.world, "ppo": ppo.model_dump(), "path": str(config.path)},
+            # The config as this run saw it (the registry hashes the same form), with effective PPO values.
+            config={**resolved_config(config), "ppo": ppo.model_dump(mode="json")},
             seed=seed,
             counters={"epochs": t.epoch, "steps": t.steps},
-            metadata={"mode": mode, "config_id": config.config_id},
+            metadata={"mode": mode, "config_id": config.config_id, "config_path": str(config.path)},
         )
 
     result = trainer.run(
