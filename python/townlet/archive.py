@@ -29,14 +29,8 @@ from typing import Any
 
 from townlet.ckpt_tools import VerifyFailed, check_checkpoint, obj
 from townlet.ckpt_tools import verify as verify_checkpoint
-from townlet.config_registry import (
-    config_sha256,
-    key_path_diff,
-    labels,
-    load_resolved,
-    source_date_epoch,
-    utc_stamp,
-)
+from townlet.clock import source_date_epoch, utc_stamp
+from townlet.config_registry import config_sha256, key_path_diff, labels, load_resolved
 from townlet.errors import UsageError
 from townlet.jsonio import atomic_write_bytes, canonical_json
 

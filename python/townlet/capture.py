@@ -16,7 +16,6 @@ canonical, and the capture timestamp comes from `SOURCE_DATE_EPOCH` (default 0),
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import io
 import os
@@ -32,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from townlet import _core
+from townlet.clock import source_date_epoch, utc_stamp
 from townlet.config import TownConfig
 from townlet.env import VecTown
 from townlet.errors import UsageError
@@ -74,15 +74,7 @@ Policy = Callable[
 
 def capture_timestamp() -> str:
     """UTC ISO time from SOURCE_DATE_EPOCH (0 when unset): never the wall clock."""
-    raw = os.environ.get("SOURCE_DATE_EPOCH", "0")
-    try:
-        epoch = int(raw)
-    except ValueError:
-        raise UsageError(f"SOURCE_DATE_EPOCH must be an integer number of seconds, got {raw!r}") from None
-    try:
-        return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (OverflowError, OSError, ValueError):
-        raise UsageError(f"SOURCE_DATE_EPOCH {raw!r} is out of the representable date range") from None
+    return utc_stamp(source_date_epoch() or 0)
 
 
 def npz_bytes(arrays: dict[str, npt.NDArray[Any]], *, compress: bool) -> bytes:

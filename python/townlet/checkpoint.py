@@ -12,10 +12,8 @@ SHA-256, seed and step counters, library versions, the git commit, and the paren
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any, TypeGuard
 import numpy as np
 import torch
 
+from townlet.clock import utc_stamp
 from townlet.errors import UsageError
 from townlet.jsonio import atomic_write_bytes, canonical_json
 from townlet.training.network import ActorCritic, build_policy
@@ -48,12 +47,6 @@ def _git() -> dict[str, Any]:
         return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
-
-
-def _created() -> str:
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    when = dt.datetime.fromtimestamp(int(epoch), tz=dt.UTC) if epoch else dt.datetime.now(dt.UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -95,7 +88,7 @@ def save_checkpoint(
         "policy_class": type(policy).__name__,
         "architecture": spec,
         "parameters": {k: list(v.shape) for k, v in state.items()},
-        "created_utc": _created(),
+        "created_utc": utc_stamp(),
         "metadata": metadata or {},
         "observation": obs_meta,
         "fingerprint": fingerprint(spec, obs_meta),

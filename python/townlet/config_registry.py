@@ -19,7 +19,6 @@ same `config_sha256` as the registry entry of their config.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fcntl
 import hashlib
 import json
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from townlet.clock import utc_stamp
 from townlet.errors import TownletError, UsageError
 from townlet.jsonio import canonical_json, write_json
 
@@ -64,27 +64,6 @@ def config_sha256(config: Any) -> str:
     except (TypeError, ValueError) as exc:
         raise UsageError(f"config cannot be hashed as canonical JSON: {exc}") from None
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def source_date_epoch() -> int | None:
-    """`SOURCE_DATE_EPOCH` (reproducible builds) as an int, None when unset; a bad value is an error."""
-    raw = os.environ.get("SOURCE_DATE_EPOCH")
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit():
-        raise UsageError(f"SOURCE_DATE_EPOCH must be a non-negative integer (seconds), got {raw!r}")
-    return int(raw)
-
-
-def utc_stamp(epoch: int | None = None) -> str:
-    """RFC 3339 UTC with `Z`: `epoch`, else `SOURCE_DATE_EPOCH`, else the clock."""
-    if epoch is None:
-        epoch = source_date_epoch()
-    try:
-        when = dt.datetime.fromtimestamp(epoch, tz=dt.UTC) if epoch is not None else dt.datetime.now(dt.UTC)
-    except (OverflowError, OSError, ValueError):
-        raise UsageError(f"SOURCE_DATE_EPOCH {epoch} is out of range") from None
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---------------------------------------------------------------------------------------------
