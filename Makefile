@@ -15,7 +15,6 @@ GOLDEN_SCENARIOS := configs/scenarios/kitchen_breakfast.yaml configs/scenarios/q
 GOLDEN := docs/samples/rollout_scenario_stats.json
 TICKS ?= 4320
 
-# Note: `make train` gains PHASE/WARM_LOAD/WARM_SAVE with the warm-start tools.
 .PHONY: train help setup build test test-rust test-py check fmt lint stubtest bench run sim clean capture golden-check golden-merge
 
 help: ## list targets
@@ -77,9 +76,15 @@ run: $(EXT_STAMP) ## the main job: train PPO on the default town, save checkpoin
 	@echo "summary:    $(RUN_DIR)/summary.md"
 	@echo "plot:       $(RUN_DIR)/run.png"
 
-train: $(EXT_STAMP) ## train PPO: make train CONFIG=... [EPOCHS=...]
-	$(PY) -m townlet train $(CONFIG) --epochs $(EPOCHS) --ppo-log $(RUN_DIR)/train.jsonl \
-		--checkpoint $(RUN_DIR)/checkpoints/ppo_latest.safetensors
+PHASE ?= ppo
+
+train: $(EXT_STAMP) ## train a phase: make train PHASE=ppo CONFIG=... [EPOCHS=] [WARM_LOAD=] [WARM_SAVE=] [ALLOW_MISMATCH=1] [DRY_RUN=1]
+	$(if $(filter ppo,$(PHASE)),,$(error PHASE=$(PHASE): only the ppo phase exists so far (behaviour cloning is not built yet)))
+	ALLOW_MISMATCH=$(if $(call bool_on,ALLOW_MISMATCH),1,0) $(PY) -m townlet train $(call q,$(CONFIG)) \
+		--epochs $(EPOCHS) --ppo-log $(RUN_DIR)/train.jsonl \
+		$(if $(WARM_LOAD),--warm-start-load $(call q,$(WARM_LOAD))) \
+		$(if $(WARM_SAVE),--warm-start-save $(call q,$(WARM_SAVE))) \
+		$(if $(call bool_on,DRY_RUN),--dry-run)
 
 sim: $(EXT_STAMP) ## run the simulation: make sim CONFIG=... TICKS=...
 	$(PY) -m townlet sim run --config $(CONFIG) --tick-limit $(TICKS)

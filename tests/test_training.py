@@ -104,6 +104,7 @@ def test_make_run_smoke(smoke_runs: list[tuple[CliResult, Path, Path]]) -> None:
     assert header["counters"] == {"epochs": 2, "steps": summary["steps"]}
     assert header["metadata"] == {
         "mode": "rollout",
+        "phase": "ppo",
         "config_id": "poc_hybrid_v1",
         "config_path": "configs/examples/poc_hybrid.yaml",
     }

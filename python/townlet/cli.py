@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -163,6 +164,16 @@ def sim_run(
     console.print(f"world hash [bold]{summary['world_hash'][:16]}[/] at tick {sim.tick}", highlight=False)
     if save_snapshot:
         console.print(f"snapshot written to {save_snapshot}", highlight=False)
+
+
+def strict_bool(raw: str, name: str) -> bool:
+    """1/true/yes/on -> True; 0/false/no/off/empty -> False; anything else is a usage error."""
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise UsageError(f"{name}={raw!r}: expected 1/true/yes/on or 0/false/no/off")
 
 
 @capture_app.command("rollout")
@@ -339,7 +350,20 @@ def train_cmd(
     ppo_log_max_entries: Annotated[
         int | None, typer.Option("--ppo-log-max-entries", min=1, help="Rotate the log after M records.")
     ] = None,
-    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Where to save the policy.")] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option("--warm-start-save", "--checkpoint", help="Where to save the policy (ppo.warm_start.save_path)."),
+    ] = None,
+    warm_start_load: Annotated[
+        Path | None, typer.Option("--warm-start-load", help="Start from this checkpoint (ppo.warm_start.load_path).")
+    ] = None,
+    allow_mismatch: Annotated[
+        bool,
+        typer.Option("--allow-mismatch", help="Load despite a config-hash or spec mismatch (or ALLOW_MISMATCH=1)."),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate the config and checkpoint paths; train nothing.")
+    ] = False,
     num_envs: Annotated[int | None, typer.Option("--num-envs", min=1, help="Towns stepped together.")] = None,
     learning_rate: Annotated[float | None, typer.Option("--learning-rate", min=0.0)] = None,
     gamma: Annotated[float | None, typer.Option("--gamma", min=0.0, max=1.0)] = None,
@@ -405,7 +429,32 @@ def train_cmd(
     except (TownletError, ValueError) as exc:
         raise fail(exc if isinstance(exc, TownletError) else UsageError(str(exc))) from None
     n_epochs = epochs or section.epochs
-    ckpt = checkpoint or Path(section.checkpoint)
+    ckpt = checkpoint or Path(ppo.warm_start.save_path)
+    try:
+        env_allow = strict_bool(os.environ.get("ALLOW_MISMATCH", ""), "ALLOW_MISMATCH")
+    except UsageError as exc:
+        raise fail(exc) from None
+    load = warm_start_load or (Path(ppo.warm_start.load_path) if ppo.warm_start.load_path else None)
+    ppo = ppo.model_copy(
+        update={
+            "warm_start": ppo.warm_start.model_copy(
+                update={
+                    "load_path": str(load) if load else None,
+                    "save_path": str(ckpt),
+                    "allow_mismatch": ppo.warm_start.allow_mismatch or allow_mismatch or env_allow,
+                }
+            )
+        }
+    )
+    if dry_run:
+        from townlet.training.run import dry_run_report
+
+        try:
+            for line in dry_run_report(cfg, ppo, mode=run_mode, seed=cfg.seed):
+                typer.echo(line)
+        except TownletError as exc:
+            raise fail(exc) from None
+        return
     show = not (quiet or as_json) and sys.stdout.isatty()
     progress = Progress(
         TextColumn("[bold]{task.description}"),

@@ -54,7 +54,10 @@ class NotFound(TownletError):
 
 def resolved_config(cfg: TownConfig) -> dict[str, Any]:
     """The config as a run sees it: world sections with includes inlined, Python sections with defaults."""
-    return {**cfg.world, **cfg.sections.model_dump(mode="json")}
+    sections = cfg.sections.model_dump(mode="json")
+    # Where a run loads and saves its policy is not part of what it trains on.
+    sections.get("ppo", {}).pop("warm_start", None)
+    return {**cfg.world, **sections}
 
 
 def config_sha256(config: Any) -> str:

@@ -9,6 +9,8 @@ of the policy (with its config and observation/action spec) is saved at the end 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,9 @@ import torch
 
 from townlet import _core
 from townlet.capture import EVENT_COUNTERS, load_npz
-from townlet.checkpoint import save_checkpoint
+from townlet.checkpoint import Checkpoint, fingerprint, load_checkpoint, save_checkpoint
 from townlet.config import TownConfig
-from townlet.config_registry import resolved_config
+from townlet.config_registry import config_sha256, resolved_config
 from townlet.env import VecTown
 from townlet.errors import UsageError
 from townlet.telemetry import TelemetryWriter
@@ -192,6 +194,76 @@ def check_replay_spec(replay: ReplayData, meta: dict[str, Any], config_path: Pat
         )
 
 
+PHASE = "ppo"
+
+
+def run_config(config: TownConfig, ppo: PPOConfig) -> dict[str, Any]:
+    """The config this run trains on (the registry's resolved form, with the effective PPO values and
+    without the warm-start paths): what a checkpoint embeds and its `config_sha256` covers."""
+    return {**resolved_config(config), "ppo": ppo.model_dump(mode="json", exclude={"warm_start"})}
+
+
+@dataclass
+class WarmStartCheck:
+    checkpoint: Checkpoint
+    problems: list[str]
+
+    @property
+    def note(self) -> str | None:
+        return "allow_mismatch: " + "; ".join(self.problems) if self.problems else None
+
+
+def check_warm_start(
+    path: Path, *, meta: dict[str, Any], run_cfg: dict[str, Any], allow_mismatch: bool
+) -> WarmStartCheck:
+    """Validate a checkpoint for warm-starting this run, changing nothing: format and shapes
+    (always fatal), architecture and observation/action spec, and, for a checkpoint of the same
+    phase, the config hash. Mismatches are errors unless `allow_mismatch`."""
+    ck = load_checkpoint(path)
+    header = ck.header
+    problems: list[str] = []
+    if header.get("fingerprint") != fingerprint(header["architecture"], meta):
+        trained = header.get("observation", {})
+        differs = [
+            k for k in ("variant", "map_shape", "feature_names", "action_names") if trained.get(k) != meta.get(k)
+        ]
+        problems.append(f"observation/action spec differs ({', '.join(differs) or 'architecture'})")
+    phase = (header.get("metadata") or {}).get("phase")
+    want = config_sha256(run_cfg)
+    if phase == PHASE and header.get("config_sha256") != want:
+        problems.append(
+            f"config hash differs (checkpoint {str(header.get('config_sha256'))[:12]}, this config {want[:12]})"
+        )
+    if problems and not allow_mismatch:
+        raise UsageError(
+            f"{ck.path}: cannot warm start: {'; '.join(problems)}. Regenerate the checkpoint with this config "
+            "(train without --warm-start-load), or override with ppo.warm_start.allow_mismatch: true or "
+            "ALLOW_MISMATCH=1"
+        )
+    return WarmStartCheck(ck, problems)
+
+
+def dry_run_report(config: TownConfig, ppo: PPOConfig, *, mode: str, seed: int) -> list[str]:
+    """Check what a run would load and write, without training or writing anything."""
+    meta = VecTown(config, 1, seed, num_threads=1).observation_metadata()
+    warm = ppo.warm_start
+    lines = [f"config ok: {config.path} ({config.config_id}), mode {mode}"]
+    if warm.load_path:
+        check = check_warm_start(
+            Path(warm.load_path), meta=meta, run_cfg=run_config(config, ppo), allow_mismatch=warm.allow_mismatch
+        )
+        extra = f" (allow_mismatch: {'; '.join(check.problems)})" if check.problems else ""
+        lines.append(f"warm start ok: {check.checkpoint.path}{extra}")
+    save = Path(warm.save_path)
+    parent = save.parent if str(save.parent) else Path(".")
+    existing = next((p for p in [parent, *parent.parents] if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise UsageError(f"{save}: cannot write the checkpoint here ({existing} is not a writable folder)")
+    lines.append(f"save path ok: {save}")
+    lines.append("dry run: nothing trained, nothing written")
+    return lines
+
+
 @dataclass
 class RunOutputs:
     result: TrainResult
@@ -225,6 +297,21 @@ def run_training(
     n_actions = len(meta["action_names"])
     torch.manual_seed(seed)
     policy = make_policy(meta, obs_dim, n_actions, ppo.hidden)
+    run_cfg = run_config(config, ppo)
+    warm = ppo.warm_start
+    parent: str | None = None
+    note: str | None = None
+    if warm.load_path:
+        check = check_warm_start(Path(warm.load_path), meta=meta, run_cfg=run_cfg, allow_mismatch=warm.allow_mismatch)
+        if check.problems:
+            print(f"WARNING: warm start despite: {'; '.join(check.problems)} (allow_mismatch)", file=sys.stderr)
+        if check.checkpoint.header["architecture"] != policy.spec():
+            raise UsageError(
+                f"{check.checkpoint.path}: architecture {check.checkpoint.header['architecture']} cannot be loaded "
+                f"into {policy.spec()} (allow_mismatch cannot bridge different parameter shapes)"
+            )
+        policy.load_state_dict(check.checkpoint.state)
+        parent, note = check.checkpoint.sha256, check.note
     replay_ds = replay.dataset(policy, ppo.gamma, ppo.gae_lambda) if replay is not None else None
     trainer = Trainer(
         env,
@@ -244,11 +331,18 @@ def run_training(
             checkpoint,
             t.policy,
             obs_meta=meta,
-            # The config as this run saw it (the registry hashes the same form), with effective PPO values.
-            config={**resolved_config(config), "ppo": ppo.model_dump(mode="json")},
+            config=run_cfg,
             seed=seed,
             counters={"epochs": t.epoch, "steps": t.steps},
-            metadata={"mode": mode, "config_id": config.config_id, "config_path": str(config.path)},
+            metadata={
+                **warm.metadata,
+                "mode": mode,
+                "phase": PHASE,
+                "config_id": config.config_id,
+                "config_path": str(config.path),
+            },
+            parent=parent,
+            lineage_note=note,
         )
 
     result = trainer.run(

@@ -7,6 +7,16 @@ from pydantic import BaseModel, ConfigDict, Field
 MODES = ("rollout", "replay", "mixed")
 
 
+class WarmStart(BaseModel):
+    """`<phase>.warm_start` — where a phase's policy comes from and where it goes."""
+
+    model_config = ConfigDict(extra="forbid")
+    load_path: str | None = Field(None, description="start from this checkpoint (validated before anything changes)")
+    save_path: str = Field("logs/ppo/checkpoints/ppo_latest.json", description="rewritten when the phase completes")
+    metadata: dict[str, str] = Field(default_factory=dict, description="copied into the saved checkpoint")
+    allow_mismatch: bool = Field(False, description="load despite a config-hash or spec mismatch (warns, recorded)")
+
+
 class PPOConfig(BaseModel):
     """`ppo:` — PPO hyper-parameters (flags of run_training.py override them)."""
 
@@ -29,6 +39,7 @@ class PPOConfig(BaseModel):
     hidden: int = Field(128, ge=8)
     torch_threads: int = Field(1, ge=1)
     episode_ticks: int | None = Field(None, ge=1, description="episode length (default: the scenario's or a day)")
+    warm_start: WarmStart = WarmStart()
 
 
 class TrainingSection(BaseModel):
@@ -37,6 +48,5 @@ class TrainingSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mode: str = Field("rollout", pattern="^(rollout|replay|mixed)$")
     epochs: int = Field(10, ge=1)
-    checkpoint: str = "logs/ppo/checkpoints/ppo_latest.safetensors"
     checkpoint_every: int = Field(0, ge=0, description="also save every N epochs (0: only at the end)")
     replay_manifest: str | None = None
