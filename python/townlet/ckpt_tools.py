@@ -24,7 +24,7 @@ import yaml
 from townlet.checkpoint import FORMAT, fingerprint, parse_header, plain_file_name
 from townlet.config_registry import config_sha256, labels
 from townlet.errors import TownletError, UsageError
-from townlet.jsonio import atomic_write_bytes, canonical_json
+from townlet.jsonio import atomic_write_bytes, canonical_json, read_bytes
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -71,17 +71,6 @@ def obj(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"{path}: {what} not found") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path}: is a directory, not a {what}") from None
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
-
-
 def locate(path: Path) -> tuple[Files, dict[str, Any]]:
     """The checkpoint's files and its parsed header, from either file of a pair."""
     path = Path(path)
@@ -93,7 +82,7 @@ def locate(path: Path) -> tuple[Files, dict[str, Any]]:
         header_path = path
     else:
         raise UsageError(f"{path}: a checkpoint ends in .json or .safetensors")
-    raw = _read(header_path, "checkpoint header" if path.suffix == ".safetensors" else "checkpoint")
+    raw = read_bytes(header_path, "checkpoint header" if path.suffix == ".safetensors" else "checkpoint")
     header = parse_header(str(header_path), raw)
     if "weights" in header:
         return Files(header_path, None), header
@@ -275,7 +264,7 @@ def verify(path: Path) -> tuple[Files | None, Check]:
         raise UsageError(f"{path}: a checkpoint ends in .json or .safetensors")
     if not path.exists() and not header_path.exists():
         raise UsageError(f"{path}: checkpoint not found")
-    raw = _read(header_path, "checkpoint header" if path.suffix == ".safetensors" else "checkpoint")
+    raw = read_bytes(header_path, "checkpoint header" if path.suffix == ".safetensors" else "checkpoint")
 
     def read_weights(fname: str) -> bytes | None:
         try:

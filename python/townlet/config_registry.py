@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from townlet.clock import utc_stamp
 from townlet.errors import TownletError, UsageError
-from townlet.jsonio import canonical_json, write_json
+from townlet.jsonio import canonical_json, read_bytes, write_json
 
 if TYPE_CHECKING:
     from townlet.config import TownConfig
@@ -120,22 +120,11 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"{path}: config registry not found") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path}: is a directory, not a config registry") from None
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read the registry ({exc.strerror or exc})") from None
-
-
 def read_registry(path: Path, *, missing_ok: bool = False) -> dict[str, Any]:
     """The parsed registry; an empty one when the file is missing and `missing_ok`."""
     if missing_ok and not path.exists():
         return empty_registry()
-    return _parse(path, _read(path))
+    return _parse(path, read_bytes(path, "config registry"))
 
 
 def entry_problems(key: str, entry: Any) -> list[str]:
@@ -178,7 +167,7 @@ def entry_problems(key: str, entry: Any) -> list[str]:
 
 def check_registry(path: Path) -> list[str]:
     """Every problem of the registry file: structure, canonical form, each entry's hash."""
-    raw = _read(path)
+    raw = read_bytes(path, "config registry")
     try:
         doc = _parse(path, raw)
     except UsageError as exc:
@@ -316,7 +305,7 @@ def labels(path: Path | None) -> dict[str, str]:
 def fmt_registry(path: Path) -> bool:
     """Rewrite the registry canonically; returns whether the bytes changed."""
     with _locked(path):
-        raw = _read(path)
+        raw = read_bytes(path, "config registry")
         doc = _parse(path, raw)
         canonical = canonical_json(doc).encode()
         if raw == canonical:

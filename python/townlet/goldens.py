@@ -9,7 +9,6 @@ samples and keys are reported too.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,29 +16,17 @@ from typing import Any
 
 from townlet.capture import DEFAULT_PREFIX
 from townlet.errors import UsageError
+from townlet.jsonio import read_json
 
 DEFAULT_GOLDEN = Path("docs/samples/rollout_scenario_stats.json")
 REL_TOL = 0.02
 ABS_TOL = 1e-6
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-
-
 def read_capture_metrics(folder: Path, prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
     """One scenario's golden entry from its capture folder (`<prefix>_metrics.json`)."""
     path = folder / f"{prefix}_metrics.json"
-    data = _read_json(path)
+    data = read_json(path)
     if (
         not isinstance(data, dict)
         or not isinstance(data.get("samples"), dict)
@@ -71,7 +58,7 @@ def capture_folders(root: Path, prefix: str = DEFAULT_PREFIX) -> dict[str, Path]
 def load_golden(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict):
         raise UsageError(f"{path}: expected a mapping of scenario -> metrics")
     return data

@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from townlet.errors import UsageError
+
 
 def canonical_json(obj: Any, *, indent: int | None = 2) -> str:
     """Sorted keys, fixed separators, a trailing newline when indented: the same bytes every time."""
@@ -57,3 +59,26 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, obj: Any, *, indent: int | None = 2) -> None:
     atomic_write_text(path, canonical_json(obj, indent=indent))
+
+
+def read_bytes(path: Path, what: str = "file") -> bytes:
+    """A file's bytes; a missing or unreadable file is a UsageError naming it (and what it is)."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, not a {what}") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+
+
+def read_json(path: Path, what: str = "file") -> Any:
+    """A JSON file, parsed; bad JSON is a UsageError naming the file and line."""
+    raw = read_bytes(path, what)
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None

@@ -25,6 +25,7 @@ from townlet.config import TownConfig
 from townlet.config_registry import config_sha256, resolved_config
 from townlet.env import VecTown
 from townlet.errors import UsageError
+from townlet.jsonio import read_json
 from townlet.telemetry import TelemetryWriter
 from townlet.training.envs import TownTrainEnv
 from townlet.training.network import ActorCritic
@@ -102,12 +103,7 @@ def load_replay(manifest: Path | None, capture_dir: Path | None) -> ReplayData:
         if not found:
             raise UsageError(f"{capture_dir}: no *_manifest.json in the capture directory")
         manifest = found[0]
-    try:
-        doc = json.loads(manifest.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{manifest}: manifest not found") from None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{manifest}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    doc = read_json(manifest, "manifest")
     entries = doc.get("samples") if isinstance(doc, dict) else None
     if not isinstance(entries, list):
         raise UsageError(f"{manifest}: not a capture manifest (no 'samples' list)")
