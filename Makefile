@@ -63,7 +63,8 @@ bench: $(EXT_STAMP) ## benchmarks (print figures)
 	$(PY) bench/tick.py
 	$(PY) bench/vec_step.py
 
-RUN_DIR ?= logs/ppo
+PHASE ?= ppo
+RUN_DIR ?= logs/$(PHASE)
 EPOCHS ?= 30
 
 run: $(EXT_STAMP) ## the main job: train PPO on the default town, save checkpoint, telemetry, summary and plot
@@ -76,14 +77,18 @@ run: $(EXT_STAMP) ## the main job: train PPO on the default town, save checkpoin
 	@echo "summary:    $(RUN_DIR)/summary.md"
 	@echo "plot:       $(RUN_DIR)/run.png"
 
-PHASE ?= ppo
+TRAIN_LOG ?= $(RUN_DIR)/train.jsonl
 
-train: $(EXT_STAMP) ## train a phase: make train PHASE=ppo CONFIG=... [EPOCHS=] [WARM_LOAD=] [WARM_SAVE=] [ALLOW_MISMATCH=1] [DRY_RUN=1]
-	$(if $(filter ppo,$(PHASE)),,$(error PHASE=$(PHASE): only the ppo phase exists so far (behaviour cloning is not built yet)))
+train: $(EXT_STAMP) ## train a phase: make train PHASE=bc|ppo CONFIG=... [EPOCHS=] [WARM_LOAD=] [WARM_SAVE=] [ALLOW_MISMATCH=1] [DRY_RUN=1] [CAPTURE_DIR=|BC_MANIFEST=]
+	$(if $(filter bc ppo,$(PHASE)),,$(error PHASE=$(PHASE): the phases are bc and ppo))
 	ALLOW_MISMATCH=$(if $(call bool_on,ALLOW_MISMATCH),1,0) $(PY) -m townlet train $(call q,$(CONFIG)) \
-		--epochs $(EPOCHS) --ppo-log $(RUN_DIR)/train.jsonl \
+		$(if $(filter bc,$(PHASE)),--mode bc --bc-log,--ppo-log) $(call q,$(TRAIN_LOG)) \
+		$(if $(filter command line environment,$(origin EPOCHS)),--epochs $(EPOCHS)) \
+		$(if $(CAPTURE_DIR),--capture-dir $(call q,$(CAPTURE_DIR))) \
+		$(if $(BC_MANIFEST),--bc-manifest $(call q,$(BC_MANIFEST))) \
 		$(if $(WARM_LOAD),--warm-start-load $(call q,$(WARM_LOAD))) \
 		$(if $(WARM_SAVE),--warm-start-save $(call q,$(WARM_SAVE))) \
+		$(if $(call bool_on,FRESH),--fresh) \
 		$(if $(call bool_on,DRY_RUN),--dry-run)
 
 sim: $(EXT_STAMP) ## run the simulation: make sim CONFIG=... TICKS=...

@@ -18,26 +18,36 @@ TOWN = "configs/examples/poc_hybrid.yaml"
 TINY = ("--epochs", "1", "--num-envs", "1", "--rollout-ticks", "20", "-q")
 
 
-def train(*args: str, env: dict[str, str] | None = None) -> CliResult:
-    """`python -m townlet train ARGS` in the repo root, with extra environment variables."""
+def train(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> CliResult:
+    """`python -m townlet train ARGS` (in `cwd`, default the repo root), with extra environment variables.
+    `--fresh` keeps a bc checkpoint left in the working tree from being inherited."""
     argv = [sys.executable, "-m", "townlet", "train", *args]
+    if cwd is None and "--warm-start-load" not in args:
+        argv.append("--fresh")
     proc = subprocess.run(
-        argv, cwd=REPO_ROOT, env={**_cli_env(), **(env or {})}, capture_output=True, text=True, timeout=300
+        argv, cwd=cwd or REPO_ROOT, env={**_cli_env(), **(env or {})}, capture_output=True, text=True, timeout=300
     )
     return CliResult(argv, proc.returncode, proc.stdout, proc.stderr)
 
 
-def test_a_warm_start_loads_the_weights_and_records_the_parent(tmp_path: Path) -> None:
+def test_a_same_phase_checkpoint_of_the_same_config_resumes(tmp_path: Path) -> None:
     a, b = tmp_path / "a.json", tmp_path / "b.safetensors"
     assert train(QUEUE, *TINY, "--warm-start-save", str(a)).returncode == 0
+    parent = load_checkpoint(a)
+    assert parent.training is not None and parent.training.data["epoch"] == 1
+    # Resuming to the epoch it already reached has nothing to do: a clear error, nothing written.
     res = train(QUEUE, *TINY, "--warm-start-load", str(a), "--warm-start-save", str(b))
+    assert_one_line_error(res, str(a), "already trained 1 epochs", "raise --epochs")
+    assert not b.exists()
+    res = train(QUEUE, *TINY[2:], "--epochs", "2", "--warm-start-load", str(a), "--warm-start-save", str(b))
     assert res.returncode == 0, str(res)
-    parent, child = load_checkpoint(a), load_checkpoint(b)
-    assert child.header["lineage"]["parent_sha256"] == parent.sha256
-    assert child.header["lineage"]["note"] is None
-    assert child.header["metadata"]["phase"] == "ppo"
+    assert f"resuming {a} at epoch 1" in res.stderr and "trained 1 epochs, resumed after epoch 1" in res.stdout
+    child = load_checkpoint(b)
+    # A resumed run is the same run: the lineage stays, the resume is recorded beside it.
+    assert child.header["lineage"]["parent_sha256"] is None
+    assert child.header["lineage"]["resumed_from_sha256"] == parent.sha256
+    assert child.header["counters"]["epochs"] == 2 and child.header["metadata"]["phase"] == "ppo"
     assert child.header["config_sha256"] == parent.header["config_sha256"]
-    # Trained on from the parent's weights: different from the parent, same shapes.
     assert parent.state.keys() == child.state.keys()
     assert any(not torch.equal(parent.state[k], child.state[k]) for k in parent.state)
 
@@ -55,8 +65,12 @@ def test_a_config_hash_mismatch_is_an_error_unless_overridden(tmp_path: Path) ->
     )  # fmt: skip
     assert res.returncode == 0, str(res)
     assert "WARNING: warm start despite: config hash differs" in res.stderr
-    note = load_checkpoint(c).header["lineage"]["note"]
+    child = load_checkpoint(c)
+    note = child.header["lineage"]["note"]
     assert note.startswith("allow_mismatch: config hash differs")
+    # Overridden, the load is a warm start (weights only), not a resume: counters start afresh.
+    assert child.header["lineage"]["parent_sha256"] == load_checkpoint(a).sha256
+    assert child.header["counters"]["epochs"] == 1 and "resumed_from_sha256" not in child.header["lineage"]
 
 
 def test_a_spec_mismatch_names_what_differs_and_cannot_be_forced_across_shapes(tmp_path: Path) -> None:
@@ -90,7 +104,8 @@ def test_make_train_takes_the_seed_variables(tmp_path: Path) -> None:
 
     def make(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["make", "-s", "train", f"CONFIG={QUEUE}", "EPOCHS=1", f"RUN_DIR={tmp_path}", *args],
+            ["make", "-s", "train", f"CONFIG={QUEUE}", "EPOCHS=1", f"RUN_DIR={tmp_path}",
+             *([] if any(a.startswith(("WARM_LOAD=", "FRESH=")) for a in args) else ["FRESH=1"]), *args],
             cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
 
@@ -104,4 +119,8 @@ def test_make_train_takes_the_seed_variables(tmp_path: Path) -> None:
     assert (tmp_path / "o.json").exists()
     bad = make("DRY_RUN=maybe")
     assert bad.returncode != 0 and "DRY_RUN=maybe is not a boolean" in bad.stderr
-    assert make("PHASE=bc").returncode != 0
+    bc = make("PHASE=bc")  # behaviour cloning needs data
+    assert bc.returncode != 0 and "--capture-dir" in bc.stderr, bc.stderr
+    assert make("PHASE=anneal").returncode != 0
+    bad = make("FRESH=maybe")
+    assert bad.returncode != 0 and "FRESH=maybe is not a boolean" in bad.stderr

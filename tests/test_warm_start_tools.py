@@ -124,6 +124,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
         "--ppo-log",
         d / "log.jsonl",
         "-q",
+        "--fresh",
     )
     assert res.returncode == 0, str(res)
     from townlet.checkpoint import load_checkpoint, save_checkpoint
@@ -160,7 +161,8 @@ def test_checkpoint_make_targets_list_info_copy(run: Run, tmp_path: Path) -> Non
     res = make("checkpoint-list", f"DIR={run.dir}", f"REGISTRY={reg}")
     assert res.returncode == 0, str(res)
     rows = {ln.split()[0]: ln.split() for ln in res.stdout.splitlines()[1:] if ln.strip()}
-    assert set(rows) == {"ck.safetensors", "ckj.json"}, str(res)
+    # The run also kept its best-known agent beside its checkpoint.
+    assert set(rows) == {"ck.safetensors", "ck_best.safetensors", "ckj.json"}, str(res)
     assert rows["ck.safetensors"][1] == "safetensors" and rows["ckj.json"][1] == "json"
     header = json.loads((run.dir / "ck.json").read_text())
     assert rows["ck.safetensors"][3] == header["config_sha256"][:12]

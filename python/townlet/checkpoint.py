@@ -29,6 +29,9 @@ from townlet.training.network import ActorCritic, build_policy
 
 FORMAT = "townlet.checkpoint"
 FORMAT_VERSION = 1
+#: Prefix of training-state tensors (optimizer moments) inside a safetensors file; "/" cannot occur
+#: in a module's parameter names, so they never collide with the policy's.
+TRAINING_PREFIX = "_training/"
 
 
 def fingerprint(spec: dict[str, Any], obs_meta: dict[str, Any]) -> str:
@@ -50,10 +53,20 @@ def _git() -> dict[str, Any]:
 
 
 @dataclass
+class TrainingState:
+    """What a resume needs besides the weights: JSON-compatible `data` (counters, RNG states, the
+    towns' state, optimizer hyper-parameters) and float32 `tensors` (optimizer moments)."""
+
+    data: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+
+
+@dataclass
 class Checkpoint:
     path: Path
     header: dict[str, Any]
     state: dict[str, torch.Tensor]
+    training: TrainingState | None = None
 
     def policy(self) -> ActorCritic:
         net = build_policy(self.header["architecture"])
@@ -77,10 +90,16 @@ def save_checkpoint(
     metadata: dict[str, Any] | None = None,
     parent: str | None = None,
     lineage_note: str | None = None,
+    training: TrainingState | None = None,
+    resumed_from: str | None = None,
 ) -> Path:
-    """Write `policy` to `path` (.json or .safetensors) with its header; returns the header path."""
+    """Write `policy` to `path` (.json or .safetensors) with its header, and, when given, the
+    training state a resume restores; returns the header path."""
     spec = policy.spec()
     state = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
+    train_tensors = (
+        {k: v.detach().cpu().to(torch.float32).contiguous() for k, v in training.tensors.items()} if training else {}
+    )
     config_text = canonical_json(config, indent=None) if config is not None else None
     header: dict[str, Any] = {
         "format": FORMAT,
@@ -100,15 +119,24 @@ def save_checkpoint(
         "counters": counters,
         "lineage": {"parent_sha256": parent, "note": lineage_note},
     }
+    if resumed_from is not None:
+        header["lineage"]["resumed_from_sha256"] = resumed_from
+    if training is not None:
+        header["training"] = {
+            "data": training.data,
+            "tensors": {k: list(v.shape) for k, v in train_tensors.items()},
+        }
     path = Path(path)
     if path.suffix == ".json":
         header["weights"] = {k: v.float().numpy().tolist() for k, v in state.items()}
+        if training is not None:
+            header["training_weights"] = {k: v.numpy().tolist() for k, v in train_tensors.items()}
         atomic_write_bytes(path, canonical_json(header, indent=None).encode())
         return path
     if path.suffix == ".safetensors":
         from safetensors.torch import save as st_save
 
-        blob = st_save(state)
+        blob = st_save({**state, **{TRAINING_PREFIX + k: v for k, v in train_tensors.items()}})
         header["weights_file"] = path.name
         header["weights_sha256"] = hashlib.sha256(blob).hexdigest()
         atomic_write_bytes(path, blob)
@@ -158,10 +186,8 @@ def load_checkpoint(path: Path) -> Checkpoint:
     if not isinstance(shapes, dict):
         raise UsageError(f"{header_path}: parameters must map parameter names to shapes")
     if "weights" in header:
-        try:
-            state = {k: torch.tensor(np.asarray(v, dtype=np.float32)) for k, v in header.pop("weights").items()}
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise UsageError(f"{header_path}: weights are not numeric arrays ({exc})") from None
+        state = _tensors(header_path, "weights", header.pop("weights"))
+        train_state = _tensors(header_path, "training_weights", header.pop("training_weights", {}))
         file_sha = hashlib.sha256(raw).hexdigest()
     else:
         name = header.get("weights_file")
@@ -176,7 +202,9 @@ def load_checkpoint(path: Path) -> Checkpoint:
             raise UsageError(f"{weights_path}: weights do not match the SHA-256 recorded in {header_path}")
         from safetensors.torch import load as st_load
 
-        state = st_load(blob)
+        both = st_load(blob)
+        state = {k: v for k, v in both.items() if not k.startswith(TRAINING_PREFIX)}
+        train_state = {k[len(TRAINING_PREFIX) :]: v for k, v in both.items() if k.startswith(TRAINING_PREFIX)}
         file_sha = hashlib.sha256(blob).hexdigest()
     for name, shape in shapes.items():
         if name not in state:
@@ -189,5 +217,37 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raise UsageError(
             f"{header_path}: weights hold parameters the header does not list: {sorted(set(state) - set(shapes))}"
         )
+    training = _training_state(header_path, header.get("training"), train_state)
     header["_file_sha256"] = file_sha
-    return Checkpoint(header_path, header, state)
+    return Checkpoint(header_path, header, state, training)
+
+
+def _tensors(where: Path, key: str, table: Any) -> dict[str, torch.Tensor]:
+    if not isinstance(table, dict):
+        raise UsageError(f"{where}: {key} must map names to numeric arrays")
+    try:
+        return {str(k): torch.tensor(np.asarray(v, dtype=np.float32)) for k, v in table.items()}
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise UsageError(f"{where}: {key} are not numeric arrays ({exc})") from None
+
+
+def _training_state(where: Path, block: Any, tensors: dict[str, torch.Tensor]) -> TrainingState | None:
+    """The training state of a checkpoint, checked against the shapes its header lists."""
+    if block is None:
+        if tensors:
+            raise UsageError(f"{where}: holds training tensors but no training block")
+        return None
+    if not isinstance(block, dict) or not isinstance(block.get("data"), dict):
+        raise UsageError(f"{where}: training must be an object with a data object")
+    shapes = block.get("tensors", {})
+    if not isinstance(shapes, dict):
+        raise UsageError(f"{where}: training.tensors must map tensor names to shapes")
+    if set(shapes) != set(tensors):
+        missing, extra = sorted(set(shapes) - set(tensors)), sorted(set(tensors) - set(shapes))
+        raise UsageError(f"{where}: training tensors do not match the header (missing {missing}, unlisted {extra})")
+    for name, shape in shapes.items():
+        if list(tensors[name].shape) != list(shape):
+            raise UsageError(
+                f"{where}: training tensor {name!r} has shape {list(tensors[name].shape)}, header says {shape}"
+            )
+    return TrainingState(block["data"], tensors)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from townlet.checkpoint import FORMAT, fingerprint, parse_header, plain_file_name
+from townlet.checkpoint import FORMAT, TRAINING_PREFIX, fingerprint, parse_header, plain_file_name
 from townlet.config_registry import config_sha256, labels
 from townlet.errors import TownletError, UsageError
 from townlet.jsonio import atomic_write_bytes, canonical_json, read_bytes
@@ -134,7 +134,11 @@ def check_checkpoint(name: str, raw: bytes, read_weights: Callable[[str], bytes 
             problems.append(f"{name}: parameters.{pname}: a shape is a list of integers >= 0, got {shape!r}")
     arrays = _weights(name, header, read_weights, check)
     if arrays is not None:
+        train = {k[len(TRAINING_PREFIX) :]: arrays.pop(k) for k in [k for k in arrays if k.startswith(TRAINING_PREFIX)]}
+        if "training_weights" in header:
+            train.update(_json_arrays(name, "training_weights", header["training_weights"], problems))
         _check_arrays(name, arrays, shapes, problems)
+        _check_training(name, header.get("training"), train, problems)
         check.n_params = int(sum(math.prod(a.shape) for a in arrays.values()))
     _check_config(name, header, problems)
     _check_fingerprint(name, header, problems)
@@ -151,12 +155,7 @@ def _weights(
         if not isinstance(weights, dict):
             problems.append(f"{name}: weights must be an object of parameter arrays")
             return None
-        arrays: dict[str, np.ndarray] = {}
-        for pname, value in weights.items():
-            try:
-                arrays[pname] = np.asarray(value, dtype=np.float32)
-            except (ValueError, TypeError) as exc:
-                problems.append(f"{name}: weights.{pname}: not a numeric array ({exc})")
+        arrays = _json_arrays(name, "weights", weights, problems)
         check.weights_sha256 = hashlib.sha256(canonical_json(weights, indent=None).encode()).hexdigest()
         return arrays
     wfile = header.get("weights_file")
@@ -185,6 +184,43 @@ def _weights(
     except Exception as exc:  # safetensors raises its own error type for any malformed buffer
         problems.append(f"{shown}: not a readable safetensors file ({exc})")
         return None
+
+
+def _json_arrays(name: str, key: str, table: Any, problems: list[str]) -> dict[str, np.ndarray]:
+    if not isinstance(table, dict):
+        problems.append(f"{name}: {key} must be an object of arrays")
+        return {}
+    arrays: dict[str, np.ndarray] = {}
+    for pname, value in table.items():
+        try:
+            arrays[pname] = np.asarray(value, dtype=np.float32)
+        except (ValueError, TypeError) as exc:
+            problems.append(f"{name}: {key}.{pname}: not a numeric array ({exc})")
+    return arrays
+
+
+def _check_training(name: str, block: Any, arrays: dict[str, np.ndarray], problems: list[str]) -> None:
+    """The training state a resume restores: its tensors must be the ones the header lists."""
+    if block is None:
+        if arrays:
+            problems.append(f"{name}: holds training tensors {sorted(arrays)[:3]} but no 'training' block")
+        return
+    shapes = block.get("tensors") if isinstance(block, dict) else None
+    if not isinstance(block, dict) or not isinstance(block.get("data"), dict) or not isinstance(shapes, dict):
+        problems.append(f"{name}: training must be an object with 'data' and 'tensors' objects")
+        return
+    for tname, shape in shapes.items():
+        if tname not in arrays:
+            problems.append(f"{name}: training tensor {tname!r} is missing")
+        elif list(arrays[tname].shape) != shape:
+            problems.append(
+                f"{name}: training tensor {tname!r} has shape {list(arrays[tname].shape)}, header says {shape}"
+            )
+    for tname in sorted(set(arrays) - set(shapes)):
+        problems.append(f"{name}: holds training tensor {tname!r}, which the header does not list")
+    for tname, arr in sorted(arrays.items()):
+        if not np.isfinite(arr).all():
+            problems.append(f"{name}: training tensor {tname!r} holds NaN or infinite values")
 
 
 def _check_arrays(name: str, arrays: dict[str, np.ndarray], shapes: dict[str, list[int]], problems: list[str]) -> None:

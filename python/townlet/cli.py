@@ -18,6 +18,7 @@ from rich.table import Table
 
 from townlet.config import load_config
 from townlet.errors import TownletError, UsageError
+from townlet.training.settings import MODES, BCConfig, PPOConfig
 from townlet.world import Simulation
 
 app = typer.Typer(
@@ -332,12 +333,18 @@ def capture_drift_cmd(
 def train_cmd(
     config: Annotated[Path, typer.Argument(help="Config YAML file.")],
     mode: Annotated[
-        str | None, typer.Option("--mode", help="rollout | replay | mixed (default: the config's).")
+        str | None,
+        typer.Option("--mode", help="rollout | replay | mixed (PPO) or bc (behaviour cloning); default: the config's."),
     ] = None,
-    train_ppo: Annotated[bool, typer.Option("--train-ppo", help="Train PPO (implied by every mode).")] = False,
-    capture_dir: Annotated[Path | None, typer.Option("--capture-dir", help="Replay data: a capture folder.")] = None,
+    train_ppo: Annotated[bool, typer.Option("--train-ppo", help="Train PPO (implied by every PPO mode).")] = False,
+    capture_dir: Annotated[
+        Path | None, typer.Option("--capture-dir", help="Replay or BC data: a capture folder.")
+    ] = None,
     replay_manifest: Annotated[Path | None, typer.Option("--replay-manifest", help="Replay data: a manifest.")] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Training epochs (cycles).")] = None,
+    bc_manifest: Annotated[Path | None, typer.Option("--bc-manifest", help="BC data: a capture manifest.")] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, help="Train until this epoch (a resumed run continues to it).")
+    ] = None,
     rollout_ticks: Annotated[
         int | None, typer.Option("--rollout-ticks", min=1, help="Ticks collected per epoch.")
     ] = None,
@@ -350,16 +357,31 @@ def train_cmd(
     ppo_log_max_entries: Annotated[
         int | None, typer.Option("--ppo-log-max-entries", min=1, help="Rotate the log after M records.")
     ] = None,
+    bc_log: Annotated[Path | None, typer.Option("--bc-log", help="BC: JSONL, one record per epoch.")] = None,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option("--checkpoint-every", min=0, help="Also save every N epochs (training.checkpoint_every)."),
+    ] = None,
     checkpoint: Annotated[
         Path | None,
-        typer.Option("--warm-start-save", "--checkpoint", help="Where to save the policy (ppo.warm_start.save_path)."),
+        typer.Option(
+            "--warm-start-save", "--checkpoint", help="Where to save the policy (<phase>.warm_start.save_path)."
+        ),
     ] = None,
     warm_start_load: Annotated[
-        Path | None, typer.Option("--warm-start-load", help="Start from this checkpoint (ppo.warm_start.load_path).")
+        Path | None,
+        typer.Option(
+            "--warm-start-load",
+            help="Start from this checkpoint (<phase>.warm_start.load_path): the same phase and config resumes.",
+        ),
     ] = None,
     allow_mismatch: Annotated[
         bool,
         typer.Option("--allow-mismatch", help="Load despite a config-hash or spec mismatch (or ALLOW_MISMATCH=1)."),
+    ] = False,
+    fresh: Annotated[
+        bool,
+        typer.Option("--fresh", help="Start from fresh weights: ignore load_path and the inherited checkpoint."),
     ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Validate the config and checkpoint paths; train nothing.")
@@ -379,10 +401,10 @@ def train_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary at the end.")] = False,
 ) -> None:
-    """Train PPO on a config (seeds 000-002): rollout, replay or mixed."""
+    """Train a phase on a config (seeds 000-002, 004): PPO (rollout, replay or mixed) or behaviour cloning (bc)."""
     from townlet.capture import capture_rollout
     from townlet.telemetry import TelemetryWriter
-    from townlet.training.run import load_replay, run_training
+    from townlet.training.run import PHASE_BC, PHASE_PPO, ReplayData, load_replay, run_bc, run_training
 
     try:
         cfg = load_config(config, seed=seed)
@@ -390,28 +412,34 @@ def train_cmd(
         raise fail(exc) from None
     section = cfg.sections.training
     run_mode = mode or section.mode
-    overrides = {
-        k: v
-        for k, v in {
-            "rollout_ticks": rollout_ticks,
-            "num_envs": num_envs,
-            "learning_rate": learning_rate,
-            "gamma": gamma,
-            "gae_lambda": gae_lambda,
-            "clip_coef": clip_coef,
-            "ent_coef": ent_coef,
-            "vf_coef": vf_coef,
-            "update_epochs": update_epochs,
-            "num_minibatches": num_minibatches,
-            "max_grad_norm": max_grad_norm,
-            "target_kl": target_kl,
-        }.items()
-        if v is not None
+    if run_mode not in (*MODES, "bc"):
+        raise fail(UsageError(f"--mode must be one of {', '.join((*MODES, 'bc'))}, got {run_mode!r}"))
+    phase = PHASE_BC if run_mode == "bc" else PHASE_PPO
+    ppo_flags = {
+        "rollout_ticks": rollout_ticks,
+        "num_envs": num_envs,
+        "gamma": gamma,
+        "gae_lambda": gae_lambda,
+        "clip_coef": clip_coef,
+        "ent_coef": ent_coef,
+        "vf_coef": vf_coef,
+        "update_epochs": update_epochs,
+        "num_minibatches": num_minibatches,
+        "max_grad_norm": max_grad_norm,
+        "target_kl": target_kl,
     }
+    overrides = {k: v for k, v in {**ppo_flags, "learning_rate": learning_rate}.items() if v is not None}
+    if phase == PHASE_BC:
+        given = [k for k in ppo_flags if k in overrides and not (k == "rollout_ticks" and rollout_save_dir)]
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise fail(UsageError(f"{flags}: PPO options, not used by --mode bc"))
+        overrides = {"learning_rate": learning_rate} if learning_rate is not None else {}
     from pydantic import ValidationError
 
-    try:  # validated like the config's `ppo:` section (model_copy would skip the bounds)
-        ppo = type(cfg.sections.ppo).model_validate({**cfg.sections.ppo.model_dump(), **overrides})
+    base: PPOConfig | BCConfig = cfg.sections.bc if phase == PHASE_BC else cfg.sections.ppo
+    try:  # validated like the config's section (model_copy would skip the bounds)
+        phase_cfg = type(base).model_validate({**base.model_dump(), **overrides})
     except ValidationError as exc:
         first = exc.errors()[0]
         raise fail(UsageError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}")) from None
@@ -421,27 +449,48 @@ def train_cmd(
             typer.echo(f"captured {len(captured.samples)} samples into {rollout_save_dir}")
             if mode is None and not train_ppo:
                 return
-        manifest = replay_manifest or (Path(section.replay_manifest) if section.replay_manifest else None)
-        replay = load_replay(manifest, capture_dir) if run_mode in ("replay", "mixed") else None
-        writer = (
-            TelemetryWriter(ppo_log, frequency=ppo_log_frequency, max_entries=ppo_log_max_entries) if ppo_log else None
-        )
+        if phase == PHASE_BC:
+            assert isinstance(phase_cfg, BCConfig)
+            manifest = bc_manifest or (Path(phase_cfg.manifest) if phase_cfg.manifest else None)
+            if manifest is None and capture_dir is None:
+                raise UsageError("--mode bc needs --capture-dir DIR or --bc-manifest FILE (or bc.manifest)")
+            replay: ReplayData | None = load_replay(manifest, capture_dir)
+        else:
+            manifest = replay_manifest or (Path(section.replay_manifest) if section.replay_manifest else None)
+            replay = load_replay(manifest, capture_dir) if run_mode in ("replay", "mixed") else None
+        log_path = bc_log if phase == PHASE_BC else ppo_log
+        if log_path is not None:  # bad --ppo-log-* values fail here, before anything is trained
+            TelemetryWriter.check_options(ppo_log_frequency, ppo_log_max_entries)
     except (TownletError, ValueError) as exc:
         raise fail(exc if isinstance(exc, TownletError) else UsageError(str(exc))) from None
-    n_epochs = epochs or section.epochs
-    ckpt = checkpoint or Path(ppo.warm_start.save_path)
+
+    def telemetry(start: int) -> TelemetryWriter:
+        assert log_path is not None
+        return TelemetryWriter(
+            log_path,
+            frequency=ppo_log_frequency,
+            max_entries=ppo_log_max_entries,
+            resume_after=start if start else None,
+        )
+
+    n_epochs = epochs or (phase_cfg.epochs if isinstance(phase_cfg, BCConfig) else section.epochs)
+    ckpt = checkpoint or Path(phase_cfg.warm_start.save_path)
     try:
         env_allow = strict_bool(os.environ.get("ALLOW_MISMATCH", ""), "ALLOW_MISMATCH")
     except UsageError as exc:
         raise fail(exc) from None
-    load = warm_start_load or (Path(ppo.warm_start.load_path) if ppo.warm_start.load_path else None)
-    ppo = ppo.model_copy(
+    warm = phase_cfg.warm_start
+    if fresh and warm_start_load is not None:
+        raise fail(UsageError("--fresh and --warm-start-load contradict each other; give one"))
+    load = None if fresh else warm_start_load or (Path(warm.load_path) if warm.load_path else None)
+    phase_cfg = phase_cfg.model_copy(
         update={
-            "warm_start": ppo.warm_start.model_copy(
+            "warm_start": warm.model_copy(
                 update={
                     "load_path": str(load) if load else None,
+                    "inherit": None if fresh else warm.inherit,
                     "save_path": str(ckpt),
-                    "allow_mismatch": ppo.warm_start.allow_mismatch or allow_mismatch or env_allow,
+                    "allow_mismatch": warm.allow_mismatch or allow_mismatch or env_allow,
                 }
             )
         }
@@ -450,7 +499,7 @@ def train_cmd(
         from townlet.training.run import dry_run_report
 
         try:
-            for line in dry_run_report(cfg, ppo, mode=run_mode, seed=cfg.seed):
+            for line in dry_run_report(cfg, phase_cfg, mode=run_mode, seed=cfg.seed, phase=phase):
                 typer.echo(line)
         except TownletError as exc:
             raise fail(exc) from None
@@ -464,50 +513,79 @@ def train_cmd(
         TimeRemainingColumn(),
         disable=not show,
     )
-    task = progress.add_task(f"PPO {run_mode} {cfg.config_id}", total=n_epochs, info="")
+    title = f"BC {cfg.config_id}" if phase == PHASE_BC else f"PPO {run_mode} {cfg.config_id}"
+    task = progress.add_task(title, total=n_epochs, info="")
 
     def on_epoch(rec: dict[str, Any]) -> None:
-        info = (
-            f"steps {rec['steps']:,}  sps {rec['sps']:,.0f}  return {rec['episode_return_mean']:.3f}  "
-            f"kl {rec['approx_kl']:.4f}"
-        )
+        if phase == PHASE_BC:
+            info = f"loss {rec['loss_policy']:.3f}  train acc {rec['train_accuracy']:.3f}"
+            if rec["holdout_accuracy"] is not None:
+                info += f"  held-out acc {rec['holdout_accuracy']:.3f}"
+        else:
+            info = (
+                f"steps {rec['steps']:,}  sps {rec['sps']:,.0f}  return {rec['episode_return_mean']:.3f}  "
+                f"kl {rec['approx_kl']:.4f}"
+            )
         progress.update(task, completed=rec["epoch"], info=info)
 
     try:
         with progress:
-            out = run_training(
-                cfg,
-                ppo=ppo,
-                mode=run_mode,
-                epochs=n_epochs,
-                seed=cfg.seed,
-                replay=replay,
-                telemetry=writer,
-                checkpoint=ckpt,
-                checkpoint_every=section.checkpoint_every,
-                on_epoch=on_epoch,
-            )
+            if isinstance(phase_cfg, BCConfig):
+                assert replay is not None
+                _, out = run_bc(
+                    cfg,
+                    bc=phase_cfg,
+                    epochs=n_epochs,
+                    seed=cfg.seed,
+                    data=replay,
+                    telemetry=telemetry if log_path else None,
+                    checkpoint=ckpt,
+                    checkpoint_every=section.checkpoint_every if checkpoint_every is None else checkpoint_every,
+                    on_epoch=on_epoch,
+                )
+            else:
+                out = run_training(
+                    cfg,
+                    ppo=phase_cfg,
+                    mode=run_mode,
+                    epochs=n_epochs,
+                    seed=cfg.seed,
+                    replay=replay,
+                    telemetry=telemetry if log_path else None,
+                    checkpoint=ckpt,
+                    checkpoint_every=section.checkpoint_every if checkpoint_every is None else checkpoint_every,
+                    on_epoch=on_epoch,
+                )
     except TownletError as exc:
         raise fail(exc) from None
     last = out.result.records[-1] if out.result.records else {}
+    keys = (
+        ("loss_policy", "loss_value", "train_accuracy", "holdout_accuracy")
+        if phase == PHASE_BC
+        else ("loss_total", "approx_kl", "episode_return_mean", "sps", "explained_variance")
+    )
     summary = {
         "config_id": cfg.config_id,
+        "phase": phase,
         "mode": run_mode,
         "epochs": n_epochs,
+        "resumed_from_epoch": out.start_epoch,
         "steps": out.result.steps,
         "seconds": out.result.seconds,
         "checkpoint": str(ckpt),
-        "telemetry": str(ppo_log) if ppo_log else None,
-        "last": {
-            k: last.get(k) for k in ("loss_total", "approx_kl", "episode_return_mean", "sps", "explained_variance")
-        },
+        "best_checkpoint": str(out.best) if out.best else None,
+        "telemetry": str(out.telemetry) if out.telemetry else None,
+        "last": {k: last.get(k) for k in keys},
     }
     if as_json:
         typer.echo(json.dumps(summary, sort_keys=True))
         return
+    resumed = f", resumed after epoch {out.start_epoch}" if out.start_epoch else ""
     typer.echo(
-        f"trained {n_epochs} epochs ({out.result.steps:,} transitions, {out.result.seconds:.1f}s) on {cfg.config_id}; "
-        f"checkpoint {ckpt}" + (f"; telemetry {ppo_log}" if ppo_log else "")
+        f"{'bc: ' if phase == PHASE_BC else ''}trained {n_epochs - out.start_epoch} epochs{resumed} "
+        f"({out.result.steps:,} transitions, {out.result.seconds:.1f}s) on {cfg.config_id}; checkpoint {ckpt}"
+        + (f"; best {out.best}" if out.best else "")
+        + (f"; telemetry {out.telemetry}" if out.telemetry else "")
     )
 
 

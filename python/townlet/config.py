@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from townlet import _core
 from townlet.errors import ConfigError
-from townlet.training.settings import PPOConfig, TrainingSection
+from townlet.training.settings import BCConfig, PPOConfig, TrainingSection
 
 #: Top-level keys owned (and validated) by the Rust world core.
 WORLD_KEYS = frozenset(
@@ -57,6 +57,7 @@ class PythonSections(BaseModel):
     """Sections owned by the Python layer."""
 
     model_config = ConfigDict(extra="forbid")
+    bc: BCConfig = BCConfig()
     ppo: PPOConfig = PPOConfig()
     training: TrainingSection = TrainingSection()
 

@@ -56,7 +56,8 @@ def resolved_config(cfg: TownConfig) -> dict[str, Any]:
     """The config as a run sees it: world sections with includes inlined, Python sections with defaults."""
     sections = cfg.sections.model_dump(mode="json")
     # Where a run loads and saves its policy is not part of what it trains on.
-    sections.get("ppo", {}).pop("warm_start", None)
+    for phase in ("bc", "ppo"):
+        sections.get(phase, {}).pop("warm_start", None)
     return {**cfg.world, **sections}
 
 

@@ -21,6 +21,7 @@ named features (`observation_metadata()` gives the layout). Every value lies in 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -141,6 +142,39 @@ class VecTown:
             "action_mask": self._masks,
         }
         return self._obs, self._rewards, self._terminated, self._truncated, infos
+
+    def get_state(self) -> dict[str, Any]:
+        """Everything needed to continue this run exactly: every town's state (RNG streams
+        included), the episode counters and the reset-seed generator. JSON-compatible."""
+        if self._needs_reset:
+            raise RuntimeError("call reset() before get_state()")
+        return {
+            "towns": json.loads(self.native.state_json()),
+            "seed": self.seed,
+            "reset_seeds": self._seeds.bit_generator.state,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> npt.NDArray[np.float32]:
+        """Restore `get_state()` output taken with the same config, number of towns and episode
+        length (SnapshotError otherwise); returns the current observations (masks and liveness
+        are in `action_masks()` and `alive`)."""
+        try:
+            towns, seed, seeds = state["towns"], int(state["seed"]), state["reset_seeds"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _core.SnapshotError(f"not a VecTown state ({exc})") from None
+        self.native.load_state(json.dumps(towns), self._obs, self._masks, self._alive)
+        rng = np.random.default_rng()
+        try:
+            rng.bit_generator.state = seeds
+        except (TypeError, ValueError, KeyError) as exc:
+            raise _core.SnapshotError(f"VecTown state: bad reset_seeds ({exc})") from None
+        self.seed, self._seeds, self._needs_reset = seed, rng, False
+        return self._obs
+
+    @property
+    def alive(self) -> npt.NDArray[np.bool_]:
+        """Which agent slots hold a live agent now."""
+        return self._alive
 
     def action_masks(self) -> npt.NDArray[np.bool_]:
         """Valid actions per agent slot, shape (num_envs * agents_per_env, n_actions)."""

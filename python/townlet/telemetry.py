@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from townlet.jsonio import canonical_json
+from townlet.jsonio import atomic_write_bytes, canonical_json
 
 TELEMETRY_VERSION = "1.1"
 
@@ -69,7 +69,7 @@ BASELINE_FIELDS = (
     "baseline_reward_sum",
     "baseline_reward_sum_mean",
 )
-EXTRA_FIELDS = ("sps", "approx_kl", "explained_variance", "episode_return_mean", "episodes")
+EXTRA_FIELDS = ("sps", "approx_kl", "explained_variance", "episode_return_mean", "episodes", "reward_mean")
 DATA_MODES = ("replay", "rollout", "mixed")
 
 
@@ -81,11 +81,13 @@ class TelemetryWriter:
     `log_stream_offset` counts the records written, across rotations, so tailers can resume.
     """
 
-    def __init__(self, path: Path, *, frequency: int = 1, max_entries: int | None = None) -> None:
-        if frequency < 1:
-            raise ValueError(f"--ppo-log-frequency must be >= 1, got {frequency}")
-        if max_entries is not None and max_entries < 1:
-            raise ValueError(f"--ppo-log-max-entries must be >= 1, got {max_entries}")
+    def __init__(
+        self, path: Path, *, frequency: int = 1, max_entries: int | None = None, resume_after: int | None = None
+    ) -> None:
+        """`resume_after` E: continue the log of a run resumed after epoch E (records of later
+        epochs, written by the interrupted run after its checkpoint, are dropped) instead of
+        starting a new one."""
+        self.check_options(frequency, max_entries)
         self.path = path
         self.frequency = frequency
         self.max_entries = max_entries
@@ -93,6 +95,9 @@ class TelemetryWriter:
         self._in_file = 0
         self._pending: dict[str, Any] | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_after is not None and path.is_file():
+            self._continue(resume_after)
+            return
         # A new run starts a new stream: drop a previous run's rotated files, which rotation would
         # otherwise shift up and interleave with this run's records.
         k = 1
@@ -101,6 +106,25 @@ class TelemetryWriter:
             k += 1
         with open(path, "w", encoding="utf-8"):
             pass
+
+    @staticmethod
+    def check_options(frequency: int, max_entries: int | None) -> None:
+        if frequency < 1:
+            raise ValueError(f"--ppo-log-frequency must be >= 1, got {frequency}")
+        if max_entries is not None and max_entries < 1:
+            raise ValueError(f"--ppo-log-max-entries must be >= 1, got {max_entries}")
+
+    def _continue(self, epoch: int) -> None:
+        """Keep the records up to `epoch` and continue the stream offset after the last one."""
+        try:
+            kept = [(line, rec) for line, rec in _lines(self.path) if int(rec["epoch"]) <= epoch]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{self.path}: cannot continue this log ({exc})") from None
+        previous = _lines(Path(f"{self.path}.1")) if Path(f"{self.path}.1").is_file() else []
+        last = kept[-1][1] if kept else (previous[-1][1] if previous else None)
+        self.offset = int(last.get("log_stream_offset", -1)) + 1 if isinstance(last, dict) else 0
+        self._in_file = len(kept)
+        atomic_write_bytes(self.path, "".join(line for line, _ in kept).encode())
 
     def _rotate(self) -> None:
         k = 1
@@ -177,6 +201,18 @@ def check_record(record: Any, *, where: str) -> list[str]:
         if key in record:
             numeric(key)
     return problems
+
+
+def _lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(raw line, record) for each non-empty line of a log this writer wrote."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        if line.strip():
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise TypeError("a line is not a JSON object")
+            out.append((line if line.endswith("\n") else line + "\n", rec))
+    return out
 
 
 def read_records(path: Path) -> list[tuple[int, Any]]:

@@ -78,6 +78,15 @@ class TownTrainEnv:
     def metadata(self) -> dict[str, Any]:
         return self.vec.observation_metadata()
 
+    def get_state(self) -> dict[str, Any]:
+        """The towns' state (JSON-compatible), for a checkpoint that resumes exactly."""
+        return self.vec.get_state()
+
+    def set_state(self, state: dict[str, Any]) -> tuple[F32, B, B]:
+        """Restore `get_state()` output; returns observations, masks and liveness as `reset` does."""
+        obs = self.vec.set_state(state)
+        return obs, self.vec.action_masks(), self.vec.alive
+
 
 class ParallelTrainEnv:
     """K copies of a PettingZoo ParallelEnv with a fixed set of possible agents, one row per

@@ -23,6 +23,7 @@ from townlet import _core
 from townlet.training.envs import TrainEnv
 from townlet.training.network import ActorCritic
 from townlet.training.settings import PPOConfig
+from townlet.training.state import set_torch_generator_state, torch_generator_state
 
 
 @dataclass
@@ -69,6 +70,29 @@ class RolloutCollector:
         obs, masks, alive = env.reset(seed)
         self.obs, self.masks, self.alive = obs.copy(), masks.copy(), alive.copy()
         self.ep_return = np.zeros(env.num_agents, np.float64)
+
+    def get_state(self) -> dict[str, Any]:
+        """Where collection stands: the env's state, the sampling RNG and open episode returns."""
+        get = getattr(self.env, "get_state", None)
+        if get is None:
+            raise TypeError(f"{type(self.env).__name__} cannot save its state, so this run cannot be resumed")
+        return {
+            "env": get(),
+            "generator": torch_generator_state(self.gen),
+            "episode_returns": [float(x) for x in self.ep_return],
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        put = getattr(self.env, "set_state", None)
+        if put is None:
+            raise TypeError(f"{type(self.env).__name__} cannot restore a saved state")
+        obs, masks, alive = put(state["env"])
+        self.obs, self.masks, self.alive = obs.copy(), masks.copy(), alive.copy()
+        set_torch_generator_state(state["generator"], self.gen)
+        ret = np.asarray(state["episode_returns"], np.float64)
+        if ret.shape != self.ep_return.shape:
+            raise ValueError(f"saved episode returns have shape {ret.shape}, this run has {self.ep_return.shape}")
+        self.ep_return = ret
 
     @torch.no_grad()
     def collect(self) -> tuple[Dataset, RolloutStats]:
@@ -282,6 +306,7 @@ def epoch_record(
         "grad_norm_max": max(upd.grad_norms, default=0.0),
         "kl_divergence_max": max((abs(k) for k in upd.kls), default=0.0),
         "reward_advantage_corr": corr,
+        "reward_mean": float(data.rewards.mean()) if len(data) else 0.0,
         "rollout_ticks": rollout_ticks,
         "queue_conflict_events": ev.get("queue_conflict", 0.0),
         "queue_conflict_intensity_sum": ev.get("queue_conflict_value", 0.0),

@@ -8,9 +8,12 @@ of the policy (with its config and observation/action spec) is saved at the end 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,11 +30,16 @@ from townlet.env import VecTown
 from townlet.errors import UsageError
 from townlet.jsonio import read_json
 from townlet.telemetry import TelemetryWriter
+from townlet.training.bc import BCTrainer, split_rows
 from townlet.training.envs import TownTrainEnv
 from townlet.training.network import ActorCritic
 from townlet.training.ppo import Dataset, baseline_from_samples
-from townlet.training.settings import MODES, PPOConfig
+from townlet.training.settings import MODES, BCConfig, PPOConfig
+from townlet.training.state import require
 from townlet.training.trainer import Trainer, TrainResult, make_policy
+
+PHASE_BC = "bc"
+PHASE_PPO = "ppo"
 
 
 @dataclass
@@ -46,6 +54,13 @@ class ReplayData:
     manifest: Path | None = None
     #: The capture's event totals, by native event name (counted into each replayed epoch's record).
     events: dict[str, float] | None = None
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Which data this is: the manifest and the SHA-256 of its bytes (which list every
+        sample's SHA-256)."""
+        if self.manifest is None:
+            return {"manifest": None, "sha256": None}
+        return {"manifest": str(self.manifest), "sha256": hashlib.sha256(self.manifest.read_bytes()).hexdigest()}
 
     def baseline(self) -> dict[str, float]:
         pairs = [(float(s["rewards"].sum()), float(s["rewards"].mean())) for s in self.samples]
@@ -117,6 +132,9 @@ def load_replay(manifest: Path | None, capture_dir: Path | None) -> ReplayData:
             raise UsageError(f"{manifest}: samples[{k}] has no 'sample' file name")
         path = manifest.parent / name
         arrays = load_npz(path)
+        want = entry.get("sha256")
+        if isinstance(want, str) and hashlib.sha256(path.read_bytes()).hexdigest() != want:
+            raise UsageError(f"{path}: contents do not match the SHA-256 recorded in {manifest} (altered?)")
         missing = [a for a in ("map", "features", "actions", "old_log_probs", "rewards", "dones") if a not in arrays]
         if missing:
             raise UsageError(f"{path}: sample lacks arrays {missing}")
@@ -190,13 +208,11 @@ def check_replay_spec(replay: ReplayData, meta: dict[str, Any], config_path: Pat
         )
 
 
-PHASE = "ppo"
-
-
-def run_config(config: TownConfig, ppo: PPOConfig) -> dict[str, Any]:
-    """The config this run trains on (the registry's resolved form, with the effective PPO values and
-    without the warm-start paths): what a checkpoint embeds and its `config_sha256` covers."""
-    return {**resolved_config(config), "ppo": ppo.model_dump(mode="json", exclude={"warm_start"})}
+def run_config(config: TownConfig, section: PPOConfig | BCConfig, phase: str = "ppo") -> dict[str, Any]:
+    """The config a phase trains on (the registry's resolved form, with the phase's effective
+    values and without the warm-start paths): what a checkpoint embeds and its `config_sha256`
+    covers."""
+    return {**resolved_config(config), phase: section.model_dump(mode="json", exclude={"warm_start"})}
 
 
 @dataclass
@@ -210,7 +226,7 @@ class WarmStartCheck:
 
 
 def check_warm_start(
-    path: Path, *, meta: dict[str, Any], run_cfg: dict[str, Any], allow_mismatch: bool
+    path: Path, *, meta: dict[str, Any], run_cfg: dict[str, Any], allow_mismatch: bool, phase: str = "ppo"
 ) -> WarmStartCheck:
     """Validate a checkpoint for warm-starting this run, changing nothing: format and shapes
     (always fatal), architecture and observation/action spec, and, for a checkpoint of the same
@@ -224,40 +240,128 @@ def check_warm_start(
             k for k in ("variant", "map_shape", "feature_names", "action_names") if trained.get(k) != meta.get(k)
         ]
         problems.append(f"observation/action spec differs ({', '.join(differs) or 'architecture'})")
-    phase = (header.get("metadata") or {}).get("phase")
+    ck_phase = (header.get("metadata") or {}).get("phase")
     want = config_sha256(run_cfg)
-    if phase == PHASE and header.get("config_sha256") != want:
+    if ck_phase == phase and header.get("config_sha256") != want:
         problems.append(
             f"config hash differs (checkpoint {str(header.get('config_sha256'))[:12]}, this config {want[:12]})"
         )
     if problems and not allow_mismatch:
         raise UsageError(
             f"{ck.path}: cannot warm start: {'; '.join(problems)}. Regenerate the checkpoint with this config "
-            "(train without --warm-start-load), or override with ppo.warm_start.allow_mismatch: true or "
+            f"(train without --warm-start-load), or override with {phase}.warm_start.allow_mismatch: true or "
             "ALLOW_MISMATCH=1"
         )
     return WarmStartCheck(ck, problems)
 
 
-def dry_run_report(config: TownConfig, ppo: PPOConfig, *, mode: str, seed: int) -> list[str]:
+@dataclass
+class WarmStartPlan:
+    """Where a phase's starting point comes from, decided before anything changes."""
+
+    check: WarmStartCheck | None = None
+    #: The checkpoint came from `inherit` (another phase's save path), not `load_path`.
+    inherited_from: str | None = None
+    #: Same phase, same config, with training state: continue that run exactly.
+    resume: bool = False
+
+    @property
+    def parent(self) -> str | None:
+        """The lineage parent: the loaded checkpoint, or, for a resume, that checkpoint's own parent
+        (a resumed run is the same run)."""
+        if self.check is None:
+            return None
+        if self.resume:
+            parent = (self.check.checkpoint.header.get("lineage") or {}).get("parent_sha256")
+            return str(parent) if parent else None
+        return self.check.checkpoint.sha256
+
+    @property
+    def note(self) -> str | None:
+        if self.check is None:
+            return None
+        if self.resume:
+            note = (self.check.checkpoint.header.get("lineage") or {}).get("note")
+            return str(note) if note else None
+        return self.check.note
+
+    @property
+    def resumed_from(self) -> str | None:
+        return self.check.checkpoint.sha256 if self.check and self.resume else None
+
+    def describe(self, phase: str) -> str:
+        if self.check is None:
+            return f"{phase}: fresh start (no warm-start checkpoint)"
+        ck = self.check.checkpoint
+        if self.resume:
+            assert ck.training is not None
+            return f"{phase}: resuming {ck.path} at epoch {ck.training.data.get('epoch')}"
+        src = (ck.header.get("metadata") or {}).get("phase") or "unknown phase"
+        how = f"inherited from the {self.inherited_from} phase" if self.inherited_from else "warm start"
+        extra = f" (allow_mismatch: {'; '.join(self.check.problems)})" if self.check.problems else ""
+        return f"{phase}: {how}: weights from {ck.path} ({src} checkpoint){extra}"
+
+
+def inherit_path(config: TownConfig, phase: str) -> str:
+    """The save path of `phase` in this config: where an inheriting phase looks."""
+    section: PPOConfig | BCConfig = getattr(config.sections, phase)
+    return section.warm_start.save_path
+
+
+def plan_warm_start(
+    config: TownConfig, section: PPOConfig | BCConfig, phase: str, *, meta: dict[str, Any]
+) -> WarmStartPlan:
+    warm = section.warm_start
+    path, inherited = warm.load_path, None
+    if not path and warm.inherit:
+        candidate = inherit_path(config, warm.inherit)
+        if Path(candidate).is_file():
+            path, inherited = candidate, warm.inherit
+    if not path:
+        return WarmStartPlan()
+    check = check_warm_start(
+        Path(path), meta=meta, run_cfg=run_config(config, section, phase), allow_mismatch=warm.allow_mismatch,
+        phase=phase,
+    )  # fmt: skip
+    ck = check.checkpoint
+    same_phase = (ck.header.get("metadata") or {}).get("phase") == phase
+    resume = same_phase and not check.problems and ck.training is not None
+    return WarmStartPlan(check, inherited, resume)
+
+
+def dry_run_report(
+    config: TownConfig, section: PPOConfig | BCConfig, *, mode: str, seed: int, phase: str = "ppo"
+) -> list[str]:
     """Check what a run would load and write, without training or writing anything."""
     meta = VecTown(config, 1, seed, num_threads=1).observation_metadata()
-    warm = ppo.warm_start
-    lines = [f"config ok: {config.path} ({config.config_id}), mode {mode}"]
-    if warm.load_path:
-        check = check_warm_start(
-            Path(warm.load_path), meta=meta, run_cfg=run_config(config, ppo), allow_mismatch=warm.allow_mismatch
-        )
-        extra = f" (allow_mismatch: {'; '.join(check.problems)})" if check.problems else ""
-        lines.append(f"warm start ok: {check.checkpoint.path}{extra}")
-    save = Path(warm.save_path)
-    parent = save.parent if str(save.parent) else Path(".")
-    existing = next((p for p in [parent, *parent.parents] if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise UsageError(f"{save}: cannot write the checkpoint here ({existing} is not a writable folder)")
-    lines.append(f"save path ok: {save}")
+    lines = [f"config ok: {config.path} ({config.config_id}), phase {phase}, mode {mode}"]
+    plan = plan_warm_start(config, section, phase, meta=meta)
+    lines.append(("warm start ok: " if plan.check else "") + plan.describe(phase))
+    warm = section.warm_start
+    for label, target in (("save path", warm.save_path), ("best path", warm.best())):
+        save = Path(target)
+        parent = save.parent if str(save.parent) else Path(".")
+        existing = next((p for p in [parent, *parent.parents] if p.exists()), Path("."))
+        if not existing.is_dir() or not os.access(existing, os.W_OK):
+            raise UsageError(f"{save}: cannot write the checkpoint here ({existing} is not a writable folder)")
+        lines.append(f"{label} ok: {save}")
     lines.append("dry run: nothing trained, nothing written")
     return lines
+
+
+def load_weights(policy: ActorCritic, plan: WarmStartPlan, phase: str) -> None:
+    """Load the plan's weights into `policy` (after `plan_warm_start` validated them)."""
+    if plan.check is None:
+        return
+    ck = plan.check.checkpoint
+    if plan.check.problems:
+        print(f"WARNING: warm start despite: {'; '.join(plan.check.problems)} (allow_mismatch)", file=sys.stderr)
+    if ck.header["architecture"] != policy.spec():
+        raise UsageError(
+            f"{ck.path}: architecture {ck.header['architecture']} cannot be loaded into {policy.spec()} "
+            "(allow_mismatch cannot bridge different parameter shapes)"
+        )
+    policy.load_state_dict(ck.state)
 
 
 @dataclass
@@ -265,6 +369,9 @@ class RunOutputs:
     result: TrainResult
     checkpoint: Path | None
     telemetry: Path | None
+    best: Path | None = None
+    #: The epoch the run started from (0 unless it resumed).
+    start_epoch: int = 0
 
 
 def run_training(
@@ -275,11 +382,13 @@ def run_training(
     epochs: int,
     seed: int,
     replay: ReplayData | None,
-    telemetry: TelemetryWriter | None,
+    telemetry: TelemetryWriter | Callable[[int], TelemetryWriter] | None,
     checkpoint: Path | None,
     checkpoint_every: int = 0,
     on_epoch: Any = None,
 ) -> RunOutputs:
+    """PPO. `telemetry` may be a writer or a factory taking the epoch the run starts after (so
+    that a resumed run continues its log)."""
     if mode not in MODES:
         raise UsageError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     env = None
@@ -295,19 +404,8 @@ def run_training(
     policy = make_policy(meta, obs_dim, n_actions, ppo.hidden)
     run_cfg = run_config(config, ppo)
     warm = ppo.warm_start
-    parent: str | None = None
-    note: str | None = None
-    if warm.load_path:
-        check = check_warm_start(Path(warm.load_path), meta=meta, run_cfg=run_cfg, allow_mismatch=warm.allow_mismatch)
-        if check.problems:
-            print(f"WARNING: warm start despite: {'; '.join(check.problems)} (allow_mismatch)", file=sys.stderr)
-        if check.checkpoint.header["architecture"] != policy.spec():
-            raise UsageError(
-                f"{check.checkpoint.path}: architecture {check.checkpoint.header['architecture']} cannot be loaded "
-                f"into {policy.spec()} (allow_mismatch cannot bridge different parameter shapes)"
-            )
-        policy.load_state_dict(check.checkpoint.state)
-        parent, note = check.checkpoint.sha256, check.note
+    plan = plan_warm_start(config, ppo, PHASE_PPO, meta=meta)
+    load_weights(policy, plan, PHASE_PPO)
     replay_ds = replay.dataset(policy, ppo.gamma, ppo.gae_lambda) if replay is not None else None
     trainer = Trainer(
         env,
@@ -319,6 +417,34 @@ def run_training(
         replay_events=replay.events if replay else None,
         obs_meta=meta,
     )
+    if plan.resume:
+        assert plan.check is not None and plan.check.checkpoint.training is not None
+        try:
+            trainer.restore(require(plan.check.checkpoint.training, str(plan.check.checkpoint.path), PHASE_PPO))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"{plan.check.checkpoint.path}: cannot resume: {exc}") from None
+    start = trainer.epoch
+    if start >= epochs:
+        raise UsageError(
+            f"{plan.check.checkpoint.path if plan.check else 'checkpoint'}: already trained {start} epochs; "
+            f"nothing to resume for --epochs {epochs} (raise --epochs to train on)"
+        )
+    if plan.check is not None:
+        print(plan.describe(PHASE_BC), file=sys.stderr)
+    if plan.check is not None:
+        print(plan.describe(PHASE_PPO), file=sys.stderr)
+    writer = telemetry(start) if callable(telemetry) else telemetry
+    best_path = Path(warm.best())
+
+    def header_metadata(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            **warm.metadata,
+            "mode": mode,
+            "phase": PHASE_PPO,
+            "config_id": config.config_id,
+            "config_path": str(config.path),
+            **(extra or {}),
+        }
 
     def save(t: Trainer) -> None:
         if checkpoint is None:
@@ -330,24 +456,154 @@ def run_training(
             config=run_cfg,
             seed=seed,
             counters={"epochs": t.epoch, "steps": t.steps},
-            metadata={
-                **warm.metadata,
-                "mode": mode,
-                "phase": PHASE,
-                "config_id": config.config_id,
-                "config_path": str(config.path),
-            },
-            parent=parent,
-            lineage_note=note,
+            metadata=header_metadata(),
+            parent=plan.parent,
+            lineage_note=plan.note,
+            resumed_from=plan.resumed_from,
+            training=t.training_state(epochs) if env is not None or mode == "replay" else None,
+        )
+
+    def save_best(t: Trainer) -> None:
+        if checkpoint is None or t.best is None:
+            return
+        save_checkpoint(
+            best_path,
+            t.policy,
+            obs_meta=meta,
+            config=run_cfg,
+            seed=seed,
+            counters={"epochs": int(t.best["policy_epoch"]), "steps": t.steps},
+            metadata=header_metadata({"best": json.dumps(t.best, sort_keys=True)}),
+            parent=plan.parent,
+            lineage_note=plan.note,
         )
 
     result = trainer.run(
         epochs,
         data_mode=mode,
-        telemetry=telemetry,
+        telemetry=writer,
         on_epoch=on_epoch,
         checkpoint_every=checkpoint_every or None,
         save=save,
+        on_best=save_best,
     )
     save(trainer)
-    return RunOutputs(result, checkpoint, telemetry.path if telemetry else None)
+    wrote_best = checkpoint is not None and trainer.best is not None and best_path.is_file()
+    return RunOutputs(result, checkpoint, writer.path if writer else None, best_path if wrote_best else None, start)
+
+
+def run_bc(
+    config: TownConfig,
+    *,
+    bc: BCConfig,
+    epochs: int,
+    seed: int,
+    data: ReplayData,
+    telemetry: Callable[[int], TelemetryWriter] | None,
+    checkpoint: Path | None,
+    checkpoint_every: int = 0,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[list[dict[str, Any]], RunOutputs]:
+    """Behaviour cloning on captured samples; returns the epoch records and the outputs."""
+    meta = VecTown(config, 1, seed, num_threads=1).observation_metadata()
+    check_replay_spec(data, meta, config.path)
+    torch.manual_seed(seed)
+    policy = make_policy(meta, int(meta["obs_dim"]), len(meta["action_names"]), bc.hidden)
+    run_cfg = run_config(config, bc, PHASE_BC)
+    warm = bc.warm_start
+    plan = plan_warm_start(config, bc, PHASE_BC, meta=meta)
+    dataset = data.fingerprint()
+    if plan.resume:
+        assert plan.check is not None and plan.check.checkpoint.training is not None
+        was = plan.check.checkpoint.training.data.get("dataset") or {}
+        same = was.get("sha256") == dataset["sha256"]
+        if not same and not warm.allow_mismatch:
+            raise UsageError(
+                f"{plan.check.checkpoint.path}: cannot resume: it was trained on {was.get('manifest')} "
+                f"(sha256 {str(was.get('sha256'))[:12]}) but this run reads {dataset['manifest']} "
+                f"(sha256 {str(dataset['sha256'])[:12]}); give the same data, or override with "
+                "bc.warm_start.allow_mismatch: true or ALLOW_MISMATCH=1"
+            )
+        if not same:
+            plan = WarmStartPlan(
+                WarmStartCheck(plan.check.checkpoint, [*plan.check.problems, "dataset differs"]), plan.inherited_from
+            )
+    load_weights(policy, plan, PHASE_BC)
+    try:
+        train, holdout = split_rows(data.samples, bc)
+        trainer = BCTrainer(policy, bc, train, holdout, seed=seed)
+    except ValueError as exc:
+        raise UsageError(f"{data.manifest or 'bc data'}: {exc}") from None
+    if plan.resume:
+        assert plan.check is not None and plan.check.checkpoint.training is not None
+        try:
+            trainer.restore(require(plan.check.checkpoint.training, str(plan.check.checkpoint.path), PHASE_BC))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"{plan.check.checkpoint.path}: cannot resume: {exc}") from None
+    start = trainer.epoch
+    if start >= epochs:
+        raise UsageError(
+            f"{plan.check.checkpoint.path if plan.check else 'checkpoint'}: already trained {start} epochs; "
+            f"nothing to resume for --epochs {epochs} (raise --epochs to train on)"
+        )
+    writer = telemetry(start) if telemetry is not None else None
+    best_path = Path(warm.best())
+
+    def header_metadata(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            **warm.metadata,
+            "phase": PHASE_BC,
+            "config_id": config.config_id,
+            "config_path": str(config.path),
+            "dataset": str(dataset["manifest"]),
+            **(extra or {}),
+        }
+
+    def save(t: BCTrainer) -> None:
+        if checkpoint is None:
+            return
+        save_checkpoint(
+            checkpoint,
+            t.policy,
+            obs_meta=meta,
+            config=run_cfg,
+            seed=seed,
+            counters={"epochs": t.epoch, "steps": t.steps},
+            metadata=header_metadata(),
+            parent=plan.parent,
+            lineage_note=plan.note,
+            resumed_from=plan.resumed_from,
+            training=t.training_state(epochs, dataset),
+        )
+
+    def save_best(t: BCTrainer) -> None:
+        if checkpoint is None or t.best is None:
+            return
+        save_checkpoint(
+            best_path,
+            t.policy,
+            obs_meta=meta,
+            config=run_cfg,
+            seed=seed,
+            counters={"epochs": t.epoch, "steps": t.steps},
+            metadata=header_metadata({"best": json.dumps(t.best, sort_keys=True)}),
+            parent=plan.parent,
+            lineage_note=plan.note,
+        )
+
+    def epoch_done(rec: dict[str, Any]) -> None:
+        if writer is not None:
+            writer.write(rec)
+        if on_epoch is not None:
+            on_epoch(rec)
+
+    t0 = time.perf_counter()
+    records = trainer.run(epochs, on_epoch=epoch_done, checkpoint_every=checkpoint_every or None, save=save,
+                          on_best=save_best)  # fmt: skip
+    if writer is not None:
+        writer.close()
+    save(trainer)
+    result = TrainResult(epochs=epochs, steps=trainer.steps, records=records, seconds=time.perf_counter() - t0)
+    wrote_best = checkpoint is not None and trainer.best is not None and best_path.is_file()
+    return records, RunOutputs(result, checkpoint, writer.path if writer else None, best_path if wrote_best else None,
+                               start)  # fmt: skip

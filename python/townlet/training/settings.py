@@ -2,19 +2,78 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field
 
 MODES = ("rollout", "replay", "mixed")
+#: Training phases, in the order a pipeline runs them; each has a `warm_start` block.
+PHASES = ("bc", "ppo")
+
+
+def latest_path(phase: str) -> str:
+    """Where a phase saves its checkpoint by default."""
+    return f"logs/{phase}/checkpoints/{phase}_latest.json"
+
+
+def best_path_for(save_path: str) -> str:
+    """The best-known checkpoint beside `save_path`: `X_latest.json` -> `X_best.json`, else `X_best.json`
+    for `X.json` (same suffix)."""
+    p = Path(save_path)
+    stem = p.stem[: -len("_latest")] if p.stem.endswith("_latest") else p.stem
+    return str(p.with_name(f"{stem}_best{p.suffix}"))
 
 
 class WarmStart(BaseModel):
-    """`<phase>.warm_start` — where a phase's policy comes from and where it goes."""
+    """`<phase>.warm_start` — where a phase's policy comes from and where it goes.
+
+    Loading a checkpoint of the same phase and config resumes it (optimizer, counters, RNG streams
+    and, for PPO, the towns); a checkpoint of another phase (or an overridden mismatch) only
+    provides the starting weights."""
 
     model_config = ConfigDict(extra="forbid")
     load_path: str | None = Field(None, description="start from this checkpoint (validated before anything changes)")
-    save_path: str = Field("logs/ppo/checkpoints/ppo_latest.json", description="rewritten when the phase completes")
+    save_path: str = Field(latest_path("ppo"), description="rewritten whenever the phase saves")
+    best_path: str | None = Field(None, description="the best-known checkpoint (default: save_path's X_best.json)")
     metadata: dict[str, str] = Field(default_factory=dict, description="copied into the saved checkpoint")
     allow_mismatch: bool = Field(False, description="load despite a config-hash or spec mismatch (warns, recorded)")
+    inherit: str | None = Field(
+        None, description="with no load_path: start from this phase's saved checkpoint when it exists"
+    )
+
+    def best(self) -> str:
+        return self.best_path or best_path_for(self.save_path)
+
+
+class PPOWarmStart(WarmStart):
+    """PPO inherits from the behaviour-cloning checkpoint by default (`inherit: null` opts out)."""
+
+    inherit: str | None = Field("bc", pattern="^bc$")
+
+
+class BCWarmStart(WarmStart):
+    save_path: str = Field(latest_path("bc"), description="rewritten whenever the phase saves")
+    inherit: None = None
+
+
+class BCConfig(BaseModel):
+    """`bc:` — behaviour cloning on captured (expert) rollouts: cross-entropy on the masked policy
+    logits, plus a value regression on the discounted returns so PPO starts with a useful critic."""
+
+    model_config = ConfigDict(extra="forbid")
+    manifest: str | None = Field(None, description="capture manifest to learn from (or --capture-dir/--bc-manifest)")
+    learning_rate: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, ge=1)
+    epochs: int = Field(10, ge=1)
+    weight_decay: float = Field(0.0, ge=0)
+    value_coef: float = Field(0.5, ge=0, description="weight of the value regression (0: policy only)")
+    gamma: float = Field(0.99, ge=0, le=1, description="discount of the value targets")
+    holdout_fraction: float = Field(
+        0.2, ge=0, lt=1, description="last fraction of each sample's ticks held out to measure accuracy"
+    )
+    hidden: int = Field(128, ge=8)
+    torch_threads: int = Field(1, ge=1)
+    warm_start: BCWarmStart = BCWarmStart()
 
 
 class PPOConfig(BaseModel):
@@ -39,14 +98,14 @@ class PPOConfig(BaseModel):
     hidden: int = Field(128, ge=8)
     torch_threads: int = Field(1, ge=1)
     episode_ticks: int | None = Field(None, ge=1, description="episode length (default: the scenario's or a day)")
-    warm_start: WarmStart = WarmStart()
+    warm_start: PPOWarmStart = PPOWarmStart()
 
 
 class TrainingSection(BaseModel):
     """`training:` — what `run_training` does by default."""
 
     model_config = ConfigDict(extra="forbid")
-    mode: str = Field("rollout", pattern="^(rollout|replay|mixed)$")
+    mode: str = Field("rollout", pattern="^(rollout|replay|mixed|bc)$")
     epochs: int = Field(10, ge=1)
     checkpoint_every: int = Field(0, ge=0, description="also save every N epochs (0: only at the end)")
     replay_manifest: str | None = None

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from townlet.checkpoint import TrainingState
 from townlet.telemetry import TelemetryWriter
 from townlet.training.envs import TrainEnv
 from townlet.training.network import ActorCritic, ConflictAwarePolicy, MLPPolicy
@@ -23,13 +24,31 @@ from townlet.training.ppo import (
     ppo_update,
 )
 from townlet.training.settings import PPOConfig
+from townlet.training.state import (
+    numpy_rng,
+    optimizer_state,
+    restore_optimizer,
+    set_torch_generator_state,
+    torch_generator_state,
+)
+
+#: What picks the best-known PPO checkpoint: the mean reward per live agent-step of an epoch's
+#: rollout, which the policy held before that epoch's update earned.
+BEST_METRIC = "rollout_reward_mean"
 
 
 def make_policy(meta: dict[str, Any], obs_dim: int, n_actions: int, hidden: int) -> ActorCritic:
-    """The conflict-aware network for Townlet observations, an MLP otherwise."""
-    if "map_shape" in meta and "n_features" in meta:
-        return ConflictAwarePolicy(tuple(meta["map_shape"]), int(meta["n_features"]), n_actions, hidden)
-    return MLPPolicy(obs_dim, n_actions, hidden)
+    """The conflict-aware network for Townlet observations, an MLP otherwise. Built on one
+    thread: the orthogonal initialisation (a QR decomposition) may round differently with more,
+    and a run's first weights must not depend on the machine's core count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if "map_shape" in meta and "n_features" in meta:
+            return ConflictAwarePolicy(tuple(meta["map_shape"]), int(meta["n_features"]), n_actions, hidden)
+        return MLPPolicy(obs_dim, n_actions, hidden)
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -82,6 +101,41 @@ class Trainer:
         self.rng = np.random.default_rng(seed)
         self.steps = 0
         self.epoch = 0
+        #: The best epoch so far by `BEST_METRIC` (rollout modes): metric, value, epoch, policy_epoch.
+        self.best: dict[str, Any] | None = None
+
+    # -- resume ------------------------------------------------------------------------------------
+
+    def training_state(self, total_epochs: int) -> TrainingState:
+        """Everything besides the weights that `restore` needs to continue exactly here."""
+        optim, tensors = optimizer_state(self.optimizer)
+        data: dict[str, Any] = {
+            "phase": "ppo",
+            "epoch": self.epoch,
+            "steps": self.steps,
+            "total_epochs": total_epochs,
+            "optimizer": optim,
+            "numpy_rng": self.rng.bit_generator.state,
+            "torch_rng": torch_generator_state(),
+            "collector": self.collector.get_state() if self.collector is not None else None,
+            "best": self.best,
+        }
+        return TrainingState(data, tensors)
+
+    def restore(self, training: TrainingState) -> None:
+        """Continue from a `training_state` taken by a run of the same config."""
+        data = training.data
+        restore_optimizer(self.optimizer, data["optimizer"], training.tensors)
+        self.epoch, self.steps = int(data["epoch"]), int(data["steps"])
+        self.rng = numpy_rng(data["numpy_rng"])
+        set_torch_generator_state(data["torch_rng"])
+        if self.collector is not None:
+            if data.get("collector") is None:
+                raise ValueError("the checkpoint was saved by a run without rollouts; resume it in the same mode")
+            self.collector.set_state(data["collector"])
+        self.best = data.get("best")
+
+    # -- the loop ----------------------------------------------------------------------------------
 
     def run(
         self,
@@ -92,14 +146,20 @@ class Trainer:
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
         checkpoint_every: int | None = None,
         save: Callable[[Trainer], None] | None = None,
+        on_best: Callable[[Trainer], None] | None = None,
     ) -> TrainResult:
+        """Train until epoch `epochs` (a resumed trainer continues from its epoch). The learning
+        rate anneals over epochs 1..`epochs`; `save` runs every `checkpoint_every` epochs (not
+        after the last: the caller saves then); `on_best` runs, before the update, whenever an
+        epoch's rollout scores better than every earlier one (`self.best`), so the policy it
+        sees is the one that earned the score."""
         result = TrainResult(epochs=epochs, steps=0)
         t_start = time.perf_counter()
-        for k in range(1, epochs + 1):
+        for epoch in range(self.epoch + 1, epochs + 1):
             t0 = time.perf_counter()
-            self.epoch += 1
+            self.epoch = epoch
             if self.cfg.anneal_lr:
-                lr = self.cfg.learning_rate * (1.0 - (k - 1) / epochs)
+                lr = self.cfg.learning_rate * (1.0 - (epoch - 1) / epochs)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
             lr = float(self.optimizer.param_groups[0]["lr"])
@@ -114,6 +174,11 @@ class Trainer:
                 result.episode_returns.extend(roll.episode_returns)
                 baseline = baseline_from_samples(roll.sample_rewards)
                 events = dict(roll.events)
+                score = float(data.rewards.mean()) if len(data) else float("-inf")
+                if self.best is None or score > float(self.best["value"]):
+                    self.best = {"metric": BEST_METRIC, "value": score, "epoch": epoch, "policy_epoch": epoch - 1}
+                    if on_best is not None:
+                        on_best(self)
             if data_mode in ("replay", "mixed"):
                 assert self.replay is not None
                 parts.append(self.replay)
@@ -144,7 +209,7 @@ class Trainer:
                 telemetry.write(rec)
             if on_epoch is not None:
                 on_epoch(rec)
-            if save is not None and checkpoint_every and k % checkpoint_every == 0 and k != epochs:
+            if save is not None and checkpoint_every and epoch % checkpoint_every == 0 and epoch != epochs:
                 save(self)
         if telemetry is not None:
             telemetry.close()

@@ -5,6 +5,7 @@
 //! the prior system's tick order.
 
 pub mod activity;
+pub mod capture;
 pub mod config;
 pub mod employment;
 pub mod events;

@@ -1,6 +1,7 @@
 //! Unit tests for every world system, on a small hand-built town (see `fixture`).
 
 mod affordances;
+mod capture;
 mod config_errors;
 mod determinism;
 mod employment;
@@ -12,3 +13,4 @@ mod movement;
 mod perturbations;
 mod queues;
 mod social;
+mod vec_state;

@@ -10,10 +10,28 @@
 
 use crate::obs::ObsLayout;
 use crate::rng::Rng;
+use crate::state::State;
 use crate::statics::Statics;
 use crate::world::{Actions, World};
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+pub const VEC_STATE_FORMAT: &str = "townlet.vec_state";
+pub const VEC_STATE_VERSION: u32 = 1;
+
+/// Everything that changes while towns step: with the same config, restoring it continues the run
+/// exactly where it was saved (the RNG streams live in each town's state).
+#[derive(Serialize, Deserialize)]
+struct VecState {
+    format: String,
+    version: u32,
+    config_hash: String,
+    seed: u64,
+    episode_ticks: u64,
+    episodes: Vec<u64>,
+    towns: Vec<State>,
+}
 
 /// Output buffers for all towns, agent-major within each town.
 pub struct Buffers<'a> {
@@ -176,6 +194,98 @@ impl VecWorld {
                     .enumerate()
                     .for_each(|(k, (((w, ep), act), o))| ctx.step_town(k, w, ep, act, o));
             }),
+        }
+    }
+
+    /// The state of every town and the episode counters as a versioned JSON document (without the
+    /// config, which the restoring side must already have: it is checked by hash).
+    pub fn state_json(&self) -> String {
+        let st = VecState {
+            format: VEC_STATE_FORMAT.into(),
+            version: VEC_STATE_VERSION,
+            config_hash: self.statics.config_hash.clone(),
+            seed: self.seed,
+            episode_ticks: self.episode_ticks,
+            episodes: self.episodes.clone(),
+            towns: self.towns.iter().map(|w| w.st.clone()).collect(),
+        };
+        serde_json::to_string(&st).expect("vec state serialises")
+    }
+
+    /// Restore `state_json` output taken with the same config, number of towns and episode length,
+    /// then write every agent's observation, mask and liveness as `step` would have.
+    pub fn load_state_json(
+        &mut self,
+        json: &str,
+        obs: &mut [f32],
+        masks: &mut [bool],
+        alive: &mut [bool],
+    ) -> Result<(), String> {
+        let head: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| format!("not a JSON document: {e}"))?;
+        let format = head.get("format").and_then(|v| v.as_str()).unwrap_or("");
+        if format != VEC_STATE_FORMAT {
+            return Err(format!(
+                "not a Townlet town state (format is {format:?}, expected {VEC_STATE_FORMAT:?})"
+            ));
+        }
+        let version = head.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
+        if version != u64::from(VEC_STATE_VERSION) {
+            return Err(format!(
+                "town state version {version} is not supported by this build (it reads version {VEC_STATE_VERSION})"
+            ));
+        }
+        let st: VecState =
+            serde_json::from_value(head).map_err(|e| format!("malformed town state: {e}"))?;
+        if st.config_hash != self.statics.config_hash {
+            return Err(format!(
+                "town state was saved with config hash {} but this config hashes to {}",
+                &st.config_hash[..12.min(st.config_hash.len())],
+                &self.statics.config_hash[..12]
+            ));
+        }
+        if st.towns.len() != self.num_envs() || st.episodes.len() != self.num_envs() {
+            return Err(format!(
+                "town state holds {} towns, this run steps {}",
+                st.towns.len(),
+                self.num_envs()
+            ));
+        }
+        if st.episode_ticks != self.episode_ticks {
+            return Err(format!(
+                "town state was saved with episodes of {} ticks, this run uses {}",
+                st.episode_ticks, self.episode_ticks
+            ));
+        }
+        let towns = st
+            .towns
+            .into_iter()
+            .enumerate()
+            .map(|(k, s)| {
+                World::with_state(Arc::clone(&self.statics), k as u64, s)
+                    .map_err(|e| format!("town {k}: state does not match the config ({e})"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.towns = towns;
+        self.episodes = st.episodes;
+        self.seed = st.seed;
+        self.observe(obs, masks, alive);
+        Ok(())
+    }
+
+    /// Write every agent's current observation, mask and liveness.
+    pub fn observe(&self, obs: &mut [f32], masks: &mut [bool], alive: &mut [bool]) {
+        let (m, d, a) = (self.agents_per_env(), self.obs_dim(), self.n_actions());
+        for (k, w) in self.towns.iter().enumerate() {
+            write_town(
+                w,
+                &self.layout,
+                &mut obs[k * m * d..(k + 1) * m * d],
+                &mut masks[k * m * a..(k + 1) * m * a],
+            );
+            for (i, ag) in w.st.agents.iter().enumerate() {
+                alive[k * m + i] = ag.alive;
+            }
         }
     }
 

@@ -449,24 +449,28 @@ impl World {
         if statics.config_hash != snap.config_hash {
             return Err("snapshot config hash does not match its embedded config".into());
         }
-        let n = statics.n_agents();
-        let st = snap.state;
+        World::with_state(statics, snap.town, snap.state)
+            .map_err(|e| format!("snapshot state does not match its config ({e})"))
+    }
+
+    /// A town of `statics` holding `st` (the last tick's counters included, so that the world hash
+    /// matches at once); an error when the state's sizes do not fit the config.
+    pub fn with_state(s: Arc<Statics>, town: u64, st: State) -> Result<Self, String> {
+        let n = s.n_agents();
         if st.agents.len() != n
             || st.ties.len() != n * n
-            || st.objects.len() != statics.objects.len()
-            || st.cooldowns.len() != n * statics.objects.len()
+            || st.objects.len() != s.objects.len()
+            || st.cooldowns.len() != n * s.objects.len()
+            || st.base_prices.len() != s.base_prices.len()
+            || st.prices.len() != s.base_prices.len()
             || st.events.totals.len() != EventKind::COUNT
             || st.events.value_totals.len() != EventKind::COUNT
             || st.events.tick_counts.len() != EventKind::COUNT
             || st.events.tick_values.len() != EventKind::COUNT
         {
-            return Err(
-                "snapshot state does not match its config (agent, object or event counts differ)"
-                    .into(),
-            );
+            return Err("agent, object or event counts differ".into());
         }
-        let mut w = World::new(statics, snap.town);
-        // The last tick's counters are restored too, so that the world hash matches at once.
+        let mut w = World::new(s, town);
         w.st = st;
         Ok(w)
     }

@@ -4,7 +4,7 @@
 use numpy::ndarray::{Array1, Array2};
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
-    PyReadwriteArray1, PyReadwriteArray2, PyUntypedArrayMethods,
+    PyReadwriteArray1, PyReadwriteArray2, PyReadwriteArray3, PyUntypedArrayMethods,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyIndexError, PyValueError};
@@ -898,6 +898,129 @@ impl VecTown {
             }
         });
         Ok(())
+    }
+
+    /// Every town's state and the episode counters as JSON (without the config; see `load_state`).
+    fn state_json(&self, py: Python<'_>) -> String {
+        let v = &self.v;
+        py.detach(|| v.state_json())
+    }
+
+    /// Restore `state_json` output taken with the same config, number of towns and episode length,
+    /// and write the current observations, masks and liveness into the given arrays.
+    fn load_state(
+        &mut self,
+        py: Python<'_>,
+        state: &str,
+        mut obs: PyReadwriteArray2<'_, f32>,
+        mut masks: PyReadwriteArray2<'_, bool>,
+        mut alive: PyReadwriteArray1<'_, bool>,
+    ) -> PyResult<()> {
+        let n = self.v.num_envs() * self.v.agents_per_env();
+        let o = obs.as_slice_mut()?;
+        let m = masks.as_slice_mut()?;
+        let l = alive.as_slice_mut()?;
+        check_len("obs", o.len(), n * self.v.obs_dim())?;
+        check_len("masks", m.len(), n * self.v.n_actions())?;
+        check_len("alive", l.len(), n)?;
+        let v = &mut self.v;
+        py.detach(|| v.load_state_json(state, o, m, l))
+            .map_err(SnapshotError::new_err)
+    }
+
+    /// Capture ticks `start..stop` under the scripted expert straight into agent-major arrays
+    /// `(slots, T, ...)`: `map` (map_len), `features`, `masks`, `actions` (chosen), `log_probs`,
+    /// `rewards`, `terminated`, `alive`. Row `t` is what slot saw before acting at tick `t` and
+    /// what that tick returned; a masked choice is applied as `wait` (as `step` does). Call with
+    /// `start = 0` right after `reset`, then with consecutive ranges; `stop` must stay below
+    /// `episode_ticks` (no autoreset). The GIL is released while the towns run.
+    #[allow(clippy::too_many_arguments)]
+    fn capture_expert(
+        &mut self,
+        py: Python<'_>,
+        start: usize,
+        stop: usize,
+        mut map: PyReadwriteArray3<'_, f32>,
+        mut features: PyReadwriteArray3<'_, f32>,
+        mut masks: PyReadwriteArray3<'_, bool>,
+        mut actions: PyReadwriteArray2<'_, i64>,
+        mut log_probs: PyReadwriteArray2<'_, f32>,
+        mut rewards: PyReadwriteArray2<'_, f32>,
+        mut terminated: PyReadwriteArray2<'_, bool>,
+        mut alive: PyReadwriteArray2<'_, bool>,
+    ) -> PyResult<()> {
+        let n = self.v.num_envs() * self.v.agents_per_env();
+        let t = alive.shape()[1];
+        let rows = [n, t];
+        for (name, shape, c_order, width) in [
+            (
+                "map",
+                map.shape(),
+                map.is_c_contiguous(),
+                Some(self.v.layout.map_len()),
+            ),
+            (
+                "features",
+                features.shape(),
+                features.is_c_contiguous(),
+                Some(self.v.layout.n_features()),
+            ),
+            (
+                "masks",
+                masks.shape(),
+                masks.is_c_contiguous(),
+                Some(self.v.n_actions()),
+            ),
+            ("actions", actions.shape(), actions.is_c_contiguous(), None),
+            (
+                "log_probs",
+                log_probs.shape(),
+                log_probs.is_c_contiguous(),
+                None,
+            ),
+            ("rewards", rewards.shape(), rewards.is_c_contiguous(), None),
+            (
+                "terminated",
+                terminated.shape(),
+                terminated.is_c_contiguous(),
+                None,
+            ),
+            ("alive", alive.shape(), alive.is_c_contiguous(), None),
+        ] {
+            let want: Vec<usize> = rows.iter().copied().chain(width).collect();
+            if shape != want.as_slice() {
+                return Err(PyValueError::new_err(format!(
+                    "{name} has shape {shape:?}, expected {want:?}"
+                )));
+            }
+            // A Fortran-ordered array is contiguous too, but its rows are not where they belong.
+            if !c_order {
+                return Err(PyValueError::new_err(format!(
+                    "{name} must be C-contiguous"
+                )));
+            }
+        }
+        let rec = townlet_core::capture::Record {
+            map: map.as_slice_mut()?,
+            features: features.as_slice_mut()?,
+            masks: masks.as_slice_mut()?,
+            actions: actions.as_slice_mut()?,
+            log_probs: log_probs.as_slice_mut()?,
+            rewards: rewards.as_slice_mut()?,
+            terminated: terminated.as_slice_mut()?,
+            alive: alive.as_slice_mut()?,
+        };
+        let v = &mut self.v;
+        py.detach(|| townlet_core::capture::run_expert(v, start, stop, Some(rec)))
+            .map_err(PyValueError::new_err)
+    }
+
+    /// `capture_expert` over ticks `0..ticks` right after `reset`, recording nothing (every
+    /// observation is still built): the stepping a capture does, without the capture.
+    fn run_expert(&mut self, py: Python<'_>, ticks: usize) -> PyResult<()> {
+        let v = &mut self.v;
+        py.detach(|| townlet_core::capture::run_expert(v, 0, ticks, None))
+            .map_err(PyValueError::new_err)
     }
 
     /// The scripted expert's actions and log-probabilities for every slot (advances its RNG only).

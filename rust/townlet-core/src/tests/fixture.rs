@@ -351,6 +351,7 @@ pub fn assert_close(a: f64, b: f64, tol: f64) {
 }
 
 /// A deterministic pseudo-random generator for tests (independent of the world's streams).
+#[derive(Clone)]
 pub struct TestRng(u64);
 
 impl TestRng {

@@ -1,0 +1,221 @@
+"""Behaviour cloning: fit the policy to captured (expert) actions.
+
+The loss is the cross-entropy of the masked policy logits against the captured action, plus
+`value_coef` x a value regression on the discounted returns of the capture, so that a PPO run
+inheriting these weights starts with a critic that already knows the scale of the returns.
+Accuracy is measured on held-out data: the last `holdout_fraction` of every sample's ticks, never
+seen in training (nearby ticks are correlated, so a random row split would flatter the model).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+
+from townlet import _core
+from townlet.checkpoint import TrainingState
+from townlet.training.network import ActorCritic
+from townlet.training.settings import BCConfig
+from townlet.training.state import (
+    numpy_rng,
+    optimizer_state,
+    restore_optimizer,
+    set_torch_generator_state,
+    torch_generator_state,
+)
+
+#: What picks the best-known BC checkpoint (training accuracy when nothing is held out).
+BEST_METRIC = "holdout_accuracy"
+
+
+@dataclass
+class Rows:
+    obs: npt.NDArray[np.float32]
+    masks: npt.NDArray[np.bool_]
+    actions: npt.NDArray[np.int64]
+    returns: npt.NDArray[np.float32]
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    @staticmethod
+    def concat(parts: list[Rows]) -> Rows:
+        return Rows(*(np.concatenate([getattr(p, f) for p in parts]) for f in Rows.__dataclass_fields__))
+
+
+def discounted_returns(
+    rewards: npt.NDArray[np.float32], dones: npt.NDArray[np.bool_], alive: npt.NDArray[np.bool_], gamma: float
+) -> npt.NDArray[np.float32]:
+    """Discounted returns of one agent's trajectory (no bootstrap at the end), via the Rust GAE
+    with zero values and lambda 1."""
+    t = len(rewards)
+    zeros = np.zeros((t, 1), np.float32)
+    _, ret = _core.compute_gae(
+        rewards.reshape(t, 1).astype(np.float32),
+        zeros,
+        dones.reshape(t, 1).astype(bool),
+        np.zeros((t, 1), bool),
+        alive.reshape(t, 1).astype(bool),
+        np.zeros((t, 1), np.float32),
+        np.zeros(1, np.float32),
+        gamma,
+        1.0,
+    )
+    out: npt.NDArray[np.float32] = ret[:, 0]
+    return out
+
+
+def split_rows(samples: list[dict[str, npt.NDArray[Any]]], cfg: BCConfig) -> tuple[Rows, Rows]:
+    """(train, held-out) rows where the agent was alive; the last `holdout_fraction` of each
+    sample's ticks are held out."""
+    train: list[Rows] = []
+    hold: list[Rows] = []
+    for s in samples:
+        t = len(s["actions"])
+        alive = s["alive"].astype(bool)
+        dones = s["dones"].astype(bool)
+        ret = discounted_returns(s["rewards"], dones, alive, cfg.gamma)
+        cut = t - int(np.floor(t * cfg.holdout_fraction))
+        for part, lo, hi in ((train, 0, cut), (hold, cut, t)):
+            keep = np.zeros(t, bool)
+            keep[lo:hi] = True
+            keep &= alive
+            part.append(
+                Rows(
+                    obs=s["obs"][keep].astype(np.float32),
+                    masks=s["action_masks"][keep].astype(bool),
+                    actions=s["actions"][keep].astype(np.int64),
+                    returns=ret[keep].astype(np.float32),
+                )
+            )
+    return Rows.concat(train), Rows.concat(hold)
+
+
+class BCTrainer:
+    def __init__(self, policy: ActorCritic, cfg: BCConfig, train: Rows, holdout: Rows, *, seed: int) -> None:
+        if len(train) == 0:
+            raise ValueError("no training rows (every captured agent was dead, or the samples are empty)")
+        bad = ~train.masks[np.arange(len(train)), train.actions]
+        if bad.any():
+            raise ValueError(f"{int(bad.sum())} captured actions are masked in their own observation's mask")
+        torch.set_num_threads(cfg.torch_threads)
+        self.policy = policy
+        self.cfg = cfg
+        self.train, self.holdout = train, holdout
+        self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        self.rng = np.random.default_rng(seed)
+        self.epoch = 0
+        self.steps = 0
+        self.best: dict[str, Any] | None = None
+
+    def training_state(self, total_epochs: int, dataset: dict[str, Any]) -> TrainingState:
+        optim, tensors = optimizer_state(self.optimizer)
+        data = {
+            "phase": "bc",
+            "epoch": self.epoch,
+            "steps": self.steps,
+            "total_epochs": total_epochs,
+            "optimizer": optim,
+            "numpy_rng": self.rng.bit_generator.state,
+            "torch_rng": torch_generator_state(),
+            "best": self.best,
+            "dataset": dataset,
+        }
+        return TrainingState(data, tensors)
+
+    def restore(self, training: TrainingState) -> None:
+        data = training.data
+        restore_optimizer(self.optimizer, data["optimizer"], training.tensors)
+        self.epoch, self.steps = int(data["epoch"]), int(data["steps"])
+        self.rng = numpy_rng(data["numpy_rng"])
+        set_torch_generator_state(data["torch_rng"])
+        self.best = data.get("best")
+
+    @torch.no_grad()
+    def evaluate(self, rows: Rows) -> tuple[float, float]:
+        """(accuracy of the argmax action, mean cross-entropy) over `rows`."""
+        if len(rows) == 0:
+            return float("nan"), float("nan")
+        hits, loss = 0, 0.0
+        for start in range(0, len(rows), 4096):
+            sl = slice(start, start + 4096)
+            obs, mask = torch.from_numpy(rows.obs[sl]), torch.from_numpy(rows.masks[sl])
+            actions = torch.from_numpy(rows.actions[sl])
+            logits, _ = self.policy(obs, mask)
+            hits += int((logits.argmax(-1) == actions).sum())
+            loss += float(F.cross_entropy(logits, actions, reduction="sum"))
+        return hits / len(rows), loss / len(rows)
+
+    def run(
+        self,
+        epochs: int,
+        *,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        checkpoint_every: int | None = None,
+        save: Callable[[BCTrainer], None] | None = None,
+        on_best: Callable[[BCTrainer], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Train until epoch `epochs` (a restored trainer continues from its epoch)."""
+        records = []
+        tensors = {
+            "obs": torch.from_numpy(self.train.obs),
+            "masks": torch.from_numpy(self.train.masks),
+            "actions": torch.from_numpy(self.train.actions),
+            "returns": torch.from_numpy(self.train.returns),
+        }
+        n, bs = len(self.train), self.cfg.batch_size
+        for epoch in range(self.epoch + 1, epochs + 1):
+            t0 = time.perf_counter()
+            self.epoch = epoch
+            perm = self.rng.permutation(n)
+            pol_losses, val_losses, hits = [], [], 0
+            self.policy.train()
+            for start in range(0, n, bs):
+                idx = torch.from_numpy(perm[start : start + bs])
+                logits, values = self.policy(tensors["obs"][idx], tensors["masks"][idx])
+                actions = tensors["actions"][idx]
+                pol = F.cross_entropy(logits, actions)
+                val = 0.5 * ((values - tensors["returns"][idx]) ** 2).mean()
+                loss = pol + self.cfg.value_coef * val
+                self.optimizer.zero_grad()
+                loss.backward()
+                self.optimizer.step()
+                pol_losses.append(float(pol.detach()))
+                val_losses.append(float(val.detach()))
+                hits += int((logits.detach().argmax(-1) == actions).sum())
+                self.steps += len(idx)
+            self.policy.eval()
+            hold_acc, hold_loss = self.evaluate(self.holdout)
+            rec: dict[str, Any] = {
+                "phase": "bc",
+                "epoch": epoch,
+                "steps": self.steps,
+                "lr": float(self.optimizer.param_groups[0]["lr"]),
+                "loss_policy": float(np.mean(pol_losses)),
+                "loss_value": float(np.mean(val_losses)),
+                "train_accuracy": hits / n,
+                "holdout_accuracy": hold_acc if len(self.holdout) else None,
+                "holdout_loss": hold_loss if len(self.holdout) else None,
+                "rows_train": n,
+                "rows_holdout": len(self.holdout),
+                "epoch_duration_sec": time.perf_counter() - t0,
+            }
+            records.append(rec)
+            score = hold_acc if len(self.holdout) else rec["train_accuracy"]
+            if self.best is None or score > float(self.best["value"]):
+                metric = BEST_METRIC if len(self.holdout) else "train_accuracy"
+                self.best = {"metric": metric, "value": score, "epoch": epoch, "policy_epoch": epoch}
+                if on_best is not None:
+                    on_best(self)
+            if on_epoch is not None:
+                on_epoch(rec)
+            if save is not None and checkpoint_every and epoch % checkpoint_every == 0 and epoch != epochs:
+                save(self)
+        return records
