@@ -15,7 +15,7 @@ GOLDEN_SCENARIOS := configs/scenarios/kitchen_breakfast.yaml configs/scenarios/q
 GOLDEN := docs/samples/rollout_scenario_stats.json
 TICKS ?= 4320
 
-.PHONY: train help setup build test test-rust test-py check fmt lint stubtest bench run sim clean capture golden-check golden-merge
+.PHONY: train help setup build test test-rust test-py check fmt lint stubtest bench run sim clean capture golden-check golden-merge warm-start-check
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ test-py: $(EXT_STAMP) ## Python tests
 	$(PY) -m pytest
 
 test: test-rust test-py golden-check ## Rust and Python tests, and the golden drift check
+
+warm-start-check: $(EXT_STAMP) ## the warm-start round trips: tools, Make targets, tamper tests, bc -> ppo -> resume
+	$(PY) -m pytest tests/test_warm_start_tools.py tests/test_warm_start.py tests/test_phases.py
 
 fmt: $(STAMP) ## format Rust and Python
 	cargo fmt --all

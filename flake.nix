@@ -124,12 +124,14 @@
 
       # `make check` is lint + stubtest + test; each is its own check so they can run in parallel.
       # `registry` checks that configs/config_registry.json is canonical and that every entry's hash
-      # matches its stored config (the tool round trips run in `test`: tests/test_warm_start_tools.py).
+      # matches its stored config; `warm-start` runs the checkpoint, registry, log and archive round
+      # trips, their tamper tests and the bc -> ppo -> resume chain (also part of `test`).
       checks = forAllSystems (pkgs: {
         lint = makeCheck pkgs "lint";
         stubtest = makeCheck pkgs "stubtest";
         test = makeCheck pkgs "test";
         registry = makeCheck pkgs "registry-validate";
+        warm-start = makeCheck pkgs "warm-start-check";
       });
     };
 }

@@ -283,6 +283,43 @@ def test_checkpoint_verify_names_every_problem(ckdir: Path) -> None:
     assert res.returncode == 2 and "not found" in res.stderr, str(res)
 
 
+def test_checkpoint_verify_checks_the_training_state(run: Run, tmp_path: Path) -> None:
+    """The optimizer tensors a resume restores are verified like the weights, in both encodings."""
+    from townlet.checkpoint import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(run.ckpt)
+    assert ck.training is not None and ck.training.tensors, "a *_latest checkpoint carries training state"
+    h = ck.header
+    js = tmp_path / "train.json"
+    save_checkpoint(js, ck.policy(), obs_meta=h["observation"], config=h["config"], seed=h["seed"],
+                    counters=h["counters"], training=ck.training)  # fmt: skip
+    assert cli("checkpoint", "verify", js).returncode == 0
+    again = load_checkpoint(js)
+    assert again.training is not None and again.training.data == ck.training.data
+    assert all(again.training.tensors[k].equal(v) for k, v in ck.training.tensors.items())
+    first = sorted(ck.training.tensors)[0]
+
+    def damage(h: dict[str, Any]) -> None:
+        h["training_weights"].pop(first)
+        second = sorted(h["training"]["tensors"])[1]
+        h["training"]["tensors"][second] = [1, 2, 3]
+        h["training_weights"]["optim/99/exp_avg"] = [0.5]
+
+    _edit_header(js, damage)
+    res = cli("checkpoint", "verify", js)
+    assert_problem(res, f"training tensor {first!r} is missing", "header says [1, 2, 3]", "'optim/99/exp_avg'")
+    res = cli("train", "configs/scenarios/queue_conflict.yaml", "--epochs", "9", "--warm-start-load", js)
+    assert res.returncode == 2 and "training tensors do not match the header" in res.stderr, str(res)
+
+    # In a safetensors pair the training tensors live in the weights file; an unlisted one is named.
+    side = tmp_path / "pair.json"
+    shutil.copy2(run.ckpt, tmp_path / "pair.safetensors")
+    shutil.copy2(run.ckpt.with_suffix(".json"), side)
+    _edit_header(side, lambda h: h["training"]["tensors"].pop(first))
+    _edit_header(side, lambda h: h.__setitem__("weights_file", "pair.safetensors"))
+    assert_problem(cli("checkpoint", "verify", tmp_path / "pair.safetensors"), f"training tensor {first!r}")
+
+
 def test_checkpoint_list_shows_registry_labels(ckdir: Path, tmp_path: Path) -> None:
     """A checkpoint embedding the resolved config carries the registry's hash, so list shows its label."""
     from townlet.checkpoint import load_checkpoint, save_checkpoint
