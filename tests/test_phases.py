@@ -88,6 +88,10 @@ def test_ppo_inherits_bc_and_a_killed_run_resumes_identically(work: Path) -> Non
     if not bc.exists():
         pytest.skip("needs the bc checkpoint of the previous test")
     bc_sha = load_checkpoint(bc).sha256
+    dry = townlet(work, "train", "town.yaml", "--dry-run", "--warm-start-save", "dry/ppo.json")
+    assert dry.returncode == 0, str(dry)
+    assert "ppo: inherited from the bc phase" in dry.stdout and "dry run: nothing trained" in dry.stdout
+    assert not (work / "dry").exists()
     full = ppo(work, "full")
     out, err = full.communicate(timeout=600)
     assert full.returncode == 0, err

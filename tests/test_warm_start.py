@@ -121,6 +121,12 @@ def test_make_train_takes_the_seed_variables(tmp_path: Path) -> None:
     assert bad.returncode != 0 and "DRY_RUN=maybe is not a boolean" in bad.stderr
     bc = make("PHASE=bc")  # behaviour cloning needs data
     assert bc.returncode != 0 and "--capture-dir" in bc.stderr, bc.stderr
+    cap = tmp_path / "cap"
+    assert train(QUEUE, "--rollout-save-dir", str(cap), "--rollout-ticks", "40").returncode == 0
+    bc = make("PHASE=bc", f"CAPTURE_DIR={cap}", f"WARM_SAVE={tmp_path / 'bc.json'}")
+    assert bc.returncode == 0, bc.stderr
+    assert json.loads((tmp_path / "bc.json").read_text())["metadata"]["phase"] == "bc"
+    assert (tmp_path / "bc_best.json").is_file() and (tmp_path / "train.jsonl").is_file()
     assert make("PHASE=anneal").returncode != 0
     bad = make("FRESH=maybe")
     assert bad.returncode != 0 and "FRESH=maybe is not a boolean" in bad.stderr

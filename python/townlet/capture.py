@@ -108,9 +108,6 @@ CHUNK_BYTES = 2 << 20
 PARALLEL_BYTES = 1 << 20
 #: Pieces of at least this size are written on their own; smaller ones are gathered into runs.
 _RUN_BYTES = 64 << 10
-#: `sync_file_range(fd, offset, nbytes, SYNC_FILE_RANGE_WRITE)` starts writeback without waiting (Linux).
-_sync_file_range: Callable[[int, int, int, int], None] | None = getattr(os, "sync_file_range", None)
-_START_WRITEBACK: int = getattr(os, "SYNC_FILE_RANGE_WRITE", 0)
 _ZIP64_LIMIT = (1 << 31) - 1
 _ZIP_FILECOUNT_LIMIT = (1 << 16) - 1
 _escape: Callable[[str], str] = json.encoder.encode_basestring_ascii
@@ -600,12 +597,7 @@ class _Sample:
                 piece = e.data[t0 * e.row_bytes : t1 * e.row_bytes]
                 e.crc = zlib.crc32(piece, e.crc)
                 if self.planned:
-                    at = e.data_offset + t0 * e.row_bytes
-                    _pwrite_all(fd, piece, at)
-                    if _sync_file_range is not None:
-                        # Start writing these pages to disk now: the fsync at the end then has
-                        # less left to wait for. (Durability still comes from that fsync.)
-                        _sync_file_range(fd, at, piece.nbytes, _START_WRITEBACK)
+                    _pwrite_all(fd, piece, e.data_offset + t0 * e.row_bytes)
 
     def finish(self, fd: int) -> str:
         """Write the rest of the archive and return its SHA-256 (the file is not yet fsynced)."""

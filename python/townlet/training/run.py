@@ -8,6 +8,7 @@ of the policy (with its config and observation/action spec) is saved at the end 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -364,6 +365,56 @@ def load_weights(policy: ActorCritic, plan: WarmStartPlan, phase: str) -> None:
     policy.load_state_dict(ck.state)
 
 
+class BestKeeper:
+    """The best-known agent of a run, written beside the latest checkpoint. A new best is held in
+    memory and written when the run next saves, so a run pays one write per checkpoint rather than
+    one per improving epoch, and the best file never runs ahead of the checkpoint a resume starts
+    from (which restores the best score)."""
+
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        obs_meta: dict[str, Any],
+        config: dict[str, Any],
+        seed: int,
+        metadata: Callable[[dict[str, Any]], dict[str, Any]],
+        plan: WarmStartPlan,
+    ) -> None:
+        self.path = path
+        self.obs_meta, self.config, self.seed, self.metadata, self.plan = obs_meta, config, seed, metadata, plan
+        self.pending: tuple[ActorCritic, dict[str, Any], int] | None = None
+        self.written: Path | None = None
+
+    def offer(self, policy: ActorCritic, best: dict[str, Any] | None, steps: int) -> None:
+        if self.path is not None and best is not None:
+            self.pending = (copy.deepcopy(policy), dict(best), steps)
+
+    def flush(self) -> None:
+        if self.pending is None or self.path is None:
+            return
+        policy, best, steps = self.pending
+        save_checkpoint(
+            self.path,
+            policy,
+            obs_meta=self.obs_meta,
+            config=self.config,
+            seed=self.seed,
+            counters={"epochs": int(best["policy_epoch"]), "steps": steps},
+            metadata=self.metadata({"best": json.dumps(best, sort_keys=True)}),
+            parent=self.plan.parent,
+            lineage_note=self.plan.note,
+        )
+        self.pending, self.written = None, self.path
+
+    def result(self, plan: WarmStartPlan) -> Path | None:
+        """The best-known checkpoint of the run: written now, or, for a resumed run that did not
+        beat it, written before the interruption."""
+        if self.written is None and plan.resume and self.path is not None and self.path.is_file():
+            return self.path
+        return self.written
+
+
 @dataclass
 class RunOutputs:
     result: TrainResult
@@ -446,6 +497,11 @@ def run_training(
             **(extra or {}),
         }
 
+    keeper = BestKeeper(
+        best_path if checkpoint is not None else None,
+        obs_meta=meta, config=run_cfg, seed=seed, metadata=header_metadata, plan=plan,
+    )  # fmt: skip
+
     def save(t: Trainer) -> None:
         if checkpoint is None:
             return
@@ -462,21 +518,7 @@ def run_training(
             resumed_from=plan.resumed_from,
             training=t.training_state(epochs) if env is not None or mode == "replay" else None,
         )
-
-    def save_best(t: Trainer) -> None:
-        if checkpoint is None or t.best is None:
-            return
-        save_checkpoint(
-            best_path,
-            t.policy,
-            obs_meta=meta,
-            config=run_cfg,
-            seed=seed,
-            counters={"epochs": int(t.best["policy_epoch"]), "steps": t.steps},
-            metadata=header_metadata({"best": json.dumps(t.best, sort_keys=True)}),
-            parent=plan.parent,
-            lineage_note=plan.note,
-        )
+        keeper.flush()
 
     result = trainer.run(
         epochs,
@@ -485,11 +527,10 @@ def run_training(
         on_epoch=on_epoch,
         checkpoint_every=checkpoint_every or None,
         save=save,
-        on_best=save_best,
+        on_best=lambda t: keeper.offer(t.policy, t.best, t.steps),
     )
     save(trainer)
-    wrote_best = checkpoint is not None and trainer.best is not None and best_path.is_file()
-    return RunOutputs(result, checkpoint, writer.path if writer else None, best_path if wrote_best else None, start)
+    return RunOutputs(result, checkpoint, writer.path if writer else None, keeper.result(plan), start)
 
 
 def run_bc(
@@ -559,6 +600,11 @@ def run_bc(
             **(extra or {}),
         }
 
+    keeper = BestKeeper(
+        best_path if checkpoint is not None else None,
+        obs_meta=meta, config=run_cfg, seed=seed, metadata=header_metadata, plan=plan,
+    )  # fmt: skip
+
     def save(t: BCTrainer) -> None:
         if checkpoint is None:
             return
@@ -575,21 +621,7 @@ def run_bc(
             resumed_from=plan.resumed_from,
             training=t.training_state(epochs, dataset),
         )
-
-    def save_best(t: BCTrainer) -> None:
-        if checkpoint is None or t.best is None:
-            return
-        save_checkpoint(
-            best_path,
-            t.policy,
-            obs_meta=meta,
-            config=run_cfg,
-            seed=seed,
-            counters={"epochs": t.epoch, "steps": t.steps},
-            metadata=header_metadata({"best": json.dumps(t.best, sort_keys=True)}),
-            parent=plan.parent,
-            lineage_note=plan.note,
-        )
+        keeper.flush()
 
     def epoch_done(rec: dict[str, Any]) -> None:
         if writer is not None:
@@ -598,12 +630,15 @@ def run_bc(
             on_epoch(rec)
 
     t0 = time.perf_counter()
-    records = trainer.run(epochs, on_epoch=epoch_done, checkpoint_every=checkpoint_every or None, save=save,
-                          on_best=save_best)  # fmt: skip
+    records = trainer.run(
+        epochs,
+        on_epoch=epoch_done,
+        checkpoint_every=checkpoint_every or None,
+        save=save,
+        on_best=lambda t: keeper.offer(t.policy, t.best, t.steps),
+    )
     if writer is not None:
         writer.close()
     save(trainer)
     result = TrainResult(epochs=epochs, steps=trainer.steps, records=records, seconds=time.perf_counter() - t0)
-    wrote_best = checkpoint is not None and trainer.best is not None and best_path.is_file()
-    return records, RunOutputs(result, checkpoint, writer.path if writer else None, best_path if wrote_best else None,
-                               start)  # fmt: skip
+    return records, RunOutputs(result, checkpoint, writer.path if writer else None, keeper.result(plan), start)
