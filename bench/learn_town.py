@@ -1,8 +1,13 @@
 #!/usr/bin/env python3
-"""Does PPO learn the town? PPO from scratch on the default town for a fixed wall-clock budget,
-against the scripted expert's mean episode return on the same towns and seeds.
+"""Does PPO learn the town? PPO on the default town for a fixed wall-clock budget, from scratch or
+warm-started by behaviour cloning, against the scripted expert's mean episode return on the same
+towns and seeds.
 
-`python bench/learn_town.py [--json] [--minutes M] [--num-envs N]`
+`python bench/learn_town.py [--json] [--minutes M] [--num-envs N] [--bc-days D [--bc-epochs E]]`
+
+With `--bc-days D` the expert is captured for D days (one town, its own seed), the policy is cloned
+from that capture (the `bc` phase's trainer, accuracy on held-out ticks), its greedy return is
+measured, and PPO then starts from those weights; the BC time counts against the budget.
 
 Prints the learning curve (episode return per epoch), both KPI sets (expert, and the trained
 policy run greedily on fresh towns), and `ratio = ppo_return / expert_return`. An acceptance
@@ -13,18 +18,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from townlet import load_config
+from townlet.capture import capture_rollout
 from townlet.config import TownConfig
 from townlet.env import VecTown
+from townlet.training.bc import BCTrainer, split_rows
 from townlet.training.envs import TownTrainEnv
-from townlet.training.settings import PPOConfig
-from townlet.training.trainer import Trainer
+from townlet.training.network import ActorCritic
+from townlet.training.run import load_replay
+from townlet.training.settings import BCConfig, PPOConfig
+from townlet.training.trainer import Trainer, make_policy
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "configs/examples/poc_hybrid.yaml"
@@ -43,12 +54,47 @@ def episode_return(cfg: TownConfig, act: object, *, envs: int, seed: int) -> tup
     return float(total.mean()), {k: float(v) for k, v in vec.native.kpis(0).items()}
 
 
+def greedy_of(policy: ActorCritic) -> Callable[[VecTown, np.ndarray], np.ndarray]:
+    def greedy(vec: VecTown, obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            a, _, _ = policy.act(torch.from_numpy(obs), torch.from_numpy(vec.action_masks()), deterministic=True)
+        return a.numpy().astype(np.int64)
+
+    return greedy
+
+
+def behaviour_clone(
+    cfg: TownConfig, env: TownTrainEnv, *, days: int, epochs: int, seed: int
+) -> tuple[ActorCritic, dict[str, float]]:
+    """Capture `days` days of the expert in one town (seed 20_000 + seed) and clone it."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        capture_rollout(cfg.with_seed(20_000 + seed), Path(tmp), ticks=EPISODE * days)
+        data = load_replay(None, Path(tmp))
+    bc_cfg = BCConfig(epochs=epochs, batch_size=256)
+    train, holdout = split_rows(data.samples, bc_cfg)
+    meta = env.metadata()
+    torch.manual_seed(seed)
+    policy = make_policy(meta, env.obs_dim, env.n_actions, bc_cfg.hidden)
+    bc = BCTrainer(policy, bc_cfg, train, holdout, seed=seed)
+    recs = bc.run(epochs)
+    policy.eval()
+    return policy, {
+        "rows": float(len(train)),
+        "holdout_accuracy": float(recs[-1]["holdout_accuracy"]),
+        "train_accuracy": float(recs[-1]["train_accuracy"]),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", action="store_true")
     p.add_argument("--minutes", type=float, default=15.0, help="training wall-clock budget")
     p.add_argument("--num-envs", type=int, default=8)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--bc-days", type=int, default=0, help="warm start: clone D days of the expert first")
+    p.add_argument("--bc-epochs", type=int, default=5)
     args = p.parse_args()
     cfg = load_config(CONFIG)
 
@@ -58,12 +104,23 @@ def main() -> None:
 
     ppo = PPOConfig(num_envs=args.num_envs, rollout_ticks=128, episode_ticks=EPISODE, torch_threads=1, anneal_lr=False)
     env = TownTrainEnv(cfg, ppo.num_envs, args.seed, ppo.episode_ticks)
-    trainer = Trainer(env, ppo, seed=args.seed)
-    curve: list[tuple[int, float]] = []
     deadline = time.perf_counter() + 60 * args.minutes
     t0 = time.perf_counter()
+    bc: dict[str, float] | None = None
+    policy = None
+    if args.bc_days:
+        policy, bc = behaviour_clone(cfg, env, days=args.bc_days, epochs=args.bc_epochs, seed=args.seed)
+        bc["return"], _ = episode_return(cfg, greedy_of(policy), envs=args.num_envs, seed=10_000 + args.seed)
+        if not args.json:
+            print(
+                f"bc: {bc['rows']:,} rows, held-out accuracy {bc['holdout_accuracy']:.3f}, "
+                f"greedy return {bc['return']:.3f}, {bc['seconds']:.0f} s",
+                flush=True,
+            )
+    trainer = Trainer(env, ppo, seed=args.seed, policy=policy)
+    curve: list[tuple[int, float]] = []
     while time.perf_counter() < deadline:
-        res = trainer.run(1)
+        res = trainer.run(trainer.epoch + 1)  # one more epoch (run() trains to an epoch target)
         rec = res.records[-1]
         if rec["episodes"]:
             curve.append((int(rec["steps"]), float(rec["episode_return_mean"])))
@@ -75,15 +132,11 @@ def main() -> None:
             )
     minutes = (time.perf_counter() - t0) / 60
 
-    policy = trainer.policy.eval()
-
-    def greedy(vec: VecTown, obs: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            a, _, _ = policy.act(torch.from_numpy(obs), torch.from_numpy(vec.action_masks()), deterministic=True)
-        return a.numpy().astype(np.int64)
-
-    ppo_return, ppo_kpis = episode_return(cfg, greedy, envs=args.num_envs, seed=10_000 + args.seed)
+    ppo_return, ppo_kpis = episode_return(
+        cfg, greedy_of(trainer.policy.eval()), envs=args.num_envs, seed=10_000 + args.seed
+    )
     out = {
+        "bc": bc,
         "ppo_return": ppo_return,
         "expert_return": expert_return,
         "ratio": ppo_return / expert_return if expert_return else float("nan"),
@@ -101,7 +154,7 @@ def main() -> None:
         f"expert return {expert_return:.3f}   PPO (greedy) return {ppo_return:.3f}   "
         f"ratio {out['ratio']:.2f} (goal 0.80)"
     )
-    print(f"trained {trainer.steps:,} agent-steps in {minutes:.1f} min")
+    print(f"trained {trainer.steps:,} agent-steps in {minutes:.1f} min" + (" (bc included)" if bc else ""))
     for name in ("self_sufficiency", "on_time_rate", "relationship_coverage", "faints"):
         print(f"  {name:24s} expert {expert_kpis[name]:8.3f}   ppo {ppo_kpis[name]:8.3f}")
 

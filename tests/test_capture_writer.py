@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 import os
 import zipfile
 from collections.abc import Callable
@@ -22,8 +21,6 @@ from unittest import mock
 import numpy as np
 import numpy.typing as npt
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from conftest import REPO_ROOT
 from townlet import capture, load_config
@@ -31,7 +28,6 @@ from townlet.capture import (
     CaptureResult,
     _Sample,
     capture_rollout,
-    fast_canonical_json,
     npz_bytes,
     sample_metrics,
     scripted_config,
@@ -112,43 +108,6 @@ def test_archives_needing_zip64_fall_back_to_npz_bytes(tmp_path: Path) -> None:
             digest = _write(sample, tmp_path / "z.npz", [(0, 5)])
     assert (tmp_path / "z.npz").read_bytes() == b"fallback:" + npz_bytes(arrays, compress=False)
     assert digest == hashlib.sha256((tmp_path / "z.npz").read_bytes()).hexdigest()
-
-
-# -- JSON ---------------------------------------------------------------------------------------------
-
-_json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(10**20), 10**20)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
-    max_leaves=30,
-)
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_json_values)
-def test_fast_canonical_json_is_canonical_json(value: Any) -> None:
-    assert fast_canonical_json(value) == canonical_json(value)
-    # A value encoded once and spliced in at any depth reads the same.
-    spliced = {"a": [capture._Json(value), {"b": capture._Json(value)}], "c": capture._Json(value)}
-    assert fast_canonical_json(spliced) == canonical_json({"a": [value, {"b": value}], "c": value})
-
-
-def test_fast_canonical_json_refuses_what_canonical_json_refuses() -> None:
-    for bad in (math.nan, math.inf, {"x": [1.0, -math.inf]}):
-        with pytest.raises(ValueError):
-            canonical_json(bad)
-        with pytest.raises(ValueError):
-            fast_canonical_json(bad)
-    with pytest.raises(TypeError):
-        fast_canonical_json({"x": np.int64(3)})
-    odd = {"s": (1, 2), "n": {3: "int keys", 1: None}, "t": {True: 1.5}}
-    assert fast_canonical_json({"odd": odd}) == canonical_json({"odd": odd})
-
-
-# -- the native expert loop -----------------------------------------------------------------------------
 
 
 def _record_from_python(vec: VecTown, steps: int) -> dict[str, npt.NDArray[Any]]:

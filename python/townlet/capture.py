@@ -40,7 +40,6 @@ import contextlib
 import functools
 import hashlib
 import io
-import json
 import os
 import shutil
 import struct
@@ -110,7 +109,6 @@ PARALLEL_BYTES = 1 << 20
 _RUN_BYTES = 64 << 10
 _ZIP64_LIMIT = (1 << 31) - 1
 _ZIP_FILECOUNT_LIMIT = (1 << 16) - 1
-_escape: Callable[[str], str] = json.encoder.encode_basestring_ascii
 _CENTRAL_DIR = struct.Struct("<4s4B4HL2L5H2L")
 _END_RECORD = struct.Struct("<4s4H2LH")
 
@@ -296,11 +294,11 @@ def capture_rollout(
 
         # The JSON first: the archive threads would only wait for the GIL it holds.
         shared = {
-            "metadata": _Json(metadata),
-            "map_channels": _Json(meta["map_channels"]),
-            "feature_names": _Json(meta["feature_names"]),
-            "action_names": _Json(meta["action_names"]),
-            "training_arrays": _Json(list(TRAINING_ARRAYS)),
+            "metadata": metadata,
+            "map_channels": meta["map_channels"],
+            "feature_names": meta["feature_names"],
+            "action_names": meta["action_names"],
+            "training_arrays": list(TRAINING_ARRAYS),
         }
         sidecars: dict[str, bytes] = {}
         manifest_samples: list[dict[str, Any]] = []
@@ -323,7 +321,7 @@ def capture_rollout(
                 "metrics": metrics,
                 "capture_metadata": shared["metadata"],
             }
-            sidecars[f"{stem}.json"] = meta_bytes = fast_canonical_json(sidecar).encode()
+            sidecars[f"{stem}.json"] = meta_bytes = canonical_json(sidecar).encode()
             manifest_samples.append(
                 {
                     "sample": sample.name,
@@ -336,7 +334,7 @@ def capture_rollout(
             )
             all_metrics[sample.name] = metrics
         metrics_doc = {"metadata": shared["metadata"], "samples": all_metrics, "events": events}
-        metrics_bytes = fast_canonical_json(metrics_doc).encode()
+        metrics_bytes = canonical_json(metrics_doc).encode()
 
         staging.open()  # done on the stream thread by now, unless it never got the chance
         _wait(streaming)
@@ -356,7 +354,7 @@ def capture_rollout(
         for entry in manifest_samples:
             entry["sha256"] = digests[entry["sample"]].result()
         manifest_doc = {"metadata": shared["metadata"], "samples": manifest_samples}
-        staging.put(manifest_name, fast_canonical_json(manifest_doc).encode())
+        staging.put(manifest_name, canonical_json(manifest_doc).encode())
         _wait(jobs)
         # Every file is fsynced before any is renamed into place; fsyncs issued together share
         # the file system's journal commits.
@@ -402,59 +400,6 @@ def _policy_rollout(
             alive = info["alive"]
         rows_done(t0, t1)
     rec.values[:, -1] = policy(obs, vec.action_masks())[2]
-
-
-# -- canonical JSON, faster ------------------------------------------------------------------------------
-
-_INF = float("inf")
-
-
-class _Json:
-    """A value encoded once by `fast_canonical_json`, to be spliced into documents at any depth."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, value: Any) -> None:
-        self.text = _encode(value, "\n")
-
-
-def fast_canonical_json(obj: Any) -> str:
-    """Exactly `canonical_json(obj)` (indent 2, sorted keys, no NaN; a test holds the two together),
-    without the generator machinery of the pure-Python indenting encoder; `_Json` values are spliced
-    in as they were encoded."""
-    return _encode(obj, "\n") + "\n"
-
-
-def _encode(o: Any, nl: str) -> str:
-    """`o` as canonical JSON text, nested at the indentation `nl` ends with."""
-    if isinstance(o, str):
-        return _escape(o)
-    if o is None:
-        return "null"
-    if o is True:
-        return "true"
-    if o is False:
-        return "false"
-    if isinstance(o, int):
-        return int.__repr__(o)
-    if isinstance(o, float):
-        if o != o or o in (_INF, -_INF):
-            raise ValueError(f"Out of range float values are not JSON compliant: {o!r}")
-        return float.__repr__(o)
-    if isinstance(o, _Json):
-        return o.text if nl == "\n" else o.text.replace("\n", nl)
-    inner = nl + "  "
-    if isinstance(o, dict) and all(isinstance(k, str) for k in o):
-        if not o:
-            return "{}"
-        sep = "," + inner
-        return "{" + inner + sep.join(_escape(k) + ": " + _encode(v, inner) for k, v in sorted(o.items())) + nl + "}"
-    if isinstance(o, list | tuple):
-        if not o:
-            return "[]"
-        return "[" + inner + ("," + inner).join(_encode(v, inner) for v in o) + nl + "]"
-    # Anything else (non-string keys, other types): the standard encoder, nested here.
-    return canonical_json(o).rstrip("\n").replace("\n", nl)
 
 
 # -- writing archives straight from array memory -------------------------------------------------------

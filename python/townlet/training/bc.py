@@ -23,13 +23,7 @@ from townlet import _core
 from townlet.checkpoint import TrainingState
 from townlet.training.network import ActorCritic
 from townlet.training.settings import BCConfig
-from townlet.training.state import (
-    numpy_rng,
-    optimizer_state,
-    restore_optimizer,
-    set_torch_generator_state,
-    torch_generator_state,
-)
+from townlet.training.state import loop_state, restore_loop
 
 #: What picks the best-known BC checkpoint (training accuracy when nothing is held out).
 BEST_METRIC = "holdout_accuracy"
@@ -116,27 +110,13 @@ class BCTrainer:
         self.best: dict[str, Any] | None = None
 
     def training_state(self, total_epochs: int, dataset: dict[str, Any]) -> TrainingState:
-        optim, tensors = optimizer_state(self.optimizer)
-        data = {
-            "phase": "bc",
-            "epoch": self.epoch,
-            "steps": self.steps,
-            "total_epochs": total_epochs,
-            "optimizer": optim,
-            "numpy_rng": self.rng.bit_generator.state,
-            "torch_rng": torch_generator_state(),
-            "best": self.best,
-            "dataset": dataset,
-        }
-        return TrainingState(data, tensors)
+        return loop_state(
+            "bc", epoch=self.epoch, steps=self.steps, total_epochs=total_epochs, optimizer=self.optimizer,
+            rng=self.rng, best=self.best, dataset=dataset,
+        )  # fmt: skip
 
     def restore(self, training: TrainingState) -> None:
-        data = training.data
-        restore_optimizer(self.optimizer, data["optimizer"], training.tensors)
-        self.epoch, self.steps = int(data["epoch"]), int(data["steps"])
-        self.rng = numpy_rng(data["numpy_rng"])
-        set_torch_generator_state(data["torch_rng"])
-        self.best = data.get("best")
+        self.epoch, self.steps, self.rng, self.best = restore_loop(training, self.optimizer)
 
     @torch.no_grad()
     def evaluate(self, rows: Rows) -> tuple[float, float]:

@@ -24,7 +24,7 @@ import torch
 
 from townlet import _core
 from townlet.capture import EVENT_COUNTERS, load_npz
-from townlet.checkpoint import Checkpoint, fingerprint, load_checkpoint, save_checkpoint
+from townlet.checkpoint import Checkpoint, TrainingState, fingerprint, load_checkpoint, save_checkpoint
 from townlet.config import TownConfig
 from townlet.config_registry import config_sha256, resolved_config
 from townlet.env import VecTown
@@ -365,54 +365,74 @@ def load_weights(policy: ActorCritic, plan: WarmStartPlan, phase: str) -> None:
     policy.load_state_dict(ck.state)
 
 
-class BestKeeper:
-    """The best-known agent of a run, written beside the latest checkpoint. A new best is held in
-    memory and written when the run next saves, so a run pays one write per checkpoint rather than
-    one per improving epoch, and the best file never runs ahead of the checkpoint a resume starts
-    from (which restores the best score)."""
+class PhaseSaver:
+    """Writes a phase's checkpoints: the latest (with the training state a resume restores) at
+    `path`, and the best-known agent (weights only) at `best_path`. A new best is held in memory
+    and written with the next save, so a run pays one write per checkpoint rather than one per
+    improving epoch, and the best file never runs ahead of the checkpoint a resume starts from
+    (which restores the best score)."""
 
     def __init__(
         self,
         path: Path | None,
+        best_path: Path,
         *,
         obs_meta: dict[str, Any],
         config: dict[str, Any],
         seed: int,
-        metadata: Callable[[dict[str, Any]], dict[str, Any]],
+        metadata: dict[str, Any],
         plan: WarmStartPlan,
     ) -> None:
-        self.path = path
+        self.path, self.best_path = path, best_path
         self.obs_meta, self.config, self.seed, self.metadata, self.plan = obs_meta, config, seed, metadata, plan
         self.pending: tuple[ActorCritic, dict[str, Any], int] | None = None
-        self.written: Path | None = None
+        self.best_written: Path | None = None
 
-    def offer(self, policy: ActorCritic, best: dict[str, Any] | None, steps: int) -> None:
-        if self.path is not None and best is not None:
-            self.pending = (copy.deepcopy(policy), dict(best), steps)
-
-    def flush(self) -> None:
-        if self.pending is None or self.path is None:
+    def latest(self, policy: ActorCritic, *, epoch: int, steps: int, training: TrainingState | None) -> None:
+        if self.path is None:
             return
-        policy, best, steps = self.pending
         save_checkpoint(
             self.path,
             policy,
             obs_meta=self.obs_meta,
             config=self.config,
             seed=self.seed,
+            counters={"epochs": epoch, "steps": steps},
+            metadata=self.metadata,
+            parent=self.plan.parent,
+            lineage_note=self.plan.note,
+            resumed_from=self.plan.resumed_from,
+            training=training,
+        )
+        self._flush_best()
+
+    def offer_best(self, policy: ActorCritic, best: dict[str, Any] | None, steps: int) -> None:
+        if self.path is not None and best is not None:
+            self.pending = (copy.deepcopy(policy), dict(best), steps)
+
+    def _flush_best(self) -> None:
+        if self.pending is None:
+            return
+        policy, best, steps = self.pending
+        save_checkpoint(
+            self.best_path,
+            policy,
+            obs_meta=self.obs_meta,
+            config=self.config,
+            seed=self.seed,
             counters={"epochs": int(best["policy_epoch"]), "steps": steps},
-            metadata=self.metadata({"best": json.dumps(best, sort_keys=True)}),
+            metadata={**self.metadata, "best": json.dumps(best, sort_keys=True)},
             parent=self.plan.parent,
             lineage_note=self.plan.note,
         )
-        self.pending, self.written = None, self.path
+        self.pending, self.best_written = None, self.best_path
 
-    def result(self, plan: WarmStartPlan) -> Path | None:
-        """The best-known checkpoint of the run: written now, or, for a resumed run that did not
-        beat it, written before the interruption."""
-        if self.written is None and plan.resume and self.path is not None and self.path.is_file():
-            return self.path
-        return self.written
+    def best(self) -> Path | None:
+        """The run's best-known checkpoint: written now, or, for a resumed run that did not beat
+        it, written before the interruption."""
+        if self.best_written is None and self.plan.resume and self.path is not None and self.best_path.is_file():
+            return self.best_path
+        return self.best_written
 
 
 @dataclass
@@ -485,40 +505,20 @@ def run_training(
     if plan.check is not None:
         print(plan.describe(PHASE_PPO), file=sys.stderr)
     writer = telemetry(start) if callable(telemetry) else telemetry
-    best_path = Path(warm.best())
 
-    def header_metadata(extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {
-            **warm.metadata,
-            "mode": mode,
-            "phase": PHASE_PPO,
-            "config_id": config.config_id,
-            "config_path": str(config.path),
-            **(extra or {}),
-        }
-
-    keeper = BestKeeper(
-        best_path if checkpoint is not None else None,
-        obs_meta=meta, config=run_cfg, seed=seed, metadata=header_metadata, plan=plan,
+    saver = PhaseSaver(
+        checkpoint,
+        Path(warm.best()),
+        obs_meta=meta,
+        config=run_cfg,
+        seed=seed,
+        metadata={**warm.metadata, "mode": mode, "phase": PHASE_PPO, "config_id": config.config_id,
+                  "config_path": str(config.path)},
+        plan=plan,
     )  # fmt: skip
 
     def save(t: Trainer) -> None:
-        if checkpoint is None:
-            return
-        save_checkpoint(
-            checkpoint,
-            t.policy,
-            obs_meta=meta,
-            config=run_cfg,
-            seed=seed,
-            counters={"epochs": t.epoch, "steps": t.steps},
-            metadata=header_metadata(),
-            parent=plan.parent,
-            lineage_note=plan.note,
-            resumed_from=plan.resumed_from,
-            training=t.training_state(epochs) if env is not None or mode == "replay" else None,
-        )
-        keeper.flush()
+        saver.latest(t.policy, epoch=t.epoch, steps=t.steps, training=t.training_state(epochs))
 
     result = trainer.run(
         epochs,
@@ -527,10 +527,10 @@ def run_training(
         on_epoch=on_epoch,
         checkpoint_every=checkpoint_every or None,
         save=save,
-        on_best=lambda t: keeper.offer(t.policy, t.best, t.steps),
+        on_best=lambda t: saver.offer_best(t.policy, t.best, t.steps),
     )
     save(trainer)
-    return RunOutputs(result, checkpoint, writer.path if writer else None, keeper.result(plan), start)
+    return RunOutputs(result, checkpoint, writer.path if writer else None, saver.best(), start)
 
 
 def run_bc(
@@ -588,40 +588,20 @@ def run_bc(
             f"nothing to resume for --epochs {epochs} (raise --epochs to train on)"
         )
     writer = telemetry(start) if telemetry is not None else None
-    best_path = Path(warm.best())
 
-    def header_metadata(extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {
-            **warm.metadata,
-            "phase": PHASE_BC,
-            "config_id": config.config_id,
-            "config_path": str(config.path),
-            "dataset": str(dataset["manifest"]),
-            **(extra or {}),
-        }
-
-    keeper = BestKeeper(
-        best_path if checkpoint is not None else None,
-        obs_meta=meta, config=run_cfg, seed=seed, metadata=header_metadata, plan=plan,
+    saver = PhaseSaver(
+        checkpoint,
+        Path(warm.best()),
+        obs_meta=meta,
+        config=run_cfg,
+        seed=seed,
+        metadata={**warm.metadata, "phase": PHASE_BC, "config_id": config.config_id,
+                  "config_path": str(config.path), "dataset": str(dataset["manifest"])},
+        plan=plan,
     )  # fmt: skip
 
     def save(t: BCTrainer) -> None:
-        if checkpoint is None:
-            return
-        save_checkpoint(
-            checkpoint,
-            t.policy,
-            obs_meta=meta,
-            config=run_cfg,
-            seed=seed,
-            counters={"epochs": t.epoch, "steps": t.steps},
-            metadata=header_metadata(),
-            parent=plan.parent,
-            lineage_note=plan.note,
-            resumed_from=plan.resumed_from,
-            training=t.training_state(epochs, dataset),
-        )
-        keeper.flush()
+        saver.latest(t.policy, epoch=t.epoch, steps=t.steps, training=t.training_state(epochs, dataset))
 
     def epoch_done(rec: dict[str, Any]) -> None:
         if writer is not None:
@@ -635,10 +615,10 @@ def run_bc(
         on_epoch=epoch_done,
         checkpoint_every=checkpoint_every or None,
         save=save,
-        on_best=lambda t: keeper.offer(t.policy, t.best, t.steps),
+        on_best=lambda t: saver.offer_best(t.policy, t.best, t.steps),
     )
     if writer is not None:
         writer.close()
     save(trainer)
     result = TrainResult(epochs=epochs, steps=trainer.steps, records=records, seconds=time.perf_counter() - t0)
-    return records, RunOutputs(result, checkpoint, writer.path if writer else None, keeper.result(plan), start)
+    return records, RunOutputs(result, checkpoint, writer.path if writer else None, saver.best(), start)

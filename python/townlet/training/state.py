@@ -70,6 +70,45 @@ def numpy_rng(state: dict[str, Any]) -> np.random.Generator:
     return rng
 
 
+def loop_state(
+    phase: str,
+    *,
+    epoch: int,
+    steps: int,
+    total_epochs: int,
+    optimizer: torch.optim.Optimizer,
+    rng: np.random.Generator,
+    best: dict[str, Any] | None,
+    **extra: Any,
+) -> TrainingState:
+    """What every phase's training loop saves: counters, optimizer, RNG streams, best so far, and
+    the phase's `extra` data."""
+    optim, tensors = optimizer_state(optimizer)
+    data = {
+        "phase": phase,
+        "epoch": epoch,
+        "steps": steps,
+        "total_epochs": total_epochs,
+        "optimizer": optim,
+        "numpy_rng": rng.bit_generator.state,
+        "torch_rng": torch_generator_state(),
+        "best": best,
+        **extra,
+    }
+    return TrainingState(data, tensors)
+
+
+def restore_loop(
+    training: TrainingState, optimizer: torch.optim.Optimizer
+) -> tuple[int, int, np.random.Generator, dict[str, Any] | None]:
+    """Restore the optimizer and the torch RNG from `loop_state` output; returns epoch, steps, the
+    minibatch RNG and the best so far."""
+    data = training.data
+    restore_optimizer(optimizer, data["optimizer"], training.tensors)
+    set_torch_generator_state(data["torch_rng"])
+    return int(data["epoch"]), int(data["steps"]), numpy_rng(data["numpy_rng"]), data.get("best")
+
+
 def require(training: TrainingState | None, where: str, phase: str) -> TrainingState:
     """The training state of a checkpoint that a resume of `phase` needs."""
     if training is None:

@@ -24,13 +24,7 @@ from townlet.training.ppo import (
     ppo_update,
 )
 from townlet.training.settings import PPOConfig
-from townlet.training.state import (
-    numpy_rng,
-    optimizer_state,
-    restore_optimizer,
-    set_torch_generator_state,
-    torch_generator_state,
-)
+from townlet.training.state import loop_state, restore_loop
 
 #: What picks the best-known PPO checkpoint: the mean reward per live agent-step of an epoch's
 #: rollout, which the policy held before that epoch's update earned.
@@ -108,32 +102,19 @@ class Trainer:
 
     def training_state(self, total_epochs: int) -> TrainingState:
         """Everything besides the weights that `restore` needs to continue exactly here."""
-        optim, tensors = optimizer_state(self.optimizer)
-        data: dict[str, Any] = {
-            "phase": "ppo",
-            "epoch": self.epoch,
-            "steps": self.steps,
-            "total_epochs": total_epochs,
-            "optimizer": optim,
-            "numpy_rng": self.rng.bit_generator.state,
-            "torch_rng": torch_generator_state(),
-            "collector": self.collector.get_state() if self.collector is not None else None,
-            "best": self.best,
-        }
-        return TrainingState(data, tensors)
+        return loop_state(
+            "ppo", epoch=self.epoch, steps=self.steps, total_epochs=total_epochs, optimizer=self.optimizer,
+            rng=self.rng, best=self.best,
+            collector=self.collector.get_state() if self.collector is not None else None,
+        )  # fmt: skip
 
     def restore(self, training: TrainingState) -> None:
         """Continue from a `training_state` taken by a run of the same config."""
-        data = training.data
-        restore_optimizer(self.optimizer, data["optimizer"], training.tensors)
-        self.epoch, self.steps = int(data["epoch"]), int(data["steps"])
-        self.rng = numpy_rng(data["numpy_rng"])
-        set_torch_generator_state(data["torch_rng"])
+        self.epoch, self.steps, self.rng, self.best = restore_loop(training, self.optimizer)
         if self.collector is not None:
-            if data.get("collector") is None:
+            if training.data.get("collector") is None:
                 raise ValueError("the checkpoint was saved by a run without rollouts; resume it in the same mode")
-            self.collector.set_state(data["collector"])
-        self.best = data.get("best")
+            self.collector.set_state(training.data["collector"])
 
     # -- the loop ----------------------------------------------------------------------------------
 
