@@ -138,6 +138,20 @@ def test_ppo_inherits_bc_and_a_killed_run_resumes_identically(work: Path) -> Non
     chosen = json.loads(best_full.header["metadata"]["best"])
     assert chosen["value"] == max(r["reward_mean"] for r in records(work / "full/train.jsonl"))
 
+    # A damaged training state is one clear line, and nothing is written.
+    for damage, says in (
+        (lambda d: d["collector"]["env"]["towns"]["towns"][0].__setitem__("tick", "x"), "malformed town state"),
+        (lambda d: d["collector"]["env"]["towns"].__setitem__("version", 7), "town state version 7"),
+        (lambda d: d.pop("numpy_rng"), "lacks 'numpy_rng'"),
+    ):
+        header = json.loads((work / "full/ppo_latest.json").read_text())
+        damage(header["training"]["data"])
+        (work / "bad.json").write_text(json.dumps(header))
+        res = townlet(work, "train", "town.yaml", "--epochs", "9", "--warm-start-load", "bad.json",
+                      "--warm-start-save", "bad_out.json")  # fmt: skip
+        assert_one_line_error(res, "bad.json: cannot resume", says)
+        assert not (work / "bad_out.json").exists()
+
     # --fresh ignores the bc checkpoint.
     res = townlet(work, "train", "town.yaml", "--epochs", "1", "-q", "--fresh", "--warm-start-save", "fresh.json")
     assert res.returncode == 0 and "inherited" not in res.stderr, str(res)

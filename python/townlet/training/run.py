@@ -492,7 +492,9 @@ def run_training(
         assert plan.check is not None and plan.check.checkpoint.training is not None
         try:
             trainer.restore(require(plan.check.checkpoint.training, str(plan.check.checkpoint.path), PHASE_PPO))
-        except (KeyError, TypeError, ValueError) as exc:
+        except KeyError as exc:
+            raise UsageError(f"{plan.check.checkpoint.path}: cannot resume: the training state lacks {exc}") from None
+        except (TypeError, ValueError) as exc:
             raise UsageError(f"{plan.check.checkpoint.path}: cannot resume: {exc}") from None
     start = trainer.epoch
     if start >= epochs:
@@ -579,7 +581,9 @@ def run_bc(
         assert plan.check is not None and plan.check.checkpoint.training is not None
         try:
             trainer.restore(require(plan.check.checkpoint.training, str(plan.check.checkpoint.path), PHASE_BC))
-        except (KeyError, TypeError, ValueError) as exc:
+        except KeyError as exc:
+            raise UsageError(f"{plan.check.checkpoint.path}: cannot resume: the training state lacks {exc}") from None
+        except (TypeError, ValueError) as exc:
             raise UsageError(f"{plan.check.checkpoint.path}: cannot resume: {exc}") from None
     start = trainer.epoch
     if start >= epochs:
