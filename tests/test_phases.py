@@ -75,6 +75,18 @@ def test_bc_learns_the_expert_on_held_out_ticks_and_keeps_the_best(work: Path) -
     assert chosen["metric"] == "holdout_accuracy"
     assert chosen["value"] == max(r["holdout_accuracy"] for r in recs)
     assert load_checkpoint(best).training is None  # the best-known agent is weights only
+    # The bc log is a log the log tool knows.
+    res = townlet(work, "log", "validate", "logs/bc/x.jsonl")
+    assert res.returncode == 0 and "3 records valid (0 telemetry, 3 bc, 0 episode)" in res.stdout, str(res)
+    bad = work / "logs/bc/bad.jsonl"
+    lines = (work / "logs/bc/x.jsonl").read_text().splitlines()
+    rec = json.loads(lines[1])
+    rec.pop("loss_value")
+    rec["holdout_accuracy"] = 1.5
+    bad.write_text("\n".join([lines[0], json.dumps(rec)]) + "\n")
+    res = townlet(work, "log", "validate", bad)
+    assert res.returncode == 1 and f"{bad}:2: missing field 'loss_value'" in res.stderr, str(res)
+    assert "'holdout_accuracy' must lie in [0, 1]" in res.stderr
 
 
 def ppo(work: Path, out: str, *extra: str) -> subprocess.Popen[str]:

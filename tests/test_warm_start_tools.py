@@ -501,7 +501,7 @@ def test_log_make_targets_with_path_as_a_make_variable(run: Run, tmp_path: Path)
     res = make("log-tail", f"PATH={run.log}", "LINES=1")
     assert res.returncode == 0 and res.stdout.splitlines() == lines[-1:], str(res)
     res = make("log-validate", f"PATH={run.log}")
-    assert res.returncode == 0 and "2 records valid (2 telemetry, 0 episode)" in res.stdout, str(res)
+    assert res.returncode == 0 and "2 records valid (2 telemetry, 0 bc, 0 episode)" in res.stdout, str(res)
     # LOG= works as well; an environment PATH alone does not name a log.
     res = make("log-validate", f"LOG={run.log}")
     assert res.returncode == 0, str(res)
@@ -522,7 +522,7 @@ def test_log_validate_episode_records(tmp_path: Path) -> None:
     log = tmp_path / "ep.jsonl"
     log.write_text("".join(json.dumps(r) + "\n" for r in good))
     res = cli("log", "validate", log)
-    assert res.returncode == 0 and "3 records valid (0 telemetry, 3 episode)" in res.stdout, str(res)
+    assert res.returncode == 0 and "3 records valid (0 telemetry, 0 bc, 3 episode)" in res.stdout, str(res)
     bad_lines = [
         '{"episode": 2, "run_id": "r1", "return": 1e999}',  # overflows to infinity
         '{"episode": true}',

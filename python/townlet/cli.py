@@ -1164,6 +1164,7 @@ def log_validate_cmd(
                     "ok": not report.problems,
                     "telemetry_records": report.telemetry,
                     "episode_records": report.episodes,
+                    "bc_records": report.bc,
                     "problems": report.problems,
                     "warnings": report.warnings,
                 }
@@ -1177,7 +1178,10 @@ def log_validate_cmd(
         _stderr_line(f"warning: {warning}")
     if report.problems:
         raise _problems(report.problems, log)
-    typer.echo(f"ok: {log}: {report.records} records valid ({report.telemetry} telemetry, {report.episodes} episode)")
+    typer.echo(
+        f"ok: {log}: {report.records} records valid "
+        f"({report.telemetry} telemetry, {report.bc} bc, {report.episodes} episode)"
+    )
 
 
 @archive_app.command("create")

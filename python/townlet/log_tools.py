@@ -1,5 +1,6 @@
 """`log tail` and `log validate` for JSONL logs: PPO telemetry (records with `telemetry_version`,
-checked by `telemetry.check_record`) and per-episode logs (records with an `episode` key).
+checked by `telemetry.check_record`), behaviour-cloning logs (records with `phase` "bc" and an
+`epoch`, checked by `telemetry.check_bc_record`) and per-episode logs (records with an `episode` key).
 
 An episode record is a JSON object whose `episode` is an integer >= 0 that increases strictly within
 a run (records sharing `run_id` and `phase`); every number in it is finite (NaN, Infinity and
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from townlet.errors import UsageError
-from townlet.telemetry import check_record
+from townlet.telemetry import check_bc_record, check_record
 
 BLOCK = 64 * 1024
 
@@ -132,12 +133,13 @@ class LogReport:
     path: Path
     telemetry: int = 0
     episodes: int = 0
+    bc: int = 0
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
     def records(self) -> int:
-        return self.telemetry + self.episodes
+        return self.telemetry + self.episodes + self.bc
 
 
 def _reject_constant(name: str) -> Any:
@@ -213,6 +215,9 @@ def _check_line(
     if "telemetry_version" in record:
         report.telemetry += 1
         report.problems += check_record(record, where=where)
+    elif record.get("phase") == "bc" and "epoch" in record and "episode" not in record:
+        report.bc += 1
+        report.problems += check_bc_record(record, where=where)
     elif "episode" in record:
         report.episodes += 1
         problems = check_episode(record, where=where)
@@ -230,5 +235,6 @@ def _check_line(
             last_episode[stream] = (ep, lineno)
     else:
         report.problems.append(
-            f"{where}: neither a telemetry record (no 'telemetry_version') nor an episode record (no 'episode')"
+            f"{where}: neither a telemetry record (no 'telemetry_version'), a bc record (phase 'bc' with 'epoch') "
+            "nor an episode record (no 'episode')"
         )

@@ -203,6 +203,46 @@ def check_record(record: Any, *, where: str) -> list[str]:
     return problems
 
 
+#: A behaviour-cloning epoch record (`--bc-log`): `phase` "bc" and these fields.
+BC_NUMERIC_FIELDS = (
+    "epoch",
+    "steps",
+    "lr",
+    "loss_policy",
+    "loss_value",
+    "train_accuracy",
+    "rows_train",
+    "rows_holdout",
+    "epoch_duration_sec",
+)
+#: Numbers, or null when nothing is held out.
+BC_OPTIONAL_FIELDS = ("holdout_accuracy", "holdout_loss")
+
+
+def check_bc_record(record: dict[str, Any], *, where: str) -> list[str]:
+    """Schema problems of one behaviour-cloning epoch record (empty when valid)."""
+    problems: list[str] = []
+
+    def finite(val: Any) -> bool:
+        return not isinstance(val, bool) and isinstance(val, int | float) and math.isfinite(float(val))
+
+    for key in BC_NUMERIC_FIELDS:
+        if key not in record:
+            problems.append(f"{where}: missing field {key!r}")
+        elif not finite(record[key]):
+            problems.append(f"{where}: field {key!r} must be a finite number, got {record[key]!r}")
+    for key in BC_OPTIONAL_FIELDS:
+        if key not in record:
+            problems.append(f"{where}: missing field {key!r}")
+        elif record[key] is not None and not finite(record[key]):
+            problems.append(f"{where}: field {key!r} must be a finite number or null, got {record[key]!r}")
+    for key in ("train_accuracy", "holdout_accuracy"):
+        val = record.get(key)
+        if val is not None and finite(val) and not 0.0 <= float(val) <= 1.0:
+            problems.append(f"{where}: field {key!r} must lie in [0, 1], got {val!r}")
+    return problems
+
+
 def _lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
     """(raw line, record) for each non-empty line of a log this writer wrote."""
     out = []
