@@ -254,3 +254,45 @@ def test_first_weights_do_not_depend_on_the_thread_count() -> None:
         torch.set_num_threads(before)
     for other in states[1:]:
         assert all(other[k].equal(v) for k, v in states[0].items())
+
+
+@pytest.mark.parametrize("mode", ["replay", "mixed"])
+def test_replay_and_mixed_runs_resume_identically(mode: str, tmp_path: Path) -> None:
+    """Replayed rows get their values from the current critic every epoch, so an interrupted replay
+    (or mixed) run resumed from its checkpoint ends where the uninterrupted one does."""
+    from townlet.capture import capture_rollout
+    from townlet.config import load_config
+    from townlet.training.run import load_replay, run_training
+
+    cfg = load_config(REPO_ROOT / "configs/scenarios/queue_conflict.yaml")
+    capture_rollout(cfg, tmp_path / "cap", ticks=40)
+    replay = load_replay(None, tmp_path / "cap")
+    base = cfg.sections.ppo.model_copy(update={"num_envs": 1, "rollout_ticks": 16})
+
+    def ppo_cfg(save: Path, load: Path | None = None) -> Any:
+        warm = base.warm_start.model_copy(
+            update={"save_path": str(save), "load_path": str(load) if load else None, "inherit": None}
+        )
+        return base.model_copy(update={"warm_start": warm})
+
+    def train(save: Path, load: Path | None = None, on_epoch: Any = None) -> Any:
+        return run_training(cfg, ppo=ppo_cfg(save, load), mode=mode, epochs=4, seed=cfg.seed, replay=replay,
+                            telemetry=None, checkpoint=save, checkpoint_every=1, on_epoch=on_epoch)  # fmt: skip
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_at_3(rec: dict[str, Any]) -> None:
+        if rec["epoch"] == 3:
+            raise Interrupted
+
+    full, part = tmp_path / "full.json", tmp_path / "part.json"
+    train(full)
+    with pytest.raises(Interrupted):
+        train(part, on_epoch=stop_at_3)
+    assert load_checkpoint(part).header["counters"]["epochs"] == 2
+    out = train(part, part)
+    assert out.start_epoch == 2 and [r["epoch"] for r in out.result.records] == [3, 4]
+    a, b = load_checkpoint(full), load_checkpoint(part)
+    assert all(b.state[k].equal(v) for k, v in a.state.items())
+    assert a.training is not None and b.training is not None and a.training.data == b.training.data

@@ -70,7 +70,8 @@ class ReplayData:
 
     @torch.no_grad()
     def dataset(self, policy: ActorCritic, gamma: float, lam: float) -> Dataset:
-        """Values from the current critic, GAE in Rust, rows where the agent was alive."""
+        """Values from the current critic, GAE in Rust, rows where the agent was alive (the trainer
+        asks for it every epoch, so the advantages follow the critic as it learns)."""
         parts = []
         for s in self.samples:
             obs = s["obs"]
@@ -477,7 +478,7 @@ def run_training(
     warm = ppo.warm_start
     plan = plan_warm_start(config, ppo, PHASE_PPO, meta=meta)
     load_weights(policy, plan, PHASE_PPO)
-    replay_ds = replay.dataset(policy, ppo.gamma, ppo.gae_lambda) if replay is not None else None
+    replay_ds = (lambda net: replay.dataset(net, ppo.gamma, ppo.gae_lambda)) if replay is not None else None
     trainer = Trainer(
         env,
         ppo,

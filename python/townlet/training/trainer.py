@@ -62,7 +62,7 @@ class Trainer:
         *,
         seed: int,
         policy: ActorCritic | None = None,
-        replay: Dataset | None = None,
+        replay: Dataset | Callable[[ActorCritic], Dataset] | None = None,
         replay_baseline: dict[str, float] | None = None,
         replay_events: dict[str, float] | None = None,
         obs_meta: dict[str, Any] | None = None,
@@ -162,7 +162,8 @@ class Trainer:
                         on_best(self)
             if data_mode in ("replay", "mixed"):
                 assert self.replay is not None
-                parts.append(self.replay)
+                # Fixed rows, or rows whose values and advantages the current critic recomputes.
+                parts.append(self.replay(self.policy) if callable(self.replay) else self.replay)
                 baseline = dict(self.replay_baseline) if data_mode == "replay" else baseline
                 for name, count in self.replay_events.items():
                     events[name] = events.get(name, 0.0) + count
