@@ -296,3 +296,16 @@ def test_replay_and_mixed_runs_resume_identically(mode: str, tmp_path: Path) -> 
     a, b = load_checkpoint(full), load_checkpoint(part)
     assert all(b.state[k].equal(v) for k, v in a.state.items())
     assert a.training is not None and b.training is not None and a.training.data == b.training.data
+
+
+def test_an_inherited_bc_checkpoint_that_does_not_fit_says_how_to_start_fresh(work: Path) -> None:
+    bc = work / "logs/bc/checkpoints/bc_latest.json"
+    if not bc.exists():
+        pytest.skip("needs the bc checkpoint of the first test")
+    # Another town in the same working directory: the default-town bc checkpoint does not fit it.
+    queue = REPO_ROOT / "configs/scenarios/queue_conflict.yaml"
+    res = townlet(work, "train", queue, "--epochs", "1", "--warm-start-save", "q.json")
+    assert_one_line_error(res, "observation/action spec differs", "inherited from the bc phase", "--fresh")
+    assert not (work / "q.json").exists()
+    res = townlet(work, "train", queue, "--epochs", "1", "--fresh", "--warm-start-save", "q.json", "-q")
+    assert res.returncode == 0, str(res)

@@ -321,10 +321,18 @@ def plan_warm_start(
             path, inherited = candidate, warm.inherit
     if not path:
         return WarmStartPlan()
-    check = check_warm_start(
-        Path(path), meta=meta, run_cfg=run_config(config, section, phase), allow_mismatch=warm.allow_mismatch,
-        phase=phase,
-    )  # fmt: skip
+    try:
+        check = check_warm_start(
+            Path(path), meta=meta, run_cfg=run_config(config, section, phase), allow_mismatch=warm.allow_mismatch,
+            phase=phase,
+        )  # fmt: skip
+    except UsageError as exc:
+        if inherited is None:
+            raise
+        raise UsageError(
+            f"{exc} (inherited from the {inherited} phase's save path; --fresh or "
+            f"{phase}.warm_start.inherit: null starts fresh instead)"
+        ) from None
     ck = check.checkpoint
     same_phase = (ck.header.get("metadata") or {}).get("phase") == phase
     resume = same_phase and not check.problems and ck.training is not None
