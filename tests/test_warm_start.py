@@ -127,6 +127,11 @@ def test_make_train_takes_the_seed_variables(tmp_path: Path) -> None:
     assert bc.returncode == 0, bc.stderr
     assert json.loads((tmp_path / "bc.json").read_text())["metadata"]["phase"] == "bc"
     assert (tmp_path / "bc_best.json").is_file() and (tmp_path / "train.jsonl").is_file()
+    # Capture and clone in one command: bc learns from the capture --rollout-save-dir just made.
+    res = train(QUEUE, "--mode", "bc", "--rollout-save-dir", str(tmp_path / "cap2"), "--rollout-ticks", "40",
+                "--epochs", "1", "--warm-start-save", str(tmp_path / "bc2.json"), "-q")  # fmt: skip
+    assert res.returncode == 0 and "captured 3 samples" in res.stdout, str(res)
+    assert load_checkpoint(tmp_path / "bc2.json").header["metadata"]["dataset"].startswith(str(tmp_path / "cap2"))
     assert make("PHASE=anneal").returncode != 0
     bad = make("FRESH=maybe")
     assert bad.returncode != 0 and "FRESH=maybe is not a boolean" in bad.stderr

@@ -452,9 +452,10 @@ def train_cmd(
         if phase == PHASE_BC:
             assert isinstance(phase_cfg, BCConfig)
             manifest = bc_manifest or (Path(phase_cfg.manifest) if phase_cfg.manifest else None)
-            if manifest is None and capture_dir is None:
+            data_dir = capture_dir or rollout_save_dir  # capture, then clone what was captured
+            if manifest is None and data_dir is None:
                 raise UsageError("--mode bc needs --capture-dir DIR or --bc-manifest FILE (or bc.manifest)")
-            replay: ReplayData | None = load_replay(manifest, capture_dir)
+            replay: ReplayData | None = load_replay(manifest, data_dir)
         else:
             manifest = replay_manifest or (Path(section.replay_manifest) if section.replay_manifest else None)
             replay = load_replay(manifest, capture_dir) if run_mode in ("replay", "mixed") else None
