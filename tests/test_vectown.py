@@ -4,6 +4,7 @@ buffers, and the scripted expert."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -421,3 +422,30 @@ def test_expert_actions_do_not_advance_the_world(cfg: TownConfig) -> None:
     # Only the policy's own random stream may move; asking twice gives valid actions both times.
     acts, _ = vec.expert_actions()
     assert vec.action_masks()[np.arange(vec.num_agents), acts].all()
+
+
+def test_fortran_ordered_arrays_are_refused_not_misread() -> None:
+    """The native calls take 2-D arrays as flat slices: a Fortran-ordered array is contiguous but
+    its rows are elsewhere, so it is refused with the array's name."""
+    from townlet import _core
+
+    vec = VecTown(DEFAULT_CONFIG, 2, 1)
+    n, d, a = vec.num_agents, vec.obs_dim, vec.n_actions
+    masks = np.zeros((n, a), np.bool_)
+    with pytest.raises(ValueError, match="obs must be a C-ordered"):
+        vec.native.reset(np.asfortranarray(np.zeros((n, d), np.float32)), masks, 1)
+    vec.reset(1)
+    state = vec.get_state()
+    with pytest.raises(ValueError, match="masks must be a C-ordered"):
+        vec.native.load_state(
+            json.dumps(state["towns"]), np.zeros((n, d), np.float32), np.asfortranarray(masks), np.ones(n, np.bool_)
+        )
+    buf = _core.RolloutBuffer(4, n, d, a)
+    ones = np.ones(n, np.float32)
+    with pytest.raises(ValueError, match="obs must be a C-ordered"):
+        buf.add(np.asfortranarray(np.zeros((n, d), np.float32)), np.ones((n, a), np.bool_), np.zeros(n, np.int64),
+                ones, ones, ones, np.zeros(n, np.bool_), np.zeros(n, np.bool_), np.ones(n, np.bool_), ones)  # fmt: skip
+    f = np.asfortranarray(np.zeros((4, 3), np.float32))
+    b = np.zeros((4, 3), np.bool_)
+    with pytest.raises(ValueError, match="rewards must be a C-ordered"):
+        _core.compute_gae(f, f, b, b, ~b, f, np.zeros(3, np.float32), 0.9, 0.9)

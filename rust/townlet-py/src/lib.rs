@@ -206,6 +206,10 @@ impl Town {
         mut obs: PyReadwriteArray2<'_, f32>,
         mut masks: PyReadwriteArray2<'_, bool>,
     ) -> PyResult<()> {
+        c_order(&[
+            ("obs", obs.is_c_contiguous()),
+            ("masks", masks.is_c_contiguous()),
+        ])?;
         let s = std::sync::Arc::clone(&self.w.s);
         let layout = self
             .layout
@@ -642,6 +646,17 @@ fn statics(config_json: &str) -> PyResult<Arc<Statics>> {
     )))
 }
 
+/// A 2-D or 3-D array handed over as a flat slice must be row-major: a Fortran-ordered array is
+/// contiguous too, but its rows are not where the slice puts them.
+fn c_order(arrays: &[(&str, bool)]) -> PyResult<()> {
+    match arrays.iter().find(|(_, c)| !c) {
+        Some((name, _)) => Err(PyValueError::new_err(format!(
+            "{name} must be a C-ordered (row-major) contiguous array"
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn check_len(name: &str, got: usize, want: usize) -> PyResult<()> {
     if got != want {
         return Err(PyValueError::new_err(format!(
@@ -765,6 +780,10 @@ impl VecTown {
         mut masks: PyReadwriteArray2<'_, bool>,
         seed: Option<u64>,
     ) -> PyResult<()> {
+        c_order(&[
+            ("obs", obs.is_c_contiguous()),
+            ("masks", masks.is_c_contiguous()),
+        ])?;
         let n = self.v.num_envs() * self.v.agents_per_env();
         let o = obs.as_slice_mut()?;
         let m = masks.as_slice_mut()?;
@@ -790,6 +809,11 @@ impl VecTown {
         mut alive: PyReadwriteArray1<'_, bool>,
         mut invalid: PyReadwriteArray1<'_, bool>,
     ) -> PyResult<()> {
+        c_order(&[
+            ("obs", obs.is_c_contiguous()),
+            ("masks", masks.is_c_contiguous()),
+            ("final_obs", final_obs.is_c_contiguous()),
+        ])?;
         let n = self.v.num_envs() * self.v.agents_per_env();
         let (d, k) = (self.v.obs_dim(), self.v.n_actions() as i64);
         let acts = actions.as_slice()?;
@@ -916,6 +940,10 @@ impl VecTown {
         mut masks: PyReadwriteArray2<'_, bool>,
         mut alive: PyReadwriteArray1<'_, bool>,
     ) -> PyResult<()> {
+        c_order(&[
+            ("obs", obs.is_c_contiguous()),
+            ("masks", masks.is_c_contiguous()),
+        ])?;
         let n = self.v.num_envs() * self.v.agents_per_env();
         let o = obs.as_slice_mut()?;
         let m = masks.as_slice_mut()?;
@@ -1261,6 +1289,10 @@ impl RolloutBuffer {
         valid: PyReadonlyArray1<'_, bool>,
         bootstrap: PyReadonlyArray1<'_, f32>,
     ) -> PyResult<()> {
+        c_order(&[
+            ("obs", obs.is_c_contiguous()),
+            ("masks", masks.is_c_contiguous()),
+        ])?;
         if self.len == self.steps {
             return Err(PyValueError::new_err(format!(
                 "rollout buffer is full ({} steps); call clear()",
@@ -1423,6 +1455,14 @@ fn compute_gae<'py>(
     gamma: f32,
     gae_lambda: f32,
 ) -> PyResult<AdvantagesReturns<'py>> {
+    c_order(&[
+        ("rewards", rewards.is_c_contiguous()),
+        ("values", values.is_c_contiguous()),
+        ("terminated", terminated.is_c_contiguous()),
+        ("truncated", truncated.is_c_contiguous()),
+        ("valid", valid.is_c_contiguous()),
+        ("bootstrap", bootstrap.is_c_contiguous()),
+    ])?;
     let shape = rewards.shape().to_vec();
     let (steps, agents) = (shape[0], shape[1]);
     for (name, s) in [
