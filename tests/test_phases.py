@@ -309,3 +309,12 @@ def test_an_inherited_bc_checkpoint_that_does_not_fit_says_how_to_start_fresh(wo
     assert not (work / "q.json").exists()
     res = townlet(work, "train", queue, "--epochs", "1", "--fresh", "--warm-start-save", "q.json", "-q")
     assert res.returncode == 0, str(res)
+
+
+def test_a_best_path_that_would_overwrite_the_checkpoint_is_refused(work: Path) -> None:
+    raw = yaml.safe_load((work / "town.yaml").read_text())
+    raw["ppo"]["warm_start"] = {"save_path": "w/a.safetensors", "best_path": "w/a.json"}
+    (work / "clash.yaml").write_text(yaml.safe_dump(raw))
+    res = townlet(work, "train", "clash.yaml", "--epochs", "1", "--fresh")
+    assert_one_line_error(res, "clash.yaml: ppo.warm_start: best_path w/a.json would overwrite w/a.json")
+    assert not (work / "w").exists()

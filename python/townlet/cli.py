@@ -496,6 +496,9 @@ def train_cmd(
             )
         }
     )
+    clash = phase_cfg.warm_start.clash()
+    if clash:
+        raise fail(UsageError(f"{config}: {phase}.warm_start: {clash}"))
     if dry_run:
         from townlet.training.run import dry_run_report
 

@@ -7,8 +7,6 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 MODES = ("rollout", "replay", "mixed")
-#: Training phases, in the order a pipeline runs them; each has a `warm_start` block.
-PHASES = ("bc", "ppo")
 
 
 def latest_path(phase: str) -> str:
@@ -43,6 +41,21 @@ class WarmStart(BaseModel):
 
     def best(self) -> str:
         return self.best_path or best_path_for(self.save_path)
+
+    def clash(self) -> str | None:
+        """Why the best-known checkpoint would overwrite the latest one (same file, or a safetensors
+        sidecar landing on the other), else None."""
+
+        def files(path: str) -> set[Path]:
+            p = Path(path)
+            return {p, p.with_suffix(".json")} if p.suffix == ".safetensors" else {p}
+
+        shared = files(self.save_path) & files(self.best())
+        if shared:
+            return (
+                f"best_path {self.best()} would overwrite {sorted(map(str, shared))[0]} of save_path {self.save_path}"
+            )
+        return None
 
 
 class PPOWarmStart(WarmStart):
