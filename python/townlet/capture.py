@@ -61,7 +61,7 @@ from townlet.clock import source_date_epoch, utc_stamp
 from townlet.config import TownConfig
 from townlet.env import VecTown
 from townlet.errors import UsageError
-from townlet.jsonio import canonical_json
+from townlet.jsonio import canonical_json, fsync_dir
 
 CAPTURE_FORMAT_VERSION = "1"
 DEFAULT_PREFIX = "rollout_sample"
@@ -714,7 +714,6 @@ class _Staging:
             for name in sorted(self.names, key=lambda x: x == last):
                 os.replace(self.folder / name, self.output / name)
                 written.append(self.output / name)
-            return written
         except OSError as exc:
             raise self.error(exc) from None
         finally:
@@ -722,6 +721,8 @@ class _Staging:
                 self.folder.rmdir()
             except OSError:
                 shutil.rmtree(self.folder, ignore_errors=True)
+        fsync_dir(self.output)  # the renames themselves survive a crash
+        return written
 
     def abort(self) -> None:
         self._close()

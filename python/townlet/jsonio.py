@@ -43,6 +43,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    fsync_dir(directory)
+
+
+def fsync_dir(directory: str | Path) -> None:
+    """Make renames into `directory` durable (where the platform lets a folder be fsynced)."""
     try:
         dir_fd = os.open(directory, os.O_RDONLY)
     except OSError:
