@@ -155,8 +155,8 @@ class Trainer:
                 result.episode_returns.extend(roll.episode_returns)
                 baseline = baseline_from_samples(roll.sample_rewards)
                 events = dict(roll.events)
-                score = float(data.rewards.mean()) if len(data) else float("-inf")
-                if self.best is None or score > float(self.best["value"]):
+                score = float(data.rewards.mean()) if len(data) else None  # None: every agent was dead
+                if score is not None and (self.best is None or score > float(self.best["value"])):
                     self.best = {"metric": BEST_METRIC, "value": score, "epoch": epoch, "policy_epoch": epoch - 1}
                     if on_best is not None:
                         on_best(self)
