@@ -108,6 +108,9 @@ def test_ppo_inherits_bc_and_a_killed_run_resumes_identically(work: Path) -> Non
     out, err = full.communicate(timeout=600)
     assert full.returncode == 0, err
     assert f"ppo: inherited from the bc phase: weights from {Path('logs/bc/checkpoints/bc_latest.json')}" in err
+    assert [line for line in err.splitlines() if line.startswith(("ppo:", "bc:"))] == [
+        "ppo: inherited from the bc phase: weights from logs/bc/checkpoints/bc_latest.json (bc checkpoint)"
+    ]
     done = load_checkpoint(work / "full/ppo_latest.json")
     assert done.header["lineage"]["parent_sha256"] == bc_sha
 
@@ -170,7 +173,9 @@ def test_ppo_inherits_bc_and_a_killed_run_resumes_identically(work: Path) -> Non
     assert load_checkpoint(work / "fresh.json").header["lineage"]["parent_sha256"] is None
 
 
-def test_bc_resume_is_identical_and_refuses_other_data(work: Path, tmp_path: Path) -> None:
+def test_bc_resume_is_identical_and_refuses_other_data(
+    work: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from townlet.config import load_config
     from townlet.training.run import load_replay, run_bc
 
@@ -202,6 +207,7 @@ def test_bc_resume_is_identical_and_refuses_other_data(work: Path, tmp_path: Pat
     recs, outs = run_bc(cfg, bc=bc_cfg(part, part), epochs=3, seed=cfg.seed, data=data, telemetry=None,
                         checkpoint=part, checkpoint_every=1)  # fmt: skip
     assert outs.start_epoch == 1 and [r["epoch"] for r in recs] == [2, 3]
+    assert f"bc: resuming {part} at epoch 1" in capsys.readouterr().err
     a, b = load_checkpoint(full), load_checkpoint(part)
     assert all(b.state[k].equal(v) for k, v in a.state.items())
     assert a.training is not None and b.training is not None and a.training.data == b.training.data

@@ -374,6 +374,28 @@ def load_weights(policy: ActorCritic, plan: WarmStartPlan, phase: str) -> None:
     policy.load_state_dict(ck.state)
 
 
+def start_epoch(trainer: Trainer | BCTrainer, plan: WarmStartPlan, phase: str, epochs: int) -> int:
+    """Restore the trainer when the plan resumes, check there is something left to train before
+    `epochs`, say on stderr where the run starts from; returns the epoch it starts after."""
+    if plan.resume:
+        assert plan.check is not None and plan.check.checkpoint.training is not None
+        where = plan.check.checkpoint.path
+        try:
+            trainer.restore(require(plan.check.checkpoint.training, str(where), phase))
+        except KeyError as exc:
+            raise UsageError(f"{where}: cannot resume: the training state lacks {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"{where}: cannot resume: {exc}") from None
+    if trainer.epoch >= epochs:
+        raise UsageError(
+            f"{plan.check.checkpoint.path if plan.check else 'checkpoint'}: already trained {trainer.epoch} epochs; "
+            f"nothing to resume for --epochs {epochs} (raise --epochs to train on)"
+        )
+    if plan.check is not None:
+        print(plan.describe(phase), file=sys.stderr)
+    return trainer.epoch
+
+
 class PhaseSaver:
     """Writes a phase's checkpoints: the latest (with the training state a resume restores) at
     `path`, and the best-known agent (weights only) at `best_path`. A new best is held in memory
@@ -497,24 +519,7 @@ def run_training(
         replay_events=replay.events if replay else None,
         obs_meta=meta,
     )
-    if plan.resume:
-        assert plan.check is not None and plan.check.checkpoint.training is not None
-        try:
-            trainer.restore(require(plan.check.checkpoint.training, str(plan.check.checkpoint.path), PHASE_PPO))
-        except KeyError as exc:
-            raise UsageError(f"{plan.check.checkpoint.path}: cannot resume: the training state lacks {exc}") from None
-        except (TypeError, ValueError) as exc:
-            raise UsageError(f"{plan.check.checkpoint.path}: cannot resume: {exc}") from None
-    start = trainer.epoch
-    if start >= epochs:
-        raise UsageError(
-            f"{plan.check.checkpoint.path if plan.check else 'checkpoint'}: already trained {start} epochs; "
-            f"nothing to resume for --epochs {epochs} (raise --epochs to train on)"
-        )
-    if plan.check is not None:
-        print(plan.describe(PHASE_BC), file=sys.stderr)
-    if plan.check is not None:
-        print(plan.describe(PHASE_PPO), file=sys.stderr)
+    start = start_epoch(trainer, plan, PHASE_PPO, epochs)
     writer = telemetry(start) if callable(telemetry) else telemetry
 
     saver = PhaseSaver(
@@ -586,20 +591,7 @@ def run_bc(
         trainer = BCTrainer(policy, bc, train, holdout, seed=seed)
     except ValueError as exc:
         raise UsageError(f"{data.manifest or 'bc data'}: {exc}") from None
-    if plan.resume:
-        assert plan.check is not None and plan.check.checkpoint.training is not None
-        try:
-            trainer.restore(require(plan.check.checkpoint.training, str(plan.check.checkpoint.path), PHASE_BC))
-        except KeyError as exc:
-            raise UsageError(f"{plan.check.checkpoint.path}: cannot resume: the training state lacks {exc}") from None
-        except (TypeError, ValueError) as exc:
-            raise UsageError(f"{plan.check.checkpoint.path}: cannot resume: {exc}") from None
-    start = trainer.epoch
-    if start >= epochs:
-        raise UsageError(
-            f"{plan.check.checkpoint.path if plan.check else 'checkpoint'}: already trained {start} epochs; "
-            f"nothing to resume for --epochs {epochs} (raise --epochs to train on)"
-        )
+    start = start_epoch(trainer, plan, PHASE_BC, epochs)
     writer = telemetry(start) if telemetry is not None else None
 
     saver = PhaseSaver(
