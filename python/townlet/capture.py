@@ -133,10 +133,11 @@ def npz_bytes(arrays: dict[str, npt.NDArray[Any]], *, compress: bool) -> bytes:
     return buf.getvalue()
 
 
-def load_npz(path: Path) -> dict[str, npt.NDArray[Any]]:
-    """Read a sample without ever unpickling; a damaged file is a UsageError naming it."""
+def load_npz(path: Path, raw: bytes | None = None) -> dict[str, npt.NDArray[Any]]:
+    """Read a sample (from `raw`, its bytes, when the caller has them) without ever unpickling; a
+    damaged file is a UsageError naming it."""
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with np.load(io.BytesIO(raw) if raw is not None else path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
     except FileNotFoundError:
         raise UsageError(f"{path}: file not found") from None

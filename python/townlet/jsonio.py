@@ -80,7 +80,11 @@ def read_bytes(path: Path, what: str = "file") -> bytes:
 
 def read_json(path: Path, what: str = "file") -> Any:
     """A JSON file, parsed; bad JSON is a UsageError naming the file and line."""
-    raw = read_bytes(path, what)
+    return parse_json(path, read_bytes(path, what))
+
+
+def parse_json(path: Path, raw: bytes) -> Any:
+    """`raw`, the bytes of `path`, parsed; bad JSON is a UsageError naming the file and line."""
     try:
         return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

@@ -117,14 +117,16 @@ class TelemetryWriter:
     def _continue(self, epoch: int) -> None:
         """Keep the records up to `epoch` and continue the stream offset after the last one."""
         try:
-            kept = [(line, rec) for line, rec in _lines(self.path) if int(rec["epoch"]) <= epoch]
+            kept = [rec for _, rec in read_records(self.path) if int(rec["epoch"]) <= epoch]
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{self.path}: cannot continue this log ({exc})") from None
-        previous = _lines(Path(f"{self.path}.1")) if Path(f"{self.path}.1").is_file() else []
-        last = kept[-1][1] if kept else (previous[-1][1] if previous else None)
+        rotated = Path(f"{self.path}.1")
+        previous = [rec for _, rec in read_records(rotated)] if rotated.is_file() else []
+        last = kept[-1] if kept else (previous[-1] if previous else None)
         self.offset = int(last.get("log_stream_offset", -1)) + 1 if isinstance(last, dict) else 0
         self._in_file = len(kept)
-        atomic_write_bytes(self.path, "".join(line for line, _ in kept).encode())
+        # The records as `write` wrote them: canonical JSON gives back the same bytes.
+        atomic_write_bytes(self.path, "".join(canonical_json(rec, indent=None) + "\n" for rec in kept).encode())
 
     def _rotate(self) -> None:
         k = 1
@@ -241,18 +243,6 @@ def check_bc_record(record: dict[str, Any], *, where: str) -> list[str]:
         if val is not None and finite(val) and not 0.0 <= float(val) <= 1.0:
             problems.append(f"{where}: field {key!r} must lie in [0, 1], got {val!r}")
     return problems
-
-
-def _lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
-    """(raw line, record) for each non-empty line of a log this writer wrote."""
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
-        if line.strip():
-            rec = json.loads(line)
-            if not isinstance(rec, dict):
-                raise TypeError("a line is not a JSON object")
-            out.append((line if line.endswith("\n") else line + "\n", rec))
-    return out
 
 
 def read_records(path: Path) -> list[tuple[int, Any]]:

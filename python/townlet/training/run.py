@@ -29,7 +29,7 @@ from townlet.config import TownConfig
 from townlet.config_registry import config_sha256, resolved_config
 from townlet.env import VecTown
 from townlet.errors import UsageError
-from townlet.jsonio import read_json
+from townlet.jsonio import parse_json, read_bytes
 from townlet.telemetry import TelemetryWriter
 from townlet.training.bc import BCTrainer, split_rows
 from townlet.training.envs import TownTrainEnv
@@ -55,13 +55,13 @@ class ReplayData:
     manifest: Path | None = None
     #: The capture's event totals, by native event name (counted into each replayed epoch's record).
     events: dict[str, float] | None = None
+    #: SHA-256 of the manifest's bytes (which list every sample's SHA-256).
+    manifest_sha256: str | None = None
 
     def fingerprint(self) -> dict[str, Any]:
         """Which data this is: the manifest and the SHA-256 of its bytes (which list every
         sample's SHA-256)."""
-        if self.manifest is None:
-            return {"manifest": None, "sha256": None}
-        return {"manifest": str(self.manifest), "sha256": hashlib.sha256(self.manifest.read_bytes()).hexdigest()}
+        return {"manifest": str(self.manifest) if self.manifest else None, "sha256": self.manifest_sha256}
 
     def baseline(self) -> dict[str, float]:
         pairs = [(float(s["rewards"].sum()), float(s["rewards"].mean())) for s in self.samples]
@@ -120,7 +120,8 @@ def load_replay(manifest: Path | None, capture_dir: Path | None) -> ReplayData:
         if not found:
             raise UsageError(f"{capture_dir}: no *_manifest.json in the capture directory")
         manifest = found[0]
-    doc = read_json(manifest, "manifest")
+    manifest_raw = read_bytes(manifest, "manifest")
+    doc = parse_json(manifest, manifest_raw)
     entries = doc.get("samples") if isinstance(doc, dict) else None
     if not isinstance(entries, list):
         raise UsageError(f"{manifest}: not a capture manifest (no 'samples' list)")
@@ -133,9 +134,10 @@ def load_replay(manifest: Path | None, capture_dir: Path | None) -> ReplayData:
         if not isinstance(name, str):
             raise UsageError(f"{manifest}: samples[{k}] has no 'sample' file name")
         path = manifest.parent / name
-        arrays = load_npz(path)
+        raw = read_bytes(path)
+        arrays = load_npz(path, raw)
         want = entry.get("sha256")
-        if isinstance(want, str) and hashlib.sha256(path.read_bytes()).hexdigest() != want:
+        if isinstance(want, str) and hashlib.sha256(raw).hexdigest() != want:
             raise UsageError(f"{path}: contents do not match the SHA-256 recorded in {manifest} (altered?)")
         missing = [a for a in ("map", "features", "actions", "old_log_probs", "rewards", "dones") if a not in arrays]
         if missing:
@@ -176,7 +178,9 @@ def load_replay(manifest: Path | None, capture_dir: Path | None) -> ReplayData:
         except (ValueError, TypeError, AttributeError):
             raise UsageError(f"{sidecar}: not a capture sample sidecar (invalid JSON or fields)") from None
     assert obs_dim is not None and n_actions is not None
-    return ReplayData(samples, obs_dim, n_actions, meta, manifest, _capture_events(manifest))
+    return ReplayData(
+        samples, obs_dim, n_actions, meta, manifest, _capture_events(manifest), hashlib.sha256(manifest_raw).hexdigest()
+    )
 
 
 def _capture_events(manifest: Path) -> dict[str, float]:
@@ -484,13 +488,13 @@ def run_training(
     epochs: int,
     seed: int,
     replay: ReplayData | None,
-    telemetry: TelemetryWriter | Callable[[int], TelemetryWriter] | None,
+    telemetry: Callable[[int], TelemetryWriter] | None,
     checkpoint: Path | None,
     checkpoint_every: int = 0,
     on_epoch: Any = None,
 ) -> RunOutputs:
-    """PPO. `telemetry` may be a writer or a factory taking the epoch the run starts after (so
-    that a resumed run continues its log)."""
+    """PPO. `telemetry` makes the log's writer, given the epoch the run starts after (so that a
+    resumed run continues its log)."""
     if mode not in MODES:
         raise UsageError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     env = None
@@ -520,7 +524,7 @@ def run_training(
         obs_meta=meta,
     )
     start = start_epoch(trainer, plan, PHASE_PPO, epochs)
-    writer = telemetry(start) if callable(telemetry) else telemetry
+    writer = telemetry(start) if telemetry is not None else None
 
     saver = PhaseSaver(
         checkpoint,

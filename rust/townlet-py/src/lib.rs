@@ -667,6 +667,24 @@ fn check_len(name: &str, got: usize, want: usize) -> PyResult<()> {
 }
 
 impl VecTown {
+    /// `obs` (slots, obs_dim) and `masks` (slots, n_actions) as flat row-major slices, checked.
+    fn obs_masks<'a>(
+        &self,
+        obs: &'a mut PyReadwriteArray2<'_, f32>,
+        masks: &'a mut PyReadwriteArray2<'_, bool>,
+    ) -> PyResult<(&'a mut [f32], &'a mut [bool])> {
+        c_order(&[
+            ("obs", obs.is_c_contiguous()),
+            ("masks", masks.is_c_contiguous()),
+        ])?;
+        let n = self.v.num_envs() * self.v.agents_per_env();
+        let o = obs.as_slice_mut()?;
+        let m = masks.as_slice_mut()?;
+        check_len("obs", o.len(), n * self.v.obs_dim())?;
+        check_len("masks", m.len(), n * self.v.n_actions())?;
+        Ok((o, m))
+    }
+
     fn town(&self, env: usize) -> PyResult<&World> {
         self.v.towns.get(env).ok_or_else(|| {
             PyIndexError::new_err(format!("env {env} out of range (0..{})", self.v.num_envs()))
@@ -780,15 +798,7 @@ impl VecTown {
         mut masks: PyReadwriteArray2<'_, bool>,
         seed: Option<u64>,
     ) -> PyResult<()> {
-        c_order(&[
-            ("obs", obs.is_c_contiguous()),
-            ("masks", masks.is_c_contiguous()),
-        ])?;
-        let n = self.v.num_envs() * self.v.agents_per_env();
-        let o = obs.as_slice_mut()?;
-        let m = masks.as_slice_mut()?;
-        check_len("obs", o.len(), n * self.v.obs_dim())?;
-        check_len("masks", m.len(), n * self.v.n_actions())?;
+        let (o, m) = self.obs_masks(&mut obs, &mut masks)?;
         let v = &mut self.v;
         py.detach(|| v.reset(seed, o, m));
         Ok(())
@@ -940,17 +950,13 @@ impl VecTown {
         mut masks: PyReadwriteArray2<'_, bool>,
         mut alive: PyReadwriteArray1<'_, bool>,
     ) -> PyResult<()> {
-        c_order(&[
-            ("obs", obs.is_c_contiguous()),
-            ("masks", masks.is_c_contiguous()),
-        ])?;
-        let n = self.v.num_envs() * self.v.agents_per_env();
-        let o = obs.as_slice_mut()?;
-        let m = masks.as_slice_mut()?;
+        let (o, m) = self.obs_masks(&mut obs, &mut masks)?;
         let l = alive.as_slice_mut()?;
-        check_len("obs", o.len(), n * self.v.obs_dim())?;
-        check_len("masks", m.len(), n * self.v.n_actions())?;
-        check_len("alive", l.len(), n)?;
+        check_len(
+            "alive",
+            l.len(),
+            self.v.num_envs() * self.v.agents_per_env(),
+        )?;
         let v = &mut self.v;
         py.detach(|| v.load_state_json(state, o, m, l))
             .map_err(SnapshotError::new_err)
