@@ -42,9 +42,9 @@ from unittest import mock
 import numpy as np
 
 from townlet import load_config
-from townlet.capture import capture_rollout, publish, scripted_config
-from townlet.config import TownConfig
-from townlet.env import VecTown
+from townlet.capture.rollout import capture_rollout, publish, scripted_config
+from townlet.sim.config import TownConfig
+from townlet.sim.env import VecTown
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = ("kitchen_breakfast", "queue_conflict", "employment_punctuality", "rivalry_decay", "observation_baseline")
@@ -100,7 +100,7 @@ def record_only(config: TownConfig, ticks: int) -> float:
 @contextmanager
 def no_fsync() -> Iterator[None]:
     """Diagnostics only: a capture with its fsyncs left out."""
-    with mock.patch("townlet.capture.os.fsync", lambda fd: None):
+    with mock.patch("townlet.capture.rollout.os.fsync", lambda fd: None):
         yield
 
 

@@ -27,14 +27,14 @@ import numpy as np
 import torch
 
 from townlet import load_config
-from townlet.capture import capture_rollout
-from townlet.config import TownConfig
-from townlet.env import VecTown
+from townlet.capture.rollout import capture_rollout
+from townlet.sim.config import TownConfig
+from townlet.sim.env import VecTown
+from townlet.sim.settings import BCConfig, PPOConfig
 from townlet.training.bc import BCTrainer, split_rows
 from townlet.training.envs import TownTrainEnv
 from townlet.training.network import ActorCritic
 from townlet.training.run import load_replay
-from townlet.training.settings import BCConfig, PPOConfig
 from townlet.training.trainer import Trainer, make_policy
 
 REPO = Path(__file__).resolve().parent.parent

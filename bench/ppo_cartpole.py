@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 
+from townlet.sim.settings import PPOConfig
 from townlet.training.envs import GymAsParallel, ParallelTrainEnv
 from townlet.training.network import MLPPolicy
-from townlet.training.settings import PPOConfig
 from townlet.training.trainer import Trainer
 
 NUM_ENVS = 4

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 from townlet import load_config
+from townlet.sim.settings import PPOConfig
 from townlet.training.envs import TownTrainEnv
-from townlet.training.settings import PPOConfig
 from townlet.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent

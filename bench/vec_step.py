@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from townlet import load_config
-from townlet.env import VecTown
+from townlet.sim.env import VecTown
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "configs/examples/poc_hybrid.yaml"

@@ -23,8 +23,9 @@ import numpy.typing as npt
 import pytest
 
 from conftest import REPO_ROOT
-from townlet import capture, load_config
-from townlet.capture import (
+from townlet import load_config
+from townlet.capture import rollout as capture
+from townlet.capture.rollout import (
     CaptureResult,
     _Sample,
     capture_rollout,
@@ -32,9 +33,9 @@ from townlet.capture import (
     sample_metrics,
     scripted_config,
 )
-from townlet.env import VecTown
 from townlet.errors import UsageError
 from townlet.jsonio import canonical_json
+from townlet.sim.env import VecTown
 
 QUEUE = REPO_ROOT / "configs/scenarios/queue_conflict.yaml"
 POC = REPO_ROOT / "configs/examples/poc_hybrid.yaml"
@@ -315,14 +316,14 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:
     def broken_fsync(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
-    with mock.patch("townlet.capture.os.fsync", broken_fsync), pytest.raises(UsageError) as err:
+    with mock.patch("townlet.capture.rollout.os.fsync", broken_fsync), pytest.raises(UsageError) as err:
         capture_rollout(load_config(QUEUE), out, ticks=30)
     assert str(err.value) == f"{out}: cannot write capture output (Input/output error)"
     assert not out.exists()  # the folder it made is gone, staging folder and all
 
     out.mkdir(parents=True)
     (out / "keep.txt").write_text("mine\n", encoding="utf-8")
-    with mock.patch("townlet.capture.os.fsync", broken_fsync), pytest.raises(UsageError):
+    with mock.patch("townlet.capture.rollout.os.fsync", broken_fsync), pytest.raises(UsageError):
         capture_rollout(load_config(POC), out, ticks=300)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 

@@ -13,8 +13,8 @@ import pytest
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 
 from envtools import ALL_CONFIGS, DEFAULT_CONFIG, REPO_ROOT, fainting_config, feature_column, write_variant
-from townlet.config import load_config
-from townlet.env import TownEnv
+from townlet.sim.config import load_config
+from townlet.sim.env import TownEnv
 
 CONFIG_IDS = [str(p.relative_to(REPO_ROOT)) for p in ALL_CONFIGS]
 

@@ -14,8 +14,8 @@ import pytest
 
 from envtools import REPO_ROOT, feature_column, map_planes, write_variant
 from townlet import _core
-from townlet.config import load_config
-from townlet.env import VecTown
+from townlet.sim.config import load_config
+from townlet.sim.env import VecTown
 
 GOLDEN_DIR = REPO_ROOT / "tests/data/observations"
 VARIANTS = {

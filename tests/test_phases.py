@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from conftest import REPO_ROOT, CliResult, _cli_env, assert_one_line_error
-from townlet.checkpoint import load_checkpoint
+from townlet.artifacts.checkpoint import load_checkpoint
 
 TOWN = REPO_ROOT / "configs/examples/poc_hybrid.yaml"
 #: Fields of a telemetry record that measure time, not training.
@@ -176,7 +176,7 @@ def test_ppo_inherits_bc_and_a_killed_run_resumes_identically(work: Path) -> Non
 def test_bc_resume_is_identical_and_refuses_other_data(
     work: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from townlet.config import load_config
+    from townlet.sim.config import load_config
     from townlet.training.run import load_replay, run_bc
 
     cfg = load_config(work / "town.yaml")
@@ -266,8 +266,8 @@ def test_first_weights_do_not_depend_on_the_thread_count() -> None:
 def test_replay_and_mixed_runs_resume_identically(mode: str, tmp_path: Path) -> None:
     """Replayed rows get their values from the current critic every epoch, so an interrupted replay
     (or mixed) run resumed from its checkpoint ends where the uninterrupted one does."""
-    from townlet.capture import capture_rollout
-    from townlet.config import load_config
+    from townlet.capture.rollout import capture_rollout
+    from townlet.sim.config import load_config
     from townlet.training.run import load_replay, run_training
 
     cfg = load_config(REPO_ROOT / "configs/scenarios/queue_conflict.yaml")

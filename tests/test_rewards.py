@@ -11,8 +11,8 @@ import pytest
 
 from envtools import DEFAULT_CONFIG, feature_column, make_fainting, write_variant
 from townlet import _core
-from townlet.config import load_config
-from townlet.env import VecTown
+from townlet.sim.config import load_config
+from townlet.sim.env import VecTown
 
 COMPONENTS = list(_core.REWARD_COMPONENTS)
 TOTAL = COMPONENTS.index("total")

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, CliResult, assert_one_line_error, load_yaml
-from townlet import goldens
-from townlet.capture import TRAINING_ARRAYS
+from townlet.capture import goldens
+from townlet.capture.rollout import TRAINING_ARRAYS
 from townlet.jsonio import canonical_json
 
 SCENARIOS = ("kitchen_breakfast", "queue_conflict", "employment_punctuality", "rivalry_decay", "observation_baseline")

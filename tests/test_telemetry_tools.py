@@ -21,8 +21,8 @@ import pytest
 
 from conftest import REPO_ROOT, CliResult, _cli_env, assert_one_line_error
 from townlet.errors import UsageError
-from townlet.telemetry import V11_FIELDS, TelemetryWriter
-from townlet.telemetry_tools import (
+from townlet.telemetry.records import V11_FIELDS, TelemetryWriter
+from townlet.telemetry.tools import (
     PANEL_COLOURS,
     WATCH_SPECS,
     LogLine,

@@ -16,18 +16,18 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT, CliResult, _cli_env, assert_one_line_error
-from townlet.checkpoint import FORMAT_VERSION, fingerprint, load_checkpoint, save_checkpoint
-from townlet.config import load_config
-from townlet.env import VecTown
+from townlet.artifacts.checkpoint import FORMAT_VERSION, fingerprint, load_checkpoint, save_checkpoint
 from townlet.errors import UsageError
 from townlet.jsonio import canonical_json
-from townlet.policy import CheckpointPolicy
-from townlet.telemetry import check_record
+from townlet.sim.config import load_config
+from townlet.sim.env import VecTown
+from townlet.sim.settings import PPOConfig
+from townlet.telemetry.records import check_record
 from townlet.training.envs import GymAsParallel, ParallelTrainEnv, TownTrainEnv
 from townlet.training.network import ConflictAwarePolicy, MLPPolicy
+from townlet.training.policy import CheckpointPolicy
 from townlet.training.ppo import RolloutCollector
 from townlet.training.run import run_training
-from townlet.training.settings import PPOConfig
 from townlet.training.trainer import Trainer, make_policy
 
 POC = "configs/examples/poc_hybrid.yaml"

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from conftest import REPO_ROOT, CliResult, _cli_env, assert_one_line_error
-from townlet.checkpoint import fingerprint, load_checkpoint
-from townlet.config import load_config
-from townlet.env import VecTown
-from townlet.telemetry import BASELINE_FIELDS, CONFLICT_FIELDS, check_record
+from townlet.artifacts.checkpoint import fingerprint, load_checkpoint
+from townlet.sim.config import load_config
+from townlet.sim.env import VecTown
+from townlet.telemetry.records import BASELINE_FIELDS, CONFLICT_FIELDS, check_record
 
 QUEUE_CONFLICT = "configs/scenarios/queue_conflict.yaml"
 OBSERVATION_BASELINE = "configs/scenarios/observation_baseline.yaml"

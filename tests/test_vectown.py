@@ -14,9 +14,9 @@ import numpy.typing as npt
 import pytest
 
 from envtools import DEFAULT_CONFIG, fainting_config, feature_column, random_valid_actions, write_variant
-from townlet.config import TownConfig, load_config
-from townlet.env import VecTown
 from townlet.errors import ConfigError
+from townlet.sim.config import TownConfig, load_config
+from townlet.sim.env import VecTown
 
 N_AGENTS = 9  # the default town
 N_ACTIONS = len(load_config(DEFAULT_CONFIG).action_names())  # 16 with the core manifest

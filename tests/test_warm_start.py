@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from conftest import REPO_ROOT, CliResult, _cli_env, assert_one_line_error
-from townlet.checkpoint import load_checkpoint
+from townlet.artifacts.checkpoint import load_checkpoint
 
 QUEUE = "configs/scenarios/queue_conflict.yaml"
 TOWN = "configs/examples/poc_hybrid.yaml"

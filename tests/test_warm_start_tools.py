@@ -30,8 +30,8 @@ import yaml
 from typer.testing import CliRunner
 
 from conftest import DEFAULT_CONFIG, REPO_ROOT, CliResult, _cli_env, default_config_data
+from townlet.artifacts.registry import config_sha256
 from townlet.cli import app
-from townlet.config_registry import config_sha256
 from townlet.jsonio import canonical_json
 
 CONFIG = REPO_ROOT / "configs/scenarios/queue_conflict.yaml"
@@ -127,7 +127,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
         "--fresh",
     )
     assert res.returncode == 0, str(res)
-    from townlet.checkpoint import load_checkpoint, save_checkpoint
+    from townlet.artifacts.checkpoint import load_checkpoint, save_checkpoint
 
     ck = load_checkpoint(d / "ck.safetensors")
     h = ck.header
@@ -198,7 +198,7 @@ def test_checkpoint_make_targets_list_info_copy(run: Run, tmp_path: Path) -> Non
 
 def _perturbed_checkpoint(src: Path, dest: Path) -> None:
     """Another valid checkpoint: the same header with different weights."""
-    from townlet.checkpoint import load_checkpoint, save_checkpoint
+    from townlet.artifacts.checkpoint import load_checkpoint, save_checkpoint
 
     ck = load_checkpoint(src)
     net = ck.policy()
@@ -285,7 +285,7 @@ def test_checkpoint_verify_names_every_problem(ckdir: Path) -> None:
 
 def test_checkpoint_verify_checks_the_training_state(run: Run, tmp_path: Path) -> None:
     """The optimizer tensors a resume restores are verified like the weights, in both encodings."""
-    from townlet.checkpoint import load_checkpoint, save_checkpoint
+    from townlet.artifacts.checkpoint import load_checkpoint, save_checkpoint
 
     ck = load_checkpoint(run.ckpt)
     assert ck.training is not None and ck.training.tensors, "a *_latest checkpoint carries training state"
@@ -322,9 +322,9 @@ def test_checkpoint_verify_checks_the_training_state(run: Run, tmp_path: Path) -
 
 def test_checkpoint_list_shows_registry_labels(ckdir: Path, tmp_path: Path) -> None:
     """A checkpoint embedding the resolved config carries the registry's hash, so list shows its label."""
-    from townlet.checkpoint import load_checkpoint, save_checkpoint
-    from townlet.config import load_config
-    from townlet.config_registry import resolved_config
+    from townlet.artifacts.checkpoint import load_checkpoint, save_checkpoint
+    from townlet.artifacts.registry import resolved_config
+    from townlet.sim.config import load_config
 
     reg = tmp_path / "r.json"
     assert cli("registry", "register", CONFIG, "--label", "qc-label", "--registry", reg).returncode == 0

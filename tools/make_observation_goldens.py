@@ -17,8 +17,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "python"))
 
-from townlet.config import load_config  # noqa: E402
-from townlet.env import VecTown  # noqa: E402
+from townlet.sim.config import load_config  # noqa: E402
+from townlet.sim.env import VecTown  # noqa: E402
 
 SCENARIO = REPO / "configs/scenarios/kitchen_breakfast.yaml"
 TICK = 20

@@ -2,9 +2,9 @@
 operations layer."""
 
 from townlet._core import ACTION_SPACE_VERSION, SNAPSHOT_VERSION
-from townlet.config import TownConfig, load_config
 from townlet.errors import ConfigError, TownletError
-from townlet.world import Simulation
+from townlet.sim.config import TownConfig, load_config
+from townlet.sim.simulation import Simulation
 
 __all__ = [
     "ACTION_SPACE_VERSION",

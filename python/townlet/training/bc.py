@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from townlet import _core
-from townlet.checkpoint import TrainingState
+from townlet.artifacts.checkpoint import TrainingState
+from townlet.sim.settings import BCConfig
 from townlet.training.network import ActorCritic
-from townlet.training.settings import BCConfig
 from townlet.training.state import loop_state, restore_loop
 
 #: What picks the best-known BC checkpoint (training accuracy when nothing is held out).

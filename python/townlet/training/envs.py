@@ -15,8 +15,8 @@ import gymnasium
 import numpy as np
 import numpy.typing as npt
 
-from townlet.config import TownConfig
-from townlet.env import VecTown
+from townlet.sim.config import TownConfig
+from townlet.sim.env import VecTown
 
 F32 = npt.NDArray[np.float32]
 B = npt.NDArray[np.bool_]

@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from townlet import _core
+from townlet.sim.settings import PPOConfig
 from townlet.training.envs import TrainEnv
 from townlet.training.network import ActorCritic
-from townlet.training.settings import PPOConfig
 from townlet.training.state import set_torch_generator_state, torch_generator_state
 
 

@@ -23,19 +23,19 @@ import numpy as np
 import torch
 
 from townlet import _core
-from townlet.capture import EVENT_COUNTERS, load_npz
-from townlet.checkpoint import Checkpoint, TrainingState, fingerprint, load_checkpoint, save_checkpoint
-from townlet.config import TownConfig
-from townlet.config_registry import config_sha256, resolved_config
-from townlet.env import VecTown
+from townlet.artifacts.checkpoint import Checkpoint, TrainingState, fingerprint, load_checkpoint, save_checkpoint
+from townlet.artifacts.registry import config_sha256, resolved_config
+from townlet.capture.rollout import EVENT_COUNTERS, load_npz
 from townlet.errors import UsageError
 from townlet.jsonio import parse_json, read_bytes
-from townlet.telemetry import TelemetryWriter
+from townlet.sim.config import TownConfig
+from townlet.sim.env import VecTown
+from townlet.sim.settings import MODES, BCConfig, PPOConfig
+from townlet.telemetry.records import TelemetryWriter
 from townlet.training.bc import BCTrainer, split_rows
 from townlet.training.envs import TownTrainEnv
 from townlet.training.network import ActorCritic
 from townlet.training.ppo import Dataset, baseline_from_samples
-from townlet.training.settings import MODES, BCConfig, PPOConfig
 from townlet.training.state import require
 from townlet.training.trainer import Trainer, TrainResult, make_policy
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from townlet.checkpoint import TrainingState
+from townlet.artifacts.checkpoint import TrainingState
 from townlet.errors import UsageError
 
 

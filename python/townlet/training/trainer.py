@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from townlet.checkpoint import TrainingState
-from townlet.telemetry import TelemetryWriter
+from townlet.artifacts.checkpoint import TrainingState
+from townlet.sim.settings import PPOConfig
+from townlet.telemetry.records import TelemetryWriter
 from townlet.training.envs import TrainEnv
 from townlet.training.network import ActorCritic, ConflictAwarePolicy, MLPPolicy
 from townlet.training.ppo import (
@@ -23,7 +24,6 @@ from townlet.training.ppo import (
     epoch_record,
     ppo_update,
 )
-from townlet.training.settings import PPOConfig
 from townlet.training.state import loop_state, restore_loop
 
 #: What picks the best-known PPO checkpoint: the mean reward per live agent-step of an epoch's

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from townlet.checkpoint import FORMAT, TRAINING_PREFIX, fingerprint, parse_header, plain_file_name
-from townlet.config_registry import config_sha256, labels
+from townlet.artifacts.checkpoint import FORMAT, TRAINING_PREFIX, fingerprint, parse_header, plain_file_name
+from townlet.artifacts.registry import config_sha256, labels
 from townlet.errors import TownletError, UsageError
 from townlet.jsonio import atomic_write_bytes, canonical_json, read_bytes
 

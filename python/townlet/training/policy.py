@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from townlet.checkpoint import fingerprint, load_checkpoint
+from townlet.artifacts.checkpoint import fingerprint, load_checkpoint
 from townlet.errors import UsageError
 
 

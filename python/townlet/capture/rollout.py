@@ -58,10 +58,10 @@ import numpy.typing as npt
 
 from townlet import _core
 from townlet.clock import source_date_epoch, utc_stamp
-from townlet.config import TownConfig
-from townlet.env import VecTown
 from townlet.errors import UsageError
 from townlet.jsonio import canonical_json, fsync_dir
+from townlet.sim.config import TownConfig
+from townlet.sim.env import VecTown
 
 CAPTURE_FORMAT_VERSION = "1"
 DEFAULT_PREFIX = "rollout_sample"

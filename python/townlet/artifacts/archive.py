@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from townlet.ckpt_tools import VerifyFailed, check_checkpoint, obj
-from townlet.ckpt_tools import verify as verify_checkpoint
+from townlet.artifacts.checkpoint_tools import VerifyFailed, check_checkpoint, obj
+from townlet.artifacts.checkpoint_tools import verify as verify_checkpoint
+from townlet.artifacts.registry import config_sha256, key_path_diff, labels, load_resolved
 from townlet.clock import source_date_epoch, utc_stamp
-from townlet.config_registry import config_sha256, key_path_diff, labels, load_resolved
 from townlet.errors import UsageError
 from townlet.jsonio import atomic_write_bytes, canonical_json
 
@@ -92,7 +92,7 @@ def create(
     overwrite: bool = False,
 ) -> Created:
     """Bundle a checkpoint that verifies, its config and log; write the archive atomically."""
-    from townlet.log_tools import validate_log
+    from townlet.artifacts.log_tools import validate_log
 
     files, check = verify_checkpoint(checkpoint)
     if files is None or check.header is None:

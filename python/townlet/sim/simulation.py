@@ -10,9 +10,9 @@ import numpy as np
 import numpy.typing as npt
 
 from townlet import _core
-from townlet.config import TownConfig, load_config
 from townlet.errors import UsageError
 from townlet.jsonio import atomic_write_text
+from townlet.sim.config import TownConfig, load_config
 
 NEED_NAMES = ("hunger", "hygiene", "energy")
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from townlet import _core
 from townlet.errors import ConfigError
-from townlet.training.settings import BCConfig, PPOConfig, TrainingSection
+from townlet.sim.settings import BCConfig, PPOConfig, TrainingSection
 
 #: Top-level keys owned (and validated) by the Rust world core.
 WORLD_KEYS = frozenset(

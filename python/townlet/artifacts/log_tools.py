@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from townlet.errors import UsageError
-from townlet.telemetry import check_bc_record, check_record
+from townlet.telemetry.records import check_bc_record, check_record
 
 BLOCK = 64 * 1024
 

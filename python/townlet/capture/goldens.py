@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from townlet.capture import DEFAULT_PREFIX
+from townlet.capture.rollout import DEFAULT_PREFIX
 from townlet.errors import UsageError
 from townlet.jsonio import read_json
 

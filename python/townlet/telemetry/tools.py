@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from townlet.errors import TownletError, UsageError
-from townlet.telemetry import BASELINE_FIELDS, HYGIENE_FIELDS, SOCIAL_FIELDS, check_record
+from townlet.telemetry.records import BASELINE_FIELDS, HYGIENE_FIELDS, SOCIAL_FIELDS, check_record
 
 # -- reading logs ---------------------------------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from townlet.errors import TownletError, UsageError
 from townlet.jsonio import canonical_json, read_bytes, write_json
 
 if TYPE_CHECKING:
-    from townlet.config import TownConfig
+    from townlet.sim.config import TownConfig
 
 REGISTRY_FORMAT = "townlet.config_registry"
 REGISTRY_VERSION = 1
@@ -226,7 +226,7 @@ def _shown_path(config_path: Path) -> str:
 
 
 def load_resolved(config_path: Path) -> dict[str, Any]:
-    from townlet.config import load_config
+    from townlet.sim.config import load_config
 
     return resolved_config(load_config(config_path))
 

@@ -1,0 +1,116 @@
+"""`townlet archive`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from townlet.cli.common import RegistryOpt, problems_exit, registry_path, stderr_line
+from townlet.errors import UsageError
+from townlet.jsonio import atomic_write_text, canonical_json
+
+app = typer.Typer(help="Reproducible archives of a checkpoint with its log and config.", no_args_is_help=True)
+
+
+@app.command("create")
+def archive_create_cmd(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="The checkpoint (X.json or X.safetensors).")],
+    config: Annotated[Path, typer.Option("--config", help="The config file of the run.")],
+    log: Annotated[Path | None, typer.Option("--log", help="The run's JSONL log.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Archive path (default: artifacts/<checkpoint>.tar.gz).")
+    ] = None,
+    label: Annotated[str | None, typer.Option("--label", help="Label (default: the config's registry label).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing archive.")] = False,
+    registry: RegistryOpt = None,
+) -> None:
+    """Bundle checkpoint, log, config and the checkpoint's embedded config into a reproducible .tar.gz."""
+    from townlet.artifacts.archive import create
+
+    made = create(
+        checkpoint, config, log=log, output=output, label=label, registry=registry_path(registry), overwrite=overwrite
+    )
+    for note in made.notes:
+        stderr_line(f"note: {note}")
+    typer.echo(f"archive: {made.output} ({len(made.metadata['members']) + 1} members, sha256 {made.sha256})")
+
+
+@app.command("verify")
+def archive_verify_cmd(
+    archive: Annotated[Path, typer.Argument(help="A .tar.gz made by `archive create`.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object: ok and problems.")] = False,
+) -> None:
+    """Check every member against metadata.json (nothing is extracted); exit 1 naming each problem."""
+    from townlet.artifacts.archive import verify
+
+    contents = verify(archive)
+    problems = contents.problems
+    if as_json:
+        typer.echo(canonical_json({"archive": str(archive), "ok": not problems, "problems": problems}), nl=False)
+        if problems:
+            raise typer.Exit(1)
+        return
+    if problems:
+        raise problems_exit(problems, archive)
+    typer.echo(f"ok: {archive}: {len(contents.members)} members match metadata.json; the checkpoint verifies")
+
+
+@app.command("diff")
+def archive_diff_cmd(
+    archive: Annotated[Path, typer.Option("--archive", help="The archive.")],
+    config: Annotated[Path, typer.Option("--config", help="A config file to compare with the archived one.")],
+) -> None:
+    """Key-path differences from the archived (resolved) config to CONFIG; exit 1 when they differ."""
+    from townlet.artifacts.archive import diff
+
+    archived_sha, live_sha, changes = diff(archive, config)
+    if not changes:
+        typer.echo(f"equal: {config} matches the config archived in {archive} (sha256 {live_sha})")
+        return
+    typer.echo(f"--- {archive}:config_resolved.json (sha256 {archived_sha[:12]})")
+    typer.echo(f"+++ {config} (sha256 {live_sha[:12]})")
+    for change in changes:
+        typer.echo(change.render())
+    typer.echo(f"{len(changes)} differences")
+    raise typer.Exit(1)
+
+
+@app.command("summary")
+def archive_summary_cmd(
+    archive: Annotated[Path, typer.Option("--archive", help="The archive.")],
+    as_markdown: Annotated[bool, typer.Option("--markdown", help="A Markdown table instead of JSON.")] = False,
+    markdown_path: Annotated[
+        Path | None, typer.Option("--markdown-path", help="Write the Markdown here (atomically).")
+    ] = None,
+    check_markdown: Annotated[
+        bool, typer.Option("--check-markdown", help="Exit 1 when --markdown-path differs from the archive's summary.")
+    ] = False,
+) -> None:
+    """The archive's metadata (JSON), or a Markdown summary for release notes."""
+    from townlet.artifacts.archive import markdown, stale_markdown, verified
+
+    if check_markdown and markdown_path is None:
+        raise UsageError("--check-markdown needs --markdown-path")
+    if not (as_markdown or markdown_path or check_markdown):
+        typer.echo(canonical_json(verified(archive).metadata), nl=False)
+        return
+    text = markdown(archive)
+    if check_markdown:
+        assert markdown_path is not None
+        stale = stale_markdown(markdown_path, text)
+        if stale:
+            stderr_line(f"error: {stale}")
+            raise typer.Exit(1)
+        typer.echo(f"ok: {markdown_path} matches {archive}")
+        return
+    if markdown_path is not None:
+        try:
+            atomic_write_text(markdown_path, text)
+        except OSError as exc:
+            raise UsageError(f"{markdown_path}: cannot write ({exc.strerror or exc})") from None
+    if as_markdown:
+        typer.echo(text, nl=False)
+    elif markdown_path is not None:
+        typer.echo(f"wrote {markdown_path}")

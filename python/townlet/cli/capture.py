@@ -1,0 +1,143 @@
+"""`townlet capture`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from townlet.capture import goldens
+from townlet.capture.rollout import capture_rollout
+from townlet.cli.common import err_console, resolve_policy
+from townlet.errors import UsageError
+from townlet.jsonio import write_json
+from townlet.sim.config import load_config
+
+app = typer.Typer(help="Capture rollouts, merge golden metrics, check drift.", no_args_is_help=True)
+
+
+@app.command("rollout")
+def capture_rollout_cmd(
+    config: Annotated[Path, typer.Argument(help="Config YAML file.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the capture files.")],
+    compress: Annotated[bool, typer.Option("--compress", help="Deflate the .npz samples.")] = False,
+    ticks: Annotated[
+        int | None, typer.Option("--ticks", min=1, help="Ticks (default: the scenario's, else 100).")
+    ] = None,
+    auto_seed_agents: Annotated[
+        bool, typer.Option("--auto-seed-agents", help="Every agent acts under the expert (scripts dropped).")
+    ] = False,
+    agent_id: Annotated[str | None, typer.Option("--agent-id", help="Capture only this agent.")] = None,
+    policy: Annotated[str, typer.Option("--policy", help="'scripted' or a policy checkpoint path.")] = "scripted",
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Override the config's seed.")] = None,
+    prefix: Annotated[str, typer.Option("--prefix", help="File name prefix.")] = "rollout_sample",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary.")] = False,
+) -> None:
+    """Capture one config's rollout: per-agent samples, manifest and metrics."""
+
+    cfg = load_config(config, seed=seed)
+    pol, pol_name = resolve_policy(policy, cfg.seed)
+    result = capture_rollout(
+        cfg,
+        output,
+        ticks=ticks,
+        compress=compress,
+        auto_seed_agents=auto_seed_agents,
+        agent_id=agent_id,
+        prefix=prefix,
+        policy=pol,
+        policy_name=pol_name,
+    )
+    if as_json:
+        typer.echo(json.dumps({"output": str(output), "samples": result.samples, "events": result.metrics["events"]}))
+    else:
+        typer.echo(f"captured {len(result.samples)} samples of {cfg.scenario_name} into {output}")
+
+
+@app.command("suite")
+def capture_suite_cmd(
+    configs: Annotated[list[Path], typer.Argument(help="Scenario configs.")],
+    output_root: Annotated[Path, typer.Option("--output-root", help="One folder per scenario goes here.")],
+    compress: Annotated[bool, typer.Option("--compress")] = False,
+    ticks: Annotated[int | None, typer.Option("--ticks", min=1)] = None,
+    agent_filter: Annotated[str | None, typer.Option("--agent-filter", help="Capture only this agent id.")] = None,
+    auto_seed_agents: Annotated[bool, typer.Option("--auto-seed-agents")] = False,
+    retries: Annotated[int, typer.Option("--retries", min=0, help="Retries per scenario on I/O errors.")] = 0,
+) -> None:
+    """Capture several configs, one folder per config (named after its file)."""
+
+    loaded = [(path, load_config(path)) for path in configs]
+    for path, cfg in loaded:
+        folder = output_root / path.stem
+        for attempt in range(retries + 1):
+            try:
+                result = capture_rollout(
+                    cfg,
+                    folder,
+                    ticks=ticks,
+                    compress=compress,
+                    auto_seed_agents=auto_seed_agents,
+                    agent_id=agent_filter,
+                )
+                break
+            except UsageError as exc:
+                if attempt == retries:
+                    raise
+                err_console.print(f"retrying {path} after: {exc}", highlight=False, markup=False, soft_wrap=True)
+        typer.echo(f"{path.stem}: {len(result.samples)} samples -> {folder}")
+
+
+@app.command("merge")
+def capture_merge_cmd(
+    capture_dir: Annotated[Path, typer.Argument(help="A capture folder or a suite's output root.")],
+    golden: Annotated[Path, typer.Option("--golden", help="Golden metrics JSON.")] = Path(
+        "docs/samples/rollout_scenario_stats.json"
+    ),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the changes without writing.")] = False,
+) -> None:
+    """Merge captured metrics into the golden JSON."""
+
+    folders = goldens.capture_folders(capture_dir)
+    captured = {name: goldens.read_capture_metrics(folder) for name, folder in folders.items()}
+    current = goldens.load_golden(golden)
+    new, changes = goldens.merge(current, captured)
+    for line in changes:
+        typer.echo(line)
+    if dry_run:
+        typer.echo(f"dry run: {len(changes)} changes; {golden} not written")
+        return
+    try:
+        write_json(golden, new)
+    except OSError as exc:
+        raise UsageError(f"{golden}: cannot write ({exc.strerror or exc})") from None
+    typer.echo(f"merged {len(captured)} scenarios into {golden} ({len(changes)} changes)")
+
+
+@app.command("drift")
+def capture_drift_cmd(
+    capture_dir: Annotated[Path, typer.Argument(help="A suite's output root (or one capture folder).")],
+    golden: Annotated[Path, typer.Option("--golden", help="Golden metrics JSON.")] = Path(
+        "docs/samples/rollout_scenario_stats.json"
+    ),
+) -> None:
+    """Fail (exit 1) when any captured metric drifts from the golden by > 2% / 1e-6."""
+
+    folders = goldens.capture_folders(capture_dir)
+    captured = {name: goldens.read_capture_metrics(folder) for name, folder in folders.items()}
+    golden_data = goldens.load_golden(golden)
+    if not golden_data:
+        raise UsageError(f"{golden}: no golden metrics (run the merge first)")
+    drifts = []
+    for name, entry in captured.items():
+        if name not in golden_data:
+            drifts.append(goldens.Drift(name, None, "captured", "scenario not in the golden"))
+            continue
+        drifts.extend(goldens.compare(golden_data[name], entry, name))
+    for d in drifts:
+        err_console.print(f"drift: {d}", highlight=False, markup=False, soft_wrap=True)
+    if drifts:
+        err_console.print(f"{len(drifts)} metrics drifted from {golden}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(1)
+    typer.echo(f"no drift: {len(captured)} scenarios match {golden}")

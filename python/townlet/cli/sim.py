@@ -1,0 +1,141 @@
+"""`townlet sim`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from townlet.cli.common import CHUNK, err_console, resolve_policy
+from townlet.errors import TownletError, UsageError
+from townlet.sim.config import load_config
+from townlet.sim.simulation import Simulation
+
+app = typer.Typer(help="Run the world simulation.", no_args_is_help=True)
+
+
+@app.command("run")
+def sim_run(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Config YAML file.")],
+    tick_limit: Annotated[
+        int | None, typer.Option("--tick-limit", min=0, help="Ticks to run (default: the scenario's, else one day).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Override the config's seed.")] = None,
+    save_snapshot: Annotated[Path | None, typer.Option("--save-snapshot", help="Write a snapshot at the end.")] = None,
+    load_snapshot: Annotated[
+        Path | None, typer.Option("--load-snapshot", help="Continue from a snapshot taken with this config.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    policy: Annotated[
+        str, typer.Option("--policy", help="'scripted' (the expert) or a policy checkpoint path.")
+    ] = "scripted",
+) -> None:
+    """Run the town under the scripted expert (or a trained policy) and report KPIs."""
+    cfg = load_config(config, seed=seed)
+    sim = Simulation.load_snapshot(load_snapshot, cfg) if load_snapshot else Simulation(cfg)
+    pol, _ = resolve_policy(policy, cfg.seed)
+    if pol is not None:
+        pol.check(sim.observation_metadata())
+    ticks = tick_limit if tick_limit is not None else (cfg.scenario_ticks or sim.town.ticks_per_day)
+    start_tick = sim.tick
+    steps_before = sim.town.agent_steps
+    show_progress = not (as_json or quiet) and sys.stdout.isatty() and ticks >= CHUNK
+    t0 = time.perf_counter()
+    if show_progress:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,}/{task.total:,} ticks"),
+            TimeRemainingColumn(),
+            transient=True,
+        ) as progress:
+            task = progress.add_task(cfg.config_id, total=ticks)
+            done = 0
+            while done < ticks:
+                n = min(CHUNK, ticks - done)
+                sim.run(n) if pol is None else sim.run_policy(n, pol)
+                done += n
+                progress.update(task, completed=done)
+    elif pol is None:
+        sim.run(ticks)
+    else:
+        sim.run_policy(ticks, pol)
+    elapsed = max(time.perf_counter() - t0, 1e-9)
+    agent_steps = sim.town.agent_steps - steps_before
+    if save_snapshot is not None:
+        try:
+            sim.save_snapshot(save_snapshot)
+        except OSError as exc:
+            raise UsageError(f"{save_snapshot}: cannot write snapshot: {exc.strerror or exc}") from None
+    kpis = sim.kpis()
+    summary: dict[str, Any] = {
+        "config_id": cfg.config_id,
+        "config": str(config),
+        "seed": cfg.seed,
+        "start_tick": start_tick,
+        "ticks": ticks,
+        "final_tick": sim.tick,
+        "agents": sim.town.n_agents,
+        "agent_ids": sim.agent_ids,
+        "world_hash": sim.world_hash(),
+        "manifest_checksum": sim.town.manifest_checksum,
+        "kpis": {
+            "self_sufficiency": kpis["self_sufficiency"],
+            "on_time_rate": kpis["on_time_rate"],
+            "relationship_coverage": kpis["relationship_coverage"],
+            "faints": int(kpis["faints"]),
+            "evictions": int(kpis["evictions"]),
+            "queue_conflicts": int(kpis["queue_conflicts"]),
+            "shifts_scheduled": int(kpis["shifts_scheduled"]),
+            "chat_success": int(kpis["chat_success"]),
+            "shared_meals": int(kpis["shared_meals"]),
+        },
+        "agent_steps": agent_steps,
+        "elapsed_sec": elapsed,
+        "agent_steps_per_sec": agent_steps / elapsed,
+        "snapshot": str(save_snapshot) if save_snapshot else None,
+    }
+    if as_json:
+        typer.echo(json.dumps(summary, sort_keys=True))
+        return
+    console = Console()
+    table = Table(title=f"{cfg.config_id} — {ticks:,} ticks, {sim.town.n_agents} agents", show_header=True)
+    table.add_column("KPI")
+    table.add_column("value", justify="right")
+    table.add_row("self-sufficiency (all needs > 0.3)", f"{kpis['self_sufficiency']:.1%}")
+    table.add_row("on-time rate", f"{kpis['on_time_rate']:.1%} of {int(kpis['shifts_scheduled'])} shifts")
+    table.add_row("relationship coverage", f"{kpis['relationship_coverage']:.1%}")
+    table.add_row("faints", str(int(kpis["faints"])))
+    table.add_row("evictions", str(int(kpis["evictions"])))
+    table.add_row("queue conflicts", str(int(kpis["queue_conflicts"])))
+    table.add_row("chats (ok / failed)", f"{int(kpis['chat_success'])} / {int(kpis['chat_failure'])}")
+    table.add_row("shared meals", str(int(kpis["shared_meals"])))
+    table.add_row("agent steps / s", f"{summary['agent_steps_per_sec']:,.0f}")
+    console.print(table)
+    console.print(f"world hash [bold]{summary['world_hash'][:16]}[/] at tick {sim.tick}", highlight=False)
+    if save_snapshot:
+        console.print(f"snapshot written to {save_snapshot}", highlight=False)
+
+
+def validate(configs: Annotated[list[Path], typer.Argument(help="Config files to check.")]) -> None:
+    """Validate config files; print one line per file."""
+    failed = False
+    for path in configs:
+        try:
+            cfg = load_config(path)
+        except TownletError as exc:
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            failed = True
+            continue
+        typer.echo(f"ok: {path} ({cfg.config_id}, {len(cfg.world['agents'])} agents)")
+    if failed:
+        raise typer.Exit(2)
