@@ -37,13 +37,17 @@ build: $(EXT_STAMP) ## build the Rust extension into .venv
 test-rust: ## Rust unit tests
 	cargo test --workspace --exclude townlet-py --quiet
 
-test-py: $(EXT_STAMP) ## Python tests
-	$(PY) -m pytest
+# Test workers (pytest-xdist): one per core by default; PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= auto
+PYTEST_ARGS = -n $(PYTEST_WORKERS) --durations=15
+
+test-py: $(EXT_STAMP) ## Python tests (in parallel, slowest 15 listed)
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 test: test-rust test-py golden-check ## Rust and Python tests, and the golden drift check
 
 warm-start-check: $(EXT_STAMP) ## the warm-start round trips: tools, Make targets, tamper tests, bc -> ppo -> resume
-	$(PY) -m pytest tests/test_warm_start_tools.py tests/test_warm_start.py tests/test_phases.py
+	$(PY) -m pytest $(PYTEST_ARGS) tests/test_warm_start_tools.py tests/test_warm_start.py tests/test_phases.py
 
 fmt: $(STAMP) ## format Rust and Python
 	cargo fmt --all

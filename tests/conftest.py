@@ -1,10 +1,17 @@
-"""Shared fixtures: repository paths, the CLI as a subprocess, and modified copies of the default config."""
+"""Shared fixtures: repository paths, the CLI as a subprocess, and modified copies of the default config.
+
+Every test runs in its own scratch working directory (`scratch_cwd`), a stand-in for a checkout: copies of
+`configs/`, `docs/` and `pyproject.toml`, and `tools/` linked. Relative paths a user would type from the repository
+root work, and whatever a command writes by default (`logs/...`) lands in the scratch folder, so neither the
+directory pytest was started from nor checkpoints a developer left under `logs/` can change a result.
+"""
 
 from __future__ import annotations
 
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -61,11 +68,12 @@ RunCli = Callable[..., CliResult]
 
 
 def run_cli(*args: str | Path, tool: bool = False, timeout: float = 120) -> CliResult:
-    """Run `python -m townlet ARGS` (or `python tools/run_simulation.py ARGS` with tool=True) in the repo root."""
+    """Run `python -m townlet ARGS` (or `python tools/run_simulation.py ARGS` with tool=True) in the test's scratch
+    working directory."""
     head = [sys.executable, "tools/run_simulation.py"] if tool else [sys.executable, "-m", "townlet"]
     argv = [*head, *(str(a) for a in args)]
     proc = subprocess.run(
-        argv, cwd=REPO_ROOT, env=_cli_env(), capture_output=True, text=True, timeout=timeout, check=False
+        argv, env=_cli_env(), capture_output=True, text=True, timeout=timeout, check=False
     )
     return CliResult(argv, proc.returncode, proc.stdout, proc.stderr)
 
@@ -103,6 +111,25 @@ def dump_yaml(data: Any) -> str:
 
 Mutator = Callable[[dict[str, Any]], Any]
 WriteConfig = Callable[..., Path]
+
+
+#: What a scratch working directory copies from the repository (small: the inputs tests name by relative path).
+SCRATCH_COPIES = ("configs", "docs", "pyproject.toml")
+
+
+@pytest.fixture(autouse=True)
+def scratch_cwd(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run the test in a fresh working directory laid out like the repository root (see the module docstring)."""
+    work = tmp_path_factory.mktemp("cwd")
+    for name in SCRATCH_COPIES:
+        src = REPO_ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, work / name)
+        else:
+            shutil.copy2(src, work / name)
+    (work / "tools").symlink_to(REPO_ROOT / "tools", target_is_directory=True)
+    monkeypatch.chdir(work)
+    return work
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEFAULT_CONFIG, REPO_ROOT
+from conftest import DEFAULT_CONFIG
 from townlet import Simulation, load_config
 from townlet._core import Town
 
@@ -40,7 +40,6 @@ def hashes_in_subprocess(seed: int | None) -> dict[str, str]:
             "-" if seed is None else str(seed),
             ",".join(map(str, CHECKPOINTS)),
         ],
-        cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=120,
@@ -111,7 +110,6 @@ def test_snapshot_file_continuation_matches_across_processes(tmp_path: Path) -> 
     )
     proc = subprocess.run(
         [sys.executable, "-c", script, str(DEFAULT_CONFIG), str(path)],
-        cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=120,

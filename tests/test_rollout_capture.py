@@ -83,7 +83,7 @@ def tool_env(**extra: str) -> dict[str, str]:
 def run_tool(script: str, *args: str | Path, env: dict[str, str] | None = None) -> CliResult:
     argv = [sys.executable, script, *(str(a) for a in args)]
     proc = subprocess.run(
-        argv, cwd=REPO_ROOT, env=env or tool_env(), capture_output=True, text=True, timeout=120, check=False
+        argv, env=env or tool_env(), capture_output=True, text=True, timeout=120, check=False
     )
     return CliResult(argv, proc.returncode, proc.stdout, proc.stderr)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO_ROOT, CliResult, _cli_env, assert_one_line_error
+from conftest import CliResult, _cli_env, assert_one_line_error
 from townlet.errors import UsageError
 from townlet.telemetry.records import V11_FIELDS, TelemetryWriter
 from townlet.telemetry.tools import (
@@ -53,7 +53,7 @@ def tool(name: str, *args: str | Path, timeout: float = 60) -> CliResult:
     """`python tools/NAME.py ARGS` in the repo root."""
     argv = [sys.executable, f"tools/{name}.py", *(str(a) for a in args)]
     proc = subprocess.run(
-        argv, cwd=REPO_ROOT, env=_cli_env(), capture_output=True, text=True, timeout=timeout, check=False
+        argv, env=_cli_env(), capture_output=True, text=True, timeout=timeout, check=False
     )
     return CliResult(argv, proc.returncode, proc.stdout, proc.stderr)
 
@@ -98,7 +98,6 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Logs:
     procs = {
         name: subprocess.Popen(
             [*TRAIN, *extra, "--ppo-log", str(d / f"{name}.jsonl"), "--checkpoint", str(d / f"{name}.safetensors")],
-            cwd=REPO_ROOT,
             env=_cli_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -136,7 +135,7 @@ def test_validate_passes_on_a_real_log(logs: Logs) -> None:
 
 def test_validate_via_the_townlet_cli_group(logs: Logs) -> None:
     argv = [sys.executable, "-m", "townlet", "telemetry", "validate", str(logs.plain)]
-    proc = subprocess.run(argv, cwd=REPO_ROOT, env=_cli_env(), capture_output=True, text=True, check=False)
+    proc = subprocess.run(argv, env=_cli_env(), capture_output=True, text=True, check=False)
     assert proc.returncode == 0 and proc.stdout.startswith("ok:"), proc.stdout + proc.stderr
 
 
@@ -407,7 +406,7 @@ def test_follow_picks_up_appended_lines_across_rotation_and_stops(logs: Logs, tm
     argv = [sys.executable, "tools/telemetry_watch.py", str(path), "--follow", "--json"]
     argv += ["--interval", "0.1", "--max-wait", "2", "--kl-threshold", "10"]
     t0 = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=_cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, env=_cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # The log does not exist yet: the watcher waits for it, then follows it through two rotations.
     thread = _writer_thread(path, recs, delay=0.3, max_entries=2)
     out, err = proc.communicate(timeout=30)
@@ -427,7 +426,7 @@ def test_follow_stops_on_a_breach_in_new_lines(logs: Logs, tmp_path: Path) -> No
     path = write_records(tmp_path / "live.jsonl", recs[:1])
     argv = [sys.executable, "tools/telemetry_watch.py", str(path), "--follow", "--interval", "0.1"]
     argv += ["--max-wait", "20", "--loss-threshold", "5"]
-    proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=_cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, env=_cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(0.5)
     with open(path, "a", encoding="utf-8") as fh:
         line = json.dumps(dict(recs[1], loss_total=9.5))

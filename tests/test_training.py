@@ -43,7 +43,6 @@ def run(*args: str | Path, tool: str | None = None, env: dict[str, str] | None =
     argv = [*head, *(str(a) for a in args)]
     proc = subprocess.run(
         argv,
-        cwd=REPO_ROOT,
         env={**_cli_env(), **(env or {})},
         capture_output=True,
         text=True,

@@ -54,7 +54,7 @@ def tool(name: str, *args: str | Path, env: dict[str, str] | None = None, timeou
     """`python tools/NAME.py ARGS` in the repo root."""
     argv = [sys.executable, f"tools/{name}.py", *(str(a) for a in args)]
     proc = subprocess.run(
-        argv, cwd=REPO_ROOT, env=env or _env(), capture_output=True, text=True, timeout=timeout, check=False
+        argv, env=env or _env(), capture_output=True, text=True, timeout=timeout, check=False
     )
     return CliResult(argv, proc.returncode, proc.stdout, proc.stderr)
 
@@ -575,7 +575,6 @@ def test_log_tail_follow_is_bounded_and_follows_truncation_and_rotation(tmp_path
     argv = [sys.executable, "tools/log_tool.py", "tail", str(log), "-n", "1", "--follow"]
     proc = subprocess.Popen(
         [*argv, "--interval", "0.05", "--max-wait", "1.5"],
-        cwd=REPO_ROOT,
         env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -894,7 +893,7 @@ def _kill_mid_write(tmp_path: Path, nth_write: int, *args: str | Path) -> None:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     argv = [sys.executable, str(script), str(nth_write), *(str(a) for a in args)]
-    proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
