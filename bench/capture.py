@@ -100,7 +100,7 @@ def record_only(config: TownConfig, ticks: int) -> float:
 @contextmanager
 def no_fsync() -> Iterator[None]:
     """Diagnostics only: a capture with its fsyncs left out."""
-    with mock.patch("townlet.capture.rollout.os.fsync", lambda fd: None):
+    with mock.patch("townlet.capture.staging.os.fsync", lambda fd: None):
         yield
 
 

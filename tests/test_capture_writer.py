@@ -24,10 +24,10 @@ import pytest
 
 from conftest import REPO_ROOT
 from townlet import load_config
-from townlet.capture import rollout as capture
+from townlet.capture import npz as capture
+from townlet.capture.npz import SampleWriter as _Sample
 from townlet.capture.rollout import (
     CaptureResult,
-    _Sample,
     capture_rollout,
     npz_bytes,
     sample_metrics,
@@ -316,14 +316,14 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:
     def broken_fsync(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
-    with mock.patch("townlet.capture.rollout.os.fsync", broken_fsync), pytest.raises(UsageError) as err:
+    with mock.patch("townlet.capture.staging.os.fsync", broken_fsync), pytest.raises(UsageError) as err:
         capture_rollout(load_config(QUEUE), out, ticks=30)
     assert str(err.value) == f"{out}: cannot write capture output (Input/output error)"
     assert not out.exists()  # the folder it made is gone, staging folder and all
 
     out.mkdir(parents=True)
     (out / "keep.txt").write_text("mine\n", encoding="utf-8")
-    with mock.patch("townlet.capture.rollout.os.fsync", broken_fsync), pytest.raises(UsageError):
+    with mock.patch("townlet.capture.staging.os.fsync", broken_fsync), pytest.raises(UsageError):
         capture_rollout(load_config(POC), out, ticks=300)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 

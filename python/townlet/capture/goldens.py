@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from townlet.capture.records import read_golden_metrics
 from townlet.capture.rollout import DEFAULT_PREFIX
 from townlet.errors import UsageError
 from townlet.jsonio import read_json
@@ -25,18 +26,7 @@ ABS_TOL = 1e-6
 
 def read_capture_metrics(folder: Path, prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
     """One scenario's golden entry from its capture folder (`<prefix>_metrics.json`)."""
-    path = folder / f"{prefix}_metrics.json"
-    data = read_json(path)
-    if (
-        not isinstance(data, dict)
-        or not isinstance(data.get("samples"), dict)
-        or not isinstance(data.get("events"), dict)
-    ):
-        raise UsageError(f"{path}: not a capture metrics file (expected 'samples' and 'events' mappings)")
-    for name, metrics in data["samples"].items():
-        if not isinstance(metrics, dict) or not all(isinstance(v, int | float) for v in metrics.values()):
-            raise UsageError(f"{path}: samples.{name}: expected a mapping of numbers")
-    return {"events": data["events"], "samples": data["samples"]}
+    return read_golden_metrics(folder / f"{prefix}_metrics.json")
 
 
 def capture_folders(root: Path, prefix: str = DEFAULT_PREFIX) -> dict[str, Path]:

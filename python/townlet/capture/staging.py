@@ -1,0 +1,169 @@
+"""Publishing a capture: files written and fsynced in a staging folder inside the output folder,
+then renamed into place, the manifest last, so a folder with a manifest is always complete; and the
+thread pools the capture writes and fsyncs on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from townlet.errors import UsageError
+from townlet.jsonio import fsync_dir
+
+_POOLS: dict[str, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+#: Threads that finish large archives (hashing and deflate release the GIL) and, mostly, wait on fsyncs:
+#: every file of a capture is fsynced at once.
+IO_THREADS = 32
+
+
+def pool(kind: str) -> ThreadPoolExecutor:
+    """`stream`: one thread, so that a capture's chunks are handled in order; `io`: several."""
+    with _POOLS_LOCK:
+        found = _POOLS.get(kind)
+        if found is None:
+            workers = 1 if kind == "stream" else IO_THREADS
+            found = _POOLS[kind] = ThreadPoolExecutor(workers, thread_name_prefix=f"townlet-capture-{kind}")
+        return found
+
+
+def _forget_pools() -> None:
+    # A forked child has none of its parent's threads (nor, maybe, a usable lock): it starts afresh.
+    global _POOLS_LOCK
+    _POOLS_LOCK = threading.Lock()
+    _POOLS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools)
+
+
+def wait_all(futures: Iterable[Future[Any]]) -> None:
+    """Wait for every future, then raise the first failure (so that no worker still writes)."""
+    failure: BaseException | None = None
+    for fut in list(futures):
+        try:
+            fut.result()
+        except BaseException as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+
+
+class Staging:
+    """Files written and fsynced in a staging folder inside `output`, then renamed into it, `last` last,
+    so that nothing half-written is ever visible there."""
+
+    def __init__(self, output: Path, names: Sequence[str]) -> None:
+        if output.exists() and not output.is_dir():
+            raise UsageError(f"{output}: exists and is not a directory (--output must name a folder)")
+        self.output = output
+        self.names = list(names)
+        self.folder: Path | None = None
+        self.fds: dict[str, int] = {}
+        self._made_output = False
+        self._lock = threading.Lock()
+        self._open_error: UsageError | None = None
+        self._closed = False
+
+    def error(self, exc: OSError) -> UsageError:
+        return UsageError(f"{self.output}: cannot write capture output ({exc.strerror or exc})")
+
+    def open(self) -> None:
+        """Make the staging folder and files, once, on whichever thread comes first."""
+        with self._lock:
+            if self._open_error is not None:
+                raise self._open_error
+            if self.folder is not None or self._closed:
+                return
+            try:
+                if not self.output.exists():
+                    self.output.mkdir(parents=True, exist_ok=True)
+                    self._made_output = True
+                self.folder = Path(tempfile.mkdtemp(prefix=".capture-", dir=self.output))
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+                for name in self.names:
+                    self.fds[name] = os.open(self.folder / name, flags, 0o666)
+            except OSError as exc:
+                self._open_error = self.error(exc)
+                raise self._open_error from None
+
+    def put(self, name: str, data: bytes) -> None:
+        """Write a whole (small) file; not yet fsynced."""
+        try:
+            pwrite_all(self.fds[name], data, 0)
+        except OSError as exc:
+            raise self.error(exc) from None
+
+    def write(self, name: str, data: bytes) -> None:
+        self.put(name, data)
+        self.sync(name)
+
+    def sync(self, name: str) -> None:
+        try:
+            os.fsync(self.fds[name])
+        except OSError as exc:
+            raise self.error(exc) from None
+
+    def _close(self) -> None:
+        with self._lock:
+            self._closed = True
+        for fd in self.fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.fds = {}
+
+    def publish(self, last: str) -> list[Path]:
+        """Rename every (already fsynced) file into `output`, `last` last."""
+        assert self.folder is not None
+        self._close()
+        try:
+            written = []
+            for name in sorted(self.names, key=lambda x: x == last):
+                os.replace(self.folder / name, self.output / name)
+                written.append(self.output / name)
+        except OSError as exc:
+            raise self.error(exc) from None
+        finally:
+            try:
+                self.folder.rmdir()
+            except OSError:
+                shutil.rmtree(self.folder, ignore_errors=True)
+        fsync_dir(self.output)  # the renames themselves survive a crash
+        return written
+
+    def abort(self) -> None:
+        self._close()
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        if self._made_output:
+            with contextlib.suppress(OSError):
+                self.output.rmdir()
+
+
+def publish(output: Path, files: dict[str, bytes], *, last: str) -> list[Path]:
+    """Write every file into a staging folder beside them, fsync, then rename into `output`,
+    the manifest last, so a folder with a manifest is always complete."""
+    staging = Staging(output, list(files))
+    try:
+        staging.open()
+        wait_all([pool("io").submit(staging.write, name, data) for name, data in files.items()])
+        return staging.publish(last)
+    except BaseException:
+        staging.abort()
+        raise
+
+
+def pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
+    view = memoryview(data)
+    while view.nbytes:
+        done = os.pwrite(fd, view, offset)
+        view, offset = view[done:], offset + done
