@@ -1,6 +1,6 @@
 """Type stubs for the native module (checked against the build by `make stubtest`)."""
 
-from typing import final
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +17,7 @@ __all__ = [
     "VecTown",
     "compute_gae",
     "config_action_names",
+    "obs_spec",
     "validate_config",
 ]
 
@@ -44,6 +45,11 @@ def compute_gae(
     gae_lambda: float,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
 def config_action_names(config_json: str) -> list[str]: ...
+def obs_spec(config_json: str) -> dict[str, Any]:
+    """The observation layout of a config's towns without building one: the record
+    `observation_metadata()` gives (variant, map_shape, map_channels, feature_names, n_features,
+    obs_dim, action_names, observation_schema_version, action_space_version, config_id,
+    manifest_checksum)."""
 
 @final
 class Town:
@@ -207,6 +213,9 @@ class VecTown:
     def episode(self, env: int) -> int: ...
     def world_hash(self, env: int) -> str: ...
     def event_counts(self, env: int) -> npt.NDArray[np.uint32]: ...
+    def write_event_counts(self, counts: npt.NDArray[np.uint32], values: npt.NDArray[np.float32]) -> None:
+        """Last step's event counts and summed event values of every town into (num_envs, event kinds) arrays."""
+    def obs_spec(self) -> dict[str, Any]: ...
     def event_totals(self, env: int) -> npt.NDArray[np.uint64]: ...
     def event_tick_values(self, env: int) -> npt.NDArray[np.float32]: ...
     def event_value_totals(self, env: int) -> npt.NDArray[np.float64]: ...

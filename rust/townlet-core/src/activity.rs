@@ -4,15 +4,12 @@
 //! type, join its queue, start, and hold until done. Choosing it again continues it; choosing any
 //! other action abandons it.
 
+use crate::actions::{A_MOVE0, A_WAIT, MAX_AFFORDANCES, NUM_MOVES};
 use crate::config::AffordanceKind;
 use crate::events::EventKind;
 use crate::grid::{DIRS, UNREACHABLE};
 use crate::state::*;
-use crate::statics::{A_MOVE0, A_WAIT, NUM_MOVES};
 use crate::world::{chebyshev, World};
-
-/// The most affordances a manifest may declare.
-pub const MAX_AFFORDANCES: usize = 64;
 
 impl World {
     // -- targets and masks ----------------------------------------------------------------------

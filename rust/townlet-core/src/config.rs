@@ -939,6 +939,16 @@ pub enum ObsVariant {
     Compact,
 }
 
+impl ObsVariant {
+    pub fn name(self) -> &'static str {
+        match self {
+            ObsVariant::Hybrid => "hybrid",
+            ObsVariant::Full => "full",
+            ObsVariant::Compact => "compact",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ObservationsSection {

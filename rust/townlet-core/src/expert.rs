@@ -2,11 +2,11 @@
 //! learned policies. With `behavior.temperature > 0` it samples from a softmax around its choice,
 //! so its log-probabilities are real.
 
+use crate::actions::{A_MOVE0, A_WAIT};
 use crate::config::AffordanceKind;
 use crate::grid::{DIRS, UNREACHABLE};
 use crate::personality::PROFILES;
 use crate::state::Phase;
-use crate::statics::{A_MOVE0, A_WAIT};
 use crate::world::World;
 
 /// A waiter gives up on a queue after this many ticks and reconsiders.

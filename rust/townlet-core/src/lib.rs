@@ -4,6 +4,7 @@
 //! (`Statics`, shared between towns) and plain dynamic state (`State`) that the systems update in
 //! the prior system's tick order.
 
+pub mod actions;
 pub mod activity;
 pub mod capture;
 pub mod config;
@@ -19,10 +20,12 @@ pub mod rewards;
 pub mod rng;
 pub mod rollout;
 pub mod social;
+pub mod spec;
 pub mod state;
 pub mod statics;
 pub mod validate;
 pub mod vec;
+pub mod views;
 pub mod world;
 
 pub use config::{parse_world_config, ConfigError, WorldConfig};

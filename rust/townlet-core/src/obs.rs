@@ -1,7 +1,7 @@
 //! Observations: an egocentric map (variant `hybrid`, `full` or `compact`) and one normalised
 //! float32 feature vector with published names. Written straight into caller buffers.
 
-use crate::activity::MAX_AFFORDANCES;
+use crate::actions::MAX_AFFORDANCES;
 use crate::config::ObsVariant;
 use crate::grid::{DIRS, UNREACHABLE};
 use crate::state::{Phase, ShiftState};

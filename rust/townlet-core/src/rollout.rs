@@ -74,13 +74,70 @@ pub fn compute_gae(
     }
 }
 
-/// A rollout buffer owning its storage (the Python binding keeps the same layout in numpy arrays).
-#[derive(Debug, Clone)]
-pub struct RolloutBuffer {
+/// Both discounts must lie in [0, 1] (NaN is rejected too).
+pub fn check_discounts(gamma: f32, lambda: f32) -> Result<(), String> {
+    if !(0.0..=1.0).contains(&gamma) || !(0.0..=1.0).contains(&lambda) {
+        return Err("gamma and gae_lambda must lie in [0, 1]".into());
+    }
+    Ok(())
+}
+
+/// Sizes of a rollout buffer: `steps` rows of `agents` slots, observations `obs_dim` wide and
+/// masks `n_actions` wide. Every size is at least 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RolloutDims {
     pub steps: usize,
     pub agents: usize,
     pub obs_dim: usize,
     pub n_actions: usize,
+}
+
+impl RolloutDims {
+    pub fn new(
+        steps: usize,
+        agents: usize,
+        obs_dim: usize,
+        n_actions: usize,
+    ) -> Result<Self, String> {
+        if steps == 0 || agents == 0 || obs_dim == 0 || n_actions == 0 {
+            return Err("steps, agents, obs_dim and n_actions must all be >= 1".into());
+        }
+        Ok(Self {
+            steps,
+            agents,
+            obs_dim,
+            n_actions,
+        })
+    }
+}
+
+/// A buffer's columns, borrowed from whoever owns the memory, row-major: `obs` is
+/// (steps, agents, obs_dim), `masks` (steps, agents, n_actions), every other column (steps, agents).
+pub struct Columns<'a> {
+    pub obs: &'a mut [f32],
+    pub masks: &'a mut [bool],
+    pub actions: &'a mut [i64],
+    pub log_probs: &'a mut [f32],
+    pub values: &'a mut [f32],
+    pub rewards: &'a mut [f32],
+    pub terminated: &'a mut [bool],
+    pub truncated: &'a mut [bool],
+    pub valid: &'a mut [bool],
+    pub bootstrap: &'a mut [f32],
+    pub advantages: &'a mut [f32],
+    pub returns: &'a mut [f32],
+}
+
+/// Who owns a buffer's columns: `Vec`s here (`VecColumns`); numpy arrays in the Python binding,
+/// so that Python reads and writes them without copies. Every column must have the size `Columns`
+/// documents for the buffer's `RolloutDims`.
+pub trait Storage {
+    fn with_columns<R>(&mut self, f: impl FnOnce(Columns<'_>) -> R) -> R;
+}
+
+/// Columns in plain vectors.
+#[derive(Debug, Clone)]
+pub struct VecColumns {
     pub obs: Vec<f32>,
     pub masks: Vec<bool>,
     pub actions: Vec<i64>,
@@ -93,7 +150,53 @@ pub struct RolloutBuffer {
     pub bootstrap: Vec<f32>,
     pub advantages: Vec<f32>,
     pub returns: Vec<f32>,
-    pub len: usize,
+}
+
+impl VecColumns {
+    pub fn zeros(dims: RolloutDims) -> Self {
+        let n = dims.steps * dims.agents;
+        Self {
+            obs: vec![0.0; n * dims.obs_dim],
+            masks: vec![false; n * dims.n_actions],
+            actions: vec![0; n],
+            log_probs: vec![0.0; n],
+            values: vec![0.0; n],
+            rewards: vec![0.0; n],
+            terminated: vec![false; n],
+            truncated: vec![false; n],
+            valid: vec![false; n],
+            bootstrap: vec![0.0; n],
+            advantages: vec![0.0; n],
+            returns: vec![0.0; n],
+        }
+    }
+}
+
+impl Storage for VecColumns {
+    fn with_columns<R>(&mut self, f: impl FnOnce(Columns<'_>) -> R) -> R {
+        f(Columns {
+            obs: &mut self.obs,
+            masks: &mut self.masks,
+            actions: &mut self.actions,
+            log_probs: &mut self.log_probs,
+            values: &mut self.values,
+            rewards: &mut self.rewards,
+            terminated: &mut self.terminated,
+            truncated: &mut self.truncated,
+            valid: &mut self.valid,
+            bootstrap: &mut self.bootstrap,
+            advantages: &mut self.advantages,
+            returns: &mut self.returns,
+        })
+    }
+}
+
+/// Aligned rollout storage filled one step at a time, with GAE over the filled steps.
+#[derive(Debug, Clone)]
+pub struct RolloutBuffer<S = VecColumns> {
+    dims: RolloutDims,
+    len: usize,
+    pub columns: S,
 }
 
 /// One step of data for every agent.
@@ -110,44 +213,64 @@ pub struct Step<'a> {
     pub bootstrap: &'a [f32],
 }
 
-impl RolloutBuffer {
-    pub fn new(steps: usize, agents: usize, obs_dim: usize, n_actions: usize) -> Self {
-        let n = steps * agents;
+impl RolloutBuffer<VecColumns> {
+    pub fn new(dims: RolloutDims) -> Self {
+        Self::with_storage(dims, VecColumns::zeros(dims))
+    }
+}
+
+impl<S: Storage> RolloutBuffer<S> {
+    /// A buffer over `columns`, which must be sized for `dims` (see `Storage`).
+    pub fn with_storage(dims: RolloutDims, columns: S) -> Self {
         Self {
-            steps,
-            agents,
-            obs_dim,
-            n_actions,
-            obs: vec![0.0; n * obs_dim],
-            masks: vec![false; n * n_actions],
-            actions: vec![0; n],
-            log_probs: vec![0.0; n],
-            values: vec![0.0; n],
-            rewards: vec![0.0; n],
-            terminated: vec![false; n],
-            truncated: vec![false; n],
-            valid: vec![false; n],
-            bootstrap: vec![0.0; n],
-            advantages: vec![0.0; n],
-            returns: vec![0.0; n],
+            dims,
             len: 0,
+            columns,
         }
     }
 
-    pub fn is_full(&self) -> bool {
-        self.len == self.steps
+    pub fn dims(&self) -> RolloutDims {
+        self.dims
     }
 
+    /// Steps filled so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len == self.dims.steps
+    }
+
+    /// Forget the filled steps; the storage is reused.
     pub fn clear(&mut self) {
         self.len = 0;
     }
 
-    /// Append one step; errors when full or when a slice has the wrong length.
-    pub fn add(&mut self, s: Step<'_>) -> Result<(), String> {
+    /// An error unless there is room for one more step.
+    pub fn check_room(&self) -> Result<(), String> {
         if self.is_full() {
-            return Err(format!("rollout buffer is full ({} steps)", self.steps));
+            return Err(format!(
+                "rollout buffer is full ({} steps); call clear()",
+                self.dims.steps
+            ));
         }
-        let (a, d, k) = (self.agents, self.obs_dim, self.n_actions);
+        Ok(())
+    }
+
+    /// Append one step; errors (storing nothing) when full or when a slice has the wrong length.
+    pub fn add(&mut self, s: Step<'_>) -> Result<(), String> {
+        self.check_room()?;
+        let RolloutDims {
+            agents: a,
+            obs_dim: d,
+            n_actions: k,
+            ..
+        } = self.dims;
         for (name, got, want) in [
             ("obs", s.obs.len(), a * d),
             ("masks", s.masks.len(), a * k),
@@ -160,44 +283,55 @@ impl RolloutBuffer {
             ("valid", s.valid.len(), a),
             ("bootstrap", s.bootstrap.len(), a),
         ] {
-            if got != want {
-                return Err(format!("{name} has {got} elements, expected {want}"));
-            }
+            crate::vec::check_len(name, got, want)?;
         }
         let t = self.len;
-        self.obs[t * a * d..(t + 1) * a * d].copy_from_slice(s.obs);
-        self.masks[t * a * k..(t + 1) * a * k].copy_from_slice(s.masks);
-        let row = t * a..(t + 1) * a;
-        self.actions[row.clone()].copy_from_slice(s.actions);
-        self.log_probs[row.clone()].copy_from_slice(s.log_probs);
-        self.values[row.clone()].copy_from_slice(s.values);
-        self.rewards[row.clone()].copy_from_slice(s.rewards);
-        self.terminated[row.clone()].copy_from_slice(s.terminated);
-        self.truncated[row.clone()].copy_from_slice(s.truncated);
-        self.valid[row.clone()].copy_from_slice(s.valid);
-        self.bootstrap[row].copy_from_slice(s.bootstrap);
+        self.columns.with_columns(|c| {
+            c.obs[t * a * d..(t + 1) * a * d].copy_from_slice(s.obs);
+            c.masks[t * a * k..(t + 1) * a * k].copy_from_slice(s.masks);
+            let row = t * a..(t + 1) * a;
+            c.actions[row.clone()].copy_from_slice(s.actions);
+            c.log_probs[row.clone()].copy_from_slice(s.log_probs);
+            c.values[row.clone()].copy_from_slice(s.values);
+            c.rewards[row.clone()].copy_from_slice(s.rewards);
+            c.terminated[row.clone()].copy_from_slice(s.terminated);
+            c.truncated[row.clone()].copy_from_slice(s.truncated);
+            c.valid[row.clone()].copy_from_slice(s.valid);
+            c.bootstrap[row].copy_from_slice(s.bootstrap);
+        });
         self.len += 1;
         Ok(())
     }
 
-    /// GAE over the filled steps.
-    pub fn compute_gae(&mut self, next_values: &[f32], gamma: f32, lambda: f32) {
-        let n = self.len * self.agents;
-        compute_gae(
-            self.len,
-            self.agents,
-            &self.rewards[..n],
-            &self.values[..n],
-            &self.terminated[..n],
-            &self.truncated[..n],
-            &self.valid[..n],
-            &self.bootstrap[..n],
-            next_values,
-            gamma,
-            lambda,
-            &mut self.advantages[..n],
-            &mut self.returns[..n],
-        );
+    /// GAE over the filled steps into `advantages` and `returns`; `next_values` = v(o_T) per agent.
+    pub fn compute_gae(
+        &mut self,
+        next_values: &[f32],
+        gamma: f32,
+        lambda: f32,
+    ) -> Result<(), String> {
+        check_discounts(gamma, lambda)?;
+        crate::vec::check_len("next_values", next_values.len(), self.dims.agents)?;
+        let (len, agents) = (self.len, self.dims.agents);
+        let n = len * agents;
+        self.columns.with_columns(|c| {
+            compute_gae(
+                len,
+                agents,
+                &c.rewards[..n],
+                &c.values[..n],
+                &c.terminated[..n],
+                &c.truncated[..n],
+                &c.valid[..n],
+                &c.bootstrap[..n],
+                next_values,
+                gamma,
+                lambda,
+                &mut c.advantages[..n],
+                &mut c.returns[..n],
+            )
+        });
+        Ok(())
     }
 }
 
@@ -320,7 +454,7 @@ mod tests {
 
     #[test]
     fn buffer_add_checks_lengths_and_capacity() {
-        let mut b = RolloutBuffer::new(1, 2, 3, 2);
+        let mut b = RolloutBuffer::new(RolloutDims::new(1, 2, 3, 2).unwrap());
         let step = Step {
             obs: &[0.0; 6],
             masks: &[true; 4],
@@ -354,7 +488,7 @@ mod tests {
         };
         b.add(step).unwrap();
         assert!(b.is_full());
-        b.compute_gae(&[0.0, 0.0], 0.99, 0.95);
-        assert_eq!(b.advantages, vec![1.0, 2.0]);
+        b.compute_gae(&[0.0, 0.0], 0.99, 0.95).unwrap();
+        assert_eq!(b.columns.advantages, vec![1.0, 2.0]);
     }
 }

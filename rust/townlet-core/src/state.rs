@@ -19,6 +19,13 @@ pub enum Phase {
     Running,
 }
 
+impl Phase {
+    pub const NAMES: [&'static str; 5] = ["idle", "walking", "waiting", "holding", "running"];
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Activity {
     pub aff: i32,

@@ -1,18 +1,13 @@
 //! Static data compiled once from a validated config: grid, objects, affordances with resolved
 //! indices, distance fields, jobs, prices, the action space. Shared read-only by every town.
 
+use crate::actions::{action_names, A_MOVE0, NUM_MOVES};
 use crate::config::*;
 use crate::grid::Grid;
 use crate::personality::{profile_index, PROFILES};
 use crate::rng::Rng;
-use crate::validate::action_names;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-
-pub const ACTION_SPACE_VERSION: &str = "1";
-pub const NUM_MOVES: usize = 4;
-pub const A_WAIT: usize = 0;
-pub const A_MOVE0: usize = 1;
 
 #[derive(Debug, Clone)]
 pub struct ObjectInfo {

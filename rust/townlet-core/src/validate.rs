@@ -3,6 +3,7 @@
 // Negated comparisons are deliberate here: they reject NaN as well as out-of-range values.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
+use crate::actions::{action_names, MAX_AFFORDANCES};
 use crate::config::*;
 use crate::grid::Grid;
 use crate::personality::{profile_index, profile_names};
@@ -43,23 +44,6 @@ fn check_range(path: &str, lo: f64, hi: f64) -> R {
         );
     }
     Ok(())
-}
-
-/// Every action name the config's manifest defines, in action-space order.
-pub fn action_names(cfg: &WorldConfig) -> Vec<String> {
-    let mut names: Vec<String> = ["wait", "move_n", "move_e", "move_s", "move_w"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    names.extend(
-        cfg.affordances
-            .affordances
-            .iter()
-            .map(|a| format!("use:{}", a.id)),
-    );
-    names.extend((0..cfg.actions.chat_slots).map(|i| format!("chat:{i}")));
-    names.push("release".to_string());
-    names
 }
 
 pub fn validate(cfg: &WorldConfig) -> R {
@@ -648,12 +632,12 @@ fn validate_manifest(cfg: &WorldConfig) -> R {
             "at least one affordance is required",
         );
     }
-    if m.affordances.len() > crate::activity::MAX_AFFORDANCES {
+    if m.affordances.len() > MAX_AFFORDANCES {
         return err(
             "affordances.affordances",
             format!(
                 "at most {} affordances, got {}",
-                crate::activity::MAX_AFFORDANCES,
+                MAX_AFFORDANCES,
                 m.affordances.len()
             ),
         );

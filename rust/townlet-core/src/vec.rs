@@ -8,8 +8,11 @@
 //! zero observation, only `wait` valid, reward 0) until it respawns in the same slot with
 //! `ctx_reset` set. A masked (invalid) action is applied as `wait` and flagged in `invalid`.
 
+use crate::actions;
+use crate::events::EventKind;
 use crate::obs::ObsLayout;
 use crate::rng::Rng;
+use crate::spec::ObsSpec;
 use crate::state::State;
 use crate::statics::Statics;
 use crate::world::{Actions, World};
@@ -53,6 +56,18 @@ pub struct VecWorld {
     pub episode_ticks: u64,
     pub seed: u64,
     pool: Option<rayon::ThreadPool>,
+    /// Per slot: the action applied in the step being taken (see `step_chosen`).
+    applied: Vec<u16>,
+    /// Per slot: whether the chosen action was masked (and the agent alive).
+    masked: Vec<bool>,
+}
+
+/// `name has got elements, expected want` unless the lengths agree.
+pub fn check_len(name: &str, got: usize, want: usize) -> Result<(), String> {
+    if got != want {
+        return Err(format!("{name} has {got} elements, expected {want}"));
+    }
+    Ok(())
 }
 
 impl VecWorld {
@@ -89,8 +104,13 @@ impl VecWorld {
             episode_ticks,
             seed,
             pool,
+            applied: Vec::new(),
+            masked: Vec::new(),
         };
         v.towns = (0..num_envs).map(|k| v.fresh_town(k)).collect();
+        let slots = v.num_slots();
+        v.applied = vec![0; slots];
+        v.masked = vec![false; slots];
         Ok(v)
     }
 
@@ -99,6 +119,10 @@ impl VecWorld {
     }
     pub fn agents_per_env(&self) -> usize {
         self.statics.n_agents()
+    }
+    /// Agent slots over all towns.
+    pub fn num_slots(&self) -> usize {
+        self.num_envs() * self.agents_per_env()
     }
     pub fn obs_dim(&self) -> usize {
         self.layout.map_len() + self.layout.n_features()
@@ -195,6 +219,108 @@ impl VecWorld {
                     .for_each(|(k, (((w, ep), act), o))| ctx.step_town(k, w, ep, act, o));
             }),
         }
+    }
+
+    /// Step every town one tick with the actions the policy chose (one per slot, as the caller
+    /// hands them over), checking every length first. The masked-action rule applies: `out.masks`
+    /// still holds the masks the agents saw, and a masked action is applied as `wait` and, for a
+    /// live agent (`out.alive` as of that observation), flagged in `out.invalid`.
+    pub fn step_chosen(&mut self, chosen: &[i64], out: Buffers<'_>) -> Result<(), String> {
+        let n = self.num_slots();
+        let (d, k) = (self.obs_dim(), self.n_actions());
+        check_len("actions", chosen.len(), n)?;
+        actions::decode(chosen, k, &mut self.applied)
+            .map_err(|e| format!("action {} is outside [0, {})", e.action, e.n_actions))?;
+        check_len("masks", out.masks.len(), n * k)?;
+        check_len("alive", out.alive.len(), n)?;
+        actions::apply_masks(&mut self.applied, out.masks, out.alive, &mut self.masked);
+        for (name, got, want) in [
+            ("obs", out.obs.len(), n * d),
+            ("masks", out.masks.len(), n * k),
+            ("rewards", out.rewards.len(), n),
+            ("terminated", out.terminated.len(), n),
+            ("truncated", out.truncated.len(), n),
+            ("final_obs", out.final_obs.len(), n * d),
+            ("alive", out.alive.len(), n),
+            ("invalid", out.invalid.len(), n),
+        ] {
+            check_len(name, got, want)?;
+        }
+        let applied = std::mem::take(&mut self.applied);
+        let invalid = out.invalid;
+        self.step(
+            &applied,
+            Buffers {
+                invalid: &mut *invalid,
+                ..out
+            },
+        );
+        self.applied = applied;
+        for (dst, &flag) in invalid.iter_mut().zip(&self.masked) {
+            *dst |= flag;
+        }
+        Ok(())
+    }
+
+    /// Step `ticks` ticks with the same actions into scratch buffers (no masked-action rule): the
+    /// Rust-only baseline that benchmarks measure call overhead against.
+    pub fn step_repeat(&mut self, chosen: &[i64], ticks: u64) -> Result<(), String> {
+        let n = self.num_slots();
+        let (d, k) = (self.obs_dim(), self.n_actions());
+        check_len("actions", chosen.len(), n)?;
+        actions::decode(chosen, k, &mut self.applied)
+            .map_err(|e| format!("action {} is outside [0, {})", e.action, e.n_actions))?;
+        let applied = std::mem::take(&mut self.applied);
+        let mut obs = vec![0.0f32; n * d];
+        let mut final_obs = vec![0.0f32; n * d];
+        let mut masks = vec![false; n * k];
+        let mut rewards = vec![0.0f32; n];
+        let (mut terminated, mut truncated, mut alive, mut invalid) = (
+            vec![false; n],
+            vec![false; n],
+            vec![false; n],
+            vec![false; n],
+        );
+        for _ in 0..ticks {
+            self.step(
+                &applied,
+                Buffers {
+                    obs: &mut obs,
+                    masks: &mut masks,
+                    rewards: &mut rewards,
+                    terminated: &mut terminated,
+                    truncated: &mut truncated,
+                    final_obs: &mut final_obs,
+                    alive: &mut alive,
+                    invalid: &mut invalid,
+                },
+            );
+        }
+        self.applied = applied;
+        Ok(())
+    }
+
+    /// Event counts and summed event values of the last step for every town, row-major
+    /// `(towns, event kinds)` in `EventKind::ALL` order.
+    pub fn write_event_counts(&self, counts: &mut [u32], values: &mut [f32]) -> Result<(), String> {
+        let kinds = EventKind::COUNT;
+        check_len("counts", counts.len(), self.num_envs() * kinds)?;
+        check_len("values", values.len(), self.num_envs() * kinds)?;
+        for ((w, c), v) in self
+            .towns
+            .iter()
+            .zip(counts.chunks_mut(kinds))
+            .zip(values.chunks_mut(kinds))
+        {
+            c.copy_from_slice(&w.st.events.tick_counts);
+            v.copy_from_slice(&w.st.events.tick_values);
+        }
+        Ok(())
+    }
+
+    /// The observation and action layout of these towns.
+    pub fn obs_spec(&self) -> ObsSpec {
+        ObsSpec::new(&self.statics, &self.layout)
     }
 
     /// The state of every town and the episode counters as a versioned JSON document (without the
@@ -355,8 +481,9 @@ impl StepCtx<'_> {
     }
 }
 
-/// Observations and masks of every agent of one town.
-fn write_town(w: &World, layout: &ObsLayout, obs: &mut [f32], masks: &mut [bool]) {
+/// Observations and masks of every agent of one town: `obs` (agents, obs_dim) and `masks`
+/// (agents, n_actions), row-major.
+pub fn write_town(w: &World, layout: &ObsLayout, obs: &mut [f32], masks: &mut [bool]) {
     let d = layout.map_len() + layout.n_features();
     let a = w.s.n_actions();
     let split = layout.map_len();

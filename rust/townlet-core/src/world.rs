@@ -289,7 +289,7 @@ impl World {
                 actions[i] = if mask[want] {
                     want as u16
                 } else {
-                    crate::statics::A_WAIT as u16
+                    crate::actions::A_WAIT as u16
                 };
                 self.scratch_mask = mask;
                 logp[i] = 0.0;

@@ -155,3 +155,57 @@ fn mismatched_states_are_refused() {
         .unwrap_err();
     assert!(err.contains("version 9"), "{err}");
 }
+
+#[test]
+fn chosen_actions_step_every_town_and_masked_ones_become_flagged_waits() {
+    let mut v = vec_world(40, 1);
+    let mut out = Out::new(&v);
+    v.reset(None, &mut out.obs, &mut out.masks);
+    let k = v.n_actions();
+    // The last action of the space for every slot: whoever cannot take it waits, flagged.
+    let chosen = vec![(k - 1) as i64; out.alive.len()];
+    let allowed: Vec<bool> = (0..out.alive.len())
+        .map(|i| out.masks[i * k + k - 1])
+        .collect();
+    let result = v.step_chosen(
+        &chosen,
+        Buffers {
+            obs: &mut out.obs,
+            masks: &mut out.masks,
+            rewards: &mut out.rewards,
+            terminated: &mut out.terminated,
+            truncated: &mut out.truncated,
+            final_obs: &mut out.final_obs,
+            alive: &mut out.alive,
+            invalid: &mut out.invalid,
+        },
+    );
+    assert_eq!(result, Ok(()));
+    assert!(v.towns.iter().all(|w| w.tick() == 1), "every town stepped");
+    for (i, &ok) in allowed.iter().enumerate() {
+        if !ok {
+            assert!(out.invalid[i], "slot {i}: a masked choice is flagged");
+        }
+    }
+    let bad = vec![k as i64; out.alive.len()];
+    let err = v
+        .step_chosen(
+            &bad,
+            Buffers {
+                obs: &mut out.obs,
+                masks: &mut out.masks,
+                rewards: &mut out.rewards,
+                terminated: &mut out.terminated,
+                truncated: &mut out.truncated,
+                final_obs: &mut out.final_obs,
+                alive: &mut out.alive,
+                invalid: &mut out.invalid,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err, format!("action {k} is outside [0, {k})"));
+    assert!(
+        v.towns.iter().all(|w| w.tick() == 1),
+        "a rejected step steps nothing"
+    );
+}
