@@ -27,18 +27,30 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from pydantic import ValidationError
+
+from townlet.artifacts.archive_format import (
+    ARCHIVE_FORMAT,
+    ARCHIVE_VERSION,
+    EMBEDDED,
+    METADATA,
+    RESOLVED,
+    ArchiveMetadata,
+    CheckpointBlock,
+    ConfigBlock,
+    LogBlock,
+    MemberRecord,
+    Provenance,
+    metadata_problems,
+)
 from townlet.artifacts.checkpoint_tools import VerifyFailed, check_checkpoint, obj
 from townlet.artifacts.checkpoint_tools import verify as verify_checkpoint
+from townlet.artifacts.log_tools import validate_log
 from townlet.artifacts.registry import config_sha256, key_path_diff, labels, load_resolved
 from townlet.clock import source_date_epoch, utc_stamp
 from townlet.errors import UsageError
 from townlet.jsonio import atomic_write_bytes, canonical_json
 
-ARCHIVE_FORMAT = "townlet.archive"
-ARCHIVE_VERSION = 1
-METADATA = "metadata.json"
-EMBEDDED = "checkpoint_config.json"
-RESOLVED = "config_resolved.json"
 MEMBER_MODE = 0o644
 #: Members kept in memory by `read` (the others are only hashed), up to MAX_KEEP bytes each.
 KEEP_PREFIXES = ("checkpoint/", EMBEDDED, RESOLVED, METADATA)
@@ -92,8 +104,6 @@ def create(
     overwrite: bool = False,
 ) -> Created:
     """Bundle a checkpoint that verifies, its config and log; write the archive atomically."""
-    from townlet.artifacts.log_tools import validate_log
-
     files, check = verify_checkpoint(checkpoint)
     if files is None or check.header is None:
         raise UsageError(check.problems[0])
@@ -112,7 +122,7 @@ def create(
     resolved = load_resolved(config)
     resolved_sha = config_sha256(resolved)
     members[RESOLVED] = canonical_json(resolved).encode()
-    log_info: dict[str, Any] | None = None
+    log_info: LogBlock | None = None
     if log is not None:
         report = validate_log(log)
         if report.problems:
@@ -121,11 +131,7 @@ def create(
                 f"first: {report.problems[0]})"
             )
         members[f"log/{log.name}"] = log.read_bytes()
-        log_info = {
-            "file": f"log/{log.name}",
-            "telemetry_records": report.telemetry,
-            "episode_records": report.episodes,
-        }
+        log_info = LogBlock(file=f"log/{log.name}", telemetry_records=report.telemetry, episode_records=report.episodes)
     ckpt_sha = header.get("config_sha256")
     known = labels(registry)
     registry_label = known.get(resolved_sha) or known.get(str(ckpt_sha))
@@ -136,39 +142,39 @@ def create(
             f"({RESOLVED} and {EMBEDDED})"
         )
     epoch = source_date_epoch()
-    metadata: dict[str, Any] = {
-        "format": ARCHIVE_FORMAT,
-        "format_version": ARCHIVE_VERSION,
+    metadata = ArchiveMetadata(
+        format=ARCHIVE_FORMAT,
+        format_version=ARCHIVE_VERSION,
         # Equal inputs, equal bytes: no wall clock unless SOURCE_DATE_EPOCH asks for a time.
-        "created_utc": utc_stamp(epoch) if epoch is not None else header.get("created_utc"),
-        "label": label or registry_label,
-        "members": {name: {"sha256": _sha(data), "size": len(data)} for name, data in sorted(members.items())},
-        "checkpoint": {
-            "format": files.kind,
-            "header": f"checkpoint/{files.header.name}",
-            "weights": f"checkpoint/{files.weights.name}" if files.weights else None,
-            "policy_class": header.get("policy_class"),
-            "config_sha256": ckpt_sha,
-            "fingerprint": header.get("fingerprint"),
-            "weights_sha256": check.weights_sha256,
-            "seed": header.get("seed"),
-            "counters": header.get("counters"),
-        },
-        "config": {
-            "file": f"config/{config.name}",
-            "resolved": RESOLVED,
-            "resolved_sha256": resolved_sha,
-            "registry_label": registry_label,
-            "matches_checkpoint": ckpt_sha == resolved_sha,
-        },
-        "log": log_info,
-        "provenance": {
-            "git": header.get("git"),
-            "checkpoint_created_utc": header.get("created_utc"),
-            "libraries": header.get("libraries"),
-            "lineage": header.get("lineage"),
-        },
-    }
+        created_utc=utc_stamp(epoch) if epoch is not None else header.get("created_utc"),
+        label=label or registry_label,
+        members={name: MemberRecord(sha256=_sha(data), size=len(data)) for name, data in sorted(members.items())},
+        checkpoint=CheckpointBlock(
+            format=files.kind,
+            header=f"checkpoint/{files.header.name}",
+            weights=f"checkpoint/{files.weights.name}" if files.weights else None,
+            policy_class=header.get("policy_class"),
+            config_sha256=ckpt_sha,
+            fingerprint=header.get("fingerprint"),
+            weights_sha256=check.weights_sha256,
+            seed=header.get("seed"),
+            counters=header.get("counters"),
+        ),
+        config=ConfigBlock(
+            file=f"config/{config.name}",
+            resolved=RESOLVED,
+            resolved_sha256=resolved_sha,
+            registry_label=registry_label,
+            matches_checkpoint=ckpt_sha == resolved_sha,
+        ),
+        log=log_info,
+        provenance=Provenance(
+            git=header.get("git"),
+            checkpoint_created_utc=header.get("created_utc"),
+            libraries=header.get("libraries"),
+            lineage=header.get("lineage"),
+        ),
+    ).model_dump()
     members[METADATA] = canonical_json(metadata).encode()
     target = output or Path("artifacts") / f"{files.header.stem}.tar.gz"
     if target.exists() and not overwrite:
@@ -267,18 +273,13 @@ def read(path: Path) -> Contents:
     except (UnicodeDecodeError, ValueError) as exc:
         out.problems.append(f"{path}: {METADATA} is not valid JSON ({exc})")
         return out
-    if not isinstance(doc, dict) or doc.get("format") != ARCHIVE_FORMAT:
-        out.problems.append(f"{path}: {METADATA} is not a Townlet archive manifest (format {ARCHIVE_FORMAT!r})")
-        return out
-    if doc.get("format_version") != ARCHIVE_VERSION:
-        out.problems.append(
-            f"{path}: {METADATA} format_version {doc.get('format_version')!r} is not supported "
-            f"(this build reads {ARCHIVE_VERSION})"
-        )
-        return out
-    if not isinstance(doc.get("members"), dict):
-        out.problems.append(f"{path}: {METADATA}: members must be an object")
-        return out
+    try:
+        ArchiveMetadata.model_validate(doc)
+    except ValidationError as exc:
+        problems, unusable = metadata_problems(path, doc, exc)
+        out.problems.extend(problems)
+        if unusable:
+            return out
     out.metadata = doc
     return out
 

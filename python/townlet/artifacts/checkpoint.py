@@ -1,9 +1,7 @@
-"""Policy checkpoints: self-describing, written atomically, never pickled.
+"""Policy checkpoints: self-describing, written atomically, never pickled (save and load, with torch).
 
-Two encodings of one format (`format_version` 1):
-* `X.json` — header and weights together; weights as plain JSON numbers (float32 values survive
-  the round trip exactly, since JSON floats are doubles);
-* `X.safetensors` + `X.json` sidecar — weights in safetensors, the same header in the sidecar.
+The format itself (constants, the header model, the fingerprint, header parsing) lives in
+`checkpoint_format`, which does not import torch; its names are re-exported here.
 
 The header names the architecture (enough to rebuild the module), each parameter's shape, the
 observation/action spec and a compatibility fingerprint over them, the embedded config and its
@@ -13,43 +11,45 @@ SHA-256, seed and step counters, library versions, the git commit, and the paren
 from __future__ import annotations
 
 import hashlib
-import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
 
+from townlet.artifacts.checkpoint_format import (
+    FORMAT,
+    FORMAT_VERSION,
+    TRAINING_PREFIX,
+    CheckpointHeader,
+    Lineage,
+    TrainingBlock,
+    fingerprint,
+    git_info,
+    header_path,
+    parse_header,
+    plain_file_name,
+)
 from townlet.clock import utc_stamp
 from townlet.errors import UsageError
 from townlet.jsonio import atomic_write_bytes, canonical_json
 from townlet.training.network import ActorCritic, build_policy
 
-FORMAT = "townlet.checkpoint"
-FORMAT_VERSION = 1
-#: Prefix of training-state tensors (optimizer moments) inside a safetensors file; "/" cannot occur
-#: in a module's parameter names, so they never collide with the policy's.
-TRAINING_PREFIX = "_training/"
-
-
-def fingerprint(spec: dict[str, Any], obs_meta: dict[str, Any]) -> str:
-    """SHA-256 over what must match for a checkpoint to drive an env: architecture, observation
-    layout and schema, action names and action-space version."""
-    keys = ("variant", "map_shape", "map_channels", "feature_names", "obs_dim", "action_names",
-            "observation_schema_version", "action_space_version")  # fmt: skip
-    payload = {"architecture": spec, "observation": {k: obs_meta.get(k) for k in keys}}
-    return hashlib.sha256(canonical_json(payload, indent=None).encode()).hexdigest()
-
-
-def _git() -> dict[str, Any]:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=True, timeout=5)
-        return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "TRAINING_PREFIX",
+    "Checkpoint",
+    "TrainingState",
+    "fingerprint",
+    "load_checkpoint",
+    "parse_header",
+    "plain_file_name",
+    "save_checkpoint",
+]
 
 
 @dataclass
@@ -101,7 +101,9 @@ def save_checkpoint(
         {k: v.detach().cpu().to(torch.float32).contiguous() for k, v in training.tensors.items()} if training else {}
     )
     config_text = canonical_json(config, indent=None) if config is not None else None
-    header: dict[str, Any] = {
+    resumed = {"resumed_from_sha256": resumed_from} if resumed_from is not None else {}
+    lineage = Lineage(parent_sha256=parent, note=lineage_note, **resumed)
+    fields: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "policy_class": type(policy).__name__,
@@ -113,32 +115,29 @@ def save_checkpoint(
         "fingerprint": fingerprint(spec, obs_meta),
         "config": config,
         "config_sha256": hashlib.sha256(config_text.encode()).hexdigest() if config_text else None,
-        "git": _git(),
+        "git": git_info(),
         "libraries": {"torch": torch.__version__, "numpy": np.__version__},
         "seed": seed,
         "counters": counters,
-        "lineage": {"parent_sha256": parent, "note": lineage_note},
+        "lineage": lineage,
     }
-    if resumed_from is not None:
-        header["lineage"]["resumed_from_sha256"] = resumed_from
     if training is not None:
-        header["training"] = {
-            "data": training.data,
-            "tensors": {k: list(v.shape) for k, v in train_tensors.items()},
-        }
+        fields["training"] = TrainingBlock(
+            data=training.data, tensors={k: list(v.shape) for k, v in train_tensors.items()}
+        )
     path = Path(path)
     if path.suffix == ".json":
-        header["weights"] = {k: v.float().numpy().tolist() for k, v in state.items()}
+        fields["weights"] = {k: v.float().numpy().tolist() for k, v in state.items()}
         if training is not None:
-            header["training_weights"] = {k: v.numpy().tolist() for k, v in train_tensors.items()}
+            fields["training_weights"] = {k: v.numpy().tolist() for k, v in train_tensors.items()}
+        header = CheckpointHeader(**fields).model_dump(exclude_unset=True)
         atomic_write_bytes(path, canonical_json(header, indent=None).encode())
         return path
     if path.suffix == ".safetensors":
-        from safetensors.torch import save as st_save
-
         blob = st_save({**state, **{TRAINING_PREFIX + k: v for k, v in train_tensors.items()}})
-        header["weights_file"] = path.name
-        header["weights_sha256"] = hashlib.sha256(blob).hexdigest()
+        fields["weights_file"] = path.name
+        fields["weights_sha256"] = hashlib.sha256(blob).hexdigest()
+        header = CheckpointHeader(**fields).model_dump(exclude_unset=True)
         atomic_write_bytes(path, blob)
         sidecar = path.with_suffix(".json")
         atomic_write_bytes(sidecar, canonical_json(header).encode())
@@ -146,80 +145,50 @@ def save_checkpoint(
     raise UsageError(f"{path}: checkpoint must end in .json or .safetensors")
 
 
-def parse_header(name: str, raw: bytes) -> dict[str, Any]:
-    """The header of a checkpoint (or sidecar) from its bytes: UsageError naming `name` unless it is
-    JSON of this format and version. NaN and Infinity are not JSON and are refused."""
-    try:
-        header = json.loads(raw, parse_constant=_not_json)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{name}: not a checkpoint (invalid JSON: {exc})") from None
-    found = header.get("format") if isinstance(header, dict) else None
-    if not isinstance(header, dict) or found != FORMAT:
-        raise UsageError(f"{name}: not a Townlet checkpoint (format is {found!r}, expected {FORMAT!r})")
-    if header.get("format_version") != FORMAT_VERSION:
-        raise UsageError(
-            f"{name}: checkpoint format_version {header.get('format_version')!r} is not supported "
-            f"(this build reads {FORMAT_VERSION})"
-        )
-    return header
-
-
-def _not_json(token: str) -> Any:
-    raise ValueError(f"{token} is not valid JSON")
-
-
-def plain_file_name(name: Any) -> TypeGuard[str]:
-    """A file name without a folder part: what a sidecar's `weights_file` must be."""
-    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
-
-
 def load_checkpoint(path: Path) -> Checkpoint:
     """Read and validate a checkpoint (format, version, shapes) without touching any model."""
-    path = Path(path)
-    header_path = path.with_suffix(".json") if path.suffix == ".safetensors" else path
+    header_file = header_path(Path(path))
     try:
-        raw = header_path.read_bytes()
+        raw = header_file.read_bytes()
     except FileNotFoundError:
-        raise UsageError(f"{header_path}: checkpoint not found") from None
-    header = parse_header(str(header_path), raw)
+        raise UsageError(f"{header_file}: checkpoint not found") from None
+    header = parse_header(str(header_file), raw)
     shapes: dict[str, list[int]] = header.get("parameters", {})
     if not isinstance(shapes, dict):
-        raise UsageError(f"{header_path}: parameters must map parameter names to shapes")
+        raise UsageError(f"{header_file}: parameters must map parameter names to shapes")
     if "weights" in header:
-        state = _tensors(header_path, "weights", header.pop("weights"))
-        train_state = _tensors(header_path, "training_weights", header.pop("training_weights", {}))
+        state = _tensors(header_file, "weights", header.pop("weights"))
+        train_state = _tensors(header_file, "training_weights", header.pop("training_weights", {}))
         file_sha = hashlib.sha256(raw).hexdigest()
     else:
         name = header.get("weights_file")
         if not plain_file_name(name):
-            raise UsageError(f"{header_path}: weights_file must be a file name next to the header, got {name!r}")
-        weights_path = header_path.with_name(name)
+            raise UsageError(f"{header_file}: weights_file must be a file name next to the header, got {name!r}")
+        weights_path = header_file.with_name(name)
         try:
             blob = weights_path.read_bytes()
         except FileNotFoundError:
-            raise UsageError(f"{weights_path}: weights file of {header_path} not found") from None
+            raise UsageError(f"{weights_path}: weights file of {header_file} not found") from None
         if hashlib.sha256(blob).hexdigest() != header.get("weights_sha256"):
-            raise UsageError(f"{weights_path}: weights do not match the SHA-256 recorded in {header_path}")
-        from safetensors.torch import load as st_load
-
+            raise UsageError(f"{weights_path}: weights do not match the SHA-256 recorded in {header_file}")
         both = st_load(blob)
         state = {k: v for k, v in both.items() if not k.startswith(TRAINING_PREFIX)}
         train_state = {k[len(TRAINING_PREFIX) :]: v for k, v in both.items() if k.startswith(TRAINING_PREFIX)}
         file_sha = hashlib.sha256(blob).hexdigest()
     for name, shape in shapes.items():
         if name not in state:
-            raise UsageError(f"{header_path}: parameter {name!r} is missing from the weights")
+            raise UsageError(f"{header_file}: parameter {name!r} is missing from the weights")
         if list(state[name].shape) != list(shape):
             raise UsageError(
-                f"{header_path}: parameter {name!r} has shape {list(state[name].shape)}, header says {shape}"
+                f"{header_file}: parameter {name!r} has shape {list(state[name].shape)}, header says {shape}"
             )
     if set(state) != set(shapes):
         raise UsageError(
-            f"{header_path}: weights hold parameters the header does not list: {sorted(set(state) - set(shapes))}"
+            f"{header_file}: weights hold parameters the header does not list: {sorted(set(state) - set(shapes))}"
         )
-    training = _training_state(header_path, header.get("training"), train_state)
+    training = _training_state(header_file, header.get("training"), train_state)
     header["_file_sha256"] = file_sha
-    return Checkpoint(header_path, header, state, training)
+    return Checkpoint(header_file, header, state, training)
 
 
 def _tensors(where: Path, key: str, table: Any) -> dict[str, torch.Tensor]:

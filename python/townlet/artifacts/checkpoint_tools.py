@@ -20,30 +20,26 @@ from typing import Any
 
 import numpy as np
 import yaml
+from safetensors.numpy import load as st_load
 
-from townlet.artifacts.checkpoint import FORMAT, TRAINING_PREFIX, fingerprint, parse_header, plain_file_name
+from townlet.artifacts.checkpoint_format import (
+    FORMAT,
+    REQUIRED,
+    TRAINING_PREFIX,
+    fingerprint,
+    header_path,
+    header_problems,
+    parameter_shapes,
+    parse_header,
+    plain_file_name,
+)
 from townlet.artifacts.registry import config_sha256, labels
 from townlet.errors import TownletError, UsageError
 from townlet.jsonio import atomic_write_bytes, canonical_json, read_bytes
 
-HEX64 = re.compile(r"^[0-9a-f]{64}$")
-STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+__all__ = ["REQUIRED", "Check", "Files", "VerifyFailed", "check_checkpoint", "copy", "info", "list_dir", "verify"]
 
-#: Header fields every checkpoint carries, with the JSON type each must have.
-REQUIRED: dict[str, tuple[type, str]] = {
-    "policy_class": (str, "a string"),
-    "architecture": (dict, "an object"),
-    "parameters": (dict, "an object"),
-    "created_utc": (str, "a string"),
-    "metadata": (dict, "an object"),
-    "observation": (dict, "an object"),
-    "fingerprint": (str, "a string"),
-    "git": (dict, "an object"),
-    "libraries": (dict, "an object"),
-    "seed": (int, "an integer"),
-    "counters": (dict, "an object"),
-    "lineage": (dict, "an object"),
-}
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class VerifyFailed(TownletError):
@@ -74,24 +70,21 @@ def obj(value: Any) -> dict[str, Any]:
 def locate(path: Path) -> tuple[Files, dict[str, Any]]:
     """The checkpoint's files and its parsed header, from either file of a pair."""
     path = Path(path)
-    if path.suffix == ".safetensors":
-        header_path = path.with_suffix(".json")
-        if not path.exists():
-            raise UsageError(f"{path}: checkpoint not found")
-    elif path.suffix == ".json":
-        header_path = path
-    else:
+    if path.suffix not in (".json", ".safetensors"):
         raise UsageError(f"{path}: a checkpoint ends in .json or .safetensors")
-    raw = read_bytes(header_path, "checkpoint header" if path.suffix == ".safetensors" else "checkpoint")
-    header = parse_header(str(header_path), raw)
+    if path.suffix == ".safetensors" and not path.exists():
+        raise UsageError(f"{path}: checkpoint not found")
+    header_file = header_path(path)
+    raw = read_bytes(header_file, "checkpoint header" if path.suffix == ".safetensors" else "checkpoint")
+    header = parse_header(str(header_file), raw)
     if "weights" in header:
-        return Files(header_path, None), header
+        return Files(header_file, None), header
     name = header.get("weights_file")
     if not plain_file_name(name):
-        raise UsageError(f"{header_path}: weights_file must be a file name next to the header, got {name!r}")
+        raise UsageError(f"{header_file}: weights_file must be a file name next to the header, got {name!r}")
     if path.suffix == ".safetensors" and name != path.name:
-        raise UsageError(f"{header_path}: names weights file {name!r}, not {path.name!r}")
-    return Files(header_path, header_path.with_name(name)), header
+        raise UsageError(f"{header_file}: names weights file {name!r}, not {path.name!r}")
+    return Files(header_file, header_file.with_name(name)), header
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,21 +110,10 @@ def check_checkpoint(name: str, raw: bytes, read_weights: Callable[[str], bytes 
         header = parse_header(name, raw)
     except UsageError as exc:
         return Check(None, [str(exc)])
-    check = Check(header)
+    check = Check(header, header_problems(name, header))
     problems = check.problems
-    for key, (kind, what) in REQUIRED.items():
-        if key not in header:
-            problems.append(f"{name}: missing field {key!r}")
-        elif not isinstance(header[key], kind) or isinstance(header[key], bool):
-            problems.append(f"{name}: field {key!r} must be {what}, got {type(header[key]).__name__}")
-    if isinstance(header.get("created_utc"), str) and not STAMP.match(header["created_utc"]):
-        problems.append(f"{name}: created_utc {header['created_utc']!r} is not RFC 3339 UTC (YYYY-MM-DDTHH:MM:SSZ)")
-    shapes: dict[str, list[int]] = {}
-    for pname, shape in (header.get("parameters") or {}).items() if isinstance(header.get("parameters"), dict) else ():
-        if isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-            shapes[pname] = shape
-        else:
-            problems.append(f"{name}: parameters.{pname}: a shape is a list of integers >= 0, got {shape!r}")
+    params = header.get("parameters")
+    shapes = parameter_shapes(params) if isinstance(params, dict) else {}
     arrays = _weights(name, header, read_weights, check)
     if arrays is not None:
         train = {k[len(TRAINING_PREFIX) :]: arrays.pop(k) for k in [k for k in arrays if k.startswith(TRAINING_PREFIX)]}
@@ -178,8 +160,6 @@ def _weights(
     if isinstance(recorded, str) and actual != recorded:
         problems.append(f"{shown}: weights sha256 {actual} does not match {recorded} recorded in {name}")
     try:
-        from safetensors.numpy import load as st_load
-
         return dict(st_load(blob))
     except Exception as exc:  # safetensors raises its own error type for any malformed buffer
         problems.append(f"{shown}: not a readable safetensors file ({exc})")
@@ -272,6 +252,8 @@ def _check_architecture(name: str, header: dict[str, Any], shapes: dict[str, lis
     arch = header.get("architecture")
     if not isinstance(arch, dict) or not shapes:
         return
+    # torch (about 1.4 s to import) only when a checkpoint is verified: listing, info of a broken
+    # header and the CLI's start-up do not pay for it.
     from townlet.training.network import build_policy
 
     try:
@@ -295,27 +277,27 @@ def _check_architecture(name: str, header: dict[str, Any], shapes: dict[str, lis
 def verify(path: Path) -> tuple[Files | None, Check]:
     """Check a checkpoint on disk; a missing or unreadable header is a UsageError."""
     path = Path(path)
-    header_path = path.with_suffix(".json") if path.suffix == ".safetensors" else path
+    header_file = header_path(path)
     if path.suffix not in (".json", ".safetensors"):
         raise UsageError(f"{path}: a checkpoint ends in .json or .safetensors")
-    if not path.exists() and not header_path.exists():
+    if not path.exists() and not header_file.exists():
         raise UsageError(f"{path}: checkpoint not found")
-    raw = read_bytes(header_path, "checkpoint header" if path.suffix == ".safetensors" else "checkpoint")
+    raw = read_bytes(header_file, "checkpoint header" if path.suffix == ".safetensors" else "checkpoint")
 
     def read_weights(fname: str) -> bytes | None:
         try:
-            return header_path.with_name(fname).read_bytes()
+            return header_file.with_name(fname).read_bytes()
         except OSError:
             return None
 
-    check = check_checkpoint(str(header_path), raw, read_weights)
+    check = check_checkpoint(str(header_file), raw, read_weights)
     files = None
     if check.header is not None:
         wfile = check.header.get("weights_file")
         if path.suffix == ".safetensors" and "weights" not in check.header and wfile != path.name:
-            check.problems.append(f"{header_path}: names weights file {wfile!r}, not {path.name!r}")
-        weights = header_path.with_name(wfile) if "weights" not in check.header and plain_file_name(wfile) else None
-        files = Files(header_path, weights)
+            check.problems.append(f"{header_file}: names weights file {wfile!r}, not {path.name!r}")
+        weights = header_file.with_name(wfile) if "weights" not in check.header and plain_file_name(wfile) else None
+        files = Files(header_file, weights)
     return files, check
 
 

@@ -27,7 +27,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from townlet.clock import utc_stamp
 from townlet.errors import TownletError, UsageError
@@ -41,7 +43,46 @@ REGISTRY_VERSION = 1
 REGISTRY_NAME = Path("configs/config_registry.json")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 HEX_PREFIX = re.compile(r"^[0-9a-f]{4,64}$")
-ENTRY_KEYS = ("config", "label", "notes", "path", "registered_utc", "sha256")
+NonEmpty = Annotated[str, Field(min_length=1, description="a non-empty string")]
+
+
+class PreviousLabel(BaseModel):
+    """A label an entry had until it was relabelled."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    label: str
+    until_utc: str
+
+
+class RegistryEntry(BaseModel):
+    """One registered config. Fields are declared in the order `entry_problems` reports them; each
+    field's description is what its problem says is expected."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    sha256: str = Field(description="the entry's key")
+    label: NonEmpty
+    path: NonEmpty
+    registered_utc: NonEmpty
+    notes: str = Field(description="a string")
+    config: dict[str, Any] = Field(description="the resolved config (a JSON object)")
+    previous_labels: list[PreviousLabel] = Field([], description="a list of {label, until_utc} objects")
+
+
+class RegistryDocument(BaseModel):
+    """`configs/config_registry.json`; entries are checked one by one (`entry_problems`), so that a
+    registry with a damaged entry can still be read, listed and repaired."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    entries: dict[str, Any]
+    format: Literal["townlet.config_registry"]
+    format_version: Literal[1]
+
+
+#: Keys every entry has (the model's required fields, sorted as in the file).
+ENTRY_KEYS = tuple(sorted(name for name, f in RegistryEntry.model_fields.items() if f.is_required()))
 
 
 class NotFound(TownletError):
@@ -102,19 +143,27 @@ def _parse(path: Path, raw: bytes) -> dict[str, Any]:
         raise UsageError(f"{path}: not a config registry (invalid JSON: {exc})") from None
     if not isinstance(doc, dict):
         raise UsageError(f"{path}: not a config registry (expected a JSON object, got {type(doc).__name__})")
-    if doc.get("format") != REGISTRY_FORMAT:
-        raise UsageError(f"{path}: format: expected {REGISTRY_FORMAT!r}, got {doc.get('format')!r}")
-    if doc.get("format_version") != REGISTRY_VERSION:
-        raise UsageError(
+    try:
+        RegistryDocument.model_validate(doc)
+    except ValidationError as exc:
+        raise UsageError(_document_problem(path, doc, exc)) from None
+    return doc
+
+
+def _document_problem(path: Path, doc: dict[str, Any], exc: ValidationError) -> str:
+    """The first problem of a registry document, in our words (format, version, keys, entries)."""
+    failed = {str(err["loc"][0]): str(err["type"]) for err in exc.errors() if err["loc"]}
+    if "format" in failed:
+        return f"{path}: format: expected {REGISTRY_FORMAT!r}, got {doc.get('format')!r}"
+    if "format_version" in failed:
+        return (
             f"{path}: format_version: {doc.get('format_version')!r} is not supported (this build reads "
             f"{REGISTRY_VERSION})"
         )
-    extra = sorted(set(doc) - {"entries", "format", "format_version"})
+    extra = sorted(key for key, kind in failed.items() if kind == "extra_forbidden")
     if extra:
-        raise UsageError(f"{path}: unknown top-level keys {extra}")
-    if not isinstance(doc.get("entries"), dict):
-        raise UsageError(f"{path}: entries: expected a JSON object mapping SHA-256 to entries")
-    return doc
+        return f"{path}: unknown top-level keys {extra}"
+    return f"{path}: entries: expected a JSON object mapping SHA-256 to entries"
 
 
 def _reject_constant(name: str) -> Any:
@@ -129,41 +178,42 @@ def read_registry(path: Path, *, missing_ok: bool = False) -> dict[str, Any]:
 
 
 def entry_problems(key: str, entry: Any) -> list[str]:
-    """What is wrong with one entry (empty when valid)."""
+    """What is wrong with one entry (empty when valid), from `RegistryEntry`."""
     where = f"entries.{key}"
     if not HEX64.match(key):
         return [f"{where}: key is not a lowercase SHA-256 hex digest"]
     if not isinstance(entry, dict):
         return [f"{where}: expected a JSON object, got {type(entry).__name__}"]
-    problems = [f"{where}: missing {k!r}" for k in ENTRY_KEYS if k not in entry]
-    extra = sorted(set(entry) - {*ENTRY_KEYS, "previous_labels"})
-    problems += [f"{where}: unknown key {k!r}" for k in extra]
-    if problems:
-        return problems
-    if entry["sha256"] != key:
-        problems.append(f"{where}.sha256: {entry['sha256']!r} differs from the entry's key")
-    for field in ("label", "path", "registered_utc"):
-        if not isinstance(entry[field], str) or not entry[field]:
-            problems.append(f"{where}.{field}: expected a non-empty string")
-    if not isinstance(entry["notes"], str):
-        problems.append(f"{where}.notes: expected a string")
-    if not isinstance(entry["config"], dict):
-        problems.append(f"{where}.config: expected the resolved config (a JSON object)")
-    else:
-        try:
-            actual = config_sha256(entry["config"])
-        except UsageError as exc:
-            problems.append(f"{where}.config: {exc}")
-        else:
-            if actual != key:
-                problems.append(f"{where}.config: hashes to {actual}, not to the entry's SHA-256 (edited by hand?)")
-    previous = entry.get("previous_labels", [])
-    if not isinstance(previous, list) or not all(
-        isinstance(p, dict) and isinstance(p.get("label"), str) and isinstance(p.get("until_utc"), str)
-        for p in previous
-    ):
-        problems.append(f"{where}.previous_labels: expected a list of {{label, until_utc}} objects")
+    try:
+        RegistryEntry.model_validate(entry)
+        failed: set[str] = set()
+    except ValidationError as exc:
+        errors = [(str(err["loc"][0]), str(err["type"])) for err in exc.errors() if err["loc"]]
+        missing = [f"{where}: missing {k!r}" for k in ENTRY_KEYS if (k, "missing") in errors]
+        unknown = [f"{where}: unknown key {k!r}" for k, kind in sorted(errors) if kind == "extra_forbidden"]
+        if missing or unknown:
+            return missing + unknown
+        failed = {field for field, _ in errors}
+    problems = []
+    for field, info in RegistryEntry.model_fields.items():
+        if field == "sha256":
+            if field in failed or entry["sha256"] != key:
+                problems.append(f"{where}.sha256: {entry['sha256']!r} differs from {info.description}")
+        elif field in failed:
+            problems.append(f"{where}.{field}: expected {info.description}")
+        elif field == "config":
+            problems += _config_hash_problems(where, key, entry["config"])
     return problems
+
+
+def _config_hash_problems(where: str, key: str, config: dict[str, Any]) -> list[str]:
+    try:
+        actual = config_sha256(config)
+    except UsageError as exc:
+        return [f"{where}.config: {exc}"]
+    if actual != key:
+        return [f"{where}.config: hashes to {actual}, not to the entry's SHA-256 (edited by hand?)"]
+    return []
 
 
 def check_registry(path: Path) -> list[str]:
@@ -258,7 +308,7 @@ def register(path: Path, config_path: Path, label: str, *, notes: str = "", rela
                 "pass --relabel to change its label"
             )
         now = utc_stamp()
-        entry: dict[str, Any] = {
+        fields: dict[str, Any] = {
             "config": config,
             "label": label,
             "notes": notes or (old or {}).get("notes", ""),
@@ -267,7 +317,13 @@ def register(path: Path, config_path: Path, label: str, *, notes: str = "", rela
             "sha256": sha,
         }
         if old is not None:
-            entry["previous_labels"] = [*old.get("previous_labels", []), {"label": old["label"], "until_utc": now}]
+            fields["previous_labels"] = [*old.get("previous_labels", []), {"label": old["label"], "until_utc": now}]
+        try:
+            entry = RegistryEntry(**fields).model_dump(exclude_unset=True)
+        except ValidationError as exc:
+            raise UsageError(
+                f"{path}: entries.{sha}: damaged ({exc.errors()[0]['msg']}); run `registry validate`"
+            ) from None
         doc["entries"][sha] = entry
         _write(path, doc)
     return Registered(entry, "new" if old is None else "relabelled")

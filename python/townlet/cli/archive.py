@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from townlet.artifacts.archive import create, diff, markdown, stale_markdown, verified, verify
 from townlet.cli.common import RegistryOpt, problems_exit, registry_path, stderr_line
 from townlet.errors import UsageError
 from townlet.jsonio import atomic_write_text, canonical_json
@@ -27,8 +28,6 @@ def archive_create_cmd(
     registry: RegistryOpt = None,
 ) -> None:
     """Bundle checkpoint, log, config and the checkpoint's embedded config into a reproducible .tar.gz."""
-    from townlet.artifacts.archive import create
-
     made = create(
         checkpoint, config, log=log, output=output, label=label, registry=registry_path(registry), overwrite=overwrite
     )
@@ -43,8 +42,6 @@ def archive_verify_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object: ok and problems.")] = False,
 ) -> None:
     """Check every member against metadata.json (nothing is extracted); exit 1 naming each problem."""
-    from townlet.artifacts.archive import verify
-
     contents = verify(archive)
     problems = contents.problems
     if as_json:
@@ -63,8 +60,6 @@ def archive_diff_cmd(
     config: Annotated[Path, typer.Option("--config", help="A config file to compare with the archived one.")],
 ) -> None:
     """Key-path differences from the archived (resolved) config to CONFIG; exit 1 when they differ."""
-    from townlet.artifacts.archive import diff
-
     archived_sha, live_sha, changes = diff(archive, config)
     if not changes:
         typer.echo(f"equal: {config} matches the config archived in {archive} (sha256 {live_sha})")
@@ -89,8 +84,6 @@ def archive_summary_cmd(
     ] = False,
 ) -> None:
     """The archive's metadata (JSON), or a Markdown summary for release notes."""
-    from townlet.artifacts.archive import markdown, stale_markdown, verified
-
     if check_markdown and markdown_path is None:
         raise UsageError("--check-markdown needs --markdown-path")
     if not (as_markdown or markdown_path or check_markdown):

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from townlet.artifacts.checkpoint_tools import copy, extract_config, info, list_dir, verify
 from townlet.cli.common import RegistryOpt, problems_exit, registry_path
 from townlet.errors import UsageError
 from townlet.jsonio import canonical_json
@@ -25,8 +26,6 @@ def checkpoint_list_cmd(
     registry: RegistryOpt = None,
 ) -> None:
     """One row per checkpoint: file, format, created, config label (or hash prefix), steps."""
-    from townlet.artifacts.checkpoint_tools import list_dir
-
     rows = list_dir(folder, registry_path(registry), recursive=recursive)
     if as_json:
         typer.echo(canonical_json(rows), nl=False)
@@ -59,8 +58,6 @@ def checkpoint_info_cmd(
     registry: RegistryOpt = None,
 ) -> None:
     """The header in brief, with the verification result (weights are checked, not printed)."""
-    from townlet.artifacts.checkpoint_tools import info
-
     out = info(checkpoint, registry_path(registry))
     if as_json:
         typer.echo(canonical_json(out), nl=False)
@@ -97,8 +94,6 @@ def checkpoint_copy_cmd(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing destination.")] = False,
 ) -> None:
     """Copy a checkpoint (weights and header together), atomically, and verify the copy."""
-    from townlet.artifacts.checkpoint_tools import copy
-
     target, check = copy(src, dest, overwrite=overwrite)
     shown = target.weights or target.header
     typer.echo(f"copied {src} -> {shown} (verified; weights sha256 {check.weights_sha256})")
@@ -112,8 +107,6 @@ def checkpoint_extract_config_cmd(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
 ) -> None:
     """Write the checkpoint's embedded config (checked against its config_sha256)."""
-    from townlet.artifacts.checkpoint_tools import extract_config
-
     if fmt is not None and fmt not in ("yaml", "json"):
         raise UsageError(f"--format must be yaml or json, got {fmt!r}")
     out = extract_config(path, output, fmt=fmt, overwrite=overwrite)
@@ -127,8 +120,6 @@ def checkpoint_verify_cmd(
 ) -> None:
     """Check format, version, fields, shapes, weights SHA-256, config_sha256 and fingerprint; exit 1
     naming each problem."""
-    from townlet.artifacts.checkpoint_tools import verify
-
     files, check = verify(checkpoint)
     if as_json:
         typer.echo(
