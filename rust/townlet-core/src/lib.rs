@@ -7,15 +7,20 @@
 pub mod actions;
 pub mod activity;
 pub mod capture;
+pub mod checks;
 pub mod config;
+pub mod economy;
 pub mod employment;
 pub mod events;
 pub mod expert;
 pub mod grid;
 pub mod lifecycle;
+pub mod load;
 pub mod obs;
 pub mod personality;
 pub mod perturb;
+pub mod queues;
+pub mod reward_parts;
 pub mod rewards;
 pub mod rng;
 pub mod rollout;
@@ -28,8 +33,9 @@ pub mod vec;
 pub mod views;
 pub mod world;
 
-pub use config::{parse_world_config, ConfigError, WorldConfig};
+pub use config::{ConfigError, WorldConfig};
 pub use events::{Event, EventKind};
+pub use load::parse_world_config;
 pub use statics::Statics;
 pub use world::{Actions, Kpis, World};
 

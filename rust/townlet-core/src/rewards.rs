@@ -6,19 +6,7 @@ use crate::config::SocialStage;
 use crate::state::TermReason;
 use crate::world::World;
 
-pub const REWARD_COMPONENTS: [&str; 10] = [
-    "survival",
-    "needs",
-    "wage",
-    "punctuality",
-    "social_chat",
-    "social_penalty",
-    "social_avoidance",
-    "terminal",
-    "clip_adjustment",
-    "total",
-];
-pub const N_REWARD_COMPONENTS: usize = REWARD_COMPONENTS.len();
+pub use crate::reward_parts::{N_REWARD_COMPONENTS, REWARD_COMPONENTS};
 const TOTAL: usize = N_REWARD_COMPONENTS - 1;
 
 impl World {

@@ -6,6 +6,8 @@
 //! which no agent was alive are marked invalid and carry no advantage. A truncated step
 //! bootstraps from the value of its final observation; a terminated one does not bootstrap.
 
+use crate::checks::check_len;
+
 /// GAE(gamma, lambda) over `steps` x `agents` row-major arrays.
 ///
 /// * `next_values`: v(o_{T}) per agent, the value of the observation after the last row.
@@ -283,7 +285,7 @@ impl<S: Storage> RolloutBuffer<S> {
             ("valid", s.valid.len(), a),
             ("bootstrap", s.bootstrap.len(), a),
         ] {
-            crate::vec::check_len(name, got, want)?;
+            check_len(name, got, want)?;
         }
         let t = self.len;
         self.columns.with_columns(|c| {
@@ -311,7 +313,7 @@ impl<S: Storage> RolloutBuffer<S> {
         lambda: f32,
     ) -> Result<(), String> {
         check_discounts(gamma, lambda)?;
-        crate::vec::check_len("next_values", next_values.len(), self.dims.agents)?;
+        check_len("next_values", next_values.len(), self.dims.agents)?;
         let (len, agents) = (self.len, self.dims.agents);
         let n = len * agents;
         self.columns.with_columns(|c| {

@@ -4,7 +4,7 @@
 use crate::actions::ACTION_SPACE_VERSION;
 use crate::config::{ObsVariant, WorldConfig};
 use crate::obs::{ObsLayout, OBSERVATION_SCHEMA_VERSION};
-use crate::rewards::REWARD_COMPONENTS;
+use crate::reward_parts::REWARD_COMPONENTS;
 use crate::statics::Statics;
 
 /// The observation and action layout of every town built from one config.

@@ -9,6 +9,7 @@
 //! `ctx_reset` set. A masked (invalid) action is applied as `wait` and flagged in `invalid`.
 
 use crate::actions;
+use crate::checks::check_len;
 use crate::events::EventKind;
 use crate::obs::ObsLayout;
 use crate::rng::Rng;
@@ -60,14 +61,6 @@ pub struct VecWorld {
     applied: Vec<u16>,
     /// Per slot: whether the chosen action was masked (and the agent alive).
     masked: Vec<bool>,
-}
-
-/// `name has got elements, expected want` unless the lengths agree.
-pub fn check_len(name: &str, got: usize, want: usize) -> Result<(), String> {
-    if got != want {
-        return Err(format!("{name} has {got} elements, expected {want}"));
-    }
-    Ok(())
 }
 
 impl VecWorld {

@@ -1,7 +1,8 @@
 //! The world: static data, dynamic state and the tick, in the prior system's order.
 
-use crate::config::{parse_world_config, ConfigError, WorldConfig};
+use crate::config::{ConfigError, WorldConfig};
 use crate::events::{EventKind, EventLog};
+use crate::load::parse_world_config;
 use crate::rng::Rng;
 use crate::state::*;
 use crate::statics::Statics;
@@ -162,7 +163,7 @@ impl World {
             last_actions: vec![0; n],
             last_logp: vec![0.0; n],
             rewards: vec![0.0; n],
-            reward_parts: vec![0.0; n * crate::rewards::N_REWARD_COMPONENTS],
+            reward_parts: vec![0.0; n * crate::reward_parts::N_REWARD_COMPONENTS],
             scratch_mask: vec![false; s.n_actions()],
             s,
         };

@@ -18,7 +18,7 @@ pub fn c_order(arrays: &[(&str, bool)]) -> PyResult<()> {
 
 /// An error naming `name` unless it has `want` elements.
 pub fn check_len(name: &str, got: usize, want: usize) -> PyResult<()> {
-    townlet_core::vec::check_len(name, got, want).map_err(value_err)
+    townlet_core::checks::check_len(name, got, want).map_err(value_err)
 }
 
 /// An error naming `name` unless its shape is `want` (for the dims given) and it is C-ordered.

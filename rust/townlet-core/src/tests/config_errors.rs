@@ -2,7 +2,8 @@
 //! offending value and a message a person can act on.
 
 use super::fixture::*;
-use crate::config::{parse_world_config, ConfigError};
+use crate::config::ConfigError;
+use crate::load::parse_world_config;
 use serde_json::{json, Value};
 
 fn error_of(v: &Value) -> ConfigError {

@@ -59,7 +59,7 @@ impl Out {
 }
 
 fn vec_world(episode_ticks: u64, threads: usize) -> VecWorld {
-    let cfg = crate::config::parse_world_config(&lively().to_string()).expect("fixture config");
+    let cfg = crate::load::parse_world_config(&lively().to_string()).expect("fixture config");
     VecWorld::new(Arc::new(Statics::build(cfg)), 3, 11, episode_ticks, threads).expect("vec world")
 }
 
@@ -117,7 +117,7 @@ fn mismatched_states_are_refused() {
         .load_state_json(&saved, &mut out.obs, &mut out.masks, &mut out.alive)
         .unwrap_err();
     assert!(err.contains("episodes of 40 ticks"), "{err}");
-    let cfg = crate::config::parse_world_config(&lively().to_string()).expect("fixture config");
+    let cfg = crate::load::parse_world_config(&lively().to_string()).expect("fixture config");
     let mut two = VecWorld::new(Arc::new(Statics::build(cfg)), 2, 11, 40, 1).expect("vec world");
     let err = two
         .load_state_json(&saved, &mut out.obs, &mut out.masks, &mut out.alive)
@@ -129,7 +129,7 @@ fn mismatched_states_are_refused() {
         "/needs/decay/hunger",
         serde_json::json!(0.005),
     );
-    let cfg = crate::config::parse_world_config(&other_cfg.to_string()).expect("config");
+    let cfg = crate::load::parse_world_config(&other_cfg.to_string()).expect("config");
     let mut changed =
         VecWorld::new(Arc::new(Statics::build(cfg)), 3, 11, 40, 1).expect("vec world");
     let err = changed

@@ -1,0 +1,77 @@
+//! Reward shaping: need deficits, survival, wages, punctuality, social stages, penalties, clips.
+
+use super::Needs;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum SocialStage {
+    #[serde(rename = "OFF")]
+    Off,
+    #[default]
+    C1,
+    C2,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RewardsSection {
+    /// Weight of each squared need deficit (1 - need)^2, subtracted every tick.
+    pub needs_weights: Needs,
+    pub survival_tick: f32,
+    /// Multiplies the wage actually paid this tick.
+    pub wage_weight: f32,
+    /// Paid once, on the tick of an on-time arrival at work.
+    pub punctuality_bonus: f32,
+    pub social: SocialRewards,
+    pub faint_penalty: f32,
+    pub eviction_penalty: f32,
+    /// No positive reward on the termination tick nor for this many ticks after a (re)spawn.
+    pub no_positive_within_death_ticks: u32,
+    pub clip_per_tick: f32,
+    pub clip_per_episode: f32,
+}
+
+impl Default for RewardsSection {
+    fn default() -> Self {
+        Self {
+            needs_weights: Needs {
+                hunger: 0.03,
+                hygiene: 0.018,
+                energy: 0.024,
+            },
+            survival_tick: 0.02,
+            wage_weight: 1.0,
+            punctuality_bonus: 0.05,
+            social: SocialRewards::default(),
+            faint_penalty: -1.0,
+            eviction_penalty: -2.0,
+            no_positive_within_death_ticks: 10,
+            clip_per_tick: 2.0,
+            clip_per_episode: 50.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SocialRewards {
+    /// OFF: no social rewards; C1: chat rewards; C2: C1 plus a bonus for walking away from a
+    /// queue held by someone one avoids.
+    pub stage: SocialStage,
+    pub c1_chat_base: f32,
+    pub c1_coeff_trust: f32,
+    pub c1_coeff_fam: f32,
+    pub c2_avoid_conflict: f32,
+}
+
+impl Default for SocialRewards {
+    fn default() -> Self {
+        Self {
+            stage: SocialStage::C1,
+            c1_chat_base: 0.01,
+            c1_coeff_trust: 0.05,
+            c1_coeff_fam: 0.03,
+            c2_avoid_conflict: 0.005,
+        }
+    }
+}
