@@ -32,9 +32,9 @@ from townlet.sim.config import TownConfig
 from townlet.sim.env import VecTown
 from townlet.sim.settings import BCConfig, PPOConfig
 from townlet.training.bc import BCTrainer, split_rows
+from townlet.training.data import load_replay
 from townlet.training.envs import TownTrainEnv
 from townlet.training.network import ActorCritic
-from townlet.training.run import load_replay
 from townlet.training.trainer import Trainer, make_policy
 
 REPO = Path(__file__).resolve().parent.parent

@@ -176,8 +176,9 @@ def test_ppo_inherits_bc_and_a_killed_run_resumes_identically(work: Path) -> Non
 def test_bc_resume_is_identical_and_refuses_other_data(
     work: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from townlet.cli.train import run_bc
     from townlet.sim.config import load_config
-    from townlet.training.run import load_replay, run_bc
+    from townlet.training.data import load_replay
 
     cfg = load_config(work / "town.yaml")
     data = load_replay(None, work / "capture")
@@ -267,8 +268,9 @@ def test_replay_and_mixed_runs_resume_identically(mode: str, tmp_path: Path) -> 
     """Replayed rows get their values from the current critic every epoch, so an interrupted replay
     (or mixed) run resumed from its checkpoint ends where the uninterrupted one does."""
     from townlet.capture.rollout import capture_rollout
+    from townlet.cli.train import run_training
     from townlet.sim.config import load_config
-    from townlet.training.run import load_replay, run_training
+    from townlet.training.data import load_replay
 
     cfg = load_config(REPO_ROOT / "configs/scenarios/queue_conflict.yaml")
     capture_rollout(cfg, tmp_path / "cap", ticks=40)

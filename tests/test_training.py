@@ -17,6 +17,7 @@ import torch
 
 from conftest import REPO_ROOT, CliResult, _cli_env, assert_one_line_error
 from townlet.artifacts.checkpoint import FORMAT_VERSION, fingerprint, load_checkpoint, save_checkpoint
+from townlet.cli.train import run_training
 from townlet.errors import UsageError
 from townlet.jsonio import canonical_json
 from townlet.sim.config import load_config
@@ -27,7 +28,6 @@ from townlet.training.envs import GymAsParallel, ParallelTrainEnv, TownTrainEnv
 from townlet.training.network import ConflictAwarePolicy, MLPPolicy
 from townlet.training.policy import CheckpointPolicy
 from townlet.training.ppo import RolloutCollector
-from townlet.training.run import run_training
 from townlet.training.trainer import Trainer, make_policy
 
 POC = "configs/examples/poc_hybrid.yaml"

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from townlet.capture.rollout import capture_rollout
 from townlet.cli.common import strict_bool
 from townlet.errors import UsageError
-from townlet.sim.config import load_config
-from townlet.sim.settings import MODES, BCConfig, PPOConfig
-from townlet.telemetry.records import TelemetryWriter
+from townlet.sim.config import TownConfig
+from townlet.sim.settings import BCConfig, PPOConfig
+
+if TYPE_CHECKING:  # torch comes with the training modules: imported where a run needs them
+    from townlet.training.data import ReplayData
+    from townlet.training.request import LogOptions, RunOutputs
 
 
 def train_cmd(
@@ -92,15 +96,10 @@ def train_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary at the end.")] = False,
 ) -> None:
     """Train a phase on a config (seeds 000-002, 004): PPO (rollout, replay or mixed) or behaviour cloning (bc)."""
-    from townlet.training.run import PHASE_BC, PHASE_PPO, ReplayData, load_replay, run_bc, run_training
+    # torch takes about a second to import: only a training run pays for it, not --help or the other verbs.
+    from townlet.training.run import TrainRequest, choose_phase, dry_run_report, plan, run
 
-    cfg = load_config(config, seed=seed)
-    section = cfg.sections.training
-    run_mode = mode or section.mode
-    if run_mode not in (*MODES, "bc"):
-        raise UsageError(f"--mode must be one of {', '.join((*MODES, 'bc'))}, got {run_mode!r}")
-    phase = PHASE_BC if run_mode == "bc" else PHASE_PPO
-    ppo_flags = {
+    flags = {
         "rollout_ticks": rollout_ticks,
         "num_envs": num_envs,
         "gamma": gamma,
@@ -112,78 +111,41 @@ def train_cmd(
         "num_minibatches": num_minibatches,
         "max_grad_norm": max_grad_norm,
         "target_kl": target_kl,
+        "learning_rate": learning_rate,
     }
-    overrides = {k: v for k, v in {**ppo_flags, "learning_rate": learning_rate}.items() if v is not None}
-    if phase == PHASE_BC:
-        given = [k for k in ppo_flags if k in overrides and not (k == "rollout_ticks" and rollout_save_dir)]
-        if given:
-            flags = ", ".join("--" + k.replace("_", "-") for k in given)
-            raise UsageError(f"{flags}: PPO options, not used by --mode bc")
-        overrides = {"learning_rate": learning_rate} if learning_rate is not None else {}
-
-    base: PPOConfig | BCConfig = cfg.sections.bc if phase == PHASE_BC else cfg.sections.ppo
-    try:  # validated like the config's section (model_copy would skip the bounds)
-        phase_cfg = type(base).model_validate({**base.model_dump(), **overrides})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise UsageError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
-    try:
-        if rollout_save_dir is not None:
-            captured = capture_rollout(cfg, rollout_save_dir, ticks=rollout_ticks)
-            typer.echo(f"captured {len(captured.samples)} samples into {rollout_save_dir}")
-            if mode is None and not train_ppo:
-                return
-        if phase == PHASE_BC:
-            assert isinstance(phase_cfg, BCConfig)
-            manifest = bc_manifest or (Path(phase_cfg.manifest) if phase_cfg.manifest else None)
-            data_dir = capture_dir or rollout_save_dir  # capture, then clone what was captured
-            if manifest is None and data_dir is None:
-                raise UsageError("--mode bc needs --capture-dir DIR or --bc-manifest FILE (or bc.manifest)")
-            replay: ReplayData | None = load_replay(manifest, data_dir)
-        else:
-            manifest = replay_manifest or (Path(section.replay_manifest) if section.replay_manifest else None)
-            replay = load_replay(manifest, capture_dir) if run_mode in ("replay", "mixed") else None
-        log_path = bc_log if phase == PHASE_BC else ppo_log
-        if log_path is not None:  # bad --ppo-log-* values fail here, before anything is trained
-            TelemetryWriter.check_options(ppo_log_frequency, ppo_log_max_entries)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-    def telemetry(start: int) -> TelemetryWriter:
-        assert log_path is not None
-        return TelemetryWriter(
-            log_path,
-            frequency=ppo_log_frequency,
-            max_entries=ppo_log_max_entries,
-            resume_after=start if start else None,
-        )
-
-    n_epochs = epochs or (phase_cfg.epochs if isinstance(phase_cfg, BCConfig) else section.epochs)
-    ckpt = checkpoint or Path(phase_cfg.warm_start.save_path)
-    env_allow = strict_bool(os.environ.get("ALLOW_MISMATCH", ""), "ALLOW_MISMATCH")
-    warm = phase_cfg.warm_start
-    if fresh and warm_start_load is not None:
-        raise UsageError("--fresh and --warm-start-load contradict each other; give one")
-    load = None if fresh else warm_start_load or (Path(warm.load_path) if warm.load_path else None)
-    phase_cfg = phase_cfg.model_copy(
-        update={
-            "warm_start": warm.model_copy(
-                update={
-                    "load_path": str(load) if load else None,
-                    "inherit": None if fresh else warm.inherit,
-                    "save_path": str(ckpt),
-                    "allow_mismatch": warm.allow_mismatch or allow_mismatch or env_allow,
-                }
-            )
-        }
+    request = TrainRequest(
+        config=config,
+        seed=seed,
+        mode=mode,
+        epochs=epochs,
+        overrides={name: value for name, value in flags.items() if value is not None},
+        capture_dir=capture_dir,
+        replay_manifest=replay_manifest,
+        bc_manifest=bc_manifest,
+        rollout_save_dir=rollout_save_dir,
+        ppo_log=ppo_log,
+        bc_log=bc_log,
+        log_frequency=ppo_log_frequency,
+        log_max_entries=ppo_log_max_entries,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        warm_start_load=warm_start_load,
+        fresh=fresh,
+        allow_mismatch=allow_mismatch,
     )
-    clash = phase_cfg.warm_start.clash()
-    if clash:
-        raise UsageError(f"{config}: {phase}.warm_start: {clash}")
+    choice = choose_phase(request)
+    if rollout_save_dir is not None:
+        try:
+            captured = capture_rollout(choice.config, rollout_save_dir, ticks=rollout_ticks)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        typer.echo(f"captured {len(captured.samples)} samples into {rollout_save_dir}")
+        if mode is None and not train_ppo:
+            return
+    env_allow = strict_bool(os.environ.get("ALLOW_MISMATCH", ""), "ALLOW_MISMATCH")
+    the_plan = plan(dataclasses.replace(request, allow_mismatch=allow_mismatch or env_allow), choice)
     if dry_run:
-        from townlet.training.run import dry_run_report
-
-        for line in dry_run_report(cfg, phase_cfg, mode=run_mode, seed=cfg.seed, phase=phase):
+        for line in dry_run_report(the_plan):
             typer.echo(line)
         return
     show = not (quiet or as_json) and sys.stdout.isatty()
@@ -195,74 +157,111 @@ def train_cmd(
         TimeRemainingColumn(),
         disable=not show,
     )
-    title = f"BC {cfg.config_id}" if phase == PHASE_BC else f"PPO {run_mode} {cfg.config_id}"
-    task = progress.add_task(title, total=n_epochs, info="")
+    phase, cfg = the_plan.phase, the_plan.config
+    task = progress.add_task(f"{TITLES[phase](the_plan.mode)} {cfg.config_id}", total=the_plan.epochs, info="")
 
     def on_epoch(rec: dict[str, Any]) -> None:
-        if phase == PHASE_BC:
-            info = f"loss {rec['loss_policy']:.3f}  train acc {rec['train_accuracy']:.3f}"
-            if rec["holdout_accuracy"] is not None:
-                info += f"  held-out acc {rec['holdout_accuracy']:.3f}"
-        else:
-            info = (
-                f"steps {rec['steps']:,}  sps {rec['sps']:,.0f}  return {rec['episode_return_mean']:.3f}  "
-                f"kl {rec['approx_kl']:.4f}"
-            )
-        progress.update(task, completed=rec["epoch"], info=info)
+        progress.update(task, completed=rec["epoch"], info=PROGRESS[phase](rec))
 
     with progress:
-        if isinstance(phase_cfg, BCConfig):
-            assert replay is not None
-            _, out = run_bc(
-                cfg,
-                bc=phase_cfg,
-                epochs=n_epochs,
-                seed=cfg.seed,
-                data=replay,
-                telemetry=telemetry if log_path else None,
-                checkpoint=ckpt,
-                checkpoint_every=section.checkpoint_every if checkpoint_every is None else checkpoint_every,
-                on_epoch=on_epoch,
-            )
-        else:
-            out = run_training(
-                cfg,
-                ppo=phase_cfg,
-                mode=run_mode,
-                epochs=n_epochs,
-                seed=cfg.seed,
-                replay=replay,
-                telemetry=telemetry if log_path else None,
-                checkpoint=ckpt,
-                checkpoint_every=section.checkpoint_every if checkpoint_every is None else checkpoint_every,
-                on_epoch=on_epoch,
-            )
+        out = run(the_plan, on_epoch=on_epoch, on_notice=notice)
     last = out.result.records[-1] if out.result.records else {}
-    keys = (
-        ("loss_policy", "loss_value", "train_accuracy", "holdout_accuracy")
-        if phase == PHASE_BC
-        else ("loss_total", "approx_kl", "episode_return_mean", "sps", "explained_variance")
-    )
     summary = {
         "config_id": cfg.config_id,
         "phase": phase,
-        "mode": run_mode,
-        "epochs": n_epochs,
+        "mode": the_plan.mode,
+        "epochs": the_plan.epochs,
         "resumed_from_epoch": out.start_epoch,
         "steps": out.result.steps,
         "seconds": out.result.seconds,
-        "checkpoint": str(ckpt),
+        "checkpoint": str(the_plan.checkpoint),
         "best_checkpoint": str(out.best) if out.best else None,
         "telemetry": str(out.telemetry) if out.telemetry else None,
-        "last": {k: last.get(k) for k in keys},
+        "last": {k: last.get(k) for k in SUMMARY_KEYS[phase]},
     }
     if as_json:
         typer.echo(json.dumps(summary, sort_keys=True))
         return
     resumed = f", resumed after epoch {out.start_epoch}" if out.start_epoch else ""
     typer.echo(
-        f"{'bc: ' if phase == PHASE_BC else ''}trained {n_epochs - out.start_epoch} epochs{resumed} "
-        f"({out.result.steps:,} transitions, {out.result.seconds:.1f}s) on {cfg.config_id}; checkpoint {ckpt}"
+        f"{'bc: ' if phase == 'bc' else ''}trained {the_plan.epochs - out.start_epoch} epochs{resumed} "
+        f"({out.result.steps:,} transitions, {out.result.seconds:.1f}s) on {cfg.config_id}; "
+        f"checkpoint {the_plan.checkpoint}"
         + (f"; best {out.best}" if out.best else "")
         + (f"; telemetry {out.telemetry}" if out.telemetry else "")
     )
+
+
+# How each phase is shown: the progress title, the progress line of an epoch, the summarised fields.
+TITLES: dict[str, Callable[[str], str]] = {"ppo": lambda mode: f"PPO {mode}", "bc": lambda mode: "BC"}
+
+
+def _ppo_progress(rec: dict[str, Any]) -> str:
+    return (
+        f"steps {rec['steps']:,}  sps {rec['sps']:,.0f}  return {rec['episode_return_mean']:.3f}  "
+        f"kl {rec['approx_kl']:.4f}"
+    )
+
+
+def _bc_progress(rec: dict[str, Any]) -> str:
+    info = f"loss {rec['loss_policy']:.3f}  train acc {rec['train_accuracy']:.3f}"
+    if rec["holdout_accuracy"] is not None:
+        info += f"  held-out acc {rec['holdout_accuracy']:.3f}"
+    return info
+
+
+PROGRESS: dict[str, Callable[[dict[str, Any]], str]] = {"ppo": _ppo_progress, "bc": _bc_progress}
+SUMMARY_KEYS = {
+    "ppo": ("loss_total", "approx_kl", "episode_return_mean", "sps", "explained_variance"),
+    "bc": ("loss_policy", "loss_value", "train_accuracy", "holdout_accuracy"),
+}
+
+
+def notice(line: str) -> None:
+    """A line the run wants read (a warm start despite mismatches, where a run starts from)."""
+    typer.echo(line, err=True)
+
+
+# -- the same runs from Python, on settings already resolved (tests, notebooks) -----------------
+
+
+def run_training(
+    config: TownConfig,
+    *,
+    ppo: PPOConfig,
+    mode: str,
+    epochs: int,
+    seed: int,
+    replay: ReplayData | None,
+    telemetry: LogOptions | None,
+    checkpoint: Path | None,
+    checkpoint_every: int = 0,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> RunOutputs:
+    """A ppo run as `townlet train` reports it: `ppo` is the final section (warm-start paths included)."""
+    from townlet.training.run import plan_phase, run  # torch: see train_cmd
+
+    planned = plan_phase(config, ppo, mode=mode, epochs=epochs, seed=seed, data=replay, checkpoint=checkpoint,
+                         checkpoint_every=checkpoint_every, log=telemetry)  # fmt: skip
+    return run(planned, on_epoch=on_epoch, on_notice=notice)
+
+
+def run_bc(
+    config: TownConfig,
+    *,
+    bc: BCConfig,
+    epochs: int,
+    seed: int,
+    data: ReplayData,
+    telemetry: LogOptions | None,
+    checkpoint: Path | None,
+    checkpoint_every: int = 0,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[list[dict[str, Any]], RunOutputs]:
+    """A bc run as `townlet train` reports it; returns the epoch records and the outputs."""
+    from townlet.training.run import plan_phase, run  # torch: see train_cmd
+
+    planned = plan_phase(config, bc, mode="bc", epochs=epochs, seed=seed, data=data, checkpoint=checkpoint,
+                         checkpoint_every=checkpoint_every, log=telemetry)  # fmt: skip
+    out = run(planned, on_epoch=on_epoch, on_notice=notice)
+    return out.result.records, out

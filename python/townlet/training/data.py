@@ -1,0 +1,192 @@
+"""Captured samples as training data: `load_replay` reads a capture (its manifest, every sample
+it lists, checked against the recorded SHA-256, and the capture's event totals) into `ReplayData`,
+which PPO replays and behaviour cloning learns from."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from townlet import _core
+from townlet.capture.rollout import EVENT_COUNTERS, load_npz
+from townlet.errors import UsageError
+from townlet.jsonio import parse_json, read_bytes
+from townlet.training.network import ActorCritic
+from townlet.training.ppo import Dataset, baseline_from_samples
+
+
+@dataclass
+class ReplayData:
+    """Captured samples ready for PPO: per sample (T, ...) arrays."""
+
+    samples: list[dict[str, np.ndarray]]
+    obs_dim: int
+    n_actions: int
+    meta: dict[str, Any]
+    #: The manifest the samples came from (named in errors).
+    manifest: Path | None = None
+    #: The capture's event totals, by native event name (counted into each replayed epoch's record).
+    events: dict[str, float] | None = None
+    #: SHA-256 of the manifest's bytes (which list every sample's SHA-256).
+    manifest_sha256: str | None = None
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Which data this is: the manifest and the SHA-256 of its bytes (which list every
+        sample's SHA-256)."""
+        return {"manifest": str(self.manifest) if self.manifest else None, "sha256": self.manifest_sha256}
+
+    def baseline(self) -> dict[str, float]:
+        pairs = [(float(s["rewards"].sum()), float(s["rewards"].mean())) for s in self.samples]
+        logp = float(np.mean([s["old_log_probs"].mean() for s in self.samples]))
+        return baseline_from_samples(pairs, logp)
+
+    @torch.no_grad()
+    def dataset(self, policy: ActorCritic, gamma: float, lam: float) -> Dataset:
+        """Values from the current critic, GAE in Rust, rows where the agent was alive (the trainer
+        asks for it every epoch, so the advantages follow the critic as it learns)."""
+        parts = []
+        for s in self.samples:
+            obs = s["obs"]
+            values = policy.value(torch.from_numpy(obs)).numpy().astype(np.float32)
+            t = len(values)
+            last = policy.value(torch.from_numpy(s["next_obs"][None])).numpy().astype(np.float32)
+            boot = np.zeros(t, np.float32)
+            trunc = s["truncations"].astype(bool)
+            boot[trunc] = last[0]
+            term = s["dones"].astype(bool) & ~trunc
+            adv, ret = _core.compute_gae(
+                s["rewards"].reshape(t, 1).astype(np.float32),
+                values.reshape(t, 1),
+                term.reshape(t, 1),
+                trunc.reshape(t, 1),
+                s["alive"].reshape(t, 1).astype(bool),
+                boot.reshape(t, 1),
+                last,
+                gamma,
+                lam,
+            )
+            keep = s["alive"].astype(bool)
+            parts.append(
+                Dataset(
+                    obs=obs[keep],
+                    masks=s["action_masks"][keep],
+                    actions=s["actions"][keep].astype(np.int64),
+                    log_probs=s["old_log_probs"][keep].astype(np.float32),
+                    values=values[keep],
+                    advantages=adv[:, 0][keep],
+                    returns=ret[:, 0][keep],
+                    rewards=s["rewards"][keep].astype(np.float32),
+                )
+            )
+        return Dataset.concat(parts)
+
+
+def load_replay(manifest: Path | None, capture_dir: Path | None) -> ReplayData:
+    """Samples listed by a capture manifest (or every sample of a capture folder)."""
+    if manifest is None:
+        if capture_dir is None:
+            raise UsageError("replay needs --capture-dir DIR or --replay-manifest FILE")
+        if not capture_dir.is_dir():
+            raise UsageError(f"{capture_dir}: capture directory not found")
+        found = sorted(capture_dir.glob("*_manifest.json"))
+        if not found:
+            raise UsageError(f"{capture_dir}: no *_manifest.json in the capture directory")
+        manifest = found[0]
+    manifest_raw = read_bytes(manifest, "manifest")
+    doc = parse_json(manifest, manifest_raw)
+    entries = doc.get("samples") if isinstance(doc, dict) else None
+    if not isinstance(entries, list):
+        raise UsageError(f"{manifest}: not a capture manifest (no 'samples' list)")
+    if not entries:
+        raise UsageError(f"{manifest}: the dataset is empty (no samples)")
+    samples = []
+    obs_dim = n_actions = None
+    for k, entry in enumerate(entries):
+        name = entry.get("sample") if isinstance(entry, dict) else None
+        if not isinstance(name, str):
+            raise UsageError(f"{manifest}: samples[{k}] has no 'sample' file name")
+        path = manifest.parent / name
+        raw = read_bytes(path)
+        arrays = load_npz(path, raw)
+        want = entry.get("sha256")
+        if isinstance(want, str) and hashlib.sha256(raw).hexdigest() != want:
+            raise UsageError(f"{path}: contents do not match the SHA-256 recorded in {manifest} (altered?)")
+        missing = [a for a in ("map", "features", "actions", "old_log_probs", "rewards", "dones") if a not in arrays]
+        if missing:
+            raise UsageError(f"{path}: sample lacks arrays {missing}")
+        t = len(arrays["actions"])
+        maps = arrays["map"].reshape(t, -1).astype(np.float32)
+        obs = np.concatenate([maps, arrays["features"].astype(np.float32)], axis=1)
+        masks = arrays.get("action_masks")
+        if masks is None:
+            raise UsageError(f"{path}: sample lacks action_masks (captured by an older Townlet?)")
+        if obs_dim is None:
+            obs_dim, n_actions = obs.shape[1], masks.shape[1]
+        elif obs.shape[1] != obs_dim or masks.shape[1] != n_actions:
+            raise UsageError(
+                f"{path}: observation or action shape {obs.shape[1]}/{masks.shape[1]} differs from the "
+                f"dataset's {obs_dim}/{n_actions}"
+            )
+        samples.append(
+            {
+                "obs": obs,
+                "next_obs": obs[-1],
+                "action_masks": masks.astype(bool),
+                "actions": arrays["actions"],
+                "old_log_probs": arrays["old_log_probs"],
+                "rewards": arrays["rewards"],
+                "dones": arrays["dones"],
+                "truncations": arrays.get("truncations", np.zeros(t, bool)),
+                "alive": arrays.get("alive", np.ones(t, bool)),
+            }
+        )
+    sidecar = manifest.parent / str(entries[0].get("meta", ""))
+    meta: dict[str, Any] = {}
+    if sidecar.is_file():
+        try:
+            side = json.loads(sidecar.read_text(encoding="utf-8"))
+            meta = {k: side.get(k) for k in ("map_shape", "feature_names", "action_names", "map_channels", "variant")}
+            meta["n_features"] = len(side.get("feature_names", []))
+        except (ValueError, TypeError, AttributeError):
+            raise UsageError(f"{sidecar}: not a capture sample sidecar (invalid JSON or fields)") from None
+    assert obs_dim is not None and n_actions is not None
+    return ReplayData(
+        samples, obs_dim, n_actions, meta, manifest, _capture_events(manifest), hashlib.sha256(manifest_raw).hexdigest()
+    )
+
+
+def _capture_events(manifest: Path) -> dict[str, float]:
+    """The capture's event totals (`<prefix>_metrics.json`), mapped back to native event names."""
+    metrics = manifest.with_name(manifest.name.replace("_manifest.json", "_metrics.json"))
+    if metrics == manifest or not metrics.is_file():
+        return {}
+    try:
+        ev = json.loads(metrics.read_text(encoding="utf-8")).get("events") or {}
+        out = {names[0]: float(ev.get(key, 0.0)) for key, names in EVENT_COUNTERS.items()}
+        out["queue_conflict_value"] = float(ev.get("queue_conflict_intensity_sum", 0.0))
+        out["chat_success_value"] = float(ev.get("chat_quality_mean", 0.0)) * out["chat_success"]
+    except (ValueError, TypeError, AttributeError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise UsageError(f"{metrics}: not a capture metrics file (invalid JSON or event totals)") from None
+    return {k: v for k, v in out.items() if v}
+
+
+def check_replay_spec(replay: ReplayData, meta: dict[str, Any], config_path: Path) -> None:
+    """Refuse replay data captured with another observation/action spec than the config's."""
+    diffs = [
+        k
+        for k in ("variant", "map_shape", "feature_names", "action_names")
+        if replay.meta.get(k) is not None and replay.meta.get(k) != meta.get(k)
+    ]
+    if replay.obs_dim != meta["obs_dim"] or replay.n_actions != len(meta["action_names"]):
+        diffs.insert(0, "observation/action sizes")
+    if diffs:
+        raise UsageError(
+            f"{replay.manifest or 'replay data'}: captured with a different observation/action spec than "
+            f"{config_path} (differs in: {', '.join(diffs)}); capture it with the same config"
+        )

@@ -1,0 +1,119 @@
+"""The bc phase: behaviour cloning on captured (expert) samples (`training.bc`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from townlet.errors import UsageError
+from townlet.sim.config import TownConfig
+from townlet.sim.settings import BCConfig
+from townlet.training.bc import BCTrainer, split_rows
+from townlet.training.data import ReplayData, load_replay
+from townlet.training.request import EpochCallback, PhaseSection, RunOutputs, TrainPlan, TrainRequest
+from townlet.training.saver import PhaseSaver
+from townlet.training.trainer import TrainResult, make_policy
+from townlet.training.warm_start import Notify, WarmStartCheck, WarmStartPlan, load_weights, run_config, start_epoch
+
+
+class BCPhase:
+    name: str = "bc"
+    modes: tuple[str, ...] = ("bc",)
+    overrides: frozenset[str] = frozenset({"learning_rate"})
+
+    def section(self, config: TownConfig) -> PhaseSection:
+        return config.sections.bc
+
+    def default_epochs(self, config: TownConfig, section: PhaseSection) -> int:
+        assert isinstance(section, BCConfig)
+        return section.epochs
+
+    def log_path(self, request: TrainRequest) -> Path | None:
+        return request.bc_log
+
+    def load_data(
+        self, request: TrainRequest, config: TownConfig, section: PhaseSection, mode: str
+    ) -> ReplayData | None:
+        assert isinstance(section, BCConfig)
+        manifest = request.bc_manifest or (Path(section.manifest) if section.manifest else None)
+        data_dir = request.capture_dir or request.rollout_save_dir  # capture, then clone what was captured
+        if manifest is None and data_dir is None:
+            raise UsageError("--mode bc needs --capture-dir DIR or --bc-manifest FILE (or bc.manifest)")
+        return load_replay(manifest, data_dir)
+
+    def check_plan(self, plan: TrainPlan) -> TrainPlan:
+        """A resume continues on the data it was trained on (the manifest's SHA-256 names it):
+        other data is refused, or, allowed, makes the checkpoint a warm start."""
+        warm, data = plan.warm, plan.data
+        assert data is not None
+        if not warm.resume:
+            return plan
+        assert warm.check is not None and warm.check.checkpoint.training is not None
+        dataset = data.fingerprint()
+        was = warm.check.checkpoint.training.data.get("dataset") or {}
+        if was.get("sha256") == dataset["sha256"]:
+            return plan
+        if not plan.section.warm_start.allow_mismatch:
+            raise UsageError(
+                f"{warm.check.checkpoint.path}: cannot resume: it was trained on {was.get('manifest')} "
+                f"(sha256 {str(was.get('sha256'))[:12]}) but this run reads {dataset['manifest']} "
+                f"(sha256 {str(dataset['sha256'])[:12]}); give the same data, or override with "
+                "bc.warm_start.allow_mismatch: true or ALLOW_MISMATCH=1"
+            )
+        check = WarmStartCheck(warm.check.checkpoint, [*warm.check.problems, "dataset differs"])
+        return dataclasses.replace(plan, warm=WarmStartPlan(check, warm.inherited_from))
+
+    def run(self, plan: TrainPlan, *, on_epoch: EpochCallback | None, notify: Notify) -> RunOutputs:
+        bc, data, meta = plan.section, plan.data, plan.meta
+        assert isinstance(bc, BCConfig) and data is not None
+        torch.manual_seed(plan.seed)
+        policy = make_policy(meta, int(meta["obs_dim"]), len(meta["action_names"]), bc.hidden)
+        load_weights(policy, plan.warm, notify)
+        try:
+            train, holdout = split_rows(data.samples, bc)
+            trainer = BCTrainer(policy, bc, train, holdout, seed=plan.seed)
+        except ValueError as exc:
+            raise UsageError(f"{data.manifest or 'bc data'}: {exc}") from None
+        start = start_epoch(trainer, plan.warm, self.name, plan.epochs, notify)
+        writer = plan.log.open(start) if plan.log is not None else None
+        warm, dataset = bc.warm_start, data.fingerprint()
+        saver = PhaseSaver(
+            plan.checkpoint,
+            Path(warm.best()),
+            obs_meta=meta,
+            config=run_config(plan.config, bc, self.name),
+            seed=plan.seed,
+            metadata={**warm.metadata, "phase": self.name, "config_id": plan.config.config_id,
+                      "config_path": str(plan.config.path), "dataset": str(dataset["manifest"])},
+            plan=plan.warm,
+        )  # fmt: skip
+
+        def save(t: BCTrainer) -> None:
+            saver.latest(t.policy, epoch=t.epoch, steps=t.steps, training=t.training_state(plan.epochs, dataset))
+
+        def epoch_done(rec: dict[str, Any]) -> None:
+            if writer is not None:
+                writer.write(rec)
+            if on_epoch is not None:
+                on_epoch(rec)
+
+        t0 = time.perf_counter()
+        records = trainer.run(
+            plan.epochs,
+            on_epoch=epoch_done,
+            checkpoint_every=plan.checkpoint_every or None,
+            save=save,
+            on_best=lambda t: saver.offer_best(t.policy, t.best, t.steps),
+        )
+        if writer is not None:
+            writer.close()
+        save(trainer)
+        result = TrainResult(plan.epochs, trainer.steps, records, seconds=time.perf_counter() - t0)
+        return RunOutputs(result, plan.checkpoint, writer.path if writer else None, saver.best(), start)
+
+
+BC = BCPhase()

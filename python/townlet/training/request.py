@@ -1,0 +1,106 @@
+"""The data of one training run, from what was asked to what came out.
+
+`TrainRequest` (what the user asked: the config and the flags as given) -> `TrainPlan` (everything
+resolved and validated; nothing trained, nothing written) -> `RunOutputs` (what the run produced).
+The functions between them live in `training.run`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from townlet.sim.config import TownConfig
+from townlet.sim.settings import BCConfig, PPOConfig
+from townlet.telemetry.records import TelemetryWriter
+from townlet.training.data import ReplayData
+from townlet.training.trainer import TrainResult
+from townlet.training.warm_start import WarmStartPlan
+
+#: A phase's config section (`ppo:`, `bc:`).
+PhaseSection = PPOConfig | BCConfig
+
+#: Called with each epoch's record as the run goes.
+EpochCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What `townlet train` was asked for, before anything is resolved. `None`: not given (the
+    config decides)."""
+
+    config: Path
+    seed: int | None = None
+    #: rollout | replay | mixed (the ppo phase) or bc.
+    mode: str | None = None
+    epochs: int | None = None
+    #: Section values given as flags (`--gamma 0.9` -> {"gamma": 0.9}), in the CLI's order;
+    #: validated like the config's section.
+    overrides: dict[str, Any] = field(default_factory=dict)
+    capture_dir: Path | None = None
+    replay_manifest: Path | None = None
+    bc_manifest: Path | None = None
+    #: A capture made just before training (`--rollout-save-dir`): bc learns from it when given
+    #: no other data, and `rollout_ticks` is its length rather than a PPO override.
+    rollout_save_dir: Path | None = None
+    ppo_log: Path | None = None
+    bc_log: Path | None = None
+    log_frequency: int = 1
+    log_max_entries: int | None = None
+    checkpoint: Path | None = None
+    checkpoint_every: int | None = None
+    warm_start_load: Path | None = None
+    fresh: bool = False
+    allow_mismatch: bool = False
+
+
+@dataclass(frozen=True)
+class LogOptions:
+    """The telemetry log of a run (one record per epoch)."""
+
+    path: Path
+    frequency: int = 1
+    max_entries: int | None = None
+
+    def open(self, start: int) -> TelemetryWriter:
+        """The writer for a run that starts after epoch `start` (a resumed run continues its log)."""
+        return TelemetryWriter(
+            self.path, frequency=self.frequency, max_entries=self.max_entries, resume_after=start if start else None
+        )
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """A run, fully resolved: the phase's effective section (overrides and warm-start paths
+    applied), its data, and where its weights come from and go."""
+
+    config: TownConfig
+    #: The phase's name (`training.phases.PHASES`).
+    phase: str
+    mode: str
+    section: PhaseSection
+    #: Train until this epoch (a resumed run continues to it).
+    epochs: int
+    seed: int
+    #: Captured samples: PPO's replay data, or what bc clones.
+    data: ReplayData | None
+    checkpoint: Path | None
+    checkpoint_every: int
+    log: LogOptions | None
+    #: The config's observation/action spec (checked against the data and the warm start).
+    meta: dict[str, Any]
+    warm: WarmStartPlan
+
+
+@dataclass
+class RunOutputs:
+    result: TrainResult
+    checkpoint: Path | None
+    telemetry: Path | None
+    best: Path | None = None
+    #: The epoch the run started from (0 unless it resumed).
+    start_epoch: int = 0
+    #: What the run told its `on_notice` callback, in order.
+    notices: list[str] = field(default_factory=list)

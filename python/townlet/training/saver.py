@@ -1,0 +1,82 @@
+"""`PhaseSaver`: where a phase's checkpoints go, the latest and the best-known."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from townlet.artifacts.checkpoint import TrainingState, save_checkpoint
+from townlet.training.network import ActorCritic
+from townlet.training.warm_start import WarmStartPlan
+
+
+class PhaseSaver:
+    """Writes a phase's checkpoints: the latest (with the training state a resume restores) at
+    `path`, and the best-known agent (weights only) at `best_path`. A new best is held in memory
+    and written with the next save, so a run pays one write per checkpoint rather than one per
+    improving epoch, and the best file never runs ahead of the checkpoint a resume starts from
+    (which restores the best score)."""
+
+    def __init__(
+        self,
+        path: Path | None,
+        best_path: Path,
+        *,
+        obs_meta: dict[str, Any],
+        config: dict[str, Any],
+        seed: int,
+        metadata: dict[str, Any],
+        plan: WarmStartPlan,
+    ) -> None:
+        self.path, self.best_path = path, best_path
+        self.obs_meta, self.config, self.seed, self.metadata, self.plan = obs_meta, config, seed, metadata, plan
+        self.pending: tuple[ActorCritic, dict[str, Any], int] | None = None
+        self.best_written: Path | None = None
+
+    def latest(self, policy: ActorCritic, *, epoch: int, steps: int, training: TrainingState | None) -> None:
+        if self.path is None:
+            return
+        save_checkpoint(
+            self.path,
+            policy,
+            obs_meta=self.obs_meta,
+            config=self.config,
+            seed=self.seed,
+            counters={"epochs": epoch, "steps": steps},
+            metadata=self.metadata,
+            parent=self.plan.parent,
+            lineage_note=self.plan.note,
+            resumed_from=self.plan.resumed_from,
+            training=training,
+        )
+        self._flush_best()
+
+    def offer_best(self, policy: ActorCritic, best: dict[str, Any] | None, steps: int) -> None:
+        if self.path is not None and best is not None:
+            self.pending = (copy.deepcopy(policy), dict(best), steps)
+
+    def _flush_best(self) -> None:
+        if self.pending is None:
+            return
+        policy, best, steps = self.pending
+        save_checkpoint(
+            self.best_path,
+            policy,
+            obs_meta=self.obs_meta,
+            config=self.config,
+            seed=self.seed,
+            counters={"epochs": int(best["policy_epoch"]), "steps": steps},
+            metadata={**self.metadata, "best": json.dumps(best, sort_keys=True)},
+            parent=self.plan.parent,
+            lineage_note=self.plan.note,
+        )
+        self.pending, self.best_written = None, self.best_path
+
+    def best(self) -> Path | None:
+        """The run's best-known checkpoint: written now, or, for a resumed run that did not beat
+        it, written before the interruption."""
+        if self.best_written is None and self.plan.resume and self.path is not None and self.best_path.is_file():
+            return self.best_path
+        return self.best_written
