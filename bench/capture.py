@@ -24,11 +24,18 @@ Yardsticks (all printed; the first is the original one and the one the goal is s
 
 Diagnostics: `record_only` (the native loop recording into the capture arrays, nothing else) and
 `no_fsync` (a full capture with `os.fsync` patched out: never a mode of the tool).
+
+`plain_writer`: the same capture written the plain way, to hold the streaming .npz writer
+(`townlet.capture.npz`) to its keep: the whole run recorded first, then each sample made by
+`npz_bytes` (`zipfile`, as `np.savez` would) and published by the same `publish`; the files are
+byte-identical (checked on the first round). The streaming writer stays only while
+`plain_writer_ratio` (plain / streaming) is above 1 on the default town.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import tempfile
@@ -42,6 +49,8 @@ from unittest import mock
 import numpy as np
 
 from townlet import load_config
+from townlet.capture import rollout
+from townlet.capture.npz import npz_bytes
 from townlet.capture.rollout import capture_rollout, publish, scripted_config
 from townlet.sim.config import TownConfig
 from townlet.sim.env import VecTown
@@ -111,6 +120,32 @@ def capture_once(config: TownConfig, ticks: int, out: Path, *, compress: bool) -
     return elapsed, {p.name: p.stat().st_size for p in result.files}
 
 
+def plain_writer(config: TownConfig, ticks: int, out: Path, *, compress: bool) -> tuple[float, dict[str, bytes]]:
+    """The capture with `npz_bytes` + `publish` instead of the streaming writer (same files)."""
+    t0 = time.perf_counter()
+    plan = rollout._plan(config, ticks=ticks, agent_id=None, prefix=rollout.DEFAULT_PREFIX, policy=None,
+                         policy_name="scripted", seed=None)  # fmt: skip
+    vec = plan.vec
+    rec = rollout._Recording.allocate(
+        vec.num_agents, ticks, int(np.prod(plan.map_shape)), int(plan.meta["n_features"]), vec.n_actions
+    )
+    vec.reset(None)
+    vec.native.capture_expert(0, ticks, *rec.native_args())
+    rec.close_episode()
+    arrays = [rec.sample(slot, plan.map_shape) for slot in plan.slots]
+    docs = rollout._documents(plan, arrays, rollout.event_metrics(vec.native))
+    files = {
+        f"{plan.stems[slot]}.npz": npz_bytes(a, compress=compress) for slot, a in zip(plan.slots, arrays, strict=True)
+    }
+    digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    files.update(docs.sidecars)
+    files[plan.metrics_name] = docs.metrics_file
+    files[plan.manifest_name] = rollout._manifest(plan, docs, digests)
+    written = publish(out, files, last=plan.manifest_name)
+    elapsed = time.perf_counter() - t0
+    return elapsed, {p.name: p.read_bytes() for p in written}
+
+
 def io_floor(out: Path, files: dict[str, bytes]) -> float:
     """The files alone: written, fsynced and renamed into place by the capture's `publish`."""
     last = next(name for name in files if name.endswith("_manifest.json"))
@@ -121,7 +156,7 @@ def io_floor(out: Path, files: dict[str, bytes]) -> float:
 
 def measure(configs: list[tuple[str, TownConfig, int]], repeats: int, *, compress: bool) -> dict[str, Any]:
     """Median over `repeats` of the whole set captured, stepped, recorded, written (interleaved)."""
-    keys = ("capture", "step", "native", "record", "no_fsync", "io_floor")
+    keys = ("capture", "step", "native", "record", "no_fsync", "io_floor", "plain")
     runs: dict[str, list[float]] = {k: [] for k in keys}
     written = 0
     with tempfile.TemporaryDirectory(prefix="townlet-bench-capture-") as tmp:
@@ -136,9 +171,14 @@ def measure(configs: list[tuple[str, TownConfig, int]], repeats: int, *, compres
                 tot["capture"] += elapsed
                 with no_fsync():
                     tot["no_fsync"] += capture_once(cfg, ticks, Path(tmp) / f"{name}_{r}_nf", compress=compress)[0]
+                plain_sec, plain_files = plain_writer(cfg, ticks, Path(tmp) / f"{name}_{r}_plain", compress=compress)
+                tot["plain"] += plain_sec
                 if r == 0:
                     sizes[name] = size
                     written += sum(size.values())
+                    streamed = {p.name: p.read_bytes() for p in (Path(tmp) / f"{name}_{r}").iterdir()}
+                    if streamed != plain_files:
+                        raise SystemExit(f"{name}: the plain writer's files differ from the capture's")
                 files = {fname: bytes(nbytes) for fname, nbytes in sizes[name].items()}
                 tot["io_floor"] += io_floor(Path(tmp) / f"{name}_{r}_io", files)
             if r:
@@ -165,6 +205,8 @@ def measure(configs: list[tuple[str, TownConfig, int]], repeats: int, *, compres
         "io_floor_sec": med["io_floor"],
         "overhead_ratio_io_floor": med["io_floor"] / native,
         "overhead_ratio_beyond_floor": cap / (native + med["io_floor"]) - 1.0,
+        "plain_writer_sec": med["plain"],
+        "plain_writer_ratio": med["plain"] / cap,
         "bytes_written": written,
         "ms_per_tick_capture": cap / ticks * 1e3,
         "ms_per_tick_step_only": step / ticks * 1e3,
@@ -217,6 +259,8 @@ def main() -> None:
             f"    I/O floor (same files and sizes: write, fsync, rename; nothing else) {ms['io_floor_sec']:.1f} ms"
             f" (= {m['overhead_ratio_io_floor']:.0%} of native stepping); capture beyond native stepping + floor"
             f" {m['overhead_ratio_beyond_floor']:+.0%}",
+            f"    plain writer (npz_bytes + publish, same bytes) {ms['plain_writer_sec']:.1f} ms"
+            f" = {m['plain_writer_ratio']:.2f}x the streaming capture",
         ]
 
     print("Rollout capture, in-process; overhead = capture / stepping - 1 (ratios of medians, same process)")

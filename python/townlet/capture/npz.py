@@ -7,12 +7,15 @@ extended, while later ticks step (the GIL is released); only the zip headers, th
 the central directory are left for the end. Deflated archives stream the CRC only.
 
 Why not plain `zipfile`/`np.savez` (`npz_bytes` + `staging.publish`, the same bytes): measured on
-the default town (configs/examples/poc_hybrid.yaml, 1440 ticks, 2-core machine under load,
-medians of 5 interleaved runs, three sessions), a whole capture takes
-    stored:   103 / 168 / {STORED3} ms streaming vs 207 / 233 / {PLAIN3} ms plain (plain 2.00x / 1.38x / {R3}x)
-    deflated: 227 / 244 / {DSTREAM3} ms streaming vs 286 / 284 / {DPLAIN3} ms plain (1.26x / 1.16x / {DR3}x)
-so the streaming writer stays. (`bench/capture.py --only default_town` prints the figure again:
-`plain_writer_sec`.)
+the default town (configs/examples/poc_hybrid.yaml, 1440 ticks; 2-core machine shared with other
+work, so noisy; medians of 5 interleaved runs in each of three sessions, the third being
+`bench/capture.py --only default_town,default_town_compressed`, whose deflated set has 2 repeats),
+a whole capture takes, streaming vs plain:
+
+    stored:    103 vs 207 ms (plain 2.00x), 168 vs 233 ms (1.38x), 88 vs 172 ms (1.95x)
+    deflated:  227 vs 286 ms (plain 1.26x), 244 vs 284 ms (1.16x), 204 vs 262 ms (1.29x)
+
+so the streaming writer stays. `bench/capture.py` prints the ratio again (`plain_writer_ratio`).
 """
 
 from __future__ import annotations
