@@ -10,30 +10,25 @@ import math
 import struct
 import subprocess
 import sys
-import threading
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib.image
 import pytest
 
-from conftest import CliResult, _cli_env, assert_one_line_error
+from conftest import REPO_ROOT, CliResult, _cli_env, assert_one_line_error
 from townlet.errors import UsageError
+from townlet.telemetry.drift import load_baseline
+from townlet.telemetry.follow import Follower
+from townlet.telemetry.plots import expert_return, render_png
+from townlet.telemetry.reader import LogLine, read_records_strict
 from townlet.telemetry.records import V11_FIELDS, TelemetryWriter
-from townlet.telemetry.tools import (
-    PANEL_COLOURS,
-    WATCH_SPECS,
-    LogLine,
-    Thresholds,
-    check_thresholds,
-    load_baseline,
-    read_records_strict,
-    render_text,
-    summarise,
-    validate_log,
-)
+from townlet.telemetry.summary import render_text, summarise
+from townlet.telemetry.thresholds import WATCH_SPECS, Thresholds, docs_table
+from townlet.telemetry.validate import validate_log
+from townlet.telemetry.watch import check_thresholds
 
 TRAIN = [
     sys.executable,
@@ -52,9 +47,7 @@ TRAIN = [
 def tool(name: str, *args: str | Path, timeout: float = 60) -> CliResult:
     """`python tools/NAME.py ARGS` in the repo root."""
     argv = [sys.executable, f"tools/{name}.py", *(str(a) for a in args)]
-    proc = subprocess.run(
-        argv, env=_cli_env(), capture_output=True, text=True, timeout=timeout, check=False
-    )
+    proc = subprocess.run(argv, env=_cli_env(), capture_output=True, text=True, timeout=timeout, check=False)
     return CliResult(argv, proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -276,6 +269,17 @@ PERMISSIVE = [
 ]  # fmt: skip
 
 
+def test_threshold_table_in_the_docs_matches_the_model() -> None:
+    doc = (REPO_ROOT / "docs" / "TELEMETRY.md").read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(doc) if line.strip().startswith("| flag | field | breach when |"))
+    table = []
+    for line in doc[start:]:
+        if not line.strip().startswith("|"):
+            break
+        table.append(line.strip())
+    assert "\n".join(table) + "\n" == docs_table()
+
+
 def test_every_threshold_flag_exists_and_permissive_thresholds_pass(logs: Logs) -> None:
     flags = set(PERMISSIVE[::2])
     assert {spec.flag for spec in WATCH_SPECS} <= flags
@@ -386,39 +390,87 @@ def test_watch_malformed_line_names_it(logs: Logs, tmp_path: Path) -> None:
     assert res.returncode == 1 and f"{path}:4: malformed JSON" in res.stderr, str(res)
 
 
-def _writer_thread(path: Path, recs: list[dict[str, Any]], *, delay: float, max_entries: int) -> threading.Thread:
-    def run() -> None:
-        time.sleep(delay)
-        writer = TelemetryWriter(path, max_entries=max_entries)
-        for rec in recs:
-            writer.write(rec)
-            time.sleep(delay)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
+def _next_row(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    """The watcher's next JSON line; blocks until it prints one."""
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line, "the watcher stopped before printing the expected line"
+    row: dict[str, Any] = json.loads(line)
+    return row
 
 
 def test_follow_picks_up_appended_lines_across_rotation_and_stops(logs: Logs, tmp_path: Path) -> None:
     base = records(logs.plain)
     recs = [dict(base[k % 3], epoch=k + 1) for k in range(5)]
     path = tmp_path / "live.jsonl"
+    # The trainer is ahead of the watcher: it rotated (LOG.1 holds epochs 1-2) before the watcher opens the log.
+    writer = TelemetryWriter(path, max_entries=2)
+    for rec in recs[:3]:
+        writer.write(rec)
     argv = [sys.executable, "tools/telemetry_watch.py", str(path), "--follow", "--json"]
-    argv += ["--interval", "0.1", "--max-wait", "2", "--kl-threshold", "10"]
-    t0 = time.monotonic()
-    proc = subprocess.Popen(argv, env=_cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    # The log does not exist yet: the watcher waits for it, then follows it through two rotations.
-    thread = _writer_thread(path, recs, delay=0.3, max_entries=2)
-    out, err = proc.communicate(timeout=30)
-    elapsed = time.monotonic() - t0
-    thread.join(timeout=5)
-    assert proc.returncode == 0, out.decode() + err.decode()
-    rows = [json.loads(line) for line in out.decode().splitlines()]
+    argv += ["--interval", "0.05", "--max-wait", "2", "--kl-threshold", "10"]
+    proc = subprocess.Popen(argv, env=_cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Each write waits for the line the previous one must produce: no timing assumptions.
+        rows = [_next_row(proc) for _ in range(3)]
+        writer.write(recs[3])
+        rows.append(_next_row(proc))
+        writer.write(recs[4])  # rotates again: LOG.2 epochs 1-2, LOG.1 epochs 3-4, LOG epoch 5
+        rows.append(_next_row(proc))
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0 and rest == "", rest + err
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5], rows
     assert [r["log_stream_offset"] for r in rows] == [0, 1, 2, 3, 4]
+    assert [Path(r["file"]).name for r in rows[:3]] == ["live.jsonl.1", "live.jsonl.1", "live.jsonl"], rows
     assert Path(f"{path}.2").exists() and Path(f"{path}.1").exists()
-    assert "no new data for 2s" in err.decode()
-    assert elapsed < 15, elapsed
+    assert "no new data for 2s" in err
+
+
+def test_follower_reads_rotations_it_did_not_see_partial_lines_and_truncation(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    follower = Follower(path)
+    assert follower.poll() == [] and not follower.opened  # waits for the log
+    writer = TelemetryWriter(path, max_entries=2)
+    for epoch in (1, 2, 3):  # rotates before the follower opens the log
+        writer.write({"epoch": epoch})
+
+    def epochs(lines: list[Any]) -> list[int]:
+        return [json.loads(ln.data)["epoch"] for ln in lines]
+
+    first = follower.poll()
+    assert epochs(first) == [1, 2, 3]
+    assert [(Path(ln.file).name, ln.line) for ln in first] == [("log.jsonl.1", 1), ("log.jsonl.1", 2), ("log.jsonl", 1)]
+    for epoch in (4, 5, 6, 7):  # two rotations between polls
+        writer.write({"epoch": epoch})
+    assert epochs(follower.poll()) == [4, 5, 6, 7]
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write('{"epoch": 8')  # a line still being written is not a line yet
+        fh.flush()
+        assert follower.poll() == []
+        fh.write("}\n")
+    assert epochs(follower.poll()) == [8]
+    path.write_text('{"epoch": 100}\n', encoding="utf-8")  # truncated and rewritten in place
+    assert epochs(follower.poll()) == [100]
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write('{"epoch": 101}')
+    assert follower.poll() == [] and epochs(follower.finish()) == [101]  # stopping: the last partial line counts
+
+
+def test_a_tail_follower_skips_rotated_files_already_there(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    writer = TelemetryWriter(path, max_entries=1)
+    for epoch in (1, 2):
+        writer.write({"epoch": epoch})
+    notes: list[str] = []
+    with Follower(path, offset=path.stat().st_size, note=notes.append) as follower:
+        assert follower.poll() == []
+        writer.write({"epoch": 3})  # rotates; LOG.2 (epoch 1) was there before the tail started
+        assert [json.loads(ln.data)["epoch"] for ln in follower.poll()] == [3]
+    assert notes == [f"{path}: replaced (rotated); reading the new file from its start"]
 
 
 def test_follow_stops_on_a_breach_in_new_lines(logs: Logs, tmp_path: Path) -> None:
@@ -426,19 +478,24 @@ def test_follow_stops_on_a_breach_in_new_lines(logs: Logs, tmp_path: Path) -> No
     path = write_records(tmp_path / "live.jsonl", recs[:1])
     argv = [sys.executable, "tools/telemetry_watch.py", str(path), "--follow", "--interval", "0.1"]
     argv += ["--max-wait", "20", "--loss-threshold", "5"]
-    proc = subprocess.Popen(argv, env=_cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(0.5)
-    with open(path, "a", encoding="utf-8") as fh:
-        line = json.dumps(dict(recs[1], loss_total=9.5))
-        fh.write(line[:40])  # a partial line is not read until its newline arrives
-        fh.flush()
-        time.sleep(0.4)
-        fh.write(line[40:] + "\n")
-    t0 = time.monotonic()
-    out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 1, out.decode() + err.decode()
+    proc = subprocess.Popen(argv, env=_cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().startswith("epoch 1 ")  # the watcher has read the log: now append
+        with open(path, "a", encoding="utf-8") as fh:
+            line = json.dumps(dict(recs[1], loss_total=9.5))
+            fh.write(line[:40])  # a partial line is not read until its newline arrives
+            fh.flush()
+            fh.write(line[40:] + "\n")
+        t0 = time.monotonic()
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, out + err
     assert time.monotonic() - t0 < 10
-    assert f"--loss-threshold 5 breached: loss_total 9.5 > 5 at epoch 2 ({path}:2)" in err.decode()
+    assert f"--loss-threshold 5 breached: loss_total 9.5 > 5 at epoch 2 ({path}:2)" in err
 
 
 def test_follow_gives_up_on_a_log_that_never_appears(tmp_path: Path) -> None:
@@ -508,44 +565,33 @@ def test_summary_errors(logs: Logs, tmp_path: Path) -> None:
         read_records_strict(bad)
 
 
-def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, out = 8, []
-    while pos < len(data):
-        (n,) = struct.unpack(">I", data[pos : pos + 4])
-        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]
-        (crc,) = struct.unpack(">I", data[pos + 8 + n : pos + 12 + n])
-        assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF, kind
-        out.append((kind, body))
-        pos += 12 + n
-    return out
-
-
 def test_summary_plot_writes_a_real_png(logs: Logs, tmp_path: Path) -> None:
     png = tmp_path / "plots" / "run.png"
     res = summary(logs.plain, "--plot", png)
     assert res.returncode == 0, str(res)
     assert f"plot written to {png}" in res.stdout
     assert [p.name for p in png.parent.iterdir()] == ["run.png"]  # atomic: no temp files left
-    chunks = _png_chunks(png.read_bytes())
-    assert chunks[0][0] == b"IHDR" and chunks[-1][0] == b"IEND"
-    w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
-    assert (w, h, depth, ctype, interlace) == (720, 600, 8, 2, 0)
-    raw = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
-    assert len(raw) == h * (w * 3 + 1)
-    rows = [raw[k * (w * 3 + 1) : (k + 1) * (w * 3 + 1)] for k in range(h)]
-    assert all(row[0] == 0 for row in rows)
-    pixels = {bytes(row[1 + 3 * x : 4 + 3 * x]) for row in rows for x in range(w)}
-    assert len(pixels) > 4, "blank image"
-    # The loss and KL panels always have data; episode returns only once an episode has ended.
-    with_returns = any(r.get("episodes") for r in records(logs.plain))
-    for colour in PANEL_COLOURS[: 3 if with_returns else 2]:
-        assert bytes(colour) in pixels, colour
-    assert b"\x00\x00\x00" in pixels  # axes and text
-    # Each panel has its own ink (lines, axes, labels) in its band of rows.
-    for k in range(3):
-        band = rows[k * 200 + 5 : (k + 1) * 200 - 5]
-        assert sum(row[1:].count(b"\x00\x00\x00") for row in band) > 100, k
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    w, h = struct.unpack(">II", data[16:24])
+    assert (w, h) == (1000, 700)
+    img = matplotlib.image.imread(png)
+    assert img.shape[:2] == (h, w)
+    # Ink (lines, axes, labels) in each of the four panels.
+    ink = (img[:, :, :3] < 0.9).any(axis=2)
+    for rows in (slice(0, h // 2), slice(h // 2, h)):
+        for cols in (slice(0, w // 2), slice(w // 2, w)):
+            assert ink[rows, cols].sum() > 2000, (rows, cols)
+
+
+def test_plot_draws_the_experts_return_when_known(logs: Logs) -> None:
+    recs = records(logs.plain)
+    assert expert_return(recs) is None  # rollout mode: the baseline block is the learner's own
+    replay = [dict(r, data_mode="replay", baseline_reward_sum_mean=0.75) for r in recs]
+    assert expert_return(replay) == 0.75
+    plain = render_png(recs)
+    assert plain == render_png(recs)  # the same records give the same bytes
+    assert render_png(recs, expert=0.75) != plain
 
 
 # -- the trainer's rotation and thinning ------------------------------------------------------------------------

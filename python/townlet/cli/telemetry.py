@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated
 
@@ -10,23 +11,14 @@ import typer
 from townlet.cli.common import stderr_line
 from townlet.errors import UsageError
 from townlet.jsonio import canonical_json
-from townlet.telemetry.tools import (
-    Breach,
-    LogLine,
-    Thresholds,
-    fmt_num,
-    iter_records,
-    load_baseline,
-    normalise,
-    read_records_strict,
-    render_markdown,
-    render_text,
-    summarise,
-    text_line,
-    validate_log,
-    watch_log,
-    write_plot,
-)
+from townlet.telemetry.drift import load_baseline
+from townlet.telemetry.plots import expert_return, write_plot
+from townlet.telemetry.reader import LogLine, read_records_strict
+from townlet.telemetry.summary import render_markdown, render_text, summarise
+from townlet.telemetry.thresholds import SPECS, Thresholds
+from townlet.telemetry.validate import validate_log
+from townlet.telemetry.values import fmt_num
+from townlet.telemetry.watch import Breach, normalise, text_line, watch_log
 
 app = typer.Typer(help="Validate, watch and summarise PPO telemetry logs.", no_args_is_help=True)
 
@@ -57,10 +49,8 @@ def telemetry_validate_cmd(
     )
     for line in report.drift_lines:
         typer.echo(line)
-    for problem in report.problems:
+    for problem in [*report.problems, *report.drift_failures]:
         stderr_line(f"error: {problem}")
-    for failure in report.drift_failures:
-        stderr_line(f"error: {failure}")
     if not report.ok:
         raise typer.Exit(1)
     epochs = [e for e in report.epochs if e is not None]
@@ -71,7 +61,6 @@ def telemetry_validate_cmd(
     )
 
 
-@app.command("watch")
 def telemetry_watch_cmd(
     log: Annotated[Path, typer.Argument(help="PPO telemetry JSONL.")],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep reading new lines (across rotation).")] = False,
@@ -83,98 +72,17 @@ def telemetry_watch_cmd(
     include_rotated: Annotated[
         bool, typer.Option("--include-rotated", help="First read LOG.N ... LOG.1 (oldest first).")
     ] = False,
-    kl_threshold: Annotated[float | None, typer.Option("--kl-threshold", help="Max kl_divergence.")] = None,
-    loss_threshold: Annotated[float | None, typer.Option("--loss-threshold", help="Max loss_total.")] = None,
-    grad_threshold: Annotated[float | None, typer.Option("--grad-threshold", help="Max grad_norm.")] = None,
-    entropy_threshold: Annotated[
-        float | None, typer.Option("--entropy-threshold", help="Min batch_entropy_mean.")
-    ] = None,
-    reward_corr_threshold: Annotated[
-        float | None, typer.Option("--reward-corr-threshold", help="Min reward_advantage_corr.")
-    ] = None,
-    queue_events_min: Annotated[
-        float | None, typer.Option("--queue-events-min", help="Min queue_conflict_events (rollout/mixed records).")
-    ] = None,
-    queue_intensity_min: Annotated[
-        float | None,
-        typer.Option("--queue-intensity-min", help="Min queue_conflict_intensity_sum (rollout/mixed records)."),
-    ] = None,
-    shared_meal_min: Annotated[
-        float | None, typer.Option("--shared-meal-min", help="Min shared_meal_events (rollout/mixed).")
-    ] = None,
-    late_help_min: Annotated[
-        float | None, typer.Option("--late-help-min", help="Min late_help_events (rollout/mixed).")
-    ] = None,
-    shift_takeover_max: Annotated[
-        float | None, typer.Option("--shift-takeover-max", help="Max shift_takeover_events (rollout/mixed).")
-    ] = None,
-    chat_quality_min: Annotated[
-        float | None, typer.Option("--chat-quality-min", help="Min chat_quality_mean (rollout/mixed).")
-    ] = None,
-    utility_outage_max: Annotated[
-        float | None, typer.Option("--utility-outage-max", help="Max utility_outage_events (rollout/mixed).")
-    ] = None,
-    shower_complete_min: Annotated[
-        float | None, typer.Option("--shower-complete-min", help="Min shower_complete_events (rollout/mixed).")
-    ] = None,
-    sleep_complete_min: Annotated[
-        float | None, typer.Option("--sleep-complete-min", help="Min sleep_complete_events (rollout/mixed).")
-    ] = None,
-    anneal_bc_min: Annotated[
-        float, typer.Option("--anneal-bc-min", help="Min anneal_bc_accuracy on anneal records.")
-    ] = 0.9,
-    anneal_loss_max: Annotated[
-        float,
-        typer.Option("--anneal-loss-max", help="Max |loss_total - anneal_loss_baseline| / baseline on anneal records."),
-    ] = 0.1,
-    anneal_queue_min: Annotated[
-        float | None,
-        typer.Option(
-            "--anneal-queue-min", help="Min queue_conflict_events on anneal records (default 0.85 x baseline)."
-        ),
-    ] = None,
-    anneal_intensity_min: Annotated[
-        float | None,
-        typer.Option(
-            "--anneal-intensity-min",
-            help="Min queue_conflict_intensity_sum on anneal records (default 0.85 x baseline).",
-        ),
-    ] = None,
+    **limits: float | None,
 ) -> None:
     """Check thresholds on every record (tail with --follow); exit 1 at the first breach."""
 
-    thresholds = Thresholds(
-        kl_threshold=kl_threshold,
-        loss_threshold=loss_threshold,
-        grad_threshold=grad_threshold,
-        entropy_threshold=entropy_threshold,
-        reward_corr_threshold=reward_corr_threshold,
-        queue_events_min=queue_events_min,
-        queue_intensity_min=queue_intensity_min,
-        shared_meal_min=shared_meal_min,
-        late_help_min=late_help_min,
-        shift_takeover_max=shift_takeover_max,
-        chat_quality_min=chat_quality_min,
-        utility_outage_max=utility_outage_max,
-        shower_complete_min=shower_complete_min,
-        sleep_complete_min=sleep_complete_min,
-        anneal_bc_min=anneal_bc_min,
-        anneal_loss_max=anneal_loss_max,
-        anneal_queue_min=anneal_queue_min,
-        anneal_intensity_min=anneal_intensity_min,
-    )
+    thresholds = Thresholds(**limits)
 
     def emit(ln: LogLine, breaches: list[Breach]) -> None:
         typer.echo(canonical_json(normalise(ln, breaches), indent=None) if as_json else text_line(ln, breaches))
 
     result = watch_log(
-        log,
-        thresholds,
-        emit=emit,
-        follow=follow,
-        interval=interval,
-        max_wait=max_wait,
-        include_rotated=include_rotated,
+        log, thresholds, emit=emit, follow=follow, interval=interval, max_wait=max_wait, include_rotated=include_rotated
     )
     if result.breach is not None:
         stderr_line(f"breach: {result.breach.message}")
@@ -190,6 +98,29 @@ def telemetry_watch_cmd(
         typer.echo(summary)
 
 
+def _threshold_options() -> list[inspect.Parameter]:
+    """One `--flag` option per `Thresholds` field, with the field's flag, default and help."""
+    return [
+        inspect.Parameter(
+            spec.attr,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=spec.default,
+            annotation=Annotated[
+                float if spec.default is not None else float | None, typer.Option(spec.flag, help=spec.help)
+            ],
+        )
+        for spec in SPECS
+    ]
+
+
+# Typer reads the options off the signature: replace `**limits` with the thresholds' own options.
+_watch_params = list(inspect.signature(telemetry_watch_cmd, eval_str=True).parameters.values())[:-1]
+telemetry_watch_cmd.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [*_watch_params, *_threshold_options()], return_annotation=None
+)
+app.command("watch")(telemetry_watch_cmd)
+
+
 @app.command("summary")
 def telemetry_summary_cmd(
     log: Annotated[Path, typer.Argument(help="PPO telemetry JSONL.")],
@@ -199,7 +130,8 @@ def telemetry_summary_cmd(
     ] = None,
     last: Annotated[int | None, typer.Option("--last", help="Only the last N records.")] = None,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="Write a PNG chart (loss_total, approx_kl, episode_return_mean).")
+        Path | None,
+        typer.Option("--plot", help="Write a PNG chart (episode return, losses, KL divergence, entropy per epoch)."),
     ] = None,
     include_rotated: Annotated[
         bool, typer.Option("--include-rotated", help="Also read LOG.N ... LOG.1 (oldest first).")
@@ -215,8 +147,8 @@ def telemetry_summary_cmd(
     lines = read_records_strict(log, include_rotated=include_rotated)
     summary = summarise(lines, log=log, last=last, baseline=base)
     if plot is not None:
-        write_plot(list(iter_records(lines[-last:] if last else lines)), plot)
-    if plot is not None:
+        records = [ln.record for ln in (lines[-last:] if last else lines)]
+        write_plot(records, plot, expert=expert_return(records, base), title=f"PPO telemetry: {log.name}")
         summary["plot"] = str(plot)
     if fmt == "json":
         typer.echo(canonical_json(summary), nl=False)

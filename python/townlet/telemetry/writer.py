@@ -1,0 +1,110 @@
+"""The PPO telemetry writer: one JSON object per epoch (`telemetry_version` 1.1), with frequency thinning and
+rotation; a resumed run continues its log."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from townlet.jsonio import atomic_write_bytes, canonical_json
+from townlet.telemetry.reader import read_file
+
+
+def _records(path: Path) -> list[Any]:
+    """The parsed records of one file; a line that is not JSON raises ValueError naming it."""
+    lines = read_file(path)
+    for ln in lines:
+        if ln.error is not None:
+            raise ValueError(f"{ln.where}: malformed JSON ({ln.error})")
+    return [ln.record for ln in lines]
+
+
+class TelemetryWriter:
+    """Appends one record per epoch to a JSONL file.
+
+    * `frequency` k: only every k-th epoch is written (and always the final one, via `close`).
+    * `max_entries` m: after m records the file rotates: `log` -> `log.1` -> `log.2` ...
+    `log_stream_offset` counts the records written, across rotations, so tailers can resume.
+    """
+
+    def __init__(
+        self, path: Path, *, frequency: int = 1, max_entries: int | None = None, resume_after: int | None = None
+    ) -> None:
+        """`resume_after` E: continue the log of a run resumed after epoch E (records of later
+        epochs, written by the interrupted run after its checkpoint, are dropped) instead of
+        starting a new one."""
+        self.check_options(frequency, max_entries)
+        self.path = path
+        self.frequency = frequency
+        self.max_entries = max_entries
+        self.offset = 0
+        self._in_file = 0
+        self._pending: dict[str, Any] | None = None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_after is not None and path.is_file():
+            self._continue(resume_after)
+            return
+        # A new run starts a new stream: drop a previous run's rotated files, which rotation would
+        # otherwise shift up and interleave with this run's records.
+        k = 1
+        while Path(f"{path}.{k}").exists():
+            os.unlink(f"{path}.{k}")
+            k += 1
+        with open(path, "w", encoding="utf-8"):
+            pass
+
+    @staticmethod
+    def check_options(frequency: int, max_entries: int | None) -> None:
+        if frequency < 1:
+            raise ValueError(f"--ppo-log-frequency must be >= 1, got {frequency}")
+        if max_entries is not None and max_entries < 1:
+            raise ValueError(f"--ppo-log-max-entries must be >= 1, got {max_entries}")
+
+    def _continue(self, epoch: int) -> None:
+        """Keep the records up to `epoch` and continue the stream offset after the last one."""
+        try:
+            kept = [rec for rec in _records(self.path) if int(rec["epoch"]) <= epoch]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{self.path}: cannot continue this log ({exc})") from None
+        rotated = Path(f"{self.path}.1")
+        previous = _records(rotated) if rotated.is_file() else []
+        last = kept[-1] if kept else (previous[-1] if previous else None)
+        self.offset = int(last.get("log_stream_offset", -1)) + 1 if isinstance(last, dict) else 0
+        self._in_file = len(kept)
+        # The records as `write` wrote them: canonical JSON gives back the same bytes.
+        atomic_write_bytes(self.path, "".join(canonical_json(rec, indent=None) + "\n" for rec in kept).encode())
+
+    def _rotate(self) -> None:
+        k = 1
+        while Path(f"{self.path}.{k}").exists():
+            k += 1
+        for j in range(k, 1, -1):
+            os.replace(f"{self.path}.{j - 1}", f"{self.path}.{j}")
+        os.replace(self.path, f"{self.path}.1")
+        with open(self.path, "w", encoding="utf-8"):
+            pass
+        self._in_file = 0
+
+    def write(self, record: dict[str, Any], *, force: bool = False) -> bool:
+        """Write `record` if its epoch is due (or `force`); returns whether it was written."""
+        epoch = int(record["epoch"])
+        if not force and epoch % self.frequency != 0:
+            self._pending = record
+            return False
+        self._pending = None
+        if self.max_entries is not None and self._in_file >= self.max_entries:
+            self._rotate()
+        record = dict(record, log_stream_offset=self.offset)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(canonical_json(record, indent=None) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.offset += 1
+        self._in_file += 1
+        return True
+
+    def close(self) -> None:
+        """Write the last epoch if thinning skipped it."""
+        if self._pending is not None:
+            self.write(self._pending, force=True)
