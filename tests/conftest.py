@@ -72,9 +72,7 @@ def run_cli(*args: str | Path, tool: bool = False, timeout: float = 120) -> CliR
     working directory."""
     head = [sys.executable, "tools/run_simulation.py"] if tool else [sys.executable, "-m", "townlet"]
     argv = [*head, *(str(a) for a in args)]
-    proc = subprocess.run(
-        argv, env=_cli_env(), capture_output=True, text=True, timeout=timeout, check=False
-    )
+    proc = subprocess.run(argv, env=_cli_env(), capture_output=True, text=True, timeout=timeout, check=False)
     return CliResult(argv, proc.returncode, proc.stdout, proc.stderr)
 
 

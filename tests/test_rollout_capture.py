@@ -82,9 +82,7 @@ def tool_env(**extra: str) -> dict[str, str]:
 
 def run_tool(script: str, *args: str | Path, env: dict[str, str] | None = None) -> CliResult:
     argv = [sys.executable, script, *(str(a) for a in args)]
-    proc = subprocess.run(
-        argv, env=env or tool_env(), capture_output=True, text=True, timeout=120, check=False
-    )
+    proc = subprocess.run(argv, env=env or tool_env(), capture_output=True, text=True, timeout=120, check=False)
     return CliResult(argv, proc.returncode, proc.stdout, proc.stderr)
 
 
