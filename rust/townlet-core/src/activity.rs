@@ -16,11 +16,10 @@ impl World {
 
     /// Is agent `i` inside (or about to enter) its job's shift window?
     pub(crate) fn shift_open(&self, i: usize) -> bool {
-        let job = self.s.agent_jobs[i];
-        if job < 0 {
+        let Some(job) = self.s.agent_jobs[i] else {
             return false;
-        }
-        let j = &self.s.jobs[job as usize];
+        };
+        let j = &self.s.jobs[job];
         let tod = self.tick_of_day();
         let open = j.start.saturating_sub(self.s.cfg.employment.arrival_buffer);
         tod >= open && tod < j.end
@@ -36,8 +35,8 @@ impl World {
             return false;
         }
         if af.needs_shift {
-            let job = self.s.agent_jobs[i];
-            if job < 0 || self.s.jobs[job as usize].site != obj || !self.shift_open(i) {
+            let at_own_site = self.s.agent_jobs[i].is_some_and(|job| self.s.jobs[job].site == obj);
+            if !at_own_site || !self.shift_open(i) {
                 return false;
             }
         }

@@ -11,13 +11,10 @@ use crate::world::World;
 impl World {
     /// Is agent `i` within range of its job site?
     pub fn at_work(&self, i: usize) -> bool {
-        let job = self.s.agent_jobs[i];
-        job >= 0
-            && self.st.agents[i].alive
-            && self
-                .s
-                .dist_at(self.s.jobs[job as usize].site, self.st.agents[i].pos)
-                == 0
+        let Some(job) = self.s.agent_jobs[i] else {
+            return false;
+        };
+        self.st.agents[i].alive && self.s.dist_at(self.s.jobs[job].site, self.st.agents[i].pos) == 0
     }
 
     /// Late help or shift takeover: one event and one relationship update per coworker present.
@@ -48,11 +45,13 @@ impl World {
         let s = std::sync::Arc::clone(&self.s);
         let cfg = &s.cfg.employment;
         for i in 0..self.n_agents() {
-            let job = self.s.agent_jobs[i];
-            if job < 0 || !self.st.agents[i].alive {
+            let Some(job) = self.s.agent_jobs[i] else {
+                continue;
+            };
+            if !self.st.agents[i].alive {
                 continue;
             }
-            let j = &s.jobs[job as usize];
+            let j = &s.jobs[job];
             let present = self.at_work(i);
             if tod >= j.start && tod < j.end {
                 if self.st.agents[i].emp.shift_day != day {
@@ -228,7 +227,7 @@ impl World {
         }
         for i in 0..self.n_agents() {
             let a = &mut self.st.agents[i];
-            if !a.alive || self.s.agent_jobs[i] < 0 || a.emp.exit_pending {
+            if !a.alive || self.s.agent_jobs[i].is_none() || a.emp.exit_pending {
                 continue;
             }
             a.emp.absences.retain(|&d| d > day - 7);
@@ -281,7 +280,7 @@ impl World {
 
     /// Console: request an immediate exit (processed at the next lifecycle evaluation).
     pub fn employment_exit_approve(&mut self, i: usize) -> bool {
-        if !self.st.agents[i].alive || self.s.agent_jobs[i] < 0 {
+        if !self.st.agents[i].alive || self.s.agent_jobs[i].is_none() {
             return false;
         }
         if !self.st.exits.manual.contains(&(i as u32)) {

@@ -49,11 +49,10 @@ impl World {
 
     /// Ticks before the shift start at which agent `i` should set off, and whether it is due now.
     fn work_due(&self, i: usize) -> bool {
-        let job = self.s.agent_jobs[i];
-        if job < 0 {
+        let Some(job) = self.s.agent_jobs[i] else {
             return false;
-        }
-        let j = &self.s.jobs[job as usize];
+        };
+        let j = &self.s.jobs[job];
         let d = self.s.dist_at(j.site, self.st.agents[i].pos);
         let travel = if d == UNREACHABLE { 0 } else { u32::from(d) };
         let tod = self.tick_of_day();
@@ -113,7 +112,7 @@ impl World {
                     return self.s.use_action(w);
                 }
             }
-            let j = &self.s.jobs[self.s.agent_jobs[i] as usize];
+            let j = &self.s.jobs[self.s.agent_jobs[i].expect("only agents with a job work")];
             if let Some(m) = self.step_along(&self.s.dist[j.site], self.st.agents[i].pos) {
                 return m;
             }

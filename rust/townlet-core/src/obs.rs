@@ -312,9 +312,10 @@ impl World {
         put(a.needs[2]);
         put(squash(a.wallet, 5.0));
         let job = s.agent_jobs[i];
-        put(if job >= 0 { 1.0 } else { 0.0 });
+        let has_job = job.is_some();
+        put(if has_job { 1.0 } else { 0.0 });
         for st in 0..ShiftState::NAMES.len() {
-            put(if job >= 0 && a.emp.state as usize == st {
+            put(if has_job && a.emp.state as usize == st {
                 1.0
             } else {
                 0.0
@@ -323,8 +324,8 @@ impl World {
         let phase = std::f32::consts::TAU * tod / tpd;
         put(phase.sin());
         put(phase.cos());
-        if job >= 0 {
-            let j = &s.jobs[job as usize];
+        if let Some(job) = job {
+            let j = &s.jobs[job];
             let (start, end) = (j.start as f32, j.end as f32);
             put(if tod >= start && tod < end {
                 (tod - start) / (end - start)

@@ -30,9 +30,7 @@ impl World {
     /// Agent `agent`'s job, shift state and employment counters.
     pub fn employment_view(&self, agent: usize) -> EmploymentView<'_> {
         let emp = &self.st.agents[agent].emp;
-        let job = usize::try_from(self.s.agent_jobs[agent])
-            .ok()
-            .map(|index| self.s.jobs[index].name.as_str());
+        let job = self.s.agent_jobs[agent].map(|index| self.s.jobs[index].name.as_str());
         EmploymentView {
             job,
             state: if job.is_some() {
