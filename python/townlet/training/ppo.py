@@ -1,10 +1,18 @@
-"""PPO, CleanRL-style: collect, compute advantages, optimise, log.
+"""PPO, CleanRL-style, in the order it runs each epoch:
 
-Implementation details, each named where it happens: orthogonal init (network.py), masked
-logits, GAE with truncation bootstrap (Rust `RolloutBuffer`), advantage normalisation per
-minibatch, clipped surrogate, clipped value loss, entropy bonus, global grad-norm clipping, linear
-learning-rate annealing, approximate KL ((r - 1) - log r) with optional early stop. Parameters are
-shared by every agent: each live agent slot is one row of the batch.
+1. collect: `RolloutCollector.collect` steps the towns with the current policy (masked logits,
+   sampled actions) into the Rust `RolloutBuffer`, bootstrapping truncated episodes from the
+   critic;
+2. compute advantages: GAE in Rust (`RolloutBuffer.compute_gae`, with the truncation bootstrap);
+   replayed samples get theirs from `ReplayData.dataset`;
+3. optimise: `ppo_update` makes `update_epochs` passes over shuffled minibatches: per-minibatch
+   advantage normalisation, clipped surrogate, clipped value loss, entropy bonus, global
+   grad-norm clipping, approximate KL ((r - 1) - log r) with optional early stop;
+4. log: `epoch_record` turns the epoch into one telemetry record (v1.1).
+
+The loop around them (learning-rate annealing, replay, checkpoints) is `trainer.Trainer`; the
+network and its orthogonal init, `network.py`. Parameters are shared by every agent: each live
+agent slot is one row of the batch.
 """
 
 from __future__ import annotations
@@ -21,14 +29,15 @@ from torch import nn
 
 from townlet import _core
 from townlet.sim.settings import PPOConfig
-from townlet.training.envs import TrainEnv
+from townlet.training.envs import Batch, TrainEnv
 from townlet.training.network import ActorCritic
 from townlet.training.state import set_torch_generator_state, torch_generator_state
 
 
 @dataclass
 class Dataset:
-    """Flat training rows (one per live agent-step)."""
+    """Flat training rows, one per live agent-step: `obs` (N, obs_dim), `masks` (N, n_actions),
+    the rest (N,). `log_probs` and `values` are the behaviour policy's, when it acted."""
 
     obs: npt.NDArray[np.float32]
     masks: npt.NDArray[np.bool_]
@@ -45,6 +54,9 @@ class Dataset:
     @staticmethod
     def concat(parts: list[Dataset]) -> Dataset:
         return Dataset(*(np.concatenate([getattr(p, f) for p in parts]) for f in Dataset.__dataclass_fields__))
+
+
+# -- 1. collect and 2. compute advantages ------------------------------------------------------
 
 
 @dataclass
@@ -96,23 +108,23 @@ class RolloutCollector:
 
     @torch.no_grad()
     def collect(self) -> tuple[Dataset, RolloutStats]:
+        """`rollout_ticks` ticks of every town with the current policy, then their advantages;
+        returns the rows where the agent was alive (`Dataset`, one row per live agent-step)."""
         cfg, env, buf = self.cfg, self.env, self.buffer
         buf.clear()
         stats = RolloutStats()
         slot_rewards = np.zeros((cfg.rollout_ticks, env.num_agents), np.float32)
         for t in range(cfg.rollout_ticks):
             t0 = time.perf_counter()
-            obs_t = torch.from_numpy(self.obs)
-            mask_t = torch.from_numpy(self.masks)
-            action, logp, value = self.policy.act(obs_t, mask_t, generator=self.gen)
+            # Act: sample from the masked policy (the collector's own generator).
+            action, logp, value = self.policy.act(
+                torch.from_numpy(self.obs), torch.from_numpy(self.masks), generator=self.gen
+            )
             actions = action.numpy().astype(np.int64)
             t1 = time.perf_counter()
             b = env.step(actions)
             t2 = time.perf_counter()
-            bootstrap = np.zeros(env.num_agents, np.float32)
-            if b.truncated.any():
-                rows = np.flatnonzero(b.truncated)
-                bootstrap[rows] = self.policy.value(torch.from_numpy(b.final_obs[rows])).numpy()
+            # Store the transition of every slot; `valid` marks the agents alive when they acted.
             valid = self.alive
             buf.add(
                 self.obs,
@@ -124,25 +136,48 @@ class RolloutCollector:
                 b.terminated,
                 b.truncated,
                 valid,
-                bootstrap,
+                self._truncation_bootstrap(b),
             )
             slot_rewards[t] = np.where(valid, b.rewards, 0.0)
-            self.ep_return += np.where(valid, b.rewards, 0.0)
-            done = (b.terminated | b.truncated) & valid
-            for r in np.flatnonzero(done):
-                stats.episode_returns.append(float(self.ep_return[r]))
-                self.ep_return[r] = 0.0
-            for name, count in b.events.items():
-                stats.events[name] = stats.events.get(name, 0.0) + count
-            stats.transitions += int(valid.sum())
+            self._count(b, valid, stats)
             self.obs, self.masks, self.alive = b.obs.copy(), b.masks.copy(), b.alive.copy()
             t3 = time.perf_counter()
             stats.policy_seconds += (t1 - t0) + (t3 - t2)
             stats.env_seconds += t2 - t1
         stats.ticks = cfg.rollout_ticks
-        next_values = self.policy.value(torch.from_numpy(self.obs)).numpy().astype(np.float32)
-        buf.compute_gae(next_values, cfg.gamma, cfg.gae_lambda)
+        self._compute_advantages()
         stats.sample_rewards = [(float(s), float(s) / cfg.rollout_ticks) for s in slot_rewards.sum(axis=0)]
+        return self._live_rows(), stats
+
+    def _truncation_bootstrap(self, b: Batch) -> npt.NDArray[np.float32]:
+        """The critic's value of the final observation where an episode was cut off by its time
+        limit (not ended): GAE continues the return from it. Zero elsewhere."""
+        bootstrap = np.zeros(self.env.num_agents, np.float32)
+        if b.truncated.any():
+            rows = np.flatnonzero(b.truncated)
+            bootstrap[rows] = self.policy.value(torch.from_numpy(b.final_obs[rows])).numpy()
+        return bootstrap
+
+    def _count(self, b: Batch, valid: npt.NDArray[np.bool_], stats: RolloutStats) -> None:
+        """Episode returns (closed when an agent's episode ends), event totals, transitions."""
+        self.ep_return += np.where(valid, b.rewards, 0.0)
+        done = (b.terminated | b.truncated) & valid
+        for r in np.flatnonzero(done):
+            stats.episode_returns.append(float(self.ep_return[r]))
+            self.ep_return[r] = 0.0
+        for name, count in b.events.items():
+            stats.events[name] = stats.events.get(name, 0.0) + count
+        stats.transitions += int(valid.sum())
+
+    def _compute_advantages(self) -> None:
+        """GAE (gamma, lambda) over the buffer in Rust, bootstrapped from the critic's value of the
+        observations the rollout stopped at."""
+        next_values = self.policy.value(torch.from_numpy(self.obs)).numpy().astype(np.float32)
+        self.buffer.compute_gae(next_values, self.cfg.gamma, self.cfg.gae_lambda)
+
+    def _live_rows(self) -> Dataset:
+        """The buffer's (T, agents, ...) arrays flattened to rows, keeping live agent-steps."""
+        buf = self.buffer
         keep = np.asarray(buf.valid, bool).reshape(-1)
 
         def flat(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
@@ -150,7 +185,7 @@ class RolloutCollector:
             out: npt.NDArray[Any] = arr.reshape(-1, *arr.shape[2:])[keep]
             return out
 
-        data = Dataset(
+        return Dataset(
             obs=flat(buf.obs),
             masks=flat(buf.masks),
             actions=flat(buf.actions),
@@ -160,7 +195,9 @@ class RolloutCollector:
             returns=flat(buf.returns),
             rewards=flat(buf.rewards),
         )
-        return data, stats
+
+
+# -- 3. optimise -------------------------------------------------------------------------------
 
 
 @dataclass
@@ -188,7 +225,8 @@ def ppo_update(
     *,
     rivalry_cols: tuple[int, int] | None = None,
 ) -> UpdateStats:
-    """`update_epochs` passes of clipped PPO over `data` in `num_minibatches` minibatches."""
+    """`update_epochs` passes of clipped PPO over `data` in `num_minibatches` minibatches (the
+    row order drawn from `rng`, one permutation per pass)."""
     t0 = time.perf_counter()
     st = UpdateStats()
     n = len(data)
@@ -205,23 +243,16 @@ def ppo_update(
             logratio = new_logp - tensors["log_probs"][idx]
             ratio = logratio.exp()
             with torch.no_grad():
-                approx_kl = ((ratio - 1) - logratio).mean()
-                st.kls.append(float(approx_kl))
+                st.kls.append(float(approx_kl(ratio, logratio)))
                 st.clipfracs.append(float(((ratio - 1.0).abs() > cfg.clip_coef).float().mean()))
             adv = tensors["advantages"][idx]
             st.adv_means.append(float(adv.mean()))
             st.adv_stds.append(float(adv.std()) if len(adv) > 1 else 0.0)
             if cfg.norm_adv and len(adv) > 1:
-                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-            # Clipped surrogate objective.
-            pg_loss = torch.max(-adv * ratio, -adv * torch.clamp(ratio, 1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
-            # Value loss, clipped around the old value estimate.
+                adv = normalize(adv)
+            pg_loss = clipped_surrogate(adv, ratio, cfg.clip_coef)
             ret, old_v = tensors["returns"][idx], tensors["values"][idx]
-            if cfg.clip_vloss:
-                v_clipped = old_v + torch.clamp(new_value - old_v, -cfg.clip_coef, cfg.clip_coef)
-                v_loss = 0.5 * torch.max((new_value - ret) ** 2, (v_clipped - ret) ** 2).mean()
-            else:
-                v_loss = 0.5 * ((new_value - ret) ** 2).mean()
+            v_loss = value_loss(new_value, old_v, ret, cfg.clip_coef if cfg.clip_vloss else None)
             ent = entropy.mean()
             loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
             optimizer.zero_grad()
@@ -234,14 +265,47 @@ def ppo_update(
             st.entropies.append(float(ent.detach()))
             st.grad_norms.append(float(grad_norm))
             if rivalry_cols is not None:
-                r = obs[:, rivalry_cols[0]]
-                a = obs[:, rivalry_cols[1]]
-                st.feature_stats.append((float(r.mean()), float(r.max()), float(a.mean()), float(a.max())))
+                st.feature_stats.append(rivalry_stats(obs, rivalry_cols))
+        # Early stop: the last pass moved the policy further than `target_kl` from the rollout's.
         if cfg.target_kl is not None and np.mean(st.kls[-max(1, n // mb_size) :]) > cfg.target_kl:
             st.early_stop = True
             break
     st.seconds = time.perf_counter() - t0
     return st
+
+
+def approx_kl(ratio: torch.Tensor, logratio: torch.Tensor) -> torch.Tensor:
+    """KL(old || new) estimated as mean((r - 1) - log r): unbiased and never negative."""
+    return ((ratio - 1) - logratio).mean()
+
+
+def normalize(adv: torch.Tensor) -> torch.Tensor:
+    """Advantages to zero mean and unit spread within the minibatch."""
+    return (adv - adv.mean()) / (adv.std() + 1e-8)
+
+
+def clipped_surrogate(adv: torch.Tensor, ratio: torch.Tensor, clip_coef: float) -> torch.Tensor:
+    """The clipped surrogate objective (as a loss): the pessimistic bound of the ratio-weighted
+    advantage and its ratio-clipped counterpart."""
+    return torch.max(-adv * ratio, -adv * torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef)).mean()
+
+
+def value_loss(new: torch.Tensor, old: torch.Tensor, ret: torch.Tensor, clip_coef: float | None) -> torch.Tensor:
+    """Half the squared error to the returns; with `clip_coef`, the worse of the new value and
+    the value clipped to +-clip_coef around the rollout's estimate."""
+    if clip_coef is not None:
+        clipped = old + torch.clamp(new - old, -clip_coef, clip_coef)
+        return 0.5 * torch.max((new - ret) ** 2, (clipped - ret) ** 2).mean()
+    return 0.5 * ((new - ret) ** 2).mean()
+
+
+def rivalry_stats(obs: torch.Tensor, cols: tuple[int, int]) -> tuple[float, float, float, float]:
+    """Mean and max of the rivalry features in a minibatch (the record's conflict block)."""
+    r, a = obs[:, cols[0]], obs[:, cols[1]]
+    return float(r.mean()), float(r.max()), float(a.mean()), float(a.max())
+
+
+# -- 4. log ------------------------------------------------------------------------------------
 
 
 def explained_variance(pred: npt.NDArray[np.float32], target: npt.NDArray[np.float32]) -> float:

@@ -139,35 +139,8 @@ class Trainer:
         for epoch in range(self.epoch + 1, epochs + 1):
             t0 = time.perf_counter()
             self.epoch = epoch
-            if self.cfg.anneal_lr:
-                lr = self.cfg.learning_rate * (1.0 - (epoch - 1) / epochs)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-            lr = float(self.optimizer.param_groups[0]["lr"])
-            parts: list[Dataset] = []
-            roll: RolloutStats | None = None
-            baseline: dict[str, float] = {}
-            events: dict[str, float] = {}
-            if data_mode in ("rollout", "mixed"):
-                assert self.collector is not None
-                data, roll = self.collector.collect()
-                parts.append(data)
-                result.episode_returns.extend(roll.episode_returns)
-                baseline = baseline_from_samples(roll.sample_rewards)
-                events = dict(roll.events)
-                score = float(data.rewards.mean()) if len(data) else None  # None: every agent was dead
-                if score is not None and (self.best is None or score > float(self.best["value"])):
-                    self.best = {"metric": BEST_METRIC, "value": score, "epoch": epoch, "policy_epoch": epoch - 1}
-                    if on_best is not None:
-                        on_best(self)
-            if data_mode in ("replay", "mixed"):
-                assert self.replay is not None
-                # Fixed rows, or rows whose values and advantages the current critic recomputes.
-                parts.append(self.replay(self.policy) if callable(self.replay) else self.replay)
-                baseline = dict(self.replay_baseline) if data_mode == "replay" else baseline
-                for name, count in self.replay_events.items():
-                    events[name] = events.get(name, 0.0) + count
-            data = Dataset.concat(parts)
+            lr = self._anneal_lr(epoch, epochs)
+            data, roll, baseline, events = self._gather(data_mode, result, on_best)
             self.steps += len(data)
             upd = ppo_update(self.policy, self.optimizer, data, self.cfg, self.rng, rivalry_cols=self.rivalry_cols)
             duration = time.perf_counter() - t0
@@ -198,3 +171,47 @@ class Trainer:
         result.steps = self.steps
         result.seconds = time.perf_counter() - t_start
         return result
+
+    def _anneal_lr(self, epoch: int, epochs: int) -> float:
+        """Linear learning-rate annealing over epochs 1..`epochs` (when `anneal_lr`); returns the
+        epoch's rate."""
+        if self.cfg.anneal_lr:
+            lr = self.cfg.learning_rate * (1.0 - (epoch - 1) / epochs)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _gather(
+        self, data_mode: str, result: TrainResult, on_best: Callable[[Trainer], None] | None
+    ) -> tuple[Dataset, RolloutStats | None, dict[str, float], dict[str, float]]:
+        """The epoch's rows: a fresh rollout and/or the replayed samples; with the rollout stats,
+        the baseline fields and the event totals of the record."""
+        parts: list[Dataset] = []
+        roll: RolloutStats | None = None
+        baseline: dict[str, float] = {}
+        events: dict[str, float] = {}
+        if data_mode in ("rollout", "mixed"):
+            assert self.collector is not None
+            data, roll = self.collector.collect()
+            parts.append(data)
+            result.episode_returns.extend(roll.episode_returns)
+            baseline = baseline_from_samples(roll.sample_rewards)
+            events = dict(roll.events)
+            self._offer_best(data, on_best)
+        if data_mode in ("replay", "mixed"):
+            assert self.replay is not None
+            # Fixed rows, or rows whose values and advantages the current critic recomputes.
+            parts.append(self.replay(self.policy) if callable(self.replay) else self.replay)
+            baseline = dict(self.replay_baseline) if data_mode == "replay" else baseline
+            for name, count in self.replay_events.items():
+                events[name] = events.get(name, 0.0) + count
+        return Dataset.concat(parts), roll, baseline, events
+
+    def _offer_best(self, rollout: Dataset, on_best: Callable[[Trainer], None] | None) -> None:
+        """Keep the epoch as the best so far when its rollout scores higher by `BEST_METRIC` (the
+        policy that earned it has not been updated yet)."""
+        score = float(rollout.rewards.mean()) if len(rollout) else None  # None: every agent was dead
+        if score is not None and (self.best is None or score > float(self.best["value"])):
+            self.best = {"metric": BEST_METRIC, "value": score, "epoch": self.epoch, "policy_epoch": self.epoch - 1}
+            if on_best is not None:
+                on_best(self)
