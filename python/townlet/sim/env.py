@@ -194,27 +194,16 @@ class VecTown:
         return list(self.native.agent_ids(env))
 
     def observation_metadata(self) -> dict[str, Any]:
-        return observation_metadata(self.native, self.config)
+        return self.native.obs_spec()
 
     def close(self) -> None:
         """Nothing to release: towns live in this process."""
 
 
-def observation_metadata(native: _core.VecTown, config: TownConfig) -> dict[str, Any]:
-    c, h, w = native.map_shape
-    return {
-        "variant": native.variant,
-        "map_shape": [c, h, w],
-        "map_channels": list(native.channel_names()),
-        "feature_names": list(native.feature_names()),
-        "n_features": int(native.n_features),
-        "obs_dim": int(native.obs_dim),
-        "action_names": list(native.action_names()),
-        "observation_schema_version": _core.OBSERVATION_SCHEMA_VERSION,
-        "action_space_version": _core.ACTION_SPACE_VERSION,
-        "config_id": config.config_id,
-        "manifest_checksum": native.manifest_checksum,
-    }
+def observation_spec(config: TownConfig) -> dict[str, Any]:
+    """The observation and action layout of a config's towns (what `VecTown.observation_metadata()` gives), computed
+    by the core from the config alone: no town is built."""
+    return _core.obs_spec(config.world_json())
 
 
 # pettingzoo ships no type information, so its base class is Any to mypy.

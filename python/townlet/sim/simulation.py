@@ -43,20 +43,7 @@ class Simulation:
 
     def observation_metadata(self) -> dict[str, Any]:
         """The observation layout (the same record VecTown gives)."""
-        variant, shape, channels, features = self.town.obs_spec()
-        return {
-            "variant": variant,
-            "map_shape": list(shape),
-            "map_channels": list(channels),
-            "feature_names": list(features),
-            "n_features": len(features),
-            "obs_dim": int(np.prod(shape)) + len(features),
-            "action_names": list(self.town.action_names()),
-            "observation_schema_version": _core.OBSERVATION_SCHEMA_VERSION,
-            "action_space_version": _core.ACTION_SPACE_VERSION,
-            "config_id": self.config.config_id,
-            "manifest_checksum": self.town.manifest_checksum,
-        }
+        return _core.obs_spec(self.config.world_json())
 
     def run_policy(self, ticks: int, policy: Any) -> None:
         """Advance `ticks` ticks with a policy `(obs, masks) -> (actions, log-probs, values)`."""
