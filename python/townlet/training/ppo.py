@@ -18,7 +18,6 @@ agent slot is one row of the batch.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -420,6 +419,3 @@ def baseline_from_samples(
     if log_prob_mean is not None:
         out["baseline_log_prob_mean"] = log_prob_mean
     return out
-
-
-EpochCallback = Callable[[dict[str, Any]], None]
