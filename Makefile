@@ -15,7 +15,7 @@ GOLDEN_SCENARIOS := configs/scenarios/kitchen_breakfast.yaml configs/scenarios/q
 GOLDEN := docs/samples/rollout_scenario_stats.json
 TICKS ?= 4320
 
-.PHONY: train help setup build test test-rust test-py check fmt lint stubtest bench run sim clean capture golden-check golden-merge warm-start-check
+.PHONY: train help setup build test test-rust test-py check fmt lint stubtest bench bench-rust run sim clean capture golden-check golden-merge warm-start-check
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
@@ -66,9 +66,16 @@ stubtest: $(EXT_STAMP) ## check python/townlet/_core.pyi against the built modul
 
 check: lint stubtest test ## everything CI should be able to run
 
-bench: $(EXT_STAMP) ## benchmarks (print figures)
+bench: $(EXT_STAMP) bench-rust ## benchmarks (print figures): the core's criterion benches, then the Python ones
 	$(PY) bench/tick.py
 	$(PY) bench/vec_step.py
+
+BENCH_TOWN := target/bench/poc_hybrid.json
+
+bench-rust: $(EXT_STAMP) ## the core's criterion benches (tick, observations, GAE) on the default town
+	@mkdir -p $(dir $(BENCH_TOWN))
+	$(PY) -c "from townlet.sim.config import load_config; print(load_config('$(CONFIG)').world_json())" > $(BENCH_TOWN)
+	TOWNLET_BENCH_CONFIG=$(BENCH_TOWN) cargo bench -p townlet-core --bench tick --bench observations --bench gae
 
 PHASE ?= ppo
 RUN_DIR ?= logs/$(PHASE)
