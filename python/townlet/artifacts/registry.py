@@ -27,16 +27,14 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from townlet.clock import utc_stamp
 from townlet.errors import TownletError, UsageError
 from townlet.jsonio import canonical_json, read_bytes, write_json
-
-if TYPE_CHECKING:
-    from townlet.sim.config import TownConfig
+from townlet.sim.config import TownConfig, load_config
 
 REGISTRY_FORMAT = "townlet.config_registry"
 REGISTRY_VERSION = 1
@@ -276,8 +274,6 @@ def _shown_path(config_path: Path) -> str:
 
 
 def load_resolved(config_path: Path) -> dict[str, Any]:
-    from townlet.sim.config import load_config
-
     return resolved_config(load_config(config_path))
 
 
