@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from townlet.errors import UsageError
 from townlet.sim.config import TownConfig, load_config
-from townlet.sim.env import VecTown
+from townlet.sim.env import observation_spec
 from townlet.telemetry.records import TelemetryWriter
 from townlet.training.data import ReplayData, check_replay_spec
 from townlet.training.phases import PHASES, Phase, phase_for_mode
@@ -119,7 +119,7 @@ def plan_phase(
     """The plan for a phase whose section is already final (its warm-start paths included):
     checks the data and the warm start against the config's observation/action spec."""
     phase = phase_for_mode(mode)
-    meta = VecTown(config, 1, seed, num_threads=1).observation_metadata()
+    meta = observation_spec(config)
     if data is not None:
         check_replay_spec(data, meta, config.path)
     warm = plan_warm_start(config, section, phase.name, meta=meta)
