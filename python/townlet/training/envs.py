@@ -56,6 +56,9 @@ class TownTrainEnv:
         self.obs_dim = self.vec.obs_dim
         self.n_actions = self.vec.n_actions
         self._names = list(self.vec.native.event_names())
+        # Every town's event counts and values of the last step, filled by one native call per step.
+        self._counts = np.zeros((num_envs, len(self._names)), np.uint32)
+        self._values = np.zeros((num_envs, len(self._names)), np.float32)
 
     def reset(self, seed: int | None) -> tuple[F32, B, B]:
         obs, info = self.vec.reset(seed)
@@ -63,11 +66,10 @@ class TownTrainEnv:
 
     def step(self, actions: npt.NDArray[np.int64]) -> Batch:
         obs, rew, term, trunc, info = self.vec.step(actions)
-        counts = np.zeros(len(self._names), np.float64)
-        values = np.zeros(len(self._names), np.float64)
-        for env in range(self.vec.num_envs):
-            counts += self.vec.native.event_counts(env)
-            values += self.vec.native.event_tick_values(env)
+        self.vec.native.write_event_counts(self._counts, self._values)
+        # Summed over towns in float64, town by town in index order (the telemetry's values depend on that order).
+        counts = self._counts.sum(axis=0, dtype=np.float64)
+        values = self._values.astype(np.float64).sum(axis=0)
         events = {n: float(c) for n, c in zip(self._names, counts, strict=True) if c}
         for name in ("queue_conflict", "chat_success"):
             k = self._names.index(name)
