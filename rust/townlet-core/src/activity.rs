@@ -16,26 +16,29 @@ impl World {
 
     /// Is agent `i` inside (or about to enter) its job's shift window?
     pub(crate) fn shift_open(&self, i: usize) -> bool {
-        let Some(job) = self.s.agent_jobs[i] else {
+        let Some(job) = self.statics.agent_jobs[i] else {
             return false;
         };
-        let j = &self.s.jobs[job];
+        let j = &self.statics.jobs[job];
         let tod = self.tick_of_day();
-        let open = j.start.saturating_sub(self.s.cfg.employment.arrival_buffer);
+        let open = j
+            .start
+            .saturating_sub(self.statics.cfg.employment.arrival_buffer);
         tod >= open && tod < j.end
     }
 
     /// Requirements that can come and go (utilities, shift) for affordance `aff`.
     pub(crate) fn transient_ok(&self, i: usize, aff: usize, obj: usize) -> bool {
-        let af = &self.s.affs[aff];
-        if af.needs_power && self.st.power_out > 0 {
+        let af = &self.statics.affs[aff];
+        if af.needs_power && self.state.power_out > 0 {
             return false;
         }
-        if af.needs_water && self.st.water_out > 0 {
+        if af.needs_water && self.state.water_out > 0 {
             return false;
         }
         if af.needs_shift {
-            let at_own_site = self.s.agent_jobs[i].is_some_and(|job| self.s.jobs[job].site == obj);
+            let at_own_site =
+                self.statics.agent_jobs[i].is_some_and(|job| self.statics.jobs[job].site == obj);
             if !at_own_site || !self.shift_open(i) {
                 return false;
             }
@@ -45,17 +48,17 @@ impl World {
 
     /// Requirements that will not fix themselves: stock, money, room for produced stock.
     pub(crate) fn lasting_ok(&self, i: usize, aff: usize, obj: usize) -> bool {
-        let af = &self.s.affs[aff];
-        let stock = &self.st.objects[obj].stock;
+        let af = &self.statics.affs[aff];
+        let stock = &self.state.objects[obj].stock;
         if af.consumes.iter().any(|&(k, n)| stock[k] < n) {
             return false;
         }
-        if self.st.agents[i].wallet < self.price(aff) {
+        if self.state.agents[i].wallet < self.price(aff) {
             return false;
         }
         if let Some(t) = af.produces_into {
             if self
-                .produce_target(t, self.s.objects[obj].pos, &af.produces)
+                .produce_target(t, self.statics.objects[obj].pos, &af.produces)
                 .is_none()
             {
                 return false;
@@ -66,21 +69,21 @@ impl World {
 
     /// The object agent `i` would head for with `use:aff`, if any is usable now.
     pub fn find_target(&self, i: usize, aff: usize) -> Option<usize> {
-        let a = &self.st.agents[i];
+        let a = &self.state.agents[i];
         let n = self.n_agents();
-        let tick = self.st.tick;
+        let tick = self.state.tick;
         let mut best: Option<(u32, usize)> = None;
-        for &o in &self.s.affs[aff].objects {
-            if self.st.cooldowns[o * n + i] > tick {
+        for &o in &self.statics.affs[aff].objects {
+            if self.state.cooldowns[o * n + i] > tick {
                 continue;
             }
-            let d = self.s.dist_at(o, a.pos);
+            let d = self.statics.dist_at(o, a.pos);
             if d == UNREACHABLE || !self.transient_ok(i, aff, o) || !self.lasting_ok(i, aff, o) {
                 continue;
             }
-            let os = &self.st.objects[o];
+            let os = &self.state.objects[o];
             let busy = (os.holders.len() + os.waiting.len())
-                .saturating_sub(self.s.types[self.s.objects[o].type_idx].capacity - 1);
+                .saturating_sub(self.statics.types[self.statics.objects[o].type_idx].capacity - 1);
             let score = u32::from(d) + 4 * busy as u32;
             if best.is_none_or(|(b, _)| score < b) {
                 best = Some((score, o));
@@ -92,29 +95,29 @@ impl World {
     /// Agent slots filling the chat slots of agent `i`: others within range, nearest first.
     pub fn chat_partners(&self, i: usize, out: &mut Vec<usize>) {
         out.clear();
-        let a = &self.st.agents[i];
-        let range = self.s.cfg.actions.chat_range as i32;
-        for (j, b) in self.st.agents.iter().enumerate() {
+        let a = &self.state.agents[i];
+        let range = self.statics.cfg.actions.chat_range as i32;
+        for (j, b) in self.state.agents.iter().enumerate() {
             if j != i && b.alive && chebyshev(a.pos, b.pos) <= range {
                 out.push(j);
             }
         }
-        out.sort_by_key(|&j| (chebyshev(a.pos, self.st.agents[j].pos), j));
-        out.truncate(self.s.chat_slots());
+        out.sort_by_key(|&j| (chebyshev(a.pos, self.state.agents[j].pos), j));
+        out.truncate(self.statics.chat_slots());
     }
 
     /// Each affordance's target for agent `i` now (`find_target`), into `out` (one per affordance).
     pub fn targets(&self, i: usize, out: &mut [Option<usize>]) {
-        for (aff, t) in out.iter_mut().enumerate().take(self.s.affs.len()) {
+        for (aff, t) in out.iter_mut().enumerate().take(self.statics.affs.len()) {
             *t = self.find_target(i, aff);
         }
     }
 
     /// How many other live agents are within chat range of agent `i`.
     pub fn nearby_agents(&self, i: usize) -> usize {
-        let pos = self.st.agents[i].pos;
-        let range = self.s.cfg.actions.chat_range as i32;
-        self.st
+        let pos = self.state.agents[i].pos;
+        let range = self.statics.cfg.actions.chat_range as i32;
+        self.state
             .agents
             .iter()
             .enumerate()
@@ -133,30 +136,31 @@ impl World {
     pub fn action_mask_from(&self, i: usize, targets: &[Option<usize>], mask: &mut [bool]) {
         mask.iter_mut().for_each(|m| *m = false);
         mask[A_WAIT] = true;
-        let a = &self.st.agents[i];
+        let a = &self.state.agents[i];
         if !a.alive {
             return;
         }
-        if a.act.phase == Phase::Running {
+        if a.activity.phase == Phase::Running {
             // Committed: continue it, wait (which also continues it) or release it.
-            mask[self.s.use_action(a.act.aff as usize)] = true;
-            mask[self.s.release_action] = true;
+            mask[self.statics.use_action(a.activity.aff as usize)] = true;
+            mask[self.statics.release_action] = true;
             return;
         }
         for (d, (dx, dy)) in DIRS.iter().enumerate() {
-            mask[A_MOVE0 + d] = self.s.grid.walkable(a.pos[0] + dx, a.pos[1] + dy);
+            mask[A_MOVE0 + d] = self.statics.grid.walkable(a.pos[0] + dx, a.pos[1] + dy);
         }
-        for aff in 0..self.s.affs.len() {
-            mask[self.s.use_action(aff)] = a.act.aff == aff as i32 || targets[aff].is_some();
+        for aff in 0..self.statics.affs.len() {
+            mask[self.statics.use_action(aff)] =
+                a.activity.aff == aff as i32 || targets[aff].is_some();
         }
-        if a.chat_ready_at <= self.st.tick {
+        if a.chat_ready_at <= self.state.tick {
             let filled = self.nearby_agents(i);
-            for k in 0..filled.min(self.s.chat_slots()) {
-                mask[self.s.chat_offset + k] = true;
+            for k in 0..filled.min(self.statics.chat_slots()) {
+                mask[self.statics.chat_offset + k] = true;
             }
         }
-        mask[self.s.release_action] = matches!(
-            a.act.phase,
+        mask[self.statics.release_action] = matches!(
+            a.activity.phase,
             Phase::Waiting | Phase::Holding | Phase::Running
         );
     }
@@ -165,18 +169,18 @@ impl World {
 
     pub(crate) fn apply_action(&mut self, i: usize, action: usize) {
         let ok = self.apply_action_inner(i, action);
-        let a = &mut self.st.agents[i];
+        let a = &mut self.state.agents[i];
         a.last_action = action as u16;
         a.last_action_ok = ok;
         if !ok {
             a.flags.invalid_action = true;
-            self.st.stats.invalid_actions += 1;
+            self.state.stats.invalid_actions += 1;
         }
     }
 
     fn apply_action_inner(&mut self, i: usize, action: usize) -> bool {
-        let current = self.st.agents[i].act;
-        if let Some(aff) = self.s.action_aff(action) {
+        let current = self.state.agents[i].activity;
+        if let Some(aff) = self.statics.action_aff(action) {
             if current.aff == aff as i32 {
                 self.advance_option(i);
                 return true;
@@ -188,7 +192,7 @@ impl World {
             return true;
         }
         // A running affordance is left only through `release` (the mask says so too).
-        if current.phase == Phase::Running && action != self.s.release_action {
+        if current.phase == Phase::Running && action != self.statics.release_action {
             return false;
         }
         let had_activity = !current.is_idle();
@@ -197,19 +201,19 @@ impl World {
         }
         if (A_MOVE0..A_MOVE0 + NUM_MOVES).contains(&action) {
             let (dx, dy) = DIRS[action - A_MOVE0];
-            let a = &mut self.st.agents[i];
+            let a = &mut self.state.agents[i];
             let (nx, ny) = (a.pos[0] + dx, a.pos[1] + dy);
-            if self.s.grid.walkable(nx, ny) {
+            if self.statics.grid.walkable(nx, ny) {
                 a.pos = [nx, ny];
                 return true;
             }
             return false;
         }
-        if let Some(aff) = self.s.action_aff(action) {
+        if let Some(aff) = self.statics.action_aff(action) {
             return match self.find_target(i, aff) {
                 Some(obj) => {
-                    let tick = self.st.tick;
-                    self.st.agents[i].act = Activity {
+                    let tick = self.state.tick;
+                    self.state.agents[i].activity = Activity {
                         aff: aff as i32,
                         obj: obj as i32,
                         phase: Phase::Walking,
@@ -222,18 +226,20 @@ impl World {
                 None => false,
             };
         }
-        if action == self.s.release_action {
+        if action == self.statics.release_action {
             // Valid exactly when the mask allows it: something was queued, held or running.
             return matches!(
                 current.phase,
                 Phase::Waiting | Phase::Holding | Phase::Running
             );
         }
-        if action >= self.s.chat_offset && action < self.s.chat_offset + self.s.chat_slots() {
+        if action >= self.statics.chat_offset
+            && action < self.statics.chat_offset + self.statics.chat_slots()
+        {
             let mut partners = Vec::with_capacity(8);
             self.chat_partners(i, &mut partners);
-            let k = action - self.s.chat_offset;
-            if self.st.agents[i].chat_ready_at > self.st.tick || k >= partners.len() {
+            let k = action - self.statics.chat_offset;
+            if self.state.agents[i].chat_ready_at > self.state.tick || k >= partners.len() {
                 return false;
             }
             self.chat(i, partners[k]);
@@ -244,27 +250,29 @@ impl World {
 
     /// Move the option of agent `i` one tick forward (walk, queue, start).
     pub(crate) fn advance_option(&mut self, i: usize) {
-        let act = self.st.agents[i].act;
+        let act = self.state.agents[i].activity;
         let obj = act.obj as usize;
         match act.phase {
             Phase::Idle | Phase::Waiting | Phase::Running => {}
             Phase::Walking => {
-                let pos = self.st.agents[i].pos;
-                let d = self.s.dist_at(obj, pos);
+                let pos = self.state.agents[i].pos;
+                let d = self.statics.dist_at(obj, pos);
                 if d == 0 {
                     self.request(i, obj);
                 } else if d == UNREACHABLE {
-                    self.st.agents[i].act = Activity::IDLE;
+                    self.state.agents[i].activity = Activity::IDLE;
                 } else {
                     for (dx, dy) in DIRS {
                         let (nx, ny) = (pos[0] + dx, pos[1] + dy);
-                        if self.s.grid.walkable(nx, ny) && self.s.dist_at(obj, [nx, ny]) < d {
-                            self.st.agents[i].pos = [nx, ny];
+                        if self.statics.grid.walkable(nx, ny)
+                            && self.statics.dist_at(obj, [nx, ny]) < d
+                        {
+                            self.state.agents[i].pos = [nx, ny];
                             break;
                         }
                     }
                     // Arriving in range this tick: queue up straight away.
-                    if self.s.dist_at(obj, self.st.agents[i].pos) == 0 {
+                    if self.statics.dist_at(obj, self.state.agents[i].pos) == 0 {
                         self.request(i, obj);
                     }
                 }
@@ -277,32 +285,32 @@ impl World {
 
     pub(crate) fn affordances_tick(&mut self) {
         for i in 0..self.n_agents() {
-            let a = &self.st.agents[i];
-            if !a.alive || a.act.phase != Phase::Running {
+            let a = &self.state.agents[i];
+            if !a.alive || a.activity.phase != Phase::Running {
                 continue;
             }
-            let (aff, obj) = (a.act.aff as usize, a.act.obj as usize);
-            let af = &self.s.affs[aff];
+            let (aff, obj) = (a.activity.aff as usize, a.activity.obj as usize);
+            let af = &self.statics.affs[aff];
             if af.duration == 0 {
                 if !self.transient_ok(i, aff, obj) {
                     self.finish(i);
                     continue;
                 }
-            } else if (af.needs_power && self.st.power_out > 0)
-                || (af.needs_water && self.st.water_out > 0)
+            } else if (af.needs_power && self.state.power_out > 0)
+                || (af.needs_water && self.state.water_out > 0)
             {
                 self.utility_fail(i);
                 continue;
             }
             let per_tick = af.per_tick;
             let duration = af.duration;
-            let a = &mut self.st.agents[i];
+            let a = &mut self.state.agents[i];
             for (v, d) in a.needs.iter_mut().zip(per_tick) {
                 *v = (*v + d).clamp(0.0, 1.0);
             }
             if duration > 0 {
-                a.act.remaining -= 1;
-                if a.act.remaining == 0 {
+                a.activity.remaining -= 1;
+                if a.activity.remaining == 0 {
                     self.finish(i);
                 }
             }
@@ -311,7 +319,7 @@ impl World {
 
     /// A running affordance loses its utility (blackout or water outage).
     pub(crate) fn utility_fail(&mut self, i: usize) {
-        let act = self.st.agents[i].act;
+        let act = self.state.agents[i].activity;
         self.emit(
             EventKind::AffordanceFail,
             i as i32,
@@ -319,7 +327,7 @@ impl World {
             act.obj,
             act.aff as f32,
         );
-        if self.s.affs[act.aff as usize].kind == AffordanceKind::Shower {
+        if self.statics.affs[act.aff as usize].kind == AffordanceKind::Shower {
             self.emit(EventKind::ShowerPowerOutage, i as i32, -1, act.obj, 0.0);
         }
         self.release(i, false);
@@ -327,15 +335,15 @@ impl World {
 
     /// The object of type `t` nearest to `from` with room for `produce`.
     fn produce_target(&self, t: usize, from: [i32; 2], produce: &[(usize, u32)]) -> Option<usize> {
-        let max = &self.s.types[t].max_stock;
+        let max = &self.statics.types[t].max_stock;
         let mut best: Option<(i32, usize)> = None;
-        for (o, info) in self.s.objects.iter().enumerate() {
+        for (o, info) in self.statics.objects.iter().enumerate() {
             if info.type_idx != t {
                 continue;
             }
             let room = produce
                 .iter()
-                .all(|&(k, n)| max[k] == 0 || self.st.objects[o].stock[k] + n <= max[k]);
+                .all(|&(k, n)| max[k] == 0 || self.state.objects[o].stock[k] + n <= max[k]);
             let d = (info.pos[0] - from[0]).abs() + (info.pos[1] - from[1]).abs();
             if room && best.is_none_or(|(b, _)| d < b) {
                 best = Some((d, o));
@@ -345,18 +353,18 @@ impl World {
     }
 
     fn finish(&mut self, i: usize) {
-        let act = self.st.agents[i].act;
+        let act = self.state.agents[i].activity;
         let (aff, obj) = (act.aff as usize, act.obj as usize);
-        let af = &self.s.affs[aff];
+        let af = &self.statics.affs[aff];
         let kind = af.kind;
         if !af.produces.is_empty() {
             let into = match af.produces_into {
-                Some(t) => self.produce_target(t, self.s.objects[obj].pos, &af.produces),
+                Some(t) => self.produce_target(t, self.statics.objects[obj].pos, &af.produces),
                 None => Some(obj),
             };
             if let Some(target) = into {
                 for &(k, n) in &af.produces {
-                    self.st.objects[target].stock[k] += n;
+                    self.state.objects[target].stock[k] += n;
                 }
             }
         }
@@ -367,7 +375,7 @@ impl World {
             obj as i32,
             aff as f32,
         );
-        let c = &mut self.st.agents[i].counters;
+        let c = &mut self.state.agents[i].counters;
         match kind {
             AffordanceKind::Shower => {
                 c.showers += 1;
@@ -393,17 +401,23 @@ impl World {
     /// Agents eating at overlapping times within chat range share a meal (each pair once: the
     /// first of the two to finish records it).
     fn shared_meals(&mut self, i: usize) {
-        let range = self.s.cfg.actions.chat_range as i32;
-        let pos = self.st.agents[i].pos;
+        let range = self.statics.cfg.actions.chat_range as i32;
+        let pos = self.state.agents[i].pos;
         for j in 0..self.n_agents() {
-            let b = &self.st.agents[j];
-            if j == i || !b.alive || b.act.phase != Phase::Running {
+            let b = &self.state.agents[j];
+            if j == i || !b.alive || b.activity.phase != Phase::Running {
                 continue;
             }
-            if self.s.affs[b.act.aff as usize].kind == AffordanceKind::Meal
+            if self.statics.affs[b.activity.aff as usize].kind == AffordanceKind::Meal
                 && chebyshev(pos, b.pos) <= range
             {
-                self.emit(EventKind::SharedMeal, i as i32, j as i32, b.act.obj, 0.0);
+                self.emit(
+                    EventKind::SharedMeal,
+                    i as i32,
+                    j as i32,
+                    b.activity.obj,
+                    0.0,
+                );
                 self.update_pair(i, j, 0.10, 0.25, 0.0, crate::social::Cause::SharedMeal);
             }
         }

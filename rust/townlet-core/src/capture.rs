@@ -267,7 +267,7 @@ fn town_ticks<S: Sink>(
     if start < stop && sink.writes_first_row(start) {
         for i in 0..m {
             // Right after a reset every slot is live (as `reset` reports it).
-            let live = start == 0 || w.st.agents[i].alive;
+            let live = start == 0 || w.state.agents[i].alive;
             sink.alive(i, start, live);
             let (map, feats, mask) = sink.obs_row(scratch, i, start);
             w.write_observation(layout, i, map, feats, mask);
@@ -283,7 +283,7 @@ fn town_ticks<S: Sink>(
             scratch.applied[i] = if allowed { c } else { 0 };
         }
         w.step(Actions::Given(&scratch.applied));
-        for (i, ag) in w.st.agents.iter().enumerate() {
+        for (i, ag) in w.state.agents.iter().enumerate() {
             sink.outcome(
                 i,
                 t,
@@ -297,7 +297,7 @@ fn town_ticks<S: Sink>(
         scratch.logp = logp;
         if sink.has_row(t + 1) {
             for i in 0..m {
-                sink.alive(i, t + 1, w.st.agents[i].alive);
+                sink.alive(i, t + 1, w.state.agents[i].alive);
                 let (map, feats, mask) = sink.obs_row(scratch, i, t + 1);
                 w.write_observation(layout, i, map, feats, mask);
             }

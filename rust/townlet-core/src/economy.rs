@@ -8,22 +8,22 @@ use crate::world::World;
 impl World {
     /// Current prices: baselines times every running price spike; a change emits an event.
     pub(crate) fn recompute_prices(&mut self) {
-        let mut prices = self.st.base_prices.clone();
-        for p in &self.st.perturb.active {
+        let mut prices = self.state.base_prices.clone();
+        for p in &self.state.perturb.active {
             if matches!(
-                self.s.perturbations[p.spec].spec,
+                self.statics.perturbations[p.spec].spec,
                 PerturbationSpec::PriceSpike { .. }
             ) {
-                for &k in &self.s.perturbations[p.spec].price_targets {
+                for &k in &self.statics.perturbations[p.spec].price_targets {
                     prices[k] *= p.magnitude;
                 }
             }
         }
-        for (k, (&new, old)) in prices.iter().zip(self.st.prices.iter_mut()).enumerate() {
+        for (k, (&new, old)) in prices.iter().zip(self.state.prices.iter_mut()).enumerate() {
             if new != *old {
                 *old = new;
-                self.st.events.emit(
-                    self.st.tick,
+                self.state.events.emit(
+                    self.state.tick,
                     EventKind::EconomyPriceUpdate,
                     -1,
                     -1,
@@ -37,7 +37,7 @@ impl World {
     /// Console: set a price's baseline.
     pub fn set_price(&mut self, key: &str, value: f64) -> Result<(), String> {
         let k = self
-            .s
+            .statics
             .price_keys
             .iter()
             .position(|p| p == key)
@@ -45,20 +45,20 @@ impl World {
         if !(value >= 0.0 && value.is_finite()) {
             return Err(format!("price must be a finite number >= 0, got {value}"));
         }
-        self.st.base_prices[k] = value;
+        self.state.base_prices[k] = value;
         self.recompute_prices();
         Ok(())
     }
 
     pub(crate) fn economy_tick(&mut self) {
-        if let Some((t, k, amount)) = self.s.delivery {
-            if self.tick_of_day() == self.s.cfg.delivery_tick() {
-                for o in 0..self.s.objects.len() {
-                    if self.s.objects[o].type_idx != t {
+        if let Some((t, k, amount)) = self.statics.delivery {
+            if self.tick_of_day() == self.statics.cfg.delivery_tick() {
+                for o in 0..self.statics.objects.len() {
+                    if self.statics.objects[o].type_idx != t {
                         continue;
                     }
-                    let max = self.s.types[t].max_stock[k];
-                    let stock = &mut self.st.objects[o].stock[k];
+                    let max = self.statics.types[t].max_stock[k];
+                    let stock = &mut self.state.objects[o].stock[k];
                     let before = *stock;
                     *stock = if max > 0 {
                         (*stock + amount).min(max)

@@ -11,10 +11,14 @@ use crate::world::World;
 impl World {
     /// Is agent `i` within range of its job site?
     pub fn at_work(&self, i: usize) -> bool {
-        let Some(job) = self.s.agent_jobs[i] else {
+        let Some(job) = self.statics.agent_jobs[i] else {
             return false;
         };
-        self.st.agents[i].alive && self.s.dist_at(self.s.jobs[job].site, self.st.agents[i].pos) == 0
+        self.state.agents[i].alive
+            && self
+                .statics
+                .dist_at(self.statics.jobs[job].site, self.state.agents[i].pos)
+                == 0
     }
 
     /// Late help or shift takeover: one event and one relationship update per coworker present.
@@ -32,35 +36,35 @@ impl World {
     }
 
     fn coworkers_present(&self, i: usize) -> Vec<usize> {
-        let job = self.s.agent_jobs[i];
+        let job = self.statics.agent_jobs[i];
         (0..self.n_agents())
-            .filter(|&j| j != i && self.s.agent_jobs[j] == job && self.at_work(j))
+            .filter(|&j| j != i && self.statics.agent_jobs[j] == job && self.at_work(j))
             .collect()
     }
 
     pub(crate) fn employment_tick(&mut self) {
         let tod = self.tick_of_day();
         let day = self.day();
-        let tick = self.st.tick;
-        let s = std::sync::Arc::clone(&self.s);
+        let tick = self.state.tick;
+        let s = std::sync::Arc::clone(&self.statics);
         let cfg = &s.cfg.employment;
         for i in 0..self.n_agents() {
-            let Some(job) = self.s.agent_jobs[i] else {
+            let Some(job) = self.statics.agent_jobs[i] else {
                 continue;
             };
-            if !self.st.agents[i].alive {
+            if !self.state.agents[i].alive {
                 continue;
             }
             let j = &s.jobs[job];
             let present = self.at_work(i);
             if tod >= j.start && tod < j.end {
-                if self.st.agents[i].emp.shift_day != day {
+                if self.state.agents[i].employment.shift_day != day {
                     // A shift that never left its window (all day long) ends as the next begins.
-                    if !self.st.agents[i].emp.finalized {
+                    if !self.state.agents[i].employment.finalized {
                         self.finalize_shift(i, j.end - j.start, j.site);
                     }
                     // A new shift: per-shift fields start afresh.
-                    let e = &mut self.st.agents[i].emp;
+                    let e = &mut self.state.agents[i].employment;
                     e.shift_day = day;
                     e.finalized = false;
                     e.arrived = false;
@@ -77,20 +81,20 @@ impl World {
                 }
                 let elapsed = tod - j.start;
                 if present {
-                    let a = &mut self.st.agents[i];
-                    a.emp.last_seen = tick;
-                    if !a.emp.arrived {
-                        a.emp.arrived = true;
+                    let a = &mut self.state.agents[i];
+                    a.employment.last_seen = tick;
+                    if !a.employment.arrived {
+                        a.employment.arrived = true;
                         if elapsed < cfg.grace_ticks {
-                            a.emp.arrived_on_time = true;
-                            a.emp.state = ShiftState::OnTime;
+                            a.employment.arrived_on_time = true;
+                            a.employment.state = ShiftState::OnTime;
                             a.flags.punctual = true;
                             self.emit(EventKind::ShiftOnTime, i as i32, -1, j.site as i32, 0.0);
-                        } else if !a.emp.late_charged {
+                        } else if !a.employment.late_charged {
                             // Arriving exactly as grace ends: late, and charged like any late start.
-                            a.emp.state = ShiftState::Late;
-                            a.emp.late_charged = true;
-                            a.emp.lateness_counter += 1;
+                            a.employment.state = ShiftState::Late;
+                            a.employment.late_charged = true;
+                            a.employment.lateness_counter += 1;
                             self.charge_penalty(i, j.lateness_penalty);
                             self.emit(
                                 EventKind::ShiftLateStart,
@@ -100,20 +104,20 @@ impl World {
                                 j.lateness_penalty as f32,
                             );
                         } else {
-                            a.emp.state = ShiftState::Late;
+                            a.employment.state = ShiftState::Late;
                         }
-                    } else if a.emp.state == ShiftState::Departed {
-                        a.emp.state = ShiftState::Late;
+                    } else if a.employment.state == ShiftState::Departed {
+                        a.employment.state = ShiftState::Late;
                     }
-                    let a = &mut self.st.agents[i];
+                    let a = &mut self.state.agents[i];
                     a.wallet += j.wage;
                     a.flags.wage += j.wage;
-                    a.emp.wages_earned += j.wage;
-                    a.emp.present_ticks += 1;
-                    self.st.stats.wages_paid += j.wage;
+                    a.employment.wages_earned += j.wage;
+                    a.employment.present_ticks += 1;
+                    self.state.stats.wages_paid += j.wage;
                 } else {
-                    self.st.agents[i].emp.wages_withheld += j.wage;
-                    let e = &self.st.agents[i].emp;
+                    self.state.agents[i].employment.wages_withheld += j.wage;
+                    let e = &self.state.agents[i].employment;
                     let (arrived, late_charged, absent_charged, departed, last_seen) = (
                         e.arrived,
                         e.late_charged,
@@ -123,9 +127,9 @@ impl World {
                     );
                     if !arrived {
                         if elapsed >= cfg.grace_ticks && !late_charged {
-                            self.st.agents[i].emp.late_charged = true;
-                            self.st.agents[i].emp.state = ShiftState::Late;
-                            self.st.agents[i].emp.lateness_counter += 1;
+                            self.state.agents[i].employment.late_charged = true;
+                            self.state.agents[i].employment.state = ShiftState::Late;
+                            self.state.agents[i].employment.lateness_counter += 1;
                             self.charge_penalty(i, j.lateness_penalty);
                             self.emit(
                                 EventKind::ShiftLateStart,
@@ -136,13 +140,13 @@ impl World {
                             );
                             if self.coworker_effect(i, j.site, EventKind::EmploymentHelpedWhenLate)
                             {
-                                self.st.agents[i].emp.helped = true;
+                                self.state.agents[i].employment.helped = true;
                             }
                         }
                         if elapsed >= cfg.absent_cutoff && !absent_charged {
-                            self.st.agents[i].emp.absent_charged = true;
-                            self.st.agents[i].emp.state = ShiftState::Absent;
-                            self.st.agents[i].emp.absences.push(day);
+                            self.state.agents[i].employment.absent_charged = true;
+                            self.state.agents[i].employment.state = ShiftState::Absent;
+                            self.state.agents[i].employment.absences.push(day);
                             self.charge_penalty(i, cfg.absence_penalty);
                             self.emit(
                                 EventKind::ShiftAbsent,
@@ -152,18 +156,18 @@ impl World {
                                 cfg.absence_penalty as f32,
                             );
                             if self.coworker_effect(i, j.site, EventKind::EmploymentTookMyShift) {
-                                self.st.agents[i].emp.taken = true;
+                                self.state.agents[i].employment.taken = true;
                             }
                         }
-                        if self.st.agents[i].emp.state == ShiftState::Late {
-                            self.st.agents[i].emp.late_ticks_today += 1;
+                        if self.state.agents[i].employment.state == ShiftState::Late {
+                            self.state.agents[i].employment.late_ticks_today += 1;
                             self.charge_penalty(i, cfg.late_tick_penalty);
                         }
                     } else if !departed
                         && tick.saturating_sub(last_seen) > u64::from(cfg.absence_slack)
                     {
-                        self.st.agents[i].emp.departed = true;
-                        self.st.agents[i].emp.state = ShiftState::Departed;
+                        self.state.agents[i].employment.departed = true;
+                        self.state.agents[i].employment.state = ShiftState::Departed;
                         self.emit(
                             EventKind::ShiftDepartedEarly,
                             i as i32,
@@ -173,22 +177,24 @@ impl World {
                         );
                     }
                 }
-            } else if !self.st.agents[i].emp.finalized
-                && (self.st.agents[i].emp.shift_day < day || tod >= j.end)
+            } else if !self.state.agents[i].employment.finalized
+                && (self.state.agents[i].employment.shift_day < day || tod >= j.end)
             {
                 // `shift_day < day`: a shift that ended at midnight is finalised the next day.
                 self.finalize_shift(i, j.end - j.start, j.site);
             } else if tod >= j.start.saturating_sub(cfg.arrival_buffer) && tod < j.start {
-                self.st.agents[i].emp.state = ShiftState::PreShift;
-            } else if self.st.agents[i].emp.state != ShiftState::PostShift || tod < j.start {
-                self.st.agents[i].emp.state = ShiftState::Idle;
+                self.state.agents[i].employment.state = ShiftState::PreShift;
+            } else if self.state.agents[i].employment.state != ShiftState::PostShift
+                || tod < j.start
+            {
+                self.state.agents[i].employment.state = ShiftState::Idle;
             }
         }
     }
 
     fn finalize_shift(&mut self, i: usize, scheduled: u32, site: usize) {
-        let window = self.s.cfg.employment.attendance_window as usize;
-        let e = &mut self.st.agents[i].emp;
+        let window = self.statics.cfg.employment.attendance_window as usize;
+        let e = &mut self.state.agents[i].employment;
         e.finalized = true;
         e.state = ShiftState::PostShift;
         e.attendance
@@ -199,9 +205,9 @@ impl World {
         }
         e.attendance_ratio = e.attendance.iter().sum::<f32>() / e.attendance.len() as f32;
         let on_time = e.arrived_on_time;
-        self.st.stats.shifts_scheduled += 1;
+        self.state.stats.shifts_scheduled += 1;
         if on_time {
-            self.st.stats.shifts_on_time += 1;
+            self.state.stats.shifts_on_time += 1;
         }
         self.emit(
             EventKind::ShiftEnd,
@@ -215,26 +221,26 @@ impl World {
     /// Exit queue, run during lifecycle evaluation: enqueue chronic absentees, process manual
     /// approvals at once, and exit entries whose review window has passed (within the daily cap).
     pub(crate) fn exit_queue_tick(&mut self) {
-        let cfg = self.s.cfg.employment.clone();
+        let cfg = self.statics.cfg.employment.clone();
         if !cfg.enforce_job_loop {
             return;
         }
         let day = self.day();
-        let tick = self.st.tick;
-        if self.st.exits.day != day as u64 {
-            self.st.exits.day = day as u64;
-            self.st.exits.exits_today = 0;
+        let tick = self.state.tick;
+        if self.state.exits.day != day as u64 {
+            self.state.exits.day = day as u64;
+            self.state.exits.exits_today = 0;
         }
         for i in 0..self.n_agents() {
-            let a = &mut self.st.agents[i];
-            if !a.alive || self.s.agent_jobs[i].is_none() || a.emp.exit_pending {
+            let a = &mut self.state.agents[i];
+            if !a.alive || self.statics.agent_jobs[i].is_none() || a.employment.exit_pending {
                 continue;
             }
-            a.emp.absences.retain(|&d| d > day - 7);
-            if a.emp.absences.len() as u32 >= cfg.max_absent_shifts {
-                a.emp.exit_pending = true;
-                self.st.exits.pending.push((i as u32, tick));
-                let over = self.st.exits.pending.len() > cfg.exit_queue_limit as usize;
+            a.employment.absences.retain(|&d| d > day - 7);
+            if a.employment.absences.len() as u32 >= cfg.max_absent_shifts {
+                a.employment.exit_pending = true;
+                self.state.exits.pending.push((i as u32, tick));
+                let over = self.state.exits.pending.len() > cfg.exit_queue_limit as usize;
                 self.emit(EventKind::EmploymentExitPending, i as i32, -1, -1, 0.0);
                 if over {
                     self.emit(
@@ -242,18 +248,18 @@ impl World {
                         i as i32,
                         -1,
                         -1,
-                        self.st.exits.pending.len() as f32,
+                        self.state.exits.pending.len() as f32,
                     );
                 }
             }
         }
-        let manual = std::mem::take(&mut self.st.exits.manual);
+        let manual = std::mem::take(&mut self.state.exits.manual);
         for i in manual {
             self.process_exit(i as usize, 1.0);
         }
         let cap = cfg.daily_exit_cap;
         let due: Vec<u32> = self
-            .st
+            .state
             .exits
             .pending
             .iter()
@@ -261,7 +267,7 @@ impl World {
             .map(|(i, _)| *i)
             .collect();
         for i in due {
-            if cap > 0 && self.st.exits.exits_today >= cap {
+            if cap > 0 && self.state.exits.exits_today >= cap {
                 break;
             }
             self.process_exit(i as usize, 0.0);
@@ -269,22 +275,22 @@ impl World {
     }
 
     fn process_exit(&mut self, i: usize, manual: f32) {
-        self.st.exits.pending.retain(|(a, _)| *a as usize != i);
-        if !self.st.agents[i].alive {
+        self.state.exits.pending.retain(|(a, _)| *a as usize != i);
+        if !self.state.agents[i].alive {
             return;
         }
-        self.st.exits.exits_today += 1;
+        self.state.exits.exits_today += 1;
         self.emit(EventKind::EmploymentExitProcessed, i as i32, -1, -1, manual);
         self.terminate(i, TermReason::Eviction);
     }
 
     /// Console: request an immediate exit (processed at the next lifecycle evaluation).
     pub fn employment_exit_approve(&mut self, i: usize) -> bool {
-        if !self.st.agents[i].alive || self.s.agent_jobs[i].is_none() {
+        if !self.state.agents[i].alive || self.statics.agent_jobs[i].is_none() {
             return false;
         }
-        if !self.st.exits.manual.contains(&(i as u32)) {
-            self.st.exits.manual.push(i as u32);
+        if !self.state.exits.manual.contains(&(i as u32)) {
+            self.state.exits.manual.push(i as u32);
         }
         self.emit(
             EventKind::EmploymentExitManualRequest,
@@ -298,11 +304,16 @@ impl World {
 
     /// Console: take an agent out of the exit queue and forgive its recorded absences.
     pub fn employment_exit_defer(&mut self, i: usize) -> bool {
-        let was = self.st.exits.pending.iter().any(|(a, _)| *a as usize == i)
-            || self.st.exits.manual.contains(&(i as u32));
-        self.st.exits.pending.retain(|(a, _)| *a as usize != i);
-        self.st.exits.manual.retain(|a| *a as usize != i);
-        let e = &mut self.st.agents[i].emp;
+        let was = self
+            .state
+            .exits
+            .pending
+            .iter()
+            .any(|(a, _)| *a as usize == i)
+            || self.state.exits.manual.contains(&(i as u32));
+        self.state.exits.pending.retain(|(a, _)| *a as usize != i);
+        self.state.exits.manual.retain(|a| *a as usize != i);
+        let e = &mut self.state.agents[i].employment;
         e.exit_pending = false;
         e.absences.clear();
         if was {
@@ -312,6 +323,6 @@ impl World {
     }
 
     pub(crate) fn reset_employment(&mut self, i: usize) {
-        self.st.agents[i].emp = Employment::new();
+        self.state.agents[i].employment = Employment::new();
     }
 }

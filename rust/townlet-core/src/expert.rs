@@ -16,7 +16,7 @@ impl World {
     /// The expert's action for agent `i` and its log-probability.
     pub(crate) fn expert_act(&mut self, i: usize) -> (usize, f32) {
         let choice = self.expert_choice(i);
-        let tau = self.s.cfg.behavior.temperature;
+        let tau = self.statics.cfg.behavior.temperature;
         if tau <= 0.0 {
             return (choice, 0.0);
         }
@@ -29,7 +29,7 @@ impl World {
         self.scratch_mask = mask;
         let off = (-1.0 / f64::from(tau)).exp();
         let z = 1.0 + others.len() as f64 * off;
-        let u = self.st.rng_policy.next_f64() * z;
+        let u = self.state.rng_policy.next_f64() * z;
         if u < 1.0 || others.is_empty() {
             return (choice, (-z.ln()) as f32);
         }
@@ -38,7 +38,7 @@ impl World {
     }
 
     fn in_sleep_window(&self) -> bool {
-        let [a, b] = self.s.cfg.sleep_window();
+        let [a, b] = self.statics.cfg.sleep_window();
         let t = self.tick_of_day();
         if a <= b {
             t >= a && t < b
@@ -49,24 +49,24 @@ impl World {
 
     /// Ticks before the shift start at which agent `i` should set off, and whether it is due now.
     fn work_due(&self, i: usize) -> bool {
-        let Some(job) = self.s.agent_jobs[i] else {
+        let Some(job) = self.statics.agent_jobs[i] else {
             return false;
         };
-        let j = &self.s.jobs[job];
-        let d = self.s.dist_at(j.site, self.st.agents[i].pos);
+        let j = &self.statics.jobs[job];
+        let d = self.statics.dist_at(j.site, self.state.agents[i].pos);
         let travel = if d == UNREACHABLE { 0 } else { u32::from(d) };
         let tod = self.tick_of_day();
         tod + travel + 10 >= j.start && tod < j.end
     }
 
     fn step_along(&self, field: &[u16], pos: [i32; 2]) -> Option<usize> {
-        let here = field[self.s.grid.idx(pos[0], pos[1])];
+        let here = field[self.statics.grid.idx(pos[0], pos[1])];
         if here == 0 || here == UNREACHABLE {
             return None;
         }
         for (d, (dx, dy)) in DIRS.iter().enumerate() {
             let (x, y) = (pos[0] + dx, pos[1] + dy);
-            if self.s.grid.walkable(x, y) && field[self.s.grid.idx(x, y)] < here {
+            if self.statics.grid.walkable(x, y) && field[self.statics.grid.idx(x, y)] < here {
                 return Some(A_MOVE0 + d);
             }
         }
@@ -74,30 +74,30 @@ impl World {
     }
 
     fn expert_choice(&mut self, i: usize) -> usize {
-        let a = &self.st.agents[i];
-        let b = &self.s.cfg.behavior;
+        let a = &self.state.agents[i];
+        let b = &self.statics.cfg.behavior;
         let needs = a.needs;
         let critical = (0..3)
             .filter(|&k| needs[k] < b.critical)
             .min_by(|&x, &y| needs[x].total_cmp(&needs[y]));
         let work_due = self.work_due(i);
 
-        if !a.act.is_idle() {
-            let aff = a.act.aff as usize;
-            let interrupt = match self.s.affs[aff].kind {
+        if !a.activity.is_idle() {
+            let aff = a.activity.aff as usize;
+            let interrupt = match self.statics.affs[aff].kind {
                 AffordanceKind::Work => critical.is_some_and(|k| needs[k] < 0.5 * b.critical),
                 AffordanceKind::Sleep => {
                     (work_due && needs[2] > 0.5) || critical.is_some_and(|k| k != 2)
                 }
                 _ => false,
-            } || (a.act.phase == Phase::Waiting
-                && self.st.tick - a.act.since > MAX_WAIT);
+            } || (a.activity.phase == Phase::Waiting
+                && self.state.tick - a.activity.since > MAX_WAIT);
             if !interrupt {
-                return self.s.use_action(aff);
+                return self.statics.use_action(aff);
             }
-            if a.act.phase == Phase::Running {
+            if a.activity.phase == Phase::Running {
                 // A running affordance is left through `release`; the next tick picks anew.
-                return self.s.release_action;
+                return self.statics.release_action;
             }
         }
 
@@ -107,13 +107,14 @@ impl World {
             }
         }
         if work_due {
-            if let Some(w) = self.s.work_aff {
+            if let Some(w) = self.statics.work_aff {
                 if self.find_target(i, w).is_some() {
-                    return self.s.use_action(w);
+                    return self.statics.use_action(w);
                 }
             }
-            let j = &self.s.jobs[self.s.agent_jobs[i].expect("only agents with a job work")];
-            if let Some(m) = self.step_along(&self.s.dist[j.site], self.st.agents[i].pos) {
+            let j = &self.statics.jobs
+                [self.statics.agent_jobs[i].expect("only agents with a job work")];
+            if let Some(m) = self.step_along(&self.statics.dist[j.site], self.state.agents[i].pos) {
                 return m;
             }
             return A_WAIT;
@@ -137,29 +138,29 @@ impl World {
             return act;
         }
         // Nothing to do: go home (where housemates are) and wait there.
-        self.step_along(&self.s.home_dist[i], self.st.agents[i].pos)
+        self.step_along(&self.statics.home_dist[i], self.state.agents[i].pos)
             .unwrap_or(A_WAIT)
     }
 
     /// The best `use:` action for need `k`: gain per tick of travel, queueing and use, minus price.
     /// When the stock an affordance consumes has run out, the affordance producing it stands in.
     fn tend(&self, i: usize, k: usize) -> Option<usize> {
-        let pos = self.st.agents[i].pos;
+        let pos = self.state.agents[i].pos;
         let mut best: Option<(f32, usize)> = None;
         let mut consider = |score: f32, aff: usize| {
             if best.is_none_or(|(b, _)| score > b) {
                 best = Some((score, aff));
             }
         };
-        for (aff, af) in self.s.affs.iter().enumerate() {
+        for (aff, af) in self.statics.affs.iter().enumerate() {
             let gain = af.per_tick[k] * af.duration.max(1) as f32;
             if gain <= 0.0 || af.needs_shift {
                 continue;
             }
             if let Some(o) = self.find_target(i, aff) {
-                let d = f32::from(self.s.dist_at(o, pos));
-                let q =
-                    (self.st.objects[o].waiting.len() + self.st.objects[o].holders.len()) as f32;
+                let d = f32::from(self.statics.dist_at(o, pos));
+                let q = (self.state.objects[o].waiting.len() + self.state.objects[o].holders.len())
+                    as f32;
                 consider(
                     gain / (d + 0.25 * af.duration as f32 + 6.0 * q + 5.0)
                         - 0.02 * self.price(aff) as f32,
@@ -167,10 +168,10 @@ impl World {
                 );
             } else {
                 for &(stock, _) in &af.consumes {
-                    for (p, pf) in self.s.affs.iter().enumerate() {
+                    for (p, pf) in self.statics.affs.iter().enumerate() {
                         if pf.produces.iter().any(|&(s, _)| s == stock) {
                             if let Some(o) = self.find_target(i, p) {
-                                let d = f32::from(self.s.dist_at(o, pos));
+                                let d = f32::from(self.statics.dist_at(o, pos));
                                 consider(
                                     0.5 * gain / (d + pf.duration as f32 + 5.0)
                                         - 0.02 * self.price(p) as f32,
@@ -182,20 +183,20 @@ impl World {
                 }
             }
         }
-        best.map(|(_, aff)| self.s.use_action(aff))
+        best.map(|(_, aff)| self.statics.use_action(aff))
     }
 
     fn maybe_chat(&mut self, i: usize) -> Option<usize> {
-        let a = &self.st.agents[i];
-        if a.chat_ready_at > self.st.tick {
+        let a = &self.state.agents[i];
+        if a.chat_ready_at > self.state.tick {
             return None;
         }
-        let p = &PROFILES[self.s.agent_profiles[i]];
+        let p = &PROFILES[self.statics.agent_profiles[i]];
         let propensity =
-            self.s.cfg.behavior.chat_propensity * p.chat_preference * (1.0 + p.extroversion);
+            self.statics.cfg.behavior.chat_propensity * p.chat_preference * (1.0 + p.extroversion);
         let mut partners = Vec::with_capacity(8);
         self.chat_partners(i, &mut partners);
-        if partners.is_empty() || self.st.rng_policy.next_f64() as f32 >= propensity {
+        if partners.is_empty() || self.state.rng_policy.next_f64() as f32 >= propensity {
             return None;
         }
         // The guardrail: never address someone we avoid.
@@ -210,6 +211,6 @@ impl World {
                 best = Some((score, slot));
             }
         }
-        best.map(|(_, slot)| self.s.chat_offset + slot)
+        best.map(|(_, slot)| self.statics.chat_offset + slot)
     }
 }

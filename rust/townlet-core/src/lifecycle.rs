@@ -7,10 +7,10 @@ use crate::world::World;
 
 impl World {
     pub(crate) fn lifecycle_evaluate(&mut self) {
-        let thr = self.s.cfg.needs.faint_threshold;
-        let window = self.s.cfg.needs.faint_window_ticks;
+        let thr = self.statics.cfg.needs.faint_threshold;
+        let window = self.statics.cfg.needs.faint_window_ticks;
         for i in 0..self.n_agents() {
-            let a = &mut self.st.agents[i];
+            let a = &mut self.state.agents[i];
             if !a.alive || a.terminated.is_some() {
                 continue;
             }
@@ -19,7 +19,7 @@ impl World {
             } else {
                 a.hunger_low_ticks = 0;
             }
-            if self.st.mortality && a.hunger_low_ticks >= window {
+            if self.state.mortality && a.hunger_low_ticks >= window {
                 self.emit(EventKind::AgentFaint, i as i32, -1, -1, 0.0);
                 self.terminate(i, TermReason::Faint);
             }
@@ -29,14 +29,14 @@ impl World {
 
     /// Mark agent `i` terminated this tick; it is removed at the end of the tick.
     pub fn terminate(&mut self, i: usize, why: TermReason) {
-        let a = &mut self.st.agents[i];
+        let a = &mut self.state.agents[i];
         if !a.alive || a.terminated.is_some() {
             return;
         }
         a.terminated = Some(why);
         match why {
-            TermReason::Faint => self.st.stats.faints += 1,
-            TermReason::Eviction => self.st.stats.evictions += 1,
+            TermReason::Faint => self.state.stats.faints += 1,
+            TermReason::Eviction => self.state.stats.evictions += 1,
             TermReason::Killed => self.emit(EventKind::AgentKilled, i as i32, -1, -1, 0.0),
         }
     }
@@ -44,43 +44,43 @@ impl World {
     /// Remove every terminated agent from every subsystem and schedule its respawn.
     pub(crate) fn finalize_terminated(&mut self) {
         let n = self.n_agents();
-        let delay = u64::from(self.s.cfg.lifecycle.respawn_delay_ticks);
+        let delay = u64::from(self.statics.cfg.lifecycle.respawn_delay_ticks);
         for i in 0..n {
-            if self.st.agents[i].terminated.is_none() {
+            if self.state.agents[i].terminated.is_none() {
                 continue;
             }
             self.abandon(i);
             for j in 0..n {
-                self.st.ties[i * n + j] = Tie::default();
-                self.st.ties[j * n + i] = Tie::default();
+                self.state.ties[i * n + j] = Tie::default();
+                self.state.ties[j * n + i] = Tie::default();
             }
-            self.st.exits.pending.retain(|(a, _)| *a as usize != i);
-            self.st.exits.manual.retain(|a| *a as usize != i);
+            self.state.exits.pending.retain(|(a, _)| *a as usize != i);
+            self.state.exits.manual.retain(|a| *a as usize != i);
             self.identity_release(i);
             self.reset_employment(i);
-            let a = &mut self.st.agents[i];
+            let a = &mut self.state.agents[i];
             a.alive = false;
-            a.act = Activity::IDLE;
-            a.respawn_at = self.st.tick + 1 + delay;
+            a.activity = Activity::IDLE;
+            a.respawn_at = self.state.tick + 1 + delay;
             self.emit(EventKind::AgentRemoved, i as i32, -1, -1, 0.0);
         }
     }
 
     pub(crate) fn process_respawns(&mut self) {
-        let tick = self.st.tick;
-        let lc = self.s.cfg.lifecycle.clone();
+        let tick = self.state.tick;
+        let lc = self.statics.cfg.lifecycle.clone();
         for i in 0..self.n_agents() {
-            let a = &self.st.agents[i];
+            let a = &self.state.agents[i];
             if a.alive || a.respawn_at > tick {
                 continue;
             }
-            let a = &mut self.st.agents[i];
+            let a = &mut self.state.agents[i];
             a.generation += 1;
             a.alive = true;
             a.pos = a.home;
             a.needs = lc.respawn_needs.to_array();
             a.wallet = lc.respawn_wallet;
-            a.act = Activity::IDLE;
+            a.activity = Activity::IDLE;
             a.hunger_low_ticks = 0;
             a.chat_ready_at = 0;
             a.ctx_reset = true;
@@ -88,8 +88,8 @@ impl World {
             a.counters = Default::default();
             a.episode_reward = 0.0;
             let n = self.n_agents();
-            for o in 0..self.st.objects.len() {
-                self.st.cooldowns[o * n + i] = 0;
+            for o in 0..self.state.objects.len() {
+                self.state.cooldowns[o * n + i] = 0;
             }
             self.identity_allocate(i);
             self.emit(
@@ -97,7 +97,7 @@ impl World {
                 i as i32,
                 -1,
                 -1,
-                self.st.agents[i].generation as f32,
+                self.state.agents[i].generation as f32,
             );
         }
     }
@@ -105,9 +105,9 @@ impl World {
     /// Allocate an identity slot: a never-used slot first, then the longest-released one whose
     /// cooldown has passed, else (counted as forced) the longest-released one.
     pub(crate) fn identity_allocate(&mut self, i: usize) {
-        let tick = self.st.tick;
-        let cooldown = u64::from(self.s.cfg.identity.cooldown_ticks);
-        let id = &mut self.st.identity;
+        let tick = self.state.tick;
+        let cooldown = u64::from(self.statics.cfg.identity.cooldown_ticks);
+        let id = &mut self.state.identity;
         let free: Vec<usize> = (0..id.holder.len()).filter(|&k| id.holder[k] < 0).collect();
         let slot = if let Some(&k) = free.iter().find(|&&k| id.released_at[k].is_none()) {
             k
@@ -120,7 +120,7 @@ impl World {
             let released = id.released_at[oldest].unwrap_or(0);
             if tick.saturating_sub(released) < cooldown {
                 id.forced_reuse += 1;
-                self.st.events.emit(
+                self.state.events.emit(
                     tick,
                     EventKind::IdentityForcedReuse,
                     i as i32,
@@ -131,31 +131,34 @@ impl World {
             }
             oldest
         };
-        let id = &mut self.st.identity;
+        let id = &mut self.state.identity;
         id.holder[slot] = i as i32;
         id.allocations += 1;
-        self.st.agents[i].identity_slot = slot as i32;
+        self.state.agents[i].identity_slot = slot as i32;
     }
 
     fn identity_release(&mut self, i: usize) {
-        let slot = self.st.agents[i].identity_slot;
+        let slot = self.state.agents[i].identity_slot;
         if slot >= 0 {
-            self.st.identity.holder[slot as usize] = -1;
-            self.st.identity.released_at[slot as usize] = Some(self.st.tick);
-            self.st.agents[i].identity_slot = -1;
+            self.state.identity.holder[slot as usize] = -1;
+            self.state.identity.released_at[slot as usize] = Some(self.state.tick);
+            self.state.agents[i].identity_slot = -1;
         }
     }
 
     pub(crate) fn nightly_reset(&mut self) {
-        if !self.s.cfg.lifecycle.nightly_reset || self.tick_of_day() != 0 || self.st.tick == 0 {
+        if !self.statics.cfg.lifecycle.nightly_reset
+            || self.tick_of_day() != 0
+            || self.state.tick == 0
+        {
             return;
         }
         for i in 0..self.n_agents() {
-            if !self.st.agents[i].alive {
+            if !self.state.agents[i].alive {
                 continue;
             }
             self.abandon(i);
-            let a = &mut self.st.agents[i];
+            let a = &mut self.state.agents[i];
             a.pos = a.home;
             for v in &mut a.needs {
                 *v = v.max(0.5);
@@ -167,15 +170,15 @@ impl World {
     // -- console operations on agents ---------------------------------------------------------------
 
     pub fn teleport(&mut self, i: usize, x: i32, y: i32) -> Result<(), String> {
-        if !self.st.agents[i].alive {
+        if !self.state.agents[i].alive {
             return Err("agent is not alive".into());
         }
-        if !self.s.grid.walkable(x, y) {
+        if !self.statics.grid.walkable(x, y) {
             return Err(format!("[{x}, {y}] is not a walkable tile"));
         }
         self.abandon(i);
-        self.st.agents[i].pos = [x, y];
-        self.st.agents[i].ctx_reset = true;
+        self.state.agents[i].pos = [x, y];
+        self.state.agents[i].ctx_reset = true;
         self.emit(EventKind::AgentTeleported, i as i32, -1, -1, 0.0);
         Ok(())
     }
@@ -187,7 +190,7 @@ impl World {
         if !(0.0..=1.0).contains(&value) {
             return Err(format!("need value must be in [0, 1], got {value}"));
         }
-        self.st.agents[i].needs[need] = value;
+        self.state.agents[i].needs[need] = value;
         Ok(())
     }
 
@@ -201,7 +204,7 @@ impl World {
     ) {
         let n = self.n_agents();
         for (o, t) in [(a, b), (b, a)] {
-            self.st.ties[o * n + t] = Tie {
+            self.state.ties[o * n + t] = Tie {
                 trust: trust.clamp(-1.0, 1.0),
                 familiarity: familiarity.clamp(-1.0, 1.0),
                 rivalry: rivalry.clamp(0.0, 1.0),
@@ -215,12 +218,12 @@ impl World {
 
     /// Console: the agent is removed at the end of the next tick.
     pub fn kill(&mut self, i: usize) -> bool {
-        let ok = self.st.agents[i].alive && self.st.agents[i].terminated.is_none();
+        let ok = self.state.agents[i].alive && self.state.agents[i].terminated.is_none();
         self.terminate(i, TermReason::Killed);
         ok
     }
 
     pub fn set_mortality(&mut self, on: bool) {
-        self.st.mortality = on;
+        self.state.mortality = on;
     }
 }

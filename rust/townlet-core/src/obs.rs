@@ -208,11 +208,11 @@ impl World {
         map.iter_mut().for_each(|v| *v = 0.0);
         feats.iter_mut().for_each(|v| *v = 0.0);
         let mut targets = [None; MAX_AFFORDANCES];
-        if self.st.agents[i].alive {
+        if self.state.agents[i].alive {
             self.targets(i, &mut targets);
         }
         self.action_mask_from(i, &targets, mask);
-        if !self.st.agents[i].alive {
+        if !self.state.agents[i].alive {
             return;
         }
         self.write_map(layout, i, map);
@@ -220,12 +220,12 @@ impl World {
     }
 
     fn write_map(&self, layout: &ObsLayout, i: usize, map: &mut [f32]) {
-        let s = &self.s;
+        let s = &self.statics;
         let g = &s.grid;
         let w = layout.window as i32;
         let half = w / 2;
         let plane = (w * w) as usize;
-        let pos = self.st.agents[i].pos;
+        let pos = self.state.agents[i].pos;
         let (x0, y0) = (pos[0] - half, pos[1] - half);
         for wy in 0..w {
             for wx in 0..w {
@@ -246,13 +246,13 @@ impl World {
             if wx < 0 || wy < 0 || wx >= w || wy >= w {
                 continue;
             }
-            let os = &self.st.objects[o];
+            let os = &self.state.objects[o];
             let cap = s.types[info.type_idx].capacity as f32;
             map[3 * plane + (wy * w + wx) as usize] =
                 ((os.holders.len() + os.waiting.len()) as f32 / cap).min(1.0);
         }
         // Other agents (and, in the compact map, how much we avoid them).
-        for (j, b) in self.st.agents.iter().enumerate() {
+        for (j, b) in self.state.agents.iter().enumerate() {
             if j == i || !b.alive {
                 continue;
             }
@@ -268,7 +268,7 @@ impl World {
         }
         // Path hints toward the current option's object.
         if layout.variant == ObsVariant::Full {
-            let act = self.st.agents[i].act;
+            let act = self.state.agents[i].activity;
             if act.obj >= 0 {
                 let dirs = &layout.step_dir[act.obj as usize];
                 for wy in 0..w {
@@ -296,9 +296,9 @@ impl World {
         targets: &[Option<usize>],
         f: &mut [f32],
     ) {
-        let s = &self.s;
+        let s = &self.statics;
         let cfg = &s.cfg;
-        let a = &self.st.agents[i];
+        let a = &self.state.agents[i];
         let n = self.n_agents();
         let tpd = cfg.world.ticks_per_day as f32;
         let tod = self.tick_of_day() as f32;
@@ -315,7 +315,7 @@ impl World {
         let has_job = job.is_some();
         put(if has_job { 1.0 } else { 0.0 });
         for st in 0..ShiftState::NAMES.len() {
-            put(if has_job && a.emp.state as usize == st {
+            put(if has_job && a.employment.state as usize == st {
                 1.0
             } else {
                 0.0
@@ -342,15 +342,15 @@ impl World {
             put(0.0);
             put(0.0);
         }
-        put(a.emp.attendance_ratio);
-        put(squash(f64::from(a.emp.lateness_counter), 3.0));
-        put(squash(a.emp.wages_withheld, 5.0));
+        put(a.employment.attendance_ratio);
+        put(squash(f64::from(a.employment.lateness_counter), 3.0));
+        put(squash(a.employment.wages_withheld, 5.0));
         let (riv_max, avoid) = self.rivalry_summary(i);
         put(riv_max);
         put(avoid as f32 / (n.max(2) - 1) as f32);
 
         // Social slots: the strongest friends (trust + familiarity), then the strongest rivals.
-        let row = &self.st.ties[i * n..(i + 1) * n];
+        let row = &self.state.ties[i * n..(i + 1) * n];
         let mut friends: Vec<(f32, usize)> = Vec::with_capacity(n);
         let mut rivals: Vec<(f32, usize)> = Vec::with_capacity(n);
         for (j, t) in row.iter().enumerate() {
@@ -376,7 +376,7 @@ impl World {
             match pick {
                 Some(&(_, j)) => {
                     let t = &row[j];
-                    let b = &self.st.agents[j];
+                    let b = &self.state.agents[j];
                     put(1.0);
                     put(t.trust);
                     put(t.familiarity);
@@ -396,25 +396,25 @@ impl World {
         put(if a.ctx_reset { 1.0 } else { 0.0 });
         put(f32::from(a.last_action) / (s.n_actions() - 1).max(1) as f32);
         put(if a.last_action_ok { 1.0 } else { 0.0 });
-        put(if a.act.phase == Phase::Waiting {
+        put(if a.activity.phase == Phase::Waiting {
             1.0
         } else {
             0.0
         });
-        put(if a.act.phase == Phase::Holding {
+        put(if a.activity.phase == Phase::Holding {
             1.0
         } else {
             0.0
         });
-        put(if a.act.phase == Phase::Running {
+        put(if a.activity.phase == Phase::Running {
             1.0
         } else {
             0.0
         });
-        let progress = if a.act.phase == Phase::Running && a.act.aff >= 0 {
-            let d = s.affs[a.act.aff as usize].duration;
+        let progress = if a.activity.phase == Phase::Running && a.activity.aff >= 0 {
+            let d = s.affs[a.activity.aff as usize].duration;
             if d > 0 {
-                1.0 - a.act.remaining as f32 / d as f32
+                1.0 - a.activity.remaining as f32 / d as f32
             } else {
                 0.0
             }
@@ -424,9 +424,9 @@ impl World {
         put(progress);
         let span = (s.grid.width.max(s.grid.height)) as f32;
         for (aff, &found) in targets.iter().enumerate().take(s.affs.len()) {
-            let current = a.act.aff == aff as i32;
+            let current = a.activity.aff == aff as i32;
             let target = if current {
-                Some(a.act.obj as usize)
+                Some(a.activity.obj as usize)
             } else {
                 found
             };
@@ -447,30 +447,30 @@ impl World {
             }
             put(if current { 1.0 } else { 0.0 });
         }
-        put(if self.st.power_out == 0 { 1.0 } else { 0.0 });
-        put(if self.st.water_out == 0 { 1.0 } else { 0.0 });
+        put(if self.state.power_out == 0 { 1.0 } else { 0.0 });
+        put(if self.state.water_out == 0 { 1.0 } else { 0.0 });
         let ratios: f64 = self
-            .st
+            .state
             .prices
             .iter()
-            .zip(&self.st.base_prices)
+            .zip(&self.state.base_prices)
             .map(|(p, b)| if *b > 0.0 { p / b } else { 1.0 })
             .sum::<f64>();
-        let index = if self.st.prices.is_empty() {
+        let index = if self.state.prices.is_empty() {
             1.0
         } else {
-            ratios / self.st.prices.len() as f64
+            ratios / self.state.prices.len() as f64
         };
         put(squash(index - 1.0, 1.0));
         put((a.hunger_low_ticks as f32 / cfg.needs.faint_window_ticks as f32).min(1.0));
-        put(if a.chat_ready_at <= self.st.tick {
+        put(if a.chat_ready_at <= self.state.tick {
             1.0
         } else {
             0.0
         });
         let nearby = self.nearby_agents(i);
         put((nearby as f32 / s.chat_slots().max(1) as f32).min(1.0));
-        put(((self.st.tick - a.spawned_at) as f32 / tpd).min(1.0));
+        put(((self.state.tick - a.spawned_at) as f32 / tpd).min(1.0));
         debug_assert_eq!(k, layout.n_features());
     }
 }

@@ -9,19 +9,19 @@ use crate::world::World;
 
 impl World {
     pub(crate) fn perturbations_tick(&mut self) {
-        let tick = self.st.tick;
-        let s = std::sync::Arc::clone(&self.s);
+        let tick = self.state.tick;
+        let s = std::sync::Arc::clone(&self.statics);
         let cfg = &s.cfg.perturbations;
-        if tick >= self.st.perturb.window_start + u64::from(cfg.window_ticks) {
-            self.st.perturb.window_start = tick - tick % u64::from(cfg.window_ticks);
-            self.st
+        if tick >= self.state.perturb.window_start + u64::from(cfg.window_ticks) {
+            self.state.perturb.window_start = tick - tick % u64::from(cfg.window_ticks);
+            self.state
                 .perturb
                 .window_counts
                 .iter_mut()
                 .for_each(|c| *c = 0);
         }
         let ended: Vec<u32> = self
-            .st
+            .state
             .perturb
             .active
             .iter()
@@ -32,40 +32,40 @@ impl World {
             self.end_perturbation(id, EventKind::PerturbationEnded);
         }
         let due: Vec<PendingPerturbation> = self
-            .st
+            .state
             .perturb
             .pending
             .iter()
             .filter(|p| p.starts <= tick)
             .cloned()
             .collect();
-        self.st.perturb.pending.retain(|p| p.starts > tick);
+        self.state.perturb.pending.retain(|p| p.starts > tick);
         for p in due {
             self.start_perturbation(p.id, p.spec, p.duration, p.magnitude);
         }
-        if tick < self.st.perturb.global_ready_at {
+        if tick < self.state.perturb.global_ready_at {
             return;
         }
-        let tpd = f64::from(self.s.cfg.world.ticks_per_day);
-        for s in 0..self.s.perturbations.len() {
-            if self.st.perturb.active.len() >= cfg.max_concurrent_events as usize {
+        let tpd = f64::from(self.statics.cfg.world.ticks_per_day);
+        for s in 0..self.statics.perturbations.len() {
+            if self.state.perturb.active.len() >= cfg.max_concurrent_events as usize {
                 break;
             }
-            let sched = self.s.perturbations[s].spec.schedule();
+            let sched = self.statics.perturbations[s].spec.schedule();
             if sched.prob_per_day <= 0.0 {
                 continue;
             }
-            let u = self.st.rng_perturb.next_f64();
-            if tick < self.st.perturb.spec_ready_at[s]
-                || self.st.perturb.window_counts[s] >= cfg.max_events_per_window
+            let u = self.state.rng_perturb.next_f64();
+            if tick < self.state.perturb.spec_ready_at[s]
+                || self.state.perturb.window_counts[s] >= cfg.max_events_per_window
             {
                 continue;
             }
             if u < sched.prob_per_day / tpd {
-                let id = self.st.perturb.next_id;
-                self.st.perturb.next_id += 1;
-                self.st.perturb.window_counts[s] += 1;
-                self.st.perturb.global_ready_at = tick + u64::from(cfg.global_cooldown_ticks);
+                let id = self.state.perturb.next_id;
+                self.state.perturb.next_id += 1;
+                self.state.perturb.window_counts[s] += 1;
+                self.state.perturb.global_ready_at = tick + u64::from(cfg.global_cooldown_ticks);
                 self.start_perturbation(id, s, None, None);
                 break;
             }
@@ -79,17 +79,17 @@ impl World {
         duration: Option<u32>,
         magnitude: Option<f64>,
     ) {
-        let tick = self.st.tick;
-        let info = self.s.perturbations[spec].clone();
+        let tick = self.state.tick;
+        let info = self.statics.perturbations[spec].clone();
         let sched = info.spec.schedule();
         let duration = duration
             .unwrap_or_else(|| {
-                self.st
+                self.state
                     .rng_perturb
                     .range_u32(sched.duration[0], sched.duration[1])
             })
             .max(1);
-        self.st.perturb.spec_ready_at[spec] = tick + u64::from(sched.cooldown_ticks);
+        self.state.perturb.spec_ready_at[spec] = tick + u64::from(sched.cooldown_ticks);
         let mut active = ActivePerturbation {
             id,
             spec,
@@ -103,21 +103,21 @@ impl World {
             PerturbationSpec::PriceSpike {
                 magnitude: range, ..
             } => {
-                active.magnitude =
-                    magnitude.unwrap_or_else(|| self.st.rng_perturb.range_f64(range[0], range[1]));
+                active.magnitude = magnitude
+                    .unwrap_or_else(|| self.state.rng_perturb.range_f64(range[0], range[1]));
                 let m = active.magnitude;
-                self.st.perturb.active.push(active);
+                self.state.perturb.active.push(active);
                 self.emit(EventKind::PerturbationPriceSpike, -1, -1, -1, m as f32);
                 self.recompute_prices();
                 return;
             }
             PerturbationSpec::Blackout { .. } => {
-                self.st.power_out += 1;
+                self.state.power_out += 1;
                 self.emit(EventKind::PerturbationBlackout, -1, -1, -1, duration as f32);
                 self.fail_utility_users(true);
             }
             PerturbationSpec::Outage { .. } => {
-                self.st.water_out += 1;
+                self.state.water_out += 1;
                 self.emit(EventKind::PerturbationOutage, -1, -1, -1, duration as f32);
                 self.fail_utility_users(false);
             }
@@ -137,16 +137,16 @@ impl World {
                 self.relocate_for_meet(&info.location_objects, &active.participants);
             }
         }
-        self.st.perturb.active.push(active);
+        self.state.perturb.active.push(active);
     }
 
     fn fail_utility_users(&mut self, power: bool) {
         for i in 0..self.n_agents() {
-            let a = &self.st.agents[i];
-            if !a.alive || a.act.phase != Phase::Running {
+            let a = &self.state.agents[i];
+            if !a.alive || a.activity.phase != Phase::Running {
                 continue;
             }
-            let af = &self.s.affs[a.act.aff as usize];
+            let af = &self.statics.affs[a.activity.aff as usize];
             if (power && af.needs_power) || (!power && af.needs_water) {
                 self.utility_fail(i);
             }
@@ -155,10 +155,10 @@ impl World {
 
     /// The strongest rival pair (honouring `top_rivals`), else a random draw.
     fn meet_participants(&mut self, target: MeetTarget, max: usize) -> Vec<u32> {
-        let tick = self.st.tick;
+        let tick = self.state.tick;
         let n = self.n_agents();
         let eligible: Vec<usize> = (0..n)
-            .filter(|&i| self.st.agents[i].alive && self.st.perturb.agent_ready_at[i] <= tick)
+            .filter(|&i| self.state.agents[i].alive && self.state.perturb.agent_ready_at[i] <= tick)
             .collect();
         let mut chosen: Vec<usize> = Vec::new();
         if target == MeetTarget::TopRivals {
@@ -178,22 +178,22 @@ impl World {
         if chosen.is_empty() {
             let mut pool = eligible;
             while chosen.len() < max && !pool.is_empty() {
-                let k = (self.st.rng_perturb.next_u64() % pool.len() as u64) as usize;
+                let k = (self.state.rng_perturb.next_u64() % pool.len() as u64) as usize;
                 chosen.push(pool.swap_remove(k));
             }
         }
-        let cooldown = u64::from(self.s.cfg.perturbations.per_agent_cooldown_ticks);
+        let cooldown = u64::from(self.statics.cfg.perturbations.per_agent_cooldown_ticks);
         for &i in &chosen {
-            self.st.perturb.agent_ready_at[i] = tick + cooldown;
+            self.state.perturb.agent_ready_at[i] = tick + cooldown;
         }
         chosen.into_iter().map(|i| i as u32).collect()
     }
 
     fn relocate_for_meet(&mut self, objects: &[usize], who: &[u32]) {
         let Some(&obj) = objects.first() else { return };
-        let pos = self.s.objects[obj].pos;
+        let pos = self.statics.objects[obj].pos;
         let tiles: Vec<[i32; 2]> = self
-            .s
+            .statics
             .grid
             .neighbours(pos[0], pos[1])
             .map(|(x, y)| [x, y])
@@ -201,9 +201,9 @@ impl World {
         for (k, &i) in who.iter().enumerate() {
             let i = i as usize;
             self.abandon(i);
-            self.st.agents[i].act = Activity::IDLE;
-            self.st.agents[i].pos = tiles[k % tiles.len()];
-            self.st.agents[i].ctx_reset = true;
+            self.state.agents[i].activity = Activity::IDLE;
+            self.state.agents[i].pos = tiles[k % tiles.len()];
+            self.state.agents[i].ctx_reset = true;
             self.emit(
                 EventKind::ArrangedMeetRelocated,
                 i as i32,
@@ -215,14 +215,14 @@ impl World {
     }
 
     fn end_perturbation(&mut self, id: u32, why: EventKind) {
-        let Some(idx) = self.st.perturb.active.iter().position(|p| p.id == id) else {
+        let Some(idx) = self.state.perturb.active.iter().position(|p| p.id == id) else {
             return;
         };
-        let p = self.st.perturb.active.remove(idx);
-        match self.s.perturbations[p.spec].spec {
+        let p = self.state.perturb.active.remove(idx);
+        match self.statics.perturbations[p.spec].spec {
             PerturbationSpec::PriceSpike { .. } => self.recompute_prices(),
-            PerturbationSpec::Blackout { .. } => self.st.power_out -= 1,
-            PerturbationSpec::Outage { .. } => self.st.water_out -= 1,
+            PerturbationSpec::Blackout { .. } => self.state.power_out -= 1,
+            PerturbationSpec::Outage { .. } => self.state.water_out -= 1,
             PerturbationSpec::ArrangedMeet { .. } => {}
         }
         self.emit(why, -1, -1, -1, id as f32);
@@ -238,7 +238,7 @@ impl World {
     ) -> Result<u32, String> {
         self.schedule_perturbation(
             name,
-            self.st.tick + u64::from(starts_in),
+            self.state.tick + u64::from(starts_in),
             duration,
             magnitude,
         )
@@ -253,13 +253,13 @@ impl World {
         magnitude: Option<f64>,
     ) -> Result<u32, String> {
         let spec = self
-            .s
+            .statics
             .perturbations
             .iter()
             .position(|p| p.name == name)
             .ok_or_else(|| {
                 let known: Vec<&str> = self
-                    .s
+                    .statics
                     .perturbations
                     .iter()
                     .map(|p| p.name.as_str())
@@ -281,9 +281,9 @@ impl World {
                 return Err(format!("magnitude must be a finite number > 0, got {m}"));
             }
         }
-        let id = self.st.perturb.next_id;
-        self.st.perturb.next_id += 1;
-        self.st.perturb.pending.push(PendingPerturbation {
+        let id = self.state.perturb.next_id;
+        self.state.perturb.next_id += 1;
+        self.state.perturb.pending.push(PendingPerturbation {
             id,
             spec,
             starts,
@@ -295,13 +295,13 @@ impl World {
 
     /// Console: cancel a pending or active perturbation.
     pub fn perturbation_cancel(&mut self, id: u32) -> bool {
-        if self.st.perturb.active.iter().any(|p| p.id == id) {
+        if self.state.perturb.active.iter().any(|p| p.id == id) {
             self.end_perturbation(id, EventKind::PerturbationCancelled);
             return true;
         }
-        let before = self.st.perturb.pending.len();
-        self.st.perturb.pending.retain(|p| p.id != id);
-        if self.st.perturb.pending.len() != before {
+        let before = self.state.perturb.pending.len();
+        self.state.perturb.pending.retain(|p| p.id != id);
+        if self.state.perturb.pending.len() != before {
             self.emit(EventKind::PerturbationCancelled, -1, -1, -1, id as f32);
             return true;
         }

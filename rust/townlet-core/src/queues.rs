@@ -12,21 +12,21 @@ use crate::world::World;
 impl World {
     pub(crate) fn request(&mut self, i: usize, obj: usize) {
         let n = self.n_agents();
-        let tick = self.st.tick;
-        if self.st.cooldowns[obj * n + i] > tick {
+        let tick = self.state.tick;
+        if self.state.cooldowns[obj * n + i] > tick {
             self.emit(EventKind::QueueCooldown, i as i32, -1, obj as i32, 0.0);
-            self.st.agents[i].act = Activity::IDLE;
+            self.state.agents[i].activity = Activity::IDLE;
             return;
         }
-        let cap = self.s.types[self.s.objects[obj].type_idx].capacity;
-        let os = &mut self.st.objects[obj];
+        let cap = self.statics.types[self.statics.objects[obj].type_idx].capacity;
+        let os = &mut self.state.objects[obj];
         if os.holders.len() < cap && os.waiting.is_empty() {
             os.holders.push(Holder {
                 agent: i as u32,
                 since: tick,
                 stalled: 0,
             });
-            self.st.agents[i].act.phase = Phase::Holding;
+            self.state.agents[i].activity.phase = Phase::Holding;
             self.try_start(i);
         } else {
             os.waiting.push(Waiter {
@@ -34,14 +34,14 @@ impl World {
                 joined: tick,
                 conflicted: false,
             });
-            self.st.agents[i].act.phase = Phase::Waiting;
+            self.state.agents[i].activity.phase = Phase::Waiting;
         }
     }
 
     /// Start the affordance of a holder, or leave it holding (stalled) while a utility or the shift
     /// is not there yet, or give up when stock or money are missing.
     pub(crate) fn try_start(&mut self, i: usize) {
-        let act = self.st.agents[i].act;
+        let act = self.state.agents[i].activity;
         let (aff, obj) = (act.aff as usize, act.obj as usize);
         if !self.transient_ok(i, aff, obj) {
             return;
@@ -58,18 +58,18 @@ impl World {
             return;
         }
         let price = self.price(aff);
-        let af = &self.s.affs[aff];
+        let af = &self.statics.affs[aff];
         for &(k, n) in &af.consumes {
-            self.st.objects[obj].stock[k] -= n;
+            self.state.objects[obj].stock[k] -= n;
         }
-        let a = &mut self.st.agents[i];
+        let a = &mut self.state.agents[i];
         a.wallet -= price;
         a.counters.spent += price;
-        self.st.stats.spent += price;
-        a.act.phase = Phase::Running;
-        a.act.remaining = af.duration;
-        a.act.since = self.st.tick;
-        if let Some(h) = self.st.objects[obj]
+        self.state.stats.spent += price;
+        a.activity.phase = Phase::Running;
+        a.activity.remaining = af.duration;
+        a.activity.since = self.state.tick;
+        if let Some(h) = self.state.objects[obj]
             .holders
             .iter_mut()
             .find(|h| h.agent == i as u32)
@@ -87,17 +87,17 @@ impl World {
 
     /// Leave the current option. A running affordance counts as failed.
     pub(crate) fn abandon(&mut self, i: usize) {
-        let act = self.st.agents[i].act;
+        let act = self.state.agents[i].activity;
         match act.phase {
             Phase::Idle => {}
-            Phase::Walking => self.st.agents[i].act = Activity::IDLE,
+            Phase::Walking => self.state.agents[i].activity = Activity::IDLE,
             Phase::Waiting => {
                 let obj = act.obj as usize;
-                let avoided = self.st.objects[obj]
+                let avoided = self.state.objects[obj]
                     .holders
                     .iter()
                     .any(|h| self.avoids(i, h.agent as usize));
-                self.st.agents[i].flags.avoided |= avoided;
+                self.state.agents[i].flags.avoided |= avoided;
                 self.release(i, false);
             }
             Phase::Holding => self.release(i, false),
@@ -117,24 +117,24 @@ impl World {
     /// Remove agent `i` from its object's queue or holders. Success sets the request cooldown and
     /// hands the reservation over, preferring a waiter the departing agent likes.
     pub(crate) fn release(&mut self, i: usize, success: bool) {
-        let obj = self.st.agents[i].act.obj;
-        self.st.agents[i].act = Activity::IDLE;
+        let obj = self.state.agents[i].activity.obj;
+        self.state.agents[i].activity = Activity::IDLE;
         if obj < 0 {
             return;
         }
         let obj = obj as usize;
         let n = self.n_agents();
-        let os = &mut self.st.objects[obj];
+        let os = &mut self.state.objects[obj];
         let was_holder = os.holders.iter().any(|h| h.agent == i as u32);
         os.holders.retain(|h| h.agent != i as u32);
         os.waiting.retain(|w| w.agent != i as u32);
         if success {
-            self.st.cooldowns[obj * n + i] =
-                self.st.tick + u64::from(self.s.cfg.queue_fairness.cooldown_ticks);
+            self.state.cooldowns[obj * n + i] =
+                self.state.tick + u64::from(self.statics.cfg.queue_fairness.cooldown_ticks);
         }
-        if success && was_holder && !self.st.objects[obj].waiting.is_empty() {
+        if success && was_holder && !self.state.objects[obj].waiting.is_empty() {
             // Relationship-preferred handover: the liked waiter moves to the head.
-            let waiting = &self.st.objects[obj].waiting;
+            let waiting = &self.state.objects[obj].waiting;
             let mut best: Option<(f32, usize)> = None;
             for (idx, w) in waiting.iter().enumerate() {
                 let t = self.tie(i, w.agent as usize);
@@ -145,11 +145,11 @@ impl World {
             }
             if let Some((_, idx)) = best {
                 if idx > 0 {
-                    let w = self.st.objects[obj].waiting.remove(idx);
-                    self.st.objects[obj].waiting.insert(0, w);
+                    let w = self.state.objects[obj].waiting.remove(idx);
+                    self.state.objects[obj].waiting.insert(0, w);
                 }
             }
-            let next = self.st.objects[obj].waiting[0].agent as usize;
+            let next = self.state.objects[obj].waiting[0].agent as usize;
             self.emit(
                 EventKind::QueueInteraction,
                 i as i32,
@@ -160,24 +160,24 @@ impl World {
             self.update_pair(i, next, 0.05, 0.05, -0.05, Cause::Handover);
             // The handover is real: the chosen waiter takes the freed place (age priority orders
             // the rest of the wait list, it does not overrule the departing holder's choice).
-            let w = self.st.objects[obj].waiting.remove(0);
-            self.st.objects[obj].holders.push(Holder {
+            let w = self.state.objects[obj].waiting.remove(0);
+            self.state.objects[obj].holders.push(Holder {
                 agent: w.agent,
-                since: self.st.tick,
+                since: self.state.tick,
                 stalled: 0,
             });
-            self.st.agents[next].act.phase = Phase::Holding;
+            self.state.agents[next].activity.phase = Phase::Holding;
         }
         self.assign(obj);
     }
 
     /// Fill free capacity from the wait list: lowest (index - age weight * ticks waited) first.
     pub(crate) fn assign(&mut self, obj: usize) {
-        let cap = self.s.types[self.s.objects[obj].type_idx].capacity;
-        let w_age = self.s.cfg.queue_fairness.age_priority_weight;
-        let tick = self.st.tick;
+        let cap = self.statics.types[self.statics.objects[obj].type_idx].capacity;
+        let w_age = self.statics.cfg.queue_fairness.age_priority_weight;
+        let tick = self.state.tick;
         loop {
-            let os = &self.st.objects[obj];
+            let os = &self.state.objects[obj];
             if os.holders.len() >= cap || os.waiting.is_empty() {
                 return;
             }
@@ -190,32 +190,32 @@ impl World {
                     best = idx;
                 }
             }
-            let w = self.st.objects[obj].waiting.remove(best);
-            self.st.objects[obj].holders.push(Holder {
+            let w = self.state.objects[obj].waiting.remove(best);
+            self.state.objects[obj].holders.push(Holder {
                 agent: w.agent,
                 since: tick,
                 stalled: 0,
             });
-            self.st.agents[w.agent as usize].act.phase = Phase::Holding;
+            self.state.agents[w.agent as usize].activity.phase = Phase::Holding;
         }
     }
 
     /// Queue system: assignment, ghost steps for stalled holders, and impatience conflicts.
     pub(crate) fn queues_tick(&mut self) {
-        let qf = self.s.cfg.queue_fairness.clone();
-        let tick = self.st.tick;
-        for obj in 0..self.st.objects.len() {
+        let qf = self.statics.cfg.queue_fairness.clone();
+        let tick = self.state.tick;
+        for obj in 0..self.state.objects.len() {
             self.assign(obj);
-            if self.st.objects[obj].waiting.is_empty() {
-                for h in &mut self.st.objects[obj].holders {
+            if self.state.objects[obj].waiting.is_empty() {
+                for h in &mut self.state.objects[obj].holders {
                     h.stalled = 0;
                 }
                 continue;
             }
             // Ghost step: only a holder whose affordance is not running can be stalled.
             let mut ghost: Option<usize> = None;
-            for h in &mut self.st.objects[obj].holders {
-                if self.st.agents[h.agent as usize].act.phase == Phase::Holding {
+            for h in &mut self.state.objects[obj].holders {
+                if self.state.agents[h.agent as usize].activity.phase == Phase::Holding {
                     h.stalled += 1;
                     if h.stalled >= qf.ghost_step_after && ghost.is_none() {
                         ghost = Some(h.agent as usize);
@@ -225,16 +225,19 @@ impl World {
                 }
             }
             if let Some(g) = ghost {
-                let rival = self.st.objects[obj].waiting[0].agent as usize;
-                let len = self.st.objects[obj].waiting.len() + self.st.objects[obj].holders.len();
-                let aff = self.st.agents[g].act.aff;
-                self.st.objects[obj].holders.retain(|h| h.agent != g as u32);
-                self.st.objects[obj].waiting.push(Waiter {
+                let rival = self.state.objects[obj].waiting[0].agent as usize;
+                let len =
+                    self.state.objects[obj].waiting.len() + self.state.objects[obj].holders.len();
+                let aff = self.state.agents[g].activity.aff;
+                self.state.objects[obj]
+                    .holders
+                    .retain(|h| h.agent != g as u32);
+                self.state.objects[obj].waiting.push(Waiter {
                     agent: g as u32,
                     joined: tick,
                     conflicted: true,
                 });
-                self.st.agents[g].act = Activity {
+                self.state.agents[g].activity = Activity {
                     aff,
                     obj: obj as i32,
                     phase: Phase::Waiting,
@@ -248,29 +251,29 @@ impl World {
                     obj as i32,
                     0.0,
                 );
-                let intensity = self.s.cfg.conflict.ghost_step_boost
-                    + self.s.cfg.conflict.queue_length_boost * (len as f32 - 1.0);
+                let intensity = self.statics.cfg.conflict.ghost_step_boost
+                    + self.statics.cfg.conflict.queue_length_boost * (len as f32 - 1.0);
                 self.queue_conflict(g, rival, obj, intensity);
                 self.assign(obj);
             }
             // Impatience: one conflict per wait, with the first holder.
-            let Some(holder) = self.st.objects[obj]
+            let Some(holder) = self.state.objects[obj]
                 .holders
                 .first()
                 .map(|h| h.agent as usize)
             else {
                 continue;
             };
-            let len = self.st.objects[obj].waiting.len() + self.st.objects[obj].holders.len();
-            for k in 0..self.st.objects[obj].waiting.len() {
-                let w = self.st.objects[obj].waiting[k];
+            let len = self.state.objects[obj].waiting.len() + self.state.objects[obj].holders.len();
+            for k in 0..self.state.objects[obj].waiting.len() {
+                let w = self.state.objects[obj].waiting[k];
                 let tolerance =
-                    PROFILES[self.s.agent_profiles[w.agent as usize]].conflict_tolerance;
+                    PROFILES[self.statics.agent_profiles[w.agent as usize]].conflict_tolerance;
                 let patience = (qf.patience_ticks as f32 * tolerance) as u64;
                 if !w.conflicted && tick - w.joined >= patience {
-                    self.st.objects[obj].waiting[k].conflicted = true;
-                    let intensity = self.s.cfg.conflict.wait_boost
-                        + self.s.cfg.conflict.queue_length_boost * (len as f32 - 1.0);
+                    self.state.objects[obj].waiting[k].conflicted = true;
+                    let intensity = self.statics.cfg.conflict.wait_boost
+                        + self.statics.cfg.conflict.queue_length_boost * (len as f32 - 1.0);
                     self.queue_conflict(w.agent as usize, holder, obj, intensity);
                 }
             }

@@ -11,14 +11,14 @@ const TOTAL: usize = N_REWARD_COMPONENTS - 1;
 
 impl World {
     pub(crate) fn compute_rewards(&mut self) {
-        let r = self.s.cfg.rewards.clone();
+        let r = self.statics.cfg.rewards.clone();
         let w = r.needs_weights.to_array();
-        let tick = self.st.tick;
+        let tick = self.state.tick;
         for i in 0..self.n_agents() {
             let parts =
                 &mut self.reward_parts[i * N_REWARD_COMPONENTS..(i + 1) * N_REWARD_COMPONENTS];
             parts.iter_mut().for_each(|p| *p = 0.0);
-            let a = &self.st.agents[i];
+            let a = &self.state.agents[i];
             if !a.alive {
                 self.rewards[i] = 0.0;
                 continue;
@@ -37,8 +37,8 @@ impl World {
                 let worst_deficit = a.needs.iter().map(|v| 1.0 - v).fold(0.0f32, f32::max);
                 if a.flags.chat_quality > 0.0 && worst_deficit <= 0.85 && a.flags.chat_partner >= 0
                 {
-                    let n = self.st.agents.len();
-                    let t = &self.st.ties[i * n + a.flags.chat_partner as usize];
+                    let n = self.state.agents.len();
+                    let t = &self.state.ties[i * n + a.flags.chat_partner as usize];
                     let c = &r.social;
                     parts[4] = (c.c1_chat_base
                         + c.c1_coeff_trust * t.trust
@@ -77,7 +77,7 @@ impl World {
             parts[8] = total - raw;
             parts[TOTAL] = total;
             self.rewards[i] = total;
-            self.st.agents[i].episode_reward = new_ep;
+            self.state.agents[i].episode_reward = new_ep;
         }
     }
 

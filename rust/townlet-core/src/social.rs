@@ -46,8 +46,8 @@ impl World {
         mut riv: f32,
         cause: Cause,
     ) {
-        if self.s.cfg.relationships.personality_modifiers && cause != Cause::Console {
-            let p = &PROFILES[self.s.agent_profiles[owner]];
+        if self.statics.cfg.relationships.personality_modifiers && cause != Cause::Console {
+            let p = &PROFILES[self.statics.agent_profiles[owner]];
             // Forgiving owners take negative changes more lightly, unforgiving ones harder.
             let f = p.forgiveness;
             let scale = if f >= 0.0 {
@@ -72,7 +72,7 @@ impl World {
             }
         }
         let n = self.n_agents();
-        let t = &mut self.st.ties[owner * n + other];
+        let t = &mut self.state.ties[owner * n + other];
         t.trust = (t.trust + trust).clamp(-1.0, 1.0);
         t.familiarity = (t.familiarity + fam).clamp(-1.0, 1.0);
         t.rivalry = (t.rivalry + riv).clamp(0.0, 1.0);
@@ -84,9 +84,9 @@ impl World {
     /// as strong).
     pub(crate) fn prune(&mut self, owner: usize) {
         let n = self.n_agents();
-        let max = self.s.cfg.relationships.max_edges as usize;
+        let max = self.statics.cfg.relationships.max_edges as usize;
         loop {
-            let row = &self.st.ties[owner * n..(owner + 1) * n];
+            let row = &self.state.ties[owner * n..(owner + 1) * n];
             let count = row.iter().filter(|t| t.present).count();
             if count <= max {
                 return;
@@ -98,7 +98,7 @@ impl World {
                 .min_by(|(_, x), (_, y)| strength(x).total_cmp(&strength(y)))
                 .map(|(j, _)| j)
                 .expect("count > max >= 1");
-            self.st.ties[owner * n + weakest] = Tie::default();
+            self.state.ties[owner * n + weakest] = Tie::default();
             self.emit(
                 crate::events::EventKind::RelationshipEvicted,
                 owner as i32,
@@ -111,9 +111,9 @@ impl World {
 
     /// Relationship decay toward zero; a tie that fades below the eviction threshold is dropped.
     pub(crate) fn relationships_tick(&mut self) {
-        let d = self.s.cfg.relationships.decay;
-        let eps = self.s.cfg.relationships.eviction_threshold;
-        for t in self.st.ties.iter_mut().filter(|t| t.present) {
+        let d = self.statics.cfg.relationships.decay;
+        let eps = self.statics.cfg.relationships.eviction_threshold;
+        for t in self.state.ties.iter_mut().filter(|t| t.present) {
             t.trust = toward_zero(t.trust, d.trust);
             t.familiarity = toward_zero(t.familiarity, d.familiarity);
             t.rivalry = toward_zero(t.rivalry, d.rivalry);
@@ -125,18 +125,19 @@ impl World {
 
     /// Does `a` avoid `b` (rivalry at or above the avoid threshold)?
     pub fn avoids(&self, a: usize, b: usize) -> bool {
-        self.tie(a, b).rivalry >= self.s.cfg.conflict.avoid_threshold
+        self.tie(a, b).rivalry >= self.statics.cfg.conflict.avoid_threshold
     }
 
     /// Agent `i` speaks to `j`. Rivals refuse; otherwise the listener's regard decides.
     pub(crate) fn chat(&mut self, i: usize, j: usize) {
-        let tick = self.st.tick;
-        self.st.agents[i].chat_ready_at = tick + u64::from(self.s.cfg.behavior.chat_cooldown_ticks);
+        let tick = self.state.tick;
+        self.state.agents[i].chat_ready_at =
+            tick + u64::from(self.statics.cfg.behavior.chat_cooldown_ticks);
         let heard = *self.tie(j, i);
         let own = *self.tie(i, j);
-        let ext_i = PROFILES[self.s.agent_profiles[i]].extroversion;
-        let ext_j = PROFILES[self.s.agent_profiles[j]].extroversion;
-        let listener_worst = self.st.agents[j]
+        let ext_i = PROFILES[self.statics.agent_profiles[i]].extroversion;
+        let ext_j = PROFILES[self.statics.agent_profiles[j]].extroversion;
+        let listener_worst = self.state.agents[j]
             .needs
             .iter()
             .copied()
@@ -145,33 +146,33 @@ impl World {
             - 0.6 * heard.rivalry
             - if listener_worst < 0.15 { 0.3 } else { 0.0 })
         .clamp(0.05, 0.95);
-        let u = self.st.rng_social.next_f64() as f32;
+        let u = self.state.rng_social.next_f64() as f32;
         let refused = self.avoids(i, j) || self.avoids(j, i);
         if !refused && u < p_ok {
-            let noise = self.st.rng_social.next_f64() as f32 - 0.5;
+            let noise = self.state.rng_social.next_f64() as f32 - 0.5;
             let q = (0.5 + 0.3 * ext_i + 0.2 * own.trust + 0.1 * own.familiarity
                 - 0.2 * own.rivalry
                 + 0.2 * noise)
                 .clamp(0.1, 1.0);
             self.update_pair(i, j, 0.05 * q, 0.10 * q, 0.0, Cause::ChatSuccess);
-            self.st.agents[i].flags.chat_quality += q;
-            self.st.agents[j].flags.chat_quality += q;
-            self.st.agents[i].flags.chat_partner = j as i32;
-            self.st.agents[j].flags.chat_partner = i as i32;
-            self.st.agents[i].counters.chats_ok += 1;
+            self.state.agents[i].flags.chat_quality += q;
+            self.state.agents[j].flags.chat_quality += q;
+            self.state.agents[i].flags.chat_partner = j as i32;
+            self.state.agents[j].flags.chat_partner = i as i32;
+            self.state.agents[i].counters.chats_ok += 1;
             self.emit(EventKind::ChatSuccess, i as i32, j as i32, -1, q);
         } else {
             self.update_pair(i, j, 0.0, -0.05, 0.05, Cause::ChatFailure);
-            self.st.agents[i].flags.chat_failed_speaker = true;
-            self.st.agents[j].flags.chat_failed_listener = true;
-            self.st.agents[i].counters.chats_failed += 1;
+            self.state.agents[i].flags.chat_failed_speaker = true;
+            self.state.agents[j].flags.chat_failed_listener = true;
+            self.state.agents[i].counters.chats_failed += 1;
             self.emit(EventKind::ChatFailure, i as i32, j as i32, -1, 0.0);
         }
     }
 
     /// One queue conflict: rivalry grows once, in both directions, and one event is recorded.
     pub(crate) fn queue_conflict(&mut self, a: usize, b: usize, obj: usize, intensity: f32) {
-        let c = &self.s.cfg.conflict;
+        let c = &self.statics.cfg.conflict;
         let intensity = intensity.clamp(c.intensity_min, c.intensity_max);
         let inc = c.increment_per_conflict * intensity;
         self.update_pair(a, b, 0.0, 0.0, inc, Cause::Conflict);
@@ -187,8 +188,8 @@ impl World {
     /// Strongest rivalry held by agent `i`, and how many others it avoids.
     pub fn rivalry_summary(&self, i: usize) -> (f32, u32) {
         let n = self.n_agents();
-        let thr = self.s.cfg.conflict.avoid_threshold;
-        let row = &self.st.ties[i * n..(i + 1) * n];
+        let thr = self.statics.cfg.conflict.avoid_threshold;
+        let row = &self.state.ties[i * n..(i + 1) * n];
         let max = row
             .iter()
             .filter(|t| t.present)

@@ -188,7 +188,8 @@ pub struct Agent {
     pub home: [i32; 2],
     pub needs: [f32; 3],
     pub wallet: f64,
-    pub act: Activity,
+    #[serde(rename = "act")]
+    pub activity: Activity,
     pub hunger_low_ticks: u32,
     pub chat_ready_at: u64,
     pub last_action: u16,
@@ -196,7 +197,8 @@ pub struct Agent {
     pub ctx_reset: bool,
     pub identity_slot: i32,
     pub spawned_at: u64,
-    pub emp: Employment,
+    #[serde(rename = "emp")]
+    pub employment: Employment,
     pub counters: AgentCounters,
     pub terminated: Option<TermReason>,
     pub flags: TickFlags,

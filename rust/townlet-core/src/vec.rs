@@ -305,8 +305,8 @@ impl VecWorld {
             .zip(counts.chunks_mut(kinds))
             .zip(values.chunks_mut(kinds))
         {
-            c.copy_from_slice(&w.st.events.tick_counts);
-            v.copy_from_slice(&w.st.events.tick_values);
+            c.copy_from_slice(&w.state.events.tick_counts);
+            v.copy_from_slice(&w.state.events.tick_values);
         }
         Ok(())
     }
@@ -326,7 +326,7 @@ impl VecWorld {
             seed: self.seed,
             episode_ticks: self.episode_ticks,
             episodes: self.episodes.clone(),
-            towns: self.towns.iter().map(|w| w.st.clone()).collect(),
+            towns: self.towns.iter().map(|w| w.state.clone()).collect(),
         };
         serde_json::to_string(&st).expect("vec state serialises")
     }
@@ -402,7 +402,7 @@ impl VecWorld {
                 &mut obs[k * m * d..(k + 1) * m * d],
                 &mut masks[k * m * a..(k + 1) * m * a],
             );
-            for (i, ag) in w.st.agents.iter().enumerate() {
+            for (i, ag) in w.state.agents.iter().enumerate() {
                 alive[k * m + i] = ag.alive;
             }
         }
@@ -449,17 +449,17 @@ impl StepCtx<'_> {
         o: TownOut<'_>,
     ) {
         w.step(Actions::Given(actions));
-        for (i, ag) in w.st.agents.iter().enumerate() {
+        for (i, ag) in w.state.agents.iter().enumerate() {
             o.rewards[i] = w.rewards()[i];
             o.terminated[i] = ag.terminated.is_some();
             o.invalid[i] = ag.flags.invalid_action;
             o.truncated[i] = false;
         }
         if w.tick() >= self.episode_ticks {
-            let a = w.s.n_actions();
+            let a = w.statics.n_actions();
             let mut scratch = vec![false; w.n_agents() * a];
             write_town(w, self.layout, o.final_obs, &mut scratch);
-            for (i, ag) in w.st.agents.iter().enumerate() {
+            for (i, ag) in w.state.agents.iter().enumerate() {
                 o.truncated[i] = ag.alive && !o.terminated[i];
             }
             *episode += 1;
@@ -467,7 +467,7 @@ impl StepCtx<'_> {
                 Rng::stream(self.seed, k as u64, &format!("episode-{episode}")).next_u64();
             *w = World::new_seeded(Arc::clone(self.statics), town_seed, k as u64);
         }
-        for (i, ag) in w.st.agents.iter().enumerate() {
+        for (i, ag) in w.state.agents.iter().enumerate() {
             o.alive[i] = ag.alive;
         }
         write_town(w, self.layout, o.obs, o.masks);
@@ -478,7 +478,7 @@ impl StepCtx<'_> {
 /// (agents, n_actions), row-major.
 pub fn write_town(w: &World, layout: &ObsLayout, obs: &mut [f32], masks: &mut [bool]) {
     let d = layout.map_len() + layout.n_features();
-    let a = w.s.n_actions();
+    let a = w.statics.n_actions();
     let split = layout.map_len();
     for i in 0..w.n_agents() {
         let row = &mut obs[i * d..(i + 1) * d];

@@ -20,17 +20,18 @@ pub struct EmploymentView<'a> {
 impl World {
     /// The affordance agent `agent` is pursuing (`None` when idle) and where it is in that option.
     pub fn activity_view(&self, agent: usize) -> (Option<&str>, Phase) {
-        let act = &self.st.agents[agent].act;
+        let act = &self.state.agents[agent].activity;
         let affordance = usize::try_from(act.aff)
             .ok()
-            .map(|index| self.s.affs[index].id.as_str());
+            .map(|index| self.statics.affs[index].id.as_str());
         (affordance, act.phase)
     }
 
     /// Agent `agent`'s job, shift state and employment counters.
     pub fn employment_view(&self, agent: usize) -> EmploymentView<'_> {
-        let emp = &self.st.agents[agent].emp;
-        let job = self.s.agent_jobs[agent].map(|index| self.s.jobs[index].name.as_str());
+        let emp = &self.state.agents[agent].employment;
+        let job =
+            self.statics.agent_jobs[agent].map(|index| self.statics.jobs[index].name.as_str());
         EmploymentView {
             job,
             state: if job.is_some() {
@@ -47,11 +48,11 @@ impl World {
 
     /// Whether the power is on (no blackout running).
     pub fn power_on(&self) -> bool {
-        self.st.power_out == 0
+        self.state.power_out == 0
     }
 
     /// Whether the water is on (no outage running).
     pub fn water_on(&self) -> bool {
-        self.st.water_out == 0
+        self.state.water_out == 0
     }
 }

@@ -24,8 +24,8 @@ pub enum Actions<'a> {
 
 #[derive(Debug, Clone)]
 pub struct World {
-    pub s: Arc<Statics>,
-    pub st: State,
+    pub statics: Arc<Statics>,
+    pub state: State,
     pub town: u64,
     /// Actions applied in the last tick and their log-probabilities under the acting policy.
     pub last_actions: Vec<u16>,
@@ -71,15 +71,15 @@ impl World {
     }
 
     /// A fresh town `town` (its RNG streams are derived from the config seed and this index).
-    pub fn new(s: Arc<Statics>, town: u64) -> Self {
-        let seed = s.cfg.seed;
-        Self::new_seeded(s, seed, town)
+    pub fn new(statics: Arc<Statics>, town: u64) -> Self {
+        let seed = statics.cfg.seed;
+        Self::new_seeded(statics, seed, town)
     }
 
     /// A fresh town whose RNG streams derive from `seed` (instead of the config's) and `town`.
-    pub fn new_seeded(s: Arc<Statics>, seed: u64, town: u64) -> Self {
-        let cfg = &s.cfg;
-        let n = s.n_agents();
+    pub fn new_seeded(statics: Arc<Statics>, seed: u64, town: u64) -> Self {
+        let cfg = &statics.cfg;
+        let n = statics.n_agents();
         let agents = cfg
             .agents
             .iter()
@@ -92,7 +92,7 @@ impl World {
                 home: a.home,
                 needs: a.needs.unwrap_or(cfg.needs.initial).to_array(),
                 wallet: a.wallet.unwrap_or(cfg.economy.starting_wallet),
-                act: Activity::IDLE,
+                activity: Activity::IDLE,
                 hunger_low_ticks: 0,
                 chat_ready_at: 0,
                 last_action: 0,
@@ -100,14 +100,14 @@ impl World {
                 ctx_reset: true,
                 identity_slot: -1,
                 spawned_at: 0,
-                emp: Employment::new(),
+                employment: Employment::new(),
                 counters: AgentCounters::default(),
                 terminated: None,
                 flags: TickFlags::default(),
                 episode_reward: 0.0,
             })
             .collect();
-        let objects = s
+        let objects = statics
             .objects
             .iter()
             .map(|o| ObjectState {
@@ -116,17 +116,17 @@ impl World {
                 holders: Vec::new(),
             })
             .collect();
-        let n_specs = s.perturbations.len();
+        let n_specs = statics.perturbations.len();
         let slots = cfg.identity.max_slots as usize;
         let mut w = World {
-            st: State {
+            state: State {
                 tick: 0,
                 agents,
                 objects,
-                cooldowns: vec![0; s.objects.len() * n],
+                cooldowns: vec![0; statics.objects.len() * n],
                 ties: vec![Tie::default(); n * n],
-                base_prices: s.base_prices.clone(),
-                prices: s.base_prices.clone(),
+                base_prices: statics.base_prices.clone(),
+                prices: statics.base_prices.clone(),
                 power_out: 0,
                 water_out: 0,
                 mortality: cfg.lifecycle.mortality,
@@ -164,13 +164,13 @@ impl World {
             last_logp: vec![0.0; n],
             rewards: vec![0.0; n],
             reward_parts: vec![0.0; n * crate::reward_parts::N_REWARD_COMPONENTS],
-            scratch_mask: vec![false; s.n_actions()],
-            s,
+            scratch_mask: vec![false; statics.n_actions()],
+            statics,
         };
         for i in 0..n {
             w.identity_allocate(i);
         }
-        let timeline = w.s.cfg.scenario.timeline.clone();
+        let timeline = w.statics.cfg.scenario.timeline.clone();
         for t in timeline {
             w.schedule_perturbation(&t.perturbation, u64::from(t.tick), t.duration, t.magnitude)
                 .expect("validated timeline entry");
@@ -179,22 +179,22 @@ impl World {
     }
 
     pub fn n_agents(&self) -> usize {
-        self.st.agents.len()
+        self.state.agents.len()
     }
 
     #[inline]
     pub fn tick(&self) -> u64 {
-        self.st.tick
+        self.state.tick
     }
 
     #[inline]
     pub fn tick_of_day(&self) -> u32 {
-        (self.st.tick % u64::from(self.s.cfg.world.ticks_per_day)) as u32
+        (self.state.tick % u64::from(self.statics.cfg.world.ticks_per_day)) as u32
     }
 
     #[inline]
     pub fn day(&self) -> i64 {
-        (self.st.tick / u64::from(self.s.cfg.world.ticks_per_day)) as i64
+        (self.state.tick / u64::from(self.statics.cfg.world.ticks_per_day)) as i64
     }
 
     #[inline]
@@ -206,12 +206,12 @@ impl World {
         object: i32,
         value: f32,
     ) {
-        let t = self.st.tick;
-        self.st.events.emit(t, kind, agent, other, object, value);
+        let t = self.state.tick;
+        self.state.events.emit(t, kind, agent, other, object, value);
     }
 
     pub fn set_record_events(&mut self, on: bool) {
-        self.st.events.record = on;
+        self.state.events.record = on;
     }
 
     /// Advance `n` ticks.
@@ -225,8 +225,8 @@ impl World {
     /// employment, relationships, economy, nightly reset, lifecycle, KPIs, rewards, removal of the
     /// terminated.
     pub fn step(&mut self, actions: Actions<'_>) {
-        self.st.events.begin_tick();
-        for a in &mut self.st.agents {
+        self.state.events.begin_tick();
+        for a in &mut self.state.agents {
             a.flags = TickFlags::default();
             a.ctx_reset = false;
             // A terminated agent was removed at the end of the last tick; an alive one carries a
@@ -250,7 +250,7 @@ impl World {
         self.update_stats();
         self.compute_rewards();
         self.finalize_terminated();
-        self.st.tick += 1;
+        self.state.tick += 1;
     }
 
     fn choose_actions(&mut self, actions: Actions<'_>) {
@@ -275,14 +275,14 @@ impl World {
     /// and their log-probabilities. Advances the policy RNG stream, nothing else.
     pub fn policy_actions(&mut self, actions: &mut [u16], logp: &mut [f32]) {
         for i in 0..self.n_agents() {
-            if !self.st.agents[i].alive {
+            if !self.state.agents[i].alive {
                 actions[i] = 0;
                 logp[i] = 0.0;
                 continue;
             }
-            let script = &self.s.scripts[i];
-            let t = self.st.tick as usize;
-            if !script.is_empty() && (t < script.len() || self.s.script_loops[i]) {
+            let script = &self.statics.scripts[i];
+            let t = self.state.tick as usize;
+            if !script.is_empty() && (t < script.len() || self.statics.script_loops[i]) {
                 // A scripted intention is attempted only when the action is valid; else the agent waits.
                 let want = usize::from(script[t % script.len()]);
                 let mut mask = std::mem::take(&mut self.scratch_mask);
@@ -308,10 +308,10 @@ impl World {
             return;
         }
         // Rotate who acts first so that no slot always wins a race for an object.
-        let first = (self.st.tick as usize) % n;
+        let first = (self.state.tick as usize) % n;
         for k in 0..n {
             let i = (first + k) % n;
-            if self.st.agents[i].alive {
+            if self.state.agents[i].alive {
                 let a = self.last_actions[i] as usize;
                 self.apply_action(i, a);
             }
@@ -319,12 +319,12 @@ impl World {
     }
 
     fn decay_needs(&mut self) {
-        let decay = self.s.cfg.needs.decay.to_array();
-        for (i, a) in self.st.agents.iter_mut().enumerate() {
+        let decay = self.statics.cfg.needs.decay.to_array();
+        for (i, a) in self.state.agents.iter_mut().enumerate() {
             if !a.alive {
                 continue;
             }
-            let mult = crate::personality::PROFILES[self.s.agent_profiles[i]].need_decay;
+            let mult = crate::personality::PROFILES[self.statics.agent_profiles[i]].need_decay;
             for k in 0..3 {
                 a.needs[k] = (a.needs[k] - decay[k] * mult[k]).clamp(0.0, 1.0);
             }
@@ -334,7 +334,7 @@ impl World {
     fn update_stats(&mut self) {
         let mut alive = 0u64;
         let mut ok = 0u64;
-        for a in &self.st.agents {
+        for a in &self.state.agents {
             if a.alive {
                 alive += 1;
                 if a.needs.iter().all(|&v| v > 0.3) {
@@ -342,7 +342,7 @@ impl World {
                 }
             }
         }
-        let st = &mut self.st.stats;
+        let st = &mut self.state.stats;
         st.ticks += 1;
         st.agent_steps += alive;
         if alive > 0 {
@@ -351,20 +351,20 @@ impl World {
     }
 
     pub fn kpis(&self) -> Kpis {
-        let st = &self.st.stats;
+        let st = &self.state.stats;
         let n = self.n_agents();
         let thr = 0.3;
         let covered = (0..n)
             .filter(|&i| {
-                self.st.agents[i].alive
+                self.state.agents[i].alive
                     && (0..n).any(|j| {
-                        let t = &self.st.ties[i * n + j];
+                        let t = &self.state.ties[i * n + j];
                         t.present && (t.trust.abs() > thr || t.rivalry > thr)
                     })
             })
             .count();
-        let alive = self.st.agents.iter().filter(|a| a.alive).count().max(1);
-        let ev = &self.st.events;
+        let alive = self.state.agents.iter().filter(|a| a.alive).count().max(1);
+        let ev = &self.state.events;
         Kpis {
             self_sufficiency: if st.ticks > 0 {
                 st.self_sufficiency_sum / st.ticks as f64
@@ -392,9 +392,9 @@ impl World {
     /// SHA-256 over the full dynamic state (agents, objects, queues, ledgers, RNG streams, scheduler,
     /// counters), as hex.
     pub fn world_hash(&self) -> String {
-        let bytes = serde_json::to_vec(&self.st).expect("state serialises");
+        let bytes = serde_json::to_vec(&self.state).expect("state serialises");
         let mut h = Sha256::new();
-        h.update(self.s.config_hash.as_bytes());
+        h.update(self.statics.config_hash.as_bytes());
         h.update(self.town.to_le_bytes());
         h.update(&bytes);
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
@@ -405,10 +405,10 @@ impl World {
         let snap = Snapshot {
             format: SNAPSHOT_FORMAT.into(),
             version: SNAPSHOT_VERSION,
-            config_hash: self.s.config_hash.clone(),
+            config_hash: self.statics.config_hash.clone(),
             town: self.town,
-            config: self.s.cfg.clone(),
-            state: self.st.clone(),
+            config: self.statics.cfg.clone(),
+            state: self.state.clone(),
         };
         serde_json::to_string(&snap).expect("snapshot serialises")
     }
@@ -454,25 +454,25 @@ impl World {
             .map_err(|e| format!("snapshot state does not match its config ({e})"))
     }
 
-    /// A town of `statics` holding `st` (the last tick's counters included, so that the world hash
+    /// A town of `statics` holding `state` (the last tick's counters included, so that the world hash
     /// matches at once); an error when the state's sizes do not fit the config.
-    pub fn with_state(s: Arc<Statics>, town: u64, st: State) -> Result<Self, String> {
-        let n = s.n_agents();
-        if st.agents.len() != n
-            || st.ties.len() != n * n
-            || st.objects.len() != s.objects.len()
-            || st.cooldowns.len() != n * s.objects.len()
-            || st.base_prices.len() != s.base_prices.len()
-            || st.prices.len() != s.base_prices.len()
-            || st.events.totals.len() != EventKind::COUNT
-            || st.events.value_totals.len() != EventKind::COUNT
-            || st.events.tick_counts.len() != EventKind::COUNT
-            || st.events.tick_values.len() != EventKind::COUNT
+    pub fn with_state(statics: Arc<Statics>, town: u64, state: State) -> Result<Self, String> {
+        let n = statics.n_agents();
+        if state.agents.len() != n
+            || state.ties.len() != n * n
+            || state.objects.len() != statics.objects.len()
+            || state.cooldowns.len() != n * statics.objects.len()
+            || state.base_prices.len() != statics.base_prices.len()
+            || state.prices.len() != statics.base_prices.len()
+            || state.events.totals.len() != EventKind::COUNT
+            || state.events.value_totals.len() != EventKind::COUNT
+            || state.events.tick_counts.len() != EventKind::COUNT
+            || state.events.tick_values.len() != EventKind::COUNT
         {
             return Err("agent, object or event counts differ".into());
         }
-        let mut w = World::new(s, town);
-        w.st = st;
+        let mut w = World::new(statics, town);
+        w.state = state;
         Ok(w)
     }
 
@@ -480,29 +480,29 @@ impl World {
 
     #[inline]
     pub(crate) fn tie(&self, a: usize, b: usize) -> &Tie {
-        &self.st.ties[a * self.n_agents() + b]
+        &self.state.ties[a * self.n_agents() + b]
     }
 
     #[inline]
     pub(crate) fn price(&self, aff: usize) -> f64 {
-        self.s.affs[aff]
+        self.statics.affs[aff]
             .price
-            .map(|p| self.st.prices[p])
+            .map(|p| self.state.prices[p])
             .unwrap_or(0.0)
     }
 
     /// Take a charge from a wallet, never below zero for penalties; returns the amount taken.
     pub(crate) fn charge_penalty(&mut self, i: usize, amount: f64) -> f64 {
-        let a = &mut self.st.agents[i];
+        let a = &mut self.state.agents[i];
         let taken = amount.min(a.wallet.max(0.0));
         a.wallet -= taken;
         a.counters.penalties += taken;
-        self.st.stats.penalties += taken;
+        self.state.stats.penalties += taken;
         taken
     }
 
     pub fn agent_index(&self, id: &str) -> Option<usize> {
-        self.st
+        self.state
             .agents
             .iter()
             .position(|a| a.display_id() == id || a.name == id)

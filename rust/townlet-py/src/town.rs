@@ -36,7 +36,7 @@ pub struct Town {
 impl Town {
     /// The observation layout, built on first use.
     fn layout(&mut self) -> &Arc<ObsLayout> {
-        let s = &self.w.s;
+        let s = &self.w.statics;
         self.layout
             .get_or_insert_with(|| Arc::new(ObsLayout::build(s)))
     }
@@ -129,7 +129,7 @@ impl Town {
                     )));
                 }
                 let mut acts = vec![0u16; n];
-                actions::decode(view, self.w.s.n_actions(), &mut acts).map_err(|e| {
+                actions::decode(view, self.w.statics.n_actions(), &mut acts).map_err(|e| {
                     value_err(format!(
                         "action {} for agent {} is outside [0, {})",
                         e.action, e.slot, e.n_actions
@@ -178,7 +178,7 @@ impl Town {
             ("obs", obs.is_c_contiguous()),
             ("masks", masks.is_c_contiguous()),
         ])?;
-        let (n, a) = (self.w.n_agents(), self.w.s.n_actions());
+        let (n, a) = (self.w.n_agents(), self.w.statics.n_actions());
         let layout = Arc::clone(self.layout());
         let d = layout.map_len() + layout.n_features();
         let o = obs.as_slice_mut()?;
@@ -190,23 +190,23 @@ impl Town {
     }
     #[getter]
     fn ticks_per_day(&self) -> u32 {
-        self.w.s.cfg.world.ticks_per_day
+        self.w.statics.cfg.world.ticks_per_day
     }
     #[getter]
     fn config_id(&self) -> String {
-        self.w.s.cfg.config_id.clone()
+        self.w.statics.cfg.config_id.clone()
     }
     #[getter]
     fn seed(&self) -> u64 {
-        self.w.s.cfg.seed
+        self.w.statics.cfg.seed
     }
     #[getter]
     fn config_hash(&self) -> String {
-        self.w.s.config_hash.clone()
+        self.w.statics.config_hash.clone()
     }
     #[getter]
     fn manifest_checksum(&self) -> String {
-        self.w.s.manifest_checksum.clone()
+        self.w.statics.manifest_checksum.clone()
     }
     #[getter]
     fn action_space_version(&self) -> &'static str {
@@ -214,43 +214,48 @@ impl Town {
     }
     #[getter]
     fn grid_shape(&self) -> (i32, i32) {
-        (self.w.s.grid.height, self.w.s.grid.width)
+        (self.w.statics.grid.height, self.w.statics.grid.width)
     }
 
     /// Current agent ids, with lineage suffixes after respawns (`alice#2`).
     fn agent_ids(&self) -> Vec<String> {
-        self.w.st.agents.iter().map(|a| a.display_id()).collect()
+        self.w.state.agents.iter().map(|a| a.display_id()).collect()
     }
     fn action_names(&self) -> Vec<String> {
-        self.w.s.action_names.clone()
+        self.w.statics.action_names.clone()
     }
     fn object_ids(&self) -> Vec<String> {
-        self.w.s.objects.iter().map(|o| o.id.clone()).collect()
+        self.w
+            .statics
+            .objects
+            .iter()
+            .map(|o| o.id.clone())
+            .collect()
     }
     fn object_types(&self) -> Vec<String> {
         self.w
-            .s
+            .statics
             .objects
             .iter()
-            .map(|o| self.w.s.types[o.type_idx].name.clone())
+            .map(|o| self.w.statics.types[o.type_idx].name.clone())
             .collect()
     }
     fn object_positions<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<i32>> {
-        let v: Vec<i32> = self.w.s.objects.iter().flat_map(|o| o.pos).collect();
-        array2(py, self.w.s.objects.len(), 2, v)
+        let v: Vec<i32> = self.w.statics.objects.iter().flat_map(|o| o.pos).collect();
+        array2(py, self.w.statics.objects.len(), 2, v)
     }
     fn stock_keys(&self) -> Vec<String> {
-        self.w.s.stock_keys.clone()
+        self.w.statics.stock_keys.clone()
     }
     fn price_keys(&self) -> Vec<String> {
-        self.w.s.price_keys.clone()
+        self.w.statics.price_keys.clone()
     }
     fn event_names(&self) -> Vec<&'static str> {
         EventKind::ALL.iter().map(|k| k.name()).collect()
     }
     /// Walls as a (height, width) bool array.
     fn walls<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<bool>> {
-        let g = &self.w.s.grid;
+        let g = &self.w.statics.grid;
         let v: Vec<bool> = (0..g.height)
             .flat_map(|y| (0..g.width).map(move |x| g.is_wall(x, y)))
             .collect();
@@ -259,27 +264,27 @@ impl Town {
 
     /// Needs (hunger, hygiene, energy) as an (agents, 3) float32 array.
     fn needs<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f32>> {
-        let v: Vec<f32> = self.w.st.agents.iter().flat_map(|a| a.needs).collect();
+        let v: Vec<f32> = self.w.state.agents.iter().flat_map(|a| a.needs).collect();
         array2(py, self.w.n_agents(), 3, v)
     }
     /// Positions (x, y) as an (agents, 2) int32 array.
     fn positions<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<i32>> {
-        let v: Vec<i32> = self.w.st.agents.iter().flat_map(|a| a.pos).collect();
+        let v: Vec<i32> = self.w.state.agents.iter().flat_map(|a| a.pos).collect();
         array2(py, self.w.n_agents(), 2, v)
     }
     fn wallets<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
-        Array1::from_iter(self.w.st.agents.iter().map(|a| a.wallet)).into_pyarray(py)
+        Array1::from_iter(self.w.state.agents.iter().map(|a| a.wallet)).into_pyarray(py)
     }
     fn alive<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<bool>> {
-        Array1::from_iter(self.w.st.agents.iter().map(|a| a.alive)).into_pyarray(py)
+        Array1::from_iter(self.w.state.agents.iter().map(|a| a.alive)).into_pyarray(py)
     }
     /// Shift state per agent as names (idle, pre_shift, on_time, late, absent, departed, post_shift).
     fn shift_states(&self) -> Vec<&'static str> {
         self.w
-            .st
+            .state
             .agents
             .iter()
-            .map(|a| a.emp.state.name())
+            .map(|a| a.employment.state.name())
             .collect()
     }
     /// Current option per agent: (affordance id or "", phase name).
@@ -293,43 +298,43 @@ impl Town {
     }
     /// Stock per object as an (objects, stock keys) uint32 array.
     fn object_stock<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<u32>> {
-        let k = self.w.s.stock_keys.len();
+        let k = self.w.statics.stock_keys.len();
         let v: Vec<u32> = self
             .w
-            .st
+            .state
             .objects
             .iter()
             .flat_map(|o| o.stock.iter().copied())
             .collect();
-        array2(py, self.w.st.objects.len(), k, v)
+        array2(py, self.w.state.objects.len(), k, v)
     }
     /// Holders and waiters per object as an (objects, 2) int64 array.
     fn queue_lengths<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<i64>> {
         let v: Vec<i64> = self
             .w
-            .st
+            .state
             .objects
             .iter()
             .flat_map(|o| [o.holders.len() as i64, o.waiting.len() as i64])
             .collect();
-        array2(py, self.w.st.objects.len(), 2, v)
+        array2(py, self.w.state.objects.len(), 2, v)
     }
     /// Holders of each object as agent indices.
     fn object_holders(&self) -> Vec<Vec<u32>> {
         self.w
-            .st
+            .state
             .objects
             .iter()
             .map(|o| o.holders.iter().map(|h| h.agent).collect())
             .collect()
     }
     fn prices<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
-        Array1::from_vec(self.w.st.prices.clone()).into_pyarray(py)
+        Array1::from_vec(self.w.state.prices.clone()).into_pyarray(py)
     }
     /// Relationship ties as three (agents, agents) float32 arrays: trust, familiarity, rivalry.
     fn relationships<'py>(&self, py: Python<'py>) -> Ties<'py> {
         let n = self.w.n_agents();
-        let pick = |f: fn(&Tie) -> f32| array2(py, n, n, self.w.st.ties.iter().map(f).collect());
+        let pick = |f: fn(&Tie) -> f32| array2(py, n, n, self.w.state.ties.iter().map(f).collect());
         (
             pick(|t| t.trust),
             pick(|t| t.familiarity),
@@ -342,7 +347,7 @@ impl Town {
     }
     /// Valid actions per agent as an (agents, actions) bool array.
     fn action_mask<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<bool>> {
-        let (n, k) = (self.w.n_agents(), self.w.s.n_actions());
+        let (n, k) = (self.w.n_agents(), self.w.statics.n_actions());
         let mut m = Array2::from_elem((n, k), false);
         for (i, mut row) in m.rows_mut().into_iter().enumerate() {
             self.w
@@ -360,7 +365,7 @@ impl Town {
     /// Agents terminated in the last tick: (agent index, reason) pairs.
     fn terminations(&self) -> Vec<(usize, &'static str)> {
         self.w
-            .st
+            .state
             .agents
             .iter()
             .enumerate()
@@ -369,19 +374,19 @@ impl Town {
     }
     /// Event counts of the last tick, one per event name.
     fn event_counts<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u32>> {
-        Array1::from_vec(self.w.st.events.tick_counts.clone()).into_pyarray(py)
+        Array1::from_vec(self.w.state.events.tick_counts.clone()).into_pyarray(py)
     }
     /// Sums of event values (e.g. conflict intensity, chat quality) since the start.
     fn event_value_totals<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
-        Array1::from_vec(self.w.st.events.value_totals.clone()).into_pyarray(py)
+        Array1::from_vec(self.w.state.events.value_totals.clone()).into_pyarray(py)
     }
     /// Event counts since the start of the run.
     fn event_totals<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
-        Array1::from_vec(self.w.st.events.totals.clone()).into_pyarray(py)
+        Array1::from_vec(self.w.state.events.totals.clone()).into_pyarray(py)
     }
     #[getter]
     fn record_events(&self) -> bool {
-        self.w.st.events.record
+        self.w.state.events.record
     }
     #[setter]
     fn set_record_events(&mut self, on: bool) {
@@ -389,13 +394,13 @@ impl Town {
     }
     /// Take the recorded events as columns: tick, kind, agent, other, object, value (-1 = none).
     fn drain_events<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let ev = self.w.st.events.drain();
+        let ev = self.w.state.events.drain();
         event_columns(py, &ev)
     }
     /// Events dropped because the pending list was full (drain more often).
     #[getter]
     fn events_dropped(&self) -> u64 {
-        self.w.st.events.dropped
+        self.w.state.events.dropped
     }
     fn kpis<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         kpi_dict(py, &self.w.kpis())
@@ -415,13 +420,13 @@ impl Town {
     }
     /// Money flows since the start: (wages paid, spent on affordances, penalties).
     fn money_flows(&self) -> (f64, f64, f64) {
-        let s = &self.w.st.stats;
+        let s = &self.w.state.stats;
         (s.wages_paid, s.spent, s.penalties)
     }
     /// Agent-ticks stepped so far (alive agents only).
     #[getter]
     fn agent_steps(&self) -> u64 {
-        self.w.st.stats.agent_steps
+        self.w.state.stats.agent_steps
     }
     fn world_hash(&self) -> String {
         self.w.world_hash()
@@ -483,12 +488,12 @@ impl Town {
     /// Active perturbations: (event id, spec name, kind, started, ends, magnitude).
     fn perturbations_active(&self) -> Vec<(u32, String, &'static str, u64, u64, f64)> {
         self.w
-            .st
+            .state
             .perturb
             .active
             .iter()
             .map(|p| {
-                let info = &self.w.s.perturbations[p.spec];
+                let info = &self.w.statics.perturbations[p.spec];
                 (
                     p.id,
                     info.name.clone(),
@@ -510,7 +515,10 @@ impl Town {
     }
     /// Exit queue: pending (agent index, enqueued tick), exits today.
     fn employment_exit_review(&self) -> (Vec<(u32, u64)>, u32) {
-        (self.w.st.exits.pending.clone(), self.w.st.exits.exits_today)
+        (
+            self.w.state.exits.pending.clone(),
+            self.w.state.exits.exits_today,
+        )
     }
     /// Employment per agent: (job or "", state, lateness counter, attendance ratio, wages earned, wages withheld).
     fn employment(&self) -> Vec<(String, &'static str, u32, f32, f64, f64)> {

@@ -327,7 +327,7 @@ impl VecTown {
     fn agent_ids(&self, env: usize) -> PyResult<Vec<String>> {
         Ok(self
             .town(env)?
-            .st
+            .state
             .agents
             .iter()
             .map(|a| a.display_id())
@@ -335,7 +335,7 @@ impl VecTown {
     }
     fn ctx_reset<'py>(&self, py: Python<'py>, env: usize) -> PyResult<Bound<'py, PyArray1<bool>>> {
         Ok(
-            Array1::from_iter(self.town(env)?.st.agents.iter().map(|a| a.ctx_reset))
+            Array1::from_iter(self.town(env)?.state.agents.iter().map(|a| a.ctx_reset))
                 .into_pyarray(py),
         )
     }
@@ -355,7 +355,7 @@ impl VecTown {
         py: Python<'py>,
         env: usize,
     ) -> PyResult<Bound<'py, PyArray1<u64>>> {
-        Ok(Array1::from_vec(self.town(env)?.st.events.totals.clone()).into_pyarray(py))
+        Ok(Array1::from_vec(self.town(env)?.state.events.totals.clone()).into_pyarray(py))
     }
     /// Sums of event values (e.g. conflict intensity, chat quality) since the episode start.
     fn event_value_totals<'py>(
@@ -363,7 +363,7 @@ impl VecTown {
         py: Python<'py>,
         env: usize,
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        Ok(Array1::from_vec(self.town(env)?.st.events.value_totals.clone()).into_pyarray(py))
+        Ok(Array1::from_vec(self.town(env)?.state.events.value_totals.clone()).into_pyarray(py))
     }
     fn event_names(&self) -> Vec<&'static str> {
         EventKind::ALL.iter().map(|k| k.name()).collect()
@@ -374,7 +374,7 @@ impl VecTown {
         py: Python<'py>,
         env: usize,
     ) -> PyResult<Bound<'py, PyArray1<f32>>> {
-        Ok(Array1::from_vec(self.town(env)?.st.events.tick_values.clone()).into_pyarray(py))
+        Ok(Array1::from_vec(self.town(env)?.state.events.tick_values.clone()).into_pyarray(py))
     }
     /// Event counts and summed event values of the last step for every town, written into
     /// `counts` (uint32) and `values` (float32), both (num_envs, event kinds) in `event_names()`
@@ -402,7 +402,7 @@ impl VecTown {
         py: Python<'py>,
         env: usize,
     ) -> PyResult<Bound<'py, PyArray1<u32>>> {
-        Ok(Array1::from_vec(self.town(env)?.st.events.tick_counts.clone()).into_pyarray(py))
+        Ok(Array1::from_vec(self.town(env)?.state.events.tick_counts.clone()).into_pyarray(py))
     }
     fn kpis<'py>(&self, py: Python<'py>, env: usize) -> PyResult<Bound<'py, PyDict>> {
         kpi_dict(py, &self.town(env)?.kpis())

@@ -27,8 +27,8 @@ fn the_same_config_and_seed_give_the_same_hash() {
     assert_eq!(a.last_actions, b.last_actions);
     assert_eq!(a.kpis(), b.kpis());
     // Something actually happened.
-    assert!(a.st.events.totals.iter().sum::<u64>() > 100);
-    assert!(a.st.stats.spent > 0.0 && a.st.stats.wages_paid > 0.0);
+    assert!(a.state.events.totals.iter().sum::<u64>() > 100);
+    assert!(a.state.stats.spent > 0.0 && a.state.stats.wages_paid > 0.0);
 }
 
 #[test]
@@ -41,7 +41,7 @@ fn a_different_seed_or_town_gives_a_different_hash() {
     assert_ne!(a.world_hash(), b.world_hash());
     let c = run_policy(&v, 1, 200);
     assert_ne!(a.world_hash(), c.world_hash());
-    assert_ne!(a.st.rng_world, c.st.rng_world);
+    assert_ne!(a.state.rng_world, c.state.rng_world);
 }
 
 #[test]
@@ -54,7 +54,7 @@ fn the_hash_covers_the_state_but_not_the_event_reader() {
     b.run(50, Actions::Policy);
     assert_eq!(a.world_hash(), b.world_hash());
     let h = a.world_hash();
-    a.st.agents[0].wallet += 0.01;
+    a.state.agents[0].wallet += 0.01;
     assert_ne!(a.world_hash(), h);
 }
 
@@ -63,7 +63,7 @@ fn a_snapshot_restores_to_an_identical_continuation() {
     let v = stochastic();
     // Stop after a tick that had events, so that the per-tick counters are part of the state.
     let mut half = run_policy(&v, 3, 250);
-    while half.st.events.tick_counts.iter().sum::<u32>() == 0 {
+    while half.state.events.tick_counts.iter().sum::<u32>() == 0 {
         half.step(Actions::Policy);
     }
     let n = half.tick();
@@ -82,10 +82,10 @@ fn a_snapshot_restores_to_an_identical_continuation() {
     assert_eq!(restored.kpis(), straight.kpis());
 
     // Restoring against the config's own statics works; against another config it does not.
-    let same = World::from_snapshot(&json, Some(Arc::clone(&half.s))).unwrap();
+    let same = World::from_snapshot(&json, Some(Arc::clone(&half.statics))).unwrap();
     assert_eq!(same.world_hash(), restored_at(&json));
     let other = world(&base());
-    let e = World::from_snapshot(&json, Some(Arc::clone(&other.s))).unwrap_err();
+    let e = World::from_snapshot(&json, Some(Arc::clone(&other.statics))).unwrap_err();
     assert!(e.contains("config hash"), "{e}");
 }
 

@@ -19,12 +19,12 @@ fn no_exits() -> Value {
 
 fn put(w: &mut World, name: &str, pos: [i32; 2]) {
     let i = agent(w, name);
-    w.st.agents[i].pos = pos;
+    w.state.agents[i].pos = pos;
 }
 
 fn home(w: &mut World, name: &str) {
     let i = agent(w, name);
-    w.st.agents[i].pos = w.st.agents[i].home;
+    w.state.agents[i].pos = w.state.agents[i].home;
 }
 
 fn events_of(w: &mut World, kind: EventKind, who: usize) -> Vec<Event> {
@@ -48,8 +48,8 @@ fn shifts_repeat_every_day_and_pay_only_present_ticks_in_the_window() {
         } else {
             0.0
         };
-        assert_close(w.st.agents[a].flags.wage, expect, 0.0);
-        let state = w.st.agents[a].emp.state;
+        assert_close(w.state.agents[a].flags.wage, expect, 0.0);
+        let state = w.state.agents[a].employment.state;
         let want = match tod {
             t if t < SHIFT_START - 10 => ShiftState::Idle,
             t if t < SHIFT_START => ShiftState::PreShift,
@@ -59,10 +59,10 @@ fn shifts_repeat_every_day_and_pay_only_present_ticks_in_the_window() {
         assert_eq!(state, want, "tick {}", w.tick() - 1);
     }
     let paid = 3.0 * (SHIFT_END - SHIFT_START) as f64 * WAGE;
-    assert_close(w.st.agents[a].wallet, 5.0 + paid, 1e-9);
-    assert_close(w.st.agents[a].emp.wages_earned, paid, 1e-9);
-    assert_close(w.st.stats.wages_paid, paid, 1e-9);
-    let ev = w.st.events.drain();
+    assert_close(w.state.agents[a].wallet, 5.0 + paid, 1e-9);
+    assert_close(w.state.agents[a].employment.wages_earned, paid, 1e-9);
+    assert_close(w.state.stats.wages_paid, paid, 1e-9);
+    let ev = w.state.events.drain();
     let count = |k: EventKind| {
         ev.iter()
             .filter(|e| e.kind == k && e.agent == a as i32)
@@ -73,9 +73,9 @@ fn shifts_repeat_every_day_and_pay_only_present_ticks_in_the_window() {
     assert_eq!(count(EventKind::ShiftEnd), 3);
     assert_eq!(count(EventKind::ShiftLateStart), 0);
     // Three workers, three days; only alice was ever on time.
-    assert_eq!(w.st.stats.shifts_scheduled, 9);
-    assert_eq!(w.st.stats.shifts_on_time, 3);
-    assert_eq!(w.st.agents[a].emp.attendance_ratio, 1.0);
+    assert_eq!(w.state.stats.shifts_scheduled, 9);
+    assert_eq!(w.state.stats.shifts_on_time, 3);
+    assert_eq!(w.state.agents[a].employment.attendance_ratio, 1.0);
     assert_close(w.kpis().on_time_rate, 1.0 / 3.0, 1e-12);
 }
 
@@ -84,20 +84,23 @@ fn arriving_within_grace_is_on_time_and_free() {
     let mut w = world(&no_exits());
     let a = agent(&w, "alice");
     idle_until(&mut w, SHIFT_START + 4);
-    assert_eq!(w.st.agents[a].emp.state, ShiftState::OnTime);
-    assert_eq!(w.st.stats.penalties, 0.0, "nothing is charged during grace");
+    assert_eq!(w.state.agents[a].employment.state, ShiftState::OnTime);
+    assert_eq!(
+        w.state.stats.penalties, 0.0,
+        "nothing is charged during grace"
+    );
     put(&mut w, "alice", SITE_A);
     step(&mut w, &[]);
-    assert!(w.st.agents[a].flags.punctual);
+    assert!(w.state.agents[a].flags.punctual);
     assert_eq!(total(&w, EventKind::ShiftOnTime), 1);
     idle_until(&mut w, SHIFT_END + 1);
-    assert!(!w.st.agents[a].emp.late_charged);
-    assert_eq!(w.st.agents[a].emp.lateness_counter, 0);
-    assert_eq!(w.st.agents[a].counters.penalties, 0.0);
-    assert_close(w.st.agents[a].wallet, 5.0 + 46.0 * WAGE, 1e-9);
-    assert_eq!(w.st.stats.shifts_on_time, 1);
+    assert!(!w.state.agents[a].employment.late_charged);
+    assert_eq!(w.state.agents[a].employment.lateness_counter, 0);
+    assert_eq!(w.state.agents[a].counters.penalties, 0.0);
+    assert_close(w.state.agents[a].wallet, 5.0 + 46.0 * WAGE, 1e-9);
+    assert_eq!(w.state.stats.shifts_on_time, 1);
     assert_close(
-        f64::from(w.st.agents[a].emp.attendance_ratio),
+        f64::from(w.state.agents[a].employment.attendance_ratio),
         46.0 / 50.0,
         1e-6,
     );
@@ -113,18 +116,26 @@ fn lateness_is_charged_once_then_per_late_tick_until_arrival() {
     let late = events_of(&mut w, EventKind::ShiftLateStart, a);
     assert_eq!(late.len(), 1);
     assert_eq!(late[0].tick, SHIFT_START + 5);
-    assert_close(w.st.agents[a].counters.penalties, 0.1 + 5.0 * 0.005, 1e-9);
-    assert_eq!(w.st.agents[a].emp.state, ShiftState::Late);
-    assert_eq!(w.st.agents[a].emp.lateness_counter, 1);
+    assert_close(
+        w.state.agents[a].counters.penalties,
+        0.1 + 5.0 * 0.005,
+        1e-9,
+    );
+    assert_eq!(w.state.agents[a].employment.state, ShiftState::Late);
+    assert_eq!(w.state.agents[a].employment.lateness_counter, 1);
     put(&mut w, "alice", SITE_A);
     idle_until(&mut w, SHIFT_END + 1);
-    assert_eq!(w.st.agents[a].emp.state, ShiftState::PostShift);
-    assert_close(w.st.agents[a].counters.penalties, 0.125, 1e-9);
-    assert_eq!(w.st.agents[a].emp.late_ticks_today, 5);
+    assert_eq!(w.state.agents[a].employment.state, ShiftState::PostShift);
+    assert_close(w.state.agents[a].counters.penalties, 0.125, 1e-9);
+    assert_eq!(w.state.agents[a].employment.late_ticks_today, 5);
     assert_eq!(total(&w, EventKind::ShiftOnTime), 0);
-    assert_close(w.st.agents[a].wallet, 5.0 - 0.125 + 40.0 * WAGE, 1e-9);
-    assert_close(w.st.agents[a].emp.wages_withheld, 10.0 * WAGE, 1e-9);
-    assert_eq!(w.st.stats.shifts_on_time, 0);
+    assert_close(w.state.agents[a].wallet, 5.0 - 0.125 + 40.0 * WAGE, 1e-9);
+    assert_close(
+        w.state.agents[a].employment.wages_withheld,
+        10.0 * WAGE,
+        1e-9,
+    );
+    assert_eq!(w.state.stats.shifts_on_time, 0);
 }
 
 #[test]
@@ -135,11 +146,11 @@ fn arriving_exactly_when_grace_ends_is_late_and_charged() {
     idle_until(&mut w, SHIFT_START + 5);
     put(&mut w, "alice", SITE_A);
     step(&mut w, &[]);
-    assert_eq!(w.st.agents[a].emp.state, ShiftState::Late);
+    assert_eq!(w.state.agents[a].employment.state, ShiftState::Late);
     assert_eq!(total(&w, EventKind::ShiftOnTime), 0);
     assert_eq!(events_of(&mut w, EventKind::ShiftLateStart, a).len(), 1);
-    assert_eq!(w.st.agents[a].emp.lateness_counter, 1);
-    assert_close(w.st.agents[a].counters.penalties, 0.1, 1e-9);
+    assert_eq!(w.state.agents[a].employment.lateness_counter, 1);
+    assert_close(w.state.agents[a].counters.penalties, 0.1, 1e-9);
 }
 
 #[test]
@@ -153,21 +164,25 @@ fn absence_is_charged_once_after_the_cutoff() {
     assert_eq!(absent[0].tick, SHIFT_START + 20);
     // Lateness 0.1, late ticks 55..69 (15 x 0.005), absence 0.2; nothing after that.
     assert_close(
-        w.st.agents[a].counters.penalties,
+        w.state.agents[a].counters.penalties,
         0.1 + 15.0 * 0.005 + 0.2,
         1e-9,
     );
-    assert_close(w.st.agents[a].wallet, 5.0 - 0.375, 1e-9);
-    assert_eq!(w.st.agents[a].emp.absences, vec![0]);
-    assert_close(w.st.agents[a].emp.wages_withheld, 50.0 * WAGE, 1e-9);
-    assert_eq!(w.st.agents[a].emp.attendance_ratio, 0.0);
+    assert_close(w.state.agents[a].wallet, 5.0 - 0.375, 1e-9);
+    assert_eq!(w.state.agents[a].employment.absences, vec![0]);
+    assert_close(
+        w.state.agents[a].employment.wages_withheld,
+        50.0 * WAGE,
+        1e-9,
+    );
+    assert_eq!(w.state.agents[a].employment.attendance_ratio, 0.0);
     // Penalties never take a wallet below zero.
     let mut w = world(&no_exits());
     let a = agent(&w, "alice");
-    w.st.agents[a].wallet = 0.15;
+    w.state.agents[a].wallet = 0.15;
     idle_until(&mut w, SHIFT_END + 1);
-    assert_eq!(w.st.agents[a].wallet, 0.0);
-    assert_close(w.st.agents[a].counters.penalties, 0.15, 1e-12);
+    assert_eq!(w.state.agents[a].wallet, 0.0);
+    assert_close(w.state.agents[a].counters.penalties, 0.15, 1e-12);
 }
 
 #[test]
@@ -181,7 +196,7 @@ fn coworkers_present_help_the_late_and_take_the_absent_shift() {
     let helped = events_of(&mut w, EventKind::EmploymentHelpedWhenLate, b);
     let helpers: Vec<i32> = helped.iter().map(|e| e.other).collect();
     assert_eq!(helpers, vec![a as i32, d as i32]);
-    assert!(w.st.agents[b].emp.helped);
+    assert!(w.state.agents[b].employment.helped);
     for (x, y) in [(a, b), (b, a), (d, b)] {
         assert_close(f64::from(w.tie(x, y).trust), 0.2, 1e-6);
         assert_close(f64::from(w.tie(x, y).familiarity), 0.1, 1e-6);
@@ -190,7 +205,7 @@ fn coworkers_present_help_the_late_and_take_the_absent_shift() {
     idle_until(&mut w, SHIFT_END);
     let taken = events_of(&mut w, EventKind::EmploymentTookMyShift, b);
     assert_eq!(taken.len(), 2);
-    assert!(w.st.agents[b].emp.taken);
+    assert!(w.state.agents[b].employment.taken);
     for (x, y) in [(a, b), (b, a)] {
         assert_close(f64::from(w.tie(x, y).trust), 0.1, 1e-6);
         assert_close(f64::from(w.tie(x, y).rivalry), 0.3, 1e-6);
@@ -216,24 +231,27 @@ fn leaving_early_is_reported_once_after_the_slack() {
     home(&mut w, "alice");
     // Last seen at tick 59; departed once more than absence_slack (10) ticks have passed.
     idle_until(&mut w, SHIFT_START + 20);
-    assert_eq!(w.st.agents[a].emp.state, ShiftState::OnTime);
+    assert_eq!(w.state.agents[a].employment.state, ShiftState::OnTime);
     step(&mut w, &[]);
-    assert_eq!(w.st.agents[a].emp.state, ShiftState::Departed);
+    assert_eq!(w.state.agents[a].employment.state, ShiftState::Departed);
     let dep = events_of(&mut w, EventKind::ShiftDepartedEarly, a);
     assert_eq!(dep.len(), 1);
     assert_eq!(dep[0].tick, SHIFT_START + 20);
-    assert_close(w.st.agents[a].emp.wages_earned, 10.0 * WAGE, 1e-9);
+    assert_close(w.state.agents[a].employment.wages_earned, 10.0 * WAGE, 1e-9);
     // Coming back is allowed (and paid), but counts as late.
     idle_until(&mut w, SHIFT_START + 30);
     put(&mut w, "alice", SITE_A);
     step(&mut w, &[]);
-    assert_eq!(w.st.agents[a].emp.state, ShiftState::Late);
+    assert_eq!(w.state.agents[a].employment.state, ShiftState::Late);
     idle_until(&mut w, SHIFT_END + 1);
-    assert_close(w.st.agents[a].emp.wages_earned, 30.0 * WAGE, 1e-9);
+    assert_close(w.state.agents[a].employment.wages_earned, 30.0 * WAGE, 1e-9);
     assert_eq!(total(&w, EventKind::ShiftDepartedEarly), 1);
-    assert_eq!(w.st.agents[a].counters.penalties, 0.0, "no lateness charge");
+    assert_eq!(
+        w.state.agents[a].counters.penalties, 0.0,
+        "no lateness charge"
+    );
     assert_close(
-        f64::from(w.st.agents[a].emp.attendance_ratio),
+        f64::from(w.state.agents[a].employment.attendance_ratio),
         30.0 / 50.0,
         1e-6,
     );
@@ -253,13 +271,13 @@ fn attendance_is_the_mean_over_the_last_window_of_shifts() {
         idle_until(&mut w, day * TPD + SHIFT_START + present);
         home(&mut w, "alice");
         idle_until(&mut w, day * TPD + SHIFT_END + 1);
-        ratios.push(w.st.agents[a].emp.attendance_ratio);
+        ratios.push(w.state.agents[a].employment.attendance_ratio);
     }
     let want = [1.0, 0.75, 0.5, 0.5];
     for (got, want) in ratios.iter().zip(want) {
         assert_close(f64::from(*got), want, 1e-6);
     }
-    assert_eq!(w.st.agents[a].emp.attendance.len(), 3);
+    assert_eq!(w.state.agents[a].employment.attendance.len(), 3);
 }
 
 #[test]
@@ -272,13 +290,13 @@ fn a_shift_ending_at_midnight_is_finalised() {
     put(&mut w, "alice", SITE_A);
     idle_until(&mut w, TPD + 10);
     assert_eq!(total(&w, EventKind::ShiftEnd), 3, "one per worker");
-    assert_eq!(w.st.stats.shifts_scheduled, 3);
-    assert_eq!(w.st.stats.shifts_on_time, 1);
-    assert_eq!(w.st.agents[a].emp.attendance, vec![1.0]);
+    assert_eq!(w.state.stats.shifts_scheduled, 3);
+    assert_eq!(w.state.stats.shifts_on_time, 1);
+    assert_eq!(w.state.agents[a].employment.attendance, vec![1.0]);
     // The next day's shift starts afresh.
     idle_until(&mut w, 2 * TPD + 10);
-    assert_eq!(w.st.stats.shifts_scheduled, 6);
-    assert_eq!(w.st.agents[a].emp.attendance, vec![1.0, 1.0]);
+    assert_eq!(w.state.stats.shifts_scheduled, 6);
+    assert_eq!(w.state.agents[a].employment.attendance, vec![1.0, 1.0]);
 }
 
 #[test]
@@ -293,14 +311,18 @@ fn work_runs_while_the_shift_is_open_and_ends_with_it() {
     let stall = obj(&w, "stall_1");
     while w.tick() < SHIFT_END {
         step(&mut w, &[("alice", "use:work_shift")]);
-        assert_eq!(w.st.agents[a].act.obj as usize, stall);
+        assert_eq!(w.state.agents[a].activity.obj as usize, stall);
     }
     // Continuous: energy -0.001 per running tick (ticks 40..99).
-    assert_close(f64::from(w.st.agents[a].needs[2]), 0.5 - 0.001 * 60.0, 1e-5);
+    assert_close(
+        f64::from(w.state.agents[a].needs[2]),
+        0.5 - 0.001 * 60.0,
+        1e-5,
+    );
     step(&mut w, &[("alice", "use:work_shift")]);
-    assert!(w.st.agents[a].act.is_idle(), "the shift closed");
+    assert!(w.state.agents[a].activity.is_idle(), "the shift closed");
     assert_eq!(total(&w, EventKind::AffordanceFinish), 1);
-    assert_close(w.st.agents[a].emp.wages_earned, 50.0 * WAGE, 1e-9);
+    assert_close(w.state.agents[a].employment.wages_earned, 50.0 * WAGE, 1e-9);
     // cara has no job: never.
     assert!(!valid(&w, agent(&w, "cara"), "use:work_shift"));
 }
@@ -322,21 +344,21 @@ fn chronic_absence_queues_an_exit_that_happens_after_review() {
     let b = agent(&w, "bob");
     // Absent on day 0 (tick 70) and day 1 (tick 270): max_absent_shifts 2 reached.
     idle_until(&mut w, TPD + SHIFT_START + 20);
-    assert!(w.st.exits.pending.is_empty());
+    assert!(w.state.exits.pending.is_empty());
     step(&mut w, &[]);
-    assert_eq!(w.st.exits.pending, vec![(b as u32, TPD + 70)]);
-    assert!(w.st.agents[b].emp.exit_pending);
+    assert_eq!(w.state.exits.pending, vec![(b as u32, TPD + 70)]);
+    assert!(w.state.agents[b].employment.exit_pending);
     assert_eq!(
         events_of(&mut w, EventKind::EmploymentExitPending, b).len(),
         1
     );
     // The review window is 50 ticks.
     idle_until(&mut w, TPD + 70 + 50);
-    assert!(w.st.agents[b].alive);
+    assert!(w.state.agents[b].alive);
     step(&mut w, &[]);
-    assert!(!w.st.agents[b].alive);
-    assert!(w.st.exits.pending.is_empty());
-    let ev = w.st.events.drain();
+    assert!(!w.state.agents[b].alive);
+    assert!(w.state.exits.pending.is_empty());
+    let ev = w.state.events.drain();
     let processed: Vec<_> = ev
         .iter()
         .filter(|e| e.kind == EventKind::EmploymentExitProcessed)
@@ -344,14 +366,14 @@ fn chronic_absence_queues_an_exit_that_happens_after_review() {
     assert_eq!(processed.len(), 1);
     assert_eq!(processed[0].agent, b as i32);
     assert_eq!(processed[0].value, 0.0, "automatic, not manual");
-    assert_eq!(w.st.stats.evictions, 1);
+    assert_eq!(w.state.stats.evictions, 1);
     assert_eq!(w.kpis().evictions, 1);
     // Respawned later as bob#2, with a clean employment record.
     idle(&mut w, 11);
-    assert!(w.st.agents[b].alive);
-    assert_eq!(w.st.agents[b].display_id(), "bob#2");
-    assert!(w.st.agents[b].emp.absences.is_empty());
-    assert!(!w.st.agents[b].emp.exit_pending);
+    assert!(w.state.agents[b].alive);
+    assert_eq!(w.state.agents[b].display_id(), "bob#2");
+    assert!(w.state.agents[b].employment.absences.is_empty());
+    assert!(!w.state.agents[b].employment.exit_pending);
 }
 
 #[test]
@@ -360,10 +382,10 @@ fn the_daily_cap_limits_exits_per_day() {
     let mut w = world(&base());
     let evictions_after = |w: &mut World, tick: u64| {
         idle_until(w, tick + 1);
-        w.st.stats.evictions
+        w.state.stats.evictions
     };
     assert_eq!(evictions_after(&mut w, 270), 0);
-    assert_eq!(w.st.exits.pending.len(), 3);
+    assert_eq!(w.state.exits.pending.len(), 3);
     assert_eq!(evictions_after(&mut w, 320), 1);
     assert_eq!(evictions_after(&mut w, 399), 1);
     assert_eq!(evictions_after(&mut w, 400), 2, "a new day");
@@ -392,18 +414,18 @@ fn a_manual_approval_exits_at_the_next_evaluation_regardless_of_the_cap() {
     let mut w = town();
     let (b, c) = (agent(&w, "bob"), agent(&w, "cara"));
     idle(&mut w, 10);
-    w.st.exits.exits_today = 5; // well over the cap of 1
+    w.state.exits.exits_today = 5; // well over the cap of 1
     assert!(w.employment_exit_approve(b));
     assert!(!w.employment_exit_approve(c), "cara has no job");
     assert_eq!(total(&w, EventKind::EmploymentExitManualRequest), 1);
-    assert!(w.st.agents[b].alive);
+    assert!(w.state.agents[b].alive);
     w.set_record_events(true);
     step(&mut w, &[]);
-    assert!(!w.st.agents[b].alive);
+    assert!(!w.state.agents[b].alive);
     let processed = drain_kind(&mut w, EventKind::EmploymentExitProcessed);
     assert_eq!(processed.len(), 1);
     assert_eq!(processed[0].value, 1.0, "manual");
-    assert!(w.st.exits.manual.is_empty());
+    assert!(w.state.exits.manual.is_empty());
     assert!(
         !w.employment_exit_approve(b),
         "a removed agent cannot be approved"
@@ -415,22 +437,22 @@ fn deferring_takes_an_agent_out_of_the_exit_queue() {
     let mut w = bob_absent(&base());
     let b = agent(&w, "bob");
     idle_until(&mut w, TPD + 71);
-    assert_eq!(w.st.exits.pending.len(), 1);
+    assert_eq!(w.state.exits.pending.len(), 1);
     assert!(w.employment_exit_defer(b));
-    assert!(w.st.exits.pending.is_empty());
-    assert!(!w.st.agents[b].emp.exit_pending);
-    assert!(w.st.agents[b].emp.absences.is_empty());
+    assert!(w.state.exits.pending.is_empty());
+    assert!(!w.state.agents[b].employment.exit_pending);
+    assert!(w.state.agents[b].employment.absences.is_empty());
     assert_eq!(total(&w, EventKind::EmploymentExitDeferred), 1);
     assert!(!w.employment_exit_defer(b), "nothing left to defer");
     assert_eq!(total(&w, EventKind::EmploymentExitDeferred), 1);
     idle_until(&mut w, 2 * TPD);
-    assert!(w.st.agents[b].alive);
-    assert_eq!(w.st.stats.evictions, 0);
+    assert!(w.state.agents[b].alive);
+    assert_eq!(w.state.stats.evictions, 0);
     // A manual request can be deferred too.
     assert!(w.employment_exit_approve(b));
     assert!(w.employment_exit_defer(b));
     step(&mut w, &[]);
-    assert!(w.st.agents[b].alive);
+    assert!(w.state.agents[b].alive);
 }
 
 #[test]
@@ -439,7 +461,7 @@ fn without_the_job_loop_nobody_is_queued() {
     idle_until(&mut w, 3 * TPD);
     assert_eq!(total(&w, EventKind::ShiftAbsent), 9);
     assert_eq!(total(&w, EventKind::EmploymentExitPending), 0);
-    assert_eq!(w.st.stats.evictions, 0);
+    assert_eq!(w.state.stats.evictions, 0);
 }
 
 #[test]
@@ -451,6 +473,6 @@ fn an_all_day_shift_is_finalised_when_the_next_one_starts() {
     let a = agent(&w, "alice");
     put(&mut w, "alice", SITE_A);
     idle_until(&mut w, 2 * TPD + 1);
-    assert_eq!(w.st.stats.shifts_scheduled, 2 * 3);
-    assert_eq!(w.st.agents[a].emp.attendance, vec![1.0, 1.0]);
+    assert_eq!(w.state.stats.shifts_scheduled, 2 * 3);
+    assert_eq!(w.state.agents[a].employment.attendance, vec![1.0, 1.0]);
 }

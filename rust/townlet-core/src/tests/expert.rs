@@ -17,7 +17,7 @@ fn with_temperature(t: f64) -> Value {
 fn checked_run(v: &Value, ticks: u64) -> (World, usize, usize) {
     let mut w = world(v);
     let n = w.n_agents();
-    let tau = f64::from(w.s.cfg.behavior.temperature);
+    let tau = f64::from(w.statics.cfg.behavior.temperature);
     let mut acts = vec![0u16; n];
     let mut logp = vec![0f32; n];
     let (mut top_taken, mut other_taken) = (0, 0);
@@ -30,12 +30,12 @@ fn checked_run(v: &Value, ticks: u64) -> (World, usize, usize) {
                 masks[i][a],
                 "tick {}: {} chose masked action {}",
                 w.tick(),
-                w.st.agents[i].name,
-                w.s.action_names[a]
+                w.state.agents[i].name,
+                w.statics.action_names[a]
             );
             let lp = f64::from(logp[i]);
             assert!(lp.is_finite() && lp <= 0.0, "log-prob {lp}");
-            if !w.st.agents[i].alive {
+            if !w.state.agents[i].alive {
                 assert_eq!((a, lp), (0, 0.0));
             } else if tau == 0.0 {
                 assert_eq!(lp, 0.0);
@@ -65,13 +65,13 @@ fn checked_run(v: &Value, ticks: u64) -> (World, usize, usize) {
 #[test]
 fn greedy_expert_actions_are_always_valid() {
     let (w, _, _) = checked_run(&with_temperature(0.0), 800);
-    assert!(w.st.events.total(EventKind::AffordanceFinish) > 10);
+    assert!(w.state.events.total(EventKind::AffordanceFinish) > 10);
 }
 
 #[test]
 fn sampling_expert_actions_are_valid_with_real_log_probs() {
     let (w, top, other) = checked_run(&with_temperature(0.7), 800);
-    assert!(w.st.events.total(EventKind::AffordanceFinish) > 0);
+    assert!(w.state.events.total(EventKind::AffordanceFinish) > 0);
     assert!(top > 100 && other > 100, "top {top} other {other}");
     // Nearly greedy at a low temperature.
     let (_, top, other) = checked_run(&with_temperature(0.05), 300);
@@ -100,22 +100,22 @@ fn the_expert_eats_when_hungry_and_goes_to_work_on_time() {
     let mut w = world(&lively());
     let a = agent(&w, "alice");
     // Critically hungry: that comes before sleep (it is night) and work.
-    w.st.agents[a].needs[0] = 0.15;
+    w.state.agents[a].needs[0] = 0.15;
     for _ in 0..40 {
         w.step(Actions::Policy);
     }
-    assert!(w.st.agents[a].counters.meals_eaten >= 1, "alice ate");
+    assert!(w.state.agents[a].counters.meals_eaten >= 1, "alice ate");
     while w.tick() < 3 * TPD {
         w.step(Actions::Policy);
     }
     // Three days, three workers: the expert arrives on time to most shifts.
-    assert_eq!(w.st.stats.shifts_scheduled, 9);
+    assert_eq!(w.state.stats.shifts_scheduled, 9);
     assert!(
-        w.st.stats.shifts_on_time >= 7,
+        w.state.stats.shifts_on_time >= 7,
         "on time {} of 9",
-        w.st.stats.shifts_on_time
+        w.state.stats.shifts_on_time
     );
-    assert_eq!(w.st.stats.faints, 0);
+    assert_eq!(w.state.stats.faints, 0);
     assert!(w.kpis().self_sufficiency > 0.5);
 }
 

@@ -240,40 +240,43 @@ pub fn agent(w: &World, name: &str) -> usize {
 }
 
 pub fn obj(w: &World, id: &str) -> usize {
-    w.s.objects
+    w.statics
+        .objects
         .iter()
         .position(|o| o.id == id)
         .unwrap_or_else(|| panic!("no object {id}"))
 }
 
 pub fn aff(w: &World, id: &str) -> usize {
-    w.s.affs
+    w.statics
+        .affs
         .iter()
         .position(|a| a.id == id)
         .unwrap_or_else(|| panic!("no affordance {id}"))
 }
 
 pub fn action(w: &World, name: &str) -> u16 {
-    w.s.action_names
+    w.statics
+        .action_names
         .iter()
         .position(|a| a == name)
         .unwrap_or_else(|| panic!("no action {name}")) as u16
 }
 
 pub fn stock(w: &World, object: &str, key: &str) -> u32 {
-    let k = w.s.stock_index(key).expect("stock key");
-    w.st.objects[obj(w, object)].stock[k]
+    let k = w.statics.stock_index(key).expect("stock key");
+    w.state.objects[obj(w, object)].stock[k]
 }
 
 pub fn set_stock(w: &mut World, object: &str, key: &str, value: u32) {
-    let k = w.s.stock_index(key).expect("stock key");
+    let k = w.statics.stock_index(key).expect("stock key");
     let o = obj(w, object);
-    w.st.objects[o].stock[k] = value;
+    w.state.objects[o].stock[k] = value;
 }
 
 pub fn price(w: &World, key: &str) -> f64 {
-    w.st.prices[w
-        .s
+    w.state.prices[w
+        .statics
         .price_keys
         .iter()
         .position(|k| k == key)
@@ -311,7 +314,7 @@ pub fn idle_until(w: &mut World, tick: u64) {
 }
 
 pub fn mask(w: &World, i: usize) -> Vec<bool> {
-    let mut m = vec![false; w.s.n_actions()];
+    let mut m = vec![false; w.statics.n_actions()];
     w.action_mask(i, &mut m);
     m
 }
@@ -321,16 +324,17 @@ pub fn valid(w: &World, i: usize, name: &str) -> bool {
 }
 
 pub fn total(w: &World, kind: EventKind) -> u64 {
-    w.st.events.total(kind)
+    w.state.events.total(kind)
 }
 
 pub fn tick_count(w: &World, kind: EventKind) -> u32 {
-    w.st.events.tick_counts[kind as usize]
+    w.state.events.tick_counts[kind as usize]
 }
 
 /// Recorded events of one kind, drained from the pending list (turn recording on first).
 pub fn drain_kind(w: &mut World, kind: EventKind) -> Vec<Event> {
-    w.st.events
+    w.state
+        .events
         .drain()
         .into_iter()
         .filter(|e| e.kind == kind)
@@ -387,7 +391,7 @@ fn fixture_builds_and_names_actions() {
     let w = town();
     assert_eq!(w.n_agents(), 4);
     assert_eq!(
-        w.s.action_names,
+        w.statics.action_names,
         vec![
             "wait",
             "move_n",
@@ -407,6 +411,6 @@ fn fixture_builds_and_names_actions() {
         ]
     );
     assert_eq!(stock(&w, "fridge_1", "meals"), 1);
-    assert_eq!(w.st.agents[agent(&w, "alice")].pos, [2, 2]);
+    assert_eq!(w.state.agents[agent(&w, "alice")].pos, [2, 2]);
     world(&lively());
 }

@@ -10,17 +10,17 @@ use serde_json::{json, Value};
 fn check(w: &World, ctx: &str) {
     let n = w.n_agents();
     let mut places = vec![0usize; n];
-    for (o, os) in w.st.objects.iter().enumerate() {
-        let info = &w.s.objects[o];
-        let cap = w.s.types[info.type_idx].capacity;
+    for (o, os) in w.state.objects.iter().enumerate() {
+        let info = &w.statics.objects[o];
+        let cap = w.statics.types[info.type_idx].capacity;
         assert!(os.holders.len() <= cap, "{ctx}: {} over capacity", info.id);
         for (k, &s) in os.stock.iter().enumerate() {
-            let max = w.s.types[info.type_idx].max_stock[k];
+            let max = w.statics.types[info.type_idx].max_stock[k];
             assert!(max == 0 || s <= max, "{ctx}: {} stock {s} > {max}", info.id);
         }
         for h in &os.holders {
             places[h.agent as usize] += 1;
-            let act = w.st.agents[h.agent as usize].act;
+            let act = w.state.agents[h.agent as usize].activity;
             assert!(
                 act.obj as usize == o && matches!(act.phase, Phase::Holding | Phase::Running),
                 "{ctx}: holder {} of {} has activity {act:?}",
@@ -30,7 +30,7 @@ fn check(w: &World, ctx: &str) {
         }
         for x in &os.waiting {
             places[x.agent as usize] += 1;
-            let act = w.st.agents[x.agent as usize].act;
+            let act = w.state.agents[x.agent as usize].activity;
             assert!(
                 act.obj as usize == o && act.phase == Phase::Waiting,
                 "{ctx}: waiter {} of {} has activity {act:?}",
@@ -39,30 +39,32 @@ fn check(w: &World, ctx: &str) {
             );
         }
     }
-    for (i, a) in w.st.agents.iter().enumerate() {
+    for (i, a) in w.state.agents.iter().enumerate() {
         assert!(
             places[i] <= 1,
             "{ctx}: agent {i} is in {} queues",
             places[i]
         );
         let queued = matches!(
-            a.act.phase,
+            a.activity.phase,
             Phase::Waiting | Phase::Holding | Phase::Running
         );
         assert_eq!(
             places[i],
             usize::from(queued),
             "{ctx}: agent {i} phase {:?} vs queue places",
-            a.act.phase
+            a.activity.phase
         );
-        if a.act.phase == Phase::Running {
-            let af = &w.s.affs[a.act.aff as usize];
-            assert!(af.duration == 0 || a.act.remaining >= 1, "{ctx}");
+        if a.activity.phase == Phase::Running {
+            let af = &w.statics.affs[a.activity.aff as usize];
+            assert!(af.duration == 0 || a.activity.remaining >= 1, "{ctx}");
         }
-        if !a.act.is_idle() {
-            let aff = a.act.aff as usize;
+        if !a.activity.is_idle() {
+            let aff = a.activity.aff as usize;
             assert!(
-                w.s.affs[aff].objects.contains(&(a.act.obj as usize)),
+                w.statics.affs[aff]
+                    .objects
+                    .contains(&(a.activity.obj as usize)),
                 "{ctx}"
             );
         }
@@ -71,11 +73,11 @@ fn check(w: &World, ctx: &str) {
         }
         assert!(a.wallet >= -1e-9, "{ctx}: wallet {}", a.wallet);
         assert!(
-            w.s.grid.walkable(a.pos[0], a.pos[1]),
+            w.statics.grid.walkable(a.pos[0], a.pos[1]),
             "{ctx}: agent {i} in a wall"
         );
         if !a.alive {
-            assert!(a.act.is_idle(), "{ctx}: the dead do nothing");
+            assert!(a.activity.is_idle(), "{ctx}: the dead do nothing");
             assert_eq!(a.identity_slot, -1, "{ctx}");
             for j in 0..n {
                 assert!(!w.tie(i, j).present && !w.tie(j, i).present, "{ctx}");
@@ -83,28 +85,32 @@ fn check(w: &World, ctx: &str) {
         } else {
             let slot = a.identity_slot;
             assert!(
-                slot >= 0 && w.st.identity.holder[slot as usize] == i as i32,
+                slot >= 0 && w.state.identity.holder[slot as usize] == i as i32,
                 "{ctx}"
             );
         }
         let present = (0..n).filter(|&j| w.tie(i, j).present).count();
-        assert!(present <= w.s.cfg.relationships.max_edges as usize, "{ctx}");
+        assert!(
+            present <= w.statics.cfg.relationships.max_edges as usize,
+            "{ctx}"
+        );
     }
-    for t in &w.st.ties {
+    for t in &w.state.ties {
         assert!((-1.0..=1.0).contains(&t.trust) && (-1.0..=1.0).contains(&t.familiarity));
         assert!((0.0..=1.0).contains(&t.rivalry), "{ctx}");
     }
     let kinds = |name: &str| {
-        w.st.perturb
+        w.state
+            .perturb
             .active
             .iter()
-            .filter(|p| w.s.perturbations[p.spec].spec.kind_name() == name)
+            .filter(|p| w.statics.perturbations[p.spec].spec.kind_name() == name)
             .count() as u32
     };
-    assert_eq!(w.st.power_out, kinds("blackout"), "{ctx}");
-    assert_eq!(w.st.water_out, kinds("outage"), "{ctx}");
+    assert_eq!(w.state.power_out, kinds("blackout"), "{ctx}");
+    assert_eq!(w.state.water_out, kinds("outage"), "{ctx}");
     assert!(
-        w.st.perturb.active.len() <= w.s.cfg.perturbations.max_concurrent_events as usize,
+        w.state.perturb.active.len() <= w.statics.cfg.perturbations.max_concurrent_events as usize,
         "{ctx}"
     );
 }
@@ -121,27 +127,28 @@ struct Ledger {
 impl Ledger {
     fn new(w: &World) -> Self {
         Self {
-            wallets: w.st.agents.iter().map(|a| a.wallet).sum(),
-            wages: w.st.stats.wages_paid,
-            spent: w.st.stats.spent,
-            penalties: w.st.stats.penalties,
+            wallets: w.state.agents.iter().map(|a| a.wallet).sum(),
+            wages: w.state.stats.wages_paid,
+            spent: w.state.stats.spent,
+            penalties: w.state.stats.penalties,
         }
     }
 
     /// Step `w` with `actions` and check the books.
     fn step(w: &mut World, actions: Actions<'_>, ctx: &str) {
         let before = Ledger::new(w);
-        let old: Vec<(u32, f64)> =
-            w.st.agents
-                .iter()
-                .map(|a| (a.generation, a.wallet))
-                .collect();
+        let old: Vec<(u32, f64)> = w
+            .state
+            .agents
+            .iter()
+            .map(|a| (a.generation, a.wallet))
+            .collect();
         w.step(actions);
         let after = Ledger::new(w);
         let mut reset = 0.0;
-        for (a, (gen, wallet)) in w.st.agents.iter().zip(old) {
+        for (a, (gen, wallet)) in w.state.agents.iter().zip(old) {
             if a.generation != gen {
-                reset += w.s.cfg.lifecycle.respawn_wallet - wallet;
+                reset += w.statics.cfg.lifecycle.respawn_wallet - wallet;
             }
         }
         let expected = before.wallets + (after.wages - before.wages)
@@ -165,9 +172,9 @@ fn random_run(v: &Value, seed: u64, ticks: u64) -> World {
             let m = mask(&w, i);
             // Mostly keep going with the current option (so that things finish), sometimes
             // switch to any valid action.
-            let cur = w.st.agents[i].act;
+            let cur = w.state.agents[i].activity;
             *a = if !cur.is_idle() && rng.below(5) != 0 {
-                w.s.use_action(cur.aff as usize) as u16
+                w.statics.use_action(cur.aff as usize) as u16
             } else {
                 let valid: Vec<usize> = (0..m.len()).filter(|&x| m[x]).collect();
                 valid[rng.below(valid.len())] as u16
@@ -195,8 +202,8 @@ fn stressed() -> Value {
 fn random_valid_actions_keep_every_invariant() {
     for seed in 1..=3 {
         let w = random_run(&lively(), seed, 1200);
-        assert!(w.st.events.totals.iter().sum::<u64>() > 200);
-        assert!(w.st.stats.spent > 0.0);
+        assert!(w.state.events.totals.iter().sum::<u64>() > 200);
+        assert!(w.state.stats.spent > 0.0);
     }
 }
 
@@ -204,7 +211,7 @@ fn random_valid_actions_keep_every_invariant() {
 fn random_valid_actions_in_a_stressed_town_keep_every_invariant() {
     let w = random_run(&stressed(), 9, 1500);
     // Lives were lost and restarted along the way.
-    assert!(w.st.stats.faints + w.st.stats.evictions > 0);
+    assert!(w.state.stats.faints + w.state.stats.evictions > 0);
 }
 
 #[test]
@@ -218,6 +225,6 @@ fn the_expert_keeps_every_invariant() {
             Ledger::step(&mut w, Actions::Policy, &ctx);
             check(&w, &ctx);
         }
-        assert!(w.st.stats.wages_paid > 0.0);
+        assert!(w.state.stats.wages_paid > 0.0);
     }
 }

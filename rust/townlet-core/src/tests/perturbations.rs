@@ -79,7 +79,7 @@ fn prices_return_to_baseline_when_the_spike_ends() {
     }
     assert_eq!(total(&w, EventKind::PerturbationEnded), 1);
     assert_eq!(total(&w, EventKind::EconomyPriceUpdate), 4);
-    assert!(w.st.perturb.active.is_empty());
+    assert!(w.state.perturb.active.is_empty());
 }
 
 #[test]
@@ -103,10 +103,10 @@ fn the_price_at_start_is_the_one_charged() {
     let a = agent(&w, "alice");
     w.perturbation_trigger("spike", 0, None, Some(3.0)).unwrap();
     step(&mut w, &[("alice", "use:eat_meal")]);
-    assert_close(w.st.agents[a].wallet, 5.0 - 0.9, 1e-12);
+    assert_close(w.state.agents[a].wallet, 5.0 - 0.9, 1e-12);
     // The spike ends while she eats; nothing more is charged or refunded.
     steps(&mut w, 3, &[("alice", "use:eat_meal")]);
-    assert_close(w.st.agents[a].wallet, 5.0 - 0.9, 1e-12);
+    assert_close(w.state.agents[a].wallet, 5.0 - 0.9, 1e-12);
 }
 
 #[test]
@@ -134,18 +134,18 @@ fn outages_are_reference_counted() {
         .unwrap();
     let water = w.perturbation_trigger("outage", 0, Some(30), None).unwrap();
     step(&mut w, &[]);
-    assert_eq!((w.st.power_out, w.st.water_out), (2, 1));
+    assert_eq!((w.state.power_out, w.state.water_out), (2, 1));
     assert_eq!(total(&w, EventKind::PerturbationBlackout), 2);
     assert_eq!(total(&w, EventKind::PerturbationOutage), 1);
     idle_until(&mut w, 11);
-    assert_eq!(w.st.power_out, 1, "the other blackout still holds");
+    assert_eq!(w.state.power_out, 1, "the other blackout still holds");
     let a = agent(&w, "alice");
     assert!(!valid(&w, a, "use:cook_meal"));
     idle_until(&mut w, 21);
-    assert_eq!(w.st.power_out, 0);
+    assert_eq!(w.state.power_out, 0);
     assert!(valid(&w, a, "use:cook_meal"));
     assert!(w.perturbation_cancel(water));
-    assert_eq!(w.st.water_out, 0);
+    assert_eq!(w.state.water_out, 0);
     assert!(valid(&w, a, "use:use_shower"));
 }
 
@@ -156,15 +156,15 @@ fn trigger_with_delay_and_cancel_pending_or_active() {
         .perturbation_trigger("blackout", 5, Some(10), None)
         .unwrap();
     idle(&mut w, 5);
-    assert_eq!(w.st.power_out, 0, "not before tick 5");
-    assert_eq!(w.st.perturb.pending.len(), 1);
+    assert_eq!(w.state.power_out, 0, "not before tick 5");
+    assert_eq!(w.state.perturb.pending.len(), 1);
     step(&mut w, &[]);
-    assert_eq!(w.st.power_out, 1);
-    assert_eq!(w.st.perturb.active[0].started, 5);
-    assert_eq!(w.st.perturb.active[0].ends, 15);
+    assert_eq!(w.state.power_out, 1);
+    assert_eq!(w.state.perturb.active[0].started, 5);
+    assert_eq!(w.state.perturb.active[0].ends, 15);
     // Cancel while active: the power is back at once, and it never "ends" on its own.
     assert!(w.perturbation_cancel(id));
-    assert_eq!(w.st.power_out, 0);
+    assert_eq!(w.state.power_out, 0);
     assert!(!w.perturbation_cancel(id), "cancelling twice");
     idle(&mut w, 20);
     assert_eq!(total(&w, EventKind::PerturbationCancelled), 1);
@@ -174,7 +174,7 @@ fn trigger_with_delay_and_cancel_pending_or_active() {
     let id = w.perturbation_trigger("outage", 3, None, None).unwrap();
     assert!(w.perturbation_cancel(id));
     idle(&mut w, 10);
-    assert_eq!(w.st.water_out, 0);
+    assert_eq!(w.state.water_out, 0);
     assert_eq!(total(&w, EventKind::PerturbationOutage), 0);
     assert_eq!(total(&w, EventKind::PerturbationCancelled), 2);
     assert!(!w.perturbation_cancel(999));
@@ -194,7 +194,7 @@ fn bad_triggers_are_refused_clearly() {
     assert!(w
         .perturbation_trigger("spike", 0, None, Some(f64::INFINITY))
         .is_err());
-    assert!(w.st.perturb.pending.is_empty());
+    assert!(w.state.perturb.pending.is_empty());
 }
 
 #[test]
@@ -210,29 +210,29 @@ fn an_arranged_meet_brings_the_top_rivals_to_the_location() {
     w.set_relationship(b, d, 0.0, 0.0, 0.6);
     w.set_relationship(a, b, 0.5, 0.5, 0.1);
     // bob is in the shower when the meet starts: that is abandoned.
-    w.st.agents[b].pos = [6, 1];
+    w.state.agents[b].pos = [6, 1];
     step(&mut w, &[("bob", "use:use_shower")]);
-    assert_eq!(w.st.agents[b].act.phase, Phase::Running);
+    assert_eq!(w.state.agents[b].activity.phase, Phase::Running);
     w.set_record_events(true);
     w.perturbation_trigger("meet", 0, None, None).unwrap();
     step(&mut w, &[]);
-    let meet = &w.st.perturb.active[0];
+    let meet = &w.state.perturb.active[0];
     assert_eq!(meet.participants, vec![b as u32, d as u32]);
     // The counter at (6, 7): free neighbours north (6, 6) then east (7, 7).
-    assert_eq!(w.st.agents[b].pos, [6, 6]);
-    assert_eq!(w.st.agents[d].pos, [7, 7]);
+    assert_eq!(w.state.agents[b].pos, [6, 6]);
+    assert_eq!(w.state.agents[d].pos, [7, 7]);
     for i in [b, d] {
-        assert!(w.st.agents[i].ctx_reset);
-        assert!(w.st.agents[i].act.is_idle());
+        assert!(w.state.agents[i].ctx_reset);
+        assert!(w.state.agents[i].activity.is_idle());
     }
-    assert!(!w.st.agents[a].ctx_reset && !w.st.agents[c].ctx_reset);
-    assert_eq!(w.st.agents[a].pos, [2, 2]);
+    assert!(!w.state.agents[a].ctx_reset && !w.state.agents[c].ctx_reset);
+    assert_eq!(w.state.agents[a].pos, [2, 2]);
     assert_eq!(
         drain_kind(&mut w, EventKind::ArrangedMeetRelocated).len(),
         2
     );
     assert_eq!(total(&w, EventKind::AffordanceFail), 1);
-    assert!(w.st.objects[obj(&w, "shower_1")].holders.is_empty());
+    assert!(w.state.objects[obj(&w, "shower_1")].holders.is_empty());
 }
 
 #[test]
@@ -251,7 +251,7 @@ fn an_arranged_meet_without_rivals_draws_participants() {
     let mut w = world(&v);
     w.perturbation_trigger("meet", 0, None, None).unwrap();
     step(&mut w, &[]);
-    let p = w.st.perturb.active[0].participants.clone();
+    let p = w.state.perturb.active[0].participants.clone();
     assert_eq!(p.len(), 3);
     let mut sorted = p.clone();
     sorted.sort_unstable();
@@ -260,7 +260,7 @@ fn an_arranged_meet_without_rivals_draws_participants() {
     // Under the per-agent cooldown they are not drawn again: only one agent is left.
     w.perturbation_trigger("meet", 0, None, None).unwrap();
     step(&mut w, &[]);
-    let q = &w.st.perturb.active.last().unwrap().participants;
+    let q = &w.state.perturb.active.last().unwrap().participants;
     assert_eq!(q.len(), 1);
     assert!(!p.contains(&q[0]));
 }
@@ -306,13 +306,13 @@ fn starts(v: &Value, ticks: u64, max_concurrent: usize) -> Vec<(u64, usize)> {
     let mut out = vec![];
     for _ in 0..ticks {
         step(&mut w, &[]);
-        let active = &w.st.perturb.active;
+        let active = &w.state.perturb.active;
         assert!(active.len() <= max_concurrent, "tick {}", w.tick() - 1);
         let blackouts = active
             .iter()
-            .filter(|p| w.s.perturbations[p.spec].name == "blackout")
+            .filter(|p| w.statics.perturbations[p.spec].name == "blackout")
             .count();
-        assert_eq!(w.st.power_out as usize, blackouts);
+        assert_eq!(w.state.power_out as usize, blackouts);
         for p in active {
             if !seen.contains(&p.id) {
                 seen.push(p.id);
@@ -363,11 +363,12 @@ fn the_global_and_per_spec_cooldowns_space_events_out() {
         json!(300),
     );
     let w = world(&v);
-    let blackout =
-        w.s.perturbations
-            .iter()
-            .position(|p| p.name == "blackout")
-            .unwrap();
+    let blackout = w
+        .statics
+        .perturbations
+        .iter()
+        .position(|p| p.name == "blackout")
+        .unwrap();
     let s = starts(&v, 3000, 4);
     let b: Vec<u64> = s.iter().filter(|x| x.1 == blackout).map(|x| x.0).collect();
     assert!(b.len() > 3);
@@ -386,11 +387,11 @@ fn a_scenario_timeline_fires_at_its_ticks() {
     );
     let mut w = world(&v);
     idle_until(&mut w, 7);
-    assert_eq!(w.st.power_out, 0);
+    assert_eq!(w.state.power_out, 0);
     step(&mut w, &[]);
-    assert_eq!(w.st.power_out, 1);
+    assert_eq!(w.state.power_out, 1);
     idle_until(&mut w, 12);
-    assert_eq!(w.st.power_out, 0);
+    assert_eq!(w.state.power_out, 0);
 }
 
 #[test]

@@ -18,13 +18,13 @@ fn at_shower(v: &Value) -> World {
         ("dan", [7, 3]),
     ] {
         let i = agent(&w, name);
-        w.st.agents[i].pos = pos;
+        w.state.agents[i].pos = pos;
     }
     w
 }
 
 fn holders(w: &World, object: &str) -> Vec<usize> {
-    w.st.objects[obj(w, object)]
+    w.state.objects[obj(w, object)]
         .holders
         .iter()
         .map(|h| h.agent as usize)
@@ -32,7 +32,7 @@ fn holders(w: &World, object: &str) -> Vec<usize> {
 }
 
 fn waiting(w: &World, object: &str) -> Vec<usize> {
-    w.st.objects[obj(w, object)]
+    w.state.objects[obj(w, object)]
         .waiting
         .iter()
         .map(|h| h.agent as usize)
@@ -46,7 +46,7 @@ fn a_request_at_a_free_object_holds_and_starts_it() {
     step(&mut w, &[("alice", "use:use_shower")]);
     assert_eq!(holders(&w, "shower_1"), vec![a]);
     assert!(waiting(&w, "shower_1").is_empty());
-    let act = w.st.agents[a].act;
+    let act = w.state.agents[a].activity;
     assert_eq!(act.phase, Phase::Running);
     assert_eq!(act.obj as usize, obj(&w, "shower_1"));
     assert_eq!(act.remaining, 4, "5-tick shower, one tick done");
@@ -59,22 +59,22 @@ fn an_agent_out_of_range_walks_first_then_queues() {
     let d = agent(&w, "dan");
     step(&mut w, &[("dan", "use:use_shower")]);
     // One step to (7, 2), in range, and the request in the same tick.
-    assert_eq!(w.st.agents[d].pos, [7, 2]);
-    assert_eq!(w.st.agents[d].act.phase, Phase::Running);
+    assert_eq!(w.state.agents[d].pos, [7, 2]);
+    assert_eq!(w.state.agents[d].activity.phase, Phase::Running);
 
     // From the other room it takes several ticks, one tile each.
     let mut w = town();
     let c = agent(&w, "cara");
     let shower = obj(&w, "shower_1");
-    let d0 = w.s.dist_at(shower, w.st.agents[c].pos);
+    let d0 = w.statics.dist_at(shower, w.state.agents[c].pos);
     assert!(d0 > 3);
     for k in 1..d0 {
         step(&mut w, &[("cara", "use:use_shower")]);
-        assert_eq!(w.st.agents[c].act.phase, Phase::Walking);
-        assert_eq!(w.s.dist_at(shower, w.st.agents[c].pos), d0 - k);
+        assert_eq!(w.state.agents[c].activity.phase, Phase::Walking);
+        assert_eq!(w.statics.dist_at(shower, w.state.agents[c].pos), d0 - k);
     }
     step(&mut w, &[("cara", "use:use_shower")]);
-    assert_eq!(w.st.agents[c].act.phase, Phase::Running);
+    assert_eq!(w.state.agents[c].activity.phase, Phase::Running);
 }
 
 #[test]
@@ -82,7 +82,7 @@ fn capacity_is_respected() {
     let mut w = town();
     for (name, pos) in [("alice", [5, 7]), ("bob", [6, 6]), ("cara", [7, 7])] {
         let i = agent(&w, name);
-        w.st.agents[i].pos = pos;
+        w.state.agents[i].pos = pos;
     }
     let (a, b, c) = (agent(&w, "alice"), agent(&w, "bob"), agent(&w, "cara"));
     let all = [
@@ -93,12 +93,12 @@ fn capacity_is_respected() {
     step(&mut w, &all);
     assert_eq!(holders(&w, "counter_1"), vec![a, b], "two seats");
     assert_eq!(waiting(&w, "counter_1"), vec![c]);
-    assert_eq!(w.st.agents[c].act.phase, Phase::Waiting);
+    assert_eq!(w.state.agents[c].activity.phase, Phase::Waiting);
     for _ in 0..20 {
         step(&mut w, &all);
         assert!(holders(&w, "counter_1").len() <= 2);
     }
-    assert_eq!(w.st.agents[c].counters.meals_eaten, 1);
+    assert_eq!(w.state.agents[c].counters.meals_eaten, 1);
 }
 
 #[test]
@@ -120,14 +120,14 @@ fn the_wait_list_is_served_in_order() {
     // alice finishes at tick 4 and bob takes over (holding until his next action starts it).
     steps(&mut w, 3, &all);
     assert_eq!(holders(&w, "shower_1"), vec![b]);
-    assert_eq!(w.st.agents[b].act.phase, Phase::Holding);
+    assert_eq!(w.state.agents[b].activity.phase, Phase::Holding);
     assert_eq!(waiting(&w, "shower_1"), vec![c]);
     step(&mut w, &all);
-    assert_eq!(w.st.agents[b].act.phase, Phase::Running);
+    assert_eq!(w.state.agents[b].activity.phase, Phase::Running);
     steps(&mut w, 5, &all);
     assert_eq!(holders(&w, "shower_1"), vec![c]);
-    assert_eq!(w.st.agents[a].counters.showers, 1);
-    assert_eq!(w.st.agents[b].counters.showers, 1);
+    assert_eq!(w.state.agents[a].counters.showers, 1);
+    assert_eq!(w.state.agents[b].counters.showers, 1);
 }
 
 /// Put bob and cara in the shower's wait list with the given join ticks and run the queue system.
@@ -135,17 +135,17 @@ fn assign_with_ages(v: &Value, tick: u64, first: (&str, u64), second: (&str, u64
     let mut w = at_shower(v);
     let shower = obj(&w, "shower_1");
     let aff = aff(&w, "use_shower");
-    w.st.tick = tick;
+    w.state.tick = tick;
     for (name, joined) in [first, second] {
         let i = agent(&w, name);
-        w.st.agents[i].act = Activity {
+        w.state.agents[i].activity = Activity {
             aff: aff as i32,
             obj: shower as i32,
             phase: Phase::Waiting,
             remaining: 0,
             since: joined,
         };
-        w.st.objects[shower].waiting.push(Waiter {
+        w.state.objects[shower].waiting.push(Waiter {
             agent: i as u32,
             joined,
             conflicted: false,
@@ -154,7 +154,7 @@ fn assign_with_ages(v: &Value, tick: u64, first: (&str, u64), second: (&str, u64
     w.queues_tick();
     let h = holders(&w, "shower_1");
     assert_eq!(h.len(), 1);
-    assert_eq!(w.st.agents[h[0]].act.phase, Phase::Holding);
+    assert_eq!(w.state.agents[h[0]].activity.phase, Phase::Holding);
     assert_eq!(waiting(&w, "shower_1").len(), 1);
     h[0]
 }
@@ -180,18 +180,22 @@ fn cooldown_after_success_blocks_a_new_request() {
     let a = agent(&w, "alice");
     let shower = obj(&w, "shower_1");
     steps(&mut w, 5, &[("alice", "use:use_shower")]);
-    assert_eq!(w.st.agents[a].counters.showers, 1);
+    assert_eq!(w.state.agents[a].counters.showers, 1);
     let n = w.n_agents();
-    assert_eq!(w.st.cooldowns[shower * n + a], 4 + 10, "finished at tick 4");
+    assert_eq!(
+        w.state.cooldowns[shower * n + a],
+        4 + 10,
+        "finished at tick 4"
+    );
     while w.tick() < 14 {
         assert!(!valid(&w, a, "use:use_shower"));
         step(&mut w, &[("alice", "use:use_shower")]);
-        assert!(!w.st.agents[a].last_action_ok);
-        assert!(w.st.agents[a].act.is_idle());
+        assert!(!w.state.agents[a].last_action_ok);
+        assert!(w.state.agents[a].activity.is_idle());
     }
     assert!(valid(&w, a, "use:use_shower"));
     step(&mut w, &[("alice", "use:use_shower")]);
-    assert_eq!(w.st.agents[a].act.phase, Phase::Running);
+    assert_eq!(w.state.agents[a].activity.phase, Phase::Running);
 }
 
 #[test]
@@ -200,7 +204,7 @@ fn an_abandoned_use_sets_no_cooldown() {
     let a = agent(&w, "alice");
     steps(&mut w, 2, &[("alice", "use:use_shower")]);
     step(&mut w, &[("alice", "release")]);
-    assert!(w.st.agents[a].act.is_idle());
+    assert!(w.state.agents[a].activity.is_idle());
     assert!(valid(&w, a, "use:use_shower"));
 }
 
@@ -264,7 +268,7 @@ fn the_handover_recipient_is_the_agent_that_gets_the_reservation() {
         ("cara", "use:use_shower"),
     ];
     steps(&mut w, 15, &all);
-    assert_eq!(w.st.agents[a].counters.showers, 1);
+    assert_eq!(w.state.agents[a].counters.showers, 1);
     let ev = drain_kind(&mut w, EventKind::QueueInteraction);
     assert_eq!(ev.len(), 1);
     let named = ev[0].other as usize;
@@ -281,7 +285,7 @@ fn at_stove() -> World {
     let mut w = town();
     for (name, pos) in [("alice", [3, 1]), ("bob", [4, 2]), ("cara", [5, 1])] {
         let i = agent(&w, name);
-        w.st.agents[i].pos = pos;
+        w.state.agents[i].pos = pos;
     }
     w
 }
@@ -305,9 +309,9 @@ fn ghost_step_moves_a_stalled_holder_to_the_back() {
         .unwrap();
     let stalled = [("bob", "use:cook_meal"), ("cara", "use:cook_meal")];
     step(&mut w, &stalled);
-    assert!(w.st.agents[a].act.is_idle());
+    assert!(w.state.agents[a].activity.is_idle());
     assert_eq!(holders(&w, "stove_1"), vec![b]);
-    assert_eq!(w.st.agents[b].act.phase, Phase::Holding);
+    assert_eq!(w.state.agents[b].activity.phase, Phase::Holding);
     step(&mut w, &stalled);
     assert_eq!(total(&w, EventKind::QueueGhostStep), 0);
     // Third stalled tick with cara waiting: bob steps back, cara holds.
@@ -315,9 +319,12 @@ fn ghost_step_moves_a_stalled_holder_to_the_back() {
     assert_eq!(total(&w, EventKind::QueueGhostStep), 1);
     assert_eq!(holders(&w, "stove_1"), vec![c]);
     assert_eq!(waiting(&w, "stove_1"), vec![b]);
-    assert_eq!(w.st.agents[b].act.phase, Phase::Waiting);
-    assert_eq!(w.st.agents[b].act.aff as usize, aff(&w, "cook_meal"));
-    let ev = w.st.events.drain();
+    assert_eq!(w.state.agents[b].activity.phase, Phase::Waiting);
+    assert_eq!(
+        w.state.agents[b].activity.aff as usize,
+        aff(&w, "cook_meal")
+    );
+    let ev = w.state.events.drain();
     let ghost: Vec<_> = ev
         .iter()
         .filter(|e| e.kind == EventKind::QueueGhostStep)
@@ -353,34 +360,34 @@ fn ghost_step_never_removes_a_running_holder() {
     for _ in 0..5 {
         step(&mut w, &cook);
         assert_eq!(holders(&w, "stove_1"), vec![a]);
-        assert_eq!(w.st.objects[obj(&w, "stove_1")].holders[0].stalled, 0);
+        assert_eq!(w.state.objects[obj(&w, "stove_1")].holders[0].stalled, 0);
     }
     assert_eq!(total(&w, EventKind::QueueGhostStep), 0);
     step(&mut w, &cook);
-    assert_eq!(w.st.agents[a].counters.meals_cooked, 1);
+    assert_eq!(w.state.agents[a].counters.meals_cooked, 1);
     assert_eq!(total(&w, EventKind::QueueGhostStep), 0);
     assert_eq!(total(&w, EventKind::QueueConflict), 0);
 
     // A long sleep with someone waiting is never pre-empted either.
     let mut w = town();
     let (a, b) = (agent(&w, "alice"), agent(&w, "bob"));
-    w.st.agents[a].pos = [2, 7];
-    w.st.agents[b].pos = [1, 6];
+    w.state.agents[a].pos = [2, 7];
+    w.state.agents[b].pos = [1, 6];
     let bed1 = obj(&w, "bed_1");
     // Only one bed is usable for bob: give him a cooldown on bed_2.
     let n = w.n_agents();
     let bed2 = obj(&w, "bed_2");
-    w.st.cooldowns[bed2 * n + b] = 1000;
+    w.state.cooldowns[bed2 * n + b] = 1000;
     step(&mut w, &[("alice", "use:rest_sleep")]);
-    assert_eq!(w.st.agents[a].act.obj as usize, bed1);
+    assert_eq!(w.state.agents[a].activity.obj as usize, bed1);
     for _ in 0..19 {
         step(
             &mut w,
             &[("alice", "use:rest_sleep"), ("bob", "use:rest_sleep")],
         );
     }
-    assert_eq!(w.st.agents[b].act.obj as usize, bed1);
-    assert_eq!(w.st.agents[a].counters.sleeps, 1);
+    assert_eq!(w.state.agents[b].activity.obj as usize, bed1);
+    assert_eq!(w.state.agents[a].counters.sleeps, 1);
     assert_eq!(total(&w, EventKind::QueueGhostStep), 0);
 }
 

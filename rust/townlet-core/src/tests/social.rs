@@ -141,10 +141,10 @@ fn chat_between_neutral_agents_succeeds_about_sixty_percent_of_the_time() {
     let n = 400;
     let mut ok = 0;
     for _ in 0..n {
-        w.st.ties.iter_mut().for_each(|t| *t = Tie::default());
-        let before = w.st.agents[a].counters.chats_ok;
+        w.state.ties.iter_mut().for_each(|t| *t = Tie::default());
+        let before = w.state.agents[a].counters.chats_ok;
         w.chat(a, b);
-        ok += (w.st.agents[a].counters.chats_ok - before) as usize;
+        ok += (w.state.agents[a].counters.chats_ok - before) as usize;
     }
     // p = 0.6 with no history, balanced agents and a listener that is fine.
     let rate = ok as f64 / n as f64;
@@ -161,9 +161,9 @@ fn chat_outcomes_update_both_sides() {
     let mut seen_ok = false;
     let mut seen_fail = false;
     for _ in 0..50 {
-        w.st.ties.iter_mut().for_each(|t| *t = Tie::default());
+        w.state.ties.iter_mut().for_each(|t| *t = Tie::default());
         w.chat(a, b);
-        let ev = w.st.events.drain();
+        let ev = w.state.events.drain();
         assert_eq!(ev.len(), 1);
         let e = ev[0];
         assert_eq!((e.agent, e.other), (a as i32, b as i32));
@@ -181,8 +181,8 @@ fn chat_outcomes_update_both_sides() {
             seen_fail = true;
             assert_close(f64::from(t.familiarity), -0.05, 1e-6);
             assert_close(f64::from(t.rivalry), 0.05, 1e-6);
-            assert!(w.st.agents[a].flags.chat_failed_speaker);
-            assert!(w.st.agents[b].flags.chat_failed_listener);
+            assert!(w.state.agents[a].flags.chat_failed_speaker);
+            assert!(w.state.agents[b].flags.chat_failed_listener);
         }
     }
     assert!(seen_ok && seen_fail);
@@ -202,7 +202,7 @@ fn rivals_at_the_avoid_threshold_always_fail() {
     // One-sided rivalry is enough: the listener refuses.
     let mut w = town();
     let n = w.n_agents();
-    w.st.ties[b * n + a] = Tie {
+    w.state.ties[b * n + a] = Tie {
         trust: 0.0,
         familiarity: 0.0,
         rivalry: 0.8,
@@ -222,13 +222,13 @@ fn a_chat_action_starts_the_speakers_cooldown() {
     let mut w = town();
     let a = agent(&w, "alice");
     step(&mut w, &[("alice", "chat:0")]);
-    assert!(w.st.agents[a].last_action_ok);
-    assert_eq!(w.st.agents[a].chat_ready_at, 5);
+    assert!(w.state.agents[a].last_action_ok);
+    assert_eq!(w.state.agents[a].chat_ready_at, 5);
     assert_eq!(
         w.kpis().chat_success + w.kpis().chat_failure,
         1,
         "one chat, one event"
     );
     step(&mut w, &[("alice", "chat:0")]);
-    assert!(!w.st.agents[a].last_action_ok, "on cooldown");
+    assert!(!w.state.agents[a].last_action_ok, "on cooldown");
 }
