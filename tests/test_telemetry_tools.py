@@ -24,11 +24,12 @@ from townlet.telemetry.drift import load_baseline
 from townlet.telemetry.follow import Follower
 from townlet.telemetry.plots import expert_return, render_png
 from townlet.telemetry.reader import LogLine, read_records_strict
-from townlet.telemetry.records import V11_FIELDS, TelemetryWriter
+from townlet.telemetry.records import V11_FIELDS
 from townlet.telemetry.summary import render_text, summarise
 from townlet.telemetry.thresholds import WATCH_SPECS, Thresholds, docs_table
 from townlet.telemetry.validate import validate_log
 from townlet.telemetry.watch import check_thresholds
+from townlet.telemetry.writer import TelemetryWriter
 
 TRAIN = [
     sys.executable,

@@ -21,8 +21,6 @@ from annotated_types import Ge, Le
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 
-from townlet.telemetry.writer import TelemetryWriter as TelemetryWriter  # re-exported: training/ imports it here
-
 TELEMETRY_VERSION = "1.1"
 
 #: A finite JSON number (an int or a float, not a bool).

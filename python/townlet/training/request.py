@@ -14,7 +14,7 @@ from typing import Any
 
 from townlet.sim.config import TownConfig
 from townlet.sim.settings import BCConfig, PPOConfig
-from townlet.telemetry.records import TelemetryWriter
+from townlet.telemetry.writer import TelemetryWriter
 from townlet.training.data import ReplayData
 from townlet.training.trainer import TrainResult
 from townlet.training.warm_start import WarmStartPlan

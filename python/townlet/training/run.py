@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from townlet.errors import UsageError
 from townlet.sim.config import TownConfig, load_config
 from townlet.sim.env import observation_spec
-from townlet.telemetry.records import TelemetryWriter
+from townlet.telemetry.writer import TelemetryWriter
 from townlet.training.data import ReplayData, check_replay_spec
 from townlet.training.phases import PHASES, Phase, phase_for_mode
 from townlet.training.request import EpochCallback, LogOptions, PhaseSection, RunOutputs, TrainPlan, TrainRequest

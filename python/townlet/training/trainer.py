@@ -13,7 +13,7 @@ import torch
 
 from townlet.artifacts.checkpoint import TrainingState
 from townlet.sim.settings import PPOConfig
-from townlet.telemetry.records import TelemetryWriter
+from townlet.telemetry.writer import TelemetryWriter
 from townlet.training.envs import TrainEnv
 from townlet.training.network import ActorCritic, ConflictAwarePolicy, MLPPolicy
 from townlet.training.ppo import (
