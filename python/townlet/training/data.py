@@ -5,7 +5,6 @@ which PPO replays and behaviour cloning learns from."""
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,10 @@ import numpy as np
 import torch
 
 from townlet import _core
-from townlet.capture.rollout import EVENT_COUNTERS, load_npz
+from townlet.capture.npz import load_npz
+from townlet.capture.records import read_capture_events, read_manifest, read_sidecar_spec
 from townlet.errors import UsageError
-from townlet.jsonio import parse_json, read_bytes
+from townlet.jsonio import read_bytes
 from townlet.training.network import ActorCritic
 from townlet.training.ppo import Dataset, baseline_from_samples
 
@@ -98,24 +98,14 @@ def load_replay(manifest: Path | None, capture_dir: Path | None) -> ReplayData:
         if not found:
             raise UsageError(f"{capture_dir}: no *_manifest.json in the capture directory")
         manifest = found[0]
-    manifest_raw = read_bytes(manifest, "manifest")
-    doc = parse_json(manifest, manifest_raw)
-    entries = doc.get("samples") if isinstance(doc, dict) else None
-    if not isinstance(entries, list):
-        raise UsageError(f"{manifest}: not a capture manifest (no 'samples' list)")
-    if not entries:
-        raise UsageError(f"{manifest}: the dataset is empty (no samples)")
+    refs, manifest_raw = read_manifest(manifest)
     samples = []
     obs_dim = n_actions = None
-    for k, entry in enumerate(entries):
-        name = entry.get("sample") if isinstance(entry, dict) else None
-        if not isinstance(name, str):
-            raise UsageError(f"{manifest}: samples[{k}] has no 'sample' file name")
-        path = manifest.parent / name
+    for ref in refs:
+        path = manifest.parent / ref.sample
         raw = read_bytes(path)
         arrays = load_npz(path, raw)
-        want = entry.get("sha256")
-        if isinstance(want, str) and hashlib.sha256(raw).hexdigest() != want:
+        if ref.sha256 is not None and hashlib.sha256(raw).hexdigest() != ref.sha256:
             raise UsageError(f"{path}: contents do not match the SHA-256 recorded in {manifest} (altered?)")
         missing = [a for a in ("map", "features", "actions", "old_log_probs", "rewards", "dones") if a not in arrays]
         if missing:
@@ -146,34 +136,18 @@ def load_replay(manifest: Path | None, capture_dir: Path | None) -> ReplayData:
                 "alive": arrays.get("alive", np.ones(t, bool)),
             }
         )
-    sidecar = manifest.parent / str(entries[0].get("meta", ""))
-    meta: dict[str, Any] = {}
-    if sidecar.is_file():
-        try:
-            side = json.loads(sidecar.read_text(encoding="utf-8"))
-            meta = {k: side.get(k) for k in ("map_shape", "feature_names", "action_names", "map_channels", "variant")}
-            meta["n_features"] = len(side.get("feature_names", []))
-        except (ValueError, TypeError, AttributeError):
-            raise UsageError(f"{sidecar}: not a capture sample sidecar (invalid JSON or fields)") from None
+    sidecar = manifest.parent / (refs[0].meta or "")
+    meta = read_sidecar_spec(sidecar) if sidecar.is_file() else {}
     assert obs_dim is not None and n_actions is not None
     return ReplayData(
-        samples, obs_dim, n_actions, meta, manifest, _capture_events(manifest), hashlib.sha256(manifest_raw).hexdigest()
+        samples,
+        obs_dim,
+        n_actions,
+        meta,
+        manifest,
+        read_capture_events(manifest),
+        hashlib.sha256(manifest_raw).hexdigest(),
     )
-
-
-def _capture_events(manifest: Path) -> dict[str, float]:
-    """The capture's event totals (`<prefix>_metrics.json`), mapped back to native event names."""
-    metrics = manifest.with_name(manifest.name.replace("_manifest.json", "_metrics.json"))
-    if metrics == manifest or not metrics.is_file():
-        return {}
-    try:
-        ev = json.loads(metrics.read_text(encoding="utf-8")).get("events") or {}
-        out = {names[0]: float(ev.get(key, 0.0)) for key, names in EVENT_COUNTERS.items()}
-        out["queue_conflict_value"] = float(ev.get("queue_conflict_intensity_sum", 0.0))
-        out["chat_success_value"] = float(ev.get("chat_quality_mean", 0.0)) * out["chat_success"]
-    except (ValueError, TypeError, AttributeError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise UsageError(f"{metrics}: not a capture metrics file (invalid JSON or event totals)") from None
-    return {k: v for k, v in out.items() if v}
 
 
 def check_replay_spec(replay: ReplayData, meta: dict[str, Any], config_path: Path) -> None:
