@@ -57,8 +57,17 @@ def records(path: Path) -> list[dict[str, Any]]:
     return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in path.read_text().splitlines()]
 
 
-def test_bc_learns_the_expert_on_held_out_ticks_and_keeps_the_best(work: Path) -> None:
-    res = townlet(work, "train", "town.yaml", "--mode", "bc", "--capture-dir", "capture", "--bc-log", "logs/bc/x.jsonl")
+@pytest.fixture(scope="module")
+def bc_trained(work: Path) -> CliResult:
+    """The bc phase trained once in `work` (its checkpoint is what the ppo tests inherit); tests that need it ask
+    for it, so they hold under any test order or distribution over workers."""
+    return townlet(
+        work, "train", "town.yaml", "--mode", "bc", "--capture-dir", "capture", "--bc-log", "logs/bc/x.jsonl"
+    )
+
+
+def test_bc_learns_the_expert_on_held_out_ticks_and_keeps_the_best(work: Path, bc_trained: CliResult) -> None:
+    res = bc_trained
     assert res.returncode == 0, str(res)
     latest, best = work / "logs/bc/checkpoints/bc_latest.json", work / "logs/bc/checkpoints/bc_best.json"
     ck = load_checkpoint(latest)
@@ -95,10 +104,9 @@ def ppo(work: Path, out: str, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(argv, cwd=work, env=_cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_ppo_inherits_bc_and_a_killed_run_resumes_identically(work: Path) -> None:
+def test_ppo_inherits_bc_and_a_killed_run_resumes_identically(work: Path, bc_trained: CliResult) -> None:
+    assert bc_trained.returncode == 0, str(bc_trained)
     bc = work / "logs/bc/checkpoints/bc_latest.json"
-    if not bc.exists():
-        pytest.skip("needs the bc checkpoint of the previous test")
     bc_sha = load_checkpoint(bc).sha256
     dry = townlet(work, "train", "town.yaml", "--dry-run", "--warm-start-save", "dry/ppo.json")
     assert dry.returncode == 0, str(dry)
@@ -306,10 +314,10 @@ def test_replay_and_mixed_runs_resume_identically(mode: str, tmp_path: Path) -> 
     assert a.training is not None and b.training is not None and a.training.data == b.training.data
 
 
-def test_an_inherited_bc_checkpoint_that_does_not_fit_says_how_to_start_fresh(work: Path) -> None:
-    bc = work / "logs/bc/checkpoints/bc_latest.json"
-    if not bc.exists():
-        pytest.skip("needs the bc checkpoint of the first test")
+def test_an_inherited_bc_checkpoint_that_does_not_fit_says_how_to_start_fresh(
+    work: Path, bc_trained: CliResult
+) -> None:
+    assert bc_trained.returncode == 0, str(bc_trained)
     # Another town in the same working directory: the default-town bc checkpoint does not fit it.
     queue = REPO_ROOT / "configs/scenarios/queue_conflict.yaml"
     res = townlet(work, "train", queue, "--epochs", "1", "--warm-start-save", "q.json")
