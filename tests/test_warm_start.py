@@ -24,9 +24,7 @@ def train(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None
     argv = [sys.executable, "-m", "townlet", "train", *args]
     if cwd is None and "--warm-start-load" not in args:
         argv.append("--fresh")
-    proc = subprocess.run(
-        argv, cwd=cwd, env={**_cli_env(), **(env or {})}, capture_output=True, text=True, timeout=300
-    )
+    proc = subprocess.run(argv, cwd=cwd, env={**_cli_env(), **(env or {})}, capture_output=True, text=True, timeout=300)
     return CliResult(argv, proc.returncode, proc.stdout, proc.stderr)
 
 
