@@ -1,7 +1,7 @@
 """Rollout capture end to end, through the tools a user runs (seed 000, SPEC §6).
 
 Every capture here goes through `python tools/capture_rollout.py` (or the suite / merge / drift tools)
-as a subprocess from the repository root, exactly as the checklist tells users to run them. The five
+as a subprocess from a checkout-like working directory, exactly as the checklist tells users to run them. The five
 golden scenarios are captured once per session and shared; tests that need a different capture make
 their own under tmp_path.
 """

@@ -46,7 +46,7 @@ TRAIN = [
 
 
 def tool(name: str, *args: str | Path, timeout: float = 60) -> CliResult:
-    """`python tools/NAME.py ARGS` in the repo root."""
+    """`python tools/NAME.py ARGS` in the test's scratch working directory."""
     argv = [sys.executable, f"tools/{name}.py", *(str(a) for a in args)]
     proc = subprocess.run(argv, env=_cli_env(), capture_output=True, text=True, timeout=timeout, check=False)
     return CliResult(argv, proc.returncode, proc.stdout, proc.stderr)

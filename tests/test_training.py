@@ -38,7 +38,7 @@ SMOKE_ARGS = ("--epochs", "2", "--num-envs", "2", "--rollout-ticks", "32")
 
 
 def run(*args: str | Path, tool: str | None = None, env: dict[str, str] | None = None) -> CliResult:
-    """`python -m townlet ARGS`, or `python tools/TOOL ARGS`, from the repository root."""
+    """`python -m townlet ARGS`, or `python tools/TOOL ARGS`, in the test's scratch working directory."""
     head = [sys.executable, f"tools/{tool}"] if tool else [sys.executable, "-m", "townlet"]
     argv = [*head, *(str(a) for a in args)]
     proc = subprocess.run(

@@ -29,7 +29,7 @@ METRICS = "rollout_sample_metrics.json"
 
 
 def run_tool(script: str, *args: str | Path, timeout: float = 240) -> CliResult:
-    """`python tools/SCRIPT ARGS` from the repository root."""
+    """`python tools/SCRIPT ARGS` in the test's scratch working directory."""
     argv = [sys.executable, f"tools/{script}", *(str(a) for a in args)]
     proc = subprocess.run(argv, env=_cli_env(), capture_output=True, text=True, timeout=timeout, check=False)
     return CliResult(argv, proc.returncode, proc.stdout, proc.stderr)

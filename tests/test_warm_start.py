@@ -19,7 +19,8 @@ TINY = ("--epochs", "1", "--num-envs", "1", "--rollout-ticks", "20", "-q")
 
 
 def train(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> CliResult:
-    """`python -m townlet train ARGS` (in `cwd`, default the repo root), with extra environment variables.
+    """`python -m townlet train ARGS` (in `cwd`, default the test's scratch working directory), with extra
+    environment variables.
     `--fresh` keeps a bc checkpoint left in the working tree from being inherited."""
     argv = [sys.executable, "-m", "townlet", "train", *args]
     if cwd is None and "--warm-start-load" not in args:

@@ -51,7 +51,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def tool(name: str, *args: str | Path, env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
-    """`python tools/NAME.py ARGS` in the repo root."""
+    """`python tools/NAME.py ARGS` in the test's scratch working directory."""
     argv = [sys.executable, f"tools/{name}.py", *(str(a) for a in args)]
     proc = subprocess.run(argv, env=env or _env(), capture_output=True, text=True, timeout=timeout, check=False)
     return CliResult(argv, proc.returncode, proc.stdout, proc.stderr)
