@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -15,7 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from townlet.cli.common import CHUNK, err_console, resolve_policy
-from townlet.errors import TownletError, UsageError
+from townlet.errors import TownletError
 from townlet.sim.config import load_config
 from townlet.sim.simulation import Simulation
 
@@ -46,11 +45,7 @@ def sim_run(
     if pol is not None:
         pol.check(sim.observation_metadata())
     ticks = tick_limit if tick_limit is not None else (cfg.scenario_ticks or sim.town.ticks_per_day)
-    start_tick = sim.tick
-    steps_before = sim.town.agent_steps
-    show_progress = not (as_json or quiet) and sys.stdout.isatty() and ticks >= CHUNK
-    t0 = time.perf_counter()
-    if show_progress:
+    if not (as_json or quiet) and sys.stdout.isatty() and ticks >= CHUNK:
         with Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -59,54 +54,18 @@ def sim_run(
             transient=True,
         ) as progress:
             task = progress.add_task(cfg.config_id, total=ticks)
-            done = 0
-            while done < ticks:
-                n = min(CHUNK, ticks - done)
-                sim.run(n) if pol is None else sim.run_policy(n, pol)
-                done += n
-                progress.update(task, completed=done)
-    elif pol is None:
-        sim.run(ticks)
+            summary = sim.run_for(
+                ticks, pol, chunk=CHUNK, on_progress=lambda done: progress.update(task, completed=done)
+            )
     else:
-        sim.run_policy(ticks, pol)
-    elapsed = max(time.perf_counter() - t0, 1e-9)
-    agent_steps = sim.town.agent_steps - steps_before
+        summary = sim.run_for(ticks, pol)
     if save_snapshot is not None:
-        try:
-            sim.save_snapshot(save_snapshot)
-        except OSError as exc:
-            raise UsageError(f"{save_snapshot}: cannot write snapshot: {exc.strerror or exc}") from None
-    kpis = sim.kpis()
-    summary: dict[str, Any] = {
-        "config_id": cfg.config_id,
-        "config": str(config),
-        "seed": cfg.seed,
-        "start_tick": start_tick,
-        "ticks": ticks,
-        "final_tick": sim.tick,
-        "agents": sim.town.n_agents,
-        "agent_ids": sim.agent_ids,
-        "world_hash": sim.world_hash(),
-        "manifest_checksum": sim.town.manifest_checksum,
-        "kpis": {
-            "self_sufficiency": kpis["self_sufficiency"],
-            "on_time_rate": kpis["on_time_rate"],
-            "relationship_coverage": kpis["relationship_coverage"],
-            "faints": int(kpis["faints"]),
-            "evictions": int(kpis["evictions"]),
-            "queue_conflicts": int(kpis["queue_conflicts"]),
-            "shifts_scheduled": int(kpis["shifts_scheduled"]),
-            "chat_success": int(kpis["chat_success"]),
-            "shared_meals": int(kpis["shared_meals"]),
-        },
-        "agent_steps": agent_steps,
-        "elapsed_sec": elapsed,
-        "agent_steps_per_sec": agent_steps / elapsed,
-        "snapshot": str(save_snapshot) if save_snapshot else None,
-    }
+        sim.save_snapshot(save_snapshot)
+    summary["snapshot"] = str(save_snapshot) if save_snapshot else None
     if as_json:
         typer.echo(json.dumps(summary, sort_keys=True))
         return
+    kpis = sim.kpis()
     console = Console()
     table = Table(title=f"{cfg.config_id} — {ticks:,} ticks, {sim.town.n_agents} agents", show_header=True)
     table.add_column("KPI")

@@ -3,6 +3,8 @@ state as numpy arrays, read events and counters, save and restore snapshots."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,18 @@ from townlet.jsonio import atomic_write_text
 from townlet.sim.config import TownConfig, load_config
 
 NEED_NAMES = ("hunger", "hygiene", "energy")
+#: The KPIs a run summary reports, and whether each is a count.
+SUMMARY_KPIS = (
+    ("self_sufficiency", False),
+    ("on_time_rate", False),
+    ("relationship_coverage", False),
+    ("faints", True),
+    ("evictions", True),
+    ("queue_conflicts", True),
+    ("shifts_scheduled", True),
+    ("chat_success", True),
+    ("shared_meals", True),
+)
 
 
 class Simulation:
@@ -36,6 +50,46 @@ class Simulation:
         if ticks < 0:
             raise UsageError(f"tick count must be >= 0, got {ticks}")
         self.town.step(ticks)
+
+    def run_for(
+        self,
+        ticks: int,
+        policy: Any = None,
+        *,
+        chunk: int | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Advance `ticks` ticks under the scripted expert (or `policy`), `chunk` ticks per native call
+        (default: all at once), calling `on_progress(ticks done)` after each; returns the run's summary:
+        config, ticks, world hash, KPIs and throughput (what `townlet sim run --json` prints)."""
+        start_tick, steps_before = self.tick, self.town.agent_steps
+        t0 = time.perf_counter()
+        done = 0
+        while done < ticks:
+            n = min(chunk or ticks, ticks - done)
+            self.run(n) if policy is None else self.run_policy(n, policy)
+            done += n
+            if on_progress is not None:
+                on_progress(done)
+        elapsed = max(time.perf_counter() - t0, 1e-9)
+        agent_steps = self.town.agent_steps - steps_before
+        kpis = self.kpis()
+        return {
+            "config_id": self.config.config_id,
+            "config": str(self.config.path),
+            "seed": self.config.seed,
+            "start_tick": start_tick,
+            "ticks": ticks,
+            "final_tick": self.tick,
+            "agents": self.town.n_agents,
+            "agent_ids": self.agent_ids,
+            "world_hash": self.world_hash(),
+            "manifest_checksum": self.town.manifest_checksum,
+            "kpis": {k: int(kpis[k]) if count else kpis[k] for k, count in SUMMARY_KPIS},
+            "agent_steps": agent_steps,
+            "elapsed_sec": elapsed,
+            "agent_steps_per_sec": agent_steps / elapsed,
+        }
 
     def step(self, actions: npt.ArrayLike) -> None:
         """Advance one tick with one action per agent slot."""
@@ -115,7 +169,10 @@ class Simulation:
     # -- snapshots ----------------------------------------------------------------------------------
 
     def save_snapshot(self, path: str | Path) -> None:
-        atomic_write_text(path, self.town.snapshot())
+        try:
+            atomic_write_text(path, self.town.snapshot())
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot write snapshot: {exc.strerror or exc}") from None
 
     @classmethod
     def load_snapshot(cls, path: str | Path, config: TownConfig, *, record_events: bool = False) -> Simulation:
