@@ -45,6 +45,11 @@ def capture_folders(root: Path, prefix: str = DEFAULT_PREFIX) -> dict[str, Path]
     return found
 
 
+def read_captures(root: Path, prefix: str = DEFAULT_PREFIX) -> dict[str, dict[str, Any]]:
+    """Scenario name -> its captured metrics, for a capture folder or a suite's output root."""
+    return {name: read_capture_metrics(folder, prefix) for name, folder in capture_folders(root, prefix).items()}
+
+
 def load_golden(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}

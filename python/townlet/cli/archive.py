@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from townlet.artifacts.archive import create, diff, markdown, stale_markdown, verified, verify
-from townlet.cli.common import RegistryOpt, problems_exit, registry_path, stderr_line
+from townlet.cli.common import RegistryOpt, print_diff, problems_exit, registry_path, stderr_line
 from townlet.errors import UsageError
 from townlet.jsonio import atomic_write_text, canonical_json
 
@@ -64,12 +64,9 @@ def archive_diff_cmd(
     if not changes:
         typer.echo(f"equal: {config} matches the config archived in {archive} (sha256 {live_sha})")
         return
-    typer.echo(f"--- {archive}:config_resolved.json (sha256 {archived_sha[:12]})")
-    typer.echo(f"+++ {config} (sha256 {live_sha[:12]})")
-    for change in changes:
-        typer.echo(change.render())
-    typer.echo(f"{len(changes)} differences")
-    raise typer.Exit(1)
+    raise print_diff(
+        f"{archive}:config_resolved.json (sha256 {archived_sha[:12]})", f"{config} (sha256 {live_sha[:12]})", changes
+    )
 
 
 @app.command("summary")

@@ -36,7 +36,6 @@ def capture_rollout_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary.")] = False,
 ) -> None:
     """Capture one config's rollout: per-agent samples, manifest and metrics."""
-
     cfg = load_config(config, seed=seed)
     pol, pol_name = resolve_policy(policy, cfg.seed)
     result = capture_rollout(
@@ -67,7 +66,6 @@ def capture_suite_cmd(
     retries: Annotated[int, typer.Option("--retries", min=0, help="Retries per scenario on I/O errors.")] = 0,
 ) -> None:
     """Capture several configs, one folder per config (named after its file)."""
-
     loaded = [(path, load_config(path)) for path in configs]
     for path, cfg in loaded:
         folder = output_root / path.stem
@@ -92,15 +90,11 @@ def capture_suite_cmd(
 @app.command("merge")
 def capture_merge_cmd(
     capture_dir: Annotated[Path, typer.Argument(help="A capture folder or a suite's output root.")],
-    golden: Annotated[Path, typer.Option("--golden", help="Golden metrics JSON.")] = Path(
-        "docs/samples/rollout_scenario_stats.json"
-    ),
+    golden: Annotated[Path, typer.Option("--golden", help="Golden metrics JSON.")] = goldens.DEFAULT_GOLDEN,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the changes without writing.")] = False,
 ) -> None:
     """Merge captured metrics into the golden JSON."""
-
-    folders = goldens.capture_folders(capture_dir)
-    captured = {name: goldens.read_capture_metrics(folder) for name, folder in folders.items()}
+    captured = goldens.read_captures(capture_dir)
     current = goldens.load_golden(golden)
     new, changes = goldens.merge(current, captured)
     for line in changes:
@@ -118,14 +112,10 @@ def capture_merge_cmd(
 @app.command("drift")
 def capture_drift_cmd(
     capture_dir: Annotated[Path, typer.Argument(help="A suite's output root (or one capture folder).")],
-    golden: Annotated[Path, typer.Option("--golden", help="Golden metrics JSON.")] = Path(
-        "docs/samples/rollout_scenario_stats.json"
-    ),
+    golden: Annotated[Path, typer.Option("--golden", help="Golden metrics JSON.")] = goldens.DEFAULT_GOLDEN,
 ) -> None:
     """Fail (exit 1) when any captured metric drifts from the golden by > 2% / 1e-6."""
-
-    folders = goldens.capture_folders(capture_dir)
-    captured = {name: goldens.read_capture_metrics(folder) for name, folder in folders.items()}
+    captured = goldens.read_captures(capture_dir)
     golden_data = goldens.load_golden(golden)
     if not golden_data:
         raise UsageError(f"{golden}: no golden metrics (run the merge first)")

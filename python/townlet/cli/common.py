@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from townlet.artifacts.registry import default_registry
+from townlet.artifacts.registry import Change, default_registry
 from townlet.errors import TownletError, UsageError
 
 err_console = Console(stderr=True)
@@ -56,6 +57,16 @@ RegistryOpt = Annotated[
 
 def registry_path(path: Path | None) -> Path:
     return path if path is not None else default_registry()
+
+
+def print_diff(left: str, right: str, changes: Sequence[Change]) -> typer.Exit:
+    """Key-path differences as `---`/`+++` headers, one line per change and a count; return Exit(1) to raise."""
+    typer.echo(f"--- {left}")
+    typer.echo(f"+++ {right}")
+    for change in changes:
+        typer.echo(change.render())
+    typer.echo(f"{len(changes)} differences")
+    return typer.Exit(1)
 
 
 def problems_exit(problems: list[str], where: object) -> typer.Exit:

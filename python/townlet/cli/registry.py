@@ -16,7 +16,7 @@ from townlet.artifacts.registry import (
     read_registry,
     register,
 )
-from townlet.cli.common import RegistryOpt, problems_exit, registry_path
+from townlet.cli.common import RegistryOpt, print_diff, problems_exit, registry_path
 from townlet.jsonio import canonical_json
 
 app = typer.Typer(help="The config registry: register, look up, diff and check configs.", no_args_is_help=True)
@@ -31,7 +31,6 @@ def registry_register_cmd(
     registry: RegistryOpt = None,
 ) -> None:
     """Register a config under a label, keyed by the SHA-256 of its canonical resolved form."""
-
     reg = registry_path(registry)
     done = register(reg, config, label, notes=notes, relabel=relabel)
     entry = done.entry
@@ -46,7 +45,6 @@ def registry_lookup_cmd(
     registry: RegistryOpt = None,
 ) -> None:
     """Find a registered config by hash or unique prefix (exit 1 when none matches)."""
-
     entry = lookup(registry_path(registry), sha)
     if as_json:
         typer.echo(canonical_json(entry), nl=False)
@@ -68,19 +66,13 @@ def registry_diff_cmd(
     registry: RegistryOpt = None,
 ) -> None:
     """Key-path differences between two loaded configs; exit 1 when they differ, 0 when equal."""
-
     reg = registry_path(registry)
     left, right = diff_side(a, reg), diff_side(b, reg)
     changes = key_path_diff(left.config, right.config)
     if not changes:
         typer.echo(f"equal: {left.name} and {right.name} (sha256 {left.sha256})")
         return
-    typer.echo(f"--- {left.name} (sha256 {left.sha256[:12]})")
-    typer.echo(f"+++ {right.name} (sha256 {right.sha256[:12]})")
-    for change in changes:
-        typer.echo(change.render())
-    typer.echo(f"{len(changes)} differences")
-    raise typer.Exit(1)
+    raise print_diff(f"{left.name} (sha256 {left.sha256[:12]})", f"{right.name} (sha256 {right.sha256[:12]})", changes)
 
 
 @app.command("list")
@@ -89,7 +81,6 @@ def registry_list_cmd(
     registry: RegistryOpt = None,
 ) -> None:
     """Every registered config: hash prefix, label, path, registration time."""
-
     reg = registry_path(registry)
     doc = read_registry(reg)
     entries = sorted(doc["entries"].values(), key=lambda e: (str(e.get("registered_utc")), str(e.get("sha256"))))
@@ -118,7 +109,6 @@ def registry_validate_cmd(registry: RegistryOpt = None) -> None:
 @app.command("fmt")
 def registry_fmt_cmd(registry: RegistryOpt = None) -> None:
     """Rewrite the registry in canonical form (atomically)."""
-
     reg = registry_path(registry)
     changed = fmt_registry(reg)
     typer.echo(f"{'reformatted' if changed else 'already canonical'}: {reg}")
