@@ -8,6 +8,7 @@ use crate::actions::{A_MOVE0, A_WAIT, MAX_AFFORDANCES, NUM_MOVES};
 use crate::config::AffordanceKind;
 use crate::events::EventKind;
 use crate::grid::{DIRS, UNREACHABLE};
+use crate::minus_one::index_or_minus_one;
 use crate::state::*;
 use crate::world::{chebyshev, World};
 
@@ -142,7 +143,7 @@ impl World {
         }
         if a.activity.phase == Phase::Running {
             // Committed: continue it, wait (which also continues it) or release it.
-            mask[self.statics.use_action(a.activity.aff as usize)] = true;
+            mask[self.statics.use_action(a.activity.affordance_index())] = true;
             mask[self.statics.release_action] = true;
             return;
         }
@@ -151,7 +152,7 @@ impl World {
         }
         for aff in 0..self.statics.affs.len() {
             mask[self.statics.use_action(aff)] =
-                a.activity.aff == aff as i32 || targets[aff].is_some();
+                a.activity.affordance == Some(aff) || targets[aff].is_some();
         }
         if a.chat_ready_at <= self.state.tick {
             let filled = self.nearby_agents(i);
@@ -181,7 +182,7 @@ impl World {
     fn apply_action_inner(&mut self, i: usize, action: usize) -> bool {
         let current = self.state.agents[i].activity;
         if let Some(aff) = self.statics.action_aff(action) {
-            if current.aff == aff as i32 {
+            if current.affordance == Some(aff) {
                 self.advance_option(i);
                 return true;
             }
@@ -214,8 +215,8 @@ impl World {
                 Some(obj) => {
                     let tick = self.state.tick;
                     self.state.agents[i].activity = Activity {
-                        aff: aff as i32,
-                        obj: obj as i32,
+                        affordance: Some(aff),
+                        object: Some(obj),
                         phase: Phase::Walking,
                         remaining: 0,
                         since: tick,
@@ -251,10 +252,10 @@ impl World {
     /// Move the option of agent `i` one tick forward (walk, queue, start).
     pub(crate) fn advance_option(&mut self, i: usize) {
         let act = self.state.agents[i].activity;
-        let obj = act.obj as usize;
         match act.phase {
             Phase::Idle | Phase::Waiting | Phase::Running => {}
             Phase::Walking => {
+                let obj = act.object_index();
                 let pos = self.state.agents[i].pos;
                 let d = self.statics.dist_at(obj, pos);
                 if d == 0 {
@@ -289,7 +290,7 @@ impl World {
             if !a.alive || a.activity.phase != Phase::Running {
                 continue;
             }
-            let (aff, obj) = (a.activity.aff as usize, a.activity.obj as usize);
+            let (aff, obj) = (a.activity.affordance_index(), a.activity.object_index());
             let af = &self.statics.affs[aff];
             if af.duration == 0 {
                 if !self.transient_ok(i, aff, obj) {
@@ -324,11 +325,17 @@ impl World {
             EventKind::AffordanceFail,
             i as i32,
             -1,
-            act.obj,
-            act.aff as f32,
+            index_or_minus_one(act.object),
+            index_or_minus_one(act.affordance) as f32,
         );
-        if self.statics.affs[act.aff as usize].kind == AffordanceKind::Shower {
-            self.emit(EventKind::ShowerPowerOutage, i as i32, -1, act.obj, 0.0);
+        if self.statics.affs[act.affordance_index()].kind == AffordanceKind::Shower {
+            self.emit(
+                EventKind::ShowerPowerOutage,
+                i as i32,
+                -1,
+                index_or_minus_one(act.object),
+                0.0,
+            );
         }
         self.release(i, false);
     }
@@ -354,7 +361,7 @@ impl World {
 
     fn finish(&mut self, i: usize) {
         let act = self.state.agents[i].activity;
-        let (aff, obj) = (act.aff as usize, act.obj as usize);
+        let (aff, obj) = (act.affordance_index(), act.object_index());
         let af = &self.statics.affs[aff];
         let kind = af.kind;
         if !af.produces.is_empty() {
@@ -408,14 +415,14 @@ impl World {
             if j == i || !b.alive || b.activity.phase != Phase::Running {
                 continue;
             }
-            if self.statics.affs[b.activity.aff as usize].kind == AffordanceKind::Meal
+            if self.statics.affs[b.activity.affordance_index()].kind == AffordanceKind::Meal
                 && chebyshev(pos, b.pos) <= range
             {
                 self.emit(
                     EventKind::SharedMeal,
                     i as i32,
                     j as i32,
-                    b.activity.obj,
+                    index_or_minus_one(b.activity.object),
                     0.0,
                 );
                 self.update_pair(i, j, 0.10, 0.25, 0.0, crate::social::Cause::SharedMeal);

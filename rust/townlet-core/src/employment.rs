@@ -58,14 +58,14 @@ impl World {
             let j = &s.jobs[job];
             let present = self.at_work(i);
             if tod >= j.start && tod < j.end {
-                if self.state.agents[i].employment.shift_day != day {
+                if self.state.agents[i].employment.shift_day != Some(day) {
                     // A shift that never left its window (all day long) ends as the next begins.
                     if !self.state.agents[i].employment.finalized {
                         self.finalize_shift(i, j.end - j.start, j.site);
                     }
                     // A new shift: per-shift fields start afresh.
                     let e = &mut self.state.agents[i].employment;
-                    e.shift_day = day;
+                    e.shift_day = Some(day);
                     e.finalized = false;
                     e.arrived = false;
                     e.arrived_on_time = false;
@@ -178,7 +178,11 @@ impl World {
                     }
                 }
             } else if !self.state.agents[i].employment.finalized
-                && (self.state.agents[i].employment.shift_day < day || tod >= j.end)
+                && (self.state.agents[i]
+                    .employment
+                    .shift_day
+                    .is_none_or(|d| d < day)
+                    || tod >= j.end)
             {
                 // `shift_day < day`: a shift that ended at midnight is finalised the next day.
                 self.finalize_shift(i, j.end - j.start, j.site);

@@ -108,7 +108,9 @@ impl World {
         let tick = self.state.tick;
         let cooldown = u64::from(self.statics.cfg.identity.cooldown_ticks);
         let id = &mut self.state.identity;
-        let free: Vec<usize> = (0..id.holder.len()).filter(|&k| id.holder[k] < 0).collect();
+        let free: Vec<usize> = (0..id.holder.len())
+            .filter(|&k| id.holder[k].is_none())
+            .collect();
         let slot = if let Some(&k) = free.iter().find(|&&k| id.released_at[k].is_none()) {
             k
         } else {
@@ -132,17 +134,16 @@ impl World {
             oldest
         };
         let id = &mut self.state.identity;
-        id.holder[slot] = i as i32;
+        id.holder[slot] = Some(i);
         id.allocations += 1;
-        self.state.agents[i].identity_slot = slot as i32;
+        self.state.agents[i].identity_slot = Some(slot);
     }
 
     fn identity_release(&mut self, i: usize) {
-        let slot = self.state.agents[i].identity_slot;
-        if slot >= 0 {
-            self.state.identity.holder[slot as usize] = -1;
-            self.state.identity.released_at[slot as usize] = Some(self.state.tick);
-            self.state.agents[i].identity_slot = -1;
+        if let Some(slot) = self.state.agents[i].identity_slot {
+            self.state.identity.holder[slot] = None;
+            self.state.identity.released_at[slot] = Some(self.state.tick);
+            self.state.agents[i].identity_slot = None;
         }
     }
 

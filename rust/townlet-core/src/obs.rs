@@ -269,8 +269,8 @@ impl World {
         // Path hints toward the current option's object.
         if layout.variant == ObsVariant::Full {
             let act = self.state.agents[i].activity;
-            if act.obj >= 0 {
-                let dirs = &layout.step_dir[act.obj as usize];
+            if let Some(obj) = act.object {
+                let dirs = &layout.step_dir[obj];
                 for wy in 0..w {
                     for wx in 0..w {
                         let (x, y) = (x0 + wx, y0 + wy);
@@ -392,7 +392,7 @@ impl World {
                 None => (0..SOCIAL_FIELDS.len()).for_each(|_| put(0.0)),
             }
         }
-        put(a.identity_slot.max(0) as f32 / cfg.identity.max_slots as f32);
+        put(a.identity_slot.unwrap_or(0) as f32 / cfg.identity.max_slots as f32);
         put(if a.ctx_reset { 1.0 } else { 0.0 });
         put(f32::from(a.last_action) / (s.n_actions() - 1).max(1) as f32);
         put(if a.last_action_ok { 1.0 } else { 0.0 });
@@ -411,8 +411,12 @@ impl World {
         } else {
             0.0
         });
-        let progress = if a.activity.phase == Phase::Running && a.activity.aff >= 0 {
-            let d = s.affs[a.activity.aff as usize].duration;
+        let running = a
+            .activity
+            .affordance
+            .filter(|_| a.activity.phase == Phase::Running);
+        let progress = if let Some(aff) = running {
+            let d = s.affs[aff].duration;
             if d > 0 {
                 1.0 - a.activity.remaining as f32 / d as f32
             } else {
@@ -424,9 +428,9 @@ impl World {
         put(progress);
         let span = (s.grid.width.max(s.grid.height)) as f32;
         for (aff, &found) in targets.iter().enumerate().take(s.affs.len()) {
-            let current = a.activity.aff == aff as i32;
+            let current = a.activity.affordance == Some(aff);
             let target = if current {
-                Some(a.activity.obj as usize)
+                Some(a.activity.object_index())
             } else {
                 found
             };

@@ -146,7 +146,7 @@ impl World {
             if !a.alive || a.activity.phase != Phase::Running {
                 continue;
             }
-            let af = &self.statics.affs[a.activity.aff as usize];
+            let af = &self.statics.affs[a.activity.affordance_index()];
             if (power && af.needs_power) || (!power && af.needs_water) {
                 self.utility_fail(i);
             }

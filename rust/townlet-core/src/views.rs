@@ -21,8 +21,8 @@ impl World {
     /// The affordance agent `agent` is pursuing (`None` when idle) and where it is in that option.
     pub fn activity_view(&self, agent: usize) -> (Option<&str>, Phase) {
         let act = &self.state.agents[agent].activity;
-        let affordance = usize::try_from(act.aff)
-            .ok()
+        let affordance = act
+            .affordance
             .map(|index| self.statics.affs[index].id.as_str());
         (affordance, act.phase)
     }
