@@ -24,13 +24,13 @@ impl World {
         let tod = self.tick_of_day();
         let open = j
             .start
-            .saturating_sub(self.statics.cfg.employment.arrival_buffer);
+            .saturating_sub(self.statics.config.employment.arrival_buffer);
         tod >= open && tod < j.end
     }
 
     /// Requirements that can come and go (utilities, shift) for affordance `aff`.
     pub(crate) fn transient_ok(&self, i: usize, aff: usize, obj: usize) -> bool {
-        let af = &self.statics.affs[aff];
+        let af = &self.statics.affordances[aff];
         if af.needs_power && self.state.power_out > 0 {
             return false;
         }
@@ -49,7 +49,7 @@ impl World {
 
     /// Requirements that will not fix themselves: stock, money, room for produced stock.
     pub(crate) fn lasting_ok(&self, i: usize, aff: usize, obj: usize) -> bool {
-        let af = &self.statics.affs[aff];
+        let af = &self.statics.affordances[aff];
         let stock = &self.state.objects[obj].stock;
         if af.consumes.iter().any(|&(k, n)| stock[k] < n) {
             return false;
@@ -74,7 +74,7 @@ impl World {
         let n = self.n_agents();
         let tick = self.state.tick;
         let mut best: Option<(u32, usize)> = None;
-        for &o in &self.statics.affs[aff].objects {
+        for &o in &self.statics.affordances[aff].objects {
             if self.state.cooldowns[o * n + i] > tick {
                 continue;
             }
@@ -97,7 +97,7 @@ impl World {
     pub fn chat_partners(&self, i: usize, out: &mut Vec<usize>) {
         out.clear();
         let a = &self.state.agents[i];
-        let range = self.statics.cfg.actions.chat_range as i32;
+        let range = self.statics.config.actions.chat_range as i32;
         for (j, b) in self.state.agents.iter().enumerate() {
             if j != i && b.alive && chebyshev(a.pos, b.pos) <= range {
                 out.push(j);
@@ -109,7 +109,11 @@ impl World {
 
     /// Each affordance's target for agent `i` now (`find_target`), into `out` (one per affordance).
     pub fn targets(&self, i: usize, out: &mut [Option<usize>]) {
-        for (aff, t) in out.iter_mut().enumerate().take(self.statics.affs.len()) {
+        for (aff, t) in out
+            .iter_mut()
+            .enumerate()
+            .take(self.statics.affordances.len())
+        {
             *t = self.find_target(i, aff);
         }
     }
@@ -117,7 +121,7 @@ impl World {
     /// How many other live agents are within chat range of agent `i`.
     pub fn nearby_agents(&self, i: usize) -> usize {
         let pos = self.state.agents[i].pos;
-        let range = self.statics.cfg.actions.chat_range as i32;
+        let range = self.statics.config.actions.chat_range as i32;
         self.state
             .agents
             .iter()
@@ -150,7 +154,7 @@ impl World {
         for (d, (dx, dy)) in DIRS.iter().enumerate() {
             mask[A_MOVE0 + d] = self.statics.grid.walkable(a.pos[0] + dx, a.pos[1] + dy);
         }
-        for aff in 0..self.statics.affs.len() {
+        for aff in 0..self.statics.affordances.len() {
             mask[self.statics.use_action(aff)] =
                 a.activity.affordance == Some(aff) || targets[aff].is_some();
         }
@@ -291,7 +295,7 @@ impl World {
                 continue;
             }
             let (aff, obj) = (a.activity.affordance_index(), a.activity.object_index());
-            let af = &self.statics.affs[aff];
+            let af = &self.statics.affordances[aff];
             if af.duration == 0 {
                 if !self.transient_ok(i, aff, obj) {
                     self.finish(i);
@@ -328,7 +332,7 @@ impl World {
             index_or_minus_one(act.object),
             index_or_minus_one(act.affordance) as f32,
         );
-        if self.statics.affs[act.affordance_index()].kind == AffordanceKind::Shower {
+        if self.statics.affordances[act.affordance_index()].kind == AffordanceKind::Shower {
             self.emit(
                 EventKind::ShowerPowerOutage,
                 i as i32,
@@ -362,7 +366,7 @@ impl World {
     fn finish(&mut self, i: usize) {
         let act = self.state.agents[i].activity;
         let (aff, obj) = (act.affordance_index(), act.object_index());
-        let af = &self.statics.affs[aff];
+        let af = &self.statics.affordances[aff];
         let kind = af.kind;
         if !af.produces.is_empty() {
             let into = match af.produces_into {
@@ -408,14 +412,14 @@ impl World {
     /// Agents eating at overlapping times within chat range share a meal (each pair once: the
     /// first of the two to finish records it).
     fn shared_meals(&mut self, i: usize) {
-        let range = self.statics.cfg.actions.chat_range as i32;
+        let range = self.statics.config.actions.chat_range as i32;
         let pos = self.state.agents[i].pos;
         for j in 0..self.n_agents() {
             let b = &self.state.agents[j];
             if j == i || !b.alive || b.activity.phase != Phase::Running {
                 continue;
             }
-            if self.statics.affs[b.activity.affordance_index()].kind == AffordanceKind::Meal
+            if self.statics.affordances[b.activity.affordance_index()].kind == AffordanceKind::Meal
                 && chebyshev(pos, b.pos) <= range
             {
                 self.emit(

@@ -52,7 +52,7 @@ impl World {
 
     pub(crate) fn economy_tick(&mut self) {
         if let Some((t, k, amount)) = self.statics.delivery {
-            if self.tick_of_day() == self.statics.cfg.delivery_tick() {
+            if self.tick_of_day() == self.statics.config.delivery_tick() {
                 for o in 0..self.statics.objects.len() {
                     if self.statics.objects[o].type_idx != t {
                         continue;

@@ -47,7 +47,7 @@ impl World {
         let day = self.day();
         let tick = self.state.tick;
         let s = std::sync::Arc::clone(&self.statics);
-        let cfg = &s.cfg.employment;
+        let cfg = &s.config.employment;
         for i in 0..self.n_agents() {
             let Some(job) = self.statics.agent_jobs[i] else {
                 continue;
@@ -197,7 +197,7 @@ impl World {
     }
 
     fn finalize_shift(&mut self, i: usize, scheduled: u32, site: usize) {
-        let window = self.statics.cfg.employment.attendance_window as usize;
+        let window = self.statics.config.employment.attendance_window as usize;
         let e = &mut self.state.agents[i].employment;
         e.finalized = true;
         e.state = ShiftState::PostShift;
@@ -225,7 +225,7 @@ impl World {
     /// Exit queue, run during lifecycle evaluation: enqueue chronic absentees, process manual
     /// approvals at once, and exit entries whose review window has passed (within the daily cap).
     pub(crate) fn exit_queue_tick(&mut self) {
-        let cfg = self.statics.cfg.employment.clone();
+        let cfg = self.statics.config.employment.clone();
         if !cfg.enforce_job_loop {
             return;
         }

@@ -16,7 +16,7 @@ impl World {
     /// The expert's action for agent `i` and its log-probability.
     pub(crate) fn expert_act(&mut self, i: usize) -> (usize, f32) {
         let choice = self.expert_choice(i);
-        let tau = self.statics.cfg.behavior.temperature;
+        let tau = self.statics.config.behavior.temperature;
         if tau <= 0.0 {
             return (choice, 0.0);
         }
@@ -38,7 +38,7 @@ impl World {
     }
 
     fn in_sleep_window(&self) -> bool {
-        let [a, b] = self.statics.cfg.sleep_window();
+        let [a, b] = self.statics.config.sleep_window();
         let t = self.tick_of_day();
         if a <= b {
             t >= a && t < b
@@ -75,7 +75,7 @@ impl World {
 
     fn expert_choice(&mut self, i: usize) -> usize {
         let a = &self.state.agents[i];
-        let b = &self.statics.cfg.behavior;
+        let b = &self.statics.config.behavior;
         let needs = a.needs;
         let critical = (0..3)
             .filter(|&k| needs[k] < b.critical)
@@ -84,7 +84,7 @@ impl World {
 
         if !a.activity.is_idle() {
             let aff = a.activity.affordance_index();
-            let interrupt = match self.statics.affs[aff].kind {
+            let interrupt = match self.statics.affordances[aff].kind {
                 AffordanceKind::Work => critical.is_some_and(|k| needs[k] < 0.5 * b.critical),
                 AffordanceKind::Sleep => {
                     (work_due && needs[2] > 0.5) || critical.is_some_and(|k| k != 2)
@@ -152,7 +152,7 @@ impl World {
                 best = Some((score, aff));
             }
         };
-        for (aff, af) in self.statics.affs.iter().enumerate() {
+        for (aff, af) in self.statics.affordances.iter().enumerate() {
             let gain = af.per_tick[k] * af.duration.max(1) as f32;
             if gain <= 0.0 || af.needs_shift {
                 continue;
@@ -168,7 +168,7 @@ impl World {
                 );
             } else {
                 for &(stock, _) in &af.consumes {
-                    for (p, pf) in self.statics.affs.iter().enumerate() {
+                    for (p, pf) in self.statics.affordances.iter().enumerate() {
                         if pf.produces.iter().any(|&(s, _)| s == stock) {
                             if let Some(o) = self.find_target(i, p) {
                                 let d = f32::from(self.statics.dist_at(o, pos));
@@ -192,8 +192,9 @@ impl World {
             return None;
         }
         let p = &PROFILES[self.statics.agent_profiles[i]];
-        let propensity =
-            self.statics.cfg.behavior.chat_propensity * p.chat_preference * (1.0 + p.extroversion);
+        let propensity = self.statics.config.behavior.chat_propensity
+            * p.chat_preference
+            * (1.0 + p.extroversion);
         let mut partners = Vec::with_capacity(8);
         self.chat_partners(i, &mut partners);
         if partners.is_empty() || self.state.rng_policy.next_f64() as f32 >= propensity {

@@ -7,8 +7,8 @@ use crate::world::World;
 
 impl World {
     pub(crate) fn lifecycle_evaluate(&mut self) {
-        let thr = self.statics.cfg.needs.faint_threshold;
-        let window = self.statics.cfg.needs.faint_window_ticks;
+        let thr = self.statics.config.needs.faint_threshold;
+        let window = self.statics.config.needs.faint_window_ticks;
         for i in 0..self.n_agents() {
             let a = &mut self.state.agents[i];
             if !a.alive || a.terminated.is_some() {
@@ -44,7 +44,7 @@ impl World {
     /// Remove every terminated agent from every subsystem and schedule its respawn.
     pub(crate) fn finalize_terminated(&mut self) {
         let n = self.n_agents();
-        let delay = u64::from(self.statics.cfg.lifecycle.respawn_delay_ticks);
+        let delay = u64::from(self.statics.config.lifecycle.respawn_delay_ticks);
         for i in 0..n {
             if self.state.agents[i].terminated.is_none() {
                 continue;
@@ -68,7 +68,7 @@ impl World {
 
     pub(crate) fn process_respawns(&mut self) {
         let tick = self.state.tick;
-        let lc = self.statics.cfg.lifecycle.clone();
+        let lc = self.statics.config.lifecycle.clone();
         for i in 0..self.n_agents() {
             let a = &self.state.agents[i];
             if a.alive || a.respawn_at > tick {
@@ -106,7 +106,7 @@ impl World {
     /// cooldown has passed, else (counted as forced) the longest-released one.
     pub(crate) fn identity_allocate(&mut self, i: usize) {
         let tick = self.state.tick;
-        let cooldown = u64::from(self.statics.cfg.identity.cooldown_ticks);
+        let cooldown = u64::from(self.statics.config.identity.cooldown_ticks);
         let id = &mut self.state.identity;
         let free: Vec<usize> = (0..id.holder.len())
             .filter(|&k| id.holder[k].is_none())
@@ -148,7 +148,7 @@ impl World {
     }
 
     pub(crate) fn nightly_reset(&mut self) {
-        if !self.statics.cfg.lifecycle.nightly_reset
+        if !self.statics.config.lifecycle.nightly_reset
             || self.tick_of_day() != 0
             || self.state.tick == 0
         {

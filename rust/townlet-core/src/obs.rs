@@ -48,7 +48,7 @@ impl ObsLayout {
     }
 
     pub fn build(s: &Statics) -> Self {
-        let variant = s.cfg.observations.variant;
+        let variant = s.config.observations.variant;
         let (channels, window): (Vec<&'static str>, usize) = match variant {
             ObsVariant::Hybrid => (vec!["walls", "agents", "objects", "reservations"], 11),
             ObsVariant::Full => (
@@ -124,7 +124,7 @@ impl ObsLayout {
             .iter()
             .map(|x| x.to_string()),
         );
-        for a in &s.affs {
+        for a in &s.affordances {
             f.extend(
                 ["usable", "dx", "dy", "dist", "current"]
                     .iter()
@@ -297,7 +297,7 @@ impl World {
         f: &mut [f32],
     ) {
         let s = &self.statics;
-        let cfg = &s.cfg;
+        let cfg = &s.config;
         let a = &self.state.agents[i];
         let n = self.n_agents();
         let tpd = cfg.world.ticks_per_day as f32;
@@ -416,7 +416,7 @@ impl World {
             .affordance
             .filter(|_| a.activity.phase == Phase::Running);
         let progress = if let Some(aff) = running {
-            let d = s.affs[aff].duration;
+            let d = s.affordances[aff].duration;
             if d > 0 {
                 1.0 - a.activity.remaining as f32 / d as f32
             } else {
@@ -427,7 +427,7 @@ impl World {
         };
         put(progress);
         let span = (s.grid.width.max(s.grid.height)) as f32;
-        for (aff, &found) in targets.iter().enumerate().take(s.affs.len()) {
+        for (aff, &found) in targets.iter().enumerate().take(s.affordances.len()) {
             let current = a.activity.affordance == Some(aff);
             let target = if current {
                 Some(a.activity.object_index())

@@ -11,7 +11,7 @@ impl World {
     pub(crate) fn perturbations_tick(&mut self) {
         let tick = self.state.tick;
         let s = std::sync::Arc::clone(&self.statics);
-        let cfg = &s.cfg.perturbations;
+        let cfg = &s.config.perturbations;
         if tick >= self.state.perturb.window_start + u64::from(cfg.window_ticks) {
             self.state.perturb.window_start = tick - tick % u64::from(cfg.window_ticks);
             self.state
@@ -46,7 +46,7 @@ impl World {
         if tick < self.state.perturb.global_ready_at {
             return;
         }
-        let tpd = f64::from(self.statics.cfg.world.ticks_per_day);
+        let tpd = f64::from(self.statics.config.world.ticks_per_day);
         for s in 0..self.statics.perturbations.len() {
             if self.state.perturb.active.len() >= cfg.max_concurrent_events as usize {
                 break;
@@ -146,7 +146,7 @@ impl World {
             if !a.alive || a.activity.phase != Phase::Running {
                 continue;
             }
-            let af = &self.statics.affs[a.activity.affordance_index()];
+            let af = &self.statics.affordances[a.activity.affordance_index()];
             if (power && af.needs_power) || (!power && af.needs_water) {
                 self.utility_fail(i);
             }
@@ -182,7 +182,7 @@ impl World {
                 chosen.push(pool.swap_remove(k));
             }
         }
-        let cooldown = u64::from(self.statics.cfg.perturbations.per_agent_cooldown_ticks);
+        let cooldown = u64::from(self.statics.config.perturbations.per_agent_cooldown_ticks);
         for &i in &chosen {
             self.state.perturb.agent_ready_at[i] = tick + cooldown;
         }

@@ -59,7 +59,7 @@ impl World {
             return;
         }
         let price = self.price(aff);
-        let af = &self.statics.affs[aff];
+        let af = &self.statics.affordances[aff];
         for &(k, n) in &af.consumes {
             self.state.objects[obj].stock[k] -= n;
         }
@@ -130,7 +130,7 @@ impl World {
         os.waiting.retain(|w| w.agent != i as u32);
         if success {
             self.state.cooldowns[obj * n + i] =
-                self.state.tick + u64::from(self.statics.cfg.queue_fairness.cooldown_ticks);
+                self.state.tick + u64::from(self.statics.config.queue_fairness.cooldown_ticks);
         }
         if success && was_holder && !self.state.objects[obj].waiting.is_empty() {
             // Relationship-preferred handover: the liked waiter moves to the head.
@@ -174,7 +174,7 @@ impl World {
     /// Fill free capacity from the wait list: lowest (index - age weight * ticks waited) first.
     pub(crate) fn assign(&mut self, obj: usize) {
         let cap = self.statics.types[self.statics.objects[obj].type_idx].capacity;
-        let w_age = self.statics.cfg.queue_fairness.age_priority_weight;
+        let w_age = self.statics.config.queue_fairness.age_priority_weight;
         let tick = self.state.tick;
         loop {
             let os = &self.state.objects[obj];
@@ -202,7 +202,7 @@ impl World {
 
     /// Queue system: assignment, ghost steps for stalled holders, and impatience conflicts.
     pub(crate) fn queues_tick(&mut self) {
-        let qf = self.statics.cfg.queue_fairness.clone();
+        let qf = self.statics.config.queue_fairness.clone();
         let tick = self.state.tick;
         for obj in 0..self.state.objects.len() {
             self.assign(obj);
@@ -251,8 +251,8 @@ impl World {
                     obj as i32,
                     0.0,
                 );
-                let intensity = self.statics.cfg.conflict.ghost_step_boost
-                    + self.statics.cfg.conflict.queue_length_boost * (len as f32 - 1.0);
+                let intensity = self.statics.config.conflict.ghost_step_boost
+                    + self.statics.config.conflict.queue_length_boost * (len as f32 - 1.0);
                 self.queue_conflict(g, rival, obj, intensity);
                 self.assign(obj);
             }
@@ -272,8 +272,8 @@ impl World {
                 let patience = (qf.patience_ticks as f32 * tolerance) as u64;
                 if !w.conflicted && tick - w.joined >= patience {
                     self.state.objects[obj].waiting[k].conflicted = true;
-                    let intensity = self.statics.cfg.conflict.wait_boost
-                        + self.statics.cfg.conflict.queue_length_boost * (len as f32 - 1.0);
+                    let intensity = self.statics.config.conflict.wait_boost
+                        + self.statics.config.conflict.queue_length_boost * (len as f32 - 1.0);
                     self.queue_conflict(w.agent as usize, holder, obj, intensity);
                 }
             }

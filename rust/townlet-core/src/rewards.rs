@@ -11,7 +11,7 @@ const TOTAL: usize = N_REWARD_COMPONENTS - 1;
 
 impl World {
     pub(crate) fn compute_rewards(&mut self) {
-        let r = self.statics.cfg.rewards.clone();
+        let r = self.statics.config.rewards.clone();
         let w = r.needs_weights.to_array();
         let tick = self.state.tick;
         for i in 0..self.n_agents() {

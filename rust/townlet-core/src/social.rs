@@ -46,7 +46,7 @@ impl World {
         mut riv: f32,
         cause: Cause,
     ) {
-        if self.statics.cfg.relationships.personality_modifiers && cause != Cause::Console {
+        if self.statics.config.relationships.personality_modifiers && cause != Cause::Console {
             let p = &PROFILES[self.statics.agent_profiles[owner]];
             // Forgiving owners take negative changes more lightly, unforgiving ones harder.
             let f = p.forgiveness;
@@ -84,7 +84,7 @@ impl World {
     /// as strong).
     pub(crate) fn prune(&mut self, owner: usize) {
         let n = self.n_agents();
-        let max = self.statics.cfg.relationships.max_edges as usize;
+        let max = self.statics.config.relationships.max_edges as usize;
         loop {
             let row = &self.state.ties[owner * n..(owner + 1) * n];
             let count = row.iter().filter(|t| t.present).count();
@@ -111,8 +111,8 @@ impl World {
 
     /// Relationship decay toward zero; a tie that fades below the eviction threshold is dropped.
     pub(crate) fn relationships_tick(&mut self) {
-        let d = self.statics.cfg.relationships.decay;
-        let eps = self.statics.cfg.relationships.eviction_threshold;
+        let d = self.statics.config.relationships.decay;
+        let eps = self.statics.config.relationships.eviction_threshold;
         for t in self.state.ties.iter_mut().filter(|t| t.present) {
             t.trust = toward_zero(t.trust, d.trust);
             t.familiarity = toward_zero(t.familiarity, d.familiarity);
@@ -125,14 +125,14 @@ impl World {
 
     /// Does `a` avoid `b` (rivalry at or above the avoid threshold)?
     pub fn avoids(&self, a: usize, b: usize) -> bool {
-        self.tie(a, b).rivalry >= self.statics.cfg.conflict.avoid_threshold
+        self.tie(a, b).rivalry >= self.statics.config.conflict.avoid_threshold
     }
 
     /// Agent `i` speaks to `j`. Rivals refuse; otherwise the listener's regard decides.
     pub(crate) fn chat(&mut self, i: usize, j: usize) {
         let tick = self.state.tick;
         self.state.agents[i].chat_ready_at =
-            tick + u64::from(self.statics.cfg.behavior.chat_cooldown_ticks);
+            tick + u64::from(self.statics.config.behavior.chat_cooldown_ticks);
         let heard = *self.tie(j, i);
         let own = *self.tie(i, j);
         let ext_i = PROFILES[self.statics.agent_profiles[i]].extroversion;
@@ -172,7 +172,7 @@ impl World {
 
     /// One queue conflict: rivalry grows once, in both directions, and one event is recorded.
     pub(crate) fn queue_conflict(&mut self, a: usize, b: usize, obj: usize, intensity: f32) {
-        let c = &self.statics.cfg.conflict;
+        let c = &self.statics.config.conflict;
         let intensity = intensity.clamp(c.intensity_min, c.intensity_max);
         let inc = c.increment_per_conflict * intensity;
         self.update_pair(a, b, 0.0, 0.0, inc, Cause::Conflict);
@@ -188,7 +188,7 @@ impl World {
     /// Strongest rivalry held by agent `i`, and how many others it avoids.
     pub fn rivalry_summary(&self, i: usize) -> (f32, u32) {
         let n = self.n_agents();
-        let thr = self.statics.cfg.conflict.avoid_threshold;
+        let thr = self.statics.config.conflict.avoid_threshold;
         let row = &self.state.ties[i * n..(i + 1) * n];
         let max = row
             .iter()

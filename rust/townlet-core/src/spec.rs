@@ -37,7 +37,7 @@ impl ObsSpec {
             obs_dim: layout.map_len() + layout.n_features(),
             action_names: statics.action_names.clone(),
             n_agents: statics.n_agents(),
-            config_id: statics.cfg.config_id.clone(),
+            config_id: statics.config.config_id.clone(),
             manifest_checksum: statics.manifest_checksum.clone(),
             observation_schema_version: OBSERVATION_SCHEMA_VERSION,
             action_space_version: ACTION_SPACE_VERSION,

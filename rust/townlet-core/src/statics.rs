@@ -62,14 +62,14 @@ pub struct PerturbationInfo {
 
 #[derive(Debug, Clone)]
 pub struct Statics {
-    pub cfg: WorldConfig,
+    pub config: WorldConfig,
     pub config_hash: String,
     pub manifest_checksum: String,
     pub grid: Grid,
     pub objects: Vec<ObjectInfo>,
     pub types: Vec<TypeInfo>,
     pub stock_keys: Vec<String>,
-    pub affs: Vec<AffInfo>,
+    pub affordances: Vec<AffInfo>,
     pub price_keys: Vec<String>,
     pub base_prices: Vec<f64>,
     pub jobs: Vec<JobInfo>,
@@ -360,7 +360,7 @@ impl Statics {
             objects,
             types,
             stock_keys: keys,
-            affs,
+            affordances: affs,
             price_keys,
             base_prices,
             jobs,
@@ -376,12 +376,12 @@ impl Statics {
             perturbations,
             delivery,
             work_aff,
-            cfg,
+            config: cfg,
         }
     }
 
     pub fn n_agents(&self) -> usize {
-        self.cfg.agents.len()
+        self.config.agents.len()
     }
 
     pub fn n_actions(&self) -> usize {
@@ -389,7 +389,7 @@ impl Statics {
     }
 
     pub fn chat_slots(&self) -> usize {
-        self.cfg.actions.chat_slots as usize
+        self.config.actions.chat_slots as usize
     }
 
     pub fn use_action(&self, aff: usize) -> usize {
@@ -399,7 +399,7 @@ impl Statics {
     /// Affordance index of a `use:` action, if it is one.
     pub fn action_aff(&self, action: usize) -> Option<usize> {
         let first = A_MOVE0 + NUM_MOVES;
-        (action >= first && action < first + self.affs.len()).then(|| action - first)
+        (action >= first && action < first + self.affordances.len()).then(|| action - first)
     }
 
     pub fn stock_index(&self, key: &str) -> Option<usize> {

@@ -23,7 +23,7 @@ impl World {
         let act = &self.state.agents[agent].activity;
         let affordance = act
             .affordance
-            .map(|index| self.statics.affs[index].id.as_str());
+            .map(|index| self.statics.affordances[index].id.as_str());
         (affordance, act.phase)
     }
 

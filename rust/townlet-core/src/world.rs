@@ -72,13 +72,13 @@ impl World {
 
     /// A fresh town `town` (its RNG streams are derived from the config seed and this index).
     pub fn new(statics: Arc<Statics>, town: u64) -> Self {
-        let seed = statics.cfg.seed;
+        let seed = statics.config.seed;
         Self::new_seeded(statics, seed, town)
     }
 
     /// A fresh town whose RNG streams derive from `seed` (instead of the config's) and `town`.
     pub fn new_seeded(statics: Arc<Statics>, seed: u64, town: u64) -> Self {
-        let cfg = &statics.cfg;
+        let cfg = &statics.config;
         let n = statics.n_agents();
         let agents = cfg
             .agents
@@ -170,7 +170,7 @@ impl World {
         for i in 0..n {
             w.identity_allocate(i);
         }
-        let timeline = w.statics.cfg.scenario.timeline.clone();
+        let timeline = w.statics.config.scenario.timeline.clone();
         for t in timeline {
             w.schedule_perturbation(&t.perturbation, u64::from(t.tick), t.duration, t.magnitude)
                 .expect("validated timeline entry");
@@ -189,12 +189,12 @@ impl World {
 
     #[inline]
     pub fn tick_of_day(&self) -> u32 {
-        (self.state.tick % u64::from(self.statics.cfg.world.ticks_per_day)) as u32
+        (self.state.tick % u64::from(self.statics.config.world.ticks_per_day)) as u32
     }
 
     #[inline]
     pub fn day(&self) -> i64 {
-        (self.state.tick / u64::from(self.statics.cfg.world.ticks_per_day)) as i64
+        (self.state.tick / u64::from(self.statics.config.world.ticks_per_day)) as i64
     }
 
     #[inline]
@@ -319,7 +319,7 @@ impl World {
     }
 
     fn decay_needs(&mut self) {
-        let decay = self.statics.cfg.needs.decay.to_array();
+        let decay = self.statics.config.needs.decay.to_array();
         for (i, a) in self.state.agents.iter_mut().enumerate() {
             if !a.alive {
                 continue;
@@ -407,7 +407,7 @@ impl World {
             version: SNAPSHOT_VERSION,
             config_hash: self.statics.config_hash.clone(),
             town: self.town,
-            config: self.statics.cfg.clone(),
+            config: self.statics.config.clone(),
             state: self.state.clone(),
         };
         serde_json::to_string(&snap).expect("snapshot serialises")
@@ -485,7 +485,7 @@ impl World {
 
     #[inline]
     pub(crate) fn price(&self, aff: usize) -> f64 {
-        self.statics.affs[aff]
+        self.statics.affordances[aff]
             .price
             .map(|p| self.state.prices[p])
             .unwrap_or(0.0)

@@ -190,15 +190,15 @@ impl Town {
     }
     #[getter]
     fn ticks_per_day(&self) -> u32 {
-        self.w.statics.cfg.world.ticks_per_day
+        self.w.statics.config.world.ticks_per_day
     }
     #[getter]
     fn config_id(&self) -> String {
-        self.w.statics.cfg.config_id.clone()
+        self.w.statics.config.config_id.clone()
     }
     #[getter]
     fn seed(&self) -> u64 {
-        self.w.statics.cfg.seed
+        self.w.statics.config.seed
     }
     #[getter]
     fn config_hash(&self) -> String {

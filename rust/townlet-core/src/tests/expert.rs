@@ -17,7 +17,7 @@ fn with_temperature(t: f64) -> Value {
 fn checked_run(v: &Value, ticks: u64) -> (World, usize, usize) {
     let mut w = world(v);
     let n = w.n_agents();
-    let tau = f64::from(w.statics.cfg.behavior.temperature);
+    let tau = f64::from(w.statics.config.behavior.temperature);
     let mut acts = vec![0u16; n];
     let mut logp = vec![0f32; n];
     let (mut top_taken, mut other_taken) = (0, 0);

@@ -249,7 +249,7 @@ pub fn obj(w: &World, id: &str) -> usize {
 
 pub fn aff(w: &World, id: &str) -> usize {
     w.statics
-        .affs
+        .affordances
         .iter()
         .position(|a| a.id == id)
         .unwrap_or_else(|| panic!("no affordance {id}"))

@@ -56,13 +56,13 @@ fn check(w: &World, ctx: &str) {
             a.activity.phase
         );
         if a.activity.phase == Phase::Running {
-            let af = &w.statics.affs[a.activity.affordance_index()];
+            let af = &w.statics.affordances[a.activity.affordance_index()];
             assert!(af.duration == 0 || a.activity.remaining >= 1, "{ctx}");
         }
         if !a.activity.is_idle() {
             let aff = a.activity.affordance_index();
             assert!(
-                w.statics.affs[aff]
+                w.statics.affordances[aff]
                     .objects
                     .contains(&a.activity.object_index()),
                 "{ctx}"
@@ -91,7 +91,7 @@ fn check(w: &World, ctx: &str) {
         }
         let present = (0..n).filter(|&j| w.tie(i, j).present).count();
         assert!(
-            present <= w.statics.cfg.relationships.max_edges as usize,
+            present <= w.statics.config.relationships.max_edges as usize,
             "{ctx}"
         );
     }
@@ -110,7 +110,8 @@ fn check(w: &World, ctx: &str) {
     assert_eq!(w.state.power_out, kinds("blackout"), "{ctx}");
     assert_eq!(w.state.water_out, kinds("outage"), "{ctx}");
     assert!(
-        w.state.perturb.active.len() <= w.statics.cfg.perturbations.max_concurrent_events as usize,
+        w.state.perturb.active.len()
+            <= w.statics.config.perturbations.max_concurrent_events as usize,
         "{ctx}"
     );
 }
@@ -148,7 +149,7 @@ impl Ledger {
         let mut reset = 0.0;
         for (a, (gen, wallet)) in w.state.agents.iter().zip(old) {
             if a.generation != gen {
-                reset += w.statics.cfg.lifecycle.respawn_wallet - wallet;
+                reset += w.statics.config.lifecycle.respawn_wallet - wallet;
             }
         }
         let expected = before.wallets + (after.wages - before.wages)
