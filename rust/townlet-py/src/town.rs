@@ -150,24 +150,6 @@ impl Town {
     fn n_agents(&self) -> usize {
         self.w.n_agents()
     }
-    /// Observation layout: (variant, (C, H, W), channel names, feature names).
-    fn obs_spec(
-        &mut self,
-    ) -> (
-        String,
-        (usize, usize, usize),
-        Vec<&'static str>,
-        Vec<String>,
-    ) {
-        let layout = self.layout();
-        let [c, h, w] = layout.map_shape();
-        (
-            layout.variant.name().to_string(),
-            (c, h, w),
-            layout.channels.clone(),
-            layout.feature_names.clone(),
-        )
-    }
     /// Write every agent's observation (agents, obs_dim) and action mask (agents, actions).
     fn observe(
         &mut self,

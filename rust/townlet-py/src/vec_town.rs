@@ -368,14 +368,6 @@ impl VecTown {
     fn event_names(&self) -> Vec<&'static str> {
         EventKind::ALL.iter().map(|k| k.name()).collect()
     }
-    /// Sums of event values of the last step for town `env` (e.g. conflict intensity).
-    fn event_tick_values<'py>(
-        &self,
-        py: Python<'py>,
-        env: usize,
-    ) -> PyResult<Bound<'py, PyArray1<f32>>> {
-        Ok(Array1::from_vec(self.town(env)?.state.events.tick_values.clone()).into_pyarray(py))
-    }
     /// Event counts and summed event values of the last step for every town, written into
     /// `counts` (uint32) and `values` (float32), both (num_envs, event kinds) in `event_names()`
     /// order: one call per step instead of one per town.
@@ -395,14 +387,6 @@ impl VecTown {
     /// The observation layout of these towns (the dict `_core.obs_spec` gives).
     fn obs_spec<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         spec_dict(py, &self.v.obs_spec())
-    }
-    /// Event counts of the last step for town `env`.
-    fn event_counts<'py>(
-        &self,
-        py: Python<'py>,
-        env: usize,
-    ) -> PyResult<Bound<'py, PyArray1<u32>>> {
-        Ok(Array1::from_vec(self.town(env)?.state.events.tick_counts.clone()).into_pyarray(py))
     }
     fn kpis<'py>(&self, py: Python<'py>, env: usize) -> PyResult<Bound<'py, PyDict>> {
         kpi_dict(py, &self.town(env)?.kpis())
