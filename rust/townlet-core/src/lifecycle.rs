@@ -195,6 +195,7 @@ impl World {
         Ok(())
     }
 
+    /// Console: set the tie between two agents, both ways (values clamped to their ranges).
     pub fn set_relationship(
         &mut self,
         a: usize,
@@ -202,7 +203,10 @@ impl World {
         trust: f32,
         familiarity: f32,
         rivalry: f32,
-    ) {
+    ) -> Result<(), String> {
+        if a == b {
+            return Err("an agent has no relationship with itself".to_string());
+        }
         let n = self.n_agents();
         for (o, t) in [(a, b), (b, a)] {
             self.state.ties[o * n + t] = Tie {
@@ -215,6 +219,7 @@ impl World {
         // Console ties obey the same capacity as earned ones.
         self.prune(a);
         self.prune(b);
+        Ok(())
     }
 
     /// Console: the agent is removed at the end of the next tick.

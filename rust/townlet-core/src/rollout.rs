@@ -202,6 +202,7 @@ pub struct RolloutBuffer<S = VecColumns> {
 }
 
 /// One step of data for every agent.
+#[derive(Clone, Copy)]
 pub struct Step<'a> {
     pub obs: &'a [f32],
     pub masks: &'a [bool],
@@ -476,18 +477,6 @@ mod tests {
             })
             .unwrap_err()
             .contains("obs"));
-        let step = Step {
-            obs: &[0.0; 6],
-            masks: &[true; 4],
-            actions: &[0, 1],
-            log_probs: &[0.0; 2],
-            values: &[0.0; 2],
-            rewards: &[1.0, 2.0],
-            terminated: &[false; 2],
-            truncated: &[false; 2],
-            valid: &[true; 2],
-            bootstrap: &[0.0; 2],
-        };
         b.add(step).unwrap();
         assert!(b.is_full());
         b.compute_gae(&[0.0, 0.0], 0.99, 0.95).unwrap();

@@ -439,11 +439,9 @@ impl Town {
         rivalry: f32,
     ) -> PyResult<()> {
         let (a, b) = (self.agent(a)?, self.agent(b)?);
-        if a == b {
-            return Err(value_err("an agent has no relationship with itself"));
-        }
-        self.w.set_relationship(a, b, trust, familiarity, rivalry);
-        Ok(())
+        self.w
+            .set_relationship(a, b, trust, familiarity, rivalry)
+            .map_err(value_err)
     }
     fn kill(&mut self, agent: usize) -> PyResult<bool> {
         let i = self.agent(agent)?;

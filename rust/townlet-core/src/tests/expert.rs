@@ -125,14 +125,14 @@ fn the_greedy_expert_never_addresses_an_agent_it_avoids() {
     let n = w.n_agents();
     for a in 0..n {
         for b in a + 1..n {
-            w.set_relationship(a, b, 0.0, 0.0, 1.0);
+            w.set_relationship(a, b, 0.0, 0.0, 1.0).unwrap();
         }
     }
     // Keep the rivalry up (it decays in the lively town) and put everyone together.
     for _ in 0..200 {
         for a in 0..n {
             for b in a + 1..n {
-                w.set_relationship(a, b, 0.0, 0.0, 1.0);
+                w.set_relationship(a, b, 0.0, 0.0, 1.0).unwrap();
             }
         }
         w.step(Actions::Policy);

@@ -61,8 +61,8 @@ fn removal_clears_queues_ties_exits_and_the_identity_slot() {
     let both = [("alice", "use:use_shower"), ("bob", "use:use_shower")];
     step(&mut w, &both);
     assert_eq!(w.state.agents[b].activity.phase, Phase::Waiting);
-    w.set_relationship(a, b, 0.5, 0.5, 0.0);
-    w.set_relationship(a, c, 0.0, 0.0, 0.5);
+    w.set_relationship(a, b, 0.5, 0.5, 0.0).unwrap();
+    w.set_relationship(a, c, 0.0, 0.0, 0.5).unwrap();
     w.state.exits.pending.push((a as u32, 0));
     let slot = w.state.agents[a]
         .identity_slot

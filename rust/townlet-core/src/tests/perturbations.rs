@@ -206,9 +206,9 @@ fn an_arranged_meet_brings_the_top_rivals_to_the_location() {
         agent(&w, "cara"),
         agent(&w, "dan"),
     );
-    w.set_relationship(a, c, 0.0, 0.0, 0.3);
-    w.set_relationship(b, d, 0.0, 0.0, 0.6);
-    w.set_relationship(a, b, 0.5, 0.5, 0.1);
+    w.set_relationship(a, c, 0.0, 0.0, 0.3).unwrap();
+    w.set_relationship(b, d, 0.0, 0.0, 0.6).unwrap();
+    w.set_relationship(a, b, 0.5, 0.5, 0.1).unwrap();
     // bob is in the shower when the meet starts: that is abandoned.
     w.state.agents[b].pos = [6, 1];
     step(&mut w, &[("bob", "use:use_shower")]);

@@ -212,7 +212,7 @@ fn an_abandoned_use_sets_no_cooldown() {
 fn handover_prefers_a_liked_waiter() {
     let mut w = at_shower(&base());
     let (a, b, c) = (agent(&w, "alice"), agent(&w, "bob"), agent(&w, "cara"));
-    w.set_relationship(a, c, 0.5, 0.5, 0.0);
+    w.set_relationship(a, c, 0.5, 0.5, 0.0).unwrap();
     w.set_record_events(true);
     let all = [
         ("alice", "use:use_shower"),
@@ -258,7 +258,7 @@ fn the_handover_recipient_is_the_agent_that_gets_the_reservation() {
     set(&mut v, "/affordances/affordances/2/duration", json!(30));
     let mut w = at_shower(&v);
     let (a, c) = (agent(&w, "alice"), agent(&w, "cara"));
-    w.set_relationship(a, c, 0.6, 0.6, 0.0);
+    w.set_relationship(a, c, 0.6, 0.6, 0.0).unwrap();
     w.set_record_events(true);
     let early = [("alice", "use:use_shower"), ("bob", "use:use_shower")];
     steps(&mut w, 15, &early);

@@ -67,9 +67,12 @@ fn values_are_clamped() {
     }
     let t = *w.tie(b, a);
     assert_eq!((t.trust, t.familiarity, t.rivalry), (-1.0, -1.0, 0.0));
-    w.set_relationship(a, b, 5.0, -5.0, 2.0);
+    w.set_relationship(a, b, 5.0, -5.0, 2.0).unwrap();
     let t = *w.tie(a, b);
     assert_eq!((t.trust, t.familiarity, t.rivalry), (1.0, -1.0, 1.0));
+    // No tie with oneself: refused, nothing changed.
+    assert!(w.set_relationship(a, a, 0.5, 0.5, 0.5).is_err());
+    assert!(!w.tie(a, a).present);
 }
 
 #[test]
@@ -83,7 +86,7 @@ fn ties_decay_toward_zero_and_faded_ties_are_dropped() {
     set(&mut v, "/relationships/eviction_threshold", json!(0.01));
     let mut w = world(&v);
     let (a, b, c) = (agent(&w, "alice"), agent(&w, "bob"), agent(&w, "cara"));
-    w.set_relationship(a, b, 0.05, -0.1, 0.12);
+    w.set_relationship(a, b, 0.05, -0.1, 0.12).unwrap();
     w.relationships_tick();
     let t = *w.tie(a, b);
     assert_close(f64::from(t.trust), 0.04, 1e-6);
@@ -103,7 +106,7 @@ fn ties_decay_toward_zero_and_faded_ties_are_dropped() {
     assert_eq!(*w.tie(a, b), Tie::default());
     assert_eq!(*w.tie(b, a), Tie::default());
     // A strong tie only fades (the world's relationship system runs every tick).
-    w.set_relationship(a, c, 0.9, 0.0, 0.0);
+    w.set_relationship(a, c, 0.9, 0.0, 0.0).unwrap();
     idle(&mut w, 10);
     assert_close(f64::from(w.tie(c, a).trust), 0.8, 1e-5);
 }
@@ -192,7 +195,7 @@ fn chat_outcomes_update_both_sides() {
 fn rivals_at_the_avoid_threshold_always_fail() {
     let mut w = town();
     let (a, b) = (agent(&w, "alice"), agent(&w, "bob"));
-    w.set_relationship(a, b, 1.0, 1.0, 0.7);
+    w.set_relationship(a, b, 1.0, 1.0, 0.7).unwrap();
     assert!(w.avoids(a, b) && w.avoids(b, a));
     for _ in 0..100 {
         w.chat(a, b);
