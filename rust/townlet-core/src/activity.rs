@@ -8,7 +8,6 @@ use crate::actions::{A_MOVE0, A_WAIT, MAX_AFFORDANCES, NUM_MOVES};
 use crate::config::AffordanceKind;
 use crate::events::EventKind;
 use crate::grid::{DIRS, UNREACHABLE};
-use crate::minus_one::index_or_minus_one;
 use crate::state::*;
 use crate::world::{chebyshev, World};
 
@@ -17,10 +16,11 @@ impl World {
 
     /// Is agent `i` inside (or about to enter) its job's shift window?
     pub(crate) fn shift_open(&self, i: usize) -> bool {
-        let Some(job) = self.statics.agent_jobs[i] else {
+        let job = self.statics.agent_jobs[i];
+        if job < 0 {
             return false;
-        };
-        let j = &self.statics.jobs[job];
+        }
+        let j = &self.statics.jobs[job as usize];
         let tod = self.tick_of_day();
         let open = j
             .start
@@ -38,9 +38,8 @@ impl World {
             return false;
         }
         if af.needs_shift {
-            let at_own_site =
-                self.statics.agent_jobs[i].is_some_and(|job| self.statics.jobs[job].site == obj);
-            if !at_own_site || !self.shift_open(i) {
+            let job = self.statics.agent_jobs[i];
+            if job < 0 || self.statics.jobs[job as usize].site != obj || !self.shift_open(i) {
                 return false;
             }
         }
@@ -147,7 +146,7 @@ impl World {
         }
         if a.activity.phase == Phase::Running {
             // Committed: continue it, wait (which also continues it) or release it.
-            mask[self.statics.use_action(a.activity.affordance_index())] = true;
+            mask[self.statics.use_action(a.activity.aff as usize)] = true;
             mask[self.statics.release_action] = true;
             return;
         }
@@ -156,7 +155,7 @@ impl World {
         }
         for aff in 0..self.statics.affordances.len() {
             mask[self.statics.use_action(aff)] =
-                a.activity.affordance == Some(aff) || targets[aff].is_some();
+                a.activity.aff == aff as i32 || targets[aff].is_some();
         }
         if a.chat_ready_at <= self.state.tick {
             let filled = self.nearby_agents(i);
@@ -186,7 +185,7 @@ impl World {
     fn apply_action_inner(&mut self, i: usize, action: usize) -> bool {
         let current = self.state.agents[i].activity;
         if let Some(aff) = self.statics.action_aff(action) {
-            if current.affordance == Some(aff) {
+            if current.aff == aff as i32 {
                 self.advance_option(i);
                 return true;
             }
@@ -219,8 +218,8 @@ impl World {
                 Some(obj) => {
                     let tick = self.state.tick;
                     self.state.agents[i].activity = Activity {
-                        affordance: Some(aff),
-                        object: Some(obj),
+                        aff: aff as i32,
+                        obj: obj as i32,
                         phase: Phase::Walking,
                         remaining: 0,
                         since: tick,
@@ -256,10 +255,10 @@ impl World {
     /// Move the option of agent `i` one tick forward (walk, queue, start).
     pub(crate) fn advance_option(&mut self, i: usize) {
         let act = self.state.agents[i].activity;
+        let obj = act.obj as usize;
         match act.phase {
             Phase::Idle | Phase::Waiting | Phase::Running => {}
             Phase::Walking => {
-                let obj = act.object_index();
                 let pos = self.state.agents[i].pos;
                 let d = self.statics.dist_at(obj, pos);
                 if d == 0 {
@@ -294,7 +293,7 @@ impl World {
             if !a.alive || a.activity.phase != Phase::Running {
                 continue;
             }
-            let (aff, obj) = (a.activity.affordance_index(), a.activity.object_index());
+            let (aff, obj) = (a.activity.aff as usize, a.activity.obj as usize);
             let af = &self.statics.affordances[aff];
             if af.duration == 0 {
                 if !self.transient_ok(i, aff, obj) {
@@ -329,17 +328,11 @@ impl World {
             EventKind::AffordanceFail,
             i as i32,
             -1,
-            index_or_minus_one(act.object),
-            index_or_minus_one(act.affordance) as f32,
+            act.obj,
+            act.aff as f32,
         );
-        if self.statics.affordances[act.affordance_index()].kind == AffordanceKind::Shower {
-            self.emit(
-                EventKind::ShowerPowerOutage,
-                i as i32,
-                -1,
-                index_or_minus_one(act.object),
-                0.0,
-            );
+        if self.statics.affordances[act.aff as usize].kind == AffordanceKind::Shower {
+            self.emit(EventKind::ShowerPowerOutage, i as i32, -1, act.obj, 0.0);
         }
         self.release(i, false);
     }
@@ -365,7 +358,7 @@ impl World {
 
     fn finish(&mut self, i: usize) {
         let act = self.state.agents[i].activity;
-        let (aff, obj) = (act.affordance_index(), act.object_index());
+        let (aff, obj) = (act.aff as usize, act.obj as usize);
         let af = &self.statics.affordances[aff];
         let kind = af.kind;
         if !af.produces.is_empty() {
@@ -419,14 +412,14 @@ impl World {
             if j == i || !b.alive || b.activity.phase != Phase::Running {
                 continue;
             }
-            if self.statics.affordances[b.activity.affordance_index()].kind == AffordanceKind::Meal
+            if self.statics.affordances[b.activity.aff as usize].kind == AffordanceKind::Meal
                 && chebyshev(pos, b.pos) <= range
             {
                 self.emit(
                     EventKind::SharedMeal,
                     i as i32,
                     j as i32,
-                    index_or_minus_one(b.activity.object),
+                    b.activity.obj,
                     0.0,
                 );
                 self.update_pair(i, j, 0.10, 0.25, 0.0, crate::social::Cause::SharedMeal);

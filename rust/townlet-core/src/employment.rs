@@ -11,14 +11,13 @@ use crate::world::World;
 impl World {
     /// Is agent `i` within range of its job site?
     pub fn at_work(&self, i: usize) -> bool {
-        let Some(job) = self.statics.agent_jobs[i] else {
-            return false;
-        };
-        self.state.agents[i].alive
-            && self
-                .statics
-                .dist_at(self.statics.jobs[job].site, self.state.agents[i].pos)
-                == 0
+        let job = self.statics.agent_jobs[i];
+        job >= 0
+            && self.state.agents[i].alive
+            && self.statics.dist_at(
+                self.statics.jobs[job as usize].site,
+                self.state.agents[i].pos,
+            ) == 0
     }
 
     /// Late help or shift takeover: one event and one relationship update per coworker present.
@@ -49,23 +48,21 @@ impl World {
         let s = std::sync::Arc::clone(&self.statics);
         let cfg = &s.config.employment;
         for i in 0..self.n_agents() {
-            let Some(job) = self.statics.agent_jobs[i] else {
-                continue;
-            };
-            if !self.state.agents[i].alive {
+            let job = self.statics.agent_jobs[i];
+            if job < 0 || !self.state.agents[i].alive {
                 continue;
             }
-            let j = &s.jobs[job];
+            let j = &s.jobs[job as usize];
             let present = self.at_work(i);
             if tod >= j.start && tod < j.end {
-                if self.state.agents[i].employment.shift_day != Some(day) {
+                if self.state.agents[i].employment.shift_day != day {
                     // A shift that never left its window (all day long) ends as the next begins.
                     if !self.state.agents[i].employment.finalized {
                         self.finalize_shift(i, j.end - j.start, j.site);
                     }
                     // A new shift: per-shift fields start afresh.
                     let e = &mut self.state.agents[i].employment;
-                    e.shift_day = Some(day);
+                    e.shift_day = day;
                     e.finalized = false;
                     e.arrived = false;
                     e.arrived_on_time = false;
@@ -178,11 +175,7 @@ impl World {
                     }
                 }
             } else if !self.state.agents[i].employment.finalized
-                && (self.state.agents[i]
-                    .employment
-                    .shift_day
-                    .is_none_or(|d| d < day)
-                    || tod >= j.end)
+                && (self.state.agents[i].employment.shift_day < day || tod >= j.end)
             {
                 // `shift_day < day`: a shift that ended at midnight is finalised the next day.
                 self.finalize_shift(i, j.end - j.start, j.site);
@@ -237,7 +230,7 @@ impl World {
         }
         for i in 0..self.n_agents() {
             let a = &mut self.state.agents[i];
-            if !a.alive || self.statics.agent_jobs[i].is_none() || a.employment.exit_pending {
+            if !a.alive || self.statics.agent_jobs[i] < 0 || a.employment.exit_pending {
                 continue;
             }
             a.employment.absences.retain(|&d| d > day - 7);
@@ -290,7 +283,7 @@ impl World {
 
     /// Console: request an immediate exit (processed at the next lifecycle evaluation).
     pub fn employment_exit_approve(&mut self, i: usize) -> bool {
-        if !self.state.agents[i].alive || self.statics.agent_jobs[i].is_none() {
+        if !self.state.agents[i].alive || self.statics.agent_jobs[i] < 0 {
             return false;
         }
         if !self.state.exits.manual.contains(&(i as u32)) {

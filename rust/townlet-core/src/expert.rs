@@ -49,10 +49,11 @@ impl World {
 
     /// Ticks before the shift start at which agent `i` should set off, and whether it is due now.
     fn work_due(&self, i: usize) -> bool {
-        let Some(job) = self.statics.agent_jobs[i] else {
+        let job = self.statics.agent_jobs[i];
+        if job < 0 {
             return false;
-        };
-        let j = &self.statics.jobs[job];
+        }
+        let j = &self.statics.jobs[job as usize];
         let d = self.statics.dist_at(j.site, self.state.agents[i].pos);
         let travel = if d == UNREACHABLE { 0 } else { u32::from(d) };
         let tod = self.tick_of_day();
@@ -83,7 +84,7 @@ impl World {
         let work_due = self.work_due(i);
 
         if !a.activity.is_idle() {
-            let aff = a.activity.affordance_index();
+            let aff = a.activity.aff as usize;
             let interrupt = match self.statics.affordances[aff].kind {
                 AffordanceKind::Work => critical.is_some_and(|k| needs[k] < 0.5 * b.critical),
                 AffordanceKind::Sleep => {
@@ -112,8 +113,7 @@ impl World {
                     return self.statics.use_action(w);
                 }
             }
-            let j = &self.statics.jobs
-                [self.statics.agent_jobs[i].expect("only agents with a job work")];
+            let j = &self.statics.jobs[self.statics.agent_jobs[i] as usize];
             if let Some(m) = self.step_along(&self.statics.dist[j.site], self.state.agents[i].pos) {
                 return m;
             }

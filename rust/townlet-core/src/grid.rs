@@ -15,8 +15,8 @@ pub struct Grid {
     /// True where an agent may stand: floor without an object.
     walkable: Vec<bool>,
     wall: Vec<bool>,
-    /// Object index on each tile, if any.
-    object_at: Vec<Option<usize>>,
+    /// Object index on each tile, or -1.
+    object_at: Vec<i32>,
 }
 
 impl Grid {
@@ -62,7 +62,7 @@ impl Grid {
             height: rows.len() as i32,
             walkable: wall.iter().map(|w| !w).collect(),
             wall,
-            object_at: vec![None; n],
+            object_at: vec![-1; n],
         })
     }
 
@@ -85,11 +85,11 @@ impl Grid {
         !self.in_bounds(x, y) || self.wall[self.idx(x, y)]
     }
 
-    pub fn object_at(&self, x: i32, y: i32) -> Option<usize> {
+    pub fn object_at(&self, x: i32, y: i32) -> i32 {
         if self.in_bounds(x, y) {
             self.object_at[self.idx(x, y)]
         } else {
-            None
+            -1
         }
     }
 
@@ -109,10 +109,10 @@ impl Grid {
         if self.wall[i] {
             return Err(format!("position [{x}, {y}] is a wall"));
         }
-        if self.object_at[i].is_some() {
+        if self.object_at[i] >= 0 {
             return Err(format!("position [{x}, {y}] already holds another object"));
         }
-        self.object_at[i] = Some(index);
+        self.object_at[i] = index as i32;
         self.walkable[i] = false;
         Ok(())
     }

@@ -16,7 +16,6 @@ pub mod expert;
 pub mod grid;
 pub mod lifecycle;
 pub mod load;
-pub mod minus_one;
 pub mod obs;
 pub mod personality;
 pub mod perturb;

@@ -108,9 +108,7 @@ impl World {
         let tick = self.state.tick;
         let cooldown = u64::from(self.statics.config.identity.cooldown_ticks);
         let id = &mut self.state.identity;
-        let free: Vec<usize> = (0..id.holder.len())
-            .filter(|&k| id.holder[k].is_none())
-            .collect();
+        let free: Vec<usize> = (0..id.holder.len()).filter(|&k| id.holder[k] < 0).collect();
         let slot = if let Some(&k) = free.iter().find(|&&k| id.released_at[k].is_none()) {
             k
         } else {
@@ -134,16 +132,17 @@ impl World {
             oldest
         };
         let id = &mut self.state.identity;
-        id.holder[slot] = Some(i);
+        id.holder[slot] = i as i32;
         id.allocations += 1;
-        self.state.agents[i].identity_slot = Some(slot);
+        self.state.agents[i].identity_slot = slot as i32;
     }
 
     fn identity_release(&mut self, i: usize) {
-        if let Some(slot) = self.state.agents[i].identity_slot {
-            self.state.identity.holder[slot] = None;
-            self.state.identity.released_at[slot] = Some(self.state.tick);
-            self.state.agents[i].identity_slot = None;
+        let slot = self.state.agents[i].identity_slot;
+        if slot >= 0 {
+            self.state.identity.holder[slot as usize] = -1;
+            self.state.identity.released_at[slot as usize] = Some(self.state.tick);
+            self.state.agents[i].identity_slot = -1;
         }
     }
 

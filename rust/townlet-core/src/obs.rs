@@ -269,8 +269,8 @@ impl World {
         // Path hints toward the current option's object.
         if layout.variant == ObsVariant::Full {
             let act = self.state.agents[i].activity;
-            if let Some(obj) = act.object {
-                let dirs = &layout.step_dir[obj];
+            if act.obj >= 0 {
+                let dirs = &layout.step_dir[act.obj as usize];
                 for wy in 0..w {
                     for wx in 0..w {
                         let (x, y) = (x0 + wx, y0 + wy);
@@ -312,10 +312,9 @@ impl World {
         put(a.needs[2]);
         put(squash(a.wallet, 5.0));
         let job = s.agent_jobs[i];
-        let has_job = job.is_some();
-        put(if has_job { 1.0 } else { 0.0 });
+        put(if job >= 0 { 1.0 } else { 0.0 });
         for st in 0..ShiftState::NAMES.len() {
-            put(if has_job && a.employment.state as usize == st {
+            put(if job >= 0 && a.employment.state as usize == st {
                 1.0
             } else {
                 0.0
@@ -324,8 +323,8 @@ impl World {
         let phase = std::f32::consts::TAU * tod / tpd;
         put(phase.sin());
         put(phase.cos());
-        if let Some(job) = job {
-            let j = &s.jobs[job];
+        if job >= 0 {
+            let j = &s.jobs[job as usize];
             let (start, end) = (j.start as f32, j.end as f32);
             put(if tod >= start && tod < end {
                 (tod - start) / (end - start)
@@ -392,7 +391,7 @@ impl World {
                 None => (0..SOCIAL_FIELDS.len()).for_each(|_| put(0.0)),
             }
         }
-        put(a.identity_slot.unwrap_or(0) as f32 / cfg.identity.max_slots as f32);
+        put(a.identity_slot.max(0) as f32 / cfg.identity.max_slots as f32);
         put(if a.ctx_reset { 1.0 } else { 0.0 });
         put(f32::from(a.last_action) / (s.n_actions() - 1).max(1) as f32);
         put(if a.last_action_ok { 1.0 } else { 0.0 });
@@ -411,12 +410,8 @@ impl World {
         } else {
             0.0
         });
-        let running = a
-            .activity
-            .affordance
-            .filter(|_| a.activity.phase == Phase::Running);
-        let progress = if let Some(aff) = running {
-            let d = s.affordances[aff].duration;
+        let progress = if a.activity.phase == Phase::Running && a.activity.aff >= 0 {
+            let d = s.affordances[a.activity.aff as usize].duration;
             if d > 0 {
                 1.0 - a.activity.remaining as f32 / d as f32
             } else {
@@ -428,9 +423,9 @@ impl World {
         put(progress);
         let span = (s.grid.width.max(s.grid.height)) as f32;
         for (aff, &found) in targets.iter().enumerate().take(s.affordances.len()) {
-            let current = a.activity.affordance == Some(aff);
+            let current = a.activity.aff == aff as i32;
             let target = if current {
-                Some(a.activity.object_index())
+                Some(a.activity.obj as usize)
             } else {
                 found
             };

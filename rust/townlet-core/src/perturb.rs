@@ -146,7 +146,7 @@ impl World {
             if !a.alive || a.activity.phase != Phase::Running {
                 continue;
             }
-            let af = &self.statics.affordances[a.activity.affordance_index()];
+            let af = &self.statics.affordances[a.activity.aff as usize];
             if (power && af.needs_power) || (!power && af.needs_water) {
                 self.utility_fail(i);
             }

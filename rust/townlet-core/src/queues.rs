@@ -4,7 +4,6 @@
 //! age priority, and conflicts recorded by impatient waiters).
 
 use crate::events::EventKind;
-use crate::minus_one::index_or_minus_one;
 use crate::personality::PROFILES;
 use crate::social::Cause;
 use crate::state::{Activity, Holder, Phase, Waiter};
@@ -43,7 +42,7 @@ impl World {
     /// is not there yet, or give up when stock or money are missing.
     pub(crate) fn try_start(&mut self, i: usize) {
         let act = self.state.agents[i].activity;
-        let (aff, obj) = (act.affordance_index(), act.object_index());
+        let (aff, obj) = (act.aff as usize, act.obj as usize);
         if !self.transient_ok(i, aff, obj) {
             return;
         }
@@ -93,7 +92,7 @@ impl World {
             Phase::Idle => {}
             Phase::Walking => self.state.agents[i].activity = Activity::IDLE,
             Phase::Waiting => {
-                let obj = act.object_index();
+                let obj = act.obj as usize;
                 let avoided = self.state.objects[obj]
                     .holders
                     .iter()
@@ -107,8 +106,8 @@ impl World {
                     EventKind::AffordanceFail,
                     i as i32,
                     -1,
-                    index_or_minus_one(act.object),
-                    index_or_minus_one(act.affordance) as f32,
+                    act.obj,
+                    act.aff as f32,
                 );
                 self.release(i, false);
             }
@@ -118,11 +117,12 @@ impl World {
     /// Remove agent `i` from its object's queue or holders. Success sets the request cooldown and
     /// hands the reservation over, preferring a waiter the departing agent likes.
     pub(crate) fn release(&mut self, i: usize, success: bool) {
-        let object = self.state.agents[i].activity.object;
+        let obj = self.state.agents[i].activity.obj;
         self.state.agents[i].activity = Activity::IDLE;
-        let Some(obj) = object else {
+        if obj < 0 {
             return;
-        };
+        }
+        let obj = obj as usize;
         let n = self.n_agents();
         let os = &mut self.state.objects[obj];
         let was_holder = os.holders.iter().any(|h| h.agent == i as u32);
@@ -228,7 +228,7 @@ impl World {
                 let rival = self.state.objects[obj].waiting[0].agent as usize;
                 let len =
                     self.state.objects[obj].waiting.len() + self.state.objects[obj].holders.len();
-                let affordance = self.state.agents[g].activity.affordance;
+                let aff = self.state.agents[g].activity.aff;
                 self.state.objects[obj]
                     .holders
                     .retain(|h| h.agent != g as u32);
@@ -238,8 +238,8 @@ impl World {
                     conflicted: true,
                 });
                 self.state.agents[g].activity = Activity {
-                    affordance,
-                    object: Some(obj),
+                    aff,
+                    obj: obj as i32,
                     phase: Phase::Waiting,
                     remaining: 0,
                     since: tick,

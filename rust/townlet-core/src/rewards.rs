@@ -35,13 +35,10 @@ impl World {
             };
             if r.social.stage != SocialStage::Off {
                 let worst_deficit = a.needs.iter().map(|v| 1.0 - v).fold(0.0f32, f32::max);
-                if let Some(partner) = a
-                    .flags
-                    .chat_partner
-                    .filter(|_| a.flags.chat_quality > 0.0 && worst_deficit <= 0.85)
+                if a.flags.chat_quality > 0.0 && worst_deficit <= 0.85 && a.flags.chat_partner >= 0
                 {
                     let n = self.state.agents.len();
-                    let t = &self.state.ties[i * n + partner];
+                    let t = &self.state.ties[i * n + a.flags.chat_partner as usize];
                     let c = &r.social;
                     parts[4] = (c.c1_chat_base
                         + c.c1_coeff_trust * t.trust

@@ -157,8 +157,8 @@ impl World {
             self.update_pair(i, j, 0.05 * q, 0.10 * q, 0.0, Cause::ChatSuccess);
             self.state.agents[i].flags.chat_quality += q;
             self.state.agents[j].flags.chat_quality += q;
-            self.state.agents[i].flags.chat_partner = Some(j);
-            self.state.agents[j].flags.chat_partner = Some(i);
+            self.state.agents[i].flags.chat_partner = j as i32;
+            self.state.agents[j].flags.chat_partner = i as i32;
             self.state.agents[i].counters.chats_ok += 1;
             self.emit(EventKind::ChatSuccess, i as i32, j as i32, -1, q);
         } else {

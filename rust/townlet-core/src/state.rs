@@ -28,12 +28,8 @@ impl Phase {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Activity {
-    /// The affordance pursued; `None` when idle.
-    #[serde(rename = "aff", with = "crate::minus_one::index")]
-    pub affordance: Option<usize>,
-    /// The object it is pursued at; `None` when idle.
-    #[serde(rename = "obj", with = "crate::minus_one::index")]
-    pub object: Option<usize>,
+    pub aff: i32,
+    pub obj: i32,
     pub phase: Phase,
     pub remaining: u32,
     pub since: u64,
@@ -41,25 +37,14 @@ pub struct Activity {
 
 impl Activity {
     pub const IDLE: Activity = Activity {
-        affordance: None,
-        object: None,
+        aff: -1,
+        obj: -1,
         phase: Phase::Idle,
         remaining: 0,
         since: 0,
     };
     pub fn is_idle(&self) -> bool {
         self.phase == Phase::Idle
-    }
-
-    /// The affordance of an activity under way (a caller's bug when idle).
-    pub fn affordance_index(&self) -> usize {
-        self.affordance
-            .expect("an activity under way has an affordance")
-    }
-
-    /// The object of an activity under way (a caller's bug when idle).
-    pub fn object_index(&self) -> usize {
-        self.object.expect("an activity under way has an object")
     }
 }
 
@@ -92,9 +77,8 @@ impl ShiftState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Employment {
     pub state: ShiftState,
-    /// Day index of the shift these per-shift fields describe (`None`: none yet).
-    #[serde(with = "crate::minus_one::day")]
-    pub shift_day: Option<i64>,
+    /// Day index of the shift these per-shift fields describe (-1: none yet).
+    pub shift_day: i64,
     pub finalized: bool,
     pub arrived: bool,
     pub arrived_on_time: bool,
@@ -120,7 +104,7 @@ impl Employment {
     pub fn new() -> Self {
         Self {
             state: ShiftState::Idle,
-            shift_day: None,
+            shift_day: -1,
             finalized: true,
             arrived: false,
             arrived_on_time: false,
@@ -186,9 +170,8 @@ pub struct TickFlags {
     pub chat_quality: f32,
     pub chat_failed_speaker: bool,
     pub chat_failed_listener: bool,
-    /// The partner of this tick's successful chat.
-    #[serde(with = "crate::minus_one::index")]
-    pub chat_partner: Option<usize>,
+    /// The partner of this tick's successful chat, or -1.
+    pub chat_partner: i32,
     /// Walked away from a queue held by someone this agent avoids.
     pub avoided: bool,
     pub invalid_action: bool,
@@ -212,9 +195,7 @@ pub struct Agent {
     pub last_action: u16,
     pub last_action_ok: bool,
     pub ctx_reset: bool,
-    /// `None` while the agent holds no identity slot (between removal and respawn).
-    #[serde(with = "crate::minus_one::index")]
-    pub identity_slot: Option<usize>,
+    pub identity_slot: i32,
     pub spawned_at: u64,
     #[serde(rename = "emp")]
     pub employment: Employment,
@@ -233,7 +214,7 @@ impl Default for TickFlags {
             chat_quality: 0.0,
             chat_failed_speaker: false,
             chat_failed_listener: false,
-            chat_partner: None,
+            chat_partner: -1,
             avoided: false,
             invalid_action: false,
         }
@@ -313,9 +294,7 @@ pub struct PerturbationState {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdentitySlots {
-    /// Per slot: the agent holding it.
-    #[serde(with = "crate::minus_one::index_vec")]
-    pub holder: Vec<Option<usize>>,
+    pub holder: Vec<i32>,
     pub released_at: Vec<Option<u64>>,
     pub allocations: u64,
     pub forced_reuse: u64,

@@ -78,8 +78,7 @@ pub struct Statics {
     /// Per agent: distance from each tile to the agent's home tile.
     pub home_dist: Vec<Vec<u16>>,
     pub agent_profiles: Vec<usize>,
-    /// Per agent: index into `jobs`; `None` for an agent without a job.
-    pub agent_jobs: Vec<Option<usize>>,
+    pub agent_jobs: Vec<i32>,
     pub scripts: Vec<Vec<u16>>,
     pub script_loops: Vec<bool>,
     pub action_names: Vec<String>,
@@ -283,7 +282,8 @@ impl Statics {
             .map(|a| {
                 a.job
                     .as_ref()
-                    .map(|j| job_names.iter().position(|n| n == j).expect("validated"))
+                    .map(|j| job_names.iter().position(|n| n == j).expect("validated") as i32)
+                    .unwrap_or(-1)
             })
             .collect();
 

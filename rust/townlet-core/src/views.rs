@@ -21,8 +21,8 @@ impl World {
     /// The affordance agent `agent` is pursuing (`None` when idle) and where it is in that option.
     pub fn activity_view(&self, agent: usize) -> (Option<&str>, Phase) {
         let act = &self.state.agents[agent].activity;
-        let affordance = act
-            .affordance
+        let affordance = usize::try_from(act.aff)
+            .ok()
             .map(|index| self.statics.affordances[index].id.as_str());
         (affordance, act.phase)
     }
@@ -30,8 +30,9 @@ impl World {
     /// Agent `agent`'s job, shift state and employment counters.
     pub fn employment_view(&self, agent: usize) -> EmploymentView<'_> {
         let emp = &self.state.agents[agent].employment;
-        let job =
-            self.statics.agent_jobs[agent].map(|index| self.statics.jobs[index].name.as_str());
+        let job = usize::try_from(self.statics.agent_jobs[agent])
+            .ok()
+            .map(|index| self.statics.jobs[index].name.as_str());
         EmploymentView {
             job,
             state: if job.is_some() {

@@ -98,7 +98,7 @@ impl World {
                 last_action: 0,
                 last_action_ok: true,
                 ctx_reset: true,
-                identity_slot: None,
+                identity_slot: -1,
                 spawned_at: 0,
                 employment: Employment::new(),
                 counters: AgentCounters::default(),
@@ -141,7 +141,7 @@ impl World {
                     next_id: 1,
                 },
                 identity: IdentitySlots {
-                    holder: vec![None; slots],
+                    holder: vec![-1; slots],
                     released_at: vec![None; slots],
                     allocations: 0,
                     forced_reuse: 0,

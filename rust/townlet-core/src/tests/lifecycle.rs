@@ -64,10 +64,8 @@ fn removal_clears_queues_ties_exits_and_the_identity_slot() {
     w.set_relationship(a, b, 0.5, 0.5, 0.0).unwrap();
     w.set_relationship(a, c, 0.0, 0.0, 0.5).unwrap();
     w.state.exits.pending.push((a as u32, 0));
-    let slot = w.state.agents[a]
-        .identity_slot
-        .expect("alive agents hold a slot");
-    assert_eq!(w.state.identity.holder[slot], Some(a));
+    let slot = w.state.agents[a].identity_slot as usize;
+    assert_eq!(w.state.identity.holder[slot], a as i32);
 
     assert!(w.kill(a));
     assert!(!w.kill(a), "already on the way out");
@@ -93,8 +91,8 @@ fn removal_clears_queues_ties_exits_and_the_identity_slot() {
         assert!(!w.tie(a, j).present && !w.tie(j, a).present);
     }
     assert!(w.state.exits.pending.is_empty());
-    assert_eq!(w.state.agents[a].identity_slot, None);
-    assert_eq!(w.state.identity.holder[slot], None);
+    assert_eq!(w.state.agents[a].identity_slot, -1);
+    assert_eq!(w.state.identity.holder[slot], -1);
     assert_eq!(w.state.identity.released_at[slot], Some(1));
     // Killing is not a faint or an eviction.
     assert_eq!((w.state.stats.faints, w.state.stats.evictions), (0, 0));
@@ -140,16 +138,16 @@ fn respawn_after_the_delay_as_the_next_generation_at_home() {
 #[test]
 fn identity_slots_prefer_unused_then_cooled_down_slots() {
     let mut w = town();
-    let slot_of = |a: &crate::state::Agent| a.identity_slot.expect("alive agents hold a slot");
-    let ids =
-        |w: &crate::world::World| -> Vec<usize> { w.state.agents.iter().map(slot_of).collect() };
+    let ids = |w: &crate::world::World| -> Vec<i32> {
+        w.state.agents.iter().map(|a| a.identity_slot).collect()
+    };
     assert_eq!(ids(&w), vec![0, 1, 2, 3], "never-used slots first");
     // 6 slots, cooldown 100 ticks, respawn 11 ticks after the kill.
     let kill_and_respawn = |w: &mut crate::world::World, who: usize| {
         w.kill(who);
         idle(w, 12);
         assert!(w.state.agents[who].alive);
-        slot_of(&w.state.agents[who])
+        w.state.agents[who].identity_slot
     };
     assert_eq!(kill_and_respawn(&mut w, 0), 4, "unused slot 4");
     assert_eq!(kill_and_respawn(&mut w, 1), 5, "unused slot 5");
@@ -166,7 +164,7 @@ fn identity_slots_prefer_unused_then_cooled_down_slots() {
     // Every living agent holds a distinct slot that records it.
     let mut slots = ids(&w);
     for (i, &s) in slots.iter().enumerate() {
-        assert_eq!(w.state.identity.holder[s], Some(i));
+        assert_eq!(w.state.identity.holder[s as usize], i as i32);
     }
     slots.sort_unstable();
     slots.dedup();
