@@ -8,6 +8,7 @@ use crate::actions::{A_MOVE0, A_WAIT, MAX_AFFORDANCES, NUM_MOVES};
 use crate::config::AffordanceKind;
 use crate::events::EventKind;
 use crate::grid::{DIRS, UNREACHABLE};
+use crate::ids::NONE;
 use crate::state::*;
 use crate::world::{chebyshev, World};
 
@@ -327,12 +328,12 @@ impl World {
         self.emit(
             EventKind::AffordanceFail,
             i as i32,
-            -1,
+            NONE,
             act.obj,
             act.aff as f32,
         );
         if self.statics.affordances[act.aff as usize].kind == AffordanceKind::Shower {
-            self.emit(EventKind::ShowerPowerOutage, i as i32, -1, act.obj, 0.0);
+            self.emit(EventKind::ShowerPowerOutage, i as i32, NONE, act.obj, 0.0);
         }
         self.release(i, false);
     }
@@ -375,7 +376,7 @@ impl World {
         self.emit(
             EventKind::AffordanceFinish,
             i as i32,
-            -1,
+            NONE,
             obj as i32,
             aff as f32,
         );
@@ -383,15 +384,15 @@ impl World {
         match kind {
             AffordanceKind::Shower => {
                 c.showers += 1;
-                self.emit(EventKind::ShowerComplete, i as i32, -1, obj as i32, 0.0);
+                self.emit(EventKind::ShowerComplete, i as i32, NONE, obj as i32, 0.0);
             }
             AffordanceKind::Sleep => {
                 c.sleeps += 1;
-                self.emit(EventKind::SleepComplete, i as i32, -1, obj as i32, 0.0);
+                self.emit(EventKind::SleepComplete, i as i32, NONE, obj as i32, 0.0);
             }
             AffordanceKind::Cook => {
                 c.meals_cooked += 1;
-                self.emit(EventKind::MealCooked, i as i32, -1, obj as i32, 0.0);
+                self.emit(EventKind::MealCooked, i as i32, NONE, obj as i32, 0.0);
             }
             AffordanceKind::Meal => {
                 c.meals_eaten += 1;

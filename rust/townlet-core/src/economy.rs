@@ -3,6 +3,7 @@
 
 use crate::config::PerturbationSpec;
 use crate::events::EventKind;
+use crate::ids::NONE;
 use crate::world::World;
 
 impl World {
@@ -25,8 +26,8 @@ impl World {
                 self.state.events.emit(
                     self.state.tick,
                     EventKind::EconomyPriceUpdate,
-                    -1,
-                    -1,
+                    NONE,
+                    NONE,
                     k as i32,
                     new as f32,
                 );
@@ -66,7 +67,13 @@ impl World {
                         *stock + amount
                     };
                     let added = *stock - before;
-                    self.emit(EventKind::StockReplenish, -1, -1, o as i32, added as f32);
+                    self.emit(
+                        EventKind::StockReplenish,
+                        NONE,
+                        NONE,
+                        o as i32,
+                        added as f32,
+                    );
                 }
             }
         }

@@ -4,6 +4,7 @@
 //! exit queue with its daily cap, review window and manual approve/defer.
 
 use crate::events::EventKind;
+use crate::ids::NONE;
 use crate::social::Cause;
 use crate::state::{Employment, ShiftState, TermReason};
 use crate::world::World;
@@ -74,7 +75,7 @@ impl World {
                     e.taken = false;
                     e.late_ticks_today = 0;
                     e.state = ShiftState::OnTime;
-                    self.emit(EventKind::ShiftStart, i as i32, -1, j.site as i32, 0.0);
+                    self.emit(EventKind::ShiftStart, i as i32, NONE, j.site as i32, 0.0);
                 }
                 let elapsed = tod - j.start;
                 if present {
@@ -86,7 +87,7 @@ impl World {
                             a.employment.arrived_on_time = true;
                             a.employment.state = ShiftState::OnTime;
                             a.flags.punctual = true;
-                            self.emit(EventKind::ShiftOnTime, i as i32, -1, j.site as i32, 0.0);
+                            self.emit(EventKind::ShiftOnTime, i as i32, NONE, j.site as i32, 0.0);
                         } else if !a.employment.late_charged {
                             // Arriving exactly as grace ends: late, and charged like any late start.
                             a.employment.state = ShiftState::Late;
@@ -96,7 +97,7 @@ impl World {
                             self.emit(
                                 EventKind::ShiftLateStart,
                                 i as i32,
-                                -1,
+                                NONE,
                                 j.site as i32,
                                 j.lateness_penalty as f32,
                             );
@@ -131,7 +132,7 @@ impl World {
                             self.emit(
                                 EventKind::ShiftLateStart,
                                 i as i32,
-                                -1,
+                                NONE,
                                 j.site as i32,
                                 j.lateness_penalty as f32,
                             );
@@ -148,7 +149,7 @@ impl World {
                             self.emit(
                                 EventKind::ShiftAbsent,
                                 i as i32,
-                                -1,
+                                NONE,
                                 j.site as i32,
                                 cfg.absence_penalty as f32,
                             );
@@ -168,7 +169,7 @@ impl World {
                         self.emit(
                             EventKind::ShiftDepartedEarly,
                             i as i32,
-                            -1,
+                            NONE,
                             j.site as i32,
                             0.0,
                         );
@@ -209,7 +210,7 @@ impl World {
         self.emit(
             EventKind::ShiftEnd,
             i as i32,
-            -1,
+            NONE,
             site as i32,
             if on_time { 1.0 } else { 0.0 },
         );
@@ -238,13 +239,13 @@ impl World {
                 a.employment.exit_pending = true;
                 self.state.exits.pending.push((i as u32, tick));
                 let over = self.state.exits.pending.len() > cfg.exit_queue_limit as usize;
-                self.emit(EventKind::EmploymentExitPending, i as i32, -1, -1, 0.0);
+                self.emit(EventKind::EmploymentExitPending, i as i32, NONE, NONE, 0.0);
                 if over {
                     self.emit(
                         EventKind::EmploymentExitQueueOverflow,
                         i as i32,
-                        -1,
-                        -1,
+                        NONE,
+                        NONE,
                         self.state.exits.pending.len() as f32,
                     );
                 }
@@ -277,7 +278,13 @@ impl World {
             return;
         }
         self.state.exits.exits_today += 1;
-        self.emit(EventKind::EmploymentExitProcessed, i as i32, -1, -1, manual);
+        self.emit(
+            EventKind::EmploymentExitProcessed,
+            i as i32,
+            NONE,
+            NONE,
+            manual,
+        );
         self.terminate(i, TermReason::Eviction);
     }
 
@@ -292,8 +299,8 @@ impl World {
         self.emit(
             EventKind::EmploymentExitManualRequest,
             i as i32,
-            -1,
-            -1,
+            NONE,
+            NONE,
             0.0,
         );
         true
@@ -314,7 +321,7 @@ impl World {
         e.exit_pending = false;
         e.absences.clear();
         if was {
-            self.emit(EventKind::EmploymentExitDeferred, i as i32, -1, -1, 0.0);
+            self.emit(EventKind::EmploymentExitDeferred, i as i32, NONE, NONE, 0.0);
         }
         was
     }

@@ -168,6 +168,7 @@ impl EventLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::NONE;
 
     #[test]
     fn names_round_trip() {
@@ -181,8 +182,8 @@ mod tests {
     fn counts_and_records() {
         let mut log = EventLog::new(true);
         log.begin_tick();
-        log.emit(3, EventKind::ChatSuccess, 0, 1, -1, 0.7);
-        log.emit(3, EventKind::ChatSuccess, 1, 0, -1, 0.6);
+        log.emit(3, EventKind::ChatSuccess, 0, 1, NONE, 0.7);
+        log.emit(3, EventKind::ChatSuccess, 1, 0, NONE, 0.6);
         assert_eq!(log.tick_counts[EventKind::ChatSuccess as usize], 2);
         log.begin_tick();
         assert_eq!(log.tick_counts[EventKind::ChatSuccess as usize], 0);

@@ -1,6 +1,7 @@
 //! The town's space: a bounded grid of walls and floor, objects on tiles, and per-object
 //! distance fields so that a navigation step costs O(1).
 
+use crate::ids::NONE;
 use std::collections::VecDeque;
 
 pub const UNREACHABLE: u16 = u16::MAX;
@@ -62,7 +63,7 @@ impl Grid {
             height: rows.len() as i32,
             walkable: wall.iter().map(|w| !w).collect(),
             wall,
-            object_at: vec![-1; n],
+            object_at: vec![NONE; n],
         })
     }
 
@@ -89,7 +90,7 @@ impl Grid {
         if self.in_bounds(x, y) {
             self.object_at[self.idx(x, y)]
         } else {
-            -1
+            NONE
         }
     }
 

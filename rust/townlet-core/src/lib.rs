@@ -14,6 +14,7 @@ pub mod employment;
 pub mod events;
 pub mod expert;
 pub mod grid;
+pub mod ids;
 pub mod lifecycle;
 pub mod load;
 pub mod obs;

@@ -2,6 +2,7 @@
 //! every subsystem, respawn after a delay with lineage ids, identity slots, nightly reset.
 
 use crate::events::EventKind;
+use crate::ids::NONE;
 use crate::state::{Activity, TermReason, Tie};
 use crate::world::World;
 
@@ -20,7 +21,7 @@ impl World {
                 a.hunger_low_ticks = 0;
             }
             if self.state.mortality && a.hunger_low_ticks >= window {
-                self.emit(EventKind::AgentFaint, i as i32, -1, -1, 0.0);
+                self.emit(EventKind::AgentFaint, i as i32, NONE, NONE, 0.0);
                 self.terminate(i, TermReason::Faint);
             }
         }
@@ -37,7 +38,7 @@ impl World {
         match why {
             TermReason::Faint => self.state.stats.faints += 1,
             TermReason::Eviction => self.state.stats.evictions += 1,
-            TermReason::Killed => self.emit(EventKind::AgentKilled, i as i32, -1, -1, 0.0),
+            TermReason::Killed => self.emit(EventKind::AgentKilled, i as i32, NONE, NONE, 0.0),
         }
     }
 
@@ -62,7 +63,7 @@ impl World {
             a.alive = false;
             a.activity = Activity::IDLE;
             a.respawn_at = self.state.tick + 1 + delay;
-            self.emit(EventKind::AgentRemoved, i as i32, -1, -1, 0.0);
+            self.emit(EventKind::AgentRemoved, i as i32, NONE, NONE, 0.0);
         }
     }
 
@@ -95,8 +96,8 @@ impl World {
             self.emit(
                 EventKind::AgentRespawn,
                 i as i32,
-                -1,
-                -1,
+                NONE,
+                NONE,
                 self.state.agents[i].generation as f32,
             );
         }
@@ -124,8 +125,8 @@ impl World {
                     tick,
                     EventKind::IdentityForcedReuse,
                     i as i32,
-                    -1,
-                    -1,
+                    NONE,
+                    NONE,
                     oldest as f32,
                 );
             }
@@ -163,7 +164,7 @@ impl World {
             for v in &mut a.needs {
                 *v = v.max(0.5);
             }
-            self.emit(EventKind::AgentNightlyReset, i as i32, -1, -1, 0.0);
+            self.emit(EventKind::AgentNightlyReset, i as i32, NONE, NONE, 0.0);
         }
     }
 
@@ -179,7 +180,7 @@ impl World {
         self.abandon(i);
         self.state.agents[i].pos = [x, y];
         self.state.agents[i].ctx_reset = true;
-        self.emit(EventKind::AgentTeleported, i as i32, -1, -1, 0.0);
+        self.emit(EventKind::AgentTeleported, i as i32, NONE, NONE, 0.0);
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 
 use crate::config::{MeetTarget, PerturbationSpec};
 use crate::events::EventKind;
+use crate::ids::NONE;
 use crate::state::{ActivePerturbation, Activity, PendingPerturbation, Phase};
 use crate::world::World;
 
@@ -98,7 +99,7 @@ impl World {
             magnitude: 1.0,
             participants: Vec::new(),
         };
-        self.emit(EventKind::PerturbationStarted, -1, -1, -1, id as f32);
+        self.emit(EventKind::PerturbationStarted, NONE, NONE, NONE, id as f32);
         match &info.spec {
             PerturbationSpec::PriceSpike {
                 magnitude: range, ..
@@ -107,18 +108,36 @@ impl World {
                     .unwrap_or_else(|| self.state.rng_perturb.range_f64(range[0], range[1]));
                 let m = active.magnitude;
                 self.state.perturb.active.push(active);
-                self.emit(EventKind::PerturbationPriceSpike, -1, -1, -1, m as f32);
+                self.emit(
+                    EventKind::PerturbationPriceSpike,
+                    NONE,
+                    NONE,
+                    NONE,
+                    m as f32,
+                );
                 self.recompute_prices();
                 return;
             }
             PerturbationSpec::Blackout { .. } => {
                 self.state.power_out += 1;
-                self.emit(EventKind::PerturbationBlackout, -1, -1, -1, duration as f32);
+                self.emit(
+                    EventKind::PerturbationBlackout,
+                    NONE,
+                    NONE,
+                    NONE,
+                    duration as f32,
+                );
                 self.fail_utility_users(true);
             }
             PerturbationSpec::Outage { .. } => {
                 self.state.water_out += 1;
-                self.emit(EventKind::PerturbationOutage, -1, -1, -1, duration as f32);
+                self.emit(
+                    EventKind::PerturbationOutage,
+                    NONE,
+                    NONE,
+                    NONE,
+                    duration as f32,
+                );
                 self.fail_utility_users(false);
             }
             PerturbationSpec::ArrangedMeet {
@@ -129,9 +148,9 @@ impl World {
                 active.participants = self.meet_participants(*target, *max_participants as usize);
                 self.emit(
                     EventKind::PerturbationArrangedMeet,
-                    -1,
-                    -1,
-                    -1,
+                    NONE,
+                    NONE,
+                    NONE,
                     active.participants.len() as f32,
                 );
                 self.relocate_for_meet(&info.location_objects, &active.participants);
@@ -207,7 +226,7 @@ impl World {
             self.emit(
                 EventKind::ArrangedMeetRelocated,
                 i as i32,
-                -1,
+                NONE,
                 obj as i32,
                 0.0,
             );
@@ -225,7 +244,7 @@ impl World {
             PerturbationSpec::Outage { .. } => self.state.water_out -= 1,
             PerturbationSpec::ArrangedMeet { .. } => {}
         }
-        self.emit(why, -1, -1, -1, id as f32);
+        self.emit(why, NONE, NONE, NONE, id as f32);
     }
 
     /// Console: schedule perturbation `name` to start in `starts_in` ticks; returns its event id.
@@ -302,7 +321,13 @@ impl World {
         let before = self.state.perturb.pending.len();
         self.state.perturb.pending.retain(|p| p.id != id);
         if self.state.perturb.pending.len() != before {
-            self.emit(EventKind::PerturbationCancelled, -1, -1, -1, id as f32);
+            self.emit(
+                EventKind::PerturbationCancelled,
+                NONE,
+                NONE,
+                NONE,
+                id as f32,
+            );
             return true;
         }
         false

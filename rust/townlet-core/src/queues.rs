@@ -4,6 +4,7 @@
 //! age priority, and conflicts recorded by impatient waiters).
 
 use crate::events::EventKind;
+use crate::ids::NONE;
 use crate::personality::PROFILES;
 use crate::social::Cause;
 use crate::state::{Activity, Holder, Phase, Waiter};
@@ -14,7 +15,7 @@ impl World {
         let n = self.n_agents();
         let tick = self.state.tick;
         if self.state.cooldowns[obj * n + i] > tick {
-            self.emit(EventKind::QueueCooldown, i as i32, -1, obj as i32, 0.0);
+            self.emit(EventKind::QueueCooldown, i as i32, NONE, obj as i32, 0.0);
             self.state.agents[i].activity = Activity::IDLE;
             return;
         }
@@ -50,7 +51,7 @@ impl World {
             self.emit(
                 EventKind::AffordancePreconditionFail,
                 i as i32,
-                -1,
+                NONE,
                 obj as i32,
                 aff as f32,
             );
@@ -79,7 +80,7 @@ impl World {
         self.emit(
             EventKind::AffordanceStart,
             i as i32,
-            -1,
+            NONE,
             obj as i32,
             aff as f32,
         );
@@ -105,7 +106,7 @@ impl World {
                 self.emit(
                     EventKind::AffordanceFail,
                     i as i32,
-                    -1,
+                    NONE,
                     act.obj,
                     act.aff as f32,
                 );

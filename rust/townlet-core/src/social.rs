@@ -2,6 +2,7 @@
 //! queue conflicts.
 
 use crate::events::EventKind;
+use crate::ids::NONE;
 use crate::personality::PROFILES;
 use crate::state::Tie;
 use crate::world::World;
@@ -103,7 +104,7 @@ impl World {
                 crate::events::EventKind::RelationshipEvicted,
                 owner as i32,
                 weakest as i32,
-                -1,
+                NONE,
                 0.0,
             );
         }
@@ -160,13 +161,13 @@ impl World {
             self.state.agents[i].flags.chat_partner = j as i32;
             self.state.agents[j].flags.chat_partner = i as i32;
             self.state.agents[i].counters.chats_ok += 1;
-            self.emit(EventKind::ChatSuccess, i as i32, j as i32, -1, q);
+            self.emit(EventKind::ChatSuccess, i as i32, j as i32, NONE, q);
         } else {
             self.update_pair(i, j, 0.0, -0.05, 0.05, Cause::ChatFailure);
             self.state.agents[i].flags.chat_failed_speaker = true;
             self.state.agents[j].flags.chat_failed_listener = true;
             self.state.agents[i].counters.chats_failed += 1;
-            self.emit(EventKind::ChatFailure, i as i32, j as i32, -1, 0.0);
+            self.emit(EventKind::ChatFailure, i as i32, j as i32, NONE, 0.0);
         }
     }
 

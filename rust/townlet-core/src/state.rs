@@ -2,10 +2,12 @@
 //! Everything here is serialised into snapshots and hashed by `World::world_hash`.
 
 use crate::events::EventLog;
+use crate::ids::{NONE, NO_DAY};
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 
 /// Where an agent is within its current `use:` option.
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
     Idle,
@@ -37,8 +39,8 @@ pub struct Activity {
 
 impl Activity {
     pub const IDLE: Activity = Activity {
-        aff: -1,
-        obj: -1,
+        aff: NONE,
+        obj: NONE,
         phase: Phase::Idle,
         remaining: 0,
         since: 0,
@@ -104,7 +106,7 @@ impl Employment {
     pub fn new() -> Self {
         Self {
             state: ShiftState::Idle,
-            shift_day: -1,
+            shift_day: NO_DAY,
             finalized: true,
             arrived: false,
             arrived_on_time: false,
@@ -214,7 +216,7 @@ impl Default for TickFlags {
             chat_quality: 0.0,
             chat_failed_speaker: false,
             chat_failed_listener: false,
-            chat_partner: -1,
+            chat_partner: NONE,
             avoided: false,
             invalid_action: false,
         }

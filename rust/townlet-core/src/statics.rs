@@ -4,6 +4,7 @@
 use crate::actions::{action_names, A_MOVE0, NUM_MOVES};
 use crate::config::*;
 use crate::grid::Grid;
+use crate::ids::NONE;
 use crate::personality::{profile_index, PROFILES};
 use crate::rng::Rng;
 use sha2::{Digest, Sha256};
@@ -78,6 +79,7 @@ pub struct Statics {
     /// Per agent: distance from each tile to the agent's home tile.
     pub home_dist: Vec<Vec<u16>>,
     pub agent_profiles: Vec<usize>,
+    /// Per agent: index of its job, or `ids::NONE`.
     pub agent_jobs: Vec<i32>,
     pub scripts: Vec<Vec<u16>>,
     pub script_loops: Vec<bool>,
@@ -283,7 +285,7 @@ impl Statics {
                 a.job
                     .as_ref()
                     .map(|j| job_names.iter().position(|n| n == j).expect("validated") as i32)
-                    .unwrap_or(-1)
+                    .unwrap_or(NONE)
             })
             .collect();
 

@@ -2,6 +2,7 @@
 
 use crate::config::{ConfigError, WorldConfig};
 use crate::events::{EventKind, EventLog};
+use crate::ids::NONE;
 use crate::load::parse_world_config;
 use crate::rng::Rng;
 use crate::state::*;
@@ -98,7 +99,7 @@ impl World {
                 last_action: 0,
                 last_action_ok: true,
                 ctx_reset: true,
-                identity_slot: -1,
+                identity_slot: NONE,
                 spawned_at: 0,
                 employment: Employment::new(),
                 counters: AgentCounters::default(),
@@ -141,7 +142,7 @@ impl World {
                     next_id: 1,
                 },
                 identity: IdentitySlots {
-                    holder: vec![-1; slots],
+                    holder: vec![NONE; slots],
                     released_at: vec![None; slots],
                     allocations: 0,
                     forced_reuse: 0,
