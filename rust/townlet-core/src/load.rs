@@ -51,20 +51,11 @@ fn humanize_serde_error(path: &str, raw: &str) -> (String, String) {
         };
         return (full, "required key is missing".to_string());
     }
-    if let Some(rest) = raw.strip_prefix("invalid type: ") {
-        if let Some((got, expected)) = rest.split_once(", expected ") {
-            return (
-                path.to_string(),
-                format!(
-                    "expected {}, got {}",
-                    expected_word(expected),
-                    got_word(got)
-                ),
-            );
-        }
-    }
-    if let Some(rest) = raw.strip_prefix("invalid value: ") {
-        if let Some((got, expected)) = rest.split_once(", expected ") {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some((got, expected)) = raw
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split_once(", expected "))
+        {
             return (
                 path.to_string(),
                 format!(
