@@ -75,7 +75,7 @@ BENCH_TOWN := target/bench/poc_hybrid.json
 bench-rust: $(EXT_STAMP) ## the core's criterion benches (tick, observations, GAE) on the default town
 	@mkdir -p $(dir $(BENCH_TOWN))
 	$(PY) -c "from townlet.sim.config import load_config; print(load_config('$(CONFIG)').world_json())" > $(BENCH_TOWN)
-	TOWNLET_BENCH_CONFIG=$(BENCH_TOWN) cargo bench -p townlet-core --bench tick --bench observations --bench gae
+	TOWNLET_BENCH_CONFIG=$(abspath $(BENCH_TOWN)) cargo bench -p townlet-core --bench tick --bench observations --bench gae
 
 PHASE ?= ppo
 RUN_DIR ?= logs/$(PHASE)
