@@ -147,7 +147,7 @@ impl World {
         }
         if a.activity.phase == Phase::Running {
             // Committed: continue it, wait (which also continues it) or release it.
-            mask[self.statics.use_action(a.activity.aff as usize)] = true;
+            mask[self.statics.use_action(a.activity.affordance as usize)] = true;
             mask[self.statics.release_action] = true;
             return;
         }
@@ -156,7 +156,7 @@ impl World {
         }
         for aff in 0..self.statics.affordances.len() {
             mask[self.statics.use_action(aff)] =
-                a.activity.aff == aff as i32 || targets[aff].is_some();
+                a.activity.affordance == aff as i32 || targets[aff].is_some();
         }
         if a.chat_ready_at <= self.state.tick {
             let filled = self.nearby_agents(i);
@@ -186,7 +186,7 @@ impl World {
     fn apply_action_inner(&mut self, i: usize, action: usize) -> bool {
         let current = self.state.agents[i].activity;
         if let Some(aff) = self.statics.action_aff(action) {
-            if current.aff == aff as i32 {
+            if current.affordance == aff as i32 {
                 self.advance_option(i);
                 return true;
             }
@@ -219,8 +219,8 @@ impl World {
                 Some(obj) => {
                     let tick = self.state.tick;
                     self.state.agents[i].activity = Activity {
-                        aff: aff as i32,
-                        obj: obj as i32,
+                        affordance: aff as i32,
+                        object: obj as i32,
                         phase: Phase::Walking,
                         remaining: 0,
                         since: tick,
@@ -256,7 +256,7 @@ impl World {
     /// Move the option of agent `i` one tick forward (walk, queue, start).
     pub(crate) fn advance_option(&mut self, i: usize) {
         let act = self.state.agents[i].activity;
-        let obj = act.obj as usize;
+        let obj = act.object as usize;
         match act.phase {
             Phase::Idle | Phase::Waiting | Phase::Running => {}
             Phase::Walking => {
@@ -294,7 +294,7 @@ impl World {
             if !a.alive || a.activity.phase != Phase::Running {
                 continue;
             }
-            let (aff, obj) = (a.activity.aff as usize, a.activity.obj as usize);
+            let (aff, obj) = (a.activity.affordance as usize, a.activity.object as usize);
             let af = &self.statics.affordances[aff];
             if af.duration == 0 {
                 if !self.transient_ok(i, aff, obj) {
@@ -329,11 +329,17 @@ impl World {
             EventKind::AffordanceFail,
             i as i32,
             NONE,
-            act.obj,
-            act.aff as f32,
+            act.object,
+            act.affordance as f32,
         );
-        if self.statics.affordances[act.aff as usize].kind == AffordanceKind::Shower {
-            self.emit(EventKind::ShowerPowerOutage, i as i32, NONE, act.obj, 0.0);
+        if self.statics.affordances[act.affordance as usize].kind == AffordanceKind::Shower {
+            self.emit(
+                EventKind::ShowerPowerOutage,
+                i as i32,
+                NONE,
+                act.object,
+                0.0,
+            );
         }
         self.release(i, false);
     }
@@ -359,7 +365,7 @@ impl World {
 
     fn finish(&mut self, i: usize) {
         let act = self.state.agents[i].activity;
-        let (aff, obj) = (act.aff as usize, act.obj as usize);
+        let (aff, obj) = (act.affordance as usize, act.object as usize);
         let af = &self.statics.affordances[aff];
         let kind = af.kind;
         if !af.produces.is_empty() {
@@ -413,14 +419,14 @@ impl World {
             if j == i || !b.alive || b.activity.phase != Phase::Running {
                 continue;
             }
-            if self.statics.affordances[b.activity.aff as usize].kind == AffordanceKind::Meal
+            if self.statics.affordances[b.activity.affordance as usize].kind == AffordanceKind::Meal
                 && chebyshev(pos, b.pos) <= range
             {
                 self.emit(
                     EventKind::SharedMeal,
                     i as i32,
                     j as i32,
-                    b.activity.obj,
+                    b.activity.object,
                     0.0,
                 );
                 self.update_pair(i, j, 0.10, 0.25, 0.0, crate::social::Cause::SharedMeal);

@@ -84,7 +84,7 @@ impl World {
         let work_due = self.work_due(i);
 
         if !a.activity.is_idle() {
-            let aff = a.activity.aff as usize;
+            let aff = a.activity.affordance as usize;
             let interrupt = match self.statics.affordances[aff].kind {
                 AffordanceKind::Work => critical.is_some_and(|k| needs[k] < 0.5 * b.critical),
                 AffordanceKind::Sleep => {

@@ -269,8 +269,8 @@ impl World {
         // Path hints toward the current option's object.
         if layout.variant == ObsVariant::Full {
             let act = self.state.agents[i].activity;
-            if act.obj >= 0 {
-                let dirs = &layout.step_dir[act.obj as usize];
+            if act.object >= 0 {
+                let dirs = &layout.step_dir[act.object as usize];
                 for wy in 0..w {
                     for wx in 0..w {
                         let (x, y) = (x0 + wx, y0 + wy);
@@ -410,8 +410,8 @@ impl World {
         } else {
             0.0
         });
-        let progress = if a.activity.phase == Phase::Running && a.activity.aff >= 0 {
-            let d = s.affordances[a.activity.aff as usize].duration;
+        let progress = if a.activity.phase == Phase::Running && a.activity.affordance >= 0 {
+            let d = s.affordances[a.activity.affordance as usize].duration;
             if d > 0 {
                 1.0 - a.activity.remaining as f32 / d as f32
             } else {
@@ -423,9 +423,9 @@ impl World {
         put(progress);
         let span = (s.grid.width.max(s.grid.height)) as f32;
         for (aff, &found) in targets.iter().enumerate().take(s.affordances.len()) {
-            let current = a.activity.aff == aff as i32;
+            let current = a.activity.affordance == aff as i32;
             let target = if current {
-                Some(a.activity.obj as usize)
+                Some(a.activity.object as usize)
             } else {
                 found
             };

@@ -165,7 +165,7 @@ impl World {
             if !a.alive || a.activity.phase != Phase::Running {
                 continue;
             }
-            let af = &self.statics.affordances[a.activity.aff as usize];
+            let af = &self.statics.affordances[a.activity.affordance as usize];
             if (power && af.needs_power) || (!power && af.needs_water) {
                 self.utility_fail(i);
             }

@@ -43,7 +43,7 @@ impl World {
     /// is not there yet, or give up when stock or money are missing.
     pub(crate) fn try_start(&mut self, i: usize) {
         let act = self.state.agents[i].activity;
-        let (aff, obj) = (act.aff as usize, act.obj as usize);
+        let (aff, obj) = (act.affordance as usize, act.object as usize);
         if !self.transient_ok(i, aff, obj) {
             return;
         }
@@ -93,7 +93,7 @@ impl World {
             Phase::Idle => {}
             Phase::Walking => self.state.agents[i].activity = Activity::IDLE,
             Phase::Waiting => {
-                let obj = act.obj as usize;
+                let obj = act.object as usize;
                 let avoided = self.state.objects[obj]
                     .holders
                     .iter()
@@ -107,8 +107,8 @@ impl World {
                     EventKind::AffordanceFail,
                     i as i32,
                     NONE,
-                    act.obj,
-                    act.aff as f32,
+                    act.object,
+                    act.affordance as f32,
                 );
                 self.release(i, false);
             }
@@ -118,7 +118,7 @@ impl World {
     /// Remove agent `i` from its object's queue or holders. Success sets the request cooldown and
     /// hands the reservation over, preferring a waiter the departing agent likes.
     pub(crate) fn release(&mut self, i: usize, success: bool) {
-        let obj = self.state.agents[i].activity.obj;
+        let obj = self.state.agents[i].activity.object;
         self.state.agents[i].activity = Activity::IDLE;
         if obj < 0 {
             return;
@@ -229,7 +229,7 @@ impl World {
                 let rival = self.state.objects[obj].waiting[0].agent as usize;
                 let len =
                     self.state.objects[obj].waiting.len() + self.state.objects[obj].holders.len();
-                let aff = self.state.agents[g].activity.aff;
+                let aff = self.state.agents[g].activity.affordance;
                 self.state.objects[obj]
                     .holders
                     .retain(|h| h.agent != g as u32);
@@ -239,8 +239,8 @@ impl World {
                     conflicted: true,
                 });
                 self.state.agents[g].activity = Activity {
-                    aff,
-                    obj: obj as i32,
+                    affordance: aff,
+                    object: obj as i32,
                     phase: Phase::Waiting,
                     remaining: 0,
                     since: tick,

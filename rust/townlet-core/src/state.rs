@@ -30,8 +30,12 @@ impl Phase {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Activity {
-    pub aff: i32,
-    pub obj: i32,
+    /// The affordance pursued (`ids::NONE` when idle).
+    #[serde(rename = "aff")]
+    pub affordance: i32,
+    /// The object it is pursued at (`ids::NONE` when idle).
+    #[serde(rename = "obj")]
+    pub object: i32,
     pub phase: Phase,
     pub remaining: u32,
     pub since: u64,
@@ -39,8 +43,8 @@ pub struct Activity {
 
 impl Activity {
     pub const IDLE: Activity = Activity {
-        aff: NONE,
-        obj: NONE,
+        affordance: NONE,
+        object: NONE,
         phase: Phase::Idle,
         remaining: 0,
         since: 0,

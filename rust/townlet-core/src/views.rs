@@ -21,7 +21,7 @@ impl World {
     /// The affordance agent `agent` is pursuing (`None` when idle) and where it is in that option.
     pub fn activity_view(&self, agent: usize) -> (Option<&str>, Phase) {
         let act = &self.state.agents[agent].activity;
-        let affordance = usize::try_from(act.aff)
+        let affordance = usize::try_from(act.affordance)
             .ok()
             .map(|index| self.statics.affordances[index].id.as_str());
         (affordance, act.phase)

@@ -130,13 +130,19 @@ fn choosing_another_action_abandons_the_affordance() {
     step(&mut w, &[("alice", "use:cook_meal")]);
     assert_eq!(w.state.agents[a].activity.phase, Phase::Walking);
     step(&mut w, &[("alice", "use:eat_meal")]);
-    assert_eq!(w.state.agents[a].activity.aff as usize, aff(&w, "eat_meal"));
+    assert_eq!(
+        w.state.agents[a].activity.affordance as usize,
+        aff(&w, "eat_meal")
+    );
     // While running, a different `use:` is refused.
     while w.state.agents[a].activity.phase != Phase::Running {
         step(&mut w, &[("alice", "use:eat_meal")]);
     }
     step(&mut w, &[("alice", "use:cook_meal")]);
-    assert_eq!(w.state.agents[a].activity.aff as usize, aff(&w, "eat_meal"));
+    assert_eq!(
+        w.state.agents[a].activity.affordance as usize,
+        aff(&w, "eat_meal")
+    );
     assert!(!w.state.agents[a].last_action_ok);
 }
 

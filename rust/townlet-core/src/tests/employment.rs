@@ -311,7 +311,7 @@ fn work_runs_while_the_shift_is_open_and_ends_with_it() {
     let stall = obj(&w, "stall_1");
     while w.tick() < SHIFT_END {
         step(&mut w, &[("alice", "use:work_shift")]);
-        assert_eq!(w.state.agents[a].activity.obj as usize, stall);
+        assert_eq!(w.state.agents[a].activity.object as usize, stall);
     }
     // Continuous: energy -0.001 per running tick (ticks 40..99).
     assert_close(

@@ -22,7 +22,7 @@ fn check(w: &World, ctx: &str) {
             places[h.agent as usize] += 1;
             let act = w.state.agents[h.agent as usize].activity;
             assert!(
-                act.obj as usize == o && matches!(act.phase, Phase::Holding | Phase::Running),
+                act.object as usize == o && matches!(act.phase, Phase::Holding | Phase::Running),
                 "{ctx}: holder {} of {} has activity {act:?}",
                 h.agent,
                 info.id
@@ -32,7 +32,7 @@ fn check(w: &World, ctx: &str) {
             places[x.agent as usize] += 1;
             let act = w.state.agents[x.agent as usize].activity;
             assert!(
-                act.obj as usize == o && act.phase == Phase::Waiting,
+                act.object as usize == o && act.phase == Phase::Waiting,
                 "{ctx}: waiter {} of {} has activity {act:?}",
                 x.agent,
                 info.id
@@ -56,15 +56,15 @@ fn check(w: &World, ctx: &str) {
             a.activity.phase
         );
         if a.activity.phase == Phase::Running {
-            let af = &w.statics.affordances[a.activity.aff as usize];
+            let af = &w.statics.affordances[a.activity.affordance as usize];
             assert!(af.duration == 0 || a.activity.remaining >= 1, "{ctx}");
         }
         if !a.activity.is_idle() {
-            let aff = a.activity.aff as usize;
+            let aff = a.activity.affordance as usize;
             assert!(
                 w.statics.affordances[aff]
                     .objects
-                    .contains(&(a.activity.obj as usize)),
+                    .contains(&(a.activity.object as usize)),
                 "{ctx}"
             );
         }
@@ -175,7 +175,7 @@ fn random_run(v: &Value, seed: u64, ticks: u64) -> World {
             // switch to any valid action.
             let cur = w.state.agents[i].activity;
             *a = if !cur.is_idle() && rng.below(5) != 0 {
-                w.statics.use_action(cur.aff as usize) as u16
+                w.statics.use_action(cur.affordance as usize) as u16
             } else {
                 let valid: Vec<usize> = (0..m.len()).filter(|&x| m[x]).collect();
                 valid[rng.below(valid.len())] as u16

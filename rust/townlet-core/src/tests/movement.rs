@@ -264,7 +264,7 @@ fn a_valid_action_of_a_lone_actor_always_succeeds() {
         } else {
             // Mostly continue the current option so that affordances complete.
             w.statics
-                .use_action(w.state.agents[a].activity.aff as usize)
+                .use_action(w.state.agents[a].activity.affordance as usize)
         };
         assert!(m[pick]);
         let mut acts = vec![0u16; w.n_agents()];

@@ -48,7 +48,7 @@ fn a_request_at_a_free_object_holds_and_starts_it() {
     assert!(waiting(&w, "shower_1").is_empty());
     let act = w.state.agents[a].activity;
     assert_eq!(act.phase, Phase::Running);
-    assert_eq!(act.obj as usize, obj(&w, "shower_1"));
+    assert_eq!(act.object as usize, obj(&w, "shower_1"));
     assert_eq!(act.remaining, 4, "5-tick shower, one tick done");
     assert_eq!(total(&w, EventKind::AffordanceStart), 1);
 }
@@ -139,8 +139,8 @@ fn assign_with_ages(v: &Value, tick: u64, first: (&str, u64), second: (&str, u64
     for (name, joined) in [first, second] {
         let i = agent(&w, name);
         w.state.agents[i].activity = Activity {
-            aff: aff as i32,
-            obj: shower as i32,
+            affordance: aff as i32,
+            object: shower as i32,
             phase: Phase::Waiting,
             remaining: 0,
             since: joined,
@@ -321,7 +321,7 @@ fn ghost_step_moves_a_stalled_holder_to_the_back() {
     assert_eq!(waiting(&w, "stove_1"), vec![b]);
     assert_eq!(w.state.agents[b].activity.phase, Phase::Waiting);
     assert_eq!(
-        w.state.agents[b].activity.aff as usize,
+        w.state.agents[b].activity.affordance as usize,
         aff(&w, "cook_meal")
     );
     let ev = w.state.events.drain();
@@ -379,14 +379,14 @@ fn ghost_step_never_removes_a_running_holder() {
     let bed2 = obj(&w, "bed_2");
     w.state.cooldowns[bed2 * n + b] = 1000;
     step(&mut w, &[("alice", "use:rest_sleep")]);
-    assert_eq!(w.state.agents[a].activity.obj as usize, bed1);
+    assert_eq!(w.state.agents[a].activity.object as usize, bed1);
     for _ in 0..19 {
         step(
             &mut w,
             &[("alice", "use:rest_sleep"), ("bob", "use:rest_sleep")],
         );
     }
-    assert_eq!(w.state.agents[b].activity.obj as usize, bed1);
+    assert_eq!(w.state.agents[b].activity.object as usize, bed1);
     assert_eq!(w.state.agents[a].counters.sleeps, 1);
     assert_eq!(total(&w, EventKind::QueueGhostStep), 0);
 }
