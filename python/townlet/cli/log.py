@@ -28,7 +28,6 @@ def log_tail_cmd(
     ] = 300.0,
 ) -> None:
     """Print the last lines of a log (read from the end); --follow keeps going across truncation and rotation."""
-
     try:
         tail, offset = last_lines(log, lines, complete=follow)
         for line in tail:

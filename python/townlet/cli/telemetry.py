@@ -39,7 +39,6 @@ def telemetry_validate_cmd(
     ] = False,
 ) -> None:
     """Check every record's schema (FILE:LINE per problem, exit 1) and report baseline drift."""
-
     report = validate_log(
         log,
         baseline=baseline,
@@ -75,7 +74,6 @@ def telemetry_watch_cmd(
     **limits: float | None,
 ) -> None:
     """Check thresholds on every record (tail with --follow); exit 1 at the first breach."""
-
     thresholds = Thresholds(**limits)
 
     def emit(ln: LogLine, breaches: list[Breach]) -> None:
@@ -138,7 +136,6 @@ def telemetry_summary_cmd(
     ] = False,
 ) -> None:
     """Summarise a run: latest values, extremes, anneal status, baseline drift; optionally a PNG chart."""
-
     if fmt not in ("text", "markdown", "json"):
         raise UsageError(f"--format must be text, markdown or json, got {fmt!r}")
     if last is not None and last < 1:
