@@ -10,6 +10,7 @@ which is inlined. Every error names the file, the line where it can be found, an
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+from yaml.constructor import SafeConstructor
 
 from townlet import _core
 from townlet.errors import ConfigError
@@ -167,6 +169,7 @@ def _read_yaml(path: Path, label: str | None = None) -> tuple[Any, _Located]:
         line = mark.line + 1 if mark is not None else None
         raise ConfigError(shown, "", f"invalid YAML: {problem}", line=line) from None
     _reject_duplicate_keys(node, shown, "", set())
+    _reject_non_finite_and_dates(node, shown, "", set())
     return data, _Located(node)
 
 
@@ -188,6 +191,54 @@ def _reject_duplicate_keys(node: yaml.Node | None, file: str, path: str, seen: s
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _reject_duplicate_keys(item, file, f"{path}[{i}]", seen)
+
+
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+
+
+def _reject_non_finite_and_dates(node: yaml.Node | None, file: str, path: str, seen: set[int]) -> None:
+    """Refuse what JSON and the Rust core cannot carry, at the line that says it.
+
+    `.nan`/`.inf` (or a float too large, `1.0e400`) would reach the world as NaN/inf; an unquoted
+    `2024-01-01` is a YAML date, not a string. Both are refused in every section and included file.
+    """
+    if node is None or id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.ScalarNode):
+        line = node.start_mark.line + 1
+        if node.tag == _FLOAT_TAG and not math.isfinite(SafeConstructor().construct_yaml_float(node)):
+            raise ConfigError(
+                file, path, f"not a finite number ({node.value}); configs hold finite numbers only", line=line
+            )
+        if node.tag == _TIMESTAMP_TAG:
+            raise ConfigError(file, path, f"a YAML date/time ({node.value}); quote it if a string is meant", line=line)
+    elif isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            sub = f"{path}.{getattr(key_node, 'value', '')}" if path else str(getattr(key_node, "value", ""))
+            _reject_non_finite_and_dates(key_node, file, sub, seen)
+            _reject_non_finite_and_dates(value_node, file, sub, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _reject_non_finite_and_dates(item, file, f"{path}[{i}]", seen)
+
+
+def _first_non_finite(value: Any, path: str) -> str | None:
+    """The key path of the first NaN/inf in a validated model dump (a quoted "nan" or "1e400" parses to one)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _first_non_finite(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _first_non_finite(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _resolve_include(value: str, base: Path, file: str, key: str, line: int | None) -> Path:
@@ -240,6 +291,11 @@ def load_config(path: str | Path, *, seed: int | None = None) -> TownConfig:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
         raise ConfigError(shown, key, _pydantic_message(first), line=located.line_of(key)) from None
+    bad = _first_non_finite(sections.model_dump(exclude_unset=True), "")
+    if bad is not None:
+        raise ConfigError(
+            shown, bad, "not a finite number; configs hold finite numbers only", line=located.line_of(bad)
+        )
 
     world = {k: raw[k] for k in WORLD_KEYS if k in raw}
     if seed is not None:
