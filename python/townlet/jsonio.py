@@ -78,16 +78,76 @@ def read_bytes(path: Path, what: str = "file") -> bytes:
         raise UsageError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
 
 
-def read_json(path: Path, what: str = "file") -> Any:
+def read_json(path: Path, what: str = "file", *, finite: bool = False) -> Any:
     """A JSON file, parsed; bad JSON is a UsageError naming the file and line."""
-    return parse_json(path, read_bytes(path, what))
+    return parse_json(path, read_bytes(path, what), finite=finite)
 
 
-def parse_json(path: Path, raw: bytes) -> Any:
-    """`raw`, the bytes of `path`, parsed; bad JSON is a UsageError naming the file and line."""
+class DuplicateKey(ValueError):
+    """A JSON object that names one key twice (`json` would keep the last silently)."""
+
+    def __init__(self, key: str, line: int | None = None) -> None:
+        super().__init__(f"duplicate key {key!r}" + (f" at line {line}" if line is not None else ""))
+        self.key = key
+        self.line = line
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise DuplicateKey(key)
+        obj[key] = value
+    return obj
+
+
+def _not_json_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a finite number (not valid JSON)")
+
+
+def loads_strict(text: str | bytes, *, finite: bool = False) -> Any:
+    """The one JSON parser: `text` parsed, refusing an object that names a key twice (`DuplicateKey`, with the
+    line of the repeat) and, with `finite`, the NaN/Infinity literals Python's json accepts (`ValueError`).
+    Bytes must be UTF-8 (`UnicodeDecodeError`, also a ValueError)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
     try:
-        return json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not UTF-8 text") from None
+        return json.loads(text, object_pairs_hook=_unique_object, parse_constant=_not_json_constant if finite else None)
+    except DuplicateKey as exc:
+        raise DuplicateKey(exc.key, _line_of(text, exc.key)) from None
+
+
+def _line_of(text: str, key: str) -> int:
+    """The line of the second `"key"` in `text` (of the first when there is one only)."""
+    needle = json.dumps(key)
+    first = text.find(needle)
+    second = text.find(needle, first + 1) if first >= 0 else -1
+    at = second if second >= 0 else max(first, 0)
+    return text.count("\n", 0, at) + 1
+
+
+def decode_text(path: Path, raw: bytes) -> str:
+    """`raw`, the bytes of `path`, as UTF-8 text; anything else is a UsageError naming the file."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+
+
+def read_text(path: Path, what: str = "file") -> str:
+    """A UTF-8 text file; missing, unreadable or binary is a UsageError naming it."""
+    return decode_text(path, read_bytes(path, what))
+
+
+def parse_json(path: Path, raw: bytes, *, finite: bool = False) -> Any:
+    """`raw`, the bytes of `path`, parsed; bad JSON (binary, a syntax error, a duplicate key, with `finite` a
+    NaN/Infinity literal) is a UsageError naming the file and line."""
+    text = decode_text(path, raw)
+    try:
+        return loads_strict(text, finite=finite)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    except DuplicateKey as exc:
+        raise UsageError(f"{path}:{exc.line}: invalid JSON: duplicate key {exc.key!r}") from None
+    except (ValueError, RecursionError) as exc:
+        raise UsageError(f"{path}: invalid JSON: {exc}") from None

@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from townlet import _core
 from townlet.errors import UsageError
-from townlet.jsonio import atomic_write_text
+from townlet.jsonio import atomic_write_text, parse_json
 from townlet.sim.config import TownConfig, load_config
 
 NEED_NAMES = ("hunger", "hygiene", "energy")
@@ -177,9 +177,13 @@ class Simulation:
     @classmethod
     def load_snapshot(cls, path: str | Path, config: TownConfig, *, record_events: bool = False) -> Simulation:
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            raw = Path(path).read_bytes()
         except OSError as exc:
             raise UsageError(f"{path}: cannot read snapshot: {exc.strerror or exc}") from None
+        # The one JSON parser first (binary, syntax errors and duplicate keys named FILE:LINE); whether the
+        # document is a snapshot (format, version, checksum, config, sizes) is the core's to say.
+        parse_json(Path(path), raw)
+        text = raw.decode("utf-8")
         try:
             town = _core.Town.from_snapshot(text, config.world_json(), record_events)
         except _core.SnapshotError as exc:

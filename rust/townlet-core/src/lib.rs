@@ -25,6 +25,7 @@ pub mod reward_parts;
 pub mod rewards;
 pub mod rng;
 pub mod rollout;
+pub mod snapshot;
 pub mod social;
 pub mod spec;
 pub mod state;

@@ -1,6 +1,6 @@
 //! The world: static data, dynamic state and the tick, in the prior system's order.
 
-use crate::config::{ConfigError, WorldConfig};
+use crate::config::ConfigError;
 use crate::events::{EventKind, EventLog};
 use crate::ids::NONE;
 use crate::load::parse_world_config;
@@ -11,8 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-pub const SNAPSHOT_FORMAT: &str = "townlet.snapshot";
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub use crate::snapshot::{SNAPSHOT_FORMAT, SNAPSHOT_VERSION};
 
 /// Where the actions of one tick come from.
 #[derive(Debug, Clone, Copy)]
@@ -51,16 +50,6 @@ pub struct Kpis {
     pub chat_failure: u64,
     pub shared_meals: u64,
     pub invalid_actions: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Snapshot {
-    format: String,
-    version: u32,
-    config_hash: String,
-    town: u64,
-    config: WorldConfig,
-    state: State,
 }
 
 impl World {
@@ -399,60 +388,6 @@ impl World {
         h.update(self.town.to_le_bytes());
         h.update(&bytes);
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    /// The complete state as a versioned JSON document (with the config embedded).
-    pub fn snapshot_json(&self) -> String {
-        let snap = Snapshot {
-            format: SNAPSHOT_FORMAT.into(),
-            version: SNAPSHOT_VERSION,
-            config_hash: self.statics.config_hash.clone(),
-            town: self.town,
-            config: self.statics.config.clone(),
-            state: self.state.clone(),
-        };
-        serde_json::to_string(&snap).expect("snapshot serialises")
-    }
-
-    /// Restore a snapshot. When `expected` statics are given, the snapshot's config must match them.
-    pub fn from_snapshot(json: &str, expected: Option<Arc<Statics>>) -> Result<Self, String> {
-        let head: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| format!("not a JSON document: {e}"))?;
-        let format = head.get("format").and_then(|v| v.as_str()).unwrap_or("");
-        if format != SNAPSHOT_FORMAT {
-            return Err(format!(
-                "not a Townlet snapshot (format is {format:?}, expected {SNAPSHOT_FORMAT:?})"
-            ));
-        }
-        let version = head.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
-        if version != u64::from(SNAPSHOT_VERSION) {
-            return Err(format!(
-                "snapshot version {version} is not supported by this build (it reads version {SNAPSHOT_VERSION}); \
-                 re-create the snapshot with a matching Townlet"
-            ));
-        }
-        let snap: Snapshot =
-            serde_json::from_value(head).map_err(|e| format!("malformed snapshot: {e}"))?;
-        crate::validate::validate(&snap.config)
-            .map_err(|e| format!("snapshot config is invalid: {e}"))?;
-        let statics = match expected {
-            Some(s) => {
-                if s.config_hash != snap.config_hash {
-                    return Err(format!(
-                        "snapshot was taken with config hash {} but the given config hashes to {}",
-                        &snap.config_hash[..12.min(snap.config_hash.len())],
-                        &s.config_hash[..12]
-                    ));
-                }
-                s
-            }
-            None => Arc::new(Statics::build(snap.config)),
-        };
-        if statics.config_hash != snap.config_hash {
-            return Err("snapshot config hash does not match its embedded config".into());
-        }
-        World::with_state(statics, snap.town, snap.state)
-            .map_err(|e| format!("snapshot state does not match its config ({e})"))
     }
 
     /// A town of `statics` holding `state` (the last tick's counters included, so that the world hash

@@ -2,6 +2,7 @@
 //! to a bit-identical continuation; bad snapshots fail clearly.
 
 use super::fixture::*;
+use crate::snapshot::{snapshot_checksum, SNAPSHOT_VERSION};
 use crate::world::{Actions, World};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -127,7 +128,8 @@ fn bad_snapshots_fail_with_a_clear_message() {
     let mut v2 = doc.clone();
     v2["version"] = json!(99);
     let e = World::from_snapshot(&v2.to_string(), None).unwrap_err();
-    assert!(e.contains("version 99") && e.contains("version 1"), "{e}");
+    let current = format!("version {SNAPSHOT_VERSION}");
+    assert!(e.contains("version 99") && e.contains(&current), "{e}");
 
     let mut f = doc.clone();
     f["format"] = json!("something.else");
@@ -139,11 +141,13 @@ fn bad_snapshots_fail_with_a_clear_message() {
 
     let mut m = doc.clone();
     m.as_object_mut().unwrap().remove("state");
+    seal(&mut m);
     let e = World::from_snapshot(&m.to_string(), None).unwrap_err();
     assert!(e.contains("malformed snapshot"), "{e}");
 
     // A state that does not fit its config (one agent too few).
     doc["state"]["agents"].as_array_mut().unwrap().pop();
+    seal(&mut doc);
     let e = World::from_snapshot(&doc.to_string(), None).unwrap_err();
     assert!(e.contains("does not match its config"), "{e}");
 
@@ -152,12 +156,60 @@ fn bad_snapshots_fail_with_a_clear_message() {
         .as_array_mut()
         .unwrap()
         .pop();
+    seal(&mut t);
     let e = World::from_snapshot(&t.to_string(), None).unwrap_err();
     assert!(e.contains("does not match its config"), "{e}");
 
     // An embedded config that does not validate.
     let mut c: Value = serde_json::from_str(&json).unwrap();
     c["config"]["queue_fairness"]["ghost_step_after"] = json!(0);
+    seal(&mut c);
     let e = World::from_snapshot(&c.to_string(), None).unwrap_err();
     assert!(e.contains("queue_fairness.ghost_step_after"), "{e}");
+}
+
+/// Re-checksum an edited snapshot document, as a writer with the edit's bug would have.
+fn seal(doc: &mut Value) {
+    let sum = snapshot_checksum(doc);
+    doc["checksum"] = json!(sum);
+}
+
+#[test]
+fn a_snapshot_changed_after_writing_fails_its_checksum() {
+    let w = run_policy(&lively(), 0, 10);
+    let json = w.snapshot_json();
+    let doc: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(doc["checksum"], json!(snapshot_checksum(&doc)));
+    let mismatch = |v: &Value| {
+        let e = World::from_snapshot(&v.to_string(), None).unwrap_err();
+        assert!(e.contains("checksum mismatch"), "{e}");
+    };
+
+    let mut money = doc.clone();
+    let cash = money["state"]["agents"][0]["wallet"].as_f64().unwrap();
+    money["state"]["agents"][0]["wallet"] = json!(cash + 1.0);
+    mismatch(&money);
+
+    let mut town = doc.clone();
+    town["town"] = json!(7);
+    mismatch(&town);
+
+    let mut sum = doc.clone();
+    sum["checksum"] = json!("0".repeat(64));
+    mismatch(&sum);
+
+    // Whitespace and key order are not content: the re-serialised document still restores.
+    let pretty = serde_json::to_string_pretty(&doc).unwrap();
+    let restored = World::from_snapshot(&pretty, None).unwrap();
+    assert_eq!(restored.world_hash(), w.world_hash());
+
+    let mut none = doc.clone();
+    none.as_object_mut().unwrap().remove("checksum");
+    let e = World::from_snapshot(&none.to_string(), None).unwrap_err();
+    assert!(e.contains("checksum"), "{e}");
+
+    let mut old = doc;
+    old["version"] = json!(1);
+    let e = World::from_snapshot(&old.to_string(), None).unwrap_err();
+    assert!(e.contains("version 1") && e.contains("checksum"), "{e}");
 }
