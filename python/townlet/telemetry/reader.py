@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from townlet.errors import TownletError, UsageError
+from townlet.jsonio import DuplicateKey, loads_strict
 
 
 class MalformedLine(TownletError):
@@ -83,10 +84,6 @@ class LogLine:
         return f"{self.where}: expected a JSON object, got {type(self.record).__name__}"
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a finite number (not valid JSON)")
-
-
 @dataclass(frozen=True)
 class RawLine:
     """One line's bytes (without the newline) and where it came from."""
@@ -97,8 +94,8 @@ class RawLine:
     terminated: bool = True
 
     def parse(self, *, finite: bool = False) -> LogLine | None:
-        """The parsed line (`error` set when it is not JSON), or None for a blank one. `finite` rejects the
-        NaN and Infinity literals Python's json accepts (they are not JSON)."""
+        """The parsed line (`error` set when it is not JSON or an object names a key twice), or None for a
+        blank one. `finite` rejects the NaN and Infinity literals Python's json accepts (they are not JSON)."""
         where = (self.file, self.line)
         try:
             text = self.data.decode("utf-8")
@@ -107,10 +104,12 @@ class RawLine:
         if not text.strip():
             return None
         try:
-            record = json.loads(text, parse_constant=_reject_constant if finite else None)
+            record = loads_strict(text, finite=finite)
         except json.JSONDecodeError as exc:
             return LogLine(*where, None, error=exc.msg, column=exc.colno, terminated=self.terminated)
-        except ValueError as exc:  # a NaN or Infinity literal with `finite`
+        except DuplicateKey as exc:
+            return LogLine(*where, None, error=f"duplicate key {exc.key!r}", terminated=self.terminated)
+        except (ValueError, RecursionError) as exc:  # a NaN or Infinity literal with `finite`
             return LogLine(*where, None, error=str(exc), terminated=self.terminated)
         return LogLine(*where, record, terminated=self.terminated)
 
