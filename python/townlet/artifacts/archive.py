@@ -52,9 +52,10 @@ from townlet.errors import UsageError
 from townlet.jsonio import atomic_write_bytes, canonical_json
 
 MEMBER_MODE = 0o644
-#: Members kept in memory by `read` (the others are only hashed), up to MAX_KEEP bytes each.
+#: Members kept in memory by `read` (the others are only hashed, as a stream of 1 MiB chunks).
 KEEP_PREFIXES = ("checkpoint/", EMBEDDED, RESOLVED, METADATA)
-MAX_KEEP = 2 << 30
+#: Default of `--max-member-bytes`: a member whose tar header says more is refused before it is read.
+MAX_MEMBER_BYTES = 2 << 30
 
 
 def _sha(data: bytes) -> str:
@@ -204,6 +205,7 @@ class Contents:
     members: dict[str, Member] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     metadata: dict[str, Any] | None = None
+    oversized: set[str] = field(default_factory=set)  # refused by size, not read
 
 
 def _unsafe_name(name: str) -> str | None:
@@ -217,9 +219,10 @@ def _unsafe_name(name: str) -> str | None:
     return None
 
 
-def read(path: Path) -> Contents:
+def read(path: Path, max_member_bytes: int = MAX_MEMBER_BYTES) -> Contents:
     """Every member's name, size and SHA-256 (bytes for the ones verification needs), read in memory
-    as a stream: nothing is extracted. Unsafe and non-regular members are problems."""
+    as a stream: nothing is extracted. Unsafe and non-regular members are problems, and so is a member
+    whose header declares more than `max_member_bytes` (refused before any of it is read)."""
     out = Contents()
     kinds = {
         tarfile.SYMTYPE: "a symlink",
@@ -241,8 +244,15 @@ def read(path: Path) -> Contents:
                     target = f" -> {info.linkname}" if info.issym() or info.islnk() else ""
                     out.problems.append(f"{path}: member {name!r} is {kind}{target}; only regular files are allowed")
                     continue
-                if name in out.members:
+                if name in out.members or name in out.oversized:
                     out.problems.append(f"{path}: member {name!r} appears twice")
+                    continue
+                if info.size > max_member_bytes:
+                    out.problems.append(
+                        f"{path}: member {name!r} is {info.size} bytes, over the limit of {max_member_bytes} "
+                        "(--max-member-bytes); not read"
+                    )
+                    out.oversized.add(name)
                     continue
                 fh = tar.extractfile(info)
                 assert fh is not None  # a regular file
@@ -251,9 +261,6 @@ def read(path: Path) -> Contents:
                 while chunk := fh.read(1 << 20):
                     digest.update(chunk)
                     size += len(chunk)
-                    if keep and size > MAX_KEEP:
-                        out.problems.append(f"{path}: member {name!r} is too large to check (> {MAX_KEEP} bytes)")
-                        keep, chunks = False, []
                     if keep:
                         chunks.append(chunk)
                 out.members[name] = Member(name, digest.hexdigest(), size, b"".join(chunks) if keep else None)
@@ -284,16 +291,17 @@ def read(path: Path) -> Contents:
     return out
 
 
-def verify(path: Path) -> Contents:
+def verify(path: Path, max_member_bytes: int = MAX_MEMBER_BYTES) -> Contents:
     """Read the archive and check it against its manifest; `.problems` lists every failure."""
-    contents = read(path)
+    contents = read(path, max_member_bytes)
     doc = contents.metadata
     if doc is None:
         return contents
     problems = contents.problems
     listed: dict[str, Any] = doc["members"]
     present = {n for n in contents.members if n != METADATA}
-    for name in sorted(present - set(listed)):
+    listed = {n: rec for n, rec in listed.items() if n not in contents.oversized}  # already reported
+    for name in sorted(present - set(listed) - contents.oversized):
         problems.append(f"{path}: extra member {name!r} is not listed in {METADATA}")
     for name in sorted(set(listed) - present):
         problems.append(f"{path}: member {name!r} listed in {METADATA} is missing")
@@ -370,9 +378,9 @@ def _config_hash(path: Path, contents: Contents, name: str, what: str, problems:
         return None
 
 
-def verified(path: Path) -> Contents:
+def verified(path: Path, max_member_bytes: int = MAX_MEMBER_BYTES) -> Contents:
     """The archive's contents, or VerifyFailed naming its first problem (for diff and summary)."""
-    contents = verify(path)
+    contents = verify(path, max_member_bytes)
     if contents.problems or contents.metadata is None:
         first = contents.problems[0] if contents.problems else f"{path}: no manifest"
         raise VerifyFailed(
@@ -386,9 +394,9 @@ def verified(path: Path) -> Contents:
 # diff / summary
 
 
-def diff(path: Path, config: Path) -> tuple[str, str, list[Any]]:
+def diff(path: Path, config: Path, max_member_bytes: int = MAX_MEMBER_BYTES) -> tuple[str, str, list[Any]]:
     """Key-path differences from the archive's resolved config to `config` resolved now."""
-    contents = verified(path)
+    contents = verified(path, max_member_bytes)
     archived = _json_member(contents, RESOLVED)
     live = load_resolved(config)
     return config_sha256(archived), config_sha256(live), key_path_diff(archived, live)
@@ -403,9 +411,9 @@ def _code(value: Any) -> str:
     return "—" if value is None else f"`{_cell(value)}`"
 
 
-def markdown(path: Path) -> str:
+def markdown(path: Path, max_member_bytes: int = MAX_MEMBER_BYTES) -> str:
     """A Markdown summary of a verified archive: the same text for the same archive bytes."""
-    contents = verified(path)
+    contents = verified(path, max_member_bytes)
     doc = contents.metadata
     assert doc is not None
     ck, cfg = obj(doc.get("checkpoint")), obj(doc.get("config"))

@@ -146,7 +146,8 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
-    """Read and validate a checkpoint (format, version, shapes) without touching any model."""
+    """Read and validate a checkpoint (format, version, digest, shapes, finite values) without touching any
+    model: whatever fails, nothing has been loaded anywhere."""
     header_file = header_path(Path(path))
     try:
         raw = header_file.read_bytes()
@@ -160,6 +161,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         state = _tensors(header_file, "weights", header.pop("weights"))
         train_state = _tensors(header_file, "training_weights", header.pop("training_weights", {}))
         file_sha = hashlib.sha256(raw).hexdigest()
+        weights_where = header_file
     else:
         name = header.get("weights_file")
         if not plain_file_name(name):
@@ -175,6 +177,9 @@ def load_checkpoint(path: Path) -> Checkpoint:
         state = {k: v for k, v in both.items() if not k.startswith(TRAINING_PREFIX)}
         train_state = {k[len(TRAINING_PREFIX) :]: v for k, v in both.items() if k.startswith(TRAINING_PREFIX)}
         file_sha = hashlib.sha256(blob).hexdigest()
+        weights_where = weights_path
+    _refuse_non_finite(weights_where, "parameter", state)
+    _refuse_non_finite(weights_where, "training tensor", train_state)
     for name, shape in shapes.items():
         if name not in state:
             raise UsageError(f"{header_file}: parameter {name!r} is missing from the weights")
@@ -191,11 +196,20 @@ def load_checkpoint(path: Path) -> Checkpoint:
     return Checkpoint(header_file, header, state, training)
 
 
+def _refuse_non_finite(where: Path, kind: str, tensors: dict[str, torch.Tensor]) -> None:
+    """NaN/inf weights would load silently and poison every action and gradient: refuse them by name."""
+    for name in sorted(tensors):
+        tensor = tensors[name]
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UsageError(f"{where}: {kind} {name!r} holds NaN or infinite values")
+
+
 def _tensors(where: Path, key: str, table: Any) -> dict[str, torch.Tensor]:
     if not isinstance(table, dict):
         raise UsageError(f"{where}: {key} must map names to numeric arrays")
     try:
-        return {str(k): torch.tensor(np.asarray(v, dtype=np.float32)) for k, v in table.items()}
+        with np.errstate(over="ignore"):  # a number beyond float32 becomes inf, refused by name afterwards
+            return {str(k): torch.tensor(np.asarray(v, dtype=np.float32)) for k, v in table.items()}
     except (AttributeError, TypeError, ValueError) as exc:
         raise UsageError(f"{where}: {key} are not numeric arrays ({exc})") from None
 

@@ -138,7 +138,10 @@ def _weights(
             problems.append(f"{name}: weights must be an object of parameter arrays")
             return None
         arrays = _json_arrays(name, "weights", weights, problems)
-        check.weights_sha256 = hashlib.sha256(canonical_json(weights, indent=None).encode()).hexdigest()
+        try:
+            check.weights_sha256 = hashlib.sha256(canonical_json(weights, indent=None).encode()).hexdigest()
+        except ValueError:  # a number beyond float64 parsed as inf: reported as non-finite by _check_arrays
+            check.weights_sha256 = None
         return arrays
     wfile = header.get("weights_file")
     if wfile is None:
@@ -173,7 +176,8 @@ def _json_arrays(name: str, key: str, table: Any, problems: list[str]) -> dict[s
     arrays: dict[str, np.ndarray] = {}
     for pname, value in table.items():
         try:
-            arrays[pname] = np.asarray(value, dtype=np.float32)
+            with np.errstate(over="ignore"):  # beyond float32: inf, reported as non-finite below
+                arrays[pname] = np.asarray(value, dtype=np.float32)
         except (ValueError, TypeError) as exc:
             problems.append(f"{name}: {key}.{pname}: not a numeric array ({exc})")
     return arrays

@@ -7,12 +7,21 @@ from typing import Annotated
 
 import typer
 
-from townlet.artifacts.archive import create, diff, markdown, stale_markdown, verified, verify
+from townlet.artifacts.archive import MAX_MEMBER_BYTES, create, diff, markdown, stale_markdown, verified, verify
 from townlet.cli.common import RegistryOpt, print_diff, problems_exit, registry_path, stderr_line
 from townlet.errors import UsageError
 from townlet.jsonio import atomic_write_text, canonical_json
 
 app = typer.Typer(help="Reproducible archives of a checkpoint with its log and config.", no_args_is_help=True)
+
+MaxMemberOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-member-bytes",
+        min=1,
+        help="Refuse (without reading it) any member whose tar header declares more bytes than this.",
+    ),
+]
 
 
 @app.command("create")
@@ -40,9 +49,10 @@ def archive_create_cmd(
 def archive_verify_cmd(
     archive: Annotated[Path, typer.Argument(help="A .tar.gz made by `archive create`.")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object: ok and problems.")] = False,
+    max_member_bytes: MaxMemberOpt = MAX_MEMBER_BYTES,
 ) -> None:
     """Check every member against metadata.json (nothing is extracted); exit 1 naming each problem."""
-    contents = verify(archive)
+    contents = verify(archive, max_member_bytes)
     problems = contents.problems
     if as_json:
         typer.echo(canonical_json({"archive": str(archive), "ok": not problems, "problems": problems}), nl=False)
@@ -58,9 +68,10 @@ def archive_verify_cmd(
 def archive_diff_cmd(
     archive: Annotated[Path, typer.Option("--archive", help="The archive.")],
     config: Annotated[Path, typer.Option("--config", help="A config file to compare with the archived one.")],
+    max_member_bytes: MaxMemberOpt = MAX_MEMBER_BYTES,
 ) -> None:
     """Key-path differences from the archived (resolved) config to CONFIG; exit 1 when they differ."""
-    archived_sha, live_sha, changes = diff(archive, config)
+    archived_sha, live_sha, changes = diff(archive, config, max_member_bytes)
     if not changes:
         typer.echo(f"equal: {config} matches the config archived in {archive} (sha256 {live_sha})")
         return
@@ -79,14 +90,15 @@ def archive_summary_cmd(
     check_markdown: Annotated[
         bool, typer.Option("--check-markdown", help="Exit 1 when --markdown-path differs from the archive's summary.")
     ] = False,
+    max_member_bytes: MaxMemberOpt = MAX_MEMBER_BYTES,
 ) -> None:
     """The archive's metadata (JSON), or a Markdown summary for release notes."""
     if check_markdown and markdown_path is None:
         raise UsageError("--check-markdown needs --markdown-path")
     if not (as_markdown or markdown_path or check_markdown):
-        typer.echo(canonical_json(verified(archive).metadata), nl=False)
+        typer.echo(canonical_json(verified(archive, max_member_bytes).metadata), nl=False)
         return
-    text = markdown(archive)
+    text = markdown(archive, max_member_bytes)
     if check_markdown:
         assert markdown_path is not None
         stale = stale_markdown(markdown_path, text)
