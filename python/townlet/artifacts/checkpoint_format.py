@@ -11,7 +11,6 @@ Two encodings of one format (`format_version` 1):
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import subprocess
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Annotated, Any, TypeGuard, get_origin
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from townlet.errors import UsageError
-from townlet.jsonio import canonical_json
+from townlet.jsonio import canonical_json, loads_strict
 
 FORMAT = "townlet.checkpoint"
 FORMAT_VERSION = 1
@@ -172,8 +171,8 @@ def parse_header(name: str, raw: bytes) -> dict[str, Any]:
     """The header of a checkpoint (or sidecar) from its bytes: UsageError naming `name` unless it is
     JSON of this format and version. NaN and Infinity are not JSON and are refused."""
     try:
-        header = json.loads(raw, parse_constant=_not_json)
-    except (ValueError, UnicodeDecodeError) as exc:
+        header = loads_strict(raw, finite=True)
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, a duplicate key, NaN/Infinity
         raise UsageError(f"{name}: not a checkpoint (invalid JSON: {exc})") from None
     found = header.get("format") if isinstance(header, dict) else None
     if not isinstance(header, dict) or found != FORMAT:
@@ -184,10 +183,6 @@ def parse_header(name: str, raw: bytes) -> dict[str, Any]:
             f"(this build reads {FORMAT_VERSION})"
         )
     return header
-
-
-def _not_json(token: str) -> Any:
-    raise ValueError(f"{token} is not valid JSON")
 
 
 def plain_file_name(name: Any) -> TypeGuard[str]:

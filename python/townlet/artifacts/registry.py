@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from townlet.clock import utc_stamp
 from townlet.errors import TownletError, UsageError
-from townlet.jsonio import canonical_json, read_bytes, write_json
+from townlet.jsonio import canonical_json, loads_strict, read_bytes, write_json
 from townlet.sim.config import TownConfig, load_config
 
 REGISTRY_FORMAT = "townlet.config_registry"
@@ -136,8 +136,8 @@ def empty_registry() -> dict[str, Any]:
 def _parse(path: Path, raw: bytes) -> dict[str, Any]:
     """The registry document; UsageError naming the file for anything that is not one."""
     try:
-        doc = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
+        doc = loads_strict(raw, finite=True)
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, a duplicate key, NaN/Infinity
         raise UsageError(f"{path}: not a config registry (invalid JSON: {exc})") from None
     if not isinstance(doc, dict):
         raise UsageError(f"{path}: not a config registry (expected a JSON object, got {type(doc).__name__})")
@@ -162,10 +162,6 @@ def _document_problem(path: Path, doc: dict[str, Any], exc: ValidationError) -> 
     if extra:
         return f"{path}: unknown top-level keys {extra}"
     return f"{path}: entries: expected a JSON object mapping SHA-256 to entries"
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def read_registry(path: Path, *, missing_ok: bool = False) -> dict[str, Any]:

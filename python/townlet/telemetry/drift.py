@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from townlet.errors import UsageError
+from townlet.jsonio import DuplicateKey, loads_strict
 from townlet.telemetry.reader import LogLine, open_error, read_log
 from townlet.telemetry.records import BASELINE_FIELDS
 from townlet.telemetry.values import number
@@ -42,16 +43,18 @@ class Baseline:
 def load_baseline(path: Path) -> Baseline:
     """A baseline file: a JSON object (possibly indented) or a JSONL telemetry log. Any problem: UsageError."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        if isinstance(exc, OSError):
-            raise UsageError(f"--baseline {path}: {open_error(path, exc)}") from None
-        raise UsageError(f"--baseline {path}: not UTF-8 text") from None
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"--baseline {path}: {open_error(path, exc)}") from None
     records: list[dict[str, Any]] = []
     try:
-        whole = json.loads(text)
+        whole = loads_strict(raw)
+    except DuplicateKey as exc:
+        raise UsageError(f"--baseline {path}:{exc.line}: invalid JSON: duplicate key {exc.key!r}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--baseline {path}: not UTF-8 text") from None
     except json.JSONDecodeError:
-        whole = None
+        whole = None  # perhaps a JSONL log
     if isinstance(whole, dict):
         records = [whole]
     else:
