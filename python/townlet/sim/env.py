@@ -10,8 +10,10 @@ named features (`observation_metadata()` gives the layout). Every value lies in 
   `(observations, rewards, terminations, truncations, infos)`. The arrays are preallocated and
   reused by every call (no copies): copy what you keep.
 * Same-step autoreset: when a town reaches `episode_ticks`, its live agents are truncated, their
-  last observations are in `infos["final_observation"]` (rows where truncated), and the town is
-  reset at once, so the returned observations already start the next episode.
+  last observations are in `infos["final_observation"]` and the action masks of those observations
+  in `infos["final_action_mask"]` (rows where truncated; both belong to the ending episode), and the
+  town is reset at once, so the returned observations and `infos["action_mask"]` already start the
+  next episode. Rows not truncated this step hold stale values.
 * An agent that faints or is evicted has `terminations = True` on that tick. Its slot then reads
   as dead (`infos["alive"] = False`, zero observation, only `wait` valid, reward 0) until the agent
   respawns in the same slot under a new lineage id, with the `ctx_reset` feature set.
@@ -88,6 +90,7 @@ class VecTown:
         self._terminated = np.zeros(n, np.bool_)
         self._truncated = np.zeros(n, np.bool_)
         self._final_obs = np.zeros((n, d), np.float32)
+        self._final_masks = np.zeros((n, self.n_actions), np.bool_)
         self._alive = np.ones(n, np.bool_)
         self._invalid = np.zeros(n, np.bool_)
         self._expert_actions = np.zeros(n, np.int64)
@@ -135,10 +138,13 @@ class VecTown:
             self._alive,
             self._invalid,
         )
+        if self._truncated.any():
+            self.native.final_masks(self._final_masks)
         infos = {
             "alive": self._alive,
             "invalid_action": self._invalid,
             "final_observation": self._final_obs,
+            "final_action_mask": self._final_masks,
             "action_mask": self._masks,
         }
         return self._obs, self._rewards, self._terminated, self._truncated, infos
@@ -301,7 +307,7 @@ class TownEnv(ParallelEnv[str, dict[str, Any], int]):  # type: ignore[misc]
         episode = self._vec.native.episode(0)
         obs, rewards, terminated, truncated, info = self._vec.step(batch)
         masks = self._vec.action_masks()
-        final = info["final_observation"]
+        final, final_masks = info["final_observation"], info["final_action_mask"]
         new_slots = self._vec.agent_ids(0)
         episode_over = self._vec.native.episode(0) != episode
         out_obs: dict[str, dict[str, Any]] = {}
@@ -313,8 +319,9 @@ class TownEnv(ParallelEnv[str, dict[str, Any], int]):  # type: ignore[misc]
         for i, agent in enumerate(self._slots):
             if agent not in live:
                 continue
-            row = final[i] if truncated[i] else obs[i]
-            out_obs[agent] = self._agent_obs(row, masks[i])
+            # A truncated agent's last observation and its mask both belong to the ending episode.
+            row, mask = (final[i], final_masks[i]) if truncated[i] else (obs[i], masks[i])
+            out_obs[agent] = self._agent_obs(row, mask)
             out_rew[agent] = float(rewards[i])
             out_term[agent] = bool(terminated[i])
             out_trunc[agent] = bool(truncated[i])

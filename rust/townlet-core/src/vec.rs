@@ -2,8 +2,9 @@
 //! terminations and truncations into caller-provided buffers.
 //!
 //! Contract (same-step autoreset): when a town reaches `episode_ticks`, every live agent of it is
-//! truncated, its last observation is written to `final_obs`, and the town is reset at once, so
-//! `obs` already holds the first observation of the next episode. An agent that terminates (faint,
+//! truncated, its last observation is written to `final_obs` and that observation's action mask to
+//! `final_masks()` (both belong to the ending episode), and the town is reset at once, so `obs` and
+//! `masks` already hold the first observation and mask of the next episode. An agent that terminates (faint,
 //! eviction) gets `terminated = true` on that tick; its slot then reads as dead (`alive = false`,
 //! zero observation, only `wait` valid, reward 0) until it respawns in the same slot with
 //! `ctx_reset` set. A masked (invalid) action is applied as `wait` and flagged in `invalid`.
@@ -61,6 +62,8 @@ pub struct VecWorld {
     applied: Vec<u16>,
     /// Per slot: whether the chosen action was masked (and the agent alive).
     masked: Vec<bool>,
+    /// (slots, n_actions): the masks of the final observations of the last step (rows truncated).
+    final_masks: Vec<bool>,
 }
 
 impl VecWorld {
@@ -99,11 +102,13 @@ impl VecWorld {
             pool,
             applied: Vec::new(),
             masked: Vec::new(),
+            final_masks: Vec::new(),
         };
         v.towns = (0..num_envs).map(|k| v.fresh_town(k)).collect();
         let slots = v.num_slots();
         v.applied = vec![0; slots];
         v.masked = vec![false; slots];
+        v.final_masks = vec![false; slots * v.n_actions()];
         Ok(v)
     }
 
@@ -122,6 +127,11 @@ impl VecWorld {
     }
     pub fn n_actions(&self) -> usize {
         self.statics.n_actions()
+    }
+    /// (slots, n_actions), row-major: the action masks that go with `final_obs` of the last step,
+    /// valid in the rows that step truncated (the ending episode's, not the next one's).
+    pub fn final_masks(&self) -> &[bool] {
+        &self.final_masks
     }
 
     /// Town `k`'s episode `e` gets its own streams: a SeedSequence-style split of (seed, k, e).
@@ -167,10 +177,14 @@ impl VecWorld {
             .zip(out.final_obs.chunks_mut(m * d))
             .zip(out.alive.chunks_mut(m))
             .zip(out.invalid.chunks_mut(m))
+            .zip(self.final_masks.chunks_mut(m * a))
             .map(
                 |(
-                    ((((((obs, masks), rewards), terminated), truncated), final_obs), alive),
-                    invalid,
+                    (
+                        ((((((obs, masks), rewards), terminated), truncated), final_obs), alive),
+                        invalid,
+                    ),
+                    final_masks,
                 )| TownOut {
                     obs,
                     masks,
@@ -178,6 +192,7 @@ impl VecWorld {
                     terminated,
                     truncated,
                     final_obs,
+                    final_masks,
                     alive,
                     invalid,
                 },
@@ -428,6 +443,7 @@ struct TownOut<'a> {
     terminated: &'a mut [bool],
     truncated: &'a mut [bool],
     final_obs: &'a mut [f32],
+    final_masks: &'a mut [bool],
     alive: &'a mut [bool],
     invalid: &'a mut [bool],
 }
@@ -456,9 +472,7 @@ impl StepCtx<'_> {
             o.truncated[i] = false;
         }
         if w.tick() >= self.episode_ticks {
-            let a = w.statics.n_actions();
-            let mut scratch = vec![false; w.n_agents() * a];
-            write_town(w, self.layout, o.final_obs, &mut scratch);
+            write_town(w, self.layout, o.final_obs, o.final_masks);
             for (i, ag) in w.state.agents.iter().enumerate() {
                 o.truncated[i] = ag.alive && !o.terminated[i];
             }

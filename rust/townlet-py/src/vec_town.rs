@@ -178,6 +178,17 @@ impl VecTown {
         py.detach(|| v.step_chosen(acts, out)).map_err(value_err)
     }
 
+    /// Copy into `out` (slots, n_actions) the action masks of the last step's final observations:
+    /// in the rows that step truncated, the mask that goes with `final_obs` (the ending episode's).
+    fn final_masks(&self, mut out: PyReadwriteArray2<'_, bool>) -> PyResult<()> {
+        c_order(&[("out", out.is_c_contiguous())])?;
+        let dst = out.as_slice_mut()?;
+        let src = self.v.final_masks();
+        check_len("out", dst.len(), src.len())?;
+        dst.copy_from_slice(src);
+        Ok(())
+    }
+
     /// Step `ticks` ticks with the same actions, into internal buffers, without returning to
     /// Python in between: the Rust-only baseline that benchmarks measure call overhead against.
     fn step_repeat(
