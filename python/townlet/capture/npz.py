@@ -84,6 +84,57 @@ def load_npz(path: Path, raw: bytes | None = None) -> dict[str, npt.NDArray[Any]
         raise UsageError(f"{path}: not a readable .npz sample ({exc})") from None
 
 
+#: The arrays a training sample must hold, one row per tick (`map` may have more axes).
+SAMPLE_ARRAYS = ("map", "features", "actions", "old_log_probs", "rewards", "dones", "action_masks")
+#: Per-tick arrays a sample may hold (defaults apply when absent).
+OPTIONAL_ARRAYS = ("truncations", "alive")
+_SAMPLE_NDIM = {"features": 2, "action_masks": 2}
+
+
+def check_sample(path: Path, arrays: dict[str, npt.NDArray[Any]]) -> None:
+    """A training sample's arrays (`load_npz`), checked in one place: every array it needs, one row
+    per tick in each, numbers only, finite floats, actions inside the action mask's width. A
+    problem is a UsageError naming the file and the array."""
+    missing = [a for a in SAMPLE_ARRAYS[:-1] if a not in arrays]
+    if missing:
+        raise UsageError(f"{path}: sample lacks arrays {missing}")
+    if "action_masks" not in arrays:
+        raise UsageError(f"{path}: sample lacks action_masks (captured by an older Townlet?)")
+    rows = None
+    for name in (*SAMPLE_ARRAYS, *OPTIONAL_ARRAYS):
+        arr = arrays.get(name)
+        if arr is None:
+            continue
+        if arr.dtype.kind not in "biuf":
+            raise UsageError(f"{path}: array {name!r} holds {arr.dtype} values, not numbers")
+        want = _SAMPLE_NDIM.get(name, 2 if name == "map" else 1)
+        if arr.ndim < want or (name != "map" and arr.ndim != want):
+            raise UsageError(f"{path}: array {name!r} has shape {arr.shape}, expected {want} axes (ticks first)")
+        if rows is None:
+            rows = arr.shape[0]
+            if rows == 0:
+                raise UsageError(f"{path}: array {name!r} has no rows (the sample holds no ticks)")
+        elif arr.shape[0] != rows:
+            raise UsageError(f"{path}: array {name!r} has {arr.shape[0]} rows, but 'map' has {rows} (one per tick)")
+        if arr.dtype.kind == "f":
+            bad = ~np.isfinite(arr)
+            if bad.any():
+                first = np.unravel_index(int(np.argmax(bad)), arr.shape)
+                raise UsageError(
+                    f"{path}: array {name!r} holds a non-finite value ({arr[first]} at row {int(first[0])})"
+                )
+    actions, width = arrays["actions"], arrays["action_masks"].shape[1]
+    if actions.dtype.kind not in "iu":
+        raise UsageError(f"{path}: array 'actions' holds {actions.dtype} values, not action indices")
+    out_of_range = (actions < 0) | (actions >= width)
+    if out_of_range.any():
+        row = int(np.argmax(out_of_range))
+        raise UsageError(
+            f"{path}: array 'actions' holds {int(actions[row])} at row {row}, outside the {width} actions of "
+            "'action_masks'"
+        )
+
+
 def _npy_header(arr: npt.NDArray[Any]) -> bytes:
     """The .npy header `np.lib.format.write_array` writes before `arr`'s data."""
     return _npy_header_for(arr.dtype, arr.shape)

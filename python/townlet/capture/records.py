@@ -11,10 +11,10 @@ pydantic's errors into one message naming the file (and the entry) in one place.
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from townlet.capture.metrics import EVENT_COUNTERS
 from townlet.errors import UsageError
@@ -54,6 +54,14 @@ class SampleRef(BaseModel):
     sample: str
     sha256: str | None = None
     meta: str | None = None
+
+    @field_validator("sample", "meta")
+    @classmethod
+    def _inside_folder(cls, name: str | None) -> str | None:
+        why = None if name is None else unsafe_member(name)
+        if why:
+            raise ValueError(f"{name!r} is {why}; a manifest names files inside its own folder")
+        return name
 
 
 class ManifestEntry(SampleRef):
@@ -131,6 +139,30 @@ def dump(record: BaseModel) -> bytes:
     return canonical_json(record.model_dump()).encode()
 
 
+def unsafe_member(name: str) -> str | None:
+    """Why a file name a manifest lists could lead outside the manifest's folder (None when it is
+    safe): the rule archive members follow (`artifacts.archive`), for captures."""
+    if not name:
+        return "an empty name"
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return "an absolute path"
+    if "\\" in name:
+        return "a name with a backslash"
+    if ".." in PurePosixPath(name).parts:
+        return "a path that leaves the folder (..)"
+    return None
+
+
+def member_path(manifest: Path, name: str) -> Path:
+    """The file `name` (already checked by `SampleRef`) beside `manifest`; a symbolic link that leads
+    out of the manifest's folder is a UsageError naming both."""
+    path = manifest.parent / name
+    folder = manifest.parent.resolve()
+    if not path.resolve().is_relative_to(folder):
+        raise UsageError(f"{manifest}: {name!r} leads outside the manifest's folder (to {path.resolve()})")
+    return path
+
+
 # -- readers ---------------------------------------------------------------------------------------
 
 
@@ -153,7 +185,10 @@ def read_manifest(path: Path) -> tuple[list[SampleRef], bytes]:
         try:
             refs.append(SampleRef.model_validate(entry))
         except ValidationError as exc:
-            loc, _ = _first_error(exc)
+            loc, kind = _first_error(exc)
+            if kind == "value_error":
+                msg = str(exc.errors()[0]["ctx"]["error"])
+                raise UsageError(f"{path}: samples[{k}].{loc[0]}: {msg}") from None
             if loc and loc[0] != "sample":
                 raise UsageError(f"{path}: samples[{k}].{loc[0]}: expected a string") from None
             raise UsageError(f"{path}: samples[{k}] has no 'sample' file name") from None

@@ -59,6 +59,7 @@ from townlet.capture.records import (
     ManifestEntry,
     SampleSidecar,
     dump,
+    unsafe_member,
 )
 from townlet.capture.staging import Staging, pool, publish, wait_all
 from townlet.clock import source_date_epoch, utc_stamp
@@ -118,6 +119,8 @@ class CaptureResult:
     samples: list[str]
     metrics: dict[str, Any]
     files: list[Path] = field(default_factory=list)
+    #: Lines a user should read (stale staging folders removed), for the CLI to print.
+    notices: list[str] = field(default_factory=list)
 
 
 def scripted_config(config: TownConfig, *, auto_seed_agents: bool) -> TownConfig:
@@ -176,6 +179,8 @@ def _plan(
     steps = ticks if ticks is not None else (config.scenario_ticks or DEFAULT_TICKS)
     if steps < 1:
         raise UsageError(f"--ticks must be >= 1, got {steps}")
+    if "/" in prefix or (prefix and unsafe_member(prefix)):
+        raise UsageError(f"--prefix {prefix!r}: must be a plain file name prefix (no folders)")
     # One tick longer than the capture, so the town never autoresets inside it.
     vec = VecTown(config, 1, seed, episode_ticks=steps + 1, num_threads=1)
     meta = vec.observation_metadata()
@@ -348,7 +353,8 @@ def capture_rollout(
                 fut.exception()  # waits for a running one; a cancelled one raises
         staging.abort()
         raise
-    return CaptureResult(output, [s.name for s in samples], {"samples": docs.metrics, "events": docs.events}, written)
+    metrics = {"samples": docs.metrics, "events": docs.events}
+    return CaptureResult(output, [s.name for s in samples], metrics, written, staging.notices)
 
 
 def _policy_rollout(

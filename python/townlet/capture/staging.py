@@ -1,11 +1,16 @@
 """Publishing a capture: files written and fsynced in a staging folder inside the output folder,
 then renamed into place, the manifest last, so a folder with a manifest is always complete; and the
 thread pools the capture writes and fsyncs on.
+
+A capture holds an advisory lock (`flock`) on its staging folder while it lives; the kernel drops
+it when the process dies, however it dies. So a staging folder nobody holds was left by a killed
+capture: the next capture into the same output removes it (and says so in `Staging.notices`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
@@ -73,6 +78,9 @@ class Staging:
         self._lock = threading.Lock()
         self._open_error: UsageError | None = None
         self._closed = False
+        self._lock_fd: int | None = None
+        #: Lines a user should read (stale staging folders removed), for the CLI to print.
+        self.notices: list[str] = []
 
     def error(self, exc: OSError) -> UsageError:
         return UsageError(f"{self.output}: cannot write capture output ({exc.strerror or exc})")
@@ -88,7 +96,14 @@ class Staging:
                 if not self.output.exists():
                     self.output.mkdir(parents=True, exist_ok=True)
                     self._made_output = True
-                self.folder = Path(tempfile.mkdtemp(prefix=".capture-", dir=self.output))
+                stale = remove_stale(self.output)
+                if stale:
+                    names = ", ".join(p.name for p in stale)
+                    self.notices.append(
+                        f"notice: removed {len(stale)} staging folder(s) left in {self.output} by an "
+                        f"interrupted capture ({names})"
+                    )
+                self.folder, self._lock_fd = _locked_folder(self.output)
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
                 for name in self.names:
                     self.fds[name] = os.open(self.folder / name, flags, 0o666)
@@ -121,6 +136,13 @@ class Staging:
                 os.close(fd)
         self.fds = {}
 
+    def _unlock(self) -> None:
+        # After the folder is gone: until then, no other capture may take it for stale.
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
+            self._lock_fd = None
+
     def publish(self, last: str) -> list[Path]:
         """Rename every (already fsynced) file into `output`, `last` last."""
         assert self.folder is not None
@@ -137,6 +159,7 @@ class Staging:
                 self.folder.rmdir()
             except OSError:
                 shutil.rmtree(self.folder, ignore_errors=True)
+            self._unlock()
         fsync_dir(self.output)  # the renames themselves survive a crash
         return written
 
@@ -144,9 +167,60 @@ class Staging:
         self._close()
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
+        self._unlock()
         if self._made_output:
             with contextlib.suppress(OSError):
                 self.output.rmdir()
+
+
+STAGING_PREFIX = ".capture-"
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _locked_folder(output: Path) -> tuple[Path, int]:
+    """A new staging folder in `output`, locked by this process (the lock fd is returned)."""
+    while True:
+        folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output))
+        # Between mkdtemp and the lock another capture may have taken the folder for stale and
+        # removed it: then it is locked (by the remover) or gone, and we make another.
+        try:
+            fd = os.open(folder, _DIR_FLAGS)
+        except FileNotFoundError:
+            continue
+        try:
+            if _try_lock(fd) and os.stat(folder).st_ino == os.fstat(fd).st_ino:
+                return folder, fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def remove_stale(output: Path) -> list[Path]:
+    """Remove the staging folders in `output` that no living capture holds; returns them."""
+    removed = []
+    for entry in sorted(output.glob(f"{STAGING_PREFIX}*")):
+        if entry.is_symlink() or not entry.is_dir():
+            continue
+        try:
+            fd = os.open(entry, _DIR_FLAGS)
+        except OSError:
+            continue
+        try:
+            if _try_lock(fd):
+                shutil.rmtree(entry, ignore_errors=True)
+                if not entry.exists():
+                    removed.append(entry)
+        finally:
+            os.close(fd)
+    return removed
 
 
 def publish(output: Path, files: dict[str, bytes], *, last: str) -> list[Path]:

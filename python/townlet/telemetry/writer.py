@@ -3,10 +3,12 @@ rotation; a resumed run continues its log."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
 
+from townlet.errors import TownletError
 from townlet.jsonio import atomic_write_bytes, canonical_json
 from townlet.telemetry.reader import read_file
 
@@ -18,6 +20,17 @@ def _records(path: Path) -> list[Any]:
         if ln.error is not None:
             raise ValueError(f"{ln.where}: malformed JSON ({ln.error})")
     return [ln.record for ln in lines]
+
+
+def _non_finite(value: Any, where: str = "") -> list[str]:
+    """The keys (dotted) of the NaN and infinite numbers in a record."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [where or "(record)"]
+    if isinstance(value, dict):
+        return [k for key, v in value.items() for k in _non_finite(v, f"{where}.{key}" if where else str(key))]
+    if isinstance(value, (list, tuple)):
+        return [k for i, v in enumerate(value) for k in _non_finite(v, f"{where}[{i}]")]
+    return []
 
 
 class TelemetryWriter:
@@ -41,18 +54,22 @@ class TelemetryWriter:
         self.offset = 0
         self._in_file = 0
         self._pending: dict[str, Any] | None = None
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # A new log (and the dropping of a previous run's) starts with the first record, so a run
+        # that fails before any leaves no created-but-empty file behind.
+        self._started = False
         if resume_after is not None and path.is_file():
             self._continue(resume_after)
-            return
-        # A new run starts a new stream: drop a previous run's rotated files, which rotation would
-        # otherwise shift up and interleave with this run's records.
+            self._started = True
+
+    def _start(self) -> None:
+        """A new run starts a new stream: drop a previous run's rotated files, which rotation would
+        otherwise shift up and interleave with this run's records (the first record then replaces the
+        log)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         k = 1
-        while Path(f"{path}.{k}").exists():
-            os.unlink(f"{path}.{k}")
+        while Path(f"{self.path}.{k}").exists():
+            os.unlink(f"{self.path}.{k}")
             k += 1
-        with open(path, "w", encoding="utf-8"):
-            pass
 
     @staticmethod
     def check_options(frequency: int, max_entries: int | None) -> None:
@@ -82,8 +99,6 @@ class TelemetryWriter:
         for j in range(k, 1, -1):
             os.replace(f"{self.path}.{j - 1}", f"{self.path}.{j}")
         os.replace(self.path, f"{self.path}.1")
-        with open(self.path, "w", encoding="utf-8"):
-            pass
         self._in_file = 0
 
     def write(self, record: dict[str, Any], *, force: bool = False) -> bool:
@@ -93,11 +108,22 @@ class TelemetryWriter:
             self._pending = record
             return False
         self._pending = None
+        record = dict(record, log_stream_offset=self.offset)
+        try:
+            line = canonical_json(record, indent=None) + "\n"
+        except ValueError:
+            bad = ", ".join(_non_finite(record)) or "a value"
+            raise TownletError(
+                f"{self.path}: epoch {epoch}'s record holds non-finite numbers ({bad}); not written"
+            ) from None
+        mode = "a" if self._started else "w"
+        if not self._started:
+            self._start()
+            self._started = True
         if self.max_entries is not None and self._in_file >= self.max_entries:
             self._rotate()
-        record = dict(record, log_stream_offset=self.offset)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(canonical_json(record, indent=None) + "\n")
+        with open(self.path, mode, encoding="utf-8") as fh:
+            fh.write(line)
             fh.flush()
             os.fsync(fh.fileno())
         self.offset += 1

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from townlet import _core
-from townlet.capture.npz import load_npz
-from townlet.capture.records import read_capture_events, read_manifest, read_sidecar_spec
+from townlet.capture.npz import check_sample, load_npz
+from townlet.capture.records import member_path, read_capture_events, read_manifest, read_sidecar_spec
 from townlet.errors import UsageError
 from townlet.jsonio import read_bytes
 from townlet.training.network import ActorCritic
@@ -102,20 +102,16 @@ def load_replay(manifest: Path | None, capture_dir: Path | None) -> ReplayData:
     samples = []
     obs_dim = n_actions = None
     for ref in refs:
-        path = manifest.parent / ref.sample
+        path = member_path(manifest, ref.sample)
         raw = read_bytes(path)
         arrays = load_npz(path, raw)
         if ref.sha256 is not None and hashlib.sha256(raw).hexdigest() != ref.sha256:
             raise UsageError(f"{path}: contents do not match the SHA-256 recorded in {manifest} (altered?)")
-        missing = [a for a in ("map", "features", "actions", "old_log_probs", "rewards", "dones") if a not in arrays]
-        if missing:
-            raise UsageError(f"{path}: sample lacks arrays {missing}")
+        check_sample(path, arrays)
         t = len(arrays["actions"])
         maps = arrays["map"].reshape(t, -1).astype(np.float32)
         obs = np.concatenate([maps, arrays["features"].astype(np.float32)], axis=1)
-        masks = arrays.get("action_masks")
-        if masks is None:
-            raise UsageError(f"{path}: sample lacks action_masks (captured by an older Townlet?)")
+        masks = arrays["action_masks"]
         if obs_dim is None:
             obs_dim, n_actions = obs.shape[1], masks.shape[1]
         elif obs.shape[1] != obs_dim or masks.shape[1] != n_actions:
@@ -136,8 +132,8 @@ def load_replay(manifest: Path | None, capture_dir: Path | None) -> ReplayData:
                 "alive": arrays.get("alive", np.ones(t, bool)),
             }
         )
-    sidecar = manifest.parent / (refs[0].meta or "")
-    meta = read_sidecar_spec(sidecar) if sidecar.is_file() else {}
+    sidecar = member_path(manifest, refs[0].meta) if refs[0].meta else None
+    meta = read_sidecar_spec(sidecar) if sidecar is not None and sidecar.is_file() else {}
     assert obs_dim is not None and n_actions is not None
     return ReplayData(
         samples,
