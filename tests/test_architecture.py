@@ -11,7 +11,7 @@ from conftest import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "python/townlet"
 DOC = REPO_ROOT / "docs/architecture.md"
-HELPERS = ("errors", "jsonio", "clock")
+HELPERS = ("errors", "jsonio", "clock", "paths")
 MAX_LINES = 500
 
 

@@ -13,6 +13,7 @@ from townlet.capture.rollout import capture_rollout
 from townlet.cli.common import err_console, resolve_policy
 from townlet.errors import UsageError
 from townlet.jsonio import write_json
+from townlet.paths import check_output
 from townlet.sim.config import load_config
 
 app = typer.Typer(help="Capture rollouts, merge golden metrics, check drift.", no_args_is_help=True)
@@ -37,6 +38,7 @@ def capture_rollout_cmd(
 ) -> None:
     """Capture one config's rollout: per-agent samples, manifest and metrics."""
     cfg = load_config(config, seed=seed)
+    check_output(output, "--output", folder=True)
     pol, pol_name = resolve_policy(policy, cfg.seed)
     result = capture_rollout(
         cfg,
@@ -49,6 +51,8 @@ def capture_rollout_cmd(
         policy=pol,
         policy_name=pol_name,
     )
+    for line in result.notices:
+        err_console.print(line, highlight=False, markup=False, soft_wrap=True)
     if as_json:
         typer.echo(json.dumps({"output": str(output), "samples": result.samples, "events": result.metrics["events"]}))
     else:
@@ -67,6 +71,7 @@ def capture_suite_cmd(
 ) -> None:
     """Capture several configs, one folder per config (named after its file)."""
     loaded = [(path, load_config(path)) for path in configs]
+    check_output(output_root, "--output-root", folder=True)
     for path, cfg in loaded:
         folder = output_root / path.stem
         for attempt in range(retries + 1):
@@ -79,6 +84,8 @@ def capture_suite_cmd(
                     auto_seed_agents=auto_seed_agents,
                     agent_id=agent_filter,
                 )
+                for line in result.notices:
+                    err_console.print(line, highlight=False, markup=False, soft_wrap=True)
                 break
             except UsageError as exc:
                 if attempt == retries:
@@ -94,6 +101,8 @@ def capture_merge_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the changes without writing.")] = False,
 ) -> None:
     """Merge captured metrics into the golden JSON."""
+    if not dry_run:
+        check_output(golden, "--golden")
     captured = goldens.read_captures(capture_dir)
     current = goldens.load_golden(golden)
     new, changes = goldens.merge(current, captured)

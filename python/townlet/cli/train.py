@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from townlet.capture.rollout import capture_rollout
 from townlet.cli.common import strict_bool
 from townlet.errors import UsageError
+from townlet.paths import check_output
 from townlet.sim.config import TownConfig
 from townlet.sim.settings import BCConfig, PPOConfig
 
@@ -97,7 +98,7 @@ def train_cmd(
 ) -> None:
     """Train a phase on a config (seeds 000-002, 004): PPO (rollout, replay or mixed) or behaviour cloning (bc)."""
     # torch takes about a second to import: only a training run pays for it, not --help or the other verbs.
-    from townlet.training.run import TrainRequest, choose_phase, dry_run_report, plan, run
+    from townlet.training.run import TrainRequest, check_outputs, choose_phase, dry_run_report, plan, run
 
     flags = {
         "rollout_ticks": rollout_ticks,
@@ -134,13 +135,20 @@ def train_cmd(
         allow_mismatch=allow_mismatch,
     )
     choice = choose_phase(request)
+    trains = rollout_save_dir is None or mode is not None or train_ppo
+    if rollout_save_dir is not None:
+        check_output(rollout_save_dir, "--rollout-save-dir", folder=True)
+    if trains:
+        check_outputs(request, choice)  # before the capture, too
     if rollout_save_dir is not None:
         try:
             captured = capture_rollout(choice.config, rollout_save_dir, ticks=rollout_ticks)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        for line in captured.notices:
+            notice(line)
         typer.echo(f"captured {len(captured.samples)} samples into {rollout_save_dir}")
-        if mode is None and not train_ppo:
+        if not trains:
             return
     env_allow = strict_bool(os.environ.get("ALLOW_MISMATCH", ""), "ALLOW_MISMATCH")
     the_plan = plan(dataclasses.replace(request, allow_mismatch=allow_mismatch or env_allow), choice)

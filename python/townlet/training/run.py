@@ -18,8 +18,10 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from townlet.errors import UsageError
+from townlet.paths import check_output
 from townlet.sim.config import TownConfig, load_config
 from townlet.sim.env import observation_spec
+from townlet.sim.settings import best_path_for
 from townlet.telemetry.writer import TelemetryWriter
 from townlet.training.data import ReplayData, check_replay_spec
 from townlet.training.phases import PHASES, Phase, phase_for_mode
@@ -62,10 +64,29 @@ def choose_phase(request: TrainRequest) -> PhaseChoice:
     return PhaseChoice(config, phase, mode, section)
 
 
+def check_outputs(request: TrainRequest, choice: PhaseChoice) -> None:
+    """Refuse, before anything is loaded or trained, a log or checkpoint path that could not be
+    written (one line naming the path and the option or config key)."""
+    phase, warm = choice.phase, choice.section.warm_start
+    log = phase.log_path(request)
+    if log is not None:
+        check_output(log, f"--{phase.name}-log")
+    if request.checkpoint is not None:
+        save, option = request.checkpoint, "--warm-start-save"
+    else:
+        save, option = Path(warm.save_path), f"{phase.name}.warm_start.save_path"
+    check_output(save, option)
+    if warm.best_path:
+        check_output(warm.best_path, f"{phase.name}.warm_start.best_path")
+    else:
+        check_output(best_path_for(str(save)), f"{option} (its best-checkpoint sibling)")
+
+
 def plan(request: TrainRequest, choice: PhaseChoice | None = None) -> TrainPlan:
     """Everything the run needs, resolved and validated (`choice`: `choose_phase(request)`,
     already made)."""
     choice = choice or choose_phase(request)
+    check_outputs(request, choice)
     config, phase, mode, section = choice.config, choice.phase, choice.mode, choice.section
     log_path = phase.log_path(request)
     try:
@@ -164,6 +185,7 @@ __all__ = [
     "RunOutputs",
     "TrainPlan",
     "TrainRequest",
+    "check_outputs",
     "choose_phase",
     "dry_run_report",
     "plan",
