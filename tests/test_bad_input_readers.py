@@ -248,3 +248,15 @@ def test_a_reformatted_snapshot_is_the_same_content(cli: RunCli, good: Inputs, t
     for res in runs:
         assert res.returncode == 0, str(res)
     assert runs[0].json()["world_hash"] == runs[1].json()["world_hash"]
+
+
+def test_the_line_named_is_the_repeat_not_a_nested_namesake(cli: RunCli, good: Inputs, tmp_path: Path) -> None:
+    doc = json.loads((good.capture / "rollout_sample_metrics.json").read_text(encoding="utf-8"))
+    first = next(iter(doc))
+    text = json.dumps(doc, indent=2)
+    # A nested object that also names `first` (legitimately), `first` on line 4, and its repeat on line 5.
+    spoiled = "{\n" + f'  "nested": {{"{first}": 1}},\n\n  "{first}": 0,\n' + text[2:]
+    golden = tmp_path / "golden.json"
+    golden.write_text(spoiled, encoding="utf-8")
+    res = cli("capture", "drift", good.capture, "--golden", golden)
+    assert_one_line_error(res, f"{golden}:5:", f"duplicate key {first!r}")

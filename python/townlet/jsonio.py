@@ -93,11 +93,13 @@ class DuplicateKey(ValueError):
 
 
 def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise DuplicateKey(key)
-        obj[key] = value
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # rare: find the repeat only then (this hook runs for every object)
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(key)
+            seen.add(key)
     return obj
 
 
@@ -118,12 +120,32 @@ def loads_strict(text: str | bytes, *, finite: bool = False) -> Any:
 
 
 def _line_of(text: str, key: str) -> int:
-    """The line of the second `"key"` in `text` (of the first when there is one only)."""
-    needle = json.dumps(key)
-    first = text.find(needle)
-    second = text.find(needle, first + 1) if first >= 0 else -1
-    at = second if second >= 0 else max(first, 0)
-    return text.count("\n", 0, at) + 1
+    """The line where `key` is named a second time in one object of `text` (valid JSON but for that): a scan of
+    strings and brackets, run only when a duplicate was found."""
+    containers: list[set[str] | None] = []  # per open bracket: the object's occurrences of `key`, None for arrays
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == '"':
+            end = i + 1
+            while text[end] != '"':
+                end += 2 if text[end] == "\\" else 1
+            after = end + 1
+            while after < n and text[after] in " \t\r\n":
+                after += 1
+            seen = containers[-1] if containers else None  # the enclosing object's, when it is one
+            if seen is not None and after < n and text[after] == ":" and json.loads(text[i : end + 1]) == key:
+                if key in seen:
+                    return text.count("\n", 0, i) + 1
+                seen.add(key)
+            i = end + 1
+            continue
+        if ch in "{[":
+            containers.append(set() if ch == "{" else None)
+        elif ch in "}]" and containers:
+            containers.pop()
+        i += 1
+    return 1
 
 
 def decode_text(path: Path, raw: bytes) -> str:
