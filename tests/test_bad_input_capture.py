@@ -22,6 +22,7 @@ import pytest
 
 from conftest import _cli_env, assert_one_line_error, run_cli
 from townlet.capture.npz import npz_bytes
+from townlet.capture.records import ManifestEntry
 from townlet.errors import TownletError
 from townlet.telemetry.writer import TelemetryWriter
 
@@ -316,3 +317,32 @@ def test_good_capture_still_trains(capture: Path, tmp_path: Path) -> None:
     assert res.returncode == 0, str(res)
     assert log.is_file() and ckpt.is_file()
     assert io.StringIO(log.read_text(encoding="utf-8")).read().count("\n") == 1
+
+
+def test_bc_refuses_the_same_bad_samples(capture: Path, tmp_path: Path) -> None:
+    """Behaviour cloning reads captures through the same loader."""
+    for k, (edit, must) in enumerate(
+        [
+            (_set("rewards", np.nan), "array 'rewards'"),
+            (_drop_rows("actions", 5), "array 'actions'"),
+        ]
+    ):
+        folder = copy_capture(capture, tmp_path / f"cap{k}")
+        sample = rewrite_sample(folder, edit)
+        log = tmp_path / "out" / "bc.jsonl"
+        res = run_cli(
+            "train", QUEUE_CONFLICT, "--mode", "bc", "--bc-manifest", folder / MANIFEST, "--epochs", "1",
+            "--bc-log", log, "--checkpoint", tmp_path / "out" / "bc.safetensors",
+        )  # fmt: skip
+        assert_one_line_error(res, str(sample), must)
+        assert not (tmp_path / "out").exists()
+
+
+def test_the_writers_manifest_model_refuses_escaping_names() -> None:
+    fields = {"agent_id": "a", "frame_count": 1, "sha256": "0", "meta_sha256": "0"}
+    for name in ("../x.npz", "/abs/x.npz", "a/../../x.npz"):
+        with pytest.raises(ValueError, match="a manifest names files inside its own folder"):
+            ManifestEntry(sample=name, meta="x.json", **fields)
+        with pytest.raises(ValueError, match="a manifest names files inside its own folder"):
+            ManifestEntry(sample="x.npz", meta=name, **fields)
+    assert ManifestEntry(sample="sub/x.npz", meta="x.json", **fields).sample == "sub/x.npz"
