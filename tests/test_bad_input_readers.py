@@ -1,8 +1,8 @@
 """Inputs that are not the text they claim to be, fed through the CLI as a user would.
 
-* Binary garbage or invalid UTF-8 where JSON/YAML is expected (snapshot, config, capture manifest and metrics,
-  golden, registry, checkpoint header, telemetry log, baseline): one `error:` line naming the file, no traceback
-  (exit 2; the telemetry tools' problem exit 1 for a log).
+* Binary garbage or invalid UTF-8 where JSON/YAML is expected (snapshot, config, capture manifest, sidecar and
+  metrics, golden, registry, checkpoint header, telemetry log, baseline, archive): one `error:` line naming the
+  file, no traceback (exit 2; the tools' problem exit 1 for a log or an archive).
 * A JSON object that names a key twice (Python's json keeps the last silently): refused by the one parser
   (`jsonio.loads_strict`: `parse_json`, the JSONL reader and the readers built on them), naming the file, the line
   and the key.
@@ -103,6 +103,20 @@ CASES = {
         "cap/rollout_sample_manifest.json",
         ("train", QUEUE, "--mode", "replay", "--replay-manifest", "{}", "--epochs", "1", "-q"),
     ),
+    "sidecar": Case(
+        "cap/rollout_sample_anna_001.json",
+        (
+            "train",
+            QUEUE,
+            "--mode",
+            "replay",
+            "--replay-manifest",
+            "{dir}/rollout_sample_manifest.json",
+            "--epochs",
+            "1",
+            "-q",
+        ),
+    ),
     "capture-metrics": Case(
         "cap/rollout_sample_metrics.json", ("capture", "drift", "{dir}", "--golden", "{dir}/golden.json")
     ),
@@ -179,7 +193,8 @@ def test_binary_config_is_one_line_naming_the_file(cli: RunCli, tmp_path: Path) 
     assert_one_line_error(res, str(cfg))
 
 
-# The telemetry log has its own test below; archive members: see the module docstring.
+# The telemetry log has its own test below. Archive members (metadata.json) are parsed in artifacts/archive.py,
+# not yet through the shared parser: a duplicate key there is not refused (reported on issue 11).
 @pytest.mark.parametrize("name", [n for n in CASES if n not in ("telemetry-log", "archive")])
 def test_duplicate_keys_are_refused_naming_file_line_and_key(
     cli: RunCli, good: Inputs, tmp_path: Path, name: str

@@ -197,10 +197,13 @@ def read_manifest(path: Path) -> tuple[list[SampleRef], bytes]:
 
 def read_sidecar_spec(path: Path) -> dict[str, Any]:
     """The spec a sidecar records (map shape, feature/action names, channels, variant, n_features)."""
+    doc = parse_json(path, read_bytes(path, "capture sample sidecar"))  # binary, bad JSON, duplicate keys
     try:
-        spec = SidecarSpec.model_validate_json(path.read_bytes())
-    except (ValidationError, ValueError, OSError):
-        raise UsageError(f"{path}: not a capture sample sidecar (invalid JSON or fields)") from None
+        spec = SidecarSpec.model_validate(doc)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "document"
+        raise UsageError(f"{path}: not a capture sample sidecar ({where}: {err['msg']})") from None
     meta: dict[str, Any] = spec.model_dump(
         include={"map_shape", "feature_names", "action_names", "map_channels", "variant"}
     )
