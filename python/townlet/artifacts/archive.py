@@ -20,7 +20,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import json
 import tarfile
 import zlib
 from dataclasses import dataclass, field
@@ -49,7 +48,7 @@ from townlet.artifacts.log_tools import validate_log
 from townlet.artifacts.registry import config_sha256, key_path_diff, labels, load_resolved
 from townlet.clock import source_date_epoch, utc_stamp
 from townlet.errors import UsageError
-from townlet.jsonio import atomic_write_bytes, canonical_json
+from townlet.jsonio import atomic_write_bytes, canonical_json, loads_strict
 
 MEMBER_MODE = 0o644
 #: Members kept in memory by `read` (the others are only hashed, as a stream of 1 MiB chunks).
@@ -276,7 +275,7 @@ def read(path: Path, max_member_bytes: int = MAX_MEMBER_BYTES) -> Contents:
         out.problems.append(f"{path}: {METADATA} is missing")
         return out
     try:
-        doc = json.loads(meta.data.decode("utf-8"))
+        doc = loads_strict(meta.data)
     except (UnicodeDecodeError, ValueError) as exc:
         out.problems.append(f"{path}: {METADATA} is not valid JSON ({exc})")
         return out
@@ -324,7 +323,7 @@ def _json_member(contents: Contents, name: str) -> Any:
     if member is None or member.data is None:
         return None
     try:
-        return json.loads(member.data.decode("utf-8"))
+        return loads_strict(member.data)
     except (UnicodeDecodeError, ValueError):
         return None
 
