@@ -95,3 +95,25 @@ def test_capture_merge_refuses_an_unwritable_golden(tmp_path: Path) -> None:
     for path, why in bad_paths(tmp_path):
         res = run_cli("capture", "merge", capture, "--golden", path)
         assert_one_line_error(res, f"--golden {path}", why)
+
+
+@pytest.mark.parametrize(
+    ("option", "argv"),
+    [
+        ("--save-snapshot", ["sim", "run", "--config", "configs/examples/poc_hybrid.yaml", "--tick-limit", "5"]),
+        ("--plot", ["telemetry", "summary", "docs/samples/ppo_conflict_telemetry.jsonl"]),
+        ("--output", ["archive", "create", "--checkpoint", "missing.json", "--config", QUEUE_CONFLICT]),
+    ],
+)
+def test_other_commands_refuse_unwritable_outputs_before_any_work(
+    tmp_path: Path, scratch_cwd: Path, option: str, argv: list[str]
+) -> None:
+    """A snapshot, a plot and an archive: the path is refused before the town runs, the log is read or the
+    checkpoint is looked at (the archive's checkpoint here does not even exist), and nothing is created."""
+    cases = bad_paths(tmp_path)
+    before = listing(scratch_cwd), listing(tmp_path)
+    for path, why in cases:
+        res = run_cli(*argv, option, path)
+        line = assert_one_line_error(res, why)
+        assert line.startswith(f"error: {option} {path}: cannot write"), line
+        assert (listing(scratch_cwd), listing(tmp_path)) == before, str(res)

@@ -11,6 +11,7 @@ from townlet.artifacts.archive import MAX_MEMBER_BYTES, create, diff, markdown, 
 from townlet.cli.common import RegistryOpt, print_diff, problems_exit, registry_path, stderr_line
 from townlet.errors import UsageError
 from townlet.jsonio import atomic_write_text, canonical_json
+from townlet.paths import check_output
 
 app = typer.Typer(help="Reproducible archives of a checkpoint with its log and config.", no_args_is_help=True)
 
@@ -37,6 +38,8 @@ def archive_create_cmd(
     registry: RegistryOpt = None,
 ) -> None:
     """Bundle checkpoint, log, config and the checkpoint's embedded config into a reproducible .tar.gz."""
+    if output is not None:
+        check_output(output, "--output")
     made = create(
         checkpoint, config, log=log, output=output, label=label, registry=registry_path(registry), overwrite=overwrite
     )

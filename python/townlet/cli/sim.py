@@ -15,6 +15,7 @@ from rich.table import Table
 
 from townlet.cli.common import CHUNK, err_console, resolve_policy
 from townlet.errors import TownletError
+from townlet.paths import check_output
 from townlet.sim.config import load_config
 from townlet.sim.simulation import Simulation
 
@@ -39,6 +40,8 @@ def sim_run(
     ] = "scripted",
 ) -> None:
     """Run the town under the scripted expert (or a trained policy) and report KPIs."""
+    if save_snapshot is not None:
+        check_output(save_snapshot, "--save-snapshot")
     cfg = load_config(config, seed=seed)
     sim = Simulation.load_snapshot(load_snapshot, cfg) if load_snapshot else Simulation(cfg)
     pol, _ = resolve_policy(policy, cfg.seed)

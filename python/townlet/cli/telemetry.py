@@ -11,6 +11,7 @@ import typer
 from townlet.cli.common import stderr_line
 from townlet.errors import UsageError
 from townlet.jsonio import canonical_json
+from townlet.paths import check_output
 from townlet.telemetry.drift import load_baseline
 from townlet.telemetry.plots import expert_return, write_plot
 from townlet.telemetry.reader import LogLine, read_records_strict
@@ -140,6 +141,8 @@ def telemetry_summary_cmd(
         raise UsageError(f"--format must be text, markdown or json, got {fmt!r}")
     if last is not None and last < 1:
         raise UsageError(f"--last must be >= 1, got {last}")
+    if plot is not None:
+        check_output(plot, "--plot")
     base = load_baseline(baseline) if baseline is not None else None
     lines = read_records_strict(log, include_rotated=include_rotated)
     summary = summarise(lines, log=log, last=last, baseline=base)
