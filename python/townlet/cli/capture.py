@@ -10,7 +10,7 @@ import typer
 
 from townlet.capture import goldens
 from townlet.capture.rollout import capture_rollout
-from townlet.cli.common import err_console, resolve_policy
+from townlet.cli.common import resolve_policy, stderr_line
 from townlet.errors import UsageError
 from townlet.jsonio import write_json
 from townlet.paths import check_output
@@ -52,7 +52,7 @@ def capture_rollout_cmd(
         policy_name=pol_name,
     )
     for line in result.notices:
-        err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+        stderr_line(line)
     if as_json:
         typer.echo(json.dumps({"output": str(output), "samples": result.samples, "events": result.metrics["events"]}))
     else:
@@ -85,12 +85,12 @@ def capture_suite_cmd(
                     agent_id=agent_filter,
                 )
                 for line in result.notices:
-                    err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+                    stderr_line(line)
                 break
             except UsageError as exc:
                 if attempt == retries:
                     raise
-                err_console.print(f"retrying {path} after: {exc}", highlight=False, markup=False, soft_wrap=True)
+                stderr_line(f"retrying {path} after: {exc}")
         typer.echo(f"{path.stem}: {len(result.samples)} samples -> {folder}")
 
 
@@ -135,8 +135,8 @@ def capture_drift_cmd(
             continue
         drifts.extend(goldens.compare(golden_data[name], entry, name))
     for d in drifts:
-        err_console.print(f"drift: {d}", highlight=False, markup=False, soft_wrap=True)
+        stderr_line(f"drift: {d}")
     if drifts:
-        err_console.print(f"{len(drifts)} metrics drifted from {golden}", highlight=False, markup=False, soft_wrap=True)
+        stderr_line(f"{len(drifts)} metrics drifted from {golden}")
         raise typer.Exit(1)
     typer.echo(f"no drift: {len(captured)} scenarios match {golden}")

@@ -9,11 +9,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from townlet.cli.common import CHUNK, err_console, resolve_policy
+from townlet.cli.common import CHUNK, report, resolve_policy
 from townlet.errors import TownletError
 from townlet.paths import check_output
 from townlet.sim.config import load_config
@@ -95,7 +94,7 @@ def validate(configs: Annotated[list[Path], typer.Argument(help="Config files to
         try:
             cfg = load_config(path)
         except TownletError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            report(exc)
             failed = True
             continue
         typer.echo(f"ok: {path} ({cfg.config_id}, {len(cfg.world['agents'])} agents)")
