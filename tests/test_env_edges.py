@@ -8,11 +8,15 @@ the longer run observes at that tick is what the ending episode's final observat
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 import pytest
 
 from conftest import DEFAULT_CONFIG
+from envtools import fainting_config
 from townlet.sim.env import TownEnv, VecTown
 
 EPISODE = 30
@@ -71,3 +75,67 @@ def test_townenv_truncated_agents_get_the_ending_episodes_mask() -> None:
         i = slots.index(agent)
         np.testing.assert_array_equal(observations[agent]["observation"], ref_obs[i])
         np.testing.assert_array_equal(observations[agent]["action_mask"], ref_info["action_mask"][i].astype(np.int8))
+
+
+# -- termination: the fainting tick ---------------------------------------------------------------------------------
+
+
+def _fainting_pair(tmp_path: Path, **vec_args: Any) -> tuple[VecTown, VecTown]:
+    """The same starving town twice: with mortality (agents faint) and without (they stay, so what the second run
+    observes on the fainting tick is the world the fainting agent last saw)."""
+    dying = VecTown(fainting_config(tmp_path), seed=3, num_threads=1, **vec_args)
+    staying = VecTown(
+        fainting_config(tmp_path / "no_mortality", lifecycle={"mortality": False, "respawn_delay_ticks": 2}),
+        seed=3,
+        num_threads=1,
+        **vec_args,
+    )
+    return dying, staying
+
+
+def test_vectown_fainting_agent_observes_its_last_tick_not_zeros(tmp_path: Path) -> None:
+    (tmp_path / "no_mortality").mkdir()
+    dying, staying = _fainting_pair(tmp_path, num_envs=2)
+    dying.reset(seed=3)
+    staying.reset(seed=3)
+    waits = np.zeros(dying.num_agents, np.int64)
+    for _ in range(40):
+        obs, _, term, _, info = dying.step(waits)
+        ref_obs, _, ref_term, _, ref_info = staying.step(waits)
+        assert not ref_term.any()
+        if term.any():
+            break
+        np.testing.assert_array_equal(obs, ref_obs)
+    rows = np.flatnonzero(term)
+    assert rows.size > 0, "agents faint within 40 ticks"
+    assert not info["alive"][rows].any(), "a terminated row reads as not alive"
+    np.testing.assert_array_equal(obs[rows], ref_obs[rows])
+    np.testing.assert_array_equal(info["action_mask"][rows], ref_info["action_mask"][rows])
+    np.testing.assert_array_equal(info["final_observation"][rows], ref_obs[rows])
+    np.testing.assert_array_equal(info["final_action_mask"][rows], ref_info["action_mask"][rows])
+    assert np.abs(obs[rows]).sum(axis=1).min() > 0
+    # From the next tick the slot reads as dead: zeros, only `wait` valid.
+    obs, _, _, _, info = dying.step(waits)
+    assert not obs[rows].any()
+    assert info["action_mask"][rows, 0].all() and info["action_mask"][rows].sum() == rows.size
+
+
+def test_townenv_fainting_agent_gets_its_last_observation(tmp_path: Path) -> None:
+    (tmp_path / "no_mortality").mkdir()
+    env = TownEnv(fainting_config(tmp_path), seed=3)
+    _, staying = _fainting_pair(tmp_path, num_envs=1)
+    env.reset(seed=3)
+    staying.reset(seed=3)
+    slots = staying.agent_ids(0)
+    for _ in range(40):
+        observations, _, terminations, _, _ = env.step({a: 0 for a in env.agents})
+        ref_obs, _, _, _, ref_info = staying.step(np.zeros(staying.num_agents, np.int64))
+        fainted = [a for a, t in terminations.items() if t]
+        if fainted:
+            break
+    assert fainted, "agents faint within 40 ticks"
+    for agent in fainted:
+        i = slots.index(agent)
+        np.testing.assert_array_equal(observations[agent]["observation"], ref_obs[i])
+        np.testing.assert_array_equal(observations[agent]["action_mask"], ref_info["action_mask"][i].astype(np.int8))
+        assert agent not in env.agents

@@ -13,10 +13,13 @@ named features (`observation_metadata()` gives the layout). Every value lies in 
   last observations are in `infos["final_observation"]` and the action masks of those observations
   in `infos["final_action_mask"]` (rows where truncated; both belong to the ending episode), and the
   town is reset at once, so the returned observations and `infos["action_mask"]` already start the
-  next episode. Rows not truncated this step hold stale values.
-* An agent that faints or is evicted has `terminations = True` on that tick. Its slot then reads
-  as dead (`infos["alive"] = False`, zero observation, only `wait` valid, reward 0) until the agent
-  respawns in the same slot under a new lineage id, with the `ctx_reset` feature set.
+  next episode. Rows neither truncated nor terminated this step hold stale values.
+* An agent that faints or is evicted has `terminations = True` and `infos["alive"] = False` on that
+  tick, and its real last observation (the world as the tick ends, before it is removed) with that
+  observation's mask: in the returned observations and `infos["action_mask"]` (unless its town resets
+  this tick), and in `infos["final_observation"]`/`infos["final_action_mask"]`. From the next tick
+  its slot reads as dead (zero observation, only `wait` valid, reward 0) until the agent respawns in
+  the same slot under a new lineage id, with the `ctx_reset` feature set.
 * A masked (invalid) action is applied as `wait` and flagged in `infos["invalid_action"]`.
 * Action 0 is `wait` and is always valid.
 """
@@ -138,7 +141,7 @@ class VecTown:
             self._alive,
             self._invalid,
         )
-        if self._truncated.any():
+        if self._truncated.any() or self._terminated.any():
             self.native.final_masks(self._final_masks)
         infos = {
             "alive": self._alive,

@@ -282,7 +282,17 @@ fn town_ticks<S: Sink>(
             let allowed = sink.mask_allows(scratch, i, t, c);
             scratch.applied[i] = if allowed { c } else { 0 };
         }
-        w.step(Actions::Given(&scratch.applied));
+        let applied = std::mem::take(&mut scratch.applied);
+        let next_row = sink.has_row(t + 1);
+        // A terminated agent's next row is its real last observation (marked not alive).
+        w.step_observing(Actions::Given(&applied), |w, i| {
+            if next_row {
+                sink.alive(i, t + 1, false);
+                let (map, feats, mask) = sink.obs_row(scratch, i, t + 1);
+                w.write_observation(layout, i, map, feats, mask);
+            }
+        });
+        scratch.applied = applied;
         for (i, ag) in w.state.agents.iter().enumerate() {
             sink.outcome(
                 i,
@@ -295,8 +305,11 @@ fn town_ticks<S: Sink>(
         }
         scratch.chosen = chosen;
         scratch.logp = logp;
-        if sink.has_row(t + 1) {
+        if next_row {
             for i in 0..m {
+                if w.state.agents[i].terminated.is_some() {
+                    continue;
+                }
                 sink.alive(i, t + 1, w.state.agents[i].alive);
                 let (map, feats, mask) = sink.obs_row(scratch, i, t + 1);
                 w.write_observation(layout, i, map, feats, mask);

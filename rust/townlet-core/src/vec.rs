@@ -5,8 +5,10 @@
 //! truncated, its last observation is written to `final_obs` and that observation's action mask to
 //! `final_masks()` (both belong to the ending episode), and the town is reset at once, so `obs` and
 //! `masks` already hold the first observation and mask of the next episode. An agent that terminates (faint,
-//! eviction) gets `terminated = true` on that tick; its slot then reads as dead (`alive = false`,
-//! zero observation, only `wait` valid, reward 0) until it respawns in the same slot with
+//! eviction) gets `terminated = true` and `alive = false` on that tick, and its real last
+//! observation and that observation's mask in `obs`/`masks` and in `final_obs`/`final_masks` (unless
+//! the town resets that tick: then in the final arrays only); from the next tick its slot reads as dead
+//! (zero observation, only `wait` valid, reward 0) until it respawns in the same slot with
 //! `ctx_reset` set. A masked (invalid) action is applied as `wait` and flagged in `invalid`.
 
 use crate::actions;
@@ -464,28 +466,53 @@ impl StepCtx<'_> {
         actions: &[u16],
         o: TownOut<'_>,
     ) {
-        w.step(Actions::Given(actions));
+        let (d, a) = (
+            self.layout.map_len() + self.layout.n_features(),
+            w.statics.n_actions(),
+        );
+        // A row that terminates gets its real last observation, in `obs` and in `final_obs`.
+        w.step_observing(Actions::Given(actions), |w, i| {
+            write_row(w, self.layout, i, o.obs, o.masks);
+            o.final_obs[i * d..(i + 1) * d].copy_from_slice(&o.obs[i * d..(i + 1) * d]);
+            o.final_masks[i * a..(i + 1) * a].copy_from_slice(&o.masks[i * a..(i + 1) * a]);
+        });
         for (i, ag) in w.state.agents.iter().enumerate() {
             o.rewards[i] = w.rewards()[i];
             o.terminated[i] = ag.terminated.is_some();
             o.invalid[i] = ag.flags.invalid_action;
             o.truncated[i] = false;
         }
+        let mut reset = false;
         if w.tick() >= self.episode_ticks {
-            write_town(w, self.layout, o.final_obs, o.final_masks);
             for (i, ag) in w.state.agents.iter().enumerate() {
                 o.truncated[i] = ag.alive && !o.terminated[i];
+                if o.truncated[i] {
+                    write_row(w, self.layout, i, o.final_obs, o.final_masks);
+                }
             }
             *episode += 1;
             let town_seed =
                 Rng::stream(self.seed, k as u64, &format!("episode-{episode}")).next_u64();
             *w = World::new_seeded(Arc::clone(self.statics), town_seed, k as u64);
+            reset = true;
         }
         for (i, ag) in w.state.agents.iter().enumerate() {
             o.alive[i] = ag.alive;
+            // Without a reset, a row terminated this tick keeps its last observation.
+            if reset || !o.terminated[i] {
+                write_row(w, self.layout, i, o.obs, o.masks);
+            }
         }
-        write_town(w, self.layout, o.obs, o.masks);
     }
+}
+
+/// Agent `i`'s observation and mask into its rows of one town's `obs` (agents, obs_dim) and
+/// `masks` (agents, n_actions).
+fn write_row(w: &World, layout: &ObsLayout, i: usize, obs: &mut [f32], masks: &mut [bool]) {
+    let d = layout.map_len() + layout.n_features();
+    let a = w.statics.n_actions();
+    let (map, feats) = obs[i * d..(i + 1) * d].split_at_mut(layout.map_len());
+    w.write_observation(layout, i, map, feats, &mut masks[i * a..(i + 1) * a]);
 }
 
 /// Observations and masks of every agent of one town: `obs` (agents, obs_dim) and `masks`

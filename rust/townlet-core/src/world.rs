@@ -215,6 +215,17 @@ impl World {
     /// employment, relationships, economy, nightly reset, lifecycle, KPIs, rewards, removal of the
     /// terminated.
     pub fn step(&mut self, actions: Actions<'_>) {
+        self.step_observing(actions, |_, _| {});
+    }
+
+    /// [`World::step`], calling `last_seen(world, i)` for every agent terminated this tick while the
+    /// world still holds it, as the world reads once the tick is over: the agent's real last
+    /// observation can be written there (after the tick it is removed and reads as zeros).
+    pub fn step_observing<F: FnMut(&World, usize)>(
+        &mut self,
+        actions: Actions<'_>,
+        mut last_seen: F,
+    ) {
         self.state.events.begin_tick();
         for a in &mut self.state.agents {
             a.flags = TickFlags::default();
@@ -239,6 +250,21 @@ impl World {
         self.lifecycle_evaluate();
         self.update_stats();
         self.compute_rewards();
+        if self
+            .state
+            .agents
+            .iter()
+            .any(|a| a.alive && a.terminated.is_some())
+        {
+            // Observations are read after the tick: show the terminated their world at that time.
+            self.state.tick += 1;
+            for i in 0..self.n_agents() {
+                if self.state.agents[i].alive && self.state.agents[i].terminated.is_some() {
+                    last_seen(self, i);
+                }
+            }
+            self.state.tick -= 1;
+        }
         self.finalize_terminated();
         self.state.tick += 1;
     }

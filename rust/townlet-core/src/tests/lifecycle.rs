@@ -232,3 +232,52 @@ fn console_agent_operations_check_their_input() {
     w.set_need(a, 1, 0.25).unwrap();
     assert_eq!(w.state.agents[a].needs[1], 0.25);
 }
+
+#[test]
+fn a_fainting_agent_is_shown_its_world_as_the_tick_ends_before_removal() {
+    let mut w = town();
+    let a = agent(&w, "alice");
+    let layout = crate::obs::ObsLayout::build(&w.statics);
+    let (m, f) = (layout.map_len(), layout.n_features());
+    let feature = |name: &str| m + layout.feature_names.iter().position(|n| n == name).unwrap();
+    w.state.agents[a].needs[0] = 0.0;
+    idle(&mut w, 4);
+    let energy = w.state.agents[a].needs[2];
+    let mut seen = Vec::new();
+    w.step_observing(
+        crate::world::Actions::Given(&vec![0; w.n_agents()]),
+        |w, i| {
+            assert_eq!(
+                w.tick(),
+                5,
+                "read as the tick ends, like every other observation"
+            );
+            let mut obs = vec![0.0; m + f];
+            let mut mask = vec![false; w.statics.n_actions()];
+            let (map, feats) = obs.split_at_mut(m);
+            w.write_observation(&layout, i, map, feats, &mut mask);
+            seen.push((i, obs, mask));
+        },
+    );
+    assert!(!w.state.agents[a].alive, "fainted this tick");
+    assert_eq!(seen.len(), 1);
+    let (i, obs, mask) = &seen[0];
+    assert_eq!(*i, a);
+    assert!(obs[feature("need_hunger")].abs() < 1e-6);
+    assert!((obs[feature("need_energy")] - energy).abs() < 0.05);
+    assert!(
+        obs[..m].iter().any(|&v| v != 0.0),
+        "the map around it, not zeros"
+    );
+    assert!(
+        mask.iter().filter(|&&v| v).count() > 1,
+        "its real mask, not wait only"
+    );
+    // Once removed, its observation reads as zeros with only `wait` valid.
+    let mut obs = vec![1.0; m + f];
+    let mut mask = vec![true; w.statics.n_actions()];
+    let (map, feats) = obs.split_at_mut(m);
+    w.write_observation(&layout, a, map, feats, &mut mask);
+    assert!(obs.iter().all(|&v| v == 0.0));
+    assert_eq!(mask.iter().filter(|&&v| v).count(), 1);
+}
