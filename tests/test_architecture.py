@@ -31,7 +31,7 @@ def layering() -> dict[str, set[str]]:
 def part_of(module: str) -> str:
     """`townlet.sim.env` -> `sim`; `townlet.jsonio` -> `helpers`; `townlet.training.network` stays whole."""
     parts = module.split(".")[1:]
-    if not parts or parts[0] in ("__init__", "__main__", "env"):
+    if not parts or parts[0] in ("__init__", "__main__"):
         return "package"  # the package's public face re-exports from every part
     if parts[0] in HELPERS:
         return "helpers"

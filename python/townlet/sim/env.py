@@ -37,6 +37,7 @@ from pettingzoo import ParallelEnv
 
 from townlet import _core
 from townlet.sim.config import TownConfig, load_config
+from townlet.sim.fixed_slots import Step, step_fixed
 
 ConfigLike = TownConfig | str | Path
 
@@ -223,6 +224,17 @@ class TownEnv(ParallelEnv[str, dict[str, Any], int]):  # type: ignore[misc]
     that faints or is evicted terminates and never returns; when its slot respawns, a new agent id
     (`alice#2`) joins `agents` and `possible_agents` (which therefore lists every id that has
     existed this episode). At `episode_ticks` every agent is truncated and `agents` empties.
+
+    `fixed_slots=True` (the "black death" convention, for libraries that need a fixed agent set):
+    `agents` is `possible_agents`, one name per slot, for the whole episode. An agent that faints or
+    is evicted is not terminated; while its slot is empty it gets a zero observation, a wait-only
+    mask and reward 0, and its respawned successor comes back under the slot's name (infos carry
+    `alive`, `down` on the tick it went down, and `agent_id`, the lineage id). Only the end of the
+    episode ends an agent: every slot is truncated then.
+
+    Pickling (and `copy.deepcopy`) carries plain data only: the config, the seed, the options and,
+    once reset, the town's state (`VecTown.get_state()`, a JSON-compatible dict) with the agent
+    bookkeeping, so the copy continues exactly where the original is. No native handle is pickled.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"name": "townlet_v1", "render_modes": ["ansi"], "is_parallelizable": True}
@@ -234,10 +246,12 @@ class TownEnv(ParallelEnv[str, dict[str, Any], int]):  # type: ignore[misc]
         *,
         episode_ticks: int | None = None,
         render_mode: str | None = None,
+        fixed_slots: bool = False,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.render_mode = render_mode
+        self.fixed_slots = bool(fixed_slots)
         self._vec = VecTown(config, 1, seed, episode_ticks=episode_ticks, num_threads=1)
         self._slots: list[str] = self._vec.agent_ids(0)
         self._originals = list(self._slots)
@@ -278,35 +292,23 @@ class TownEnv(ParallelEnv[str, dict[str, Any], int]):  # type: ignore[misc]
         self.possible_agents = list(self._originals)
         self.observation_spaces = {a: self._obs_space for a in self.possible_agents}
         self.action_spaces = {a: self._act_space for a in self.possible_agents}
-        self.agents = list(self._slots)
-        observations = {a: self._agent_obs(obs[i], masks[i]) for i, a in enumerate(self._slots)}
-        infos: dict[str, dict[str, Any]] = {a: {"slot": i} for i, a in enumerate(self._slots)}
+        names = self._originals if self.fixed_slots else self._slots
+        self.agents = list(names)
+        observations = {a: self._agent_obs(obs[i], masks[i]) for i, a in enumerate(names)}
+        infos: dict[str, dict[str, Any]] = {a: {"slot": i} for i, a in enumerate(names)}
+        if self.fixed_slots:
+            for i, a in enumerate(names):
+                infos[a].update(alive=True, down=False, agent_id=self._slots[i])
         return observations, infos
 
-    def step(
-        self, actions: dict[str, int]
-    ) -> tuple[
-        dict[str, dict[str, Any]],
-        dict[str, float],
-        dict[str, bool],
-        dict[str, bool],
-        dict[str, dict[str, Any]],
-    ]:
+    def step(self, actions: dict[str, int]) -> Step:
         if not self.agents:
             raise RuntimeError("no live agents: call reset() to start a new episode")
+        if self.fixed_slots:
+            return step_fixed(self, actions)
         live = set(self.agents)
         slot_of = {a: i for i, a in enumerate(self._slots)}
-        batch = np.zeros(self._vec.num_agents, np.int64)
-        for agent, action in actions.items():
-            if agent not in live:
-                raise KeyError(f"{agent!r} is not a live agent (live: {sorted(live)})")
-            arr = np.asarray(action)
-            if arr.shape != () or not np.issubdtype(arr.dtype, np.integer):
-                raise TypeError(f"action for {agent!r} must be an integer, got {action!r}")
-            a = int(arr)
-            if not 0 <= a < self._vec.n_actions:
-                raise ValueError(f"action {a} for {agent!r} is outside [0, {self._vec.n_actions})")
-            batch[slot_of[agent]] = a
+        batch = self._batch(actions, live, slot_of)
         episode = self._vec.native.episode(0)
         obs, rewards, terminated, truncated, info = self._vec.step(batch)
         masks = self._vec.action_masks()
@@ -351,6 +353,36 @@ class TownEnv(ParallelEnv[str, dict[str, Any], int]):  # type: ignore[misc]
         self.agents = [a for a in new_slots if a in next_agents] if not episode_over else []
         return out_obs, out_rew, out_term, out_trunc, out_info
 
+    def _batch(self, actions: dict[str, int], live: set[str], slot_of: dict[str, int]) -> npt.NDArray[np.int64]:
+        """The actions as one row per slot (`wait` for slots not named), each checked."""
+        batch = np.zeros(self._vec.num_agents, np.int64)
+        for agent, action in actions.items():
+            if agent not in live:
+                raise KeyError(f"{agent!r} is not a live agent (live: {sorted(live)})")
+            arr = np.asarray(action)
+            if arr.shape != () or not np.issubdtype(arr.dtype, np.integer):
+                raise TypeError(f"action for {agent!r} must be an integer, got {action!r}")
+            a = int(arr)
+            if not 0 <= a < self._vec.n_actions:
+                raise ValueError(f"action {a} for {agent!r} is outside [0, {self._vec.n_actions})")
+            batch[slot_of[agent]] = a
+        return batch
+
+    # -- pickling: plain data only, rebuilt from the config, seed and options (and the state once reset) --
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        vec = self._vec
+        options = {"episode_ticks": vec.episode_ticks, "render_mode": self.render_mode, "fixed_slots": self.fixed_slots}
+        state = None
+        if not vec._needs_reset:
+            state = {
+                "vec": vec.get_state(),
+                "agents": list(self.agents),
+                "possible_agents": list(self.possible_agents),
+                "slots": list(self._slots),
+            }
+        return (_rebuild_town_env, (vec.config, vec.seed, options, state))
+
     def observation_metadata(self) -> dict[str, Any]:
         return self._vec.observation_metadata()
 
@@ -365,6 +397,19 @@ class TownEnv(ParallelEnv[str, dict[str, Any], int]):  # type: ignore[misc]
     def state(self) -> npt.NDArray[np.float32]:
         """The global state: every slot's observation, concatenated."""
         return self._vec._obs.reshape(-1).copy()
+
+
+def _rebuild_town_env(config: TownConfig, seed: int, options: dict[str, Any], state: dict[str, Any] | None) -> TownEnv:
+    """Unpickle a `TownEnv`: a new town from the config, seed and options, then its saved state."""
+    env = TownEnv(config, seed, **options)
+    if state is not None:
+        env._vec.set_state(state["vec"])
+        env.possible_agents = list(state["possible_agents"])
+        env.observation_spaces = {a: env._obs_space for a in env.possible_agents}
+        env.action_spaces = {a: env._act_space for a in env.possible_agents}
+        env.agents = list(state["agents"])
+        env._slots = list(state["slots"])
+    return env
 
 
 def render_ansi(agent_ids: list[str], config: TownConfig) -> str:
