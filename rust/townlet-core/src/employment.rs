@@ -4,7 +4,7 @@
 //! exit queue with its daily cap, review window and manual approve/defer.
 
 use crate::events::EventKind;
-use crate::ids::NONE;
+use crate::ids::{NONE, NO_DAY};
 use crate::social::Cause;
 use crate::state::{Employment, ShiftState, TermReason};
 use crate::world::World;
@@ -50,10 +50,20 @@ impl World {
         let cfg = &s.config.employment;
         for i in 0..self.n_agents() {
             let job = self.statics.agent_jobs[i];
-            if job < 0 || !self.state.agents[i].alive {
+            if job < 0 {
                 continue;
             }
             let j = &s.jobs[job as usize];
+            if !self.state.agents[i].alive {
+                // An empty slot misses its shift: counted, as absent, when the shift begins.
+                let e = &mut self.state.agents[i].employment;
+                if tod >= j.start && tod < j.end && e.shift_day != day {
+                    e.shift_day = day;
+                    e.finalized = true;
+                    self.state.stats.shifts_scheduled += 1;
+                }
+                continue;
+            }
             let present = self.at_work(i);
             if tod >= j.start && tod < j.end {
                 if self.state.agents[i].employment.shift_day != day {
@@ -326,7 +336,20 @@ impl World {
         was
     }
 
+    /// A removed agent's employment starts afresh; a shift it had begun and not finished counts, as
+    /// absent, and stays counted (the slot's successor does not start that day's shift anew).
     pub(crate) fn reset_employment(&mut self, i: usize) {
-        self.state.agents[i].employment = Employment::new();
+        let open = {
+            let e = &self.state.agents[i].employment;
+            (self.statics.agent_jobs[i] >= 0 && !e.finalized && e.shift_day != NO_DAY)
+                .then_some(e.shift_day)
+        };
+        let mut fresh = Employment::new();
+        if let Some(day) = open {
+            self.state.stats.shifts_scheduled += 1;
+            fresh.shift_day = day;
+            fresh.finalized = true;
+        }
+        self.state.agents[i].employment = fresh;
     }
 }

@@ -476,3 +476,49 @@ fn an_all_day_shift_is_finalised_when_the_next_one_starts() {
     assert_eq!(w.state.stats.shifts_scheduled, 2 * 3);
     assert_eq!(w.state.agents[a].employment.attendance, vec![1.0, 1.0]);
 }
+
+#[test]
+fn a_shift_cut_short_by_a_faint_counts_as_absent_once() {
+    let mut w = world(&no_exits());
+    let a = agent(&w, "alice");
+    put(&mut w, "alice", SITE_A);
+    idle_until(&mut w, SHIFT_START + 20);
+    assert!(w.state.agents[a].employment.arrived_on_time);
+    // Faint mid-shift: the shift counts, not on time; the successor (respawn delay 10 ticks,
+    // back within the window) does not start that day's shift anew.
+    w.terminate(a, crate::state::TermReason::Faint);
+    step(&mut w, &[]);
+    assert!(!w.state.agents[a].alive);
+    assert_eq!(w.state.stats.shifts_scheduled, 1);
+    assert_eq!(w.state.stats.shifts_on_time, 0);
+    idle_until(&mut w, SHIFT_END + 5);
+    assert!(w.state.agents[a].alive, "respawned within the window");
+    // Alice's one shift, plus the other two workers' (absent) shifts.
+    assert_eq!(w.state.stats.shifts_scheduled, 3);
+    assert_eq!(w.state.stats.shifts_on_time, 0);
+    assert_close(w.kpis().on_time_rate, 0.0, 0.0);
+}
+
+#[test]
+fn an_empty_slot_misses_its_shift_and_it_still_counts() {
+    let mut w = world(&no_exits());
+    let a = agent(&w, "alice");
+    let mut v = no_exits();
+    set(&mut v, "/lifecycle/respawn_delay_ticks", json!(3 * TPD));
+    let mut w2 = world(&v);
+    for w in [&mut w, &mut w2] {
+        idle_until(w, SHIFT_START - 20);
+        w.terminate(a, crate::state::TermReason::Faint);
+        idle_until(w, SHIFT_END + 5);
+    }
+    // w: alice is back 10 ticks later, before her shift; w2: her slot stays empty for days. Either
+    // way her shift and the two others' count, once each.
+    assert_eq!(w.state.stats.shifts_scheduled, 3);
+    assert_eq!(w2.state.stats.shifts_scheduled, 3);
+    assert!(!w2.state.agents[a].alive);
+    idle_until(&mut w2, 2 * TPD + SHIFT_END + 5);
+    assert_eq!(
+        w2.state.stats.shifts_scheduled, 9,
+        "every day's shift of the empty slot"
+    );
+}
