@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Townlet's PPO side by side with sb3-contrib's MaskablePPO: same towns, network, PPO settings and wall clock.
+
+`python bench/vs_sb3.py [--json] [--minutes M] [--seed S] [--eval-seeds N]` (needs the `bench` extra)
+
+Both learners train on the default town (configs/examples/poc_hybrid.yaml) from scratch for `--minutes` of wall
+clock each, one after the other, then both greedy policies are scored by `townlet.training.evaluate` on the same
+evaluation towns and seeds (with the scripted expert and a random masked policy for scale).
+
+Kept equal: the towns (`ppo.num_envs` towns of 9 agents, one SB3 index per agent slot through
+`townlet.env.sb3.make_vec_env`), the network (Townlet's conflict-aware network: a strided conv over the map and a
+linear layer over the features, 64 units each, then one 128-unit ReLU layer for the actor and one for the critic;
+SB3 builds it from `townlet.env.sb3.policy_kwargs`), the PPO settings of the config's `ppo:` section (learning rate,
+n_steps = rollout_ticks, batch size = rollout size / num_minibatches, n_epochs = update_epochs, gamma, GAE lambda,
+clip range, value clipping, advantage normalisation, entropy and value coefficients, max grad norm, Adam eps 1e-5),
+a constant learning rate on both sides (the budget is time, not epochs), and torch threads (`ppo.torch_threads`).
+
+What differs: Townlet trains on the live agents' rows only, SB3 on every slot (an empty slot is a zero observation
+with only `wait` valid, reward 0); a faint ends the slot's episode on both sides. The minibatch size follows each
+side's rollout size. Initialisation is orthogonal on both (gains sqrt 2, 0.01 for the policy head, 1 for the value
+head) but draws differ. Speed counts agent-steps as slot-steps collected (ticks x agent slots) on both sides,
+learning time included.
+
+Prints `ours` and `sb3` (each `agent_steps_per_sec`, `return`, KPIs), `ratio_speed` and `ratio_return` (ours / sb3)
+with their goals (>= 4x the speed, a higher return). An acceptance script, not a CI test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+try:
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.callbacks import BaseCallback
+except ImportError as exc:  # pragma: no cover
+    raise SystemExit(f"bench/vs_sb3.py needs the bench extra: pip install -e '.[bench]' ({exc})") from None
+
+from townlet import load_config
+from townlet.env.sb3 import make_vec_env, policy_kwargs
+from townlet.sim.env import VecTown
+from townlet.sim.settings import PPOConfig
+from townlet.training.envs import TownTrainEnv
+from townlet.training.evaluate import Actor, evaluate, expert_actor, greedy_actor, random_actor
+from townlet.training.trainer import Trainer
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG = REPO / "configs/examples/poc_hybrid.yaml"
+GOAL_SPEED = 4.0
+
+
+class Deadline(BaseCallback):
+    """Stops SB3's `learn` at the first rollout that ends past a wall-clock deadline, after its update (as our loop
+    finishes the epoch it is in): the next rollout stops at its first step. `steps` counts the trained rollouts."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__()
+        self.deadline = deadline
+        self.stop = False
+        self.steps = 0
+
+    def _on_rollout_end(self) -> None:
+        self.steps = self.model.num_timesteps
+        self.stop = time.perf_counter() >= self.deadline
+
+    def _on_step(self) -> bool:
+        return not self.stop
+
+
+def train_ours(ppo: PPOConfig, cfg: Any, seed: int, minutes: float) -> tuple[Trainer, dict[str, float]]:
+    env = TownTrainEnv(cfg, ppo.num_envs, seed, ppo.episode_ticks)
+    trainer = Trainer(env, ppo, seed=seed)
+    t0 = time.perf_counter()
+    deadline = t0 + 60 * minutes
+    while time.perf_counter() < deadline:
+        trainer.run(trainer.epoch + 1)  # one more epoch
+    seconds = time.perf_counter() - t0
+    slot_steps = trainer.epoch * ppo.rollout_ticks * env.num_agents
+    return trainer, {"seconds": seconds, "agent_steps": slot_steps, "live_agent_steps": trainer.steps}
+
+
+def train_sb3(ppo: PPOConfig, cfg: Any, seed: int, minutes: float) -> tuple[MaskablePPO, dict[str, float]]:
+    venv = make_vec_env(cfg, ppo.num_envs, seed, episode_ticks=ppo.episode_ticks)
+    rollout = ppo.rollout_ticks * venv.num_envs
+    torch.set_num_threads(ppo.torch_threads)
+    model = MaskablePPO(
+        "MlpPolicy",
+        venv,
+        learning_rate=ppo.learning_rate,
+        n_steps=ppo.rollout_ticks,
+        batch_size=max(1, rollout // ppo.num_minibatches),
+        n_epochs=ppo.update_epochs,
+        gamma=ppo.gamma,
+        gae_lambda=ppo.gae_lambda,
+        clip_range=ppo.clip_coef,
+        clip_range_vf=ppo.clip_coef if ppo.clip_vloss else None,
+        normalize_advantage=ppo.norm_adv,
+        ent_coef=ppo.ent_coef,
+        vf_coef=ppo.vf_coef,
+        max_grad_norm=ppo.max_grad_norm,
+        target_kl=ppo.target_kl,
+        policy_kwargs=policy_kwargs(venv, ppo.hidden),
+        seed=seed,
+        device="cpu",
+    )
+    t0 = time.perf_counter()
+    deadline = Deadline(t0 + 60 * minutes)
+    model.learn(total_timesteps=10**12, callback=deadline)
+    seconds = time.perf_counter() - t0
+    return model, {"seconds": seconds, "agent_steps": deadline.steps}
+
+
+def sb3_actor(model: MaskablePPO) -> Actor:
+    """MaskablePPO's greedy action among the valid ones."""
+    model.policy.set_training_mode(False)
+
+    def act(vec: VecTown, obs: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+        actions, _ = model.predict(obs, deterministic=True, action_masks=vec.action_masks())
+        return np.asarray(actions, np.int64)
+
+    return act
+
+
+def ratio(a: float, b: float) -> float | None:
+    """a / b where that means something (b > 0), else None."""
+    return a / b if b > 0 and math.isfinite(a / b) else None
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--minutes", type=float, default=5.0, help="training wall clock for each learner")
+    p.add_argument("--seed", type=int, default=1, help="training seed (both learners)")
+    p.add_argument("--eval-seeds", type=int, default=3)
+    args = p.parse_args()
+    cfg = load_config(CONFIG)
+    ppo = cfg.sections.ppo.model_copy(update={"anneal_lr": False})
+
+    trainer, ours = train_ours(ppo, cfg, args.seed, args.minutes)
+    if not args.json:
+        print(f"ours: {ours['agent_steps']:,} agent-steps in {ours['seconds']:.0f} s", flush=True)
+    model, sb3 = train_sb3(ppo, cfg, args.seed, args.minutes)
+    if not args.json:
+        print(f"sb3:  {sb3['agent_steps']:,} agent-steps in {sb3['seconds']:.0f} s", flush=True)
+
+    policies = {
+        "ours": greedy_actor(trainer.policy),
+        "sb3": sb3_actor(model),
+        "expert": expert_actor(),
+        "random": random_actor(0),
+    }
+    report = evaluate(cfg, policies, seeds=args.eval_seeds).policies_json()["policies"]
+    out: dict[str, Any] = {"minutes": args.minutes, "num_envs": ppo.num_envs, "seed": args.seed}
+    for name, stats in (("ours", ours), ("sb3", sb3)):
+        out[name] = {
+            "agent_steps_per_sec": stats["agent_steps"] / stats["seconds"],
+            "return": report[name]["return"],
+            "kpis": report[name]["kpis"],
+            **stats,
+        }
+    out["expert"], out["random"] = report["expert"], report["random"]
+    out["ratio_speed"] = ratio(out["ours"]["agent_steps_per_sec"], out["sb3"]["agent_steps_per_sec"])
+    out["ratio_return"] = ratio(out["ours"]["return"], out["sb3"]["return"])
+    out["goal_ratio_speed"] = GOAL_SPEED
+    out["goal_return"] = "ours > sb3"
+    out["goals_met"] = {
+        "speed": (out["ratio_speed"] or 0.0) >= GOAL_SPEED,
+        "return": out["ours"]["return"] > out["sb3"]["return"],
+    }
+    if args.json:
+        print(json.dumps(out, sort_keys=True))
+        return
+    for name in ("ours", "sb3", "expert", "random"):
+        row = out[name]
+        sps = f"{row['agent_steps_per_sec']:>9,.0f} agent-steps/s" if "agent_steps_per_sec" in row else " " * 23
+        k = row["kpis"]
+        print(
+            f"{name:7s} {sps}  return {row['return']:8.3f}  on-time {k['on_time_rate']:.2f}  "
+            f"self-sufficiency {k['self_sufficiency']:.2f}  faints {k['faints']:.1f}"
+        )
+    rs, rr = out["ratio_speed"], out["ratio_return"]
+    print(f"ratio_speed  {rs:.2f}x (goal >= {GOAL_SPEED:.0f}x)" if rs is not None else "ratio_speed  n/a")
+    print(
+        f"ratio_return {rr:.2f}x (goal: a higher return)"
+        if rr is not None
+        else f"ratio_return n/a (sb3's return {out['sb3']['return']:.3f} is not positive; goal: a higher return)"
+    )
+
+
+if __name__ == "__main__":
+    main()
