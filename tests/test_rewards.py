@@ -1,5 +1,6 @@
 """Rewards: the component breakdown adds up, the scripted expert is rarely at the clip, wages are rewarded as
-paid, fainting is penalised (and never rewarded), the post-death guard, and the per-episode clip."""
+paid and employment penalties as charged, fainting is penalised (and never rewarded), the post-death guard,
+and the per-episode clip."""
 
 from __future__ import annotations
 
@@ -122,6 +123,31 @@ def test_wage_component_is_the_weighted_wage_paid_this_tick(tmp_path: Path) -> N
         paid_total = paid_now
         earned = now
     assert paying_ticks > 300, "the day should include hours of paid work"
+
+
+def test_work_penalty_is_the_weighted_employment_penalties_charged_this_tick(tmp_path: Path) -> None:
+    """Agents that never go to work are charged lateness, late ticks and absence; each tick's `work_penalty` is
+    minus `wage_weight` times what was charged (wallets large enough that every penalty is charged in full)."""
+    weight = 3.0
+
+    def mutate(data: dict[str, Any]) -> None:
+        data["rewards"] = {"wage_weight": weight}
+        data["economy"]["starting_wallet"] = 1000.0
+
+    cfg = load_config(write_variant(tmp_path, mutate))
+    town = _core.Town(cfg.world_json())
+    waits = np.zeros(town.n_agents, np.int64)
+    charged_before = town.money_flows()[2]
+    charging_ticks = 0
+    for _ in range(DAY):
+        town.step(1, waits)
+        charged = town.money_flows()[2] - charged_before
+        charged_before += charged
+        parts = town.reward_breakdown()
+        assert parts[:, col("work_penalty")].astype(np.float64).sum() == pytest.approx(-weight * charged, abs=1e-5)
+        assert (parts[:, col("work_penalty")] <= 0).all()
+        charging_ticks += int(charged > 0)
+    assert charging_ticks > 20, "absent workers are charged on many ticks"
 
 
 def fainting_rewards(data: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 //! Rewards per agent per tick, with the full breakdown. Computed after lifecycle evaluation, in
-//! this order: survival, needs deficit², wage paid this tick, punctuality, social (C1 chat, C2
-//! avoidance), terminal penalty, the post-death guard, then the per-tick and per-episode clips.
+//! this order: survival, needs deficit², wage paid this tick, punctuality, employment penalties
+//! charged this tick, social (C1 chat, C2 avoidance), terminal penalty, the post-death guard, then
+//! the per-tick and per-episode clips.
 
 use crate::config::SocialStage;
 use crate::state::TermReason;
@@ -33,6 +34,7 @@ impl World {
             } else {
                 0.0
             };
+            parts[4] = -r.wage_weight * a.flags.penalty as f32;
             if r.social.stage != SocialStage::Off {
                 let worst_deficit = a.needs.iter().map(|v| 1.0 - v).fold(0.0f32, f32::max);
                 if a.flags.chat_quality > 0.0 && worst_deficit <= 0.85 && a.flags.chat_partner >= 0
@@ -40,14 +42,14 @@ impl World {
                     let n = self.state.agents.len();
                     let t = &self.state.ties[i * n + a.flags.chat_partner as usize];
                     let c = &r.social;
-                    parts[4] = (c.c1_chat_base
+                    parts[5] = (c.c1_chat_base
                         + c.c1_coeff_trust * t.trust
                         + c.c1_coeff_fam * t.familiarity)
                         .max(0.0)
                         * a.flags.chat_quality;
                 }
                 let base = r.social.c1_chat_base;
-                parts[5] = -(if a.flags.chat_failed_speaker {
+                parts[6] = -(if a.flags.chat_failed_speaker {
                     0.5 * base
                 } else {
                     0.0
@@ -57,15 +59,15 @@ impl World {
                     0.0
                 });
                 if r.social.stage == SocialStage::C2 && a.flags.avoided {
-                    parts[6] = r.social.c2_avoid_conflict;
+                    parts[7] = r.social.c2_avoid_conflict;
                 }
             }
-            parts[7] = match a.terminated {
+            parts[8] = match a.terminated {
                 Some(TermReason::Faint) => r.faint_penalty,
                 Some(TermReason::Eviction) => r.eviction_penalty,
                 Some(TermReason::Killed) | None => 0.0,
             };
-            let raw: f32 = parts[..8].iter().sum();
+            let raw: f32 = parts[..9].iter().sum();
             let guarded = a.terminated.is_some()
                 || (a.generation > 1
                     && tick - a.spawned_at < u64::from(r.no_positive_within_death_ticks));
@@ -74,7 +76,7 @@ impl World {
             let ep = a.episode_reward;
             let new_ep = (ep + total).clamp(-r.clip_per_episode, r.clip_per_episode);
             total = new_ep - ep;
-            parts[8] = total - raw;
+            parts[9] = total - raw;
             parts[TOTAL] = total;
             self.rewards[i] = total;
             self.state.agents[i].episode_reward = new_ep;

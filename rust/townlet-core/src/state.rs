@@ -172,6 +172,9 @@ pub struct AgentCounters {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TickFlags {
     pub wage: f64,
+    /// Employment penalties charged this tick (the full amounts, whatever the wallet held).
+    #[serde(default)]
+    pub penalty: f64,
     pub punctual: bool,
     pub chat_quality: f32,
     pub chat_failed_speaker: bool,
@@ -216,6 +219,7 @@ impl Default for TickFlags {
     fn default() -> Self {
         Self {
             wage: 0.0,
+            penalty: 0.0,
             punctual: false,
             chat_quality: 0.0,
             chat_failed_speaker: false,

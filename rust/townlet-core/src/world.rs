@@ -456,6 +456,7 @@ impl World {
     /// Take a charge from a wallet, never below zero for penalties; returns the amount taken.
     pub(crate) fn charge_penalty(&mut self, i: usize, amount: f64) -> f64 {
         let a = &mut self.state.agents[i];
+        a.flags.penalty += amount;
         let taken = amount.min(a.wallet.max(0.0));
         a.wallet -= taken;
         a.counters.penalties += taken;

@@ -18,7 +18,8 @@ pub struct RewardsSection {
     /// Weight of each squared need deficit (1 - need)^2, subtracted every tick.
     pub needs_weights: Needs,
     pub survival_tick: f32,
-    /// Multiplies the wage actually paid this tick.
+    /// Multiplies the wage actually paid this tick, and (subtracted) every employment penalty
+    /// charged this tick: lateness, late ticks, absence.
     pub wage_weight: f32,
     /// Paid once, on the tick of an on-time arrival at work.
     pub punctuality_bonus: f32,
@@ -40,8 +41,8 @@ impl Default for RewardsSection {
                 energy: 0.024,
             },
             survival_tick: 0.02,
-            wage_weight: 1.0,
-            punctuality_bonus: 0.05,
+            wage_weight: 4.0,
+            punctuality_bonus: 0.5,
             social: SocialRewards::default(),
             faint_penalty: -1.0,
             eviction_penalty: -2.0,
