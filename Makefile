@@ -79,17 +79,19 @@ bench-rust: $(EXT_STAMP) ## the core's criterion benches (tick, observations, GA
 
 PHASE ?= ppo
 RUN_DIR ?= logs/$(PHASE)
-EPOCHS ?= 30
+# make run's training budget: about 5 minutes on 2 cores with the evaluation (docs/training.md, "make run").
+EPOCHS ?= 600
+RUN_CKPT = $(RUN_DIR)/checkpoints/ppo_latest.safetensors
 
-run: $(EXT_STAMP) ## the main job: train PPO on the default town, save checkpoint, telemetry, summary and plot
+run: $(EXT_STAMP) ## the main job: train PPO on the default town, evaluate it against the expert and random, report.md
 	$(PY) -m townlet train $(CONFIG) --mode rollout --epochs $(EPOCHS) \
-		--ppo-log $(RUN_DIR)/run.jsonl --checkpoint $(RUN_DIR)/checkpoints/ppo_latest.safetensors
+		--ppo-log $(RUN_DIR)/run.jsonl --checkpoint $(RUN_CKPT)
 	$(PY) -m townlet telemetry summary $(RUN_DIR)/run.jsonl --format markdown --plot $(RUN_DIR)/run.png \
 		> $(RUN_DIR)/summary.md.tmp && mv $(RUN_DIR)/summary.md.tmp $(RUN_DIR)/summary.md
-	@echo "checkpoint: $(RUN_DIR)/checkpoints/ppo_latest.safetensors (+ .json header)"
-	@echo "telemetry:  $(RUN_DIR)/run.jsonl"
-	@echo "summary:    $(RUN_DIR)/summary.md"
-	@echo "plot:       $(RUN_DIR)/run.png"
+	$(PY) -m townlet eval $(CONFIG) --policy $(RUN_CKPT) --against expert,random \
+		--telemetry $(RUN_DIR)/run.jsonl --report $(dir $(RUN_CKPT))
+	@echo "checkpoint: $(RUN_CKPT) (+ .json header)"
+	@echo "telemetry:  $(RUN_DIR)/run.jsonl (summary $(RUN_DIR)/summary.md, plot $(RUN_DIR)/run.png)"
 
 TRAIN_LOG ?= $(RUN_DIR)/train.jsonl
 

@@ -12,6 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from townlet.cli import archive, capture, checkpoint, log, registry, sim, telemetry, train
+from townlet.cli import eval as eval_cli
 from townlet.cli.common import report
 from townlet.errors import TownletError
 
@@ -38,6 +39,7 @@ app = typer.Typer(
 app.add_typer(sim.app, name="sim")
 app.add_typer(capture.app, name="capture")
 app.command("train")(train.train_cmd)
+app.command("eval")(eval_cli.eval_cmd)
 app.add_typer(telemetry.app, name="telemetry")
 app.add_typer(checkpoint.app, name="checkpoint")
 app.add_typer(registry.app, name="registry")

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from townlet.capture.rollout import capture_rollout
 from townlet.cli.common import strict_bool
+from townlet.cli.progress import TrainProgress, ppo_describer
 from townlet.errors import UsageError
 from townlet.paths import check_output
 from townlet.sim.config import TownConfig
@@ -94,6 +94,13 @@ def train_cmd(
     target_kl: Annotated[float | None, typer.Option("--target-kl", min=0.0)] = None,
     seed: Annotated[int | None, typer.Option("--seed", min=0)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Show progress on stderr (epoch, agent-steps/s, return, KPIs, time left); default: on a terminal.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary at the end.")] = False,
 ) -> None:
     """Train a phase on a config (seeds 000-002, 004): PPO (rollout, replay or mixed) or behaviour cloning (bc)."""
@@ -156,23 +163,16 @@ def train_cmd(
         for line in dry_run_report(the_plan):
             typer.echo(line)
         return
-    show = not (quiet or as_json) and sys.stdout.isatty()
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("epoch {task.completed}/{task.total}"),
-        TextColumn("{task.fields[info]}"),
-        TimeRemainingColumn(),
-        disable=not show,
-    )
     phase, cfg = the_plan.phase, the_plan.config
-    task = progress.add_task(f"{TITLES[phase](the_plan.mode)} {cfg.config_id}", total=the_plan.epochs, info="")
-
-    def on_epoch(rec: dict[str, Any]) -> None:
-        progress.update(task, completed=rec["epoch"], info=PROGRESS[phase](rec))
-
-    with progress:
-        out = run(the_plan, on_epoch=on_epoch, on_notice=notice)
+    if progress is None:
+        mode_shown = "live" if not (quiet or as_json) and sys.stderr.isatty() else "off"
+    else:
+        mode_shown = ("live" if sys.stderr.isatty() else "lines") if progress else "off"
+    day_ticks = int(cfg.world["world"].get("ticks_per_day", 1440))
+    describe = ppo_describer(day_ticks) if phase == "ppo" else _bc_progress
+    title = TITLES[phase](the_plan.mode)
+    with TrainProgress(title=title, total=the_plan.epochs, mode=mode_shown, describe=describe) as shown:
+        out = run(the_plan, on_epoch=shown.on_epoch, on_notice=notice)
     last = out.result.records[-1] if out.result.records else {}
     summary = {
         "config_id": cfg.config_id,
@@ -204,13 +204,6 @@ def train_cmd(
 TITLES: dict[str, Callable[[str], str]] = {"ppo": lambda mode: f"PPO {mode}", "bc": lambda mode: "BC"}
 
 
-def _ppo_progress(rec: dict[str, Any]) -> str:
-    return (
-        f"steps {rec['steps']:,}  sps {rec['sps']:,.0f}  return {rec['episode_return_mean']:.3f}  "
-        f"kl {rec['approx_kl']:.4f}"
-    )
-
-
 def _bc_progress(rec: dict[str, Any]) -> str:
     info = f"loss {rec['loss_policy']:.3f}  train acc {rec['train_accuracy']:.3f}"
     if rec["holdout_accuracy"] is not None:
@@ -218,7 +211,6 @@ def _bc_progress(rec: dict[str, Any]) -> str:
     return info
 
 
-PROGRESS: dict[str, Callable[[dict[str, Any]], str]] = {"ppo": _ppo_progress, "bc": _bc_progress}
 SUMMARY_KEYS = {
     "ppo": ("loss_total", "approx_kl", "episode_return_mean", "sps", "explained_variance"),
     "bc": ("loss_policy", "loss_value", "train_accuracy", "holdout_accuracy"),

@@ -105,3 +105,108 @@ def write_plot(records: Sequence[dict[str, Any]], path: Path, *, expert: float |
         atomic_write_bytes(path, data)
     except OSError as exc:
         raise UsageError(f"--plot {path}: cannot write ({exc.strerror or exc})") from None
+
+
+# -- the evaluation report's figures (`townlet eval --report`) -----------------------------------------------
+
+#: Colours of the evaluated policies (any other name gets the next colour of matplotlib's cycle).
+POLICY_COLOURS = {"trained": "tab:blue", "expert": "black", "random": "tab:red"}
+#: The rate KPIs (0..1) and the count KPIs (per town and episode) of the KPI figure, with their axis labels.
+RATE_KPIS = (("self_sufficiency", "self-sufficiency"), ("on_time_rate", "on-time rate"),
+             ("relationship_coverage", "relationship\ncoverage"))  # fmt: skip
+COUNT_KPIS = (("faints", "faints"), ("evictions", "evictions"))
+
+
+def day_returns(records: Sequence[dict[str, Any]], day_ticks: int) -> list[tuple[float, float]]:
+    """The learning curve, as (agent-steps, return per agent-day): each rollout record's mean reward per agent
+    slot and tick (`baseline_reward_mean`, a slot whose agent is down earning 0) averaged over the trailing
+    day's worth of epochs (the reward rate follows the clock, and an epoch covers part of a day), times
+    `day_ticks`. Comparable with the evaluation's per-agent episode return over a day."""
+    points: list[tuple[float, float]] = []
+    window: list[float] = []
+    for rec in records:
+        rate, steps = number(rec.get("baseline_reward_mean")), number(rec.get("steps"))
+        ticks = number(rec.get("rollout_ticks"))
+        if rec.get("data_mode") == "replay" or rate is None or steps is None or not ticks:
+            continue
+        size = max(1, round(day_ticks / ticks))
+        window = [*window[-(size - 1) :], rate] if size > 1 else [rate]
+        if len(window) == size:  # a full day only: a part of one reads the rate of its hours
+            points.append((steps, sum(window) / size * day_ticks))
+    return points
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})  # no version metadata: same inputs, same bytes
+    return buf.getvalue()
+
+
+def _colour(name: str, k: int) -> str:
+    return POLICY_COLOURS.get(name, f"C{k + 3}")
+
+
+def render_learning_curve(
+    records: Sequence[dict[str, Any]], levels: dict[str, float], *, day_ticks: int, title: str = ""
+) -> bytes:
+    """The training return per agent-day (`day_returns`) against agent-steps, with each evaluated policy's return
+    (`levels`: name -> return) as a horizontal line, as PNG bytes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8.0, 5.0), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    points = day_returns(records, day_ticks)
+    if points:
+        ax.plot(*zip(*points, strict=True), color=POLICY_COLOURS["trained"], label="training (sampled, last day)")
+    else:
+        ax.text(0.5, 0.5, "less than a day of rollouts", transform=ax.transAxes, ha="center", va="center", color="grey")
+    for k, (name, value) in enumerate(levels.items()):
+        style = ":" if name == "trained" else "--"
+        ax.axhline(value, color=_colour(name, k), linestyle=style, linewidth=1.2, label=f"{name} ({value:.3g})")
+    ax.set(title=title or "Learning curve", xlabel="agent-steps", ylabel="return per agent-day")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    return _png(fig)
+
+
+def render_kpi_bars(scores: dict[str, dict[str, float]], *, title: str = "") -> bytes:
+    """Bars per policy (`scores`: name -> {"return", and the KPI names}): the return, the three rates, and the
+    faints and evictions per town, as PNG bytes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12.0, 4.5), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    if title:
+        fig.suptitle(title)
+    axes = fig.subplots(1, 3, width_ratios=[1.0, 3.0, 2.0])
+    names = list(scores)
+    width = 0.8 / max(1, len(names))
+    panels = (
+        ("Return per agent-day", [("return", "return")], None),
+        ("Rates", list(RATE_KPIS), (0.0, 1.05)),
+        ("Per town and day", list(COUNT_KPIS), None),
+    )
+    for ax, (panel, keys, ylim) in zip(axes, panels, strict=True):
+        for k, name in enumerate(names):
+            xs = [i + (k - (len(names) - 1) / 2) * width for i in range(len(keys))]
+            values = [scores[name].get(key, 0.0) for key, _ in keys]
+            bars = ax.bar(xs, values, width, color=_colour(name, k), label=name)
+            ax.bar_label(bars, fmt="%.2f", fontsize="x-small")
+        ax.set_xticks(range(len(keys)), [label for _, label in keys])
+        ax.set_title(panel)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+        ax.grid(True, axis="y", alpha=0.3)
+    axes[0].legend(loc="best", fontsize="small")
+    return _png(fig)
+
+
+def write_png(path: Path, data: bytes, option: str) -> None:
+    """Write PNG bytes to `path` atomically; an unwritable path is a UsageError naming `option`."""
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot write ({exc.strerror or exc})") from None

@@ -47,8 +47,6 @@ EVAL_SEED_BASE = 10_000
 #: The KPIs reported, in order: three rates, then two counts per town.
 KPI_NAMES = ("self_sufficiency", "on_time_rate", "relationship_coverage", "faints", "evictions")
 RATE_KPIS = KPI_NAMES[:3]
-#: The policies `--against` may name, besides the trained one.
-BASELINES = ("expert", "random")
 
 
 class Kpis(BaseModel):
@@ -143,22 +141,28 @@ def greedy_actor(policy: ActorCritic) -> Actor:
     return greedy
 
 
-def checkpoint_actor(path: Path, *, config: TownConfig | None = None) -> Actor:
+class CheckpointActor:
+    """A checkpoint's policy, greedy; `checkpoint` is the loaded checkpoint (header, path, digest)."""
+
+    def __init__(self, path: Path, *, config: TownConfig | None = None) -> None:
+        self.loaded = CheckpointPolicy(Path(path), deterministic=True)
+        self.checkpoint = self.loaded.checkpoint
+        if config is not None:
+            self.loaded.check(observation_spec(config))
+        self._act = greedy_actor(self.loaded.net)
+        self._checked: VecTown | None = None  # the town last checked (kept, so its id is not reused)
+
+    def __call__(self, vec: VecTown, obs: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+        if vec is not self._checked:
+            self.loaded.check(vec.observation_metadata())
+            self._checked = vec
+        return self._act(vec, obs)
+
+
+def checkpoint_actor(path: Path, *, config: TownConfig | None = None) -> CheckpointActor:
     """A checkpoint's policy, greedy. The checkpoint is read and checked now (UsageError naming the file); with
     `config`, its observation and action spec must match the config's now, else on the first town it meets."""
-    loaded = CheckpointPolicy(Path(path), deterministic=True)
-    if config is not None:
-        loaded.check(observation_spec(config))
-    act = greedy_actor(loaded.net)
-    checked: set[int] = set()
-
-    def trained(vec: VecTown, obs: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
-        if id(vec) not in checked:
-            loaded.check(vec.observation_metadata())
-            checked.add(id(vec))
-        return act(vec, obs)
-
-    return trained
+    return CheckpointActor(path, config=config)
 
 
 # -- the evaluation --------------------------------------------------------------------------------
