@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Townlet's PPO side by side with sb3-contrib's MaskablePPO: same towns, network, PPO settings and wall clock.
 
-`python bench/vs_sb3.py [--json] [--minutes M] [--seed S] [--eval-seeds N]` (needs the `bench` extra)
+`python bench/vs_sb3.py [--json] [--minutes M] [--seed S] [--eval-seeds N] [--chunk SECONDS]` (the `bench` extra)
 
 Both learners train on the default town (configs/examples/poc_hybrid.yaml) from scratch for `--minutes` of wall
-clock each, one after the other, then both greedy policies are scored by `townlet.training.evaluate` on the same
-evaluation towns and seeds (with the scripted expert and a random masked policy for scale).
+clock each, taking turns of `--chunk` seconds (A B A B ..., so load from elsewhere on a shared machine falls on
+both alike; each finishes the epoch or rollout it is in, as a wall-clock budget does), then both greedy policies
+are scored by `townlet.training.evaluate` on the same evaluation towns and seeds (with the scripted expert and a
+random masked policy for scale).
 
 Kept equal: the towns (`ppo.num_envs` towns of 9 agents, one SB3 index per agent slot through
 `townlet.env.sb3.make_vec_env`), the network (Townlet's conflict-aware network: a strided conv over the map and a
@@ -40,7 +42,6 @@ import torch
 
 try:
     from sb3_contrib import MaskablePPO
-    from stable_baselines3.common.callbacks import BaseCallback
 except ImportError as exc:  # pragma: no cover
     raise SystemExit(f"bench/vs_sb3.py needs the bench extra: pip install -e '.[bench]' ({exc})") from None
 
@@ -57,65 +58,80 @@ CONFIG = REPO / "configs/examples/poc_hybrid.yaml"
 GOAL_SPEED = 4.0
 
 
-class Deadline(BaseCallback):
-    """Stops SB3's `learn` at the first rollout that ends past a wall-clock deadline, after its update (as our loop
-    finishes the epoch it is in): the next rollout stops at its first step. `steps` counts the trained rollouts."""
+class Ours:
+    """Townlet's trainer, advanced epoch by epoch."""
 
-    def __init__(self, deadline: float) -> None:
-        super().__init__()
-        self.deadline = deadline
-        self.stop = False
-        self.steps = 0
+    def __init__(self, ppo: PPOConfig, cfg: Any, seed: int) -> None:
+        self.env = TownTrainEnv(cfg, ppo.num_envs, seed, ppo.episode_ticks)
+        self.trainer = Trainer(self.env, ppo, seed=seed)
+        self.ppo = ppo
+        self.seconds = 0.0
 
-    def _on_rollout_end(self) -> None:
-        self.steps = self.model.num_timesteps
-        self.stop = time.perf_counter() >= self.deadline
+    def train_until(self, until: float) -> None:
+        """Epochs until `until` (perf_counter), finishing the one in progress."""
+        t0 = time.perf_counter()
+        while time.perf_counter() < until:
+            self.trainer.run(self.trainer.epoch + 1)
+        self.seconds += time.perf_counter() - t0
 
-    def _on_step(self) -> bool:
-        return not self.stop
-
-
-def train_ours(ppo: PPOConfig, cfg: Any, seed: int, minutes: float) -> tuple[Trainer, dict[str, float]]:
-    env = TownTrainEnv(cfg, ppo.num_envs, seed, ppo.episode_ticks)
-    trainer = Trainer(env, ppo, seed=seed)
-    t0 = time.perf_counter()
-    deadline = t0 + 60 * minutes
-    while time.perf_counter() < deadline:
-        trainer.run(trainer.epoch + 1)  # one more epoch
-    seconds = time.perf_counter() - t0
-    slot_steps = trainer.epoch * ppo.rollout_ticks * env.num_agents
-    return trainer, {"seconds": seconds, "agent_steps": slot_steps, "live_agent_steps": trainer.steps}
+    def stats(self) -> dict[str, float]:
+        slot_steps = self.trainer.epoch * self.ppo.rollout_ticks * self.env.num_agents
+        return {"seconds": self.seconds, "agent_steps": slot_steps, "live_agent_steps": self.trainer.steps}
 
 
-def train_sb3(ppo: PPOConfig, cfg: Any, seed: int, minutes: float) -> tuple[MaskablePPO, dict[str, float]]:
-    venv = make_vec_env(cfg, ppo.num_envs, seed, episode_ticks=ppo.episode_ticks)
-    rollout = ppo.rollout_ticks * venv.num_envs
-    torch.set_num_threads(ppo.torch_threads)
-    model = MaskablePPO(
-        "MlpPolicy",
-        venv,
-        learning_rate=ppo.learning_rate,
-        n_steps=ppo.rollout_ticks,
-        batch_size=max(1, rollout // ppo.num_minibatches),
-        n_epochs=ppo.update_epochs,
-        gamma=ppo.gamma,
-        gae_lambda=ppo.gae_lambda,
-        clip_range=ppo.clip_coef,
-        clip_range_vf=ppo.clip_coef if ppo.clip_vloss else None,
-        normalize_advantage=ppo.norm_adv,
-        ent_coef=ppo.ent_coef,
-        vf_coef=ppo.vf_coef,
-        max_grad_norm=ppo.max_grad_norm,
-        target_kl=ppo.target_kl,
-        policy_kwargs=policy_kwargs(venv, ppo.hidden),
-        seed=seed,
-        device="cpu",
-    )
-    t0 = time.perf_counter()
-    deadline = Deadline(t0 + 60 * minutes)
-    model.learn(total_timesteps=10**12, callback=deadline)
-    seconds = time.perf_counter() - t0
-    return model, {"seconds": seconds, "agent_steps": deadline.steps}
+class Sb3:
+    """MaskablePPO on the same towns, advanced one rollout (and its update) at a time."""
+
+    def __init__(self, ppo: PPOConfig, cfg: Any, seed: int) -> None:
+        venv = make_vec_env(cfg, ppo.num_envs, seed, episode_ticks=ppo.episode_ticks)
+        self.rollout = ppo.rollout_ticks * venv.num_envs
+        self.model = MaskablePPO(
+            "MlpPolicy",
+            venv,
+            learning_rate=ppo.learning_rate,
+            n_steps=ppo.rollout_ticks,
+            batch_size=max(1, self.rollout // ppo.num_minibatches),
+            n_epochs=ppo.update_epochs,
+            gamma=ppo.gamma,
+            gae_lambda=ppo.gae_lambda,
+            clip_range=ppo.clip_coef,
+            clip_range_vf=ppo.clip_coef if ppo.clip_vloss else None,
+            normalize_advantage=ppo.norm_adv,
+            ent_coef=ppo.ent_coef,
+            vf_coef=ppo.vf_coef,
+            max_grad_norm=ppo.max_grad_norm,
+            target_kl=ppo.target_kl,
+            policy_kwargs=policy_kwargs(venv, ppo.hidden),
+            seed=seed,
+            device="cpu",
+        )
+        self.threads = ppo.torch_threads
+        self.seconds = 0.0
+
+    def train_until(self, until: float) -> None:
+        """Rollouts and updates until `until`, finishing the one in progress (as `Ours` finishes its epoch)."""
+        torch.set_num_threads(self.threads)
+        t0 = time.perf_counter()
+        while time.perf_counter() < until:
+            first = self.model.num_timesteps == 0
+            self.model.learn(total_timesteps=self.rollout, reset_num_timesteps=first)
+        self.seconds += time.perf_counter() - t0
+
+    def stats(self) -> dict[str, float]:
+        return {"seconds": self.seconds, "agent_steps": self.model.num_timesteps}
+
+
+def train_both(ppo: PPOConfig, cfg: Any, seed: int, minutes: float, chunk: float) -> tuple[Ours, Sb3]:
+    """Both learners, in turns of `chunk` seconds (A B A B ...: load from elsewhere on a shared machine falls on both
+    alike), until each has trained `minutes`."""
+    ours, sb3 = Ours(ppo, cfg, seed), Sb3(ppo, cfg, seed)
+    budget = 60 * minutes
+    while ours.seconds < budget or sb3.seconds < budget:
+        for learner in (ours, sb3):
+            left = budget - learner.seconds
+            if left > 0:
+                learner.train_until(time.perf_counter() + min(chunk, left))
+    return ours, sb3
 
 
 def sb3_actor(model: MaskablePPO) -> Actor:
@@ -140,25 +156,25 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=5.0, help="training wall clock for each learner")
     p.add_argument("--seed", type=int, default=1, help="training seed (both learners)")
     p.add_argument("--eval-seeds", type=int, default=3)
+    p.add_argument("--chunk", type=float, default=15.0, help="seconds per turn (the learners alternate)")
     args = p.parse_args()
     cfg = load_config(CONFIG)
     ppo = cfg.sections.ppo.model_copy(update={"anneal_lr": False})
 
-    trainer, ours = train_ours(ppo, cfg, args.seed, args.minutes)
+    learners = train_both(ppo, cfg, args.seed, args.minutes, args.chunk)
+    ours, sb3 = learners[0].stats(), learners[1].stats()
     if not args.json:
-        print(f"ours: {ours['agent_steps']:,} agent-steps in {ours['seconds']:.0f} s", flush=True)
-    model, sb3 = train_sb3(ppo, cfg, args.seed, args.minutes)
-    if not args.json:
-        print(f"sb3:  {sb3['agent_steps']:,} agent-steps in {sb3['seconds']:.0f} s", flush=True)
+        for name, stats in (("ours", ours), ("sb3", sb3)):
+            print(f"{name}: {stats['agent_steps']:,} agent-steps in {stats['seconds']:.0f} s", flush=True)
 
     policies = {
-        "ours": greedy_actor(trainer.policy),
-        "sb3": sb3_actor(model),
+        "ours": greedy_actor(learners[0].trainer.policy),
+        "sb3": sb3_actor(learners[1].model),
         "expert": expert_actor(),
         "random": random_actor(0),
     }
     report = evaluate(cfg, policies, seeds=args.eval_seeds).policies_json()["policies"]
-    out: dict[str, Any] = {"minutes": args.minutes, "num_envs": ppo.num_envs, "seed": args.seed}
+    out: dict[str, Any] = {"minutes": args.minutes, "num_envs": ppo.num_envs, "seed": args.seed, "chunk": args.chunk}
     for name, stats in (("ours", ours), ("sb3", sb3)):
         out[name] = {
             "agent_steps_per_sec": stats["agent_steps"] / stats["seconds"],

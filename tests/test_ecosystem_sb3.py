@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
 from envtools import DEFAULT_CONFIG, fainting_config
 from townlet.env.sb3 import TownVecEnv, make_vec_env, policy_kwargs
@@ -175,3 +175,12 @@ def test_townvecenv_is_what_make_vec_env_returns() -> None:
     assert venv.num_envs == venv.vec.agents_per_env
     assert venv.get_attr("render_mode") == [None] * venv.num_envs
     assert venv.env_is_wrapped(object) == [False] * venv.num_envs
+
+
+def test_vec_monitor_passes_the_masks_through_and_logs_days() -> None:
+    torch.set_num_threads(1)
+    venv = VecMonitor(make_vec_env(DEFAULT_CONFIG, num_towns=1, seed=2, episode_ticks=8))
+    model = MaskablePPO("MlpPolicy", venv, n_steps=8, batch_size=36, n_epochs=1, seed=2)
+    model.learn(total_timesteps=8 * venv.num_envs)
+    assert len(model.ep_info_buffer) == venv.num_envs, "one finished day per slot"
+    assert all(info["l"] <= 8 for info in model.ep_info_buffer)
