@@ -211,7 +211,8 @@ def test_checkpoint_tool_verify_info_extract_config(run: Run, tmp_path: Path) ->
     res = tool("checkpoint_tool", "verify", run.ckpt)
     assert res.returncode == 0 and res.stdout.startswith(f"ok: {run.ckpt}: safetensors checkpoint"), str(res)
     out = tmp_path / "restored.yaml"
-    res = tool("checkpoint_tool", "extract-config", "--path", run.ckpt_json, "--output", out)
+    # ckj.json embeds no raw YAML (saved by hand): its resolved config, with --resolved.
+    res = tool("checkpoint_tool", "extract-config", "--path", run.ckpt_json, "--output", out, "--resolved")
     assert res.returncode == 0, str(res)
     header = json.loads(run.ckpt_json.read_text())
     assert yaml.safe_load(out.read_text()) == header["config"]
@@ -222,6 +223,7 @@ def test_checkpoint_tool_verify_info_extract_config(run: Run, tmp_path: Path) ->
     assert cli("checkpoint", "extract-config", "-p", run.ckpt, "-o", out_json).returncode == 0
     assert config_sha256(json.loads(out_json.read_text())) == header["config_sha256"]
     assert cli("checkpoint", "extract-config", "-p", run.ckpt, "-o", out, "--overwrite").returncode == 0
+    assert out.read_bytes() == CONFIG.read_bytes()  # the trainer's checkpoint: the exact YAML used
     # info --json for both formats.
     for path, kind in ((run.ckpt, "safetensors"), (run.ckpt_json, "json")):
         res = cli("checkpoint", "info", path, "--json", "--registry", tmp_path / "none.json")

@@ -5,7 +5,8 @@ The format itself (constants, the header model, the fingerprint, header parsing)
 
 The header names the architecture (enough to rebuild the module), each parameter's shape, the
 observation/action spec and a compatibility fingerprint over them, the embedded config and its
-SHA-256, seed and step counters, library versions, the git commit, and the parent checkpoint.
+SHA-256, the exact YAML text the config was read from (`config_yaml`, with any included files), seed
+and step counters, library versions, the git commit, and the parent checkpoint.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from townlet.artifacts.checkpoint_format import (
     FORMAT_VERSION,
     TRAINING_PREFIX,
     CheckpointHeader,
+    ConfigYaml,
     Lineage,
+    SourceFile,
     TrainingBlock,
     fingerprint,
     git_info,
@@ -36,6 +39,7 @@ from townlet.artifacts.checkpoint_format import (
 from townlet.clock import utc_stamp
 from townlet.errors import UsageError
 from townlet.jsonio import atomic_write_bytes, canonical_json
+from townlet.sim.config import SourceText, TownConfig
 from townlet.training.network import ActorCritic, build_policy
 
 __all__ = [
@@ -44,6 +48,7 @@ __all__ = [
     "TRAINING_PREFIX",
     "Checkpoint",
     "TrainingState",
+    "config_yaml_of",
     "fingerprint",
     "load_checkpoint",
     "parse_header",
@@ -79,6 +84,19 @@ class Checkpoint:
         return str(self.header.get("_file_sha256", ""))
 
 
+def _source_file(source: SourceText) -> SourceFile:
+    return SourceFile(path=source.path, text=source.text, sha256=source.sha256)
+
+
+def config_yaml_of(config: TownConfig) -> ConfigYaml | None:
+    """The `config_yaml` block of a loaded config: its file's exact text and its included files' (None
+    for a config not read from a file)."""
+    if config.source is None:
+        return None
+    includes = {key: _source_file(src) for key, src in sorted(config.include_sources.items())}
+    return ConfigYaml(**_source_file(config.source).model_dump(), includes=includes)
+
+
 def save_checkpoint(
     path: Path,
     policy: ActorCritic,
@@ -92,9 +110,10 @@ def save_checkpoint(
     lineage_note: str | None = None,
     training: TrainingState | None = None,
     resumed_from: str | None = None,
+    config_yaml: ConfigYaml | None = None,
 ) -> Path:
     """Write `policy` to `path` (.json or .safetensors) with its header, and, when given, the
-    training state a resume restores; returns the header path."""
+    training state a resume restores and the config's exact YAML text; returns the header path."""
     spec = policy.spec()
     state = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
     train_tensors = (
@@ -121,6 +140,8 @@ def save_checkpoint(
         "counters": counters,
         "lineage": lineage,
     }
+    if config_yaml is not None:
+        fields["config_yaml"] = config_yaml
     if training is not None:
         fields["training"] = TrainingBlock(
             data=training.data, tensors={k: list(v.shape) for k, v in train_tensors.items()}

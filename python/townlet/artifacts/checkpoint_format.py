@@ -48,6 +48,23 @@ class TrainingBlock(BaseModel):
     tensors: dict[str, Shape] = {}
 
 
+class SourceFile(BaseModel):
+    """The exact text of a YAML file a run's config was read from, and the SHA-256 of its UTF-8 bytes."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    path: str
+    text: str
+    sha256: str
+
+
+class ConfigYaml(SourceFile):
+    """`config_yaml`: the config file exactly as it was read, and each file it included, by key
+    (`affordances`, `perturbations`). Absent from checkpoints written before raw-text embedding."""
+
+    includes: dict[str, SourceFile] = {}
+
+
 class CheckpointHeader(BaseModel):
     """The header of a checkpoint (the `.json` file, or the sidecar of a `.safetensors` file).
 
@@ -70,6 +87,7 @@ class CheckpointHeader(BaseModel):
     fingerprint: str
     config: dict[str, Any] | None = None
     config_sha256: str | None = None
+    config_yaml: ConfigYaml | None = None
     git: dict[str, Any]
     libraries: dict[str, Any]
     seed: int
@@ -135,6 +153,29 @@ def header_problems(name: str, header: dict[str, Any]) -> list[str]:
             if pname not in valid
         ]
     return [m for _, m in sorted(fields)] + stamp + shapes
+
+
+def config_yaml_problems(name: str, header: dict[str, Any]) -> list[str]:
+    """Problems of the header's `config_yaml` block (none when it is absent: older checkpoints): its
+    shape, and each embedded text against its SHA-256."""
+    block = header.get("config_yaml")
+    if block is None:
+        return []
+    try:
+        source = ConfigYaml.model_validate(block)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return [f"{name}: config_yaml{'.' + where if where else ''}: {first['msg']}"]
+    problems = []
+    for label, item in [
+        ("config_yaml", source),
+        *((f"config_yaml.includes.{k}", v) for k, v in source.includes.items()),
+    ]:
+        actual = hashlib.sha256(item.text.encode("utf-8")).hexdigest()
+        if actual != item.sha256:
+            problems.append(f"{name}: {label} text does not match its sha256 {item.sha256} (sha256 {actual})")
+    return problems
 
 
 def parameter_shapes(parameters: dict[str, Any]) -> dict[str, list[int]]:

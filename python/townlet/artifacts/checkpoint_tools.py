@@ -19,13 +19,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-import yaml
 from safetensors.numpy import load as st_load
 
 from townlet.artifacts.checkpoint_format import (
     FORMAT,
     REQUIRED,
     TRAINING_PREFIX,
+    config_yaml_problems,
     fingerprint,
     header_path,
     header_problems,
@@ -122,7 +122,8 @@ def check_checkpoint(name: str, raw: bytes, read_weights: Callable[[str], bytes 
         _check_arrays(name, arrays, shapes, problems)
         _check_training(name, header.get("training"), train, problems)
         check.n_params = int(sum(math.prod(a.shape) for a in arrays.values()))
-    _check_config(name, header, problems)
+    check_config(name, header, problems)
+    problems.extend(config_yaml_problems(name, header))
     _check_fingerprint(name, header, problems)
     _check_architecture(name, header, shapes, problems)
     return check
@@ -220,7 +221,7 @@ def _check_arrays(name: str, arrays: dict[str, np.ndarray], shapes: dict[str, li
             problems.append(f"{name}: parameter {pname!r} holds NaN or infinite values")
 
 
-def _check_config(name: str, header: dict[str, Any], problems: list[str]) -> None:
+def check_config(name: str, header: dict[str, Any], problems: list[str]) -> None:
     config, recorded = header.get("config"), header.get("config_sha256")
     if config is None:
         problems.append(f"{name}: no embedded config, so its config_sha256 cannot be checked")
@@ -390,7 +391,7 @@ def _foreign_json(path: Path) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# copy / extract-config
+# copy (extract-config: `checkpoint_config`)
 
 
 def _dest_files(src: Files, dest_arg: str | Path) -> Files:
@@ -440,29 +441,3 @@ def copy(src: Path, dest: str | Path, *, overwrite: bool = False) -> tuple[Files
         detail = after.problems[0] if after.problems else "weights differ from the source"
         raise VerifyFailed(f"{dest}: the copy does not verify: {detail}")
     return target, after
-
-
-def extract_config(path: Path, output: Path, *, fmt: str | None = None, overwrite: bool = False) -> dict[str, Any]:
-    """Write the embedded config (checked against its config_sha256) to `output` as YAML or JSON."""
-    files, header = locate(path)
-    config = header.get("config")
-    if config is None:
-        raise UsageError(f"{files.header}: no config is embedded in this checkpoint")
-    problems: list[str] = []
-    _check_config(str(files.header), header, problems)
-    if problems:
-        raise VerifyFailed(problems[0])
-    kind = fmt or {".yaml": "yaml", ".yml": "yaml", ".json": "json"}.get(output.suffix)
-    if kind not in ("yaml", "json"):
-        raise UsageError(f"{output}: pass --format yaml|json (or name the output .yaml, .yml or .json)")
-    if output.exists() and not overwrite:
-        raise UsageError(f"{output}: already exists (pass --overwrite to replace it)")
-    if kind == "json":
-        text = canonical_json(config)
-    else:
-        text = yaml.safe_dump(config, sort_keys=True, default_flow_style=False, allow_unicode=True)
-    try:
-        atomic_write_bytes(output, text.encode("utf-8"))
-    except OSError as exc:
-        raise UsageError(f"{output}: cannot write ({exc.strerror or exc})") from None
-    return {"output": str(output), "format": kind, "config_sha256": header.get("config_sha256")}

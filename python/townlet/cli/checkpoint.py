@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -10,9 +11,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from townlet.artifacts.checkpoint_tools import copy, extract_config, info, list_dir, verify
+from townlet.artifacts.checkpoint_config import extract_config
+from townlet.artifacts.checkpoint_tools import copy, info, list_dir, verify
 from townlet.cli.common import RegistryOpt, problems_exit, registry_path
-from townlet.errors import UsageError
 from townlet.jsonio import canonical_json
 
 app = typer.Typer(help="List, inspect, copy and verify checkpoints; extract their configs.", no_args_is_help=True)
@@ -102,15 +103,35 @@ def checkpoint_copy_cmd(
 @app.command("extract-config")
 def checkpoint_extract_config_cmd(
     path: Annotated[Path, typer.Option("--path", "-p", help="The checkpoint.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the config (.yaml or .json).")],
-    fmt: Annotated[str | None, typer.Option("--format", help="yaml | json (default: from --output).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Where to write the config (default: standard output).")
+    ] = None,
+    resolved: Annotated[
+        bool, typer.Option("--resolved", help="The resolved config (includes inlined, run settings) instead.")
+    ] = False,
+    include: Annotated[
+        str | None, typer.Option("--include", help="An included file's exact text, by key (e.g. affordances).")
+    ] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="yaml | json, for --resolved (json implies it; default: --output's).")
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
 ) -> None:
-    """Write the checkpoint's embedded config (checked against its config_sha256)."""
-    if fmt is not None and fmt not in ("yaml", "json"):
-        raise UsageError(f"--format must be yaml or json, got {fmt!r}")
-    out = extract_config(path, output, fmt=fmt, overwrite=overwrite)
-    typer.echo(f"wrote the embedded config (sha256 {out['config_sha256']}) to {output}")
+    """The exact YAML the checkpoint was trained with, byte for byte (checked against its SHA-256); with
+    --resolved, the resolved config (checked against config_sha256)."""
+    out = extract_config(path, output, fmt=fmt, overwrite=overwrite, resolved=resolved, include=include)
+    if output is None:
+        sys.stdout.buffer.write(out.text.encode("utf-8"))
+        sys.stdout.flush()
+        return
+    what = (
+        f"the resolved config as {out.format.upper()} (config_sha256 {out.sha256})"
+        if out.resolved
+        else f"the exact YAML of {out.source} (sha256 {out.sha256})"
+    )
+    typer.echo(f"wrote {what} to {output}")
+    if not out.resolved and include is None and out.includes:
+        typer.echo(f"it includes {', '.join(out.includes)}: their exact texts are embedded too (--include KEY)")
 
 
 @app.command("verify")

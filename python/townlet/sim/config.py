@@ -9,10 +9,11 @@ which is inlined. Every error names the file, the line where it can be found, an
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,19 @@ PYTHON_KEYS = frozenset(PythonSections.model_fields)
 
 
 @dataclass(frozen=True)
+class SourceText:
+    """The exact text of one YAML file a config was loaded from (line endings kept), and its SHA-256
+    over the UTF-8 bytes: what a checkpoint embeds so `extract-config` gives the file back byte for byte."""
+
+    path: str
+    text: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
 class TownConfig:
     """A loaded, validated config."""
 
@@ -76,6 +90,9 @@ class TownConfig:
     world: dict[str, Any]
     sections: PythonSections
     includes: dict[str, Path] = field(default_factory=dict)
+    #: The exact texts read: the config file, and each included file by its key (None when built by hand).
+    source: SourceText | None = None
+    include_sources: dict[str, SourceText] = field(default_factory=dict)
 
     @property
     def config_id(self) -> str:
@@ -103,7 +120,7 @@ class TownConfig:
     def with_seed(self, seed: int) -> TownConfig:
         world = dict(self.world)
         world["seed"] = seed
-        return TownConfig(self.path, self.raw, world, self.sections, self.includes)
+        return replace(self, world=world)
 
     def action_names(self) -> list[str]:
         return list(_core.config_action_names(self.world_json()))
@@ -150,10 +167,11 @@ def _split_path(path: str) -> list[str | int]:
     return parts
 
 
-def _read_yaml(path: Path, label: str | None = None) -> tuple[Any, _Located]:
+def _read_yaml(path: Path, label: str | None = None) -> tuple[Any, _Located, str]:
+    """The file's data, its positions and its exact text (decoded without newline translation)."""
     shown = label or str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(shown, "", "file not found") from None
     except IsADirectoryError:
@@ -170,7 +188,7 @@ def _read_yaml(path: Path, label: str | None = None) -> tuple[Any, _Located]:
         raise ConfigError(shown, "", f"invalid YAML: {problem}", line=line) from None
     _reject_duplicate_keys(node, shown, "", set())
     _reject_non_finite_and_dates(node, shown, "", set())
-    return data, _Located(node)
+    return data, _Located(node), text
 
 
 def _reject_duplicate_keys(node: yaml.Node | None, file: str, path: str, seen: set[int]) -> None:
@@ -260,23 +278,25 @@ def load_config(path: str | Path, *, seed: int | None = None) -> TownConfig:
     """Load and validate a config; raise ConfigError (one line: file, line, key, message)."""
     path = Path(path)
     shown = str(path)
-    data, located = _read_yaml(path)
+    data, located, text = _read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(shown, "", "expected a mapping of config sections at the top level")
 
     raw: dict[str, Any] = dict(data)
     includes: dict[str, Path] = {}
     include_located: dict[str, tuple[str, _Located]] = {}
+    include_sources: dict[str, SourceText] = {}
     for key in INCLUDE_KEYS:
         value = raw.get(key)
         if isinstance(value, str):
             inc = _resolve_include(value, path.parent, shown, key, located.line_of(key))
-            inc_data, inc_located = _read_yaml(inc)
+            inc_data, inc_located, inc_text = _read_yaml(inc)
             if not isinstance(inc_data, dict):
                 raise ConfigError(str(inc), "", f"expected a mapping (included as `{key}` from {shown})")
             raw[key] = inc_data
             includes[key] = inc
             include_located[key] = (str(inc), inc_located)
+            include_sources[key] = SourceText(str(inc), inc_text)
 
     for key in raw:
         if not isinstance(key, str) or (key not in WORLD_KEYS and key not in PYTHON_KEYS):
@@ -315,7 +335,15 @@ def load_config(path: str | Path, *, seed: int | None = None) -> TownConfig:
             inner = key[len(top) :].lstrip(".")
             raise ConfigError(file, inner, detail, line=loc.line_of(inner)) from None
         raise ConfigError(shown, key, detail, line=located.line_of(key)) from None
-    return TownConfig(path=path, raw=raw, world=world, sections=sections, includes=includes)
+    return TownConfig(
+        path=path,
+        raw=raw,
+        world=world,
+        sections=sections,
+        includes=includes,
+        source=SourceText(str(path), text),
+        include_sources=include_sources,
+    )
 
 
 def _pydantic_message(err: Any) -> str:

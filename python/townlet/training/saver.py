@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from townlet.artifacts.checkpoint import TrainingState, save_checkpoint
+from townlet.artifacts.checkpoint import TrainingState, config_yaml_of, save_checkpoint
+from townlet.sim.config import TownConfig
 from townlet.training.network import ActorCritic
 from townlet.training.warm_start import WarmStartPlan
 
@@ -29,8 +30,11 @@ class PhaseSaver:
         seed: int,
         metadata: dict[str, Any],
         plan: WarmStartPlan,
+        town: TownConfig | None = None,
     ) -> None:
         self.path, self.best_path = path, best_path
+        #: The exact YAML the run's config was read from, embedded in every checkpoint.
+        self.config_yaml = config_yaml_of(town) if town is not None else None
         self.obs_meta, self.config, self.seed, self.metadata, self.plan = obs_meta, config, seed, metadata, plan
         self.pending: tuple[ActorCritic, dict[str, Any], int] | None = None
         self.best_written: Path | None = None
@@ -50,6 +54,7 @@ class PhaseSaver:
             lineage_note=self.plan.note,
             resumed_from=self.plan.resumed_from,
             training=training,
+            config_yaml=self.config_yaml,
         )
         self._flush_best()
 
@@ -71,6 +76,7 @@ class PhaseSaver:
             metadata={**self.metadata, "best": json.dumps(best, sort_keys=True)},
             parent=self.plan.parent,
             lineage_note=self.plan.note,
+            config_yaml=self.config_yaml,
         )
         self.pending, self.best_written = None, self.best_path
 

@@ -90,6 +90,7 @@ class BCPhase:
             metadata={**warm.metadata, "phase": self.name, "config_id": plan.config.config_id,
                       "config_path": str(plan.config.path), "dataset": str(dataset["manifest"])},
             plan=plan.warm,
+            town=plan.config,
         )  # fmt: skip
 
         def save(t: BCTrainer) -> None:

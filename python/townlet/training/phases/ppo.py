@@ -73,6 +73,7 @@ class PPOPhase:
             metadata={**warm.metadata, "mode": plan.mode, "phase": self.name, "config_id": plan.config.config_id,
                       "config_path": str(plan.config.path)},
             plan=plan.warm,
+            town=plan.config,
         )  # fmt: skip
 
         def save(t: Trainer) -> None:
