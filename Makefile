@@ -110,6 +110,12 @@ train: $(EXT_STAMP) ## train a phase: make train PHASE=bc|ppo CONFIG=... [EPOCHS
 sim: $(EXT_STAMP) ## run the simulation: make sim CONFIG=... TICKS=...
 	$(PY) -m townlet sim run --config $(CONFIG) --tick-limit $(TICKS)
 
+# Captures are dated with the real UTC time unless SOURCE_DATE_EPOCH pins it (docs/capture.md, Determinism).
+# The golden targets pin it to the last commit's time, or 0 outside a git checkout (fixed, so a source
+# tarball captures the same bytes twice), unless the environment sets it already.
+COMMIT_EPOCH = $(or $(shell test -e .git && git log -1 --format=%ct 2>/dev/null),0)
+capture golden-check golden-merge: export SOURCE_DATE_EPOCH ?= $(COMMIT_EPOCH)
+
 capture: $(EXT_STAMP) ## capture the golden scenarios into tmp/rollout_refresh
 	$(PY) tools/capture_rollout_suite.py $(GOLDEN_SCENARIOS) --output-root tmp/rollout_refresh --compress
 

@@ -61,8 +61,9 @@ def scenario_yaml(name: str) -> dict[str, Any]:
 
 
 def tool_env(**extra: str) -> dict[str, str]:
-    """The caller's environment, minus anything that changes output: no colour, no SOURCE_DATE_EPOCH,
-    and no COLUMNS (so Rich uses its narrow non-terminal default and must not wrap messages)."""
+    """The caller's environment, minus anything that changes output: no colour, SOURCE_DATE_EPOCH pinned to 0
+    (captures are compared byte for byte; unset, the timestamp is the clock's), and no COLUMNS (so Rich uses
+    its narrow non-terminal default and must not wrap messages)."""
     env = dict(os.environ)
     for key in (
         "FORCE_COLOR",
@@ -76,6 +77,7 @@ def tool_env(**extra: str) -> dict[str, str]:
         env.pop(key, None)
     env["NO_COLOR"] = "1"
     env["TERM"] = "dumb"
+    env["SOURCE_DATE_EPOCH"] = "0"
     env.update(extra)
     return env
 

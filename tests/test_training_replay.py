@@ -138,8 +138,9 @@ def test_capture_mixed_training_seed002(qc_capture: Path, qc_metrics: dict[str, 
     assert rec["baseline_sample_count"] == 24
 
 
-def test_capture_via_rollout_save_dir(tmp_path: Path) -> None:
+def test_capture_via_rollout_save_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`--rollout-ticks N --rollout-save-dir DIR` alone captures (no training) the same files as the capture tool."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")  # compared byte for byte: pin the capture date
     via_training = tmp_path / "via_training"
     via_tool = tmp_path / "via_tool"
     log = tmp_path / "never.jsonl"

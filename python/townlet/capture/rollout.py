@@ -13,8 +13,9 @@ Layout of a capture directory (`prefix` defaults to `rollout_sample`):
 * `<prefix>_metrics.json` — `{"metadata": {...}, "samples": {npz: metrics}, "events": {...}}`
   (`records.CaptureMetrics`).
 
-Captures are byte-identical for the same config and seed: zip entries carry a fixed date, JSON is
-canonical, and the capture timestamp comes from `SOURCE_DATE_EPOCH` (default 0), not the clock.
+Captures are byte-identical for the same config and seed once `SOURCE_DATE_EPOCH` pins the capture
+timestamp (else it is the real UTC time, in the JSON files only): zip entries carry a fixed date and
+JSON is canonical, so the `.npz` files are byte-identical regardless.
 
 How a capture runs (the files are those `npz_bytes` and `publish` would make; only the route is
 faster, see `npz`):
@@ -38,6 +39,7 @@ faster, see `npz`):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -62,7 +64,7 @@ from townlet.capture.records import (
     unsafe_member,
 )
 from townlet.capture.staging import Staging, pool, publish, wait_all
-from townlet.clock import source_date_epoch, utc_stamp
+from townlet.clock import utc_stamp
 from townlet.errors import UsageError
 from townlet.sim.config import TownConfig
 from townlet.sim.env import VecTown
@@ -109,8 +111,8 @@ Policy = Callable[
 
 
 def capture_timestamp() -> str:
-    """UTC ISO time from SOURCE_DATE_EPOCH (0 when unset): never the wall clock."""
-    return utc_stamp(source_date_epoch() or 0)
+    """UTC RFC 3339 time of the capture: `SOURCE_DATE_EPOCH` when set (reproducible bytes), else now."""
+    return utc_stamp()
 
 
 @dataclass
@@ -129,7 +131,7 @@ def scripted_config(config: TownConfig, *, auto_seed_agents: bool) -> TownConfig
         return config
     world = dict(config.world)
     world["agents"] = [{k: v for k, v in a.items() if k not in ("script", "script_loop")} for a in world["agents"]]
-    return TownConfig(config.path, config.raw, world, config.sections, config.includes)
+    return dataclasses.replace(config, world=world)
 
 
 # -- what a capture writes ----------------------------------------------------------------------------
