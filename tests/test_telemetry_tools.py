@@ -118,13 +118,20 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Logs:
 
 
 def test_validate_passes_on_a_real_log(logs: Logs) -> None:
-    res = validate(logs.plain, "--relative")
+    res = validate(logs.plain)
     assert res.returncode == 0, str(res)
     assert res.stdout.startswith(f"ok: {logs.plain}: 3 records valid"), str(res)
     assert "1.1" in res.stdout and res.stderr.strip() == "", str(res)
     recs = records(logs.plain)
     assert [r["epoch"] for r in recs] == [1, 2, 3]
     assert all(r["telemetry_version"] == "1.1" and r["data_mode"] == "rollout" for r in recs)
+
+
+def test_relative_without_baseline_says_it_needs_one(logs: Logs) -> None:
+    """Issue 12: `--relative` alone used to print nothing (no baseline, no drift report)."""
+    res = validate(logs.plain, "--relative")
+    assert_one_line_error(res, "--relative needs --baseline FILE")
+    assert res.stdout == ""
 
 
 def test_validate_via_the_townlet_cli_group(logs: Logs) -> None:

@@ -40,6 +40,8 @@ def telemetry_validate_cmd(
     ] = False,
 ) -> None:
     """Check every record's schema (FILE:LINE per problem, exit 1) and report baseline drift."""
+    if relative and baseline is None:
+        raise UsageError("--relative needs --baseline FILE (it adds percentages to the drift against a baseline)")
     report = validate_log(
         log,
         baseline=baseline,
