@@ -27,6 +27,7 @@ from townlet.artifacts.checkpoint import load_checkpoint
 TOWN = REPO_ROOT / "configs/examples/poc_hybrid.yaml"
 #: Fields of a telemetry record that measure time, not training.
 TIMING = {"epoch_duration_sec", "sps", "time_env_sec", "time_learn_sec", "time_policy_sec"}
+TIMING |= {"time_inference_sec", "time_other_sec"}  # the rest of the epoch time split
 
 
 def townlet(cwd: Path, *args: str | Path, tool: str | None = None) -> CliResult:

@@ -34,6 +34,7 @@ POC = "configs/examples/poc_hybrid.yaml"
 QUEUE_CONFLICT = "configs/scenarios/queue_conflict.yaml"
 #: Telemetry fields that measure wall time (the only ones allowed to differ between equal runs).
 TIMING_FIELDS = {"epoch_duration_sec", "sps", "time_env_sec", "time_policy_sec", "time_learn_sec"}
+TIMING_FIELDS |= {"time_inference_sec", "time_other_sec"}  # the rest of the epoch time split
 SMOKE_ARGS = ("--epochs", "2", "--num-envs", "2", "--rollout-ticks", "32")
 
 

@@ -109,6 +109,8 @@ class PpoRecord(BaseModel):
     time_env_sec: float | None = _in("diagnostics", None)
     time_policy_sec: float | None = _in("diagnostics", None)
     time_learn_sec: float | None = _in("diagnostics", None)
+    time_inference_sec: float | None = _in("diagnostics", None)
+    time_other_sec: float | None = _in("diagnostics", None)
     # BC -> PPO anneal (only in anneal-stage records).
     anneal_stage: str | None = _in("anneal", None)
     anneal_cycle: int | None = _in("anneal", None)
