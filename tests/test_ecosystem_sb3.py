@@ -120,6 +120,8 @@ def test_a_faint_ends_the_slots_episode_and_the_slot_reads_dead_until_it_respawn
         assert obs.shape == (venv.num_envs, venv.observation_space.shape[0]), "fixed slots: the indices never change"
         for i in np.flatnonzero(dones):
             assert infos[i]["TimeLimit.truncated"] is False, "a faint is not a time limit"
+            assert infos[i]["terminal_observation"].any(), "the agent's real last observation"
+            assert not obs[i].any(), "the slot's next episode starts dead"
             down.add(int(i))
         for i in sorted(down):
             if obs[i].any():

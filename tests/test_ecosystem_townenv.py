@@ -36,7 +36,10 @@ def run(env: TownEnv, obs: dict[str, dict[str, Any]], steps: int, seed: int) -> 
                 rew,
                 term,
                 trunc,
-                {a: sorted(i.items()) for a, i in info.items()},
+                {
+                    a: sorted((k, v.tobytes() if isinstance(v, np.ndarray) else v) for k, v in i.items())
+                    for a, i in info.items()
+                },
                 list(env.agents),
             )
         )
@@ -112,6 +115,10 @@ def test_fixed_slots_keep_names_and_read_dead_while_an_agent_is_down(tmp_path: P
             downs += info[a]["down"]
             if info[a]["down"]:
                 assert not info[a]["alive"]
+                last = info[a]["final_observation"]
+                assert last.shape == (env._vec.obs_dim,) and last.any(), "the real last observation, as it went down"
+            else:
+                assert "final_observation" not in info[a]
             if not info[a]["alive"] and not trunc[a]:
                 assert not obs[a]["observation"].any(), "an empty slot sees zeros"
                 assert obs[a]["action_mask"].tolist() == [1] + [0] * (env._vec.n_actions - 1), "only wait"

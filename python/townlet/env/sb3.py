@@ -98,7 +98,7 @@ class TownVecEnv(VecEnv):
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         for i in np.flatnonzero(terminated):  # fainted or evicted: the slot's episode ends, not bootstrapped
             infos[i]["TimeLimit.truncated"] = False
-            infos[i]["terminal_observation"] = obs[i].copy()
+            infos[i]["terminal_observation"] = final[i].copy()  # its real last observation
         m = self.agents_per_env
         for town in range(self.num_towns):
             episode = self.vec.native.episode(town)

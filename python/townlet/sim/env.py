@@ -229,8 +229,9 @@ class TownEnv(ParallelEnv[str, dict[str, Any], int]):  # type: ignore[misc]
     `agents` is `possible_agents`, one name per slot, for the whole episode. An agent that faints or
     is evicted is not terminated; while its slot is empty it gets a zero observation, a wait-only
     mask and reward 0, and its respawned successor comes back under the slot's name (infos carry
-    `alive`, `down` on the tick it went down, and `agent_id`, the lineage id). Only the end of the
-    episode ends an agent: every slot is truncated then.
+    `alive`, `down` on the tick it went down, with its real last observation in `final_observation`,
+    and `agent_id`, the lineage id). Only the end of the episode ends an agent: every slot is
+    truncated then.
 
     Pickling (and `copy.deepcopy`) carries plain data only: the config, the seed, the options and,
     once reset, the town's state (`VecTown.get_state()`, a JSON-compatible dict) with the agent

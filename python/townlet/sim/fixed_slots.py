@@ -1,6 +1,7 @@
 """`TownEnv(..., fixed_slots=True)`: one tick under the "black death" convention. Every slot answers under its
 original name for the whole episode; a slot whose agent fainted or was evicted reads dead (zero observation,
-wait-only mask, reward 0) until its successor respawns under the same name; only the episode's end ends an agent."""
+wait-only mask, reward 0) from that tick until its successor respawns under the same name (the agent's real last
+observation is in that tick's `infos[agent]["final_observation"]`); only the episode's end ends an agent."""
 
 from __future__ import annotations
 
@@ -58,6 +59,8 @@ def step_fixed(env: TownEnv, actions: dict[str, int]) -> Step:
             "agent_id": lineage[i],
             "invalid_action": bool(info["invalid_action"][i]),
         }
+        if terminated[i]:  # the agent's real last observation, as it went down
+            out_info[agent]["final_observation"] = final[i].copy()
     env._slots = lineage
     env.agents = [] if over else list(names)
     return out_obs, out_rew, out_term, out_trunc, out_info
