@@ -4,8 +4,10 @@ it has a fixed-slot mode (stable names, the "black death" convention), both unde
 from __future__ import annotations
 
 import copy
+import multiprocessing
 import pickle
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,25 @@ def test_a_pickled_env_mid_episode_continues_exactly(fixed: bool, tmp_path: Path
     dummy = {a: {"action_mask": np.ones(env._vec.n_actions, np.int8)} for a in env.possible_agents}
     acts = [run(e, dict(dummy), 60, seed=3) for e in (env, twin, clone)]
     assert acts[0] == acts[1] == acts[2]
+
+
+def continue_run(data: bytes) -> list[Any]:
+    """Unpickle an env and run it on (in a child process)."""
+    env = pickle.loads(data)
+    dummy = {a: {"action_mask": np.ones(env._vec.n_actions, np.int8)} for a in env.possible_agents}
+    return run(env, dummy, 40, seed=3)
+
+
+def test_a_pickled_env_continues_the_same_in_another_process(tmp_path: Path) -> None:
+    """What multiprocessing vector envs do: the env travels to a fresh (spawned) process and steps there exactly as
+    it does here."""
+    env = TownEnv(fainting_config(tmp_path), seed=6, episode_ticks=100, fixed_slots=True)
+    obs, _ = env.reset(seed=6)
+    run(env, obs, 25, seed=4)
+    data = pickle.dumps(env)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        there = pool.submit(continue_run, data).result(timeout=120)
+    assert there == continue_run(data) == continue_run(pickle.dumps(env))
 
 
 def test_the_pickle_holds_plain_data_only() -> None:
