@@ -68,6 +68,8 @@ def main() -> None:
         "baseline_date": BASELINE_DATE,
         "goal_agent_steps_per_sec": goal,
         "vs_baseline": res["agent_steps_per_sec"] / BASELINE_AGENT_STEPS_PER_SEC,
+        "goals": {"agent_steps_per_sec": {"value": goal, "op": ">="}},
+        "figures": ["vs_baseline", *(f"time_split.{k}" for k in SPLIT_FIELDS)],
     }
     if args.json:
         print(json.dumps(out, sort_keys=True))

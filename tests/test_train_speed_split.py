@@ -1,0 +1,78 @@
+"""The speed work's promises that are not speed: the epoch's time split adds up and reaches the
+telemetry, `bench/train.py --json` prints the figures the issue names, the collector hands the
+learner the buffer's rows without copying them, and the network's functional forward is the
+modules' forward bit for bit. (Speed itself lives in bench/train.py, never in a test.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+from conftest import REPO_ROOT, _cli_env
+from townlet import load_config
+from townlet.sim.settings import PPOConfig
+from townlet.telemetry.records import PpoRecord
+from townlet.training.envs import TownTrainEnv
+from townlet.training.network import ConflictAwarePolicy
+from townlet.training.ppo import RolloutCollector
+from townlet.training.trainer import Trainer, make_policy
+
+POC = REPO_ROOT / "configs/examples/poc_hybrid.yaml"
+SPLIT = ("time_env_sec", "time_inference_sec", "time_learn_sec", "time_other_sec")
+
+
+def test_the_time_split_adds_up_to_the_epoch_and_validates() -> None:
+    ppo = PPOConfig(num_envs=1, rollout_ticks=16, hidden=32)
+    trainer = Trainer(TownTrainEnv(load_config(POC), 1, 1, None), ppo, seed=1)
+    for rec in trainer.run(2).records:
+        parts = [rec[k] for k in SPLIT]
+        assert all(p >= 0.0 for p in parts), rec
+        assert abs(sum(parts) - rec["epoch_duration_sec"]) < 1e-9, rec
+        assert rec["time_inference_sec"] <= rec["time_policy_sec"]  # the policy time holds the bookkeeping too
+        model = PpoRecord.model_validate({**rec, "log_stream_offset": 0})  # the writer adds the offset
+        assert model.time_inference_sec == rec["time_inference_sec"]
+        assert model.time_other_sec == rec["time_other_sec"]
+
+
+def test_bench_train_json_prints_the_speed_and_the_split() -> None:
+    argv = [sys.executable, str(REPO_ROOT / "bench/train.py"), "--json", "--epochs", "1", "--num-envs", "1"]
+    argv += ["--rollout-ticks", "8"]
+    proc = subprocess.run(argv, env=_cli_env(), capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["agent_steps_per_sec"] > 0 and out["agent_steps"] == 8 * 9
+    assert set(out["time_split"]) == {"env", "inference", "learn", "other"}
+    assert abs(sum(out["time_split"].values()) - 1.0) < 1e-6
+    assert out["goal_agent_steps_per_sec"] == 2 * out["baseline_agent_steps_per_sec"]
+    assert out["goals"] == {"agent_steps_per_sec": {"value": out["goal_agent_steps_per_sec"], "op": ">="}}
+
+
+def test_collected_rows_are_the_buffer_itself_when_every_agent_lived() -> None:
+    env = TownTrainEnv(load_config(POC), 1, 2, None)
+    ppo = PPOConfig(num_envs=1, rollout_ticks=8, hidden=32)
+    torch.manual_seed(0)
+    policy = make_policy(env.metadata(), env.obs_dim, env.n_actions, ppo.hidden)
+    collector = RolloutCollector(env, policy, ppo, seed=2)
+    data, _ = collector.collect()
+    buf_obs = np.asarray(collector.buffer.obs)
+    assert np.asarray(collector.buffer.valid).all() and len(data) == 8 * 9
+    assert np.shares_memory(data.obs, buf_obs)
+    np.testing.assert_array_equal(data.obs, buf_obs.reshape(len(data), -1))
+
+
+def test_functional_forward_is_the_modules_forward_bit_for_bit() -> None:
+    torch.manual_seed(4)
+    net = ConflictAwarePolicy((4, 11, 11), 94, 16, 64)
+    obs = torch.rand(37, 578)
+    mask = torch.rand(37, 16) > 0.3
+    maps = obs[:, :484].reshape(-1, 4, 11, 11)
+    z = torch.cat([net.map_fc(net.map_encoder(maps)), net.feature_encoder(obs[:, 484:])], dim=-1)
+    logits = net.policy_head(net.actor(z)).masked_fill(~mask, -1e8)
+    value = net.value_head(net.critic(z)).squeeze(-1)
+    got_logits, got_value = net(obs, mask)
+    assert torch.equal(got_logits, logits) and torch.equal(got_value, value)
+    assert torch.equal(net.trunk(obs), net.actor(z)) and torch.equal(net.critic_trunk(obs), net.critic(z))
