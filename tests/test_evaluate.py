@@ -88,3 +88,18 @@ def test_greedy_actor_is_the_argmax_of_valid_actions(poc: TownConfig) -> None:
 def test_bad_arguments(poc: TownConfig, kwargs: dict[str, int]) -> None:
     with pytest.raises(UsageError, match=next(iter(kwargs))):
         evaluate(poc, {"expert": expert_actor()}, **kwargs)
+
+
+def test_learning_curve_is_the_trailing_day_and_the_progress_agrees() -> None:
+    from townlet.cli.progress import DayReturn
+    from townlet.telemetry.plots import day_returns
+
+    # Half a day per epoch: the curve starts at the second epoch and averages the last two.
+    recs = [
+        {"steps": 100 * (k + 1), "rollout_ticks": 720, "data_mode": "rollout", "baseline_reward_mean": rate}
+        for k, rate in enumerate([0.01, 0.03, 0.02])
+    ]
+    recs.insert(1, {"steps": 150, "data_mode": "replay", "baseline_reward_mean": 9.0, "rollout_ticks": 0})
+    assert day_returns(recs, 1440) == [(200, pytest.approx(0.02 * 1440)), (300, pytest.approx(0.025 * 1440))]
+    progress = DayReturn(1440)
+    assert [progress.add(r) for r in recs] == [None, None, pytest.approx(0.02 * 1440), pytest.approx(0.025 * 1440)]

@@ -44,7 +44,7 @@ def setup_line(report: EvalReport) -> str:
     seeds = report.seeds
     span = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
     return (
-        f"{len(seeds)} evaluation seed{'s' if len(seeds) > 1 else ''} ({span}) x {report.num_towns} towns x "
+        f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({span}) x {report.num_towns} towns x "
         f"{report.ticks} ticks, the same towns for every policy"
     )
 
