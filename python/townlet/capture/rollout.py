@@ -29,11 +29,13 @@ faster, see `npz`):
   of the big arrays (`npz.SampleWriter.stream`).
 * Then each sample's archive is finished (`SampleWriter.finish`: zip headers, small arrays, central
   directory, SHA-256). Large archives are finished on a pool of threads (hashing, CRC and writes
-  release the GIL); small ones, sidecars and metrics on the calling thread, where handing them over
-  would cost more than it saves. The manifest follows once the digests are known.
-* Publishing (`staging.Staging`): every file is fsynced (all at once, from the pool, so that the
-  fsyncs share journal commits) in a staging folder inside the output folder, and only then renamed
-  into place, the manifest last, so a folder with a manifest is always complete.
+  release the GIL), each fsynced by its thread as soon as it is finished, so that the fsyncs overlap
+  the hashing of the others (fsynced only at the end, they used to wait for the slowest archive);
+  small ones, sidecars and metrics are written on the calling thread, where handing them over would
+  cost more than it saves, and fsynced on the pool. The manifest follows once the digests are known.
+* Publishing (`staging.Staging`): every file is fsynced in a staging folder inside the output
+  folder, and only then renamed into place, the manifest last, so a folder with a manifest is
+  always complete.
 """
 
 from __future__ import annotations
@@ -325,25 +327,26 @@ def capture_rollout(
         docs = _documents(plan, [s.arrays for s in samples], event_metrics(vec.native))
         staging.open()  # done on the stream thread by now, unless it never got the chance
         wait_all(streaming)
-        # Small files are written here: handing small Python work to threads costs more in GIL
-        # hand-overs than it saves. Large archives are finished on the pool (hashing, CRC and
-        # writes release the GIL).
-        for name, data in [*docs.sidecars.items(), (plan.metrics_name, docs.metrics_file)]:
-            staging.put(name, data)
+        # Large archives are finished on the pool (hashing, CRC and writes release the GIL), each
+        # fsynced as soon as it is finished, so that the fsyncs overlap the hashing still going on.
+        # Small files are written here (handing small Python work to threads costs more in GIL
+        # hand-overs than it saves) and fsynced on the pool. Every file is fsynced before any is
+        # renamed into place.
         digests: dict[str, Future[str]] = {}
         for sample in samples:
             digests[sample.name] = Future()
             if sample.nbytes >= PARALLEL_BYTES:
-                jobs.append(io_pool.submit(_finish_sample, staging, sample, digests[sample.name]))
+                jobs.append(io_pool.submit(_finish_sample, staging, sample, digests[sample.name], sync=True))
+        for name, data in [*docs.sidecars.items(), (plan.metrics_name, docs.metrics_file)]:
+            staging.put(name, data)
+            jobs.append(io_pool.submit(staging.sync, name))
         for sample in samples:
             if sample.nbytes < PARALLEL_BYTES:
                 _finish_sample(staging, sample, digests[sample.name])
+                jobs.append(io_pool.submit(staging.sync, sample.name))
         manifest = _manifest(plan, docs, {name: fut.result() for name, fut in digests.items()})
         staging.put(plan.manifest_name, manifest)
-        wait_all(jobs)
-        # Every file is fsynced before any is renamed into place; fsyncs issued together share
-        # the file system's journal commits.
-        jobs.extend(io_pool.submit(staging.sync, name) for name in staging.names)
+        staging.sync(plan.manifest_name)
         wait_all(jobs)
         written = staging.publish(plan.manifest_name)
     except BaseException:
@@ -463,8 +466,8 @@ def _stream(staging: Staging, samples: Sequence[SampleWriter], t0: int, t1: int)
         raise staging.error(exc) from None
 
 
-def _finish_sample(staging: Staging, sample: SampleWriter, digest: Future[str]) -> None:
-    """Finish one archive and hand its digest over (the manifest waits for it)."""
+def _finish_sample(staging: Staging, sample: SampleWriter, digest: Future[str], *, sync: bool = False) -> None:
+    """Finish one archive and hand its digest over (the manifest waits for it); then fsync it when `sync`."""
     try:
         digest.set_result(sample.finish(staging.fds[sample.name]))
     except OSError as exc:
@@ -474,3 +477,5 @@ def _finish_sample(staging: Staging, sample: SampleWriter, digest: Future[str]) 
     except BaseException as exc:
         digest.set_exception(exc)
         raise
+    if sync:
+        staging.sync(sample.name)
