@@ -172,6 +172,49 @@ def test_fainting_costs_the_penalty_and_earns_nothing_positive(tmp_path: Path) -
     assert faints >= vec.num_agents
 
 
+def test_faint_penalty_is_paid_in_full_beyond_the_per_tick_clip(tmp_path: Path) -> None:
+    """The per-tick clip bounds the shaped sum; the terminal penalty comes after it, so a faint costs what the config
+    says even when that is more than the clip."""
+
+    def mutate(data: dict[str, Any]) -> None:
+        make_fainting(data)
+        data["rewards"] = {"faint_penalty": -5.0, "clip_per_tick": 2.0}
+
+    vec = VecTown(load_config(write_variant(tmp_path, mutate)), num_envs=1, seed=6, episode_ticks=400, num_threads=1)
+    vec.reset()
+    faints = 0
+    for _ in range(120):
+        _, rew, term, _, _ = vec.step(np.zeros(vec.num_agents, np.int64))
+        parts = breakdown(vec)
+        shaped = parts[:, : col("terminal")].astype(np.float64).sum(axis=1)
+        expect = np.minimum(np.clip(shaped, -2.0, 2.0) + parts[:, col("terminal")], 0.0)
+        np.testing.assert_allclose(rew[term], expect[term], atol=1e-6)
+        assert np.all(rew[term] < -2.0), "beyond the per-tick clip"
+        assert np.all(np.abs(rew[~term]) <= 2.0 + 1e-6)
+        faints += int(term.sum())
+    assert faints > 0
+
+
+def test_self_sufficiency_bonus_is_paid_exactly_when_every_need_is_above_the_kpi_line(tmp_path: Path) -> None:
+    bonus = 0.25
+
+    def mutate(data: dict[str, Any]) -> None:
+        data["rewards"] = {"self_sufficiency_bonus": bonus}
+        data["needs"]["decay"] = {"hunger": 0.002, "hygiene": 0.001, "energy": 0.0015}
+
+    town = _core.Town(load_config(write_variant(tmp_path, mutate)).world_json())
+    paid = unpaid = 0
+    for _ in range(DAY // 2):
+        town.step(1)
+        needs, alive = town.needs(), town.alive()
+        ok = alive & (needs > 0.3).all(axis=1)
+        got = town.reward_breakdown()[:, col("self_sufficiency")]
+        np.testing.assert_array_equal(got, np.where(ok, np.float32(bonus), np.float32(0.0)))
+        paid += int(ok.sum())
+        unpaid += int((alive & ~ok).sum())
+    assert paid > 0 and unpaid > 0, "both cases occur"
+
+
 def test_post_death_guard_withholds_positive_reward_after_a_respawn(tmp_path: Path) -> None:
     cfg = load_config(write_variant(tmp_path, fainting_rewards))
     vec = VecTown(cfg, num_envs=1, seed=6, episode_ticks=400, num_threads=1)

@@ -1,14 +1,15 @@
 //! Rewards per agent per tick, with the full breakdown. Computed after lifecycle evaluation, in
-//! this order: survival, needs deficit², wage paid this tick, punctuality, employment penalties
-//! charged this tick, social (C1 chat, C2 avoidance), terminal penalty, the post-death guard, then
-//! the per-tick and per-episode clips.
+//! this order: survival, needs deficit², the self-sufficiency bonus, wage paid this tick,
+//! punctuality, employment penalties charged this tick, social (C1 chat, C2 avoidance); their sum
+//! is clipped per tick; then the terminal penalty (outside the per-tick clip, so that a faint costs
+//! what the config says), the post-death guard, and the per-episode clip.
 
 use crate::config::SocialStage;
+use crate::reward_parts::*;
 use crate::state::TermReason;
-use crate::world::World;
+use crate::world::{World, SELF_SUFFICIENT};
 
 pub use crate::reward_parts::{N_REWARD_COMPONENTS, REWARD_COMPONENTS};
-const TOTAL: usize = N_REWARD_COMPONENTS - 1;
 
 impl World {
     pub(crate) fn compute_rewards(&mut self) {
@@ -24,17 +25,20 @@ impl World {
                 self.rewards[i] = 0.0;
                 continue;
             }
-            parts[0] = r.survival_tick;
-            parts[1] = -(0..3)
+            parts[SURVIVAL] = r.survival_tick;
+            parts[NEEDS] = -(0..3)
                 .map(|k| w[k] * (1.0 - a.needs[k]).powi(2))
                 .sum::<f32>();
-            parts[2] = r.wage_weight * a.flags.wage as f32;
-            parts[3] = if a.flags.punctual {
+            if a.needs.iter().all(|&v| v > SELF_SUFFICIENT) {
+                parts[SELF_SUFFICIENCY] = r.self_sufficiency_bonus;
+            }
+            parts[WAGE] = r.wage_weight * a.flags.wage as f32;
+            parts[PUNCTUALITY] = if a.flags.punctual {
                 r.punctuality_bonus
             } else {
                 0.0
             };
-            parts[4] = -r.wage_weight * a.flags.penalty as f32;
+            parts[WORK_PENALTY] = -r.wage_weight * a.flags.penalty as f32;
             if r.social.stage != SocialStage::Off {
                 let worst_deficit = a.needs.iter().map(|v| 1.0 - v).fold(0.0f32, f32::max);
                 if a.flags.chat_quality > 0.0 && worst_deficit <= 0.85 && a.flags.chat_partner >= 0
@@ -42,14 +46,14 @@ impl World {
                     let n = self.state.agents.len();
                     let t = &self.state.ties[i * n + a.flags.chat_partner as usize];
                     let c = &r.social;
-                    parts[5] = (c.c1_chat_base
+                    parts[SOCIAL_CHAT] = (c.c1_chat_base
                         + c.c1_coeff_trust * t.trust
                         + c.c1_coeff_fam * t.familiarity)
                         .max(0.0)
                         * a.flags.chat_quality;
                 }
                 let base = r.social.c1_chat_base;
-                parts[6] = -(if a.flags.chat_failed_speaker {
+                parts[SOCIAL_PENALTY] = -(if a.flags.chat_failed_speaker {
                     0.5 * base
                 } else {
                     0.0
@@ -59,24 +63,27 @@ impl World {
                     0.0
                 });
                 if r.social.stage == SocialStage::C2 && a.flags.avoided {
-                    parts[7] = r.social.c2_avoid_conflict;
+                    parts[SOCIAL_AVOIDANCE] = r.social.c2_avoid_conflict;
                 }
             }
-            parts[8] = match a.terminated {
+            parts[TERMINAL] = match a.terminated {
                 Some(TermReason::Faint) => r.faint_penalty,
                 Some(TermReason::Eviction) => r.eviction_penalty,
                 Some(TermReason::Killed) | None => 0.0,
             };
-            let raw: f32 = parts[..9].iter().sum();
+            let shaped: f32 = parts[..TERMINAL].iter().sum();
+            let raw = shaped + parts[TERMINAL];
             let guarded = a.terminated.is_some()
                 || (a.generation > 1
                     && tick - a.spawned_at < u64::from(r.no_positive_within_death_ticks));
-            let mut total = if guarded { raw.min(0.0) } else { raw };
-            total = total.clamp(-r.clip_per_tick, r.clip_per_tick);
+            let mut total = shaped.clamp(-r.clip_per_tick, r.clip_per_tick) + parts[TERMINAL];
+            if guarded {
+                total = total.min(0.0);
+            }
             let ep = a.episode_reward;
             let new_ep = (ep + total).clamp(-r.clip_per_episode, r.clip_per_episode);
             total = new_ep - ep;
-            parts[9] = total - raw;
+            parts[CLIP_ADJUSTMENT] = total - raw;
             parts[TOTAL] = total;
             self.rewards[i] = total;
             self.state.agents[i].episode_reward = new_ep;

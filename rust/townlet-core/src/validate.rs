@@ -548,6 +548,7 @@ pub fn validate(cfg: &WorldConfig) -> R {
     }
     for (name, v) in [
         ("survival_tick", rw.survival_tick),
+        ("self_sufficiency_bonus", rw.self_sufficiency_bonus),
         ("wage_weight", rw.wage_weight),
         ("punctuality_bonus", rw.punctuality_bonus),
         ("social.c1_chat_base", rw.social.c1_chat_base),

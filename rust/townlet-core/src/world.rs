@@ -36,6 +36,9 @@ pub struct World {
 }
 
 /// Key performance indicators of a run so far.
+/// An alive agent is self-sufficient on a tick when each of its three needs is above this.
+pub const SELF_SUFFICIENT: f32 = 0.3;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Kpis {
     pub self_sufficiency: f64,
@@ -353,7 +356,7 @@ impl World {
         for a in &self.state.agents {
             if a.alive {
                 alive += 1;
-                if a.needs.iter().all(|&v| v > 0.3) {
+                if a.needs.iter().all(|&v| v > SELF_SUFFICIENT) {
                     ok += 1;
                 }
             }

@@ -18,6 +18,8 @@ pub struct RewardsSection {
     /// Weight of each squared need deficit (1 - need)^2, subtracted every tick.
     pub needs_weights: Needs,
     pub survival_tick: f32,
+    /// Every tick an agent's three needs are all above 0.3 (the self-sufficiency KPI's test).
+    pub self_sufficiency_bonus: f32,
     /// Multiplies the wage actually paid this tick, and (subtracted) every employment penalty
     /// charged this tick: lateness, late ticks, absence.
     pub wage_weight: f32,
@@ -41,14 +43,15 @@ impl Default for RewardsSection {
                 energy: 0.024,
             },
             survival_tick: 0.02,
+            self_sufficiency_bonus: 0.01,
             wage_weight: 4.0,
             punctuality_bonus: 0.5,
             social: SocialRewards::default(),
-            faint_penalty: -1.0,
-            eviction_penalty: -2.0,
+            faint_penalty: -5.0,
+            eviction_penalty: -10.0,
             no_positive_within_death_ticks: 10,
             clip_per_tick: 2.0,
-            clip_per_episode: 50.0,
+            clip_per_episode: 200.0,
         }
     }
 }
