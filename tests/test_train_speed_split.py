@@ -17,7 +17,7 @@ from townlet import load_config
 from townlet.sim.settings import PPOConfig
 from townlet.telemetry.records import PpoRecord
 from townlet.training.envs import TownTrainEnv
-from townlet.training.network import ConflictAwarePolicy
+from townlet.training.network import ConflictAwarePolicy, sample
 from townlet.training.ppo import RolloutCollector
 from townlet.training.trainer import Trainer, make_policy
 
@@ -76,3 +76,14 @@ def test_functional_forward_is_the_modules_forward_bit_for_bit() -> None:
     got_logits, got_value = net(obs, mask)
     assert torch.equal(got_logits, logits) and torch.equal(got_value, value)
     assert torch.equal(net.trunk(obs), net.actor(z)) and torch.equal(net.critic_trunk(obs), net.critic(z))
+
+
+def test_sample_draws_what_multinomial_draws_from_the_same_generator() -> None:
+    probs = torch.softmax(torch.randn(144, 16, generator=torch.Generator().manual_seed(1)), -1)
+    probs[:, 3] = 0.0  # a masked action: never drawn
+    ours, theirs = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    for _ in range(50):
+        got = sample(probs, ours)
+        assert torch.equal(got, torch.multinomial(probs, 1, generator=theirs).squeeze(-1))
+        assert not (got == 3).any()
+    assert torch.equal(ours.get_state(), theirs.get_state())

@@ -47,10 +47,27 @@ class TrainEnv(Protocol):
     def metadata(self) -> dict[str, Any]: ...
 
 
-class TownTrainEnv:
-    """VecTown as a TrainEnv (towns reset themselves when an episode ends)."""
+#: Up to this many towns the trainer steps them on one thread: a town's tick takes about 8 us, less
+#: than waking a thread pool costs, and the pool's idle workers spin on the core the policy needs
+#: next (measured on 2 cores: 16 towns step in 0.16 ms on one thread, 0.19 ms on two). The results
+#: do not depend on the thread count.
+SEQUENTIAL_TOWNS = 16
 
-    def __init__(self, config: TownConfig, num_envs: int, seed: int, episode_ticks: int | None, num_threads: int = 0):
+
+class TownTrainEnv:
+    """VecTown as a TrainEnv (towns reset themselves when an episode ends). `num_threads` as in
+    VecTown (0: every core); by default one thread up to `SEQUENTIAL_TOWNS` towns, every core above."""
+
+    def __init__(
+        self,
+        config: TownConfig,
+        num_envs: int,
+        seed: int,
+        episode_ticks: int | None,
+        num_threads: int | None = None,
+    ):
+        if num_threads is None:
+            num_threads = 1 if num_envs <= SEQUENTIAL_TOWNS else 0
         self.vec = VecTown(config, num_envs, seed, episode_ticks=episode_ticks, num_threads=num_threads)
         self.num_agents = self.vec.num_agents
         self.obs_dim = self.vec.obs_dim

@@ -76,11 +76,7 @@ class ActorCritic(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sample (or take the argmax of) masked actions: (actions, log-probs, values)."""
         logits, value = self(obs, mask)
-        if deterministic:
-            action = logits.argmax(-1)
-        else:
-            probs = torch.softmax(logits, -1)
-            action = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        action = logits.argmax(-1) if deterministic else sample(torch.softmax(logits, -1), generator)
         logp = torch.log_softmax(logits, -1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
         return action, logp, value
 
@@ -92,6 +88,14 @@ class ActorCritic(nn.Module):
         logp_all = torch.log_softmax(logits, -1)
         entropy = -(logp_all.exp() * logp_all).sum(-1)
         return logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1), entropy, value
+
+
+def sample(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One action per row drawn from `probs` (B, A): `torch.multinomial(probs, 1)` as torch computes
+    it (argmax of p / q with q ~ Exp(1), from the same generator draws, so the same actions), without
+    its argument checks, which at the collector's batch cost more than the draw."""
+    q = torch.empty_like(probs).exponential_(1, generator=generator)
+    return torch.div(probs, q).argmax(-1)
 
 
 class MLPPolicy(ActorCritic):
