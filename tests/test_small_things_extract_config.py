@@ -56,6 +56,9 @@ def test_extract_config_gives_the_exact_yaml_back(trained: Path) -> None:
     # Included files, by key.
     proc = tool(trained, "extract-config", "-p", "ck.safetensors", "--include", "affordances")
     assert proc.stdout == (REPO_ROOT / "configs/affordances/core.yaml").read_bytes(), result(proc)
+    # `info` names the embedded file.
+    proc = tool(trained, "info", "ck.safetensors", "--json", "--registry", "none.json")
+    assert json.loads(proc.stdout)["config_yaml"]["path"] == "town.yaml", result(proc)
     # The best-known checkpoint embeds it too.
     proc = tool(trained, "extract-config", "-p", "ck_best.safetensors")
     assert proc.stdout == source, result(proc)
@@ -83,6 +86,8 @@ def test_checkpoint_before_raw_text_embedding(trained: Path, tmp_path: Path) -> 
     assert not (tmp_path / "x.yaml").exists()
     # Still a valid checkpoint: it verifies, loads, and gives its resolved config.
     assert tool(tmp_path, "verify", "ck.safetensors").returncode == 0
+    proc = tool(tmp_path, "info", "ck.safetensors", "--registry", "none.json")
+    assert b"config yaml:    \xe2\x80\x94 (predates raw-text embedding" in proc.stdout, result(proc)
     from townlet.artifacts.checkpoint import load_checkpoint
 
     assert "config_yaml" not in load_checkpoint(tmp_path / "ck.safetensors").header

@@ -325,6 +325,7 @@ def summary(files: Files, header: dict[str, Any], known: dict[str, str]) -> dict
         "config_sha256": header.get("config_sha256"),
         "config_label": known.get(str(header.get("config_sha256"))),
         "config_id": metadata.get("config_id"),
+        "config_yaml": _yaml_brief(header.get("config_yaml")),
         "fingerprint": header.get("fingerprint"),
         "seed": header.get("seed"),
         "counters": counters,
@@ -333,6 +334,13 @@ def summary(files: Files, header: dict[str, Any], known: dict[str, str]) -> dict
         "lineage": lineage,
         "metadata": metadata,
     }
+
+
+def _yaml_brief(block: Any) -> dict[str, Any] | None:
+    """The embedded YAML in brief (file, SHA-256, included keys); None for a checkpoint without it."""
+    if not isinstance(block, dict):
+        return None
+    return {"path": block.get("path"), "sha256": block.get("sha256"), "includes": sorted(obj(block.get("includes")))}
 
 
 def info(path: Path, registry: Path | None) -> dict[str, Any]:

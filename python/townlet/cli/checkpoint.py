@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -74,6 +74,7 @@ def checkpoint_info_cmd(
         ("created", out["created_utc"]),
         ("config", f"{out['config_sha256']}" + (f" ({out['config_label']})" if out["config_label"] else "")),
         ("config id", out["config_id"]),
+        ("config yaml", _yaml_line(out["config_yaml"])),
         ("fingerprint", out["fingerprint"]),
         ("seed", out["seed"]),
         ("counters", ", ".join(f"{k} {v:,}" for k, v in sorted(counters.items())) or "—"),
@@ -86,6 +87,13 @@ def checkpoint_info_cmd(
     lines.append(("metadata", ", ".join(f"{k}={v}" for k, v in sorted(metadata.items())) or "—"))
     for key, value in lines:
         typer.echo(f"{key + ':':<16}{value}")
+
+
+def _yaml_line(brief: dict[str, Any] | None) -> str:
+    if brief is None:
+        return "— (predates raw-text embedding: extract-config --resolved)"
+    includes = f"; includes {', '.join(brief['includes'])}" if brief["includes"] else ""
+    return f"{brief['path']} (sha256 {brief['sha256']}{includes})"
 
 
 @app.command("copy")
