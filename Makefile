@@ -85,7 +85,7 @@ bench-rust: $(EXT_STAMP) ## the core's criterion benches (tick, observations, GA
 
 PHASE ?= ppo
 RUN_DIR ?= logs/$(PHASE)
-# make run's training budget: about 5 minutes on 2 cores with the evaluation (docs/training.md, "Evaluation").
+# make run's training budget: 4-5 minutes on 2 cores with the evaluation (docs/training.md, "Evaluation").
 EPOCHS ?= 1000
 RUN_CKPT = $(RUN_DIR)/checkpoints/ppo_latest.safetensors
 
