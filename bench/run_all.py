@@ -113,23 +113,27 @@ def rows_of(bench: str, out: dict[str, Any]) -> list[Row]:
     """One row per goal and per extra figure. A goal that names no top-level figure is applied to every
     object of the top-level lists that has it (e.g. learn_town's `runs`: one row per run)."""
     rows: list[Row] = []
+    per_item: dict[str, dict[str, Any]] = {}
     for figure, goal in goals_of(out).items():
         value = lookup(out, figure)
         if value is not None or "." in figure:
             rows.append(judge(bench, figure, value, goal))
-            continue
-        hits = 0
-        for key, items in out.items():
-            if not isinstance(items, list):
-                continue
-            for i, item in enumerate(items):
-                found = search(item, figure) if isinstance(item, dict) else None
-                if found is not None:
-                    seed = f" seed {item['seed']}" if isinstance(item, dict) and "seed" in item else ""
-                    rows.append(judge(bench, f"{key}[{i}]{seed}: {figure}", found, goal))
-                    hits += 1
-        if not hits:
+        elif any(search(i, figure) is not None for v in out.values() if isinstance(v, list) for i in v):
+            per_item[figure] = goal
+        else:
             rows.append(judge(bench, figure, None, goal))
+    # Goals applied to each run of a list: grouped by run.
+    for key, items in out.items():
+        if not isinstance(items, list) or not per_item:
+            continue
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                continue
+            seed = f" seed {item['seed']}" if "seed" in item else ""
+            for figure, goal in per_item.items():
+                found = search(item, figure)
+                if found is not None:
+                    rows.append(judge(bench, f"{key}[{i}]{seed}: {figure}", found, goal))
     for figure in out.get("figures") or []:
         rows.append(Row(bench, str(figure), lookup(out, str(figure))))
     return rows or [Row(bench, "—", note="no goals or figures in its JSON")]
