@@ -75,6 +75,34 @@ def test_train_progress_lines_on_request(trained: tuple[Path, Path, CliResult], 
     assert quiet.returncode == 0 and quiet.stderr == "", str(quiet)
 
 
+def test_train_progress_live_on_a_terminal(tmp_path: Path) -> None:
+    """stderr a terminal: the live display draws there (the last epoch included); stdout keeps the plain summary."""
+    import os
+    import pty
+    import sys
+
+    from conftest import _cli_env
+
+    master, slave = pty.openpty()
+    argv = [sys.executable, "-m", "townlet", "train", POC, *TINY_TRAIN, "--checkpoint", str(tmp_path / "c.safetensors")]
+    proc = subprocess.Popen(argv, env={**_cli_env(), "TERM": "xterm"}, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the terminal closed: the command has exited
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    out, _ = proc.communicate(timeout=120)
+    os.close(master)
+    assert proc.returncode == 0
+    assert out.decode().startswith("trained 2 epochs") and "\x1b" not in out.decode()
+    assert b"PPO rollout" in drawn and b"epoch 2/2" in drawn and b"agent-steps/s" in drawn
+
+
 REFUSALS = {
     "missing checkpoint": ((POC, "--policy", "{tmp}/nope.safetensors", *QUICK), ("nope.json", "not found")),
     "other spec": ((QUEUE_CONFLICT, "--policy", "{ckpt}", *QUICK), ("{header}", "different observation/action spec")),
