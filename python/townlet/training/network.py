@@ -158,7 +158,9 @@ class ConflictAwarePolicy(ActorCritic):
         conv: nn.Conv2d = self.map_encoder[0]  # type: ignore[assignment]
         map_fc: nn.Linear = self.map_fc[0]  # type: ignore[assignment]
         feat: nn.Linear = self.feature_encoder[0]  # type: ignore[assignment]
-        maps = obs[:, : self.map_len].reshape(-1, *self.map_shape)
+        # Contiguous once here: the convolution would copy the strided slice in its forward and
+        # again in its backward.
+        maps = obs[:, : self.map_len].reshape(-1, *self.map_shape).contiguous()
         m = F.relu(F.conv2d(maps, conv.weight, conv.bias, conv.stride, conv.padding)).flatten(1)
         m = F.relu(F.linear(m, map_fc.weight, map_fc.bias))
         f = F.relu(F.linear(obs[:, self.map_len :], feat.weight, feat.bias))
