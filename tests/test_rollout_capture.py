@@ -576,7 +576,8 @@ def test_drift_check_names_every_drifting_key(tmp_path: Path, suite_root: Path, 
     # (|golden| < 1, so the 2 % is of 1), and a key the capture does not produce.
     qc["events"]["queue_conflict_events"] *= 1.09
     anna["timesteps"] = 82.0
-    ben["reward_sum"] += 0.03
+    assert abs(ben["reward_mean"]) < 1
+    ben["reward_mean"] += 0.03
     altered["kitchen_breakfast"]["events"]["made_up_metric"] = 1.0
     # Within 2 %: these must not be reported.
     altered["rivalry_decay"]["samples"][f"{PREFIX}_finn_001.npz"]["timesteps"] = 101.0
@@ -594,7 +595,7 @@ def test_drift_check_names_every_drifting_key(tmp_path: Path, suite_root: Path, 
     assert keys == {
         "queue_conflict.events.queue_conflict_events",
         f"queue_conflict.samples.{PREFIX}_anna_001.npz.timesteps",
-        f"queue_conflict.samples.{PREFIX}_ben_002.npz.reward_sum",
+        f"queue_conflict.samples.{PREFIX}_ben_002.npz.reward_mean",
         "kitchen_breakfast.events.made_up_metric",
     }, res.stderr
     assert "4 metrics drifted" in res.stderr
