@@ -448,3 +448,22 @@ def test_fortran_ordered_arrays_are_refused_not_misread() -> None:
     b = np.zeros((4, 3), np.bool_)
     with pytest.raises(ValueError, match="rewards must be a C-ordered"):
         _core.compute_gae(f, f, b, b, ~b, f, np.zeros(3, np.float32), 0.9, 0.9)
+
+
+def test_an_ending_episode_reports_its_kpis_in_that_step(cfg: TownConfig) -> None:
+    ending = VecTown(cfg, num_envs=2, seed=4, episode_ticks=30, num_threads=1)
+    longer = VecTown(cfg, num_envs=2, seed=4, episode_ticks=60, num_threads=1)
+    ending.reset()
+    longer.reset()
+    for tick in range(1, 32):
+        acts = ending.expert_actions()[0].copy()
+        ending.step(acts)
+        longer.step(acts)
+        ended = ending.native.ended_kpis()
+        if tick == 30:
+            assert [k for k, _ in ended] == [0, 1]
+            for k, kpis in ended:
+                assert kpis == longer.native.kpis(k), "the ending episode's KPIs, read before the reset"
+                assert kpis != ending.native.kpis(k)
+        else:
+            assert ended == [], tick

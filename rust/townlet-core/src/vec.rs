@@ -19,7 +19,7 @@ use crate::rng::Rng;
 use crate::spec::ObsSpec;
 use crate::state::State;
 use crate::statics::Statics;
-use crate::world::{Actions, World};
+use crate::world::{Actions, Kpis, World};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -66,6 +66,8 @@ pub struct VecWorld {
     masked: Vec<bool>,
     /// (slots, n_actions): the masks of the final observations of the last step (rows truncated).
     final_masks: Vec<bool>,
+    /// Per town: the KPIs of the episode that ended in the last step (its town was reset), if one did.
+    ended: Vec<Option<Kpis>>,
 }
 
 impl VecWorld {
@@ -105,6 +107,7 @@ impl VecWorld {
             applied: Vec::new(),
             masked: Vec::new(),
             final_masks: Vec::new(),
+            ended: vec![None; num_envs],
         };
         v.towns = (0..num_envs).map(|k| v.fresh_town(k)).collect();
         let slots = v.num_slots();
@@ -136,6 +139,11 @@ impl VecWorld {
         &self.final_masks
     }
 
+    /// Per town: the KPIs of the episode that ended in the last step, read just before the reset.
+    pub fn ended_kpis(&self) -> &[Option<Kpis>] {
+        &self.ended
+    }
+
     /// Town `k`'s episode `e` gets its own streams: a SeedSequence-style split of (seed, k, e).
     fn fresh_town(&self, k: usize) -> World {
         let episode = self.episodes[k];
@@ -153,6 +161,7 @@ impl VecWorld {
             self.seed = s;
         }
         self.episodes.iter_mut().for_each(|e| *e = 0);
+        self.ended.iter_mut().for_each(|e| *e = None);
         self.towns = (0..self.num_envs()).map(|k| self.fresh_town(k)).collect();
         let (m, d, a) = (self.agents_per_env(), self.obs_dim(), self.n_actions());
         let layout = &self.layout;
@@ -180,13 +189,20 @@ impl VecWorld {
             .zip(out.alive.chunks_mut(m))
             .zip(out.invalid.chunks_mut(m))
             .zip(self.final_masks.chunks_mut(m * a))
+            .zip(self.ended.iter_mut())
             .map(
                 |(
                     (
-                        ((((((obs, masks), rewards), terminated), truncated), final_obs), alive),
-                        invalid,
+                        (
+                            (
+                                (((((obs, masks), rewards), terminated), truncated), final_obs),
+                                alive,
+                            ),
+                            invalid,
+                        ),
+                        final_masks,
                     ),
-                    final_masks,
+                    ended,
                 )| TownOut {
                     obs,
                     masks,
@@ -197,6 +213,7 @@ impl VecWorld {
                     final_masks,
                     alive,
                     invalid,
+                    ended,
                 },
             )
             .collect();
@@ -404,6 +421,7 @@ impl VecWorld {
             .collect::<Result<Vec<_>, _>>()?;
         self.towns = towns;
         self.episodes = st.episodes;
+        self.ended.iter_mut().for_each(|e| *e = None);
         self.seed = st.seed;
         self.observe(obs, masks, alive);
         Ok(())
@@ -448,6 +466,7 @@ struct TownOut<'a> {
     final_masks: &'a mut [bool],
     alive: &'a mut [bool],
     invalid: &'a mut [bool],
+    ended: &'a mut Option<Kpis>,
 }
 
 struct StepCtx<'a> {
@@ -483,6 +502,7 @@ impl StepCtx<'_> {
             o.truncated[i] = false;
         }
         let mut reset = false;
+        *o.ended = None;
         if w.tick() >= self.episode_ticks {
             for (i, ag) in w.state.agents.iter().enumerate() {
                 o.truncated[i] = ag.alive && !o.terminated[i];
@@ -490,6 +510,7 @@ impl StepCtx<'_> {
                     write_row(w, self.layout, i, o.final_obs, o.final_masks);
                 }
             }
+            *o.ended = Some(w.kpis());
             *episode += 1;
             let town_seed =
                 Rng::stream(self.seed, k as u64, &format!("episode-{episode}")).next_u64();

@@ -189,6 +189,18 @@ impl VecTown {
         Ok(())
     }
 
+    /// The towns whose episode ended in the last step, each with the KPIs of that episode (read just
+    /// before its reset): `[(town, kpis), ...]`, empty on most steps.
+    fn ended_kpis<'py>(&self, py: Python<'py>) -> PyResult<Vec<(usize, Bound<'py, PyDict>)>> {
+        self.v
+            .ended_kpis()
+            .iter()
+            .enumerate()
+            .filter_map(|(k, e)| e.as_ref().map(|kpis| (k, kpis)))
+            .map(|(k, kpis)| Ok((k, kpi_dict(py, kpis)?)))
+            .collect()
+    }
+
     /// Step `ticks` ticks with the same actions, into internal buffers, without returning to
     /// Python in between: the Rust-only baseline that benchmarks measure call overhead against.
     fn step_repeat(

@@ -209,3 +209,28 @@ fn chosen_actions_step_every_town_and_masked_ones_become_flagged_waits() {
         "a rejected step steps nothing"
     );
 }
+
+#[test]
+fn an_ending_episode_leaves_its_kpis_for_one_step() {
+    let (mut v, mut longer) = (vec_world(40, 1), vec_world(1000, 1));
+    let (mut out, mut out_l) = (Out::new(&v), Out::new(&longer));
+    v.reset(None, &mut out.obs, &mut out.masks);
+    longer.reset(None, &mut out_l.obs, &mut out_l.masks);
+    let mut rng = TestRng::new(5);
+    for t in 1..=41 {
+        let actions = out.actions(&v, &mut rng);
+        out.step(&mut v, &actions);
+        if t <= 40 {
+            out_l.step(&mut longer, &actions);
+        }
+        match t {
+            40 => {
+                // Read before the reset: the same as a town that keeps going shows at that tick.
+                for (k, ended) in v.ended_kpis().iter().enumerate() {
+                    assert_eq!(ended.as_ref(), Some(&longer.towns[k].kpis()), "town {k}");
+                }
+            }
+            _ => assert!(v.ended_kpis().iter().all(Option::is_none), "tick {t}"),
+        }
+    }
+}
