@@ -54,14 +54,15 @@ def kpi_text(rec: dict[str, Any]) -> str:
 def ppo_describer(day_ticks: int) -> Callable[[dict[str, Any]], str]:
     """An epoch's progress text: agent-steps/s, the return per agent-day, the KPIs the record carries."""
     day = DayReturn(day_ticks)
+    last_kpis = [""]  # the KPIs of the latest epoch that ended a town episode (not every epoch does)
 
     def describe(rec: dict[str, Any]) -> str:
         ret = day.add(rec)
         text = f"{(rec.get('sps') or 0) / 1000:.1f}k agent-steps/s  return/day " + (
             "…" if ret is None else f"{ret:.2f}"
         )
-        kpis = kpi_text(rec)
-        return f"{text}  {kpis}" if kpis else text
+        last_kpis[0] = kpi_text(rec) or last_kpis[0]
+        return f"{text}  {last_kpis[0]}" if last_kpis[0] else text
 
     return describe
 

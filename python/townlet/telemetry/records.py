@@ -104,6 +104,12 @@ class PpoRecord(BaseModel):
     episode_return_mean: float | None = _in("extras", None)
     episodes: int | None = _in("extras", None)
     reward_mean: float | None = _in("extras", None)
+    # Town KPIs of the episodes that ended during the epoch (absent when none did).
+    kpi_self_sufficiency: float | None = _in("extras", None)
+    kpi_on_time_rate: float | None = _in("extras", None)
+    kpi_relationship_coverage: float | None = _in("extras", None)
+    kpi_faints: float | None = _in("extras", None)
+    kpi_evictions: float | None = _in("extras", None)
     baseline_log_prob_mean: float | None = _in("diagnostics", None)
     early_stop: bool | None = _in("diagnostics", None)
     time_env_sec: float | None = _in("diagnostics", None)

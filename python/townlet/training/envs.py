@@ -33,6 +33,8 @@ class Batch:
     alive: B
     #: Event counters (name -> count) accumulated by the env for telemetry, when it has any.
     events: dict[str, float] = field(default_factory=dict)
+    #: The KPIs of each town episode that ended in this step (Townlet towns only).
+    episode_kpis: list[dict[str, float]] = field(default_factory=list)
 
 
 class TrainEnv(Protocol):
@@ -92,7 +94,10 @@ class TownTrainEnv:
             k = self._names.index(name)
             if values[k]:
                 events[f"{name}_value"] = float(values[k])
-        return Batch(obs, self.vec.action_masks(), rew, term, trunc, info["final_observation"], info["alive"], events)
+        ended = [kpis for _, kpis in self.vec.native.ended_kpis()]
+        return Batch(
+            obs, self.vec.action_masks(), rew, term, trunc, info["final_observation"], info["alive"], events, ended
+        )
 
     def metadata(self) -> dict[str, Any]:
         return self.vec.observation_metadata()

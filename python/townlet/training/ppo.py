@@ -67,6 +67,7 @@ class RolloutStats:
     episode_returns: list[float] = field(default_factory=list)
     events: dict[str, float] = field(default_factory=dict)
     sample_rewards: list[tuple[float, float]] = field(default_factory=list)  # (sum, mean) per agent slot
+    episode_kpis: list[dict[str, float]] = field(default_factory=list)  # one per town episode ended
     env_seconds: float = 0.0
     #: Policy forward passes and sampling (`inference_seconds`) plus the buffer bookkeeping.
     policy_seconds: float = 0.0
@@ -173,6 +174,7 @@ class RolloutCollector:
             self.ep_return[r] = 0.0
         for name, count in b.events.items():
             stats.events[name] = stats.events.get(name, 0.0) + count
+        stats.episode_kpis.extend(b.episode_kpis)
         stats.transitions += int(valid.sum())
 
     def _compute_advantages(self) -> None:
@@ -408,11 +410,24 @@ def epoch_record(
         "time_policy_sec": roll.policy_seconds if roll else 0.0,
         "time_learn_sec": upd.seconds,
         **time_split(duration, roll, upd),
+        **episode_kpis(roll),
     }
     rec.update(baseline)
     if not np.isfinite(rec["explained_variance"]):
         rec["explained_variance"] = 0.0
     return rec
+
+
+#: The town KPIs an epoch record carries (as `kpi_<name>`), averaged over the town episodes that
+#: ended during the epoch's rollout; faints and evictions per town episode.
+EPISODE_KPIS = ("self_sufficiency", "on_time_rate", "relationship_coverage", "faints", "evictions")
+
+
+def episode_kpis(roll: RolloutStats | None) -> dict[str, float]:
+    """`kpi_*` fields: the mean KPIs of the town episodes that ended this epoch (none when none did)."""
+    if roll is None or not roll.episode_kpis:
+        return {}
+    return {f"kpi_{k}": float(np.mean([float(e[k]) for e in roll.episode_kpis])) for k in EPISODE_KPIS}
 
 
 def time_split(duration: float, roll: RolloutStats | None, upd: UpdateStats) -> dict[str, float]:
