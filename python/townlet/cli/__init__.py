@@ -11,7 +11,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from townlet.cli import archive, capture, checkpoint, log, registry, sim, telemetry, train
+from townlet.cli import archive, capture, checkpoint, data, log, registry, sim, telemetry, train
 from townlet.cli import eval as eval_cli
 from townlet.cli.common import report
 from townlet.errors import TownletError
@@ -45,6 +45,7 @@ app.add_typer(checkpoint.app, name="checkpoint")
 app.add_typer(registry.app, name="registry")
 app.add_typer(log.app, name="log")
 app.add_typer(archive.app, name="archive")
+app.add_typer(data.app, name="data")
 app.command("validate")(sim.validate)
 
 
