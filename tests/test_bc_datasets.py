@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO_ROOT, CliResult, assert_one_line_error
+from conftest import REPO_ROOT, CliResult, assert_one_line_error, run_cli
+from townlet.data.verify import verify_set
+from townlet.errors import UsageError
 
 IDLE = "configs/datasets/idle.yaml"
 BC = Path("data/bc_datasets")
@@ -206,3 +208,21 @@ def test_the_shipped_catalogue_audits_pass() -> None:
     assert max(expert["action_distribution"].values()) < 0.5  # worth cloning: no action is always right
     size = sum(p.stat().st_size for p in (REPO_ROOT / BC).rglob("*") if p.is_file())
     assert size < 5_000_000
+
+
+def test_verify_refuses_a_tampered_dataset_naming_the_sample(repo: Path) -> None:
+    manifest = BC / "manifests/idle_s.json"
+    verified = verify_set(manifest)
+    assert len(verified.samples) == 4 and all(npz.is_file() for _, npz, _ in verified.samples)
+    res = run_cli_verify("idle_s_prod")
+    assert res.stdout.startswith("verified 4 accepted samples (180 ticks)"), str(res)
+    npz = verified.samples[-1][1]
+    npz.write_bytes(npz.read_bytes() + b"x")
+    with pytest.raises(UsageError, match=f"{npz}: checksum mismatch"):
+        verify_set(manifest)
+    assert_one_line_error(run_cli_verify(str(manifest)), str(npz), "checksum mismatch")
+    assert_one_line_error(run_cli_verify("nope"), "datasets.nope: no such dataset")
+
+
+def run_cli_verify(dataset: str) -> CliResult:
+    return run_cli("data", "verify", dataset, "--versions", VERSIONS)

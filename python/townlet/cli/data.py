@@ -13,6 +13,7 @@ from townlet.cli.common import stderr_line
 from townlet.data.audit import AuditReport, audit
 from townlet.data.curate import DEFAULT_MIN_TIMESTEPS, SetPaths, curate, describe_distribution
 from townlet.data.records import DEFAULT_VERSIONS, Status, write_model
+from townlet.data.verify import manifest_for, verify_set
 from townlet.paths import check_output
 from townlet.sim.config import load_config
 
@@ -152,3 +153,15 @@ def audit_cmd(
         _print_report(report)
     if report.status == "FAIL" and exit_on_failure:
         raise typer.Exit(1)
+
+
+@app.command("verify")
+def verify_cmd(
+    dataset: Annotated[str, typer.Argument(help="A catalogue entry name, or a manifest path (*.json).")],
+    versions: Annotated[Path, typer.Option("--versions", help="The catalogue.")] = DEFAULT_VERSIONS,
+) -> None:
+    """Recompute the digests of a dataset's accepted samples before training on it (exit 2 on any mismatch)."""
+    manifest = Path(dataset) if dataset.endswith(".json") else manifest_for(dataset, versions)
+    verified = verify_set(manifest)
+    frames = sum(entry.metrics.timesteps for entry, _, _ in verified.samples)
+    typer.echo(f"verified {len(verified.samples)} accepted samples ({frames} ticks) of {manifest}")
