@@ -164,4 +164,5 @@ def verify_cmd(
     manifest = Path(dataset) if dataset.endswith(".json") else manifest_for(dataset, versions)
     verified = verify_set(manifest)
     frames = sum(entry.metrics.timesteps for entry, _, _ in verified.samples)
-    typer.echo(f"verified {len(verified.samples)} accepted samples ({frames} ticks) of {manifest}")
+    shown = manifest.relative_to(Path.cwd()) if manifest.is_relative_to(Path.cwd()) else manifest
+    typer.echo(f"verified {len(verified.samples)} accepted samples ({frames} ticks) of {shown}")

@@ -179,7 +179,8 @@ def _extras(catalogue: Catalogue, versions: Path, root: Path) -> list[Finding]:
             continue
         for path in sorted(folder.glob("*.json")):
             if path.absolute() not in named and not path.name.startswith("."):
-                rel = path.absolute().relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+                full, base = path.absolute(), root.absolute()
+                rel = full.relative_to(base).as_posix() if full.is_relative_to(base) else str(path)
                 out.append(Finding(level="WARN", dataset=None, path=rel, message="extra entry: no dataset names it"))
     return out
 
@@ -210,7 +211,7 @@ def audit(versions: Path) -> AuditReport:
     return AuditReport(
         timestamp=utc_stamp(),
         versions=str(versions),
-        root=str(root),
+        root=str(root.absolute()),
         status=worst([f.level for f in findings]),
         datasets=datasets,
         findings=findings,

@@ -150,17 +150,17 @@ def write_model(path: Path, record: BaseModel) -> bytes:
 def repo_root(versions: Path) -> Path:
     """The folder the catalogue's paths are relative to: the one holding the `data/` folder the catalogue is in
     (else the catalogue's own folder)."""
-    path = versions.absolute()
-    for parent in path.parents:
-        if parent.name == "data":
-            return parent.parent
-    return path.parent
+    for path in (versions, versions.absolute()):  # a relative catalogue path gives a relative root
+        for parent in path.parents:
+            if parent.name == "data":
+                return parent.parent
+    return versions.parent
 
 
 def relative_to_root(path: Path, root: Path) -> str:
     """`path` as the catalogue writes it: relative to `root`, with forward slashes."""
     try:
-        return path.absolute().relative_to(root).as_posix()
+        return path.absolute().relative_to(root.absolute()).as_posix()
     except ValueError:
         raise UsageError(f"{path}: must lie inside {root} (catalogue paths are relative to it)") from None
 
