@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import REPO_ROOT, CliResult, assert_one_line_error, run_cli
+from townlet.capture.npz import load_npz
 from townlet.data.verify import verify_set
 from townlet.errors import UsageError
 
@@ -206,6 +207,10 @@ def test_the_shipped_catalogue_audits_pass() -> None:
     expert = read(versions)["datasets"]["poc_hybrid_expert_v1"]
     assert expert["samples"] >= 27 and "actions: " in expert["notes"]
     assert max(expert["action_distribution"].values()) < 0.5  # worth cloning: no action is always right
+    manifest = read(REPO_ROOT / expert["manifest"])
+    assert {c["policy"] for c in manifest["captures"].values()} == {"scripted@temperature=0.2"}
+    arrays = load_npz(REPO_ROOT / expert["captures_dir"] / manifest["samples"][0]["sample"])
+    assert arrays["old_log_probs"].min() < -1.0  # real behaviour log-probabilities, not all 0
     size = sum(p.stat().st_size for p in (REPO_ROOT / BC).rglob("*") if p.is_file())
     assert size < 5_000_000
 
@@ -226,3 +231,9 @@ def test_verify_refuses_a_tampered_dataset_naming_the_sample(repo: Path) -> None
 
 def run_cli_verify(dataset: str) -> CliResult:
     return run_cli("data", "verify", dataset, "--versions", VERSIONS)
+
+
+def test_capture_refuses_a_bad_temperature(tmp_path: Path) -> None:
+    res = tool("capture_scripted", IDLE, "--output", tmp_path / "c", "--temperature", "nan")
+    assert_one_line_error(res, "--temperature must be a finite number >= 0")
+    assert not (tmp_path / "c").exists()

@@ -12,6 +12,7 @@ from townlet.capture.rollout import capture_rollout
 from townlet.cli.common import stderr_line
 from townlet.data.audit import AuditReport, audit
 from townlet.data.curate import DEFAULT_MIN_TIMESTEPS, SetPaths, curate, describe_distribution
+from townlet.data.expert import expert_name, expert_temperature, with_temperature
 from townlet.data.records import DEFAULT_VERSIONS, Status, write_model
 from townlet.data.verify import manifest_for, verify_set
 from townlet.paths import check_output
@@ -36,9 +37,15 @@ def capture_cmd(
     ] = False,
     agent_id: Annotated[str | None, typer.Option("--agent-id", help="Capture only this agent.")] = None,
     compress: Annotated[bool, typer.Option("--compress/--no-compress", help="Deflate the .npz samples.")] = True,
+    temperature: Annotated[
+        float | None,
+        typer.Option(
+            "--temperature", help="The expert's sampling temperature (behavior.temperature; 0 = deterministic)."
+        ),
+    ] = None,
 ) -> None:
     """Capture the scripted expert into a set's folder (one capture per run; distinct prefixes share a set)."""
-    cfg = load_config(config, seed=seed)
+    cfg = with_temperature(load_config(config, seed=seed), temperature)
     check_output(output, "--output", folder=True)
     result = capture_rollout(
         cfg,
@@ -48,12 +55,16 @@ def capture_cmd(
         auto_seed_agents=auto_seed_agents,
         agent_id=agent_id,
         prefix=prefix or f"{config.stem}_s{cfg.seed}",
+        policy_name=expert_name(cfg),
         seed=seed,
     )
     for line in result.notices:
         stderr_line(line)
     size = sum(p.stat().st_size for p in result.files)
-    typer.echo(f"captured {len(result.samples)} expert samples of {cfg.scenario_name} into {output} ({size:,} bytes)")
+    typer.echo(
+        f"captured {len(result.samples)} expert samples of {cfg.scenario_name} into {output} "
+        f"({size:,} bytes; expert temperature {expert_temperature(cfg):g})"
+    )
 
 
 @app.command("curate")
