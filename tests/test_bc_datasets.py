@@ -171,6 +171,25 @@ def test_audit_downgrades_a_deprecated_dataset_to_warn(repo: Path) -> None:
         ('{"datasets": {"x": {"status": "gone"}}}', "datasets.x.manifest"),
         ('{"format": "townlet.bc_datasets", "format_version": 1, "datasets": []}', "datasets"),
         ('{"datasets": {}, "datasets": {}}', "duplicate key 'datasets'"),
+        (
+            json.dumps(
+                {
+                    "datasets": {
+                        "x": {
+                            "manifest": "/etc/passwd",
+                            "checksums": "c.json",
+                            "captures_dir": "c",
+                            "created": "",
+                            "tags": [],
+                            "samples": 0,
+                            "notes": "",
+                            "status": "active",
+                        }
+                    }
+                }
+            ),
+            "datasets.x.manifest: Value error, '/etc/passwd' is an absolute path",
+        ),
     ],
 )
 def test_a_bad_catalogue_is_one_line_exit_2(repo: Path, text: str, key: str) -> None:
@@ -237,3 +256,12 @@ def test_capture_refuses_a_bad_temperature(tmp_path: Path) -> None:
     res = tool("capture_scripted", IDLE, "--output", tmp_path / "c", "--temperature", "nan")
     assert_one_line_error(res, "--temperature must be a finite number >= 0")
     assert not (tmp_path / "c").exists()
+
+
+def test_curate_names_the_bad_key_of_a_capture_manifest(repo: Path) -> None:
+    captures = BC / "captures/idle_s"
+    path = captures / "short_manifest.json"
+    doc = read(path)
+    del doc["samples"][1]["sha256"]
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    assert_one_line_error(tool("curate_trajectories", captures), str(path), "samples.1.sha256: Field required")

@@ -19,9 +19,9 @@ import hashlib
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from townlet.capture.records import CaptureMetadata, ManifestEntry, dump
+from townlet.capture.records import CaptureMetadata, ManifestEntry, dump, unsafe_member
 from townlet.errors import UsageError
 from townlet.jsonio import atomic_write_bytes, parse_json, read_bytes
 
@@ -35,6 +35,20 @@ Status = Literal["active", "deprecated"]
 
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _inside_root(path: str) -> str:
+    """A path the catalogue, a manifest or a sheet records: relative, inside the repository root."""
+    why = unsafe_member(path)
+    if why:
+        raise ValueError(f"{path!r} is {why}; dataset paths are relative to the repository root")
+    return path
+
+
+def _plain_name(name: str) -> str:
+    if "/" in name or unsafe_member(name):
+        raise ValueError(f"{name!r} is not a plain file name inside the captures folder")
+    return name
 
 
 class SampleStats(_Record):
@@ -74,6 +88,8 @@ class DatasetManifest(_Record):
     captures: dict[str, CaptureMetadata]
     samples: list[CuratedSample]
 
+    _paths = field_validator("captures_dir")(_inside_root)
+
     @property
     def accepted(self) -> list[CuratedSample]:
         return [s for s in self.samples if s.accepted]
@@ -90,6 +106,15 @@ class ChecksumSheet(_Record):
     manifest_sha256: str
     files: dict[str, str]
 
+    _paths = field_validator("captures_dir", "manifest")(_inside_root)
+
+    @field_validator("files")
+    @classmethod
+    def _plain_names(cls, files: dict[str, str]) -> dict[str, str]:
+        for name in files:
+            _plain_name(name)
+        return files
+
 
 class CatalogueEntry(_Record):
     manifest: str
@@ -101,6 +126,8 @@ class CatalogueEntry(_Record):
     notes: str
     status: Status
     action_distribution: dict[str, float] = {}
+
+    _paths = field_validator("manifest", "checksums", "captures_dir")(_inside_root)
 
 
 class Catalogue(_Record):
