@@ -265,3 +265,11 @@ def test_curate_names_the_bad_key_of_a_capture_manifest(repo: Path) -> None:
     del doc["samples"][1]["sha256"]
     path.write_text(json.dumps(doc), encoding="utf-8")
     assert_one_line_error(tool("curate_trajectories", captures), str(path), "samples.1.sha256: Field required")
+
+
+def test_the_docs_integrity_check_runs_as_printed() -> None:
+    text = (REPO_ROOT / "docs/datasets.md").read_text(encoding="utf-8")
+    code = text.split("<!-- integrity-check -->\n```python\n")[1].split("```")[0]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "idle_v1: 2 accepted samples, checksums match\n"
