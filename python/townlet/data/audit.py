@@ -99,7 +99,11 @@ class _Audit:
         if not path.is_file():
             self.add("FAIL", rel, f"{what} not found")
             return None, b""
-        raw = path.read_bytes()
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            self.add("FAIL", rel, f"cannot read {what} ({exc.strerror or exc})")
+            return None, b""
         try:
             return parse_model(model, Path(rel), raw, what), raw
         except UsageError as exc:
