@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import tarfile
 from collections.abc import Callable
@@ -44,6 +45,8 @@ def good(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
     from conftest import run_cli
 
     d = tmp_path_factory.mktemp("good")
+    # Dated artefacts would make the archive's gzip bytes (and so where a spoil lands in them) differ per run.
+    pinned, os.environ["SOURCE_DATE_EPOCH"] = os.environ.get("SOURCE_DATE_EPOCH"), "1700000000"
     ok = [
         run_cli("sim", "run", "--config", QUEUE, "--tick-limit", "10", "--save-snapshot", d / "snap.json"),
         run_cli("train", QUEUE, *TINY, "--fresh", "--warm-start-save", d / "ck.json", "--ppo-log", d / "log.jsonl"),
@@ -66,6 +69,10 @@ def good(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
             d / "reg.json",
         )
     )
+    if pinned is None:
+        del os.environ["SOURCE_DATE_EPOCH"]
+    else:
+        os.environ["SOURCE_DATE_EPOCH"] = pinned
     for res in ok:
         assert res.returncode == 0, str(res)
     return Inputs(d / "snap.json", d / "ck.json", d / "log.jsonl", d / "cap", d / "reg.json", d / "a.tar.gz")

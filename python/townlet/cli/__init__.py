@@ -9,16 +9,33 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
 from townlet.cli import archive, capture, checkpoint, data, log, registry, sim, telemetry, train
 from townlet.cli import eval as eval_cli
-from townlet.cli.common import report
+from townlet.cli.common import report, stderr_line
 from townlet.errors import TownletError
 
 
+def _usage_exit(exc: UsageError) -> typer.Exit:
+    """A command-line usage error as one line (the option or argument, and where help is), exit 2."""
+    where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    stderr_line(f"error: {exc.format_message()}{where}")
+    return typer.Exit(2)
+
+
 class _Townlet(TyperGroup):
-    """The top-level group: every subcommand runs inside its `invoke`, so this is the one error handler."""
+    """The top-level group: every subcommand is parsed and runs inside its `invoke`, so this is the one
+    error handler: our errors and usage errors (an unknown option, a bad value) become one line each."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as exc:
+            raise _usage_exit(exc) from None
 
     def invoke(self, ctx: Any) -> Any:  # typer.Context is narrower than the click context it receives
         try:
@@ -26,6 +43,10 @@ class _Townlet(TyperGroup):
         except TownletError as exc:
             report(exc)
             raise typer.Exit(exc.exit_code) from None
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as exc:
+            raise _usage_exit(exc) from None
 
 
 app = typer.Typer(
