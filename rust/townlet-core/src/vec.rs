@@ -539,12 +539,7 @@ fn write_row(w: &World, layout: &ObsLayout, i: usize, obs: &mut [f32], masks: &m
 /// Observations and masks of every agent of one town: `obs` (agents, obs_dim) and `masks`
 /// (agents, n_actions), row-major.
 pub fn write_town(w: &World, layout: &ObsLayout, obs: &mut [f32], masks: &mut [bool]) {
-    let d = layout.map_len() + layout.n_features();
-    let a = w.statics.n_actions();
-    let split = layout.map_len();
     for i in 0..w.n_agents() {
-        let row = &mut obs[i * d..(i + 1) * d];
-        let (map, feats) = row.split_at_mut(split);
-        w.write_observation(layout, i, map, feats, &mut masks[i * a..(i + 1) * a]);
+        write_row(w, layout, i, obs, masks);
     }
 }
