@@ -114,6 +114,19 @@ class PPOConfig(BaseModel):
     warm_start: PPOWarmStart = PPOWarmStart()
 
 
+class BCGate(BaseModel):
+    """`training.bc` — when a behaviour-cloning run passes: its held-out accuracy reaches the threshold
+    and beats the majority-action baseline."""
+
+    model_config = ConfigDict(extra="forbid")
+    accuracy_threshold: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="held-out accuracy the BC gate needs (default: training.anneal_accuracy_threshold, else 0.8)",
+    )
+
+
 class TrainingSection(BaseModel):
     """`training:` — what `run_training` does by default."""
 
@@ -122,3 +135,7 @@ class TrainingSection(BaseModel):
     epochs: int = Field(10, ge=1)
     checkpoint_every: int = Field(0, ge=0, description="also save every N epochs (0: only at the end)")
     replay_manifest: str | None = None
+    bc: BCGate = BCGate()
+    anneal_accuracy_threshold: float | None = Field(
+        None, ge=0, le=1, description="the anneal's BC-stage gate (seed 001's name; default: training.bc's)"
+    )
