@@ -18,6 +18,7 @@ agent slot is one row of the batch.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,8 +75,13 @@ class RolloutStats:
     inference_seconds: float = 0.0  # acting and the truncation bootstraps' values
 
 
+#: Acts for the collector instead of the policy: (obs, masks, generator) -> (actions, behaviour
+#: log-probabilities, values), as `ActorCritic.act` samples them (mixed mode's blend: training/mixed.py).
+Actor = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
 class RolloutCollector:
-    """Steps a TrainEnv with the current policy into a Rust RolloutBuffer."""
+    """Steps a TrainEnv with the current policy (or `actor`, when set) into a Rust RolloutBuffer."""
 
     def __init__(self, env: TrainEnv, policy: ActorCritic, cfg: PPOConfig, seed: int) -> None:
         self.env = env
@@ -86,6 +92,7 @@ class RolloutCollector:
         obs, masks, alive = env.reset(seed)
         self.obs, self.masks, self.alive = obs.copy(), masks.copy(), alive.copy()
         self.ep_return = np.zeros(env.num_agents, np.float64)
+        self.actor: Actor | None = None
 
     def get_state(self) -> dict[str, Any]:
         """Where collection stands: the env's state, the sampling RNG and open episode returns."""
@@ -121,9 +128,11 @@ class RolloutCollector:
         for t in range(cfg.rollout_ticks):
             t0 = time.perf_counter()
             # Act: sample from the masked policy (the collector's own generator).
-            action, logp, value = self.policy.act(
-                torch.from_numpy(self.obs), torch.from_numpy(self.masks), generator=self.gen
-            )
+            obs_t, masks_t = torch.from_numpy(self.obs), torch.from_numpy(self.masks)
+            if self.actor is not None:
+                action, logp, value = self.actor(obs_t, masks_t, self.gen)
+            else:
+                action, logp, value = self.policy.act(obs_t, masks_t, generator=self.gen)
             actions = action.numpy().astype(np.int64)
             t1 = time.perf_counter()
             b = env.step(actions)
