@@ -26,7 +26,10 @@ if TYPE_CHECKING:  # torch comes with the training modules: imported where a run
 
 
 def train_cmd(
-    config: Annotated[Path, typer.Argument(help="Config YAML file.")],
+    config_arg: Annotated[Path | None, typer.Argument(metavar="CONFIG", help="Config YAML file.")] = None,
+    config_opt: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Config YAML file (instead of CONFIG).")
+    ] = None,
     mode: Annotated[
         str | None,
         typer.Option("--mode", help="rollout | replay | mixed (PPO) or bc (behaviour cloning); default: the config's."),
@@ -104,6 +107,7 @@ def train_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary at the end.")] = False,
 ) -> None:
     """Train a phase on a config (seeds 000-002, 004): PPO (rollout, replay or mixed) or behaviour cloning (bc)."""
+    config = _one_config(config_arg, config_opt)
     # torch takes about a second to import: only a training run pays for it, not --help or the other verbs.
     from townlet.training.run import TrainRequest, check_outputs, choose_phase, dry_run_report, plan, run
 
@@ -198,6 +202,17 @@ def train_cmd(
         + (f"; best {out.best}" if out.best else "")
         + (f"; telemetry {out.telemetry}" if out.telemetry else "")
     )
+
+
+def _one_config(positional: Path | None, option: Path | None) -> Path:
+    """CONFIG or --config CONFIG (seed 003's form): one of them, or both naming the same file."""
+    if positional is None:
+        if option is None:
+            raise UsageError("missing the config: give CONFIG or --config CONFIG")
+        return option
+    if option is not None and option != positional:
+        raise UsageError(f"two configs given: {positional} and --config {option}; give one")
+    return positional
 
 
 # How each phase is shown: the progress title, the progress line of an epoch, the summarised fields.
