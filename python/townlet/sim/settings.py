@@ -127,11 +127,43 @@ class BCGate(BaseModel):
     )
 
 
+class AnnealStage(BaseModel):
+    """One stage of `training.anneal.schedule`: behaviour cloning (gated on held-out accuracy) or PPO."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: str = Field(pattern="^(bc|ppo)$")
+    epochs: int | None = Field(None, ge=1, description="default: bc.epochs (bc) or training.epochs (ppo)")
+    data_mode: str = Field("rollout", pattern="^(rollout|replay|mixed)$", description="ppo stages: what PPO trains on")
+    anneal_ratio: float | None = Field(
+        None, ge=0, le=1, description="ppo stages in mixed data mode: the blend (default: training.anneal_ratio)"
+    )
+
+
+def _default_schedule() -> list[AnnealStage]:
+    return [AnnealStage(mode="bc"), AnnealStage(mode="ppo", epochs=1)]
+
+
+class AnnealSection(BaseModel):
+    """`training.anneal` — the BC -> PPO anneal (`--mode anneal`, docs/anneal.md): its stages, and when a
+    PPO stage's loss or queue-conflict events drift too far from their baselines (HOLD)."""
+
+    model_config = ConfigDict(extra="forbid")
+    schedule: list[AnnealStage] = Field(default_factory=_default_schedule, min_length=1)
+    log_dir: str | None = Field(None, description="where anneal_results.json goes (default: logs/<config_id>/anneal)")
+    loss_drift_max: float = Field(0.10, ge=0, description="HOLD when |loss_total - baseline| / baseline is above it")
+    queue_drift_max: float = Field(
+        0.15, ge=0, description="HOLD when queue-conflict events or intensity drift more than this fraction"
+    )
+    loss_baseline: float | None = Field(None, description="default: the previous PPO stage's loss_total")
+    queue_baseline: float | None = Field(None, ge=0, description="default: the previous PPO stage's events")
+    intensity_baseline: float | None = Field(None, ge=0, description="default: the previous PPO stage's intensity")
+
+
 class TrainingSection(BaseModel):
     """`training:` — what `run_training` does by default."""
 
     model_config = ConfigDict(extra="forbid")
-    mode: str = Field("rollout", pattern="^(rollout|replay|mixed|bc)$")
+    mode: str = Field("rollout", pattern="^(rollout|replay|mixed|bc|anneal)$")
     epochs: int = Field(10, ge=1)
     checkpoint_every: int = Field(0, ge=0, description="also save every N epochs (0: only at the end)")
     replay_manifest: str | None = None
@@ -139,3 +171,7 @@ class TrainingSection(BaseModel):
     anneal_accuracy_threshold: float | None = Field(
         None, ge=0, le=1, description="the anneal's BC-stage gate (seed 001's name; default: training.bc's)"
     )
+    anneal_ratio: float = Field(
+        1.0, ge=0, le=1, description="mixed mode: share of rollout actions the learned policy takes (the rest scripted)"
+    )
+    anneal: AnnealSection = AnnealSection()
