@@ -3,8 +3,9 @@
 The loss is the cross-entropy of the masked policy logits against the captured action, plus
 `value_coef` x a value regression on the discounted returns of the capture, so that a PPO run
 inheriting these weights starts with a critic that already knows the scale of the returns.
-Accuracy is measured on held-out data: the last `holdout_fraction` of every sample's ticks, never
-seen in training (nearby ticks are correlated, so a random row split would flatter the model).
+Accuracy is measured on held-out trajectories: `holdout_fraction` of the samples (one agent of one
+capture each), chosen from the seed and never seen in training -- ticks of one trajectory are
+correlated, so a split of rows would flatter the model. `training.bc_gate` judges the result.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from townlet import _core
 from townlet.artifacts.checkpoint import TrainingState
 from townlet.sim.settings import BCConfig
+from townlet.training.bc_gate import Gate
 from townlet.training.network import ActorCritic
 from townlet.training.state import loop_state, restore_loop
 
@@ -66,34 +68,64 @@ def discounted_returns(
     return out
 
 
-def split_rows(samples: list[dict[str, npt.NDArray[Any]]], cfg: BCConfig) -> tuple[Rows, Rows]:
-    """(train, held-out) rows where the agent was alive; the last `holdout_fraction` of each
-    sample's ticks are held out."""
+@dataclass
+class Split:
+    """Rows for training and for judging: whole trajectories (samples: one agent of one capture) go to
+    one side or the other, never rows of the same trajectory to both."""
+
+    train: Rows
+    holdout: Rows
+    #: Indices (into the dataset's samples) of the trajectories on each side, ascending.
+    train_ids: list[int]
+    holdout_ids: list[int]
+
+
+def holdout_trajectories(n: int, fraction: float, seed: int) -> list[int]:
+    """Which of `n` trajectories are held out: round(n x fraction) of them (at least one when the
+    fraction is positive and there are two or more, never all), chosen by a permutation seeded with
+    `seed`; ascending."""
+    if fraction <= 0 or n < 2:
+        return []
+    k = min(n - 1, max(1, round(n * fraction)))
+    chosen = np.random.default_rng(seed).permutation(n)[:k]
+    return sorted(int(i) for i in chosen)
+
+
+def split_rows(samples: list[dict[str, npt.NDArray[Any]]], cfg: BCConfig, *, seed: int) -> Split:
+    """(train, held-out) rows where the agent was alive; `cfg.holdout_fraction` of the trajectories
+    are held out whole (`holdout_trajectories`)."""
+    held = set(holdout_trajectories(len(samples), cfg.holdout_fraction, seed))
     train: list[Rows] = []
     hold: list[Rows] = []
-    for s in samples:
-        t = len(s["actions"])
+    for i, s in enumerate(samples):
         alive = s["alive"].astype(bool)
-        dones = s["dones"].astype(bool)
-        ret = discounted_returns(s["rewards"], dones, alive, cfg.gamma)
-        cut = t - int(np.floor(t * cfg.holdout_fraction))
-        for part, lo, hi in ((train, 0, cut), (hold, cut, t)):
-            keep = np.zeros(t, bool)
-            keep[lo:hi] = True
-            keep &= alive
-            part.append(
-                Rows(
-                    obs=s["obs"][keep].astype(np.float32),
-                    masks=s["action_masks"][keep].astype(bool),
-                    actions=s["actions"][keep].astype(np.int64),
-                    returns=ret[keep].astype(np.float32),
-                )
+        ret = discounted_returns(s["rewards"], s["dones"].astype(bool), alive, cfg.gamma)
+        (hold if i in held else train).append(
+            Rows(
+                obs=s["obs"][alive].astype(np.float32),
+                masks=s["action_masks"][alive].astype(bool),
+                actions=s["actions"][alive].astype(np.int64),
+                returns=ret[alive].astype(np.float32),
             )
-    return Rows.concat(train), Rows.concat(hold)
+        )
+    empty = Rows(
+        obs=np.zeros((0, samples[0]["obs"].shape[1]), np.float32) if samples else np.zeros((0, 0), np.float32),
+        masks=np.zeros((0, samples[0]["action_masks"].shape[1]), bool) if samples else np.zeros((0, 0), bool),
+        actions=np.zeros(0, np.int64),
+        returns=np.zeros(0, np.float32),
+    )
+    return Split(
+        Rows.concat(train) if train else empty,
+        Rows.concat(hold) if hold else empty,
+        [i for i in range(len(samples)) if i not in held],
+        sorted(held),
+    )
 
 
 class BCTrainer:
-    def __init__(self, policy: ActorCritic, cfg: BCConfig, train: Rows, holdout: Rows, *, seed: int) -> None:
+    def __init__(
+        self, policy: ActorCritic, cfg: BCConfig, train: Rows, holdout: Rows, *, seed: int, gate: Gate | None = None
+    ) -> None:
         if len(train) == 0:
             raise ValueError("no training rows (every captured agent was dead, or the samples are empty)")
         bad = ~train.masks[np.arange(len(train)), train.actions]
@@ -103,6 +135,8 @@ class BCTrainer:
         self.policy = policy
         self.cfg = cfg
         self.train, self.holdout = train, holdout
+        #: Judges each epoch on the held-out rows (the record's gate fields); None: no gate fields.
+        self.gate = gate
         self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.rng = np.random.default_rng(seed)
         self.epoch = 0
@@ -119,19 +153,21 @@ class BCTrainer:
         self.epoch, self.steps, self.rng, self.best = restore_loop(training, self.optimizer)
 
     @torch.no_grad()
-    def evaluate(self, rows: Rows) -> tuple[float, float]:
-        """(accuracy of the argmax action, mean cross-entropy) over `rows`."""
+    def evaluate(self, rows: Rows) -> tuple[float, float, npt.NDArray[np.int64] | None]:
+        """(accuracy of the argmax action, mean cross-entropy, the argmax actions) over `rows`."""
         if len(rows) == 0:
-            return float("nan"), float("nan")
-        hits, loss = 0, 0.0
+            return float("nan"), float("nan"), None
+        loss = 0.0
+        predicted = []
         for start in range(0, len(rows), 4096):
             sl = slice(start, start + 4096)
             obs, mask = torch.from_numpy(rows.obs[sl]), torch.from_numpy(rows.masks[sl])
             actions = torch.from_numpy(rows.actions[sl])
             logits, _ = self.policy(obs, mask)
-            hits += int((logits.argmax(-1) == actions).sum())
+            predicted.append(logits.argmax(-1).numpy().astype(np.int64))
             loss += float(F.cross_entropy(logits, actions, reduction="sum"))
-        return hits / len(rows), loss / len(rows)
+        pred = np.concatenate(predicted)
+        return float((pred == rows.actions).mean()), loss / len(rows), pred
 
     def run(
         self,
@@ -172,7 +208,7 @@ class BCTrainer:
                 hits += int((logits.detach().argmax(-1) == actions).sum())
                 self.steps += len(idx)
             self.policy.eval()
-            hold_acc, hold_loss = self.evaluate(self.holdout)
+            hold_acc, hold_loss, predicted = self.evaluate(self.holdout)
             rec: dict[str, Any] = {
                 "phase": "bc",
                 "epoch": epoch,
@@ -187,6 +223,8 @@ class BCTrainer:
                 "rows_holdout": len(self.holdout),
                 "epoch_duration_sec": time.perf_counter() - t0,
             }
+            if self.gate is not None:
+                rec.update(self.gate.judge(predicted))
             records.append(rec)
             score = hold_acc if len(self.holdout) else rec["train_accuracy"]
             if self.best is None or score > float(self.best["value"]):

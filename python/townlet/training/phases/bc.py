@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ from townlet.errors import UsageError
 from townlet.sim.config import TownConfig
 from townlet.sim.settings import BCConfig
 from townlet.training.bc import BCTrainer, split_rows
-from townlet.training.data import ReplayData, load_replay
+from townlet.training.bc_gate import GATE_FIELDS, Gate, accuracy_threshold
+from townlet.training.data import ReplayData, load_replay, resolve_manifest
 from townlet.training.request import EpochCallback, PhaseSection, RunOutputs, TrainPlan, TrainRequest
 from townlet.training.saver import PhaseSaver
 from townlet.training.trainer import TrainResult, make_policy
@@ -39,11 +41,11 @@ class BCPhase:
         self, request: TrainRequest, config: TownConfig, section: PhaseSection, mode: str
     ) -> ReplayData | None:
         assert isinstance(section, BCConfig)
-        manifest = request.bc_manifest or (Path(section.manifest) if section.manifest else None)
+        named = request.bc_manifest or (Path(section.manifest) if section.manifest else None)
         data_dir = request.capture_dir or request.rollout_save_dir  # capture, then clone what was captured
-        if manifest is None and data_dir is None:
-            raise UsageError("--mode bc needs --capture-dir DIR or --bc-manifest FILE (or bc.manifest)")
-        return load_replay(manifest, data_dir)
+        if named is None and data_dir is None:
+            raise UsageError("--mode bc needs --capture-dir DIR or --bc-manifest FILE|DATASET (or bc.manifest)")
+        return load_replay(resolve_manifest(named) if named is not None else None, data_dir)
 
     def check_plan(self, plan: TrainPlan) -> TrainPlan:
         """A resume continues on the data it was trained on (the manifest's SHA-256 names it):
@@ -74,8 +76,10 @@ class BCPhase:
         policy = make_policy(meta, int(meta["obs_dim"]), len(meta["action_names"]), bc.hidden)
         load_weights(policy, plan.warm, notify)
         try:
-            train, holdout = split_rows(data.samples, bc)
-            trainer = BCTrainer(policy, bc, train, holdout, seed=plan.seed)
+            split = split_rows(data.samples, bc, seed=plan.seed)
+            gate = Gate(split.holdout.actions, list(meta["action_names"]), accuracy_threshold(plan.config),
+                        len(split.train_ids), len(split.holdout_ids))  # fmt: skip
+            trainer = BCTrainer(policy, bc, split.train, split.holdout, seed=plan.seed, gate=gate)
         except ValueError as exc:
             raise UsageError(f"{data.manifest or 'bc data'}: {exc}") from None
         start = start_epoch(trainer, plan.warm, self.name, plan.epochs, notify)
@@ -94,9 +98,14 @@ class BCPhase:
         )  # fmt: skip
 
         def save(t: BCTrainer) -> None:
+            if judged:  # the checkpoint says how its weights did on the held-out trajectories
+                saver.metadata = {**saver.metadata, "bc_gate": json.dumps(judged[-1], sort_keys=True)}
             saver.latest(t.policy, epoch=t.epoch, steps=t.steps, training=t.training_state(plan.epochs, dataset))
 
+        judged: list[dict[str, Any]] = []
+
         def epoch_done(rec: dict[str, Any]) -> None:
+            judged.append({k: rec.get(k) for k in GATE_FIELDS})
             if writer is not None:
                 writer.write(rec)
             if on_epoch is not None:
