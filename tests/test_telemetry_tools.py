@@ -367,9 +367,9 @@ def test_anneal_thresholds(logs: Logs, tmp_path: Path) -> None:
     # The real tool, default --anneal-bc-min 0.9:
     path = write_records(tmp_path / "anneal.jsonl", [*recs[:-1], {**rec, "anneal_bc_accuracy": 0.5}])
     res = watch(path)
-    assert res.returncode == 1, str(res)
+    assert res.returncode == 4, str(res)  # an anneal FAIL (BC accuracy), distinct from HOLD (3) and other breaches (1)
     assert res.stderr_lines == [
-        f"breach: --anneal-bc-min 0.9 breached: anneal_bc_accuracy 0.5 < 0.9 at epoch 3 ({path}:3)"
+        f"breach: --anneal-bc-min 0.9 breached: anneal_bc_accuracy 0.5 < 0.9 at epoch 3 ({path}:3) (anneal FAIL)"
     ], str(res)
     assert "anneal ppo bc 0.5" in res.stdout.splitlines()[-1]
 

@@ -76,7 +76,8 @@ def telemetry_watch_cmd(
     ] = False,
     **limits: float | None,
 ) -> None:
-    """Check thresholds on every record (tail with --follow); exit 1 at the first breach."""
+    """Check thresholds on every record (tail with --follow); exit 1 at the first breach (an anneal breach:
+    3 HOLD for loss or queue drift, 4 FAIL for BC accuracy)."""
     thresholds = Thresholds(**limits)
 
     def emit(ln: LogLine, breaches: list[Breach]) -> None:
@@ -86,8 +87,9 @@ def telemetry_watch_cmd(
         log, thresholds, emit=emit, follow=follow, interval=interval, max_wait=max_wait, include_rotated=include_rotated
     )
     if result.breach is not None:
-        stderr_line(f"breach: {result.breach.message}")
-        raise typer.Exit(1)
+        verdict = f" (anneal {result.breach.verdict})" if result.breach.verdict else ""
+        stderr_line(f"breach: {result.breach.message}{verdict}")
+        raise typer.Exit(result.breach.exit_code)
     span = f", epochs {fmt_num(result.first_epoch)}-{fmt_num(result.last_epoch)}" if result.records else ""
     summary = (
         f"ok: {log}: {result.records} records{span}, no breaches of {len(thresholds.active())} thresholds "

@@ -38,7 +38,30 @@ def _in(group: str, default: Any = ..., *, alias: str | None = None) -> Any:
 _STRICT = ConfigDict(strict=True, extra="allow", populate_by_name=False)
 
 
-class PpoRecord(BaseModel):
+class AnnealFields(BaseModel):
+    """The anneal part of a PPO record (`PpoRecord` carries these): written by the BC -> PPO anneal's PPO stages
+    (training/anneal.py), except `anneal_ratio`, which every mixed-mode record carries (the learned share of the
+    rollout's actions, training/mixed.py). A record with an `anneal_*` key other than `anneal_ratio` is an anneal
+    record for the watcher and the summary."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", populate_by_name=False)
+
+    anneal_stage: str | None = _in("anneal", None)
+    anneal_cycle: int | None = _in("anneal", None)
+    anneal_dataset: str | None = _in("anneal", None)
+    anneal_bc_accuracy: float | None = _in("anneal", None)
+    anneal_bc_threshold: float | None = _in("anneal", None)
+    anneal_bc_passed: bool | None = _in("anneal", None)
+    anneal_loss_baseline: float | None = _in("anneal", None)
+    anneal_queue_baseline: float | None = _in("anneal", None)
+    anneal_intensity_baseline: float | None = _in("anneal", None)
+    anneal_loss_flag: bool | None = _in("anneal", None)
+    anneal_queue_flag: bool | None = _in("anneal", None)
+    anneal_intensity_flag: bool | None = _in("anneal", None)
+    anneal_ratio: Fraction | None = _in("anneal", None)
+
+
+class PpoRecord(AnnealFields):
     """One PPO epoch record (telemetry 1.1), as `epoch_record` in training/ppo.py builds it."""
 
     model_config = _STRICT
@@ -117,19 +140,6 @@ class PpoRecord(BaseModel):
     time_learn_sec: float | None = _in("diagnostics", None)
     time_inference_sec: float | None = _in("diagnostics", None)
     time_other_sec: float | None = _in("diagnostics", None)
-    # BC -> PPO anneal (only in anneal-stage records).
-    anneal_stage: str | None = _in("anneal", None)
-    anneal_cycle: int | None = _in("anneal", None)
-    anneal_dataset: str | None = _in("anneal", None)
-    anneal_bc_accuracy: float | None = _in("anneal", None)
-    anneal_bc_threshold: float | None = _in("anneal", None)
-    anneal_bc_passed: bool | None = _in("anneal", None)
-    anneal_loss_baseline: float | None = _in("anneal", None)
-    anneal_queue_baseline: float | None = _in("anneal", None)
-    anneal_intensity_baseline: float | None = _in("anneal", None)
-    anneal_loss_flag: bool | None = _in("anneal", None)
-    anneal_queue_flag: bool | None = _in("anneal", None)
-    anneal_intensity_flag: bool | None = _in("anneal", None)
 
 
 class BcRecord(BaseModel):
@@ -226,9 +236,13 @@ BC_NUMERIC_FIELDS = tuple(k for k, f in BcRecord.model_fields.items() if _group(
 BC_OPTIONAL_FIELDS = tuple(k for k, f in BcRecord.model_fields.items() if _group(f) == "bc" and _nullable(f))
 
 
+#: Carried by every mixed-mode record, so it alone does not make an anneal record.
+MIXED_FIELDS = ("anneal_ratio",)
+
+
 def is_anneal_record(record: dict[str, Any]) -> bool:
-    """Written by the BC -> PPO anneal: any `anneal_*` key."""
-    return any(key.startswith("anneal_") for key in record)
+    """Written by the BC -> PPO anneal: any `anneal_*` key but `anneal_ratio` (which mixed mode writes)."""
+    return any(key.startswith("anneal_") and key not in MIXED_FIELDS for key in record)
 
 
 def _failures(model: type[BaseModel], record: dict[str, Any]) -> dict[str, str]:

@@ -17,6 +17,18 @@ from townlet.telemetry.records import ANNEAL_FIELDS, is_anneal_record
 from townlet.telemetry.thresholds import ANNEAL_TOLERANCE, ROLLOUT_MODES, SPECS, WATCH_SPECS, Thresholds
 from townlet.telemetry.values import fmt_num, number
 
+#: What an anneal breach means for promotion (seed 000: HOLD freezes it, FAIL requires rollback): BC accuracy
+#: below its floor fails; loss or queue-conflict drift holds. Any other breach is plain `EXIT_BREACH`.
+ANNEAL_VERDICTS = {
+    "--anneal-bc-min": "FAIL",
+    "--anneal-loss-max": "HOLD",
+    "--anneal-queue-min": "HOLD",
+    "--anneal-intensity-min": "HOLD",
+}
+#: Exit status of `telemetry watch` at a breach: per anneal verdict (the anneal's own codes), else 1.
+EXIT_BREACH = 1
+VERDICT_EXIT = {"HOLD": 3, "FAIL": 4}
+
 
 @dataclass(frozen=True)
 class Breach:
@@ -37,6 +49,15 @@ class Breach:
             op = ">" if self.kind == "max" else "<"
             what = f"{self.key} {fmt_num(self.value)} {op} {fmt_num(self.threshold)}"
         return f"{self.flag} {fmt_num(self.threshold)} breached: {what} at epoch {fmt_num(self.epoch)} ({self.where})"
+
+    @property
+    def verdict(self) -> str | None:
+        """HOLD or FAIL for an anneal breach, else None."""
+        return ANNEAL_VERDICTS.get(self.flag)
+
+    @property
+    def exit_code(self) -> int:
+        return VERDICT_EXIT[self.verdict] if self.verdict is not None else EXIT_BREACH
 
     def as_json(self) -> dict[str, Any]:
         value = number(self.value)

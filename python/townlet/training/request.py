@@ -64,11 +64,27 @@ class LogOptions:
     frequency: int = 1
     max_entries: int | None = None
 
-    def open(self, start: int) -> TelemetryWriter:
-        """The writer for a run that starts after epoch `start` (a resumed run continues its log)."""
-        return TelemetryWriter(
-            self.path, frequency=self.frequency, max_entries=self.max_entries, resume_after=start if start else None
-        )
+    def open(self, start: int, *, extra: dict[str, Any] | None = None) -> TelemetryWriter:
+        """The writer for a run that starts after epoch `start` (a resumed run continues its log); `extra`:
+        fields every record gets before it is written (mixed mode's `anneal_ratio`)."""
+        resume = start if start else None
+        if extra:
+            return _ExtraFieldsWriter(
+                self.path, extra, frequency=self.frequency, max_entries=self.max_entries, resume_after=resume
+            )
+        return TelemetryWriter(self.path, frequency=self.frequency, max_entries=self.max_entries, resume_after=resume)
+
+
+class _ExtraFieldsWriter(TelemetryWriter):
+    """Adds fixed fields to each record (in place, so the epoch callbacks see them too) before writing it."""
+
+    def __init__(self, path: Path, extra: dict[str, Any], **options: Any) -> None:
+        super().__init__(path, **options)
+        self.extra = dict(extra)
+
+    def write(self, record: dict[str, Any], *, force: bool = False) -> bool:
+        record.update(self.extra)
+        return super().write(record, force=force)
 
 
 @dataclass(frozen=True)
@@ -92,6 +108,8 @@ class TrainPlan:
     #: The config's observation/action spec (checked against the data and the warm start).
     meta: dict[str, Any]
     warm: WarmStartPlan
+    #: Mixed mode's learned/scripted blend for this run (None: `training.anneal_ratio`); an anneal stage sets it.
+    anneal_ratio: float | None = None
 
 
 @dataclass

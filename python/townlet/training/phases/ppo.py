@@ -11,6 +11,7 @@ from townlet.sim.config import TownConfig
 from townlet.sim.settings import MODES, PPOConfig
 from townlet.training.data import ReplayData, load_replay
 from townlet.training.envs import TownTrainEnv
+from townlet.training.mixed import attach_blend, blend_ratio
 from townlet.training.request import EpochCallback, PhaseSection, RunOutputs, TrainPlan, TrainRequest
 from townlet.training.saver import PhaseSaver
 from townlet.training.trainer import Trainer, make_policy
@@ -61,8 +62,11 @@ class PPOPhase:
             replay_events=replay.events if replay else None,
             obs_meta=meta,
         )
+        blend = attach_blend(
+            trainer, blend_ratio(plan.mode, plan.config.sections.training.anneal_ratio, plan.anneal_ratio)
+        )
         start = start_epoch(trainer, plan.warm, self.name, plan.epochs, notify)
-        writer = plan.log.open(start) if plan.log is not None else None
+        writer = plan.log.open(start, extra=blend) if plan.log is not None else None
         warm = ppo.warm_start
         saver = PhaseSaver(
             plan.checkpoint,
