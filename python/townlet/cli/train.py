@@ -17,7 +17,7 @@ from townlet.cli.common import strict_bool
 from townlet.cli.progress import TrainProgress, ppo_describer
 from townlet.errors import UsageError
 from townlet.paths import check_output
-from townlet.sim.config import TownConfig
+from townlet.sim.config import TownConfig, load_config
 from townlet.sim.settings import BCConfig, PPOConfig
 
 if TYPE_CHECKING:  # torch comes with the training modules: imported where a run needs them
@@ -32,7 +32,17 @@ def train_cmd(
     ] = None,
     mode: Annotated[
         str | None,
-        typer.Option("--mode", help="rollout | replay | mixed (PPO) or bc (behaviour cloning); default: the config's."),
+        typer.Option(
+            "--mode",
+            help="rollout | replay | mixed (PPO), bc (behaviour cloning) or anneal (BC -> PPO stages, "
+            "exit 0 PASS, 3 HOLD, 4 FAIL); default: the config's.",
+        ),
+    ] = None,
+    anneal_log_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--anneal-log-dir", help="--mode anneal: where anneal_results.json goes (training.anneal.log_dir)."
+        ),
     ] = None,
     train_ppo: Annotated[bool, typer.Option("--train-ppo", help="Train PPO (implied by every PPO mode).")] = False,
     capture_dir: Annotated[
@@ -108,6 +118,27 @@ def train_cmd(
 ) -> None:
     """Train a phase on a config (seeds 000-002, 004): PPO (rollout, replay or mixed) or behaviour cloning (bc)."""
     config = _one_config(config_arg, config_opt)
+    if mode == "anneal" or (mode is None and load_config(config, seed=seed).sections.training.mode == "anneal"):
+        given = {
+            "--train-ppo": train_ppo, "--capture-dir": capture_dir, "--replay-manifest": replay_manifest,
+            "--epochs": epochs, "--rollout-ticks": rollout_ticks, "--rollout-save-dir": rollout_save_dir,
+            "--ppo-log-frequency": ppo_log_frequency != 1, "--ppo-log-max-entries": ppo_log_max_entries,
+            "--bc-log": bc_log, "--checkpoint-every": checkpoint_every, "--warm-start-save": checkpoint,
+            "--warm-start-load": warm_start_load, "--allow-mismatch": allow_mismatch, "--fresh": fresh,
+            "--dry-run": dry_run, "--num-envs": num_envs, "--learning-rate": learning_rate, "--gamma": gamma,
+            "--gae-lambda": gae_lambda, "--clip-coef": clip_coef, "--ent-coef": ent_coef, "--vf-coef": vf_coef,
+            "--update-epochs": update_epochs, "--num-minibatches": num_minibatches,
+            "--max-grad-norm": max_grad_norm, "--target-kl": target_kl,
+        }  # fmt: skip
+        unused = [flag for flag, value in given.items() if value not in (None, False)]
+        if unused:
+            raise UsageError(f"{', '.join(unused)}: not used by --mode anneal (training.anneal configures its stages)")
+        from townlet.cli.train_anneal import anneal_cmd
+
+        anneal_cmd(config, seed=seed, log_dir=anneal_log_dir, ppo_log=ppo_log, manifest=bc_manifest, as_json=as_json)
+        return
+    if anneal_log_dir is not None:
+        raise UsageError("--anneal-log-dir: only used by --mode anneal")
     # torch takes about a second to import: only a training run pays for it, not --help or the other verbs.
     from townlet.training.run import TrainRequest, check_outputs, choose_phase, dry_run_report, plan, run
 
