@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 
 from townlet.cli import archive, capture, checkpoint, data, log, registry, sim, telemetry, train
 from townlet.cli import eval as eval_cli
+from townlet.cli import promotion as promotion_cli
 from townlet.cli.common import report, stderr_line
 from townlet.errors import TownletError
 
@@ -67,6 +68,7 @@ app.add_typer(registry.app, name="registry")
 app.add_typer(log.app, name="log")
 app.add_typer(archive.app, name="archive")
 app.add_typer(data.app, name="data")
+app.add_typer(promotion_cli.app, name="promotion")
 app.command("validate")(sim.validate)
 
 
