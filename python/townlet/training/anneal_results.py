@@ -142,7 +142,9 @@ def describe_flag(st: PPOStageResult, flag: str) -> str:
         "queue_drift": (st.queue_conflict_events, st.queue_baseline, st.queue_drift),
         "intensity_drift": (st.queue_conflict_intensity_sum, st.intensity_baseline, st.intensity_drift),
     }[flag]
-    return f"{value:.6g} vs baseline {base:.6g} ({(drift or 0.0) * 100:+.1f}%)"
+    if base is None or drift is None:
+        return f"{value:.6g} (no baseline recorded)"
+    return f"{value:.6g} vs baseline {base:.6g} ({drift * 100:+.1f}%)"
 
 
 def write_results(path: Path, results: AnnealResults) -> None:
