@@ -1,0 +1,101 @@
+"""Bearer tokens -> roles. Tokens are compared in constant time and never logged or echoed."""
+
+from __future__ import annotations
+
+import hmac
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from townlet.errors import UsageError
+from townlet.jsonio import loads_strict, read_json
+from townlet.ops.envelope import CommandError, ErrorCode
+
+Role = Literal["viewer", "admin"]
+ROLE_RANK: dict[str, int] = {"viewer": 0, "admin": 1}
+
+
+@dataclass(frozen=True)
+class Principal:
+    role: Role
+    label: str
+
+
+class _TokenEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=8)
+    role: Role
+    label: str = Field(min_length=1, max_length=128)
+
+    def __repr__(self) -> str:  # never show the token
+        return f"_TokenEntry(role={self.role!r}, label={self.label!r})"
+
+
+class TokenStore:
+    """token -> (role, label). `authenticate` checks every entry with `hmac.compare_digest`."""
+
+    def __init__(self, entries: list[tuple[str, Role, str]], *, allow_anonymous_viewer: bool = False) -> None:
+        self._entries = [(tok.encode("utf-8"), Principal(role, label)) for tok, role, label in entries]
+        self.allow_anonymous_viewer = allow_anonymous_viewer
+
+    def __repr__(self) -> str:
+        return f"TokenStore({len(self._entries)} tokens)"
+
+    @classmethod
+    def from_records(cls, records: Any, where: str, *, allow_anonymous_viewer: bool = False) -> TokenStore:
+        if not isinstance(records, list):
+            raise UsageError(f"{where}: expected a JSON list of {{token, role, label}}")
+        entries: list[tuple[str, Role, str]] = []
+        seen: set[str] = set()
+        for k, rec in enumerate(records):
+            try:
+                e = _TokenEntry.model_validate(rec)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                key = ".".join(str(p) for p in err["loc"])
+                # The message never quotes the input (it may be a token).
+                raise UsageError(f"{where}: [{k}].{key}: {err['msg']}") from None
+            if e.token.strip() != e.token:
+                raise UsageError(f"{where}: [{k}].token: surrounding whitespace")
+            if e.token in seen:
+                raise UsageError(f"{where}: [{k}].token: duplicate token")
+            seen.add(e.token)
+            entries.append((e.token, e.role, e.label))
+        return cls(entries, allow_anonymous_viewer=allow_anonymous_viewer)
+
+    @classmethod
+    def from_file(cls, path: str | Path, *, allow_anonymous_viewer: bool = False) -> TokenStore:
+        path = Path(path)
+        return cls.from_records(
+            read_json(path, "tokens file"), str(path), allow_anonymous_viewer=allow_anonymous_viewer
+        )
+
+    @classmethod
+    def from_env(cls, var: str, *, allow_anonymous_viewer: bool = False) -> TokenStore:
+        text = os.environ.get(var)
+        if text is None:
+            raise UsageError(f"environment variable {var} is not set")
+        try:
+            records = loads_strict(text)
+        except ValueError:
+            raise UsageError(f"environment variable {var}: not valid JSON") from None
+        return cls.from_records(records, f"${var}", allow_anonymous_viewer=allow_anonymous_viewer)
+
+    def authenticate(self, token: str | None) -> Principal:
+        """The principal for `token`; no token -> viewer when anonymous viewers are allowed; else unauthorized."""
+        if token is None or token == "":
+            if self.allow_anonymous_viewer:
+                return Principal("viewer", "anonymous")
+            raise CommandError(ErrorCode.unauthorized, "a bearer token is required")
+        given = token.strip().encode("utf-8")
+        found: Principal | None = None
+        for tok, principal in self._entries:  # check all: time does not depend on which matched
+            if hmac.compare_digest(tok, given):
+                found = principal
+        if found is None:
+            raise CommandError(ErrorCode.unauthorized, "unknown or expired token")
+        return found

@@ -1,0 +1,7 @@
+"""Registers every command (importing this module fills `registry.REGISTRY`)."""
+
+from __future__ import annotations
+
+from townlet.ops import commands_admin, commands_read, commands_world
+
+__all__ = ["commands_admin", "commands_read", "commands_world"]

@@ -1,0 +1,103 @@
+"""Admin commands on the shard itself: snapshots, perturbation queue, reserved policy names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from townlet.errors import UsageError
+from townlet.ops.envelope import CommandError, ErrorCode
+from townlet.ops.registry import REGISTRY, Args, Command, NoArgs, command
+from townlet.ops.store import confine, inspect, load_shard_snapshot, save_shard_snapshot
+from townlet.ops.world import ShardWorld
+
+
+class PathArgs(Args):
+    path: str = Field(min_length=1, max_length=512)
+
+
+@command(
+    "snapshot_save",
+    "admin",
+    PathArgs,
+    "save the shard (town, journal, cmd_id history) under the snapshot root",
+    mutates=False,
+    positional=("path",),
+)
+def _snapshot_save(w: ShardWorld, a: PathArgs) -> dict[str, Any]:
+    target = confine(w.snapshot_root, a.path)
+    try:
+        out = save_shard_snapshot(w, target)
+    except (OSError, UsageError) as exc:
+        raise CommandError(ErrorCode.invalid_args, f"snapshot_save: {a.path}: cannot write ({exc})") from None
+    return {"path": a.path, **out}
+
+
+@command(
+    "snapshot_inspect",
+    "viewer",
+    PathArgs,
+    "a shard snapshot's tick, config, hash and sizes",
+    mutates=False,
+    positional=("path",),
+)
+def _snapshot_inspect(w: ShardWorld, a: PathArgs) -> dict[str, Any]:
+    target = confine(w.snapshot_root, a.path)
+    try:
+        return {"path": a.path, **inspect(target)}
+    except UsageError as exc:
+        raise CommandError(ErrorCode.invalid_args, _relative(str(exc), target, a.path)) from None
+
+
+@command(
+    "snapshot_validate",
+    "viewer",
+    PathArgs,
+    "whether a shard snapshot restores into this shard's config",
+    mutates=False,
+    positional=("path",),
+)
+def _snapshot_validate(w: ShardWorld, a: PathArgs) -> dict[str, Any]:
+    target = confine(w.snapshot_root, a.path)
+    try:
+        town, state = load_shard_snapshot(target, w.config)
+    except UsageError as exc:
+        raise CommandError(ErrorCode.invalid_args, _relative(str(exc), target, a.path)) from None
+    return {"path": a.path, "valid": True, "tick": int(town.tick), "journal": len(state["journal"])}
+
+
+def _relative(message: str, target: Any, shown: str) -> str:
+    """Errors name the path as the client gave it, not where the root lives on the server."""
+    return message.replace(str(target), shown)
+
+
+@command("perturbation_queue", "viewer", NoArgs, "active perturbations", mutates=False)
+def _perturbation_queue(w: ShardWorld, a: NoArgs) -> dict[str, Any]:
+    return {
+        "active": [
+            {"event_id": int(e), "name": n, "kind": k, "started": int(s), "ends": int(t), "magnitude": float(m)}
+            for e, n, k, s, t, m in w.town.perturbations_active()
+        ]
+    }
+
+
+class PolicyArgs(Args):
+    checkpoint: str | None = None
+    policy_hash: str | None = None
+
+
+def _reserved(w: ShardWorld, a: Args) -> None:
+    raise CommandError(ErrorCode.usage, "not available yet")
+
+
+for _name in ("promote_policy", "rollback_policy", "policy_swap"):
+    REGISTRY[_name] = Command(
+        _name,
+        "admin",
+        PolicyArgs,
+        _reserved,
+        "reserved for the promotion work: not available yet",
+        positional=("checkpoint", "policy_hash"),
+        reserved=True,
+    )

@@ -1,0 +1,190 @@
+"""`ShardWorld`: the town a shard runs, with what commands need (agent lookup, possession, toggles) and the
+records a restored shard needs to replay identically (the journal of applied commands, the cmd_id history).
+Not thread-safe: the `Shard` calls it under its world lock."""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from townlet import _core
+from townlet.ops.envelope import CommandError, ErrorCode
+from townlet.sim.config import TownConfig
+
+NEED_NAMES = ("hunger", "hygiene", "energy")
+HISTORY_LIMIT = 512
+NARRATION_LIMIT = 50
+#: Events that become narration lines (when narration is on and not throttled).
+NARRATED = {
+    "chat_success": "{agent} and {other} had a good chat",
+    "chat_failure": "{agent} and {other} had an awkward chat",
+    "shared_meal": "{agent} shared a meal with {other}",
+    "agent_faint": "{agent} fainted",
+    "agent_spawned": "{agent} arrived in town",
+    "agent_killed": "{agent} was removed by an operator",
+    "employment_exit_processed": "{agent} left their job",
+    "queue_conflict": "{agent} and {other} argued in a queue",
+}
+
+
+class _TownView:
+    """What a checkpoint actor reads from a town (masks, spec), for one `Town`."""
+
+    def __init__(self, town: _core.Town, spec: dict[str, Any]) -> None:
+        self.town = town
+        self.spec = spec
+        self.masks: npt.NDArray[np.bool_] = np.zeros((town.n_agents, len(spec["action_names"])), np.bool_)
+        self.obs: npt.NDArray[np.float32] = np.zeros((town.n_agents, int(spec["obs_dim"])), np.float32)
+
+    def observation_metadata(self) -> dict[str, Any]:
+        return self.spec
+
+    def action_masks(self) -> npt.NDArray[np.bool_]:
+        return self.masks
+
+
+class ShardWorld:
+    def __init__(self, config: TownConfig, *, snapshot_root: Path, policy: str | None = None) -> None:
+        self.config = config
+        self.snapshot_root = Path(snapshot_root)
+        self.town = _core.Town(config.world_json(), 0, True)
+        self.policy_path = policy
+        self._actor: Any = None
+        self._view: _TownView | None = None
+        if policy is not None:
+            self._load_policy(policy)
+        self.action_names: list[str] = list(self.town.action_names())
+        self.event_names: list[str] = list(self.town.event_names())
+        #: agent index -> the action it takes next tick (None: wait) while an operator possesses it.
+        self.possessed: dict[int, int | None] = {}
+        self.narration_enabled = True
+        self.narration_throttle = 0  # minimum ticks between narration lines
+        self.privacy_mode = False
+        self.narrations: deque[dict[str, Any]] = deque(maxlen=NARRATION_LIMIT)
+        self._last_narration_tick = -(10**9)
+        #: Every applied mutating command in order: {tick, seq, name, args, cmd_id}.
+        self.journal: list[dict[str, Any]] = []
+        #: cmd_id -> stored result (bounded, oldest dropped first).
+        self.history: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def _load_policy(self, path: str) -> None:
+        from townlet.training.evaluate import checkpoint_actor  # torch: only when a policy is asked for
+
+        self._actor = checkpoint_actor(Path(path), config=self.config)
+        self._view = _TownView(self.town, _core.obs_spec(self.config.world_json()))
+
+    # -- lookups --------------------------------------------------------------------------------
+
+    @property
+    def tick(self) -> int:
+        return int(self.town.tick)
+
+    def agent_ids(self) -> list[str]:
+        return list(self.town.agent_ids())
+
+    def agent(self, agent_id: str) -> int:
+        """The slot of `agent_id` (its current id, e.g. `alice#2`, or its base name); not_found otherwise."""
+        ids = self.agent_ids()
+        if agent_id in ids:
+            return ids.index(agent_id)
+        base = [i for i, a in enumerate(ids) if a.split("#", 1)[0] == agent_id]
+        if len(base) == 1:
+            return base[0]
+        raise CommandError(ErrorCode.not_found, f"unknown agent {agent_id!r} (agents: {', '.join(ids)})")
+
+    def alive_agent(self, agent_id: str) -> int:
+        i = self.agent(agent_id)
+        if not bool(self.town.alive()[i]):
+            raise CommandError(ErrorCode.conflict, f"agent {agent_id!r} is not alive")
+        return i
+
+    def need_index(self, name: str) -> int:
+        if name not in NEED_NAMES:
+            raise CommandError(ErrorCode.invalid_args, f"unknown need {name!r} (needs: {', '.join(NEED_NAMES)})")
+        return NEED_NAMES.index(name)
+
+    def action_index(self, name: str) -> int:
+        if name not in self.action_names:
+            raise CommandError(
+                ErrorCode.invalid_args, f"unknown action {name!r} (actions: {', '.join(self.action_names)})"
+            )
+        return self.action_names.index(name)
+
+    # -- the tick ---------------------------------------------------------------------------------
+
+    def step(self) -> None:
+        """One tick: the acting policy for every agent, the operator's action for the possessed."""
+        town = self.town
+        if self._actor is None and not self.possessed:
+            town.step(1)
+        elif self._actor is None:
+            raise CommandError(ErrorCode.internal, "possession needs the core's step_overriding")
+        else:
+            view = self._view
+            assert view is not None
+            town.observe(view.obs, view.masks)
+            actions = np.asarray(self._actor(view, view.obs), dtype=np.int64).copy()
+            for i, a in self._overrides():
+                actions[i] = a
+            town.step(1, np.ascontiguousarray(actions))
+        for i in list(self.possessed):
+            self.possessed[i] = None  # one operator action per command; then the agent waits
+        self._narrate(town.drain_events())
+
+    def _overrides(self) -> list[tuple[int, int]]:
+        return [(i, a if a is not None else 0) for i, a in sorted(self.possessed.items())]
+
+    def _narrate(self, cols: dict[str, npt.NDArray[np.generic]]) -> None:
+        if not self.narration_enabled:
+            return
+        ids = self.agent_ids()
+        for t, k, a, o in zip(cols["tick"], cols["kind"], cols["agent"], cols["other"], strict=True):
+            event = self.event_names[int(k)]
+            template = NARRATED.get(event)
+            if template is None or int(t) - self._last_narration_tick < self.narration_throttle:
+                continue
+            if self.privacy_mode:
+                agent, other = "an agent", "another agent"
+            else:
+                agent = ids[int(a)] if int(a) >= 0 else "someone"
+                other = ids[int(o)] if int(o) >= 0 else "someone"
+            self.narrations.append({"tick": int(t), "event": event, "text": template.format(agent=agent, other=other)})
+            self._last_narration_tick = int(t)
+
+    # -- records ------------------------------------------------------------------------------------
+
+    def remember(self, cmd_id: str, result: dict[str, Any]) -> None:
+        self.history[cmd_id] = result
+        self.history.move_to_end(cmd_id)
+        while len(self.history) > HISTORY_LIMIT:
+            self.history.popitem(last=False)
+
+    def state(self) -> dict[str, Any]:
+        """What a shard snapshot keeps beside the town."""
+        return {
+            "possessed": {str(i): a for i, a in sorted(self.possessed.items())},
+            "narration_enabled": self.narration_enabled,
+            "narration_throttle": self.narration_throttle,
+            "privacy_mode": self.privacy_mode,
+            "narrations": list(self.narrations),
+            "last_narration_tick": self._last_narration_tick,
+            "journal": list(self.journal),
+            "history": [[k, v] for k, v in self.history.items()],
+        }
+
+    def load_state(self, town: _core.Town, state: dict[str, Any]) -> None:
+        self.town = town
+        if self._view is not None:
+            self._view = _TownView(town, self._view.spec)
+        self.possessed = {int(k): (None if v is None else int(v)) for k, v in state["possessed"].items()}
+        self.narration_enabled = bool(state["narration_enabled"])
+        self.narration_throttle = int(state["narration_throttle"])
+        self.privacy_mode = bool(state["privacy_mode"])
+        self.narrations = deque(state["narrations"], maxlen=NARRATION_LIMIT)
+        self._last_narration_tick = int(state["last_narration_tick"])
+        self.journal = list(state["journal"])
+        self.history = OrderedDict((str(k), v) for k, v in state["history"])
