@@ -140,3 +140,29 @@ def test_blend_mixes_at_its_ratio_with_the_mixture_probability() -> None:
 def test_anneal_ratio_alone_does_not_make_an_anneal_record() -> None:
     assert not is_anneal_record({"anneal_ratio": 0.5, "data_mode": "mixed"})
     assert is_anneal_record({"anneal_ratio": 0.5, "anneal_stage": "ppo"})
+
+
+class CrashingHarness:
+    """A harness whose BC stage writes its checkpoint and then dies (a killed trainer, a full disk)."""
+
+    def __init__(self, config: Any) -> None:
+        self.config, self.root = config, None
+
+    def run_bc_training(self, **kw: Any) -> Any:
+        Path(self.config.sections.bc.warm_start.save_path).write_bytes(b"half-written weights")
+        raise OSError("disk full")
+
+
+def test_a_stage_that_raises_is_rolled_back_too(tmp_path: Path) -> None:
+    from townlet.training.anneal import run_anneal
+
+    config = load_config(DEFAULT_CONFIG)
+    latest = Path(config.sections.bc.warm_start.save_path)
+    latest.parent.mkdir(parents=True)
+    latest.write_bytes(b"the good policy")
+    with pytest.raises(OSError, match="disk full"):
+        run_anneal(CrashingHarness(config), tmp_path / "logs")  # type: ignore[arg-type]
+    assert latest.read_bytes() == b"the good policy"
+    (line,) = (latest.parent / "rollbacks.jsonl").read_text(encoding="utf-8").splitlines()
+    assert '"reason":"stage 1 (bc) did not finish: disk full"' in line
+    assert not (tmp_path / "logs" / "anneal_results.json").exists()  # no partial results
