@@ -1,8 +1,9 @@
 """The phase chain bc -> ppo -> resume, run as a user would (subprocesses in a scratch working
-directory, the default `logs/<phase>/checkpoints/<phase>_latest.json` paths):
+directory, the default `logs/<config_id>/<phase>/checkpoints/<phase>_latest.json` paths):
 
 * behaviour cloning on an expert capture, accuracy measured on held-out ticks, best kept apart;
-* PPO inherits the bc checkpoint by default (lineage names it), or starts fresh when told;
+* PPO inherits the bc checkpoint of the same config id by default (lineage names it), or starts fresh when
+  told; another config's bc checkpoint is never inherited;
 * a PPO run killed mid-way and resumed from its checkpoint ends with the same weights, optimizer
   state, towns and telemetry as the run that was never interrupted, across episode ends;
 * a BC run interrupted in-process resumes identically too, and refuses other data.
@@ -25,6 +26,8 @@ from conftest import REPO_ROOT, CliResult, _cli_env, assert_one_line_error
 from townlet.artifacts.checkpoint import load_checkpoint
 
 TOWN = REPO_ROOT / "configs/examples/poc_hybrid.yaml"
+#: The default bc checkpoints of the default town's config id (town.yaml keeps it).
+BC_DIR = "logs/poc_hybrid_v1/bc/checkpoints"
 #: Fields of a telemetry record that measure time, not training.
 TIMING = {"epoch_duration_sec", "sps", "time_env_sec", "time_learn_sec", "time_policy_sec"}
 TIMING |= {"time_inference_sec", "time_other_sec"}  # the rest of the epoch time split
@@ -70,7 +73,7 @@ def bc_trained(work: Path) -> CliResult:
 def test_bc_learns_the_expert_on_held_out_ticks_and_keeps_the_best(work: Path, bc_trained: CliResult) -> None:
     res = bc_trained
     assert res.returncode == 0, str(res)
-    latest, best = work / "logs/bc/checkpoints/bc_latest.json", work / "logs/bc/checkpoints/bc_best.json"
+    latest, best = work / BC_DIR / "bc_latest.json", work / BC_DIR / "bc_best.json"
     ck = load_checkpoint(latest)
     assert ck.header["metadata"]["phase"] == "bc" and ck.header["counters"]["epochs"] == 3
     assert ck.training is not None and ck.training.data["phase"] == "bc"
@@ -107,7 +110,7 @@ def ppo(work: Path, out: str, *extra: str) -> subprocess.Popen[str]:
 
 def test_ppo_inherits_bc_and_a_killed_run_resumes_identically(work: Path, bc_trained: CliResult) -> None:
     assert bc_trained.returncode == 0, str(bc_trained)
-    bc = work / "logs/bc/checkpoints/bc_latest.json"
+    bc = work / BC_DIR / "bc_latest.json"
     bc_sha = load_checkpoint(bc).sha256
     dry = townlet(work, "train", "town.yaml", "--dry-run", "--warm-start-save", "dry/ppo.json")
     assert dry.returncode == 0, str(dry)
@@ -116,9 +119,9 @@ def test_ppo_inherits_bc_and_a_killed_run_resumes_identically(work: Path, bc_tra
     full = ppo(work, "full")
     out, err = full.communicate(timeout=600)
     assert full.returncode == 0, err
-    assert f"ppo: inherited from the bc phase: weights from {Path('logs/bc/checkpoints/bc_latest.json')}" in err
+    assert f"ppo: inherited from the bc phase: weights from {Path(BC_DIR, 'bc_latest.json')}" in err
     assert [line for line in err.splitlines() if line.startswith(("ppo:", "bc:"))] == [
-        "ppo: inherited from the bc phase: weights from logs/bc/checkpoints/bc_latest.json (bc checkpoint)"
+        f"ppo: inherited from the bc phase: weights from {BC_DIR}/bc_latest.json (bc checkpoint)"
     ]
     done = load_checkpoint(work / "full/ppo_latest.json")
     assert done.header["lineage"]["parent_sha256"] == bc_sha
@@ -315,16 +318,38 @@ def test_replay_and_mixed_runs_resume_identically(mode: str, tmp_path: Path) -> 
     assert a.training is not None and b.training is not None and a.training.data == b.training.data
 
 
-def test_an_inherited_bc_checkpoint_that_does_not_fit_says_how_to_start_fresh(
-    work: Path, bc_trained: CliResult
-) -> None:
+def test_another_configs_bc_checkpoint_is_never_inherited(work: Path, bc_trained: CliResult) -> None:
+    """Issue 13: phases do not leak across configs. Another town in the same working directory has its own
+    default paths, so the default town's bc checkpoint is not even looked at; a bc save path shared by two
+    configs on purpose is not inherited either; a bc checkpoint of the same config id that no longer fits
+    (its town changed) is still a one-line error that says how to start fresh."""
     assert bc_trained.returncode == 0, str(bc_trained)
-    # Another town in the same working directory: the default-town bc checkpoint does not fit it.
     queue = REPO_ROOT / "configs/scenarios/queue_conflict.yaml"
-    res = townlet(work, "train", queue, "--epochs", "1", "--warm-start-save", "q.json")
+    res = townlet(work, "train", queue, "--epochs", "1", "--rollout-ticks", "8", "--warm-start-save", "q.json", "-q")
+    assert res.returncode == 0 and "inherited" not in res.stderr, str(res)
+    assert load_checkpoint(work / "q.json").header["lineage"]["parent_sha256"] is None
+
+    raw = yaml.safe_load(queue.read_text())
+    for key in ("affordances", "perturbations"):
+        if isinstance(raw.get(key), str):
+            raw[key] = str(REPO_ROOT / "configs/scenarios" / raw[key])
+    raw["bc"] = {"warm_start": {"save_path": f"{BC_DIR}/bc_latest.json"}}  # the default town's bc checkpoint
+    (work / "shared.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    res = townlet(work, "train", "shared.yaml", "--epochs", "1", "--rollout-ticks", "8", "--warm-start-save", "s.json")
+    assert res.returncode == 0, str(res)
+    assert (
+        f"ppo: fresh start (not inheriting {BC_DIR}/bc_latest.json: that bc checkpoint was trained on config "
+        "poc_hybrid_v1, not scenario_queue_conflict)" in res.stderr
+    ), str(res)
+    assert load_checkpoint(work / "s.json").header["lineage"]["parent_sha256"] is None
+
+    town = yaml.safe_load((work / "town.yaml").read_text())
+    town["observations"] = {**(town.get("observations") or {}), "variant": "compact"}
+    (work / "changed.yaml").write_text(yaml.safe_dump(town, sort_keys=False))
+    res = townlet(work, "train", "changed.yaml", "--epochs", "1", "--warm-start-save", "c.json")
     assert_one_line_error(res, "observation/action spec differs", "inherited from the bc phase", "--fresh")
-    assert not (work / "q.json").exists()
-    res = townlet(work, "train", queue, "--epochs", "1", "--fresh", "--warm-start-save", "q.json", "-q")
+    assert not (work / "c.json").exists()
+    res = townlet(work, "train", "changed.yaml", "--epochs", "1", "--fresh", "--warm-start-save", "c.json", "-q")
     assert res.returncode == 0, str(res)
 
 

@@ -23,7 +23,7 @@ from yaml.constructor import SafeConstructor
 
 from townlet import _core
 from townlet.errors import ConfigError
-from townlet.sim.settings import BCConfig, PPOConfig, TrainingSection
+from townlet.sim.settings import BCConfig, PPOConfig, TrainingSection, for_config
 
 #: Top-level keys owned (and validated) by the Rust world core.
 WORLD_KEYS = frozenset(
@@ -339,7 +339,7 @@ def load_config(path: str | Path, *, seed: int | None = None) -> TownConfig:
         path=path,
         raw=raw,
         world=world,
-        sections=sections,
+        sections=for_config(sections, str(world["config_id"])),  # logs/<config_id>/<phase>/... (SPEC §8)
         includes=includes,
         source=SourceText(str(path), text),
         include_sources=include_sources,

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 MODES = ("rollout", "replay", "mixed")
 
+#: Stands for the config's id in a warm-start path; `load_config` fills it in (`for_config`).
+CONFIG_ID = "{config_id}"
 
-def latest_path(phase: str) -> str:
-    """Where a phase saves its checkpoint by default."""
-    return f"logs/{phase}/checkpoints/{phase}_latest.json"
+
+def config_folder(config_id: str) -> str:
+    """The config id as one folder name (characters outside `A-Za-z0-9._-` become `_`)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", config_id).lstrip(".") or "_"
+
+
+def checkpoint_dir(phase: str, config_id: str = CONFIG_ID) -> str:
+    """Where a phase keeps its checkpoints by default: per config id (SPEC §8), so work on one
+    config never leaks into another."""
+    folder = config_id if config_id == CONFIG_ID else config_folder(config_id)
+    return f"logs/{folder}/{phase}/checkpoints"
+
+
+def latest_path(phase: str, config_id: str = CONFIG_ID) -> str:
+    """Where a phase saves its checkpoint by default: `logs/<config_id>/<phase>/checkpoints/<phase>_latest.json`."""
+    return f"{checkpoint_dir(phase, config_id)}/{phase}_latest.json"
 
 
 def best_path_for(save_path: str) -> str:
@@ -20,6 +37,10 @@ def best_path_for(save_path: str) -> str:
     p = Path(save_path)
     stem = p.stem[: -len("_latest")] if p.stem.endswith("_latest") else p.stem
     return str(p.with_name(f"{stem}_best{p.suffix}"))
+
+
+def _fill(path: str | None, config_id: str) -> str | None:
+    return path.replace(CONFIG_ID, config_folder(config_id)) if path else path
 
 
 class WarmStart(BaseModel):
@@ -31,7 +52,9 @@ class WarmStart(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     load_path: str | None = Field(None, description="start from this checkpoint (validated before anything changes)")
-    save_path: str = Field(latest_path("ppo"), description="rewritten whenever the phase saves")
+    save_path: str = Field(
+        latest_path("ppo"), description="rewritten whenever the phase saves ({config_id}: the config's id)"
+    )
     best_path: str | None = Field(None, description="the best-known checkpoint (default: save_path's X_best.json)")
     metadata: dict[str, str] = Field(default_factory=dict, description="copied into the saved checkpoint")
     allow_mismatch: bool = Field(False, description="load despite a config-hash or spec mismatch (warns, recorded)")
@@ -41,6 +64,15 @@ class WarmStart(BaseModel):
 
     def best(self) -> str:
         return self.best_path or best_path_for(self.save_path)
+
+    def for_config(self, config_id: str) -> Self:
+        """`{config_id}` in the paths replaced by the config's id (its folder name)."""
+        update = {
+            key: _fill(value, config_id)
+            for key in ("load_path", "save_path", "best_path")
+            if (value := getattr(self, key)) and CONFIG_ID in value
+        }
+        return self.model_copy(update=update) if update else self
 
     def clash(self) -> str | None:
         """Why the best-known checkpoint would overwrite the latest one (same file, or a safetensors
@@ -65,7 +97,9 @@ class PPOWarmStart(WarmStart):
 
 
 class BCWarmStart(WarmStart):
-    save_path: str = Field(latest_path("bc"), description="rewritten whenever the phase saves")
+    save_path: str = Field(
+        latest_path("bc"), description="rewritten whenever the phase saves ({config_id}: the config's id)"
+    )
     inherit: None = None
 
 
@@ -175,3 +209,20 @@ class TrainingSection(BaseModel):
         1.0, ge=0, le=1, description="mixed mode: share of rollout actions the learned policy takes (the rest scripted)"
     )
     anneal: AnnealSection = AnnealSection()
+
+
+Sections = TypeVar("Sections", bound=BaseModel)
+
+
+def for_config(sections: Sections, config_id: str) -> Sections:
+    """Every phase section's warm-start paths with `{config_id}` filled in (the default save paths
+    are `logs/{config_id}/<phase>/checkpoints/<phase>_latest.json`): what `load_config` returns."""
+    update: dict[str, BaseModel] = {}
+    for name in type(sections).model_fields:
+        section = getattr(sections, name)
+        warm = getattr(section, "warm_start", None)
+        if isinstance(section, BaseModel) and isinstance(warm, WarmStart):
+            filled = warm.for_config(config_id)
+            if filled is not warm:
+                update[name] = section.model_copy(update={"warm_start": filled})
+    return sections.model_copy(update=update) if update else sections

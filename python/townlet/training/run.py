@@ -60,7 +60,14 @@ def choose_phase(request: TrainRequest) -> PhaseChoice:
     except ValidationError as exc:
         first = exc.errors()[0]
         raise UsageError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
-    return PhaseChoice(config, phase, mode, section)
+    return PhaseChoice(config, phase, mode, per_config(section, config))
+
+
+def per_config(section: PhaseSection, config: TownConfig) -> PhaseSection:
+    """`section` with `{config_id}` in its warm-start paths filled in (a config built by hand
+    rather than by `load_config` may still hold it): `logs/<config_id>/<phase>/checkpoints/...`."""
+    warm = section.warm_start.for_config(config.config_id)
+    return section if warm is section.warm_start else section.model_copy(update={"warm_start": warm})
 
 
 def check_outputs(request: TrainRequest, choice: PhaseChoice) -> None:
@@ -139,6 +146,7 @@ def plan_phase(
     """The plan for a phase whose section is already final (its warm-start paths included):
     checks the data and the warm start against the config's observation/action spec."""
     phase = phase_for_mode(mode)
+    section = per_config(section, config)
     meta = observation_spec(config)
     if data is not None:
         check_replay_spec(data, meta, config.path)

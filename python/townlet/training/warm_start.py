@@ -45,12 +45,17 @@ class WarmStartCheck:
 
 
 def check_warm_start(
-    path: Path, *, meta: dict[str, Any], run_cfg: dict[str, Any], allow_mismatch: bool, phase: str = "ppo"
+    path: Path | Checkpoint,
+    *,
+    meta: dict[str, Any],
+    run_cfg: dict[str, Any],
+    allow_mismatch: bool,
+    phase: str = "ppo",
 ) -> WarmStartCheck:
-    """Validate a checkpoint for warm-starting this run, changing nothing: format and shapes
-    (always fatal), architecture and observation/action spec, and, for a checkpoint of the same
-    phase, the config hash. Mismatches are errors unless `allow_mismatch`."""
-    ck = load_checkpoint(path)
+    """Validate a checkpoint (a path, or one already loaded) for warm-starting this run, changing
+    nothing: format and shapes (always fatal), architecture and observation/action spec, and, for a
+    checkpoint of the same phase, the config hash. Mismatches are errors unless `allow_mismatch`."""
+    ck = path if isinstance(path, Checkpoint) else load_checkpoint(path)
     header = ck.header
     problems: list[str] = []
     if header.get("fingerprint") != fingerprint(header["architecture"], meta):
@@ -83,6 +88,8 @@ class WarmStartPlan:
     inherited_from: str | None = None
     #: Same phase, same config, with training state: continue that run exactly.
     resume: bool = False
+    #: Why the checkpoint at the inherited phase's save path was not inherited (another config id).
+    skipped: str | None = None
 
     @property
     def parent(self) -> str | None:
@@ -110,7 +117,8 @@ class WarmStartPlan:
 
     def describe(self, phase: str) -> str:
         if self.check is None:
-            return f"{phase}: fresh start (no warm-start checkpoint)"
+            why = f" ({self.skipped})" if self.skipped else " (no warm-start checkpoint)"
+            return f"{phase}: fresh start{why}"
         ck = self.check.checkpoint
         if self.resume:
             assert ck.training is not None
@@ -122,25 +130,42 @@ class WarmStartPlan:
 
 
 def inherit_path(config: TownConfig, phase: str) -> str:
-    """The save path of `phase` in this config: where an inheriting phase looks."""
+    """The save path of `phase` in this config (by default `logs/<config_id>/<phase>/checkpoints/
+    <phase>_latest.json`): where an inheriting phase looks."""
     section: PPOConfig | BCConfig = getattr(config.sections, phase)
-    return section.warm_start.save_path
+    return section.warm_start.for_config(config.config_id).save_path
+
+
+def checkpoint_config_id(ck: Checkpoint) -> str | None:
+    """The config id a checkpoint was trained on (its metadata, else its embedded config)."""
+    found = (ck.header.get("metadata") or {}).get("config_id") or (ck.header.get("config") or {}).get("config_id")
+    return str(found) if found is not None else None
 
 
 def plan_warm_start(
     config: TownConfig, section: PPOConfig | BCConfig, phase: str, *, meta: dict[str, Any]
 ) -> WarmStartPlan:
-    warm = section.warm_start
-    path, inherited = warm.load_path, None
-    if not path and warm.inherit:
-        candidate = inherit_path(config, warm.inherit)
-        if Path(candidate).is_file():
-            path, inherited = candidate, warm.inherit
-    if not path:
+    """Where the phase starts from: `load_path`, else the `inherit` phase's checkpoint of the same
+    config id (a checkpoint of another config at that path is not inherited: fresh start), else fresh."""
+    warm = section.warm_start.for_config(config.config_id)
+    source: Path | Checkpoint | None = Path(warm.load_path) if warm.load_path else None
+    inherited = None
+    if source is None and warm.inherit:
+        candidate = Path(inherit_path(config, warm.inherit))
+        if candidate.is_file():
+            ck = load_checkpoint(candidate)
+            trained_on = checkpoint_config_id(ck)
+            if trained_on != config.config_id:
+                return WarmStartPlan(
+                    skipped=f"not inheriting {candidate}: that {warm.inherit} checkpoint was trained on config "
+                    f"{trained_on}, not {config.config_id}"
+                )
+            source, inherited = ck, warm.inherit
+    if source is None:
         return WarmStartPlan()
     try:
         check = check_warm_start(
-            Path(path), meta=meta, run_cfg=run_config(config, section, phase), allow_mismatch=warm.allow_mismatch,
+            source, meta=meta, run_cfg=run_config(config, section, phase), allow_mismatch=warm.allow_mismatch,
             phase=phase,
         )  # fmt: skip
     except UsageError as exc:
@@ -189,6 +214,6 @@ def start_epoch(trainer: Trainer | BCTrainer, plan: WarmStartPlan, phase: str, e
             f"{plan.check.checkpoint.path if plan.check else 'checkpoint'}: already trained {trainer.epoch} epochs; "
             f"nothing to resume for --epochs {epochs} (raise --epochs to train on)"
         )
-    if plan.check is not None:
+    if plan.check is not None or plan.skipped:
         notify(plan.describe(phase))
     return trainer.epoch
