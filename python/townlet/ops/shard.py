@@ -80,7 +80,9 @@ class Shard:
 
     @property
     def tick(self) -> int:
-        return self.world.tick
+        # The latest published snapshot's tick: read from any thread without touching the Town, which the ticking
+        # thread holds during a step (reading it then raises "Already mutably borrowed").
+        return int(self._snapshot["tick"])
 
     @property
     def running(self) -> bool:
