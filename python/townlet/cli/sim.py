@@ -5,25 +5,41 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from townlet.cli.common import CHUNK, report, resolve_policy
-from townlet.errors import TownletError
+from townlet.artifacts.registry import repo_root
+from townlet.cli.common import CHUNK, report, resolve_policy, stderr_line
+from townlet.errors import TownletError, UsageError
 from townlet.paths import check_output
 from townlet.sim.config import load_config
 from townlet.sim.simulation import Simulation
 
 app = typer.Typer(help="Run the world simulation.", no_args_is_help=True)
 
+#: The town run when no --config is given.
+DEFAULT_CONFIG = Path("configs/examples/poc_hybrid.yaml")
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help=f"Config YAML file (default: {DEFAULT_CONFIG}).")
+]
+
+
+def default_config(config: Path | None) -> Path:
+    """`config`, else the default town of the repository around the working directory."""
+    if config is not None:
+        return config
+    root = repo_root()
+    return root / DEFAULT_CONFIG if root is not None else DEFAULT_CONFIG
+
 
 @app.command("run")
 def sim_run(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Config YAML file.")],
+    config: ConfigOpt = None,
     tick_limit: Annotated[
         int | None, typer.Option("--tick-limit", min=0, help="Ticks to run (default: the scenario's, else one day).")
     ] = None,
@@ -41,7 +57,7 @@ def sim_run(
     """Run the town under the scripted expert (or a trained policy) and report KPIs."""
     if save_snapshot is not None:
         check_output(save_snapshot, "--save-snapshot")
-    cfg = load_config(config, seed=seed)
+    cfg = load_config(default_config(config), seed=seed)
     sim = Simulation.load_snapshot(load_snapshot, cfg) if load_snapshot else Simulation(cfg)
     pol, _ = resolve_policy(policy, cfg.seed)
     if pol is not None:
@@ -100,3 +116,79 @@ def validate(configs: Annotated[list[Path], typer.Argument(help="Config files to
         typer.echo(f"ok: {path} ({cfg.config_id}, {len(cfg.world['agents'])} agents)")
     if failed:
         raise typer.Exit(2)
+
+
+@app.command("serve")
+def sim_serve(
+    config: ConfigOpt = None,
+    listen: Annotated[
+        str, typer.Option("--serve", "--listen", help="HOST:PORT to serve the HTTP API on (port 0: any free port).")
+    ] = "127.0.0.1:8765",
+    tokens: Annotated[
+        Path | None,
+        typer.Option("--tokens", help='Tokens file: JSON [{"token", "role": "viewer"|"admin", "label"}].'),
+    ] = None,
+    tokens_env: Annotated[
+        str | None, typer.Option("--tokens-env", help="Read the tokens JSON from this environment variable instead.")
+    ] = None,
+    anonymous: Annotated[
+        bool, typer.Option("--allow-anonymous-viewer", help="Requests without a token act as a viewer.")
+    ] = False,
+    tick_rate: Annotated[
+        float | None, typer.Option("--tick-rate", min=0.001, help="Ticks per second (default: as fast as it goes).")
+    ] = None,
+    tick_limit: Annotated[
+        int | None, typer.Option("--tick-limit", min=0, help="Stop after this many ticks (default: run until stopped).")
+    ] = None,
+    policy: Annotated[
+        str, typer.Option("--policy", help="'scripted' (the expert) or a policy checkpoint path.")
+    ] = "scripted",
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Override the config's seed.")] = None,
+    audit_log: Annotated[
+        Path | None, typer.Option("--audit-log", help="Audit log (default: logs/console/commands.jsonl).")
+    ] = None,
+    snapshot_root: Annotated[
+        Path, typer.Option("--snapshot-root", help="Folder snapshot_save/inspect/validate paths stay inside.")
+    ] = Path("snapshots"),
+    load_snapshot: Annotated[
+        Path | None, typer.Option("--load-snapshot", help="Continue from a shard snapshot (snapshot_save).")
+    ] = None,
+) -> None:
+    """Run a live shard with its HTTP API (POST /v1/commands, GET /v1/snapshot, /metrics, WS /v1/stream, /docs).
+
+    Prints one line with the URL once it is listening; stops on Ctrl-C / SIGTERM or after --tick-limit ticks."""
+    from townlet.ops.audit import DEFAULT_AUDIT_PATH
+    from townlet.ops.auth import TokenStore
+    from townlet.ops.server import parse_listen, serve
+    from townlet.ops.shard import Shard
+
+    host, port = parse_listen(listen)
+    if tokens is not None and tokens_env is not None:
+        raise UsageError("give --tokens or --tokens-env, not both")
+    if tokens is not None:
+        store = TokenStore.from_file(tokens, allow_anonymous_viewer=anonymous)
+    elif tokens_env is not None:
+        store = TokenStore.from_env(tokens_env, allow_anonymous_viewer=anonymous)
+    elif anonymous:
+        store = TokenStore([], allow_anonymous_viewer=True)
+    else:
+        raise UsageError("--tokens FILE (or --tokens-env VAR, or --allow-anonymous-viewer) is required to serve")
+    cfg = load_config(default_config(config), seed=seed)
+    kwargs: dict[str, Any] = {
+        "tokens": store,
+        "policy": None if policy == "scripted" else policy,
+        "audit_path": audit_log if audit_log is not None else DEFAULT_AUDIT_PATH,
+        "snapshot_root": snapshot_root,
+        "allow_anonymous_viewer": anonymous,
+    }
+    shard = Shard.from_snapshot(load_snapshot, cfg, **kwargs) if load_snapshot else Shard(cfg, **kwargs)
+    rate = f"{tick_rate:g} ticks/s" if tick_rate else "unthrottled"
+
+    def listening(url: str) -> None:
+        typer.echo(f"serving {cfg.config_id} on {url} ({rate}, tick {shard.tick}); Ctrl-C stops")
+
+    try:
+        done = serve(shard, host, port, tick_limit=tick_limit, tick_rate=tick_rate, on_listening=listening)
+    finally:
+        shard.close()
+    stderr_line(f"stopped at tick {done.ticks} ({done.reason})")

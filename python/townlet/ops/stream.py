@@ -1,0 +1,187 @@
+"""The live stream behind `WS /v1/stream`: one snapshot, then one diff per tick, to every connected client.
+
+One pump thread reads the shard's snapshots (one `Subscription`), computes each tick's diff once and hands the
+same text to every client's bounded queue on the event loop. A client whose queue is full (it stopped reading) is
+dropped with a close reason; the shard and the other clients never wait for it.
+
+Diffs are JSON Patch (RFC 6902) operations over objects: `add`, `remove`, `replace`; lists are replaced whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+#: Messages a client may be behind before it is dropped.
+DEFAULT_CLIENT_QUEUE = 64
+#: Close code and reason for a dropped client (1008: policy violation; the reason fits a close frame).
+SLOW_CLIENT_CODE = 1008
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _unescape(part: str) -> str:
+    return part.replace("~1", "/").replace("~0", "~")
+
+
+def diff(old: Any, new: Any, path: str = "") -> list[dict[str, Any]]:
+    """JSON Patch operations turning `old` into `new` (objects recursed into; anything else replaced whole)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        ops: list[dict[str, Any]] = []
+        for key in old:
+            if key not in new:
+                ops.append({"op": "remove", "path": f"{path}/{_escape(str(key))}"})
+        for key, value in new.items():
+            sub = f"{path}/{_escape(str(key))}"
+            if key not in old:
+                ops.append({"op": "add", "path": sub, "value": value})
+            elif old[key] != value or type(old[key]) is not type(value):
+                ops.extend(diff(old[key], value, sub))
+        return ops
+    if old == new and type(old) is type(new):
+        return []
+    return [{"op": "replace", "path": path, "value": new}]
+
+
+def apply_diff(doc: Any, ops: list[dict[str, Any]]) -> Any:
+    """`doc` with the operations of `diff` applied (a new object; `doc` is not changed)."""
+    doc = json.loads(json.dumps(doc))
+    for op in ops:
+        parts = [_unescape(p) for p in op["path"].split("/")[1:]]
+        if not parts:
+            doc = op["value"]
+            continue
+        parent = doc
+        for part in parts[:-1]:
+            parent = parent[part]
+        if op["op"] == "remove":
+            del parent[parts[-1]]
+        else:
+            parent[parts[-1]] = op["value"]
+    return doc
+
+
+class SubscriptionLike(Protocol):
+    dropped: str | None
+
+    def get(self, timeout: float | None = None) -> tuple[int, dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+class Publisher(Protocol):
+    def subscribe(self, maxsize: int = 64) -> Any: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+
+@dataclass(eq=False)
+class StreamClient:
+    queue: asyncio.Queue[str]
+    dropped: str | None = None
+    gone: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class StreamHub:
+    """Fans the shard's per-tick snapshots out to WebSocket clients (see the module docstring)."""
+
+    def __init__(self, shard: Publisher, *, client_queue: int = DEFAULT_CLIENT_QUEUE) -> None:
+        self._shard = shard
+        self.client_queue = client_queue
+        self._lock = threading.Lock()
+        self._clients: set[StreamClient] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._last: tuple[int, dict[str, Any]] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.dropped_total = 0
+        self.messages_total = 0
+
+    @property
+    def clients(self) -> int:
+        return len(self._clients)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._thread = threading.Thread(target=self._pump, name="townlet-stream", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def join(self) -> tuple[StreamClient, str]:
+        """Register a client: its queue and the first message (the latest snapshot), taken under the pump's lock
+        so the diffs that follow start from exactly that snapshot."""
+        client = StreamClient(queue=asyncio.Queue(maxsize=self.client_queue))
+        with self._lock:
+            if self._last is None:
+                snap = self._shard.snapshot()
+                self._last = (int(snap.get("tick", 0)), snap)
+            tick, snap = self._last
+            self._clients.add(client)
+        return client, json.dumps({"type": "snapshot", "tick": tick, "data": snap})
+
+    def leave(self, client: StreamClient) -> None:
+        with self._lock:
+            self._clients.discard(client)
+
+    def _pump(self) -> None:
+        sub: SubscriptionLike | None = None
+        while not self._stop.is_set():
+            if sub is None or sub.dropped is not None:
+                if sub is not None:
+                    sub.close()
+                sub = self._shard.subscribe(maxsize=256)
+                resync = True
+            else:
+                resync = False
+            try:
+                tick, snap = sub.get(timeout=0.25)
+            except queue.Empty:  # no tick yet
+                continue
+            except Exception:  # the subscription ended under us: take a new one (after a pause)
+                sub.close()
+                sub = None
+                self._stop.wait(0.1)
+                continue
+            with self._lock:
+                if resync or self._last is None:
+                    text = json.dumps({"type": "snapshot", "tick": tick, "data": snap})
+                else:
+                    ops = diff(self._last[1], snap)
+                    text = json.dumps({"type": "diff", "tick": tick, "from": self._last[0], "ops": ops})
+                self._last = (tick, snap)
+                clients = list(self._clients)
+            if clients and self._loop is not None:
+                self._call(self._broadcast, clients, text)
+        if sub is not None:
+            sub.close()
+
+    def _call(self, fn: Callable[..., None], *args: Any) -> None:
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop closed during shutdown
+            self._stop.set()
+
+    def _broadcast(self, clients: list[StreamClient], text: str) -> None:
+        for client in clients:
+            if client.dropped is not None:
+                continue
+            try:
+                client.queue.put_nowait(text)
+                self.messages_total += 1
+            except asyncio.QueueFull:
+                client.dropped = f"slow consumer: {self.client_queue} messages behind, dropped"
+                self.dropped_total += 1
+                client.gone.set()
+                self.leave(client)

@@ -1,0 +1,147 @@
+"""The HTTP API as an operator meets it: a real shard process on 127.0.0.1 (a free port), real requests."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ops_shard import ADMIN, VIEWER, Served, no_proxy, start_shard
+
+no_proxy()
+
+
+@pytest.fixture(scope="module")
+def shard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    served = start_shard(tmp_path_factory.mktemp("shard"))
+    yield served
+    code, err = served.stop()
+    assert code == 0, err
+    assert "stopped at tick" in err, err
+    assert "Traceback" not in err, err
+
+
+def _setneed(agent: str, hunger: float, cmd_id: str | None) -> dict[str, object]:
+    env: dict[str, object] = {"name": "setneed", "kwargs": {"agent_id": agent, "needs": {"hunger": hunger}}}
+    if cmd_id is not None:
+        env["cmd_id"] = cmd_id
+    return env
+
+
+def test_health_metrics_and_the_snapshot(shard: Served) -> None:
+    health = shard.snapshot()
+    assert health.status_code == 200, health.text
+    snap = health.json()
+    assert snap["schema_version"] == "1.0.0"
+    for key in ("tick", "agents", "jobs", "economy", "employment"):
+        assert key in snap, key
+    agent = snap["agents"]["alice"]
+    for key in ("position", "needs", "wallet", "shift_state"):
+        assert key in agent, key
+    metrics = shard.metrics()
+    for name in ("townlet_tick", "townlet_ticks_per_sec", "townlet_agents", "townlet_kpi_self_sufficiency"):
+        assert name in metrics, name
+    assert metrics["townlet_agents"] == len(snap["agents"])
+    spec = httpx.get(f"{shard.url}/openapi.json", timeout=60).json()
+    assert {"/v1/commands", "/v1/snapshot", "/v1/health", "/metrics"} <= set(spec["paths"])
+    assert httpx.get(f"{shard.url}/docs", timeout=60).status_code == 200
+
+
+def test_a_viewer_is_refused_an_admin_command_and_it_is_audited(shard: Served) -> None:
+    res = shard.post(_setneed("bob", 0.2, "viewer-try-1"), token=VIEWER)
+    assert res.status_code == 403, res.text
+    body = res.json()
+    assert body["status"] == "error" and body["error"]["code"] == "forbidden"
+    line = [r for r in shard.audit() if r["cmd_id"] == "viewer-try-1"]
+    assert len(line) == 1, line
+    assert line[0]["status"] == "error" and line[0]["code"] == "forbidden"
+    assert line[0]["issuer"] == "vera" and line[0]["role"] == "viewer"
+    assert VIEWER not in shard.audit_path.read_text(encoding="utf-8")  # tokens are never logged
+
+
+def test_an_admin_command_without_a_cmd_id_is_refused(shard: Served) -> None:
+    assert shard.snapshot().json()["agents"]["cara"]["needs"]["hunger"] > 0.3
+    res = shard.post(_setneed("cara", 0.01, None))
+    assert res.status_code == 400, res.text
+    assert "cmd_id" in res.json()["error"]["message"]
+    shard.wait_ticks(2)
+    assert shard.snapshot().json()["agents"]["cara"]["needs"]["hunger"] > 0.3  # nothing applied
+
+
+def test_the_same_cmd_id_twice_runs_once(shard: Served) -> None:
+    applied = shard.metrics()["townlet_commands_applied"]
+    first = shard.post(_setneed("dan", 0.4, "once-1"))
+    again = shard.post(_setneed("dan", 0.4, "once-1"))
+    assert first.status_code == again.status_code == 200, (first.text, again.text)
+    assert first.json()["tick"] == again.json()["tick"]  # the stored result, not a second run
+    assert shard.metrics()["townlet_commands_applied"] == applied + 1
+    lines = [r for r in shard.audit() if r["cmd_id"] == "once-1"]
+    assert [r.get("replayed", False) for r in lines] == [False, True], lines
+
+
+def test_setneed_visibly_changes_the_next_snapshot(shard: Served) -> None:
+    before = shard.snapshot().json()["agents"]["eve"]["needs"]["hunger"]
+    assert before > 0.3
+    res = shard.post(_setneed("eve", 0.05, "setneed-eve-1"))
+    assert res.status_code == 200, res.text
+    applied_at = res.json()["tick"]
+    snap = shard.snapshot().json()
+    assert snap["tick"] >= applied_at
+    assert snap["agents"]["eve"]["needs"]["hunger"] == pytest.approx(0.05, abs=0.02)
+
+
+@pytest.mark.parametrize(
+    ("body", "token", "status", "code", "words"),
+    [
+        (b'{"name": "help",', ADMIN, 400, "usage", "not valid JSON"),
+        (b"[1, 2]", ADMIN, 400, "usage", "JSON object"),
+        ({"name": "no_such_command"}, ADMIN, 400, "usage", "unknown command"),
+        ({"name": "teleport", "cmd_id": "bad-types-1", "args": ["finn", "x", 3]}, ADMIN, 400, "invalid_args", "x"),
+        (
+            {"name": "setneed", "cmd_id": "ghost-1", "kwargs": {"agent_id": "ghost", "needs": {"hunger": 0.1}}},
+            ADMIN,
+            404,
+            "not_found",
+            "ghost",
+        ),
+        (b'{"name": "help", "kwargs": {"x": "' + b"a" * 70_000 + b'"}}', ADMIN, 413, "usage", "larger than"),
+        ({"name": "help"}, "not-a-real-token", 401, "unauthorized", "token"),
+        ({"name": "help"}, None, 401, "unauthorized", "token"),
+    ],
+    ids=[
+        "malformed",
+        "not-object",
+        "unknown-command",
+        "wrong-types",
+        "unknown-agent",
+        "oversized",
+        "bad-token",
+        "none",
+    ],
+)
+def test_bad_input_gets_its_code_and_the_shard_keeps_ticking(
+    shard: Served, body: object, token: str | None, status: int, code: str, words: str
+) -> None:
+    res = shard.post(body, token=token)
+    assert res.status_code == status, res.text
+    got = res.json()
+    assert got["status"] == "error" and got["error"]["code"] == code, got
+    assert words in got["error"]["message"], got
+    assert "\n" not in got["error"]["message"]
+    shard.wait_ticks(2)
+
+
+def test_a_malformed_authorization_header_is_unauthorized(shard: Served) -> None:
+    res = httpx.post(f"{shard.url}/v1/commands", json={"name": "help"}, headers={"Authorization": "Basic x"})
+    assert res.status_code == 401 and "Bearer" in res.json()["error"]["message"]
+
+
+def test_sigint_stops_a_shard_cleanly(tmp_path: Path) -> None:
+    served = start_shard(tmp_path, tick_rate=20)
+    assert served.post({"name": "help"}).status_code == 200
+    code, err = served.stop(signal.SIGINT)
+    assert code == 0, err
+    assert "stopped at tick" in err and "SIGINT" in err, err

@@ -1,0 +1,159 @@
+"""WS /v1/stream against a real shard: a snapshot, then one diff per tick; a client that never reads is dropped with
+a close reason while the shard and the other clients carry on."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from ops_shard import ADMIN, VIEWER, Served, no_proxy, start_shard
+from townlet.ops.stream import apply_diff, diff
+
+no_proxy()
+
+
+@pytest.fixture(scope="module")
+def shard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    served = start_shard(tmp_path_factory.mktemp("stream"), tick_rate=50)
+    yield served
+    code, err = served.stop()
+    assert code == 0, err
+
+
+def _ws_url(shard: Served, token: str | None = VIEWER) -> str:
+    base = shard.url.replace("http://", "ws://") + "/v1/stream"
+    return f"{base}?token={token}" if token else base
+
+
+def test_diff_and_apply_round_trip() -> None:
+    old = {"tick": 1, "agents": {"a": {"needs": [0.5], "x/y": 1}, "b": {}}, "gone": True}
+    new = {"tick": 2, "agents": {"a": {"needs": [0.4], "x/y": 1}, "c": {"k": None}}, "added": {"z": 1}}
+    ops = diff(old, new)
+    assert apply_diff(old, ops) == new
+    assert diff(new, new) == []
+    assert {"op": "remove", "path": "/gone"} in ops
+
+
+def test_the_stream_sends_a_snapshot_then_diffs(shard: Served) -> None:
+    async def run() -> list[dict[str, Any]]:
+        async with websockets.connect(_ws_url(shard), max_size=None) as ws:
+            return [json.loads(await ws.recv()) for _ in range(6)]
+
+    messages = asyncio.run(run())
+    first, diffs = messages[0], messages[1:]
+    assert first["type"] == "snapshot" and first["data"]["schema_version"] == "1.0.0"
+    doc, tick = first["data"], first["tick"]
+    for msg in diffs:
+        assert msg["type"] == "diff", msg
+        assert msg["from"] == tick and msg["tick"] == tick + 1, (msg["from"], msg["tick"], tick)
+        doc = apply_diff(doc, msg["ops"])
+        tick = msg["tick"]
+        assert doc["tick"] == tick
+
+
+def test_a_command_shows_in_the_stream(shard: Served) -> None:
+    async def run() -> float:
+        async with websockets.connect(_ws_url(shard), max_size=None) as ws:
+            doc = json.loads(await ws.recv())["data"]
+            env = {
+                "name": "setneed",
+                "cmd_id": "stream-gina",
+                "kwargs": {"agent_id": "gina", "needs": {"energy": 0.07}},
+            }
+            res = await asyncio.to_thread(shard.post, env, ADMIN)
+            assert res.status_code == 200, res.text
+            applied = res.json()["tick"]
+            while doc["tick"] <= applied:
+                msg = json.loads(await ws.recv())
+                doc = apply_diff(doc, msg["ops"]) if msg["type"] == "diff" else msg["data"]
+            return float(doc["agents"]["gina"]["needs"]["energy"])
+
+    assert asyncio.run(run()) == pytest.approx(0.07, abs=0.02)
+
+
+def test_the_stream_refuses_an_unknown_token(shard: Served) -> None:
+    async def run() -> ConnectionClosed:
+        async with websockets.connect(_ws_url(shard, "wrong-token-xyz")) as ws:
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            return info.value
+
+    closed = asyncio.run(run())
+    assert closed.rcvd is not None and closed.rcvd.code == 4401, closed
+    assert "token" in closed.rcvd.reason
+
+
+def _raw_stream_client(shard: Served) -> socket.socket:
+    """A WebSocket client at the socket level that never reads: a small receive window, the handshake sent, and
+    nothing read until the test says so."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: the window it offers
+    sock.connect(("127.0.0.1", int(shard.url.rsplit(":", 1)[1])))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET /v1/stream?token={VIEWER} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    return sock
+
+
+def _close_frame(sock: socket.socket) -> tuple[int, str]:
+    """Read everything the server sent (the handshake, the buffered messages) up to its close frame: (code, reason)."""
+    sock.settimeout(60)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    buf = data.split(b"\r\n\r\n", 1)[1]
+
+    def need(n: int) -> bytes:
+        nonlocal buf
+        while len(buf) < n:
+            chunk = sock.recv(65536)
+            assert chunk, "the connection ended without a close frame"
+            buf += chunk
+        out, buf = buf[:n], buf[n:]
+        return out
+
+    while True:
+        head = need(2)
+        opcode, size = head[0] & 0x0F, head[1] & 0x7F
+        if size == 126:
+            size = struct.unpack("!H", need(2))[0]
+        elif size == 127:
+            size = struct.unpack("!Q", need(8))[0]
+        payload = need(size)
+        if opcode == 0x8:
+            return struct.unpack("!H", payload[:2])[0], payload[2:].decode()
+
+
+def test_a_client_that_never_reads_is_dropped_and_stalls_nothing(shard: Served) -> None:
+    dropped_before = shard.metrics()["townlet_stream_dropped_total"]
+    slow = _raw_stream_client(shard)
+
+    async def read_until_dropped() -> int:
+        async with websockets.connect(_ws_url(shard), max_size=None) as reader:
+            received = 0
+            while True:
+                msg = json.loads(await asyncio.wait_for(reader.recv(), 30))  # this client keeps getting ticks
+                received += 1
+                if received % 10 == 0 and shard.metrics()["townlet_stream_dropped_total"] > dropped_before:
+                    return int(msg["tick"])
+                assert received < 20_000, "the slow client was never dropped"
+
+    try:
+        tick_at_drop = asyncio.run(read_until_dropped())
+        code, reason = _close_frame(slow)
+    finally:
+        slow.close()
+    assert code == 1008 and "slow consumer" in reason, (code, reason)
+    assert shard.wait_ticks(3) > tick_at_drop  # the shard never stalled
