@@ -356,14 +356,27 @@ def info(path: Path, registry: Path | None) -> dict[str, Any]:
     return out
 
 
+#: Where the default checkpoints lie below `logs/` (`logs/<config_id>/<phase>/checkpoints/`, SPEC §8), seen from
+#: `logs`, `logs/<config_id>` and `logs/<config_id>/<phase>`: `list` looks there without --recursive.
+LAYOUT = ("*", "checkpoints/*", "*/checkpoints/*", "*/*/checkpoints/*")
+
+
 def list_dir(folder: Path, registry: Path | None, *, recursive: bool = False) -> list[dict[str, Any]]:
-    """One row per checkpoint under `folder` (headers only; `verify` checks weights)."""
+    """One row per checkpoint in `folder` and in the per-config layout below it (`<config_id>/<phase>/
+    checkpoints/`), or anywhere below it with `recursive` (headers only; `verify` checks weights)."""
     if not folder.exists():
         raise UsageError(f"{folder}: directory not found")
     if not folder.is_dir():
         raise UsageError(f"{folder}: not a directory")
-    pattern = "**/*" if recursive else "*"
-    files = sorted(p for p in folder.glob(pattern) if p.suffix in (".json", ".safetensors") and p.is_file())
+    patterns = ("**/*",) if recursive else LAYOUT
+    files = sorted(
+        {
+            p
+            for pattern in patterns
+            for p in folder.glob(pattern)
+            if p.suffix in (".json", ".safetensors") and p.is_file()
+        }
+    )
     rows: list[dict[str, Any]] = []
     covered: set[Path] = set()
     known = labels(registry)

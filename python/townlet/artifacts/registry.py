@@ -35,6 +35,7 @@ from townlet.clock import utc_stamp
 from townlet.errors import TownletError, UsageError
 from townlet.jsonio import canonical_json, loads_strict, read_bytes, write_json
 from townlet.sim.config import TownConfig, load_config
+from townlet.sim.settings import checkpoint_dir
 
 REGISTRY_FORMAT = "townlet.config_registry"
 REGISTRY_VERSION = 1
@@ -98,6 +99,15 @@ def resolved_config(cfg: TownConfig) -> dict[str, Any]:
     for phase in ("bc", "ppo"):
         sections.get(phase, {}).pop("warm_start", None)
     return {**cfg.world, **sections}
+
+
+def checkpoint_dirs(config: dict[str, Any]) -> dict[str, str]:
+    """Phase -> the folder of that phase's default checkpoints for this (resolved) config:
+    `logs/<config_id>/<phase>/checkpoints` (SPEC §8); empty without a config id."""
+    config_id = config.get("config_id")
+    if not isinstance(config_id, str):
+        return {}
+    return {phase: checkpoint_dir(phase, config_id) for phase in ("bc", "ppo")}
 
 
 def config_sha256(config: Any) -> str:

@@ -21,12 +21,16 @@ app = typer.Typer(help="List, inspect, copy and verify checkpoints; extract thei
 
 @app.command("list")
 def checkpoint_list_cmd(
-    folder: Annotated[Path, typer.Argument(help="Folder holding checkpoints.")],
+    folder: Annotated[
+        Path,
+        typer.Argument(help="Folder holding checkpoints, or logs/ (its <config_id>/<phase>/checkpoints/ folders)."),
+    ] = Path("logs"),
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also look in sub-folders.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array of rows.")] = False,
     registry: RegistryOpt = None,
 ) -> None:
-    """One row per checkpoint: file, format, created, config label (or hash prefix), steps."""
+    """One row per checkpoint: file, format, created, config id, phase, config label (or hash prefix), steps.
+    Without --recursive it also looks in the default layout below FOLDER (logs/<config_id>/<phase>/checkpoints/)."""
     rows = list_dir(folder, registry_path(registry), recursive=recursive)
     if as_json:
         typer.echo(canonical_json(rows), nl=False)
@@ -35,7 +39,7 @@ def checkpoint_list_cmd(
         typer.echo(f"no checkpoints in {folder}")
         return
     table = Table(show_header=True, box=None, pad_edge=False)
-    for col in ("file", "format", "created", "config", "steps", "note"):
+    for col in ("file", "format", "created", "config id", "phase", "config", "steps", "note"):
         table.add_column(col, justify="right" if col == "steps" else "left", overflow="fold")
     for row in rows:
         sha = row.get("config_sha256")
@@ -45,6 +49,8 @@ def checkpoint_list_cmd(
             escape(row["file"]),
             row["format"],
             str(row.get("created_utc") or "—"),
+            escape(str(row.get("config_id") or "—")),
+            escape(str((row.get("metadata") or {}).get("phase") or "—")),
             escape(cfg),
             "—" if steps is None else f"{steps:,}",
             escape(row.get("problem", "")),

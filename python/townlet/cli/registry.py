@@ -9,6 +9,7 @@ import typer
 
 from townlet.artifacts.registry import (
     check_registry,
+    checkpoint_dirs,
     diff_side,
     fmt_registry,
     key_path_diff,
@@ -57,6 +58,11 @@ def registry_lookup_cmd(
         typer.echo(f"notes:      {entry['notes']}")
     for prev in entry.get("previous_labels", []):
         typer.echo(f"was:        {prev['label']} (until {prev['until_utc']})")
+    config = entry.get("config")
+    for phase, folder in checkpoint_dirs(config if isinstance(config, dict) else {}).items():
+        here = Path(folder)
+        count = sum(1 for p in here.glob("*.json")) if here.is_dir() else 0
+        typer.echo(f"{phase} checkpoints: {folder}" + (f" ({count} here)" if count else " (none here)"))
 
 
 @app.command("diff")
