@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from conftest import REPO_ROOT, CliResult, _cli_env, assert_one_line_error
 from townlet.artifacts.checkpoint import fingerprint, load_checkpoint
@@ -208,3 +209,61 @@ def test_capture_replay_observation_spec_mismatch(mode: str, tmp_path: Path) -> 
     line = assert_one_line_error(res, str(capture / MANIFEST), QUEUE_CONFLICT, "different observation/action spec")
     assert "feature_names" in line and "action_names" in line
     assert not (tmp_path / "c.safetensors").exists()
+
+
+def test_training_harness_rollout_queue_conflict_metrics(
+    qc_capture: Path, qc_metrics: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seed 002's named check: a mixed run through the training harness (`training.run`: request -> plan -> run,
+    what run_training.py runs) reports, every epoch, queue-conflict events and intensity equal to what the world
+    counted: the towns' own event totals over the epoch's rollout, plus the replayed capture's totals."""
+    import townlet.training.phases.ppo as ppo_phase
+    from townlet.training.run import TrainRequest, plan, run
+
+    towns: list[ppo_phase.TownTrainEnv] = []
+
+    class Probe(ppo_phase.TownTrainEnv):  # the harness's towns, kept so the test can ask the world
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            towns.append(self)
+
+    monkeypatch.setattr(ppo_phase, "TownTrainEnv", Probe)
+    world: list[tuple[float, float]] = []
+
+    def count(rec: dict[str, Any]) -> None:
+        native = towns[0].vec.native
+        k = list(native.event_names()).index("queue_conflict")
+        n = towns[0].vec.num_envs
+        world.append(
+            (
+                float(sum(int(native.event_totals(t)[k]) for t in range(n))),
+                float(sum(float(native.event_value_totals(t)[k]) for t in range(n))),
+            )
+        )
+
+    # A mostly scripted blend (anneal ratio 0.25) so the towns queue and conflict like the scenario's agents;
+    # 2 x 30 ticks stay inside the scenario's 80-tick episode, so the world's totals never reset.
+    raw = yaml.safe_load((REPO_ROOT / QUEUE_CONFLICT).read_text(encoding="utf-8"))
+    raw["training"] = {"anneal_ratio": 0.25}
+    config = tmp_path / "queue_conflict.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    log = tmp_path / "mixed.jsonl"
+    request = TrainRequest(
+        config=config, mode="mixed", epochs=2, overrides={"rollout_ticks": 30, "num_envs": 2},
+        replay_manifest=qc_capture / MANIFEST, ppo_log=log, checkpoint=tmp_path / "mixed.json",
+    )  # fmt: skip
+    out = run(plan(request), on_epoch=count)
+    records = read_log(log)
+    assert_valid_records(records, log)
+    assert len(towns) == 1 and [r["epoch"] for r in records] == [1, 2] and len(world) == 2
+    assert [r["epoch"] for r in out.result.records] == [1, 2]
+    captured = qc_metrics["events"]
+    (events_1, intensity_1), (events_2, intensity_2) = world
+    assert events_2 > 0 and intensity_2 > 0, "the scripted share should make the towns conflict"
+    per_epoch = [(events_1, intensity_1), (events_2 - events_1, intensity_2 - intensity_1)]
+    for rec, (events, intensity) in zip(records, per_epoch, strict=True):
+        assert rec["data_mode"] == "mixed" and rec["rollout_ticks"] == 30 and rec["anneal_ratio"] == 0.25
+        assert rec["queue_conflict_events"] == events + captured["queue_conflict_events"]
+        assert rec["queue_conflict_intensity_sum"] == pytest.approx(
+            intensity + captured["queue_conflict_intensity_sum"], rel=1e-5
+        )
