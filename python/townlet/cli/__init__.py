@@ -16,6 +16,7 @@ from townlet.cli import archive, capture, checkpoint, data, log, registry, sim, 
 from townlet.cli import console as console_cli
 from townlet.cli import eval as eval_cli
 from townlet.cli import promotion as promotion_cli
+from townlet.cli import snapshot_check as snapshot_check_cli
 from townlet.cli.common import report, stderr_line
 from townlet.errors import TownletError
 
@@ -72,6 +73,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(promotion_cli.app, name="promotion")
 app.command("validate")(sim.validate)
 app.command("console")(console_cli.console_cmd)
+app.command("telemetry-check")(snapshot_check_cli.telemetry_check)
 
 
 def main() -> None:
