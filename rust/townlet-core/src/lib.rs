@@ -9,6 +9,7 @@ pub mod activity;
 pub mod capture;
 pub mod checks;
 pub mod config;
+pub mod console;
 pub mod economy;
 pub mod employment;
 pub mod events;

@@ -75,24 +75,8 @@ impl World {
             if a.alive || a.respawn_at > tick {
                 continue;
             }
-            let a = &mut self.state.agents[i];
-            a.generation += 1;
-            a.alive = true;
-            a.pos = a.home;
-            a.needs = lc.respawn_needs.to_array();
-            a.wallet = lc.respawn_wallet;
-            a.activity = Activity::IDLE;
-            a.hunger_low_ticks = 0;
-            a.chat_ready_at = 0;
-            a.ctx_reset = true;
-            a.spawned_at = tick;
-            a.counters = Default::default();
-            a.episode_reward = 0.0;
-            let n = self.n_agents();
-            for o in 0..self.state.objects.len() {
-                self.state.cooldowns[o * n + i] = 0;
-            }
-            self.identity_allocate(i);
+            let home = a.home;
+            self.revive(i, home, lc.respawn_needs.to_array(), lc.respawn_wallet);
             self.emit(
                 EventKind::AgentRespawn,
                 i as i32,
@@ -101,6 +85,31 @@ impl World {
                 self.state.agents[i].generation as f32,
             );
         }
+    }
+
+    /// Bring a removed agent's slot back at `pos` as its next generation (the respawn and the console's
+    /// spawn); the caller emits the event.
+    pub(crate) fn revive(&mut self, i: usize, pos: [i32; 2], needs: [f32; 3], wallet: f64) {
+        let tick = self.state.tick;
+        let a = &mut self.state.agents[i];
+        a.generation += 1;
+        a.alive = true;
+        a.terminated = None;
+        a.pos = pos;
+        a.needs = needs;
+        a.wallet = wallet;
+        a.activity = Activity::IDLE;
+        a.hunger_low_ticks = 0;
+        a.chat_ready_at = 0;
+        a.ctx_reset = true;
+        a.spawned_at = tick;
+        a.counters = Default::default();
+        a.episode_reward = 0.0;
+        let n = self.n_agents();
+        for o in 0..self.state.objects.len() {
+            self.state.cooldowns[o * n + i] = 0;
+        }
+        self.identity_allocate(i);
     }
 
     /// Allocate an identity slot: a never-used slot first, then the longest-released one whose

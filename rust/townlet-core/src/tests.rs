@@ -3,6 +3,7 @@
 mod affordances;
 mod capture;
 mod config_errors;
+mod console;
 mod determinism;
 mod employment;
 mod expert;

@@ -20,6 +20,9 @@ pub enum Actions<'a> {
     Policy,
     /// One action per agent slot (dead agents' entries are ignored).
     Given(&'a [u16]),
+    /// The scripted policy, but the listed (agent slot, action) pairs replace its choice (the console's
+    /// possession); a replaced action's log-probability is 0.
+    PolicyExcept(&'a [(usize, u16)]),
 }
 
 #[derive(Debug, Clone)]
@@ -286,6 +289,13 @@ impl World {
                 self.policy_actions(&mut actions, &mut logp);
                 self.last_actions = actions;
                 self.last_logp = logp;
+            }
+            Actions::PolicyExcept(overrides) => {
+                self.choose_actions(Actions::Policy);
+                for &(i, a) in overrides {
+                    self.last_actions[i] = a;
+                    self.last_logp[i] = 0.0;
+                }
             }
         }
     }

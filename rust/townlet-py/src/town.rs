@@ -500,6 +500,66 @@ impl Town {
             self.w.state.exits.exits_today,
         )
     }
+    /// Console: bring a removed agent's slot back now at (x, y); needs (hunger, hygiene, energy) and
+    /// wallet default to the respawn values.
+    #[pyo3(signature = (agent, x, y, needs = None, wallet = None))]
+    fn spawn(
+        &mut self,
+        agent: usize,
+        x: i32,
+        y: i32,
+        needs: Option<(f32, f32, f32)>,
+        wallet: Option<f64>,
+    ) -> PyResult<()> {
+        let i = self.agent(agent)?;
+        let needs = needs.map(|(hunger, hygiene, energy)| [hunger, hygiene, energy]);
+        self.w.spawn(i, [x, y], needs, wallet).map_err(value_err)
+    }
+    /// Console: a successful chat of the given quality (clamped to [0.1, 1]); returns the quality.
+    #[pyo3(signature = (speaker, listener, quality = 0.5))]
+    fn force_chat(&mut self, speaker: usize, listener: usize, quality: f32) -> PyResult<f32> {
+        let (a, b) = (self.agent(speaker)?, self.agent(listener)?);
+        self.w.force_chat(a, b, quality).map_err(value_err)
+    }
+    /// Console: `a` to `at` (default: where it stands), `b` next to it; returns both positions.
+    #[pyo3(signature = (a, b, at = None))]
+    #[allow(clippy::type_complexity)]
+    fn arrange_meet(
+        &mut self,
+        a: usize,
+        b: usize,
+        at: Option<(i32, i32)>,
+    ) -> PyResult<((i32, i32), (i32, i32))> {
+        let (a, b) = (self.agent(a)?, self.agent(b)?);
+        let (pa, pb) = self
+            .w
+            .arrange_meet(a, b, at.map(|(x, y)| [x, y]))
+            .map_err(value_err)?;
+        Ok(((pa[0], pa[1]), (pb[0], pb[1])))
+    }
+    /// One tick under the scripted policy, the listed (agent, action) pairs replacing its choice.
+    fn step_possessed(&mut self, py: Python<'_>, overrides: Vec<(usize, u16)>) -> PyResult<()> {
+        let w = &mut self.w;
+        py.detach(|| w.step_possessed(&overrides))
+            .map_err(value_err)
+    }
+    /// Per object: (holders as (agent, since, stalled), waiting as (agent, joined, conflicted),
+    /// cooldowns as (agent, until tick)).
+    #[allow(clippy::type_complexity)]
+    fn queue_view(
+        &self,
+    ) -> Vec<(
+        Vec<(usize, u64, u32)>,
+        Vec<(usize, u64, bool)>,
+        Vec<(usize, u64)>,
+    )> {
+        (0..self.w.state.objects.len())
+            .map(|o| {
+                let v = self.w.queue_view(o);
+                (v.holders, v.waiting, v.cooldowns)
+            })
+            .collect()
+    }
     /// Employment per agent: (job or "", state, lateness counter, attendance ratio, wages earned, wages withheld).
     fn employment(&self) -> Vec<(String, &'static str, u32, f32, f64, f64)> {
         (0..self.w.n_agents())
