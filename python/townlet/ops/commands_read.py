@@ -52,24 +52,22 @@ class DebugArgs(Args):
     "debug",
     "viewer",
     DebugArgs,
-    "debug queues: reservations, holders, cooldowns, stall counts",
+    "debug queues: per object its holders (since, stalled ticks), waiting queue, request cooldowns",
     mutates=False,
     positional=("what",),
 )
 def _debug(w: ShardWorld, a: DebugArgs) -> dict[str, Any]:
     town = w.town
     ids = w.agent_ids()
-    holders = town.object_holders()
-    lengths = town.queue_lengths()
-    return {
-        "tick": w.tick,
-        "objects": {
-            oid: {
-                "type": otype,
-                "holders": [ids[int(h)] for h in holders[o]],
-                "holding": int(lengths[o][0]),
-                "waiting": int(lengths[o][1]),
-            }
-            for o, (oid, otype) in enumerate(zip(town.object_ids(), town.object_types(), strict=True))
-        },
-    }
+    objects: dict[str, Any] = {}
+    for (oid, otype), (holders, waiting, cooldowns) in zip(
+        zip(town.object_ids(), town.object_types(), strict=True), town.queue_view(), strict=True
+    ):
+        objects[oid] = {
+            "type": otype,
+            "holders": [{"agent_id": ids[i], "since": int(t), "stalled": int(s)} for i, t, s in holders],
+            "waiting": [{"agent_id": ids[i], "joined": int(t), "conflicted": bool(c)} for i, t, c in waiting],
+            "cooldowns": {ids[i]: int(t) for i, t in cooldowns},
+            "stall_count": sum(int(s) for _, _, s in holders),
+        }
+    return {"tick": w.tick, "objects": objects}

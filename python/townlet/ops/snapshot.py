@@ -2,7 +2,8 @@
 
 Top level: schema_version, tick, day, config_id, agents (id -> position, needs, wallet, shift_state, job, alive,
 activity, possessed), jobs (id -> the employment record; the prior 0.2.0 sample's section), economy (stock per
-object, prices, utilities), employment (exit queue metrics), kpis, perturbations, narrations, toggles.
+object, prices, utilities), employment (exit queue metrics), kpis, perturbations, events (the latest 100), narrations,
+toggles, possessed.
 """
 
 from __future__ import annotations
@@ -89,6 +90,12 @@ def telemetry_snapshot(w: ShardWorld) -> dict[str, Any]:
             for e, n, k, s, t, m in town.perturbations_active()
         ],
         "narrations": list(w.narrations),
+        "events": [
+            e | {"agent": "an agent" if e["agent"] else None, "other": "another agent" if e["other"] else None}
+            for e in w.events
+        ]
+        if w.privacy_mode
+        else list(w.events),
         "toggles": {
             "narration": w.narration_enabled,
             "narration_throttle": w.narration_throttle,

@@ -24,6 +24,7 @@ SHARD_KEYS = {
     "narration_throttle",
     "privacy_mode",
     "narrations",
+    "events",
     "last_narration_tick",
     "journal",
     "history",

@@ -18,6 +18,7 @@ from townlet.sim.config import TownConfig
 NEED_NAMES = ("hunger", "hygiene", "energy")
 HISTORY_LIMIT = 512
 NARRATION_LIMIT = 50
+EVENT_LIMIT = 100
 #: Events that become narration lines (when narration is on and not throttled).
 NARRATED = {
     "chat_success": "{agent} and {other} had a good chat",
@@ -65,6 +66,8 @@ class ShardWorld:
         self.narration_throttle = 0  # minimum ticks between narration lines
         self.privacy_mode = False
         self.narrations: deque[dict[str, Any]] = deque(maxlen=NARRATION_LIMIT)
+        #: The latest world events (all kinds), as the snapshot's `events`.
+        self.events: deque[dict[str, Any]] = deque(maxlen=EVENT_LIMIT)
         self._last_narration_tick = -(10**9)
         #: Every applied mutating command in order: {tick, seq, name, args, cmd_id}.
         self.journal: list[dict[str, Any]] = []
@@ -122,7 +125,7 @@ class ShardWorld:
         if self._actor is None and not self.possessed:
             town.step(1)
         elif self._actor is None:
-            raise CommandError(ErrorCode.internal, "possession needs the core's step_overriding")
+            town.step_possessed(self._overrides())
         else:
             view = self._view
             assert view is not None
@@ -139,11 +142,19 @@ class ShardWorld:
         return [(i, a if a is not None else 0) for i, a in sorted(self.possessed.items())]
 
     def _narrate(self, cols: dict[str, npt.NDArray[np.generic]]) -> None:
-        if not self.narration_enabled:
-            return
         ids = self.agent_ids()
         for t, k, a, o in zip(cols["tick"], cols["kind"], cols["agent"], cols["other"], strict=True):
             event = self.event_names[int(k)]
+            self.events.append(
+                {
+                    "tick": int(t),
+                    "event": event,
+                    "agent": ids[int(a)] if int(a) >= 0 else None,
+                    "other": ids[int(o)] if int(o) >= 0 else None,
+                }
+            )
+            if not self.narration_enabled:
+                continue
             template = NARRATED.get(event)
             if template is None or int(t) - self._last_narration_tick < self.narration_throttle:
                 continue
@@ -171,6 +182,7 @@ class ShardWorld:
             "narration_throttle": self.narration_throttle,
             "privacy_mode": self.privacy_mode,
             "narrations": list(self.narrations),
+            "events": list(self.events),
             "last_narration_tick": self._last_narration_tick,
             "journal": list(self.journal),
             "history": [[k, v] for k, v in self.history.items()],
@@ -185,6 +197,7 @@ class ShardWorld:
         self.narration_throttle = int(state["narration_throttle"])
         self.privacy_mode = bool(state["privacy_mode"])
         self.narrations = deque(state["narrations"], maxlen=NARRATION_LIMIT)
+        self.events = deque(state["events"], maxlen=EVENT_LIMIT)
         self._last_narration_tick = int(state["last_narration_tick"])
         self.journal = list(state["journal"])
         self.history = OrderedDict((str(k), v) for k, v in state["history"])
