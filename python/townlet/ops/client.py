@@ -185,9 +185,9 @@ class ShardClient:
         return self._commands
 
     def mutates(self, name: str) -> bool:
-        """Whether `name` changes the world (unknown names count as mutating)."""
+        """Whether `name` changes the world or is an admin override (unknown names count as mutating)."""
         info = self.commands().get(name)
-        return True if info is None else bool(info.get("mutates", True))
+        return True if info is None else bool(info.get("mutates", True)) or info.get("role") == "admin"
 
 
 def error_of(result: dict[str, Any]) -> ConsoleError:
