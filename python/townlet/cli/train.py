@@ -49,7 +49,14 @@ def train_cmd(
         Path | None, typer.Option("--capture-dir", help="Replay or BC data: a capture folder.")
     ] = None,
     replay_manifest: Annotated[Path | None, typer.Option("--replay-manifest", help="Replay data: a manifest.")] = None,
-    bc_manifest: Annotated[Path | None, typer.Option("--bc-manifest", help="BC data: a capture manifest.")] = None,
+    bc_manifest: Annotated[
+        Path | None,
+        typer.Option(
+            "--bc-manifest",
+            help="BC data: a dataset manifest (data/bc_datasets/manifests/<set>.json, checksums verified), "
+            "a catalogue dataset name, or a capture manifest.",
+        ),
+    ] = None,
     epochs: Annotated[
         int | None, typer.Option("--epochs", min=1, help="Train until this epoch (a resumed run continues to it).")
     ] = None,
@@ -222,6 +229,8 @@ def train_cmd(
         "telemetry": str(out.telemetry) if out.telemetry else None,
         "last": {k: last.get(k) for k in SUMMARY_KEYS[phase]},
     }
+    if phase == "bc":
+        summary["gate"] = {k: last.get(k) for k in BC_GATE_KEYS}
     if as_json:
         typer.echo(json.dumps(summary, sort_keys=True))
         return
@@ -233,6 +242,8 @@ def train_cmd(
         + (f"; best {out.best}" if out.best else "")
         + (f"; telemetry {out.telemetry}" if out.telemetry else "")
     )
+    if phase == "bc" and "gate_passed" in last:
+        typer.echo(_bc_gate_line(last))
 
 
 def _one_config(positional: Path | None, option: Path | None) -> Path:
@@ -254,7 +265,38 @@ def _bc_progress(rec: dict[str, Any]) -> str:
     info = f"loss {rec['loss_policy']:.3f}  train acc {rec['train_accuracy']:.3f}"
     if rec["holdout_accuracy"] is not None:
         info += f"  held-out acc {rec['holdout_accuracy']:.3f}"
+        if rec.get("holdout_baseline_accuracy") is not None:
+            info += f" (majority {rec['holdout_baseline_accuracy']:.3f})"
     return info
+
+
+#: The gate of a bc run (`training.bc_gate`), in `--json`'s `gate`.
+BC_GATE_KEYS = (
+    "holdout_accuracy",
+    "holdout_baseline_accuracy",
+    "holdout_majority_action",
+    "holdout_recall",
+    "gate_threshold",
+    "gate_passed",
+    "gate_reason",
+    "train_trajectories",
+    "heldout_trajectories",
+)
+
+
+def _bc_gate_line(rec: dict[str, Any]) -> str:
+    """`bc gate: PASS|FAIL ...`: the held-out accuracy against the threshold and the majority baseline."""
+    verdict = "PASS" if rec["gate_passed"] else "FAIL"
+    if rec["holdout_accuracy"] is None:
+        return f"bc gate: {verdict}: {rec['gate_reason']}"
+    recall = ", ".join(f"{name} {value:.2f}" for name, value in sorted(rec["holdout_recall"].items()))
+    line = (
+        f"bc gate: {verdict}: held-out accuracy {rec['holdout_accuracy']:.3f} on {rec['heldout_trajectories']} "
+        f"trajectories (trained on {rec['train_trajectories']}), threshold {rec['gate_threshold']:.3f}, "
+        f"majority baseline {rec['holdout_baseline_accuracy']:.3f} ({rec['holdout_majority_action']}); "
+        f"recall: {recall}"
+    )
+    return line + (f"\nbc gate: {rec['gate_reason']}" if rec["gate_reason"] else "")
 
 
 SUMMARY_KEYS = {
