@@ -70,7 +70,8 @@ def test_spawn_force_chat_and_arrange_meet_show_in_the_world(shard: Shard) -> No
     assert not shard.snapshot()["agents"]["bob"]["alive"]
     assert err(admin("spawn", "bob", [0, 0])).code == "invalid_args"  # a wall
     assert err(admin("spawn", "bob", [3, 3], needs={"joy": 1.0})).code == "invalid_args"
-    assert admin.ok("spawn", "bob", [3, 3], wallet=7.5) == {"agent_id": "bob#2", "position": [3, 3]}
+    assert err(admin("spawn", "bob", 3, 3, 3)).code == "invalid_args"
+    assert admin.ok("spawn", "bob", "3", "3", wallet=7.5) == {"agent_id": "bob#2", "position": [3, 3]}
     bob = shard.snapshot()["agents"]["bob#2"]
     assert bob["alive"] and bob["position"] == [3, 3] and bob["wallet"] == 7.5
     shard.step()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import Field
@@ -18,12 +19,26 @@ class SpawnArgs(Args):
     wallet: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
 
 
+def _xy_args(names: tuple[str, ...]) -> Callable[[list[Any]], dict[str, Any]]:
+    """Positional args where a trailing position may be given as two numbers: `spawn bob 3 3`."""
+
+    def parse(args: list[Any]) -> dict[str, Any]:
+        if len(args) == len(names) + 1:
+            args = [*args[:-2], [args[-2], args[-1]]]
+        if len(args) > len(names):
+            raise CommandError(ErrorCode.invalid_args, f"expected at most {' '.join(names)} (position as X Y)")
+        return dict(zip(names, args, strict=False))
+
+    return parse
+
+
 @command(
     "spawn",
     "admin",
     SpawnArgs,
     "bring a removed agent's slot back now at a position (the next generation of its id)",
     positional=("agent_id", "position"),
+    from_args=_xy_args(("agent_id", "position")),
 )
 def _spawn(w: ShardWorld, a: SpawnArgs) -> dict[str, Any]:
     i = w.agent(a.agent_id)
@@ -82,6 +97,7 @@ class MeetArgs(Args):
     MeetArgs,
     "bring two agents together: agent_a to position (default: where it is), agent_b next to it",
     positional=("agent_a", "agent_b", "position"),
+    from_args=_xy_args(("agent_a", "agent_b", "position")),
 )
 def _arrange_meet(w: ShardWorld, a: MeetArgs) -> dict[str, Any]:
     i, j = w.alive_agent(a.agent_a), w.alive_agent(a.agent_b)

@@ -67,12 +67,14 @@ class Command:
 
 
 def _type_name(prop: dict[str, Any]) -> str:
-    if "type" in prop:
-        return str(prop["type"])
     if "enum" in prop:
         return "|".join(str(v) for v in prop["enum"])
     if "const" in prop:
         return str(prop["const"])
+    if prop.get("type") == "array" and "prefixItems" in prop:
+        return "[" + ", ".join(_type_name(p) for p in prop["prefixItems"]) + "]"
+    if "type" in prop:
+        return str(prop["type"])
     if "anyOf" in prop:
         return " | ".join(_type_name(p) for p in prop["anyOf"])
     if "$ref" in prop:
