@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ops_shard import ADMIN, VIEWER, Served, no_proxy, start_shard
+from conftest import assert_one_line_error, run_cli
+from ops_shard import ADMIN, TOKENS, VIEWER, Served, no_proxy, start_shard
 
 no_proxy()
 
@@ -145,3 +148,34 @@ def test_sigint_stops_a_shard_cleanly(tmp_path: Path) -> None:
     code, err = served.stop(signal.SIGINT)
     assert code == 0, err
     assert "stopped at tick" in err and "SIGINT" in err, err
+
+
+def test_run_simulation_without_config_runs_the_default_town() -> None:
+    res = run_cli("--tick-limit", "50", "--json", tool=True)
+    assert res.returncode == 0, str(res)
+    assert res.json()["world_hash"]
+
+
+def test_sim_serve_stops_at_its_tick_limit(scratch_cwd: Path) -> None:
+    (scratch_cwd / "tokens.json").write_text(json.dumps(TOKENS), encoding="utf-8")
+    res = run_cli("sim", "serve", "--serve", "127.0.0.1:0", "--tokens", "tokens.json", "--tick-limit", "20")
+    assert res.returncode == 0, str(res)
+    assert re.match(r"serving poc_hybrid_v1 on http://127\.0\.0\.1:\d+ ", res.stdout), str(res)
+    assert "stopped at tick 20 (tick limit reached)" in res.stderr, str(res)
+    assert (scratch_cwd / "logs/console/commands.jsonl").exists()  # the audit log, under the working directory
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--serve", "localhost:http", "--tokens", "tokens.json"], "HOST:PORT"),
+        (["--serve", "127.0.0.1:0"], "--tokens FILE"),
+        (["--serve", "127.0.0.1:0", "--tokens", "missing.json"], "missing.json"),
+        (["--serve", "127.0.0.1:0", "--tokens", "bad.json"], "bad.json: [0].role"),
+    ],
+    ids=["bad-listen", "no-tokens", "missing-tokens", "bad-tokens"],
+)
+def test_serve_usage_errors_are_one_line(scratch_cwd: Path, args: list[str], words: str) -> None:
+    (scratch_cwd / "tokens.json").write_text(json.dumps(TOKENS), encoding="utf-8")
+    (scratch_cwd / "bad.json").write_text('[{"token": "abcdefghij", "role": "root", "label": "x"}]', encoding="utf-8")
+    assert_one_line_error(run_cli(*args, tool=True), words)
