@@ -115,6 +115,7 @@ def test_setneed_changes_the_next_snapshot(shard: Shard) -> None:
         ({"name": "help", "bogus": 1}, "usage"),
         ({"name": 3}, "usage"),
         ({"name": "promote_policy", "cmd_id": "g"}, "usage"),
+        ({"name": "force_chat", "args": ["alice", "bob", float("nan")], "cmd_id": "h"}, "invalid_args"),
     ],
 )  # fmt: skip
 def test_bad_input_gets_its_code_and_changes_nothing(shard: Shard, envelope: dict[str, Any], code: str) -> None:
@@ -124,6 +125,7 @@ def test_bad_input_gets_its_code_and_changes_nothing(shard: Shard, envelope: dic
     assert "\n" not in r.error.message and r.error.message
     assert shard.world_hash() == before and shard.world.journal == []
     assert audit_lines(shard)[-1]["code"] == code
+    assert "NaN" not in shard.audit.path.read_text()  # standard JSON lines
 
 
 def test_help_lists_commands_with_role_and_arguments(shard: Shard) -> None:

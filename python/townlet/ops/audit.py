@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from datetime import UTC, datetime
@@ -42,6 +43,24 @@ def audit_record(
     }
 
 
+def _finite(x: Any) -> Any:
+    """`x` with non-finite floats as strings (a client may send NaN; the log stays standard JSON)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if isinstance(x, dict):
+        return {str(k): _finite(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_finite(v) for v in x]
+    return x
+
+
+def _line(record: dict[str, Any]) -> str:
+    try:
+        return json.dumps(record, sort_keys=True, default=str, allow_nan=False) + "\n"
+    except ValueError:
+        return json.dumps(_finite(record), sort_keys=True, default=str, allow_nan=False) + "\n"
+
+
 class AuditLog:
     """Appends records to a JSONL file; each batch is flushed and fsynced before `write` returns."""
 
@@ -57,7 +76,7 @@ class AuditLog:
     def write(self, *records: dict[str, Any]) -> None:
         if not records:
             return
-        text = "".join(json.dumps(r, sort_keys=True, default=str, allow_nan=False) + "\n" for r in records)
+        text = "".join(_line(r) for r in records)
         with self._lock:
             self._fh.write(text)
             self._fh.flush()
