@@ -16,7 +16,14 @@ import torch
 from townlet import _core
 from townlet.capture.npz import check_sample, load_npz
 from townlet.capture.records import member_path, read_capture_events, read_manifest, read_sidecar_spec
-from townlet.data.records import DEFAULT_VERSIONS, MANIFEST_FORMAT
+from townlet.data.records import (
+    DEFAULT_VERSIONS,
+    MANIFEST_FORMAT,
+    DatasetManifest,
+    read_catalogue,
+    read_model,
+    repo_root,
+)
 from townlet.data.verify import manifest_for, verify_set
 from townlet.errors import UsageError
 from townlet.jsonio import parse_json, read_bytes
@@ -136,6 +143,22 @@ def resolve_manifest(named: Path | str, versions: Path = DEFAULT_VERSIONS) -> Pa
     if path.exists() or len(path.parts) != 1 or path.suffix == ".json":
         return path
     return manifest_for(str(named), versions)
+
+
+def default_manifest(config_id: str, versions: Path = DEFAULT_VERSIONS) -> Path | None:
+    """The manifest of the catalogue's largest active dataset captured from config `config_id` (None when the
+    catalogue does not exist or holds none)."""
+    if not versions.is_file():
+        return None
+    found: list[tuple[int, str, Path]] = []
+    for name, entry in read_catalogue(versions).datasets.items():
+        manifest = repo_root(versions) / entry.manifest
+        if entry.status != "active" or not manifest.is_file():
+            continue
+        doc = read_model(DatasetManifest, manifest, "BC dataset manifest")
+        if any(c.config_id == config_id for c in doc.captures.values()):
+            found.append((-entry.samples, name, manifest))
+    return min(found)[2] if found else None
 
 
 def is_curated(manifest: Path) -> bool:

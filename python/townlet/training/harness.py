@@ -23,11 +23,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from townlet.data.records import DEFAULT_VERSIONS, DatasetManifest, read_catalogue, read_model, repo_root
+from townlet.data.records import DEFAULT_VERSIONS
 from townlet.data.verify import manifest_for
 from townlet.errors import UsageError
 from townlet.sim.config import TownConfig
 from townlet.sim.settings import BCGate
+from townlet.training.data import default_manifest
 from townlet.training.phases.bc import BC
 from townlet.training.request import EpochCallback, TrainRequest
 from townlet.training.run import PhaseChoice, plan, run
@@ -84,24 +85,16 @@ class TrainingHarness:
             return path
         return manifest_for(named, self._at(DEFAULT_VERSIONS))
 
-    def default_dataset(self, versions: Path | None = None) -> Path:
+    def default_dataset(self) -> Path:
         """The manifest of the catalogue's largest active dataset captured from this config's id."""
-        versions = versions or self._at(DEFAULT_VERSIONS)
-        catalogue = read_catalogue(versions)
-        found: list[tuple[int, str, Path]] = []
-        for name, entry in catalogue.datasets.items():
-            manifest = repo_root(versions) / entry.manifest
-            if entry.status != "active" or not manifest.is_file():
-                continue
-            doc = read_model(DatasetManifest, manifest, "BC dataset manifest")
-            if any(c.config_id == self.config.config_id for c in doc.captures.values()):
-                found.append((-entry.samples, name, manifest))
-        if not found:
+        versions = self._at(DEFAULT_VERSIONS)
+        found = default_manifest(self.config.config_id, versions)
+        if found is None:
             raise UsageError(
                 f"{versions}: no active BC dataset captured from config {self.config.config_id}; give a manifest "
-                "(--bc-manifest or bc.manifest)"
+                "(manifest=, or the config's bc.manifest)"
             )
-        return min(found)[2]
+        return found
 
     def run_bc_training(
         self,

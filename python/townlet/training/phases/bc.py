@@ -10,12 +10,13 @@ from typing import Any
 
 import torch
 
+from townlet.data.records import DEFAULT_VERSIONS
 from townlet.errors import UsageError
 from townlet.sim.config import TownConfig
 from townlet.sim.settings import BCConfig
 from townlet.training.bc import BCTrainer, split_rows
 from townlet.training.bc_gate import GATE_FIELDS, Gate, accuracy_threshold
-from townlet.training.data import ReplayData, load_replay, resolve_manifest
+from townlet.training.data import ReplayData, default_manifest, load_replay, resolve_manifest
 from townlet.training.request import EpochCallback, PhaseSection, RunOutputs, TrainPlan, TrainRequest
 from townlet.training.saver import PhaseSaver
 from townlet.training.trainer import TrainResult, make_policy
@@ -44,7 +45,12 @@ class BCPhase:
         named = request.bc_manifest or (Path(section.manifest) if section.manifest else None)
         data_dir = request.capture_dir or request.rollout_save_dir  # capture, then clone what was captured
         if named is None and data_dir is None:
-            raise UsageError("--mode bc needs --capture-dir DIR or --bc-manifest FILE|DATASET (or bc.manifest)")
+            named = default_manifest(config.config_id)  # the catalogue's dataset of this config
+            if named is None:
+                raise UsageError(
+                    f"--mode bc needs --capture-dir DIR or --bc-manifest FILE|DATASET (or bc.manifest): "
+                    f"{DEFAULT_VERSIONS} lists no active dataset of {config.config_id}"
+                )
         return load_replay(resolve_manifest(named) if named is not None else None, data_dir)
 
     def check_plan(self, plan: TrainPlan) -> TrainPlan:
