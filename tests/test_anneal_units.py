@@ -166,3 +166,17 @@ def test_a_stage_that_raises_is_rolled_back_too(tmp_path: Path) -> None:
     (line,) = (latest.parent / "rollbacks.jsonl").read_text(encoding="utf-8").splitlines()
     assert '"reason":"stage 1 (bc) did not finish: disk full"' in line
     assert not (tmp_path / "logs" / "anneal_results.json").exists()  # no partial results
+
+
+def test_drift_flags() -> None:
+    from townlet.sim.settings import AnnealSection
+    from townlet.training.anneal_ppo import Baselines, flags_of
+
+    bounds = AnnealSection(loss_drift_max=0.1, queue_drift_max=0.15)
+    base = Baselines(loss=1.0, queue=20.0, intensity=0.0)
+    flags = flags_of(1.05, 16.0, 5.0, base, bounds)
+    assert flags["loss_drift"] == (pytest.approx(0.05), False)
+    assert flags["queue_drift"] == (pytest.approx(-0.2), True)  # 20 % fewer queue conflicts than the baseline
+    assert flags["intensity_drift"] == (None, False)  # a zero baseline has no relative drift
+    assert flags_of(0.8, 23.0, 0.0, Baselines(), bounds)["loss_drift"] == (None, False)  # nothing to drift from
+    assert flags_of(-0.8, 23.5, 0.0, Baselines(loss=-1.0, queue=20.0), bounds)["queue_drift"][1] is True

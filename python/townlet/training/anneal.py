@@ -120,6 +120,9 @@ def run_anneal(
     gate = threshold if threshold is not None else accuracy_threshold(config, anneal=True)
     notify: Notify = on_notice or (lambda line: None)
     paths = Checkpoints.of(config, at)
+    if any(stage.mode == "ppo" for stage in anneal.schedule):  # BC checks its own before it trains
+        check_output(paths.ppo[0], "ppo.warm_start.save_path")
+        check_output(paths.ppo[1], "ppo.warm_start.best_path")
 
     stages: list[BCStageResult | PPOStageResult] = []
     rollbacks: list[RollbackRecord] = []
