@@ -11,7 +11,6 @@ import pytest
 from test_ops_bus import ADMIN, VIEWER, err, make_shard
 from test_ops_world import Admin, events
 from townlet.ops import Shard
-from townlet.ops.world import HISTORY_LIMIT
 
 
 @pytest.fixture
@@ -88,13 +87,16 @@ def test_narration_throttle_limits_lines(shard: Shard) -> None:
     assert shard.snapshot()["narrations"][-1]["text"] == "eve and gina had a good chat"
 
 
-def test_the_cmd_id_history_is_bounded(shard: Shard) -> None:
+def test_the_cmd_id_history_is_bounded(shard: Shard, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("townlet.ops.world.HISTORY_LIMIT", 20)
+    limit = 20
+
     def cmd(n: int) -> dict[str, object]:
         return {"name": "setneed", "args": ["iris", "hygiene", 0.5], "cmd_id": f"h{n}"}
 
-    for n in range(HISTORY_LIMIT + 10):
+    for n in range(limit + 10):
         assert shard.submit(cmd(n), ADMIN).status == "ok"
-    assert len(shard.world.history) == HISTORY_LIMIT
+    assert len(shard.world.history) == limit
     shard.submit(cmd(0), ADMIN)  # forgotten: runs again
-    shard.submit(cmd(HISTORY_LIMIT + 9), ADMIN)  # remembered: does not
-    assert len(shard.world.journal) == HISTORY_LIMIT + 11
+    shard.submit(cmd(limit + 9), ADMIN)  # remembered: does not
+    assert len(shard.world.journal) == limit + 11
