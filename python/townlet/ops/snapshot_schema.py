@@ -96,6 +96,13 @@ class Narration(_Open):
     text: str
 
 
+class Event(_Open):
+    tick: Count
+    event: str
+    agent: str | None
+    other: str | None
+
+
 class Toggles(_Open):
     narration: bool
     narration_throttle: Count
@@ -116,6 +123,7 @@ class TelemetrySnapshot(_Open):
     kpis: dict[str, float]
     perturbations: list[Perturbation]
     narrations: list[Narration]
+    events: list[Event] = Field(description="the latest world events, every kind")
     toggles: Toggles
     possessed: list[str]
 
