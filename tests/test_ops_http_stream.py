@@ -157,3 +157,45 @@ def test_a_client_that_never_reads_is_dropped_and_stalls_nothing(shard: Served) 
         slow.close()
     assert code == 1008 and "slow consumer" in reason, (code, reason)
     assert shard.wait_ticks(3) > tick_at_drop  # the shard never stalled
+
+
+def test_the_demo_checklist_seen_in_the_stream(shard: Served) -> None:
+    """Seed 003's demo checklist over HTTP, each command verified in the snapshot of the tick after it applied."""
+
+    async def run() -> None:
+        async with websockets.connect(_ws_url(shard), max_size=None) as ws:
+            doc = json.loads(await ws.recv())["data"]
+
+            async def send(name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+                nonlocal doc
+                env = {"name": name, "cmd_id": f"demo-{name}-{doc['tick']}", "args": list(args), "kwargs": kwargs}
+                res = await asyncio.to_thread(shard.post, env, ADMIN)
+                assert res.status_code == 200, res.text
+                applied = res.json()["tick"]
+                while doc["tick"] <= applied:  # the snapshot published after the tick that applied it
+                    msg = json.loads(await ws.recv())
+                    doc = apply_diff(doc, msg["ops"]) if msg["type"] == "diff" else msg["data"]
+                result: dict[str, Any] = res.json()["result"]
+                return result
+
+            assert (await send("employment_exit", "approve", "alice"))["agent_id"] == "alice"
+            assert not doc["agents"]["alice"]["alive"]  # the exit happened on the next tick
+            assert any(e["event"] == "employment_exit_manual_request" for e in doc["events"])
+
+            await send("kill", "bob")
+            assert not doc["agents"]["bob"]["alive"]
+            spawned = await send("spawn", "bob", 3, 3)
+            assert doc["agents"][spawned["agent_id"]]["alive"]
+
+            chats = doc["kpis"]["chat_success"]
+            await send("force_chat", "cara", "dan", 0.9)
+            assert doc["kpis"]["chat_success"] >= chats + 1
+
+            meet = (await send("arrange_meet", "eve", "hugo", 3, 3))["positions"]
+            assert meet["eve"] == [3, 3]
+            assert max(abs(a - b) for a, b in zip(meet["eve"], meet["hugo"], strict=True)) == 1
+            for name in ("eve", "hugo"):  # there in the world (a tick later, at most one step away)
+                seen = doc["agents"][name]["position"]
+                assert max(abs(a - b) for a, b in zip(seen, meet[name], strict=True)) <= 1, (name, seen, meet)
+
+    asyncio.run(run())
