@@ -7,6 +7,7 @@ Members (regular files only, sorted by name):
     config/NAME                                   the config file as given
     config_resolved.json                          that config resolved (includes inlined, defaults filled)
     log/NAME                                      the log, when given
+    attached/NAME                                 further files, when given (`--attach`)
     metadata.json                                 SHA-256 and size of every other member, label, provenance
 
 Equal inputs give equal bytes: member mtimes are `SOURCE_DATE_EPOCH` (else 0), owners 0/0 with empty
@@ -102,8 +103,10 @@ def create(
     label: str | None = None,
     registry: Path | None = None,
     overwrite: bool = False,
+    attach: tuple[Path, ...] = (),
 ) -> Created:
-    """Bundle a checkpoint that verifies, its config and log; write the archive atomically."""
+    """Bundle a checkpoint that verifies, its config and log (and `attach`: further files, by name);
+    write the archive atomically."""
     files, check = verify_checkpoint(checkpoint)
     if files is None or check.header is None:
         raise UsageError(check.problems[0])
@@ -132,6 +135,7 @@ def create(
             )
         members[f"log/{log.name}"] = log.read_bytes()
         log_info = LogBlock(file=f"log/{log.name}", telemetry_records=report.telemetry, episode_records=report.episodes)
+    attached = _attach(members, attach)
     ckpt_sha = header.get("config_sha256")
     known = labels(registry)
     registry_label = known.get(resolved_sha) or known.get(str(ckpt_sha))
@@ -174,7 +178,10 @@ def create(
             libraries=header.get("libraries"),
             lineage=header.get("lineage"),
         ),
+        attached=attached or None,
     ).model_dump()
+    if not attached:
+        del metadata["attached"]  # archives without attachments read as they always did
     members[METADATA] = canonical_json(metadata).encode()
     target = output or Path("artifacts") / f"{files.header.stem}.tar.gz"
     if target.exists() and not overwrite:
@@ -185,6 +192,21 @@ def create(
     except OSError as exc:
         raise UsageError(f"{target}: cannot write ({exc.strerror or exc})") from None
     return Created(target, _sha(data), metadata, notes)
+
+
+def _attach(members: dict[str, bytes], files: tuple[Path, ...]) -> list[str]:
+    """Add each file as `attached/NAME`; two files of one name are refused."""
+    names: list[str] = []
+    for path in files:
+        name = f"attached/{path.name}"
+        if name in members:
+            raise UsageError(f"--attach {path}: another attached file is also named {path.name}")
+        try:
+            members[name] = path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"--attach {path}: cannot read ({exc.strerror or exc})") from None
+        names.append(name)
+    return names
 
 
 # ---------------------------------------------------------------------------------------------

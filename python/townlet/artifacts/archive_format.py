@@ -2,7 +2,8 @@
 `archive.read` checks.
 
 `members` maps every other member to its SHA-256 and size; `checkpoint`, `config`, `log` and
-`provenance` say what was bundled and where it came from (copied from the verified checkpoint header).
+`provenance` say what was bundled and where it came from (copied from the verified checkpoint header);
+`attached` names further files bundled as they were (an acceptance summary, anneal results).
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class ArchiveMetadata(_Block):
     config: ConfigBlock
     log: LogBlock | None
     provenance: Provenance
+    #: Further files bundled as `attached/NAME` (`create --attach`); absent when none.
+    attached: list[str] | None = None
 
 
 def metadata_problems(path: Path, doc: Any, exc: ValidationError) -> tuple[list[str], bool]:

@@ -36,13 +36,19 @@ def archive_create_cmd(
     label: Annotated[str | None, typer.Option("--label", help="Label (default: the config's registry label).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing archive.")] = False,
     registry: RegistryOpt = None,
+    attach: Annotated[
+        list[Path] | None,
+        typer.Option("--attach", help="Also bundle this file as attached/NAME (repeatable): results, summaries."),
+    ] = None,
 ) -> None:
-    """Bundle checkpoint, log, config and the checkpoint's embedded config into a reproducible .tar.gz."""
+    """Bundle checkpoint, log, config and the checkpoint's embedded config (and --attach files) into a
+    reproducible .tar.gz."""
     if output is not None:
         check_output(output, "--output")
     made = create(
-        checkpoint, config, log=log, output=output, label=label, registry=registry_path(registry), overwrite=overwrite
-    )
+        checkpoint, config, log=log, output=output, label=label, registry=registry_path(registry), overwrite=overwrite,
+        attach=tuple(attach or ()),
+    )  # fmt: skip
     for note in made.notes:
         stderr_line(f"note: {note}")
     typer.echo(f"archive: {made.output} ({len(made.metadata['members']) + 1} members, sha256 {made.sha256})")
