@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 from townlet.cli import archive, capture, checkpoint, data, log, registry, sim, soak, telemetry, train
 from townlet.cli import console as console_cli
 from townlet.cli import eval as eval_cli
+from townlet.cli import observe as observe_cli
 from townlet.cli import promotion as promotion_cli
 from townlet.cli import snapshot_check as snapshot_check_cli
 from townlet.cli.common import report, stderr_line
@@ -75,6 +76,7 @@ app.command("validate")(sim.validate)
 app.command("soak")(soak.soak_cmd)
 app.command("console")(console_cli.console_cmd)
 app.command("telemetry-check")(snapshot_check_cli.telemetry_check)
+app.command("observe")(observe_cli.observe_cmd)
 
 
 def main() -> None:
