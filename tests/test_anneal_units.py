@@ -180,3 +180,21 @@ def test_drift_flags() -> None:
     assert flags["intensity_drift"] == (None, False)  # a zero baseline has no relative drift
     assert flags_of(0.8, 23.0, 0.0, Baselines(), bounds)["loss_drift"] == (None, False)  # nothing to drift from
     assert flags_of(-0.8, 23.5, 0.0, Baselines(loss=-1.0, queue=20.0), bounds)["queue_drift"][1] is True
+
+
+def test_watch_breaches_carry_the_anneal_verdict() -> None:
+    from townlet.telemetry.thresholds import Thresholds
+    from townlet.telemetry.watch import check_thresholds
+
+    rec = {"epoch": 1, "loss_total": 2.0, "anneal_stage": "ppo", "anneal_bc_accuracy": 0.5, "anneal_loss_baseline": 1.0}
+    bc_low, loss_drift = check_thresholds(rec, Thresholds(), "LOG:1")
+    assert (bc_low.flag, bc_low.verdict, bc_low.exit_code, bc_low.as_json()["verdict"]) == (
+        "--anneal-bc-min",
+        "FAIL",
+        4,
+        "FAIL",
+    )
+    assert (loss_drift.flag, loss_drift.verdict, loss_drift.exit_code) == ("--anneal-loss-max", "HOLD", 3)
+    (kl,) = check_thresholds({"epoch": 1, "kl_divergence": 1.0}, Thresholds(kl_threshold=0.1, anneal_bc_min=None,
+                                                                          anneal_loss_max=None), "LOG:1")  # fmt: skip
+    assert kl.verdict is None and kl.exit_code == 1

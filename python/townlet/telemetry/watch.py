@@ -68,6 +68,7 @@ class Breach:
             "threshold": self.threshold,
             "value": value,
             "message": self.message,
+            "verdict": self.verdict,
         }
 
 
