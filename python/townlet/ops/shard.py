@@ -65,6 +65,8 @@ class Shard:
         self._tick_times: deque[float] = deque(maxlen=64)
         self.commands_applied = 0
         self._snapshot = telemetry_snapshot(self.world)
+        self._snapshot_stale = False
+        self._tick = self.world.tick
 
     @classmethod
     def from_snapshot(cls, path: str | Path, config: TownConfig, **kwargs: Any) -> Shard:
@@ -74,15 +76,16 @@ class Shard:
         with shard._world_lock:
             shard.world.load_state(town, state)
             shard._snapshot = telemetry_snapshot(shard.world)
+            shard._tick = shard.world.tick
         return shard
 
     # -- properties ---------------------------------------------------------------------------------
 
     @property
     def tick(self) -> int:
-        # The latest published snapshot's tick: read from any thread without touching the Town, which the ticking
+        # The tick after the last step: read from any thread without touching the Town, which the ticking
         # thread holds during a step (reading it then raises "Already mutably borrowed").
-        return int(self._snapshot["tick"])
+        return self._tick
 
     @property
     def running(self) -> bool:
@@ -230,7 +233,7 @@ class Shard:
             batch, self._queue = self._queue, []
         if batch:
             self._finish([self._execute(p) for p in batch])
-            self._snapshot = telemetry_snapshot(self.world)
+            self._snapshot_stale = True
 
     def _execute(self, p: _Pending) -> tuple[_Pending, CommandResult]:
         w = self.world
@@ -286,12 +289,17 @@ class Shard:
         with self._world_lock:
             self._apply_queued()
             self.world.step()
-            snap = telemetry_snapshot(self.world)
-            self._snapshot = snap
+            self._tick = self.world.tick
+            with self._q_lock:
+                subs = list(self._subs)
+            # Built when someone reads it: each tick for subscribers, else on the next `snapshot()`.
+            if subs:
+                snap = telemetry_snapshot(self.world)
+                self._snapshot, self._snapshot_stale = snap, False
+            else:
+                snap, self._snapshot_stale = self._snapshot, True
             tick = self.world.tick
         self._tick_times.append(time.monotonic())
-        with self._q_lock:
-            subs = list(self._subs)
         for sub in subs:
             if not sub.offer(tick, snap):
                 with self._q_lock:
@@ -336,6 +344,8 @@ class Shard:
 
     def snapshot(self) -> dict[str, Any]:
         with self._world_lock:
+            if self._snapshot_stale:
+                self._snapshot, self._snapshot_stale = telemetry_snapshot(self.world), False
             return copy.deepcopy(self._snapshot)
 
     def subscribe(self, maxsize: int = 64) -> Subscription:
