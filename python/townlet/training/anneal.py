@@ -5,7 +5,7 @@ The stages of `training.anneal.schedule` run in order (docs/anneal.md):
 * a **bc** stage trains behaviour cloning (`TrainingHarness.run_bc_training`) and is judged on held-out
   trajectories against `training.anneal_accuracy_threshold` (else `training.bc.accuracy_threshold`) and the
   majority-action baseline. Below it the anneal FAILs and stops: the stage's checkpoint is rolled back;
-* a **ppo** stage trains PPO from the BC weights (a later PPO stage continues the previous one), writes each
+* a **ppo** stage trains PPO from the BC weights (a PPO stage right after another continues it), writes each
   epoch with its `anneal_*` fields to the anneal's PPO telemetry log, and compares its last epoch's
   `loss_total`, queue-conflict events and intensity with their baselines (configured, else the previous PPO
   stage's): a drift beyond `loss_drift_max` / `queue_drift_max` HOLDs the anneal (promotion frozen; the
@@ -139,6 +139,7 @@ def run_anneal(
                 result: BCStageResult | PPOStageResult
                 if stage.mode == "bc":
                     last_bc = result = bc_stage(harness, index, stage, manifest, gate, paths)
+                    ppo_run = None  # the next PPO stage starts from these weights
                 else:
                     ctx = StageContext(index, last_bc, baselines, stage_ratio(config, stage), dataset_name(last_bc))
                     result = run_ppo_stage(
