@@ -199,3 +199,15 @@ def test_the_demo_checklist_seen_in_the_stream(shard: Served) -> None:
                 assert max(abs(a - b) for a, b in zip(seen, meet[name], strict=True)) <= 1, (name, seen, meet)
 
     asyncio.run(run())
+
+
+def test_the_stream_holds_a_subscription_only_while_clients_are_connected(shard: Served) -> None:
+    shard.wait_for("no subscription", lambda: shard.metrics()["townlet_subscribers"] == 0)
+
+    async def run() -> float:
+        async with websockets.connect(_ws_url(shard), max_size=None) as ws:
+            await ws.recv()
+            return shard.metrics()["townlet_subscribers"]
+
+    assert asyncio.run(run()) == 1
+    shard.wait_for("the subscription released", lambda: shard.metrics()["townlet_subscribers"] == 0)

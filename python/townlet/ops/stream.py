@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 #: Messages a client may be behind before it is dropped.
 DEFAULT_CLIENT_QUEUE = 64
+#: Snapshots the shard may queue for the hub before it drops the hub's subscription (the hub then resyncs).
+SUBSCRIPTION_QUEUE = 256
 #: Close code and reason for a dropped client (1008: policy violation; the reason fits a close frame).
 SLOW_CLIENT_CODE = 1008
 
@@ -99,6 +101,7 @@ class StreamHub:
         self._clients: set[StreamClient] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last: tuple[int, dict[str, Any]] | None = None
+        self._sub: SubscriptionLike | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.dropped_total = 0
@@ -119,10 +122,13 @@ class StreamHub:
             self._thread.join(timeout=5)
 
     def join(self) -> tuple[StreamClient, str]:
-        """Register a client: its queue and the first message (the latest snapshot), taken under the pump's lock
-        so the diffs that follow start from exactly that snapshot."""
+        """Register a client: its queue and the first message (the latest snapshot). The hub subscribes to the shard
+        before it reads that snapshot, so the diffs that follow start from exactly it."""
         client = StreamClient(queue=asyncio.Queue(maxsize=self.client_queue))
         with self._lock:
+            if self._sub is None:
+                self._sub = self._shard.subscribe(maxsize=SUBSCRIPTION_QUEUE)
+                self._last = None
             if self._last is None:
                 snap = self._shard.snapshot()
                 self._last = (int(snap.get("tick", 0)), snap)
@@ -135,26 +141,35 @@ class StreamHub:
             self._clients.discard(client)
 
     def _pump(self) -> None:
-        sub: SubscriptionLike | None = None
+        """While clients are connected: each tick's snapshot -> one message for all of them. Without clients the
+        hub holds no subscription (the shard publishes to nobody on its behalf)."""
         while not self._stop.is_set():
-            if sub is None or sub.dropped is not None:
-                if sub is not None:
+            with self._lock:
+                sub = self._sub
+                if sub is not None and not self._clients:
                     sub.close()
-                sub = self._shard.subscribe(maxsize=256)
-                resync = True
-            else:
-                resync = False
+                    self._sub = sub = None
+                    self._last = None
+            if sub is None:
+                self._stop.wait(0.05)
+                continue
             try:
                 tick, snap = sub.get(timeout=0.25)
-            except queue.Empty:  # no tick yet
+            except queue.Empty:
                 continue
-            except Exception:  # the subscription ended under us: take a new one (after a pause)
+            except Exception:  # dropped by the shard (this pump fell behind) or closed: subscribe again, resync
+                with self._lock:
+                    if self._sub is sub:
+                        self._sub = self._shard.subscribe(maxsize=SUBSCRIPTION_QUEUE) if self._clients else None
+                        self._last = None
                 sub.close()
-                sub = None
-                self._stop.wait(0.1)
                 continue
             with self._lock:
-                if resync or self._last is None:
+                if self._sub is not sub:
+                    continue
+                if self._last is not None and tick <= self._last[0]:
+                    continue  # already in the snapshot a client joined with
+                if self._last is None:
                     text = json.dumps({"type": "snapshot", "tick": tick, "data": snap})
                 else:
                     ops = diff(self._last[1], snap)
@@ -163,8 +178,10 @@ class StreamHub:
                 clients = list(self._clients)
             if clients and self._loop is not None:
                 self._call(self._broadcast, clients, text)
-        if sub is not None:
-            sub.close()
+        with self._lock:
+            if self._sub is not None:
+                self._sub.close()
+                self._sub = None
 
     def _call(self, fn: Callable[..., None], *args: Any) -> None:
         assert self._loop is not None
