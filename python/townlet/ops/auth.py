@@ -5,10 +5,11 @@ from __future__ import annotations
 import hmac
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from townlet.errors import UsageError
 from townlet.jsonio import loads_strict, read_json
@@ -30,6 +31,8 @@ class _TokenEntry(BaseModel):
     token: str = Field(min_length=8)
     role: Role
     label: str = Field(min_length=1, max_length=128)
+    #: When the token stops working (ISO 8601 with a timezone); none: never.
+    expires: AwareDatetime | None = None
 
     def __repr__(self) -> str:  # never show the token
         return f"_TokenEntry(role={self.role!r}, label={self.label!r})"
@@ -38,8 +41,20 @@ class _TokenEntry(BaseModel):
 class TokenStore:
     """token -> (role, label). `authenticate` checks every entry with `hmac.compare_digest`."""
 
-    def __init__(self, entries: list[tuple[str, Role, str]], *, allow_anonymous_viewer: bool = False) -> None:
-        self._entries = [(tok.encode("utf-8"), Principal(role, label)) for tok, role, label in entries]
+    def __init__(
+        self,
+        entries: list[tuple[str, Role, str]],
+        *,
+        allow_anonymous_viewer: bool = False,
+        expires: list[datetime | None] | None = None,
+    ) -> None:
+        ends = expires if expires is not None else [None] * len(entries)
+        if len(ends) != len(entries):
+            raise ValueError("one expiry (or None) per token")
+        self._entries = [
+            (tok.encode("utf-8"), Principal(role, label), end)
+            for (tok, role, label), end in zip(entries, ends, strict=True)
+        ]
         self.allow_anonymous_viewer = allow_anonymous_viewer
 
     def __repr__(self) -> str:
@@ -50,6 +65,7 @@ class TokenStore:
         if not isinstance(records, list):
             raise UsageError(f"{where}: expected a JSON list of {{token, role, label}}")
         entries: list[tuple[str, Role, str]] = []
+        ends: list[datetime | None] = []
         seen: set[str] = set()
         for k, rec in enumerate(records):
             try:
@@ -65,7 +81,8 @@ class TokenStore:
                 raise UsageError(f"{where}: [{k}].token: duplicate token")
             seen.add(e.token)
             entries.append((e.token, e.role, e.label))
-        return cls(entries, allow_anonymous_viewer=allow_anonymous_viewer)
+            ends.append(e.expires)
+        return cls(entries, allow_anonymous_viewer=allow_anonymous_viewer, expires=ends)
 
     @classmethod
     def from_file(cls, path: str | Path, *, allow_anonymous_viewer: bool = False) -> TokenStore:
@@ -93,9 +110,12 @@ class TokenStore:
             raise CommandError(ErrorCode.unauthorized, "a bearer token is required")
         given = token.strip().encode("utf-8")
         found: Principal | None = None
-        for tok, principal in self._entries:  # check all: time does not depend on which matched
+        end: datetime | None = None
+        for tok, principal, expires in self._entries:  # check all: time does not depend on which matched
             if hmac.compare_digest(tok, given):
-                found = principal
+                found, end = principal, expires
         if found is None:
-            raise CommandError(ErrorCode.unauthorized, "unknown or expired token")
+            raise CommandError(ErrorCode.unauthorized, "unknown token")
+        if end is not None and datetime.now(UTC) >= end:
+            raise CommandError(ErrorCode.unauthorized, f"token expired (label {found.label!r})")
         return found
