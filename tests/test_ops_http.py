@@ -144,9 +144,12 @@ def test_a_malformed_authorization_header_is_unauthorized(shard: Served) -> None
     assert res.status_code == 401 and "Bearer" in res.json()["error"]["message"]
 
 
-def test_sigint_stops_a_shard_cleanly(tmp_path: Path) -> None:
-    served = start_shard(tmp_path, tick_rate=20)
-    assert served.post({"name": "help"}).status_code == 200
+def test_anonymous_viewers_and_sigint(tmp_path: Path) -> None:
+    served = start_shard(tmp_path, "--allow-anonymous-viewer", tick_rate=20)
+    assert served.snapshot(token=None).status_code == 200  # no token: a viewer
+    res = served.post({"name": "kill", "cmd_id": "anon-1", "args": ["alice"]}, token=None)
+    assert res.status_code == 403 and res.json()["issuer"] == "anonymous", res.text
+    assert served.post({"name": "help"}, token="unknown-token-1").status_code == 401  # a bad token is not anonymous
     code, err = served.stop(signal.SIGINT)
     assert code == 0, err
     assert "stopped at tick" in err and "SIGINT" in err, err
