@@ -12,7 +12,7 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
-from townlet.cli import archive, capture, checkpoint, data, log, registry, sim, soak, telemetry, train
+from townlet.cli import archive, capture, checkpoint, data, log, registry, rehearsal, sim, soak, telemetry, train
 from townlet.cli import console as console_cli
 from townlet.cli import eval as eval_cli
 from townlet.cli import observe as observe_cli
@@ -74,6 +74,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(promotion_cli.app, name="promotion")
 app.command("validate")(sim.validate)
 app.command("soak")(soak.soak_cmd)
+app.command("rehearsal")(rehearsal.rehearsal_cmd)
 app.command("console")(console_cli.console_cmd)
 app.command("telemetry-check")(snapshot_check_cli.telemetry_check)
 app.command("observe")(observe_cli.observe_cmd)
