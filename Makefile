@@ -133,6 +133,10 @@ golden-check: $(EXT_STAMP) ## capture the golden scenarios afresh and fail on dr
 golden-merge: capture ## merge tmp/rollout_refresh into the golden metrics
 	$(PY) tools/merge_rollout_metrics.py tmp/rollout_refresh --golden $(GOLDEN)
 
+.PHONY: rehearsal
+rehearsal: $(EXT_STAMP) ## seed 001's ops rehearsal end to end in tmp/rehearsal: each step's verdict, the acceptance report
+	$(PY) tools/ops_rehearsal.py --workdir tmp/rehearsal
+
 # --- Warm-start tools (docs/warm_start.md): checkpoints, config registry, logs, archives ----------
 # Values reach the tools as single quoted words, so paths may hold spaces and quotes. Booleans are
 # strict: 1/true/yes is on, 0/false/no/empty is off, anything else stops make with an error.
