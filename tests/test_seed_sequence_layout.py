@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import RunCli
+from conftest import RunCli, assert_one_line_error
 
 QC = "configs/scenarios/queue_conflict.yaml"
 PPO_DIR = "scenario_queue_conflict/ppo/checkpoints"
@@ -36,3 +36,13 @@ def test_the_tools_know_the_per_config_layout(cli: RunCli, tmp_path: Path) -> No
     assert res.returncode == 0, str(res)
     assert "bc checkpoints: logs/scenario_queue_conflict/bc/checkpoints (none here)" in res.stdout
     assert f"ppo checkpoints: logs/{PPO_DIR} (2 here)" in res.stdout
+
+
+def test_config_is_the_positional_config_or_the_option_not_two(cli: RunCli) -> None:
+    """Seed 003's `run_training.py --config C` form; the dry run shows the per-config save path either way."""
+    for args in ((QC,), ("--config", QC), ("-c", QC), (QC, "--config", QC)):
+        res = cli("train", *args, "--dry-run")
+        assert res.returncode == 0, str(res)
+        assert f"save path ok: logs/{PPO_DIR}/ppo_latest.json" in res.stdout, str(res)
+    assert_one_line_error(cli("train", QC, "--config", "configs/examples/poc_hybrid.yaml"), "two configs given")
+    assert_one_line_error(cli("train", "--dry-run"), "missing the config: give CONFIG or --config CONFIG")
