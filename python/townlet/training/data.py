@@ -184,13 +184,17 @@ def load_curated(manifest: Path) -> ReplayData:
         samples.append(_sample(path, load_npz(path, raw)))
     obs_dim, n_actions = _check_shapes(samples, [path for _, path, _ in verified.samples])
     meta = read_sidecar_spec(verified.samples[0][2])
+    events: dict[str, float] = {}  # the event totals of the captures the accepted samples come from
+    for capture in sorted({entry.capture for entry, _, _ in verified.samples}):
+        for name, count in read_capture_events(verified.captures / capture).items():
+            events[name] = events.get(name, 0.0) + count
     return ReplayData(
         samples,
         obs_dim,
         n_actions,
         meta,
         manifest,
-        None,
+        events,
         verified.manifest_sha256,
         [entry.sample for entry, _, _ in verified.samples],
     )
