@@ -54,7 +54,8 @@ def behaviour_clone(
         capture_rollout(cfg.with_seed(20_000 + seed), Path(tmp), ticks=EPISODE * days)
         data = load_replay(None, Path(tmp))
     bc_cfg = BCConfig(epochs=epochs, batch_size=256)
-    train, holdout = split_rows(data.samples, bc_cfg)
+    split = split_rows(data.samples, bc_cfg, seed=seed)  # held out: whole trajectories
+    train, holdout = split.train, split.holdout
     torch.manual_seed(seed)
     policy = make_policy(env.metadata(), env.obs_dim, env.n_actions, bc_cfg.hidden)
     recs = BCTrainer(policy, bc_cfg, train, holdout, seed=seed).run(epochs)
