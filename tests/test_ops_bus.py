@@ -98,6 +98,14 @@ def test_setneed_changes_the_next_snapshot(shard: Shard) -> None:
     snap = shard.snapshot()
     assert snap["tick"] == 1 and snap["agents"]["bob"]["needs"]["energy"] < 0.05
     assert snap["schema_version"] == "1.0.0"
+    prior_job_keys = {
+        "job_id", "on_shift", "wallet", "lateness_counter", "wages_earned", "meals_cooked", "meals_consumed",
+        "basket_cost", "shift_state", "attendance_ratio", "late_ticks_today", "absent_shifts_7d", "wages_withheld",
+        "exit_pending",
+    }  # fmt: skip
+    assert all(prior_job_keys <= set(job) for job in snap["jobs"].values())
+    prior_employment = {"pending", "pending_count", "exits_today", "daily_exit_cap", "queue_limit", "review_window"}
+    assert prior_employment <= set(snap["employment"]) and {"economy", "events"} <= set(snap)
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,9 @@
 """`telemetry_snapshot`: the shard's state as one JSON-ready dict, versioned by `SCHEMA_VERSION`.
 
 Top level: schema_version, tick, day, config_id, agents (id -> position, needs, wallet, shift_state, job, alive,
-activity, possessed), jobs (id -> the employment record; the prior 0.2.0 sample's section), economy (stock per
-object, prices, utilities), employment (exit queue metrics), kpis, perturbations, events (the latest 100), narrations,
-toggles, possessed.
+activity, possessed), jobs (id -> the employment record, with every key of the prior 0.2.0 sample's job entries;
+basket_cost is the price of a meal at home, `meal_cost`), economy (stock per object, prices, utilities),
+employment (exit queue metrics), kpis, perturbations, events (the latest 100), narrations, toggles, possessed.
 """
 
 from __future__ import annotations
@@ -32,12 +32,16 @@ def telemetry_snapshot(w: ShardWorld) -> dict[str, Any]:
     shifts = town.shift_states()
     acts = town.activities()
     emp = town.employment()
+    counters = town.job_counters()
+    prices = dict(zip(town.price_keys(), town.prices(), strict=True))
+    basket = _r(prices.get("meal_cost", 0.0))
     pending, exits_today = town.employment_exit_review()
     employment_cfg = w.config.world.get("employment") or {}
     agents: dict[str, Any] = {}
     jobs: dict[str, Any] = {}
     for i, aid in enumerate(ids):
         job, state, late, attendance, earned, withheld = emp[i]
+        cooked, eaten, late_today, absent_7d, exit_pending = counters[i]
         agents[aid] = {
             "position": [int(pos[i][0]), int(pos[i][1])],
             "needs": {n: _r(needs[i][k]) for k, n in enumerate(NEED_NAMES)},
@@ -57,14 +61,19 @@ def telemetry_snapshot(w: ShardWorld) -> dict[str, Any]:
             "attendance_ratio": _r(attendance),
             "wages_earned": _r(earned),
             "wages_withheld": _r(withheld),
-            "exit_pending": any(int(a) == i for a, _ in pending),
+            "meals_cooked": int(cooked),
+            "meals_consumed": int(eaten),
+            "basket_cost": basket,
+            "late_ticks_today": int(late_today),
+            "absent_shifts_7d": int(absent_7d),
+            "exit_pending": bool(exit_pending) or any(int(a) == i for a, _ in pending),
         }
     stock = town.object_stock()
     keys = town.stock_keys()
     power, water = town.utilities()
     economy = {
         "stock": {oid: {k: int(stock[o][j]) for j, k in enumerate(keys)} for o, oid in enumerate(town.object_ids())},
-        "prices": {k: _r(v) for k, v in zip(town.price_keys(), town.prices(), strict=True)},
+        "prices": {k: _r(v) for k, v in prices.items()},
         "utilities": {"power": bool(power), "water": bool(water)},
     }
     employment = {

@@ -162,6 +162,20 @@ impl World {
         Ok(())
     }
 
+    /// The job record the console shows beside `employment_view`: (meals cooked, meals eaten, late ticks
+    /// today, absent shifts in the last seven days, exit pending).
+    pub fn job_counters(&self, i: usize) -> (u32, u32, u32, u32, bool) {
+        let a = &self.state.agents[i];
+        let e = &a.employment;
+        (
+            a.counters.meals_cooked,
+            a.counters.meals_eaten,
+            e.late_ticks_today,
+            e.absences.len() as u32,
+            e.exit_pending,
+        )
+    }
+
     /// The queue of object `o`: holders, waiters, and the agents whose request cooldown runs.
     pub fn queue_view(&self, o: usize) -> QueueView {
         let n = self.n_agents();

@@ -543,6 +543,12 @@ impl Town {
         py.detach(|| w.step_possessed(&overrides))
             .map_err(value_err)
     }
+    /// Per agent: (meals cooked, meals eaten, late ticks today, absent shifts in 7 days, exit pending).
+    fn job_counters(&self) -> Vec<(u32, u32, u32, u32, bool)> {
+        (0..self.w.n_agents())
+            .map(|i| self.w.job_counters(i))
+            .collect()
+    }
     /// Per object: (holders as (agent, since, stalled), waiting as (agent, joined, conflicted),
     /// cooldowns as (agent, until tick)).
     #[allow(clippy::type_complexity)]

@@ -112,3 +112,15 @@ fn queue_view_lists_holders_waiters_and_cooldowns() {
     assert!(v.holders.is_empty() && v.waiting.is_empty());
     assert_eq!(v.cooldowns, vec![(b, 30)]);
 }
+
+#[test]
+fn job_counters_read_the_agent_and_its_employment() {
+    let mut w = town();
+    let a = agent(&w, "alice");
+    w.state.agents[a].counters.meals_cooked = 2;
+    w.state.agents[a].counters.meals_eaten = 3;
+    w.state.agents[a].employment.late_ticks_today = 4;
+    w.state.agents[a].employment.absences = vec![1, 2];
+    w.state.agents[a].employment.exit_pending = true;
+    assert_eq!(w.job_counters(a), (2, 3, 4, 2, true));
+}
