@@ -127,11 +127,19 @@ def test_validate_passes_on_a_real_log(logs: Logs) -> None:
     assert all(r["telemetry_version"] == "1.1" and r["data_mode"] == "rollout" for r in recs)
 
 
-def test_relative_without_baseline_says_it_needs_one(logs: Logs) -> None:
-    """Issue 12: `--relative` alone used to print nothing (no baseline, no drift report)."""
+def test_relative_without_baseline_reports_drift_from_the_first_record(logs: Logs) -> None:
+    """Seed 000 runs `validate_ppo_telemetry.py LOG --relative` as written (issue 13): alone, `--relative` reports
+    each epoch's drift from the log's own first record (issue 12 had made it an error, after it printed nothing)."""
     res = validate(logs.plain, "--relative")
-    assert_one_line_error(res, "--relative needs --baseline FILE")
-    assert res.stdout == ""
+    assert res.returncode == 0, str(res)
+    lines = res.stdout.splitlines()
+    assert lines[0] == f"baseline drift (log - baseline) against {logs.plain}:1 (fixed baseline):", str(res)
+    recs = records(logs.plain)
+    delta = recs[2]["loss_total"] - recs[0]["loss_total"]
+    epoch_3 = next(line for line in lines if line.startswith("  epoch 3: "))
+    assert f"loss_total {delta:+.6g} (" in epoch_3, str(res)
+    assert "  epoch 1: " in res.stdout and "loss_total +0 (+0.00%)" in res.stdout
+    assert res.stdout.splitlines()[-1].startswith(f"ok: {logs.plain}: 3 records valid")
 
 
 def test_validate_via_the_townlet_cli_group(logs: Logs) -> None:

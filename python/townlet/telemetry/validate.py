@@ -69,6 +69,10 @@ def validate_log(
     if not parsed:
         report.problems.append(f"{path}: no telemetry records")
     lines = [ln for ln in parsed if ln.problem is None]
+    first = next((ln for ln in lines if isinstance(ln.record, dict)), None)
+    if base is None and relative and first is not None:
+        # Seed 000's `--relative` alone: each epoch's drift from the log's own first record.
+        base = Baseline(Path(first.where), [first.record])
     if base is not None:
         _drift_report(report, lines, base, relative=relative, threshold=drift_threshold)
     return report
