@@ -15,7 +15,7 @@ GOLDEN_SCENARIOS := configs/scenarios/kitchen_breakfast.yaml configs/scenarios/q
 GOLDEN := docs/samples/rollout_scenario_stats.json
 TICKS ?= 4320
 
-.PHONY: train help setup build test test-rust test-py check fmt lint stubtest bench bench-rust run sim clean capture golden-check golden-merge warm-start-check
+.PHONY: train help setup build test test-rust test-py check fmt lint stubtest bench bench-rust run sim dashboard clean capture golden-check golden-merge warm-start-check
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
@@ -115,6 +115,13 @@ train: $(EXT_STAMP) ## train a phase: make train PHASE=bc|ppo CONFIG=... [EPOCHS
 
 sim: $(EXT_STAMP) ## run the simulation: make sim CONFIG=... TICKS=...
 	$(PY) -m townlet sim run --config $(CONFIG) --tick-limit $(TICKS)
+
+DASHBOARD_LISTEN ?= 127.0.0.1:8765
+DASHBOARD_RATE ?= 10
+dashboard: $(EXT_STAMP) ## a live shard with the web dashboard at its URL (anyone may watch; TOKENS=FILE for admin actions)
+	@echo "dashboard: http://$(DASHBOARD_LISTEN)/ (open it once the shard says it is serving; Ctrl-C stops)"
+	$(PY) -m townlet sim serve --config $(CONFIG) --serve $(DASHBOARD_LISTEN) --allow-anonymous-viewer \
+		--tick-rate $(DASHBOARD_RATE) $(if $(TOKENS),--tokens $(call q,$(TOKENS)))
 
 # Captures are dated with the real UTC time unless SOURCE_DATE_EPOCH pins it (docs/capture.md, Determinism).
 # The golden targets pin it to the last commit's time, or 0 outside a git checkout (fixed, so a source

@@ -7,6 +7,7 @@
 - `GET /metrics`: Prometheus text (tick, ticks/s, agents, KPIs, stream counters; no token).
 - `WS /v1/stream`: a snapshot, then a diff per tick (`townlet.ops.stream`); the token as a bearer header or `?token=`.
 - `/docs`, `/openapi.json`: the OpenAPI description.
+- `GET /`: the web dashboard (static files of `townlet/ui/web`, docs/dashboard.md; no token to load it).
 
 Everything a client can get wrong (a body that is not JSON, too large, not an object; a missing or malformed
 `Authorization` header) is answered here with a result-shaped error; everything else is the shard's to judge.
@@ -19,12 +20,14 @@ import contextlib
 import re
 from collections.abc import AsyncIterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.websockets import WebSocketDisconnect
 
@@ -33,6 +36,8 @@ from townlet.ops.envelope import CommandEnvelope, CommandResult, ErrorCode
 from townlet.ops.snapshot import SCHEMA_VERSION
 from townlet.ops.stream import SLOW_CLIENT_CODE, StreamClient, StreamHub
 
+#: The web dashboard's static files (read as files, not imported), served at `/`.
+DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "ui" / "web"
 #: The largest command body accepted, checked before parsing.
 MAX_BODY = 64 * 1024
 #: Seconds a command may wait for the tick that applies it.
@@ -295,6 +300,8 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    if DASHBOARD_DIR.is_dir():  # last: every API route above matches first
+        app.mount("/", StaticFiles(directory=DASHBOARD_DIR, html=True), name="dashboard")
     return app
 
 

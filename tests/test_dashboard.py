@@ -1,0 +1,168 @@
+"""The web dashboard, tested as a person would use it: a real shard process (`run_simulation.py --serve`) serves the
+page at `/` with its assets, and headless Chromium (Debian's `chromium` and `chromium-driver`, driven by Selenium)
+loads it: no console errors, the canvas shows every agent at the position the shard's snapshot reports (read back
+from the page, and the pixel under each agent is its colour), the tick advances. The screenshot is kept as
+tests/artifacts/dashboard.png (TOWNLET_UPDATE_SCREENSHOTS=1 also refreshes docs/img/dashboard.png).
+
+Without Chromium the browser test is skipped locally and fails under CI (`.ci/run` installs it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import DEFAULT_CONFIG, REPO_ROOT
+from ops_shard import ADMIN, Served, no_proxy, start_shard
+from townlet.ops.auth import TokenStore
+from townlet.ops.shard import Shard
+from townlet.sim.config import load_config
+
+no_proxy()
+ARTIFACTS = REPO_ROOT / "tests/artifacts"
+WEB = REPO_ROOT / "python/townlet/ui/web"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+
+
+#: The served town starts from a snapshot of this tick (mid-morning: agents at work, queues, chats).
+START_TICK = 560
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    cwd = tmp_path_factory.mktemp("dashboard")
+    shard = Shard(
+        load_config(DEFAULT_CONFIG),
+        tokens=TokenStore([(ADMIN, "admin", "ada")]),
+        audit_path=cwd / "prep.jsonl",
+        snapshot_root=cwd / "snapshots",
+    )
+    try:
+        for _ in range(START_TICK):
+            shard.step()
+        saved = shard.submit({"name": "snapshot_save", "args": ["morning.json"], "cmd_id": "prep-1"}, ADMIN)
+        assert saved.status == "ok", saved
+    finally:
+        shard.close()
+    shard = start_shard(cwd, "--allow-anonymous-viewer", "--load-snapshot", "snapshots/morning.json", tick_rate=10)
+    try:
+        yield shard
+    finally:
+        code, err = shard.stop()
+        assert code == 0, err
+
+
+def test_the_shard_serves_the_dashboard_and_its_assets(served: Served) -> None:
+    page = httpx.get(f"{served.url}/", timeout=60)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "<canvas" in page.text
+    for asset, kind in (("/dashboard.js", "javascript"), ("/dashboard.css", "text/css")):
+        res = httpx.get(f"{served.url}{asset}", timeout=60)
+        assert res.status_code == 200 and kind in res.headers["content-type"], asset
+    for path in WEB.iterdir():  # everything loads from the shard: no CDN, no absolute URLs
+        text = path.read_text(encoding="utf-8")
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, path.name
+    assert httpx.get(f"{served.url}/v1/health", timeout=60).json()["status"] == "ok"  # the API still answers
+    assert httpx.get(f"{served.url}/nope.js", timeout=60).status_code == 404
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
+    """Poll `check` until it returns something truthy (an event waited on; the deadline guards a hang)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+#: Reads, in one synchronous script (no redraw in between), what the canvas shows and the pixel under each agent.
+READ_BACK = """
+const v = window.townlet.view();
+const g = document.getElementById('map').getContext('2d');
+const pixels = {};
+for (const [id, a] of Object.entries(v.agents)) {
+  pixels[id] = Array.from(g.getImageData(Math.round(a.px - v.cell * 0.3), Math.round(a.py), 1, 1).data).slice(0, 3);
+}
+return {tick: v.tick, cell: v.cell, agents: v.agents, pixels: pixels, messages: window.townlet.state.messages};
+"""
+
+
+def hex_rgb(colour: str) -> list[int]:
+    return [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if CHROMIUM is None or DRIVER is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium and chromium-driver are not installed (.ci/run installs them)")
+        pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,1000",
+    ):
+        opts.add_argument(arg)
+    opts.binary_location = CHROMIUM
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_the_page_draws_the_agents_where_the_snapshot_says_and_follows_the_ticks(served: Served, browser: Any) -> None:
+    browser.get(f"{served.url}/")
+    first = wait_for(
+        "the first drawing", lambda: browser.execute_script("return window.townlet && window.townlet.view()")
+    )
+    wait_for("agents on the canvas", lambda: browser.execute_script(READ_BACK)["agents"])
+
+    def matched() -> dict[str, Any] | None:
+        snap = served.snapshot().json()
+        seen = browser.execute_script(READ_BACK)
+        return {"snap": snap, "seen": seen} if seen["tick"] == snap["tick"] else None
+
+    both = wait_for("the page and the shard at the same tick", matched)
+    snap, seen = both["snap"], both["seen"]
+    alive = {aid: a["position"] for aid, a in snap["agents"].items() if a["alive"]}
+    assert {aid: [a["x"], a["y"]] for aid, a in seen["agents"].items()} == alive
+    cell = seen["cell"]
+    on_top: dict[tuple[int, int], str] = {}
+    for aid, a in seen["agents"].items():  # drawing order: where agents share a cell the last one is visible
+        assert (a["px"], a["py"]) == (a["x"] * cell + cell / 2, a["y"] * cell + cell / 2), aid
+        on_top[(a["x"], a["y"])] = aid
+    for aid in on_top.values():
+        colour = seen["agents"][aid]["colour"]
+        assert seen["pixels"][aid] == hex_rgb(colour), (aid, seen["pixels"][aid], colour)
+    later = wait_for(
+        "the tick to advance",
+        lambda: (s := browser.execute_script(READ_BACK))["tick"] > seen["tick"] + 20 and s,
+    )
+    # It keeps up: one stream message per tick, none dropped, no reconnection.
+    assert later["messages"] - seen["messages"] == later["tick"] - seen["tick"]
+    assert seen["tick"] >= START_TICK
+    assert browser.execute_script("return document.getElementById('tick').textContent") == str(later["tick"])
+    errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+    assert not errors, errors
+    assert first is not None
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+    if os.environ.get("TOWNLET_UPDATE_SCREENSHOTS") == "1":
+        (REPO_ROOT / "docs/img").mkdir(exist_ok=True)
+        shutil.copyfile(ARTIFACTS / "dashboard.png", REPO_ROOT / "docs/img/dashboard.png")
