@@ -198,3 +198,12 @@ def test_watch_breaches_carry_the_anneal_verdict() -> None:
     (kl,) = check_thresholds({"epoch": 1, "kl_divergence": 1.0}, Thresholds(kl_threshold=0.1, anneal_bc_min=None,
                                                                           anneal_loss_max=None), "LOG:1")  # fmt: skip
     assert kl.verdict is None and kl.exit_code == 1
+
+
+def test_every_results_field_is_documented(repo_root: Path) -> None:
+    doc = (repo_root / "docs" / "anneal.md").read_text(encoding="utf-8")
+    from townlet.training.anneal_results import RollbackRecord
+
+    for model in (AnnealResults, BCStageResult, PPOStageResult, RollbackRecord):
+        missing = [name for name in model.model_fields if f"`{name}`" not in doc]
+        assert not missing, f"docs/anneal.md does not name {model.__name__} fields {missing}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,6 @@ class StageContext:
     baselines: Baselines
     ratio: float
     dataset: str | None = None
-    fields: dict[str, Any] = field(default_factory=dict)
 
     def anneal_fields(self, record: dict[str, Any], anneal: AnnealSection) -> dict[str, Any]:
         """The `anneal_*` fields of one epoch record (validated by `AnnealFields`)."""
