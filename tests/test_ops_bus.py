@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from conftest import DEFAULT_CONFIG
-from townlet.ops import CommandResult, ErrorInfo, Shard, TokenStore
+from townlet.ops import CommandResult, ErrorInfo, Shard, SubscriptionClosed, TokenStore
 from townlet.sim.config import load_config
 
 VIEWER, ADMIN = "viewer-token-0001", "admin-token-0001"
@@ -174,3 +174,20 @@ def test_commands_from_threads_while_the_shard_runs_none_lost_none_twice(shard: 
     assert ticks == sorted(ticks)  # applied between ticks, in order
     applied = [line for line in audit_lines(shard) if not line["replayed"]]
     assert len(applied) == 120 and len(audit_lines(shard)) == 160
+
+
+def test_a_subscriber_gets_each_tick_and_a_slow_one_is_dropped_without_stalling(shard: Shard) -> None:
+    fast, slow = shard.subscribe(maxsize=8), shard.subscribe(maxsize=2)
+    for _ in range(5):
+        shard.step()
+        tick, snap = fast.get(timeout=5)
+        assert tick == snap["tick"] == shard.tick
+    assert slow.dropped is not None and "2 snapshots not read" in slow.dropped
+    for _ in range(2):
+        slow.get(timeout=5)  # what it had queued is still delivered
+    with pytest.raises(SubscriptionClosed):
+        slow.get(timeout=5)
+    assert shard.metrics()["subscribers"] == 1.0
+    shard.close()
+    with pytest.raises(SubscriptionClosed, match="the shard closed"):
+        fast.get(timeout=5)
