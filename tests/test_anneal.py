@@ -140,6 +140,11 @@ def test_anneal_usage_errors(tmp_path: Path) -> None:
         tool("run_training.py", cfg, "--mode", "anneal", "--epochs", "2"), "--epochs: not used by --mode anneal"
     )
     assert_one_line_error(tool("run_training.py", cfg, "--anneal-log-dir", "x"), "--anneal-log-dir")
+    blend = anneal_config(tmp_path / "b.yaml", schedule=[{"mode": "ppo", "anneal_ratio": 0.5}])
+    assert_one_line_error(
+        tool("run_training.py", blend, "--mode", "anneal"), "training.anneal.schedule[0].anneal_ratio: only a ppo"
+    )
+    assert not Path("logs").exists()  # nothing written
     bad = tmp_path / "bad.json"
     bad.write_text('{"status": "PASS"}', encoding="utf-8")
     assert_one_line_error(tool("promotion_evaluate.py", "--input", bad), str(bad))

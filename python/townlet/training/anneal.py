@@ -119,6 +119,12 @@ def run_anneal(
     check_output(log.path, "--ppo-log")
     gate = threshold if threshold is not None else accuracy_threshold(config, anneal=True)
     notify: Notify = on_notice or (lambda line: None)
+    for n, stage in enumerate(anneal.schedule):
+        if stage.anneal_ratio is not None and (stage.mode != "ppo" or stage.data_mode != "mixed"):
+            raise UsageError(
+                f"{config.path}: training.anneal.schedule[{n}].anneal_ratio: only a ppo stage in mixed data mode "
+                "blends (give data_mode: mixed, or drop it)"
+            )
     paths = Checkpoints.of(config, at)
     if any(stage.mode == "ppo" for stage in anneal.schedule):  # BC checks its own before it trains
         check_output(paths.ppo[0], "ppo.warm_start.save_path")
