@@ -191,3 +191,18 @@ def test_a_subscriber_gets_each_tick_and_a_slow_one_is_dropped_without_stalling(
     shard.close()
     with pytest.raises(SubscriptionClosed, match="the shard closed"):
         fast.get(timeout=5)
+
+
+def test_a_broken_handler_is_an_internal_error_and_the_shard_ticks_on(
+    shard: Shard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from townlet.ops.registry import REGISTRY, Command, NoArgs
+
+    def broken(w: object, a: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(REGISTRY, "broken", Command("broken", "viewer", NoArgs, broken, "a bug", mutates=True))
+    r = shard.submit({"name": "broken"}, VIEWER)
+    assert err(r).code == "internal" and err(r).message == "broken: internal error (RuntimeError)"
+    shard.step()
+    assert shard.tick == 1 and shard.world.journal == []

@@ -39,6 +39,7 @@ def _employment_status(w: ShardWorld, a: NoArgs) -> dict[str, Any]:
         **emp,
         "queue": [{"agent_id": ids[int(i)], "enqueued_tick": int(t)} for i, t in pending],
         "over_limit": emp["pending_count"] > emp["queue_limit"],
+        "exit_cap_remaining": max(emp["daily_exit_cap"] - emp["exits_today"], 0) if emp["daily_exit_cap"] else None,
         "kpis": {k: snap["kpis"][k] for k in ("on_time_rate", "shifts_scheduled", "shifts_on_time", "evictions")},
         "jobs": snap["jobs"],
     }

@@ -5,6 +5,7 @@ in one place (`_apply_queued`), and recorded in the journal; reads run at once u
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 import time
 from collections import deque
@@ -27,6 +28,8 @@ from townlet.ops.store import load_shard_snapshot
 from townlet.ops.subscribe import Subscription
 from townlet.ops.world import ShardWorld
 from townlet.sim.config import TownConfig
+
+_log = logging.getLogger("townlet.ops")
 
 
 @dataclass
@@ -262,6 +265,7 @@ class Shard:
                 tick=tick,
             )
         except Exception as exc:
+            _log.exception("command %s (cmd_id %s) failed inside its handler", p.cmd.name, p.env.cmd_id)
             result = CommandResult.failure(
                 p.cmd.name,
                 ErrorCode.internal,
