@@ -204,3 +204,13 @@ def test_a_bad_snapshot_is_refused_with_one_line(shard: Shard) -> None:
     assert str(root) not in err(r).message
     r = shard.submit({"name": "snapshot_inspect", "args": ["missing.json"]}, VIEWER)
     assert err(r).code == "invalid_args" and "not found" in err(r).message
+
+
+def test_a_symlink_out_of_the_snapshot_root_is_refused(shard: Shard, tmp_path: Path) -> None:
+    root = shard.world.snapshot_root
+    root.mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (root / "link").symlink_to(tmp_path / "elsewhere")
+    r = shard.submit({"name": "snapshot_save", "args": ["link/x.json"], "cmd_id": "s"}, ADMIN)
+    assert err(r).code == "forbidden"
+    assert not (tmp_path / "elsewhere/x.json").exists()
