@@ -111,8 +111,9 @@ def test_anneal_pass_then_the_drill_rolls_back(tmp_path: Path) -> None:
 def test_anneal_hold_on_loss_drift_and_the_python_api(tmp_path: Path) -> None:
     # A PPO-only schedule whose loss is compared with a configured baseline it cannot be near: HOLD, exit 3.
     cfg = anneal_config(tmp_path / "hold.yaml", schedule=[{"mode": "ppo", "epochs": 1}], loss_baseline=1000.0)
-    res = tool("run_training.py", cfg, "--mode", "anneal", "--anneal-log-dir", "logs/hold")
+    res = tool("run_training.py", cfg, "--mode", "anneal", "--anneal-log-dir", "logs/hold", "--json")
     assert res.returncode == 3, str(res)
+    assert res.json() == json.loads(Path("logs/hold/anneal_results.json").read_text(encoding="utf-8"))
     results = read_results(Path("logs/hold/anneal_results.json"))
     assert results.status == "HOLD" and results.rolled_back is False and results.rollbacks == []
     (ppo,) = results.stages
