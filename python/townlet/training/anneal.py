@@ -26,7 +26,7 @@ from townlet.clock import utc_stamp
 from townlet.errors import UsageError
 from townlet.paths import check_output
 from townlet.sim.config import TownConfig
-from townlet.sim.settings import AnnealSection, AnnealStage, best_path_for
+from townlet.sim.settings import CONFIG_ID, AnnealSection, AnnealStage, best_path_for, config_folder
 from townlet.training.anneal_ppo import AnnealLog, Baselines, StageContext, run_ppo_stage, stage_ratio
 from townlet.training.anneal_results import (
     AnnealResults,
@@ -85,12 +85,10 @@ class Harness(Protocol):
 
 
 def default_log_dir(config: TownConfig) -> Path:
-    """`training.anneal.log_dir`, else `logs/<config_id>/anneal` beside the per-config checkpoints."""
-    given = config.sections.training.anneal.log_dir
-    if given:
-        return Path(given.replace("{config_id}", config.config_id))
-    save = Path(config.sections.bc.warm_start.save_path)  # logs/<config_id>/bc/checkpoints/bc_latest.json
-    return save.parent.parent.parent / "anneal" if len(save.parts) >= 4 else Path("logs") / "anneal"
+    """`training.anneal.log_dir` (`{config_id}` filled in), else `logs/<config_id>/anneal`, beside the config's
+    per-phase checkpoint folders."""
+    given = config.sections.training.anneal.log_dir or f"logs/{CONFIG_ID}/anneal"
+    return Path(given.replace(CONFIG_ID, config_folder(config.config_id)))
 
 
 def run_anneal(
