@@ -28,7 +28,7 @@ from townlet.ops.shard import Shard
 from townlet.sim.config import load_config
 from townlet.ui.app import ObserverApp
 from townlet.ui.png import save_png
-from townlet.ui.render import WALL, agent_initials
+from townlet.ui.render import WALL, agent_initials, agent_page, map_window
 from townlet.ui.source import LocalSource, RemoteSource
 
 no_proxy()
@@ -130,6 +130,24 @@ def test_observer_map_shows_walls_and_agents_where_the_snapshot_says(tmp_path: P
         source.close()
 
 
+def test_observer_follows_a_running_town_live_until_its_tick_limit(tmp_path: Path) -> None:
+    source = LocalSource(load_config(DEFAULT_CONFIG), audit_path=tmp_path / "audit.jsonl", snapshot_root=tmp_path)
+    source.start(tick_rate=40, tick_limit=20)  # the town ticks in its own thread, as `townlet observe` runs it
+    app = ObserverApp(source, refresh=0.05, ticks=20)
+
+    async def body(pilot: Any) -> None:
+        await until(pilot, "the town's last tick on screen", lambda: app.snap.get("tick") == 20)
+        assert not source.running and source.failure is None
+        assert check_map(map_rows(app), app.town, source.snapshot()) == 9
+        header = app.query_one("#header").render_lines(Region(0, 0, SIZE[0], 1))[0].text
+        assert "tick 20" in header
+
+    try:
+        run_app(app, body)
+    finally:
+        source.close()
+
+
 def exit_config(tmp_path: Path) -> Any:
     """The default town with a strict employment policy: one absence puts an agent in the exit queue."""
     cfg = load_config(DEFAULT_CONFIG)
@@ -142,10 +160,12 @@ def test_approve_on_an_exit_request_goes_through_the_bus_and_changes_the_next_sn
     audit = tmp_path / "audit.jsonl"
     source = LocalSource(exit_config(tmp_path), audit_path=audit, snapshot_root=tmp_path)
     shard = source.shard
-    for _ in range(4000):  # until someone misses a shift and is queued for exit (the event waited on)
-        shard.step()
-        if shard.snapshot()["employment"]["pending"]:
+    town = shard.world.town
+    for _ in range(4000):  # fast-forward the town until someone misses a shift and is queued for exit
+        town.step(1)
+        if town.employment_exit_review()[0]:
             break
+    shard.step()  # one shard tick publishes it
     pending = shard.snapshot()["employment"]["pending"]
     assert pending, "nobody was queued for exit"
     agent = pending[0]
@@ -242,3 +262,15 @@ def test_observer_ui_help_and_usage_errors(tmp_path: Path, monkeypatch: pytest.M
     assert_one_line_error(res, "not both")
     res = run_cli("observe", str(DEFAULT_CONFIG), "--focus-agent", "zed")
     assert_one_line_error(res, "--focus-agent 'zed': no such agent")
+
+
+def test_long_towns_and_many_agents_fit_the_panels() -> None:
+    # town64 is 256 columns wide: the map shows the 34 around the selected agent, clamped to the map.
+    assert map_window(32, 34, 5) == (0, 32)
+    assert map_window(256, 34, 103) == (86, 120)
+    assert map_window(256, 34, 2) == (0, 34)
+    assert map_window(256, 34, 255) == (222, 256)
+    ids = [f"a{k}" for k in range(64)]
+    assert agent_page(ids, "a20", 9) == (18, 27)
+    assert agent_page(ids, "a63", 9) == (63, 64)
+    assert agent_page(ids[:9], "a3", 9) == (0, 9)

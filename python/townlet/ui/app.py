@@ -49,6 +49,11 @@ FEED_EVENTS = frozenset(
     }
 )
 
+#: Map columns shown when the panel has not been laid out yet (the left column is 36 wide, less its border).
+MAP_VIEW = 34
+#: Agent rows listed at once (a page holding the selected agent; ↑/↓ move through them all).
+AGENT_ROWS = 9
+
 CSS = """
 Screen { layout: vertical; }
 #header { height: 1; background: $primary-background; color: $text; }
@@ -199,13 +204,24 @@ class ObserverApp(App[None]):
             header.append(f" · {int(snap.get('tick', 0)) - self.start_tick}/{self.ticks} ticks")
         self.query_one("#header", Static).update(header)
         if self.town:
-            body = render.map_text(self.town, snap, self.focus_agent, self.queues)
+            panel = self.query_one("#map", Static)
+            view = panel.content_size.width or MAP_VIEW
+            body = render.map_text(self.town, snap, self.focus_agent, self.queues, view)
             body.append("\n")
             body.append_text(render.legend(self.town))
-            self.query_one("#map", Static).update(body)
+            panel.update(body)
+            width = int(self.town.get("width", 0))
+            if width > view:  # a long town: the window around the selected agent
+                focus = (snap.get("agents") or {}).get(self.focus_agent) or {}
+                x0, x1 = render.map_window(width, view, (focus.get("position") or [None])[0])
+                panel.border_title = f"town x {x0}-{x1 - 1} of {width}"
         self.query_one("#kpis", Static).update(render.kpi_table(snap.get("kpis") or {}))
-        table = render.agent_table(snap, self.history, self.focus_agent)
-        self.query_one("#agents", Static).update(Group(table, render.focus_line(snap, self.focus_agent)))
+        table = render.agent_table(snap, self.history, self.focus_agent, AGENT_ROWS)
+        agents_panel = self.query_one("#agents", Static)
+        agents_panel.update(Group(table, render.focus_line(snap, self.focus_agent)))
+        ids = list((snap.get("agents") or {}).keys())
+        first, last = render.agent_page(ids, self.focus_agent, AGENT_ROWS)
+        agents_panel.border_title = "agents" if len(ids) <= AGENT_ROWS else f"agents {first + 1}-{last} of {len(ids)}"
         self.query_one("#exits", Static).update(render.exit_queue(snap, self.exit_selected))
         perturb = self.query_one("#perturbations", Static)
         perturb.update(render.perturbations(snap))

@@ -139,20 +139,32 @@ def _count(value: Any) -> int:
     return int(value or 0)
 
 
+def map_window(grid_width: int, view_width: int | None, focus_x: int | None) -> tuple[int, int]:
+    """The columns [x0, x1) shown of a map `grid_width` wide in `view_width` columns: all of it when it fits, else
+    a window centred on the focused agent (clamped to the map)."""
+    if view_width is None or grid_width <= view_width:
+        return 0, grid_width
+    centre = focus_x if focus_x is not None else view_width // 2
+    x0 = min(max(0, centre - view_width // 2), grid_width - view_width)
+    return x0, x0 + view_width
+
+
 def map_text(
     town: Mapping[str, Any],
     snap: Mapping[str, Any],
     focus: str | None = None,
     queues: Mapping[str, Any] | None = None,
+    view_width: int | None = None,
 ) -> Text:
     grid = map_grid(town, snap, queues)
     fpos = None
     agents = snap.get("agents") or {}
     if focus in agents:
         fpos = tuple(int(v) for v in agents[focus]["position"])
+    x0, x1 = map_window(len(grid[0]) if grid else 0, view_width, fpos[0] if fpos else None)
     out = Text(no_wrap=True, overflow="crop")
     for y, row in enumerate(grid):
-        for x, (char, style) in enumerate(row):
+        for x, (char, style) in enumerate(row[x0:x1], start=x0):
             out.append(char, style=f"{style} reverse" if (x, y) == fpos else style)
         if y < len(grid) - 1:
             out.append("\n")
@@ -241,8 +253,18 @@ def shift_style(state: str) -> str:
     return {"on_time": "green", "late": "yellow", "absent": "red", "idle": "grey62"}.get(state, "white")
 
 
-def agent_table(snap: Mapping[str, Any], history: NeedHistory, focus: str | None) -> Table:
+def agent_page(ids: list[str], focus: str | None, rows: int | None) -> tuple[int, int]:
+    """The agents [first, last) listed in `rows` rows: all when they fit, else the page holding the focused one."""
+    if rows is None or len(ids) <= rows:
+        return 0, len(ids)
+    k = ids.index(focus) if focus in ids else 0
+    first = (k // rows) * rows
+    return first, min(len(ids), first + rows)
+
+
+def agent_table(snap: Mapping[str, Any], history: NeedHistory, focus: str | None, rows: int | None = None) -> Table:
     agents: Mapping[str, Any] = snap.get("agents") or {}
+    first, last = agent_page(list(agents), focus, rows)
     letters = agent_initials(agents)
     pending = set((snap.get("employment") or {}).get("pending") or [])
     table = Table(box=None, padding=(0, 1), pad_edge=False, show_edge=False, expand=True)
@@ -254,6 +276,8 @@ def agent_table(snap: Mapping[str, Any], history: NeedHistory, focus: str | None
     table.add_column("shift", no_wrap=True)
     table.add_column("doing", no_wrap=True, overflow="ellipsis", ratio=1)
     for k, (aid, a) in enumerate(agents.items()):
+        if not first <= k < last:
+            continue
         marker = Text(("▶" if aid == focus else " ") + letters[aid], style=f"bold {agent_colour(k)}")
         name = Text(aid, style="bold" if aid == focus else "")
         if aid in pending:
