@@ -12,13 +12,14 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from conftest import DEFAULT_CONFIG, REPO_ROOT
-from ops_shard import ADMIN, Served, no_proxy, start_shard
+from ops_shard import ADMIN, VIEWER, Served, no_proxy, start_shard
 from townlet.ops.auth import TokenStore
 from townlet.ops.shard import Shard
 from townlet.sim.config import load_config
@@ -166,3 +167,25 @@ def test_the_page_draws_the_agents_where_the_snapshot_says_and_follows_the_ticks
     if os.environ.get("TOWNLET_UPDATE_SCREENSHOTS") == "1":
         (REPO_ROOT / "docs/img").mkdir(exist_ok=True)
         shutil.copyfile(ARTIFACTS / "dashboard.png", REPO_ROOT / "docs/img/dashboard.png")
+
+
+def test_a_viewer_token_is_enough_to_watch_and_none_is_refused(browser: Any, tmp_path: Path) -> None:
+    served = start_shard(tmp_path, tick_rate=10)  # tokens only: no anonymous viewers
+    try:
+        browser.get(f"{served.url}/#token={VIEWER}")
+        wait_for("agents drawn with a viewer token", lambda: browser.execute_script(READ_BACK)["agents"])
+        browser.execute_script("sessionStorage.clear()")
+        browser.get("about:blank")
+        browser.get(f"{served.url}/")
+        status = wait_for(
+            "the refusal on the page",
+            lambda: (
+                "unauthorized" in (s := browser.execute_script("return document.getElementById('status').textContent"))
+                and s
+            ),
+        )
+        assert "a bearer token is required" in status
+        assert browser.execute_script("return window.townlet.view().agents") == {}
+    finally:
+        code, err = served.stop()
+        assert code == 0, err
