@@ -62,23 +62,25 @@ def test_the_stream_sends_a_snapshot_then_diffs(shard: Served) -> None:
 
 
 def test_a_command_shows_in_the_stream(shard: Served) -> None:
-    async def run() -> float:
+    """setneed, then the stream's snapshot of the very next tick shows it (hygiene raised to 1 can only decay)."""
+
+    async def run() -> tuple[float, float]:
         async with websockets.connect(_ws_url(shard), max_size=None) as ws:
             doc = json.loads(await ws.recv())["data"]
-            env = {
-                "name": "setneed",
-                "cmd_id": "stream-gina",
-                "kwargs": {"agent_id": "gina", "needs": {"energy": 0.07}},
-            }
+            who = min(doc["agents"], key=lambda a: doc["agents"][a]["needs"]["hygiene"])
+            before = doc["agents"][who]["needs"]["hygiene"]
+            env = {"name": "setneed", "cmd_id": "stream-1", "kwargs": {"agent_id": who, "needs": {"hygiene": 1.0}}}
             res = await asyncio.to_thread(shard.post, env, ADMIN)
             assert res.status_code == 200, res.text
             applied = res.json()["tick"]
             while doc["tick"] <= applied:
                 msg = json.loads(await ws.recv())
                 doc = apply_diff(doc, msg["ops"]) if msg["type"] == "diff" else msg["data"]
-            return float(doc["agents"]["gina"]["needs"]["energy"])
+            assert doc["tick"] == applied + 1
+            return before, float(doc["agents"][who]["needs"]["hygiene"])
 
-    assert asyncio.run(run()) == pytest.approx(0.07, abs=0.02)
+    before, after = asyncio.run(run())
+    assert before < 0.95 and after >= 0.99, (before, after)
 
 
 def test_the_stream_refuses_an_unknown_token(shard: Served) -> None:
