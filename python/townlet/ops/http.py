@@ -34,6 +34,7 @@ from starlette.websockets import WebSocketDisconnect
 from townlet.jsonio import loads_strict
 from townlet.ops.envelope import CommandEnvelope, CommandResult, ErrorCode
 from townlet.ops.snapshot import SCHEMA_VERSION
+from townlet.ops.snapshot_schema import TelemetrySnapshot
 from townlet.ops.stream import SLOW_CLIENT_CODE, StreamClient, StreamHub
 
 #: The web dashboard's static files (read as files, not imported), served at `/`.
@@ -250,7 +251,11 @@ def create_app(
         result = await submit(body, token)
         return JSONResponse(result.model_dump(mode="json"), status_code=_status(result))
 
-    @app.get("/v1/snapshot", responses=_ERRORS, summary="The latest telemetry_snapshot")
+    @app.get(
+        "/v1/snapshot",
+        responses={200: {"model": TelemetrySnapshot, "description": "the telemetry_snapshot result"}, **_ERRORS},
+        summary="The latest telemetry_snapshot",
+    )
     async def get_snapshot(request: Request) -> JSONResponse:
         try:
             token = bearer_token(request.headers.get("authorization"))
