@@ -202,6 +202,10 @@ class ObserverApp(App[None]):
         )
         if self.ticks is not None and self.start_tick is not None:
             header.append(f" · {int(snap.get('tick', 0)) - self.start_tick}/{self.ticks} ticks")
+        promotion = snap.get("promotion")
+        if promotion:  # when the shard reports one (the promotion work)
+            state = promotion.get("status", promotion) if isinstance(promotion, dict) else promotion
+            header.append(f" · promotion {state}", style="bold magenta")
         self.query_one("#header", Static).update(header)
         if self.town:
             panel = self.query_one("#map", Static)
