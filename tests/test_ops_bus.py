@@ -206,3 +206,16 @@ def test_a_broken_handler_is_an_internal_error_and_the_shard_ticks_on(
     assert err(r).code == "internal" and err(r).message == "broken: internal error (RuntimeError)"
     shard.step()
     assert shard.tick == 1 and shard.world.journal == []
+
+
+def test_a_cmd_id_in_flight_for_another_command_is_a_conflict(shard: Shard) -> None:
+    first: list[CommandResult] = []
+    with shard._world_lock:  # the town is busy: the first command stays queued
+        t = threading.Thread(target=lambda: first.append(shard.submit(setneed("alice", 0.3, "same"), ADMIN)))
+        t.start()
+        while "same" not in shard._inflight:  # wait for the condition (no sleep): queued and in flight
+            assert t.is_alive()
+        other = shard.submit({"name": "teleport", "args": ["bob", 3, 3], "cmd_id": "same"}, ADMIN)
+        assert err(other).code == "conflict" and "in use by setneed" in err(other).message
+    t.join()
+    assert first[0].status == "ok" and [e["name"] for e in shard.world.journal] == ["setneed"]

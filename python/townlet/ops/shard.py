@@ -61,7 +61,7 @@ class Shard:
         self._world_lock = threading.RLock()
         self._q_lock = threading.Lock()
         self._queue: list[_Pending] = []
-        self._inflight: dict[str, Future[CommandResult]] = {}
+        self._inflight: dict[str, tuple[str, Future[CommandResult]]] = {}
         self._running = False
         self._stop = threading.Event()
         self._subs: list[Subscription] = []
@@ -129,11 +129,21 @@ class Shard:
                 stored = self.world.history.get(env.cmd_id)
                 if stored is not None:
                     return self._replayed(env, principal, stored, t0)
-                same = self._inflight.get(env.cmd_id)
+                flying = self._inflight.get(env.cmd_id)
+                if flying is not None and flying[0] != env.name:
+                    return self._refuse(
+                        env,
+                        env.name,
+                        ErrorCode.conflict,
+                        f"cmd_id {env.cmd_id!r} is in use by {flying[0]}",
+                        t0,
+                        principal,
+                    )
+                same = flying[1] if flying is not None else None
                 if same is not None:
                     pending.future = same
                 else:
-                    self._inflight[env.cmd_id] = pending.future
+                    self._inflight[env.cmd_id] = (env.name, pending.future)
             else:
                 same = None
             if same is None and cmd.mutates:
