@@ -218,6 +218,7 @@ def test_approve_on_an_exit_request_goes_through_the_bus_and_changes_the_next_sn
 
 def test_observer_attaches_to_a_live_shard_over_http(tmp_path: Path) -> None:
     served = start_shard(tmp_path, tick_rate=20)
+    stopped: list[Any] = []
     try:
         res = served.post({"name": "town_map"}, token=ADMIN)
         assert res.status_code == 200, res.text
@@ -234,13 +235,18 @@ def test_observer_attaches_to_a_live_shard_over_http(tmp_path: Path) -> None:
             await app.poll()
             assert app.snap["tick"] > first
             assert check_map(map_rows(app), app.town, app.snap) == 9
+            stopped.extend(served.stop())  # the shard goes away: the feed says so once, not at every refresh
+            for _ in range(3):
+                await app.poll()
+            feed = [s.text for s in app.query_one("#feed").lines]
+            assert sum("cannot reach the shard" in line for line in feed) == 1, feed
 
         try:
             run_app(app, body)
         finally:
             source.close()
     finally:
-        code, err = served.stop()
+        code, err = stopped if stopped else served.stop()
         assert code == 0, err
 
 

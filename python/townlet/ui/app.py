@@ -115,6 +115,7 @@ class ObserverApp(App[None]):
         self.start_tick: int | None = None
         self.results: list[dict[str, Any]] = []
         self._polling = False
+        self._last_error: str | None = None
         self._seen: set[tuple[int, str]] = set()
 
     # -- layout -----------------------------------------------------------------------------------------
@@ -169,10 +170,15 @@ class ObserverApp(App[None]):
             snap = await asyncio.to_thread(self.source.snapshot)
             queues = await asyncio.to_thread(read, self.source, "debug", "queues")
         except TownletError as exc:
-            self.feed_line(str(exc), "red")
+            self._error(str(exc))
             return
         finally:
             self._polling = False
+        failure = getattr(self.source, "failure", None)
+        if failure is not None:
+            self._error(f"the town stopped: {type(failure).__name__}: {failure}")
+        else:
+            self._last_error = None
         self.apply(snap, queues.get("objects") or {})
 
     def apply(self, snap: dict[str, Any], queues: dict[str, Any] | None = None) -> None:
@@ -265,6 +271,12 @@ class ObserverApp(App[None]):
             was = (prev.get("agents") or {}).get(aid)
             if was is not None and was.get("alive", True) and not a.get("alive", True):
                 self.feed_line(f"{tick:>6} {aid} left town", "red")
+
+    def _error(self, text: str) -> None:
+        """An error in the feed once, not at every refresh while it lasts."""
+        if text != self._last_error:
+            self._last_error = text
+            self.feed_line(text, "red")
 
     def feed_line(self, text: str, style: str = "") -> None:
         self.query_one("#feed", RichLog).write(Text(text, style=style))
