@@ -189,3 +189,71 @@ def test_a_viewer_token_is_enough_to_watch_and_none_is_refused(browser: Any, tmp
     finally:
         code, err = served.stop()
         assert code == 0, err
+
+
+CLICK = """
+const b = document.querySelector(`#exits button[data-act="${arguments[0]}"][data-agent="${arguments[1]}"]`);
+if (!b) return false;
+b.click();
+return true;
+"""
+
+
+def feed_lines(browser: Any) -> list[str]:
+    return list(
+        browser.execute_script("return Array.from(document.querySelectorAll('#feed li'), li => li.textContent)")
+    )
+
+
+def test_approve_on_the_page_needs_an_admin_token_and_goes_through_the_bus(
+    browser: Any, tmp_path: Path, write_config: Any
+) -> None:
+    config = write_config(lambda d: d["employment"].update(max_absent_shifts=1, absent_cutoff=1, grace_ticks=0))
+    shard = Shard(
+        load_config(config),
+        tokens=TokenStore([(ADMIN, "admin", "ada")]),
+        audit_path=tmp_path / "prep.jsonl",
+        snapshot_root=tmp_path / "snapshots",
+    )
+    try:
+        town = shard.world.town
+        for _ in range(4000):  # fast-forward until someone is queued for exit (one absence is enough here)
+            town.step(1)
+            if town.employment_exit_review()[0]:
+                break
+        shard.step()
+        agent = shard.snapshot()["employment"]["pending"][0]
+        saved = shard.submit({"name": "snapshot_save", "args": ["queued.json"], "cmd_id": "prep-1"}, ADMIN)
+        assert saved.status == "ok", saved
+    finally:
+        shard.close()
+    served = start_shard(
+        tmp_path, "--config", str(config), "--load-snapshot", "snapshots/queued.json", "--allow-anonymous-viewer"
+    )
+    try:
+        browser.get(f"{served.url}/")
+        wait_for("the exit request on the page", lambda: browser.execute_script(CLICK, "approve", agent))
+        refused = wait_for("the refusal", lambda: [t for t in feed_lines(browser) if t.startswith("forbidden")])
+        assert "an admin token is needed" in refused[0]
+        browser.get("about:blank")
+        browser.get(f"{served.url}/#token={ADMIN}")
+        wait_for("the exit request on the page", lambda: browser.execute_script(CLICK, "approve", agent))
+        done = wait_for("the result", lambda: [t for t in feed_lines(browser) if t.startswith("ok employment_exit")])
+        assert f"approve {agent}" in done[0]
+        wait_for(
+            "the agent gone in the next snapshots",
+            lambda: (
+                browser.execute_script("return window.townlet.state.snap.agents[arguments[0]].alive", agent) is False
+            ),
+        )
+        assert agent not in browser.execute_script("return window.townlet.view().agents")
+        assert agent not in served.snapshot().json()["employment"]["pending"]
+        records = [r for r in served.audit() if r["name"] == "employment_exit"]
+        assert [(r["status"], r["code"], r["issuer"]) for r in records] == [
+            ("error", "forbidden", "anonymous"),
+            ("ok", None, "ada"),
+        ], records
+        assert records[1]["args"] == ["approve", agent] and records[1]["cmd_id"].startswith("dashboard-")
+    finally:
+        code, err = served.stop()
+        assert code == 0, err
