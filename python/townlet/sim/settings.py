@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MODES = ("rollout", "replay", "mixed")
 
@@ -148,6 +148,67 @@ class PPOConfig(BaseModel):
     warm_start: PPOWarmStart = PPOWarmStart()
 
 
+#: The memory phase's architectures (`training.memory.arch`, `--arch`): training/network_memory.py.
+MEMORY_ARCHS = ("lstm", "gru", "attention")
+#: Stands for the architecture in a memory checkpoint path.
+ARCH = "{arch}"
+_ARCH_FILE = re.compile(r"(^|/)memory/checkpoints/(lstm|gru|attention)_agent_(latest|best)(\.json|\.safetensors)$")
+
+
+class MemoryWarmStart(WarmStart):
+    """The memory phase inherits the ppo phase's checkpoint of the same config by default; each
+    architecture saves to its own `logs/<config_id>/memory/checkpoints/<arch>_agent_latest.json`."""
+
+    save_path: str = Field(
+        f"{checkpoint_dir('memory')}/{ARCH}_agent_latest.json",
+        description="rewritten whenever the phase saves ({config_id}, {arch}: the config's id, the architecture)",
+    )
+    inherit: str | None = Field("ppo", pattern="^ppo$")
+
+
+class MemorySection(BaseModel):
+    """`training.memory` — the memory phase (`--mode memory`): a recurrent or attention core between
+    the feed-forward agent's encoders and heads, trained by recurrent PPO on whole sequences (the
+    `ppo:` hyper-parameters)."""
+
+    model_config = ConfigDict(extra="forbid")
+    arch: str = Field("lstm", pattern="^(lstm|gru|attention)$", description="lstm | gru | attention (or --arch)")
+    seq_len: int = Field(16, ge=1, description="ticks per training sequence (truncated backpropagation through time)")
+    context: int = Field(16, ge=1, description="attention: the last K steps each step attends to")
+    warm_start: MemoryWarmStart = MemoryWarmStart()
+
+
+class MemoryConfig(PPOConfig):
+    """The memory phase's effective section: the `ppo:` hyper-parameters with `training.memory`'s
+    fields and warm start. `{arch}` in the save and best paths (and a default memory checkpoint
+    name of another architecture) becomes this architecture's."""
+
+    arch: str = Field("lstm", pattern="^(lstm|gru|attention)$")
+    seq_len: int = Field(16, ge=1)
+    context: int = Field(16, ge=1)
+    warm_start: MemoryWarmStart = MemoryWarmStart()  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _arch_paths(self) -> Self:
+        update = {}
+        for key in ("save_path", "best_path"):
+            value = getattr(self.warm_start, key)
+            if value:
+                filled = value.replace(ARCH, self.arch)
+                filled = _ARCH_FILE.sub(lambda m: f"{m[1]}memory/checkpoints/{self.arch}_agent_{m[3]}{m[4]}", filled)
+                if filled != value:
+                    update[key] = filled
+        if update:
+            self.warm_start = self.warm_start.model_copy(update=update)
+        return self
+
+    @staticmethod
+    def of(ppo: PPOConfig, memory: MemorySection) -> MemoryConfig:
+        """The memory phase's section of a config (`ppo:` and `training.memory`)."""
+        fields = {**ppo.model_dump(exclude={"warm_start"}), **memory.model_dump()}
+        return MemoryConfig.model_validate(fields)
+
+
 class BCGate(BaseModel):
     """`training.bc` — when a behaviour-cloning run passes: its held-out accuracy reaches the threshold
     and beats the majority-action baseline."""
@@ -209,6 +270,8 @@ class TrainingSection(BaseModel):
         1.0, ge=0, le=1, description="mixed mode: share of rollout actions the learned policy takes (the rest scripted)"
     )
     anneal: AnnealSection = AnnealSection()
+    #: Not part of the hash of the other phases' configs (the memory phase's run config holds it).
+    memory: MemorySection = Field(default_factory=MemorySection, exclude=True)
 
 
 Sections = TypeVar("Sections", bound=BaseModel)
