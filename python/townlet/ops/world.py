@@ -5,6 +5,8 @@ Not thread-safe: the `Shard` calls it under its world lock."""
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,21 @@ class _TownView:
         return self.masks
 
 
+@dataclass
+class TickRecord:
+    """One tick as a tick listener sees it: the tick that ran, the observations and masks the policy acted on
+    (None when nobody observed), the actions taken, the events drained."""
+
+    tick: int
+    obs: npt.NDArray[np.float32] | None
+    masks: npt.NDArray[np.bool_] | None
+    actions: npt.NDArray[np.int64]
+    events: dict[str, npt.NDArray[np.generic]]
+
+
+TickListener = Callable[["ShardWorld", TickRecord], None]
+
+
 class ShardWorld:
     def __init__(self, config: TownConfig, *, snapshot_root: Path, policy: str | None = None) -> None:
         self.config = config
@@ -73,6 +90,21 @@ class ShardWorld:
         self.journal: list[dict[str, Any]] = []
         #: cmd_id -> stored result (bounded, oldest dropped first).
         self.history: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        #: Called after each tick (under the shard's world lock), in order: the stability monitor, shadow policies.
+        self.tick_listeners: list[TickListener] = []
+        #: Observe every tick even while the core's scripted expert acts (a shadow policy needs the observations).
+        self.observe_each_tick = False
+
+    def set_actor(self, actor: Any) -> None:
+        """The acting policy from the next tick on: `actor(view, obs) -> actions`, or None for the core's scripted
+        expert. Called between ticks (a command handler, a tick listener), so a swap lands on a tick boundary."""
+        self._actor = actor
+        if self._view is None:
+            self._view = _TownView(self.town, _core.obs_spec(self.config.world_json()))
+
+    @property
+    def actor(self) -> Any:
+        return self._actor
 
     def _load_policy(self, path: str) -> None:
         from townlet.training.evaluate import checkpoint_actor  # torch: only when a policy is asked for
@@ -122,21 +154,32 @@ class ShardWorld:
     def step(self) -> None:
         """One tick: the acting policy for every agent, the operator's action for the possessed."""
         town = self.town
+        tick = int(town.tick)
+        if self._view is None and self.observe_each_tick:
+            self._view = _TownView(town, _core.obs_spec(self.config.world_json()))
+        view = self._view if self._actor is not None or self.observe_each_tick else None
+        if view is not None:
+            town.observe(view.obs, view.masks)
         if self._actor is None and not self.possessed:
             town.step(1)
         elif self._actor is None:
             town.step_possessed(self._overrides())
         else:
-            view = self._view
             assert view is not None
-            town.observe(view.obs, view.masks)
             actions = np.asarray(self._actor(view, view.obs), dtype=np.int64).copy()
             for i, a in self._overrides():
                 actions[i] = a
             town.step(1, np.ascontiguousarray(actions))
         for i in list(self.possessed):
             self.possessed[i] = None  # one operator action per command; then the agent waits
-        self._narrate(town.drain_events())
+        events = town.drain_events()
+        self._narrate(events)
+        if self.tick_listeners:
+            record = TickRecord(
+                tick, view.obs if view else None, view.masks if view else None, town.last_actions(), events
+            )
+            for listener in list(self.tick_listeners):
+                listener(self, record)
 
     def _overrides(self) -> list[tuple[int, int]]:
         return [(i, a if a is not None else 0) for i, a in sorted(self.possessed.items())]
