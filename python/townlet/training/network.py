@@ -193,4 +193,8 @@ def build_policy(spec: dict[str, Any]) -> ActorCritic:
         )
     if arch == "mlp":
         return MLPPolicy(int(spec["obs_dim"]), int(spec["n_actions"]), int(spec["hidden"]))
+    if arch in ("lstm", "gru", "attention"):  # policies with memory (training/network_memory.py)
+        from townlet.training.network_memory import build_memory_policy
+
+        return build_memory_policy(spec)
     raise ValueError(f"unknown policy architecture {arch!r}")
