@@ -98,6 +98,7 @@ def resolved_config(cfg: TownConfig) -> dict[str, Any]:
     # Where a run loads and saves its policy is not part of what it trains on.
     for phase in ("bc", "ppo"):
         sections.get(phase, {}).pop("warm_start", None)
+    sections.pop("ops", None)  # how a shard serves and promotes (ops.*) is not what a run trains on either
     return {**cfg.world, **sections}
 
 

@@ -24,6 +24,7 @@ from yaml.constructor import SafeConstructor
 from townlet import _core
 from townlet.errors import ConfigError
 from townlet.sim.settings import BCConfig, PPOConfig, TrainingSection, for_config
+from townlet.sim.settings_ops import OpsSection
 
 #: Top-level keys owned (and validated) by the Rust world core.
 WORLD_KEYS = frozenset(
@@ -63,6 +64,7 @@ class PythonSections(BaseModel):
     bc: BCConfig = BCConfig()
     ppo: PPOConfig = PPOConfig()
     training: TrainingSection = TrainingSection()
+    ops: OpsSection = OpsSection()
 
 
 PYTHON_KEYS = frozenset(PythonSections.model_fields)
