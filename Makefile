@@ -101,10 +101,11 @@ run: $(EXT_STAMP) ## the main job: train PPO on the default town, evaluate it ag
 
 TRAIN_LOG ?= $(RUN_DIR)/train.jsonl
 
-train: $(EXT_STAMP) ## train a phase: make train PHASE=bc|ppo CONFIG=... [EPOCHS=] [WARM_LOAD=] [WARM_SAVE=] [ALLOW_MISMATCH=1] [DRY_RUN=1] [CAPTURE_DIR=|BC_MANIFEST=]
-	$(if $(filter bc ppo,$(PHASE)),,$(error PHASE=$(PHASE): the phases are bc and ppo))
+train: $(EXT_STAMP) ## train a phase: make train PHASE=bc|ppo|memory [ARCH=lstm|gru|attention] CONFIG=... [EPOCHS=] [WARM_LOAD=] [WARM_SAVE=] [ALLOW_MISMATCH=1] [DRY_RUN=1] [CAPTURE_DIR=|BC_MANIFEST=]
+	$(if $(filter bc ppo memory,$(PHASE)),,$(error PHASE=$(PHASE): the phases are bc, ppo and memory))
 	ALLOW_MISMATCH=$(if $(call bool_on,ALLOW_MISMATCH),1,0) $(PY) -m townlet train $(call q,$(CONFIG)) \
-		$(if $(filter bc,$(PHASE)),--mode bc --bc-log,--ppo-log) $(call q,$(TRAIN_LOG)) \
+		$(if $(filter bc,$(PHASE)),--mode bc --bc-log,$(if $(filter memory,$(PHASE)),--mode memory \
+		$(if $(ARCH),--arch $(call q,$(ARCH))) ,)--ppo-log) $(call q,$(TRAIN_LOG)) \
 		$(if $(filter command line environment,$(origin EPOCHS)),--epochs $(EPOCHS)) \
 		$(if $(CAPTURE_DIR),--capture-dir $(call q,$(CAPTURE_DIR))) \
 		$(if $(BC_MANIFEST),--bc-manifest $(call q,$(BC_MANIFEST))) \

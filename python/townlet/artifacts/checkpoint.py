@@ -111,9 +111,11 @@ def save_checkpoint(
     training: TrainingState | None = None,
     resumed_from: str | None = None,
     config_yaml: ConfigYaml | None = None,
+    lineage_extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write `policy` to `path` (.json or .safetensors) with its header, and, when given, the
-    training state a resume restores and the config's exact YAML text; returns the header path."""
+    training state a resume restores and the config's exact YAML text; returns the header path.
+    `lineage_extra`: more lineage fields (the memory phase's warm-start mapping)."""
     spec = policy.spec()
     state = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
     train_tensors = (
@@ -121,7 +123,7 @@ def save_checkpoint(
     )
     config_text = canonical_json(config, indent=None) if config is not None else None
     resumed = {"resumed_from_sha256": resumed_from} if resumed_from is not None else {}
-    lineage = Lineage(parent_sha256=parent, note=lineage_note, **resumed)
+    lineage = Lineage(parent_sha256=parent, note=lineage_note, **resumed, **(lineage_extra or {}))
     fields: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

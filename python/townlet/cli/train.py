@@ -34,8 +34,8 @@ def train_cmd(
         str | None,
         typer.Option(
             "--mode",
-            help="rollout | replay | mixed (PPO), bc (behaviour cloning) or anneal (BC -> PPO stages, "
-            "exit 0 PASS, 3 HOLD, 4 FAIL); default: the config's.",
+            help="rollout | replay | mixed (PPO), bc (behaviour cloning), memory (recurrent PPO, --arch) or anneal "
+            "(BC -> PPO stages, exit 0 PASS, 3 HOLD, 4 FAIL); default: the config's.",
         ),
     ] = None,
     anneal_log_dir: Annotated[
@@ -113,6 +113,9 @@ def train_cmd(
     max_grad_norm: Annotated[float | None, typer.Option("--max-grad-norm", min=0.0)] = None,
     target_kl: Annotated[float | None, typer.Option("--target-kl", min=0.0)] = None,
     seed: Annotated[int | None, typer.Option("--seed", min=0)] = None,
+    arch: Annotated[
+        str | None, typer.Option("--arch", help="--mode memory: lstm | gru | attention (training.memory.arch).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     progress: Annotated[
         bool | None,
@@ -135,7 +138,7 @@ def train_cmd(
             "--dry-run": dry_run, "--num-envs": num_envs, "--learning-rate": learning_rate, "--gamma": gamma,
             "--gae-lambda": gae_lambda, "--clip-coef": clip_coef, "--ent-coef": ent_coef, "--vf-coef": vf_coef,
             "--update-epochs": update_epochs, "--num-minibatches": num_minibatches,
-            "--max-grad-norm": max_grad_norm, "--target-kl": target_kl,
+            "--max-grad-norm": max_grad_norm, "--target-kl": target_kl, "--arch": arch,
         }  # fmt: skip
         unused = [flag for flag, value in given.items() if value not in (None, False)]
         if unused:
@@ -162,6 +165,7 @@ def train_cmd(
         "max_grad_norm": max_grad_norm,
         "target_kl": target_kl,
         "learning_rate": learning_rate,
+        "arch": arch,
     }
     request = TrainRequest(
         config=config,
@@ -211,7 +215,7 @@ def train_cmd(
     else:
         mode_shown = ("live" if sys.stderr.isatty() else "lines") if progress else "off"
     day_ticks = int(cfg.world["world"].get("ticks_per_day", 1440))
-    describe = ppo_describer(day_ticks) if phase == "ppo" else _bc_progress
+    describe = ppo_describer(day_ticks) if phase in ("ppo", "memory") else _bc_progress
     title = TITLES[phase](the_plan.mode)
     with TrainProgress(title=title, total=the_plan.epochs, mode=mode_shown, describe=describe) as shown:
         out = run(the_plan, on_epoch=shown.on_epoch, on_notice=notice)
@@ -258,7 +262,11 @@ def _one_config(positional: Path | None, option: Path | None) -> Path:
 
 
 # How each phase is shown: the progress title, the progress line of an epoch, the summarised fields.
-TITLES: dict[str, Callable[[str], str]] = {"ppo": lambda mode: f"PPO {mode}", "bc": lambda mode: "BC"}
+TITLES: dict[str, Callable[[str], str]] = {
+    "ppo": lambda mode: f"PPO {mode}",
+    "bc": lambda mode: "BC",
+    "memory": lambda mode: "recurrent PPO",
+}
 
 
 def _bc_progress(rec: dict[str, Any]) -> str:
@@ -302,6 +310,7 @@ def _bc_gate_line(rec: dict[str, Any]) -> str:
 SUMMARY_KEYS = {
     "ppo": ("loss_total", "approx_kl", "episode_return_mean", "sps", "explained_variance"),
     "bc": ("loss_policy", "loss_value", "train_accuracy", "holdout_accuracy"),
+    "memory": ("loss_total", "approx_kl", "episode_return_mean", "sps", "explained_variance", "arch"),
 }
 
 

@@ -226,3 +226,45 @@ def make_memory_policy(arch: str, meta: dict[str, Any], n_actions: int, hidden: 
         return MemoryPolicy(arch, tuple(meta["map_shape"]), int(meta["n_features"]), n_actions, hidden, context)
     finally:
         torch.set_num_threads(threads)
+
+
+#: The feed-forward agent's encoders: what a warm start must carry over.
+ENCODER_PREFIXES = ("map_encoder.", "map_fc.", "feature_encoder.")
+
+
+class MappingError(ValueError):
+    """A warm start that cannot carry a tensor over (its shape differs)."""
+
+
+def memory_warm_start(
+    policy: MemoryPolicy, source: dict[str, torch.Tensor], source_arch: str, *, allow_mismatch: bool
+) -> dict[str, Any]:
+    """Copy a checkpoint's tensors into a fresh memory policy, explicitly: the encoders, actor and
+    critic layers and heads where the names and shapes match, the core only from a checkpoint of the
+    same architecture (another core, or none, leaves it fresh). A missing encoder tensor or a shape
+    that differs is a `MappingError` unless `allow_mismatch` (then that tensor stays fresh).
+    Returns the mapping the checkpoint's lineage records: carried and fresh tensor names."""
+    own = policy.state_dict()
+    carried: list[str] = []
+    fresh: list[str] = []
+    problems: list[str] = []
+    for name, tensor in own.items():
+        if name.startswith("core.") and source_arch != policy.architecture:
+            fresh.append(name)
+            continue
+        src = source.get(name)
+        if src is None:
+            if name.startswith(ENCODER_PREFIXES):
+                problems.append(f"{name} missing")
+            fresh.append(name)
+        elif tuple(src.shape) != tuple(tensor.shape):
+            problems.append(f"{name} {list(src.shape)} != {list(tensor.shape)}")
+            fresh.append(name)
+        else:
+            carried.append(name)
+    if problems and not allow_mismatch:
+        raise MappingError("; ".join(problems))
+    with torch.no_grad():
+        for name in carried:
+            own[name].copy_(source[name])
+    return {"source_architecture": source_arch, "carried": carried, "fresh": fresh, "mismatched": problems}

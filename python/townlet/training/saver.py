@@ -38,6 +38,8 @@ class PhaseSaver:
         self.obs_meta, self.config, self.seed, self.metadata, self.plan = obs_meta, config, seed, metadata, plan
         self.pending: tuple[ActorCritic, dict[str, Any], int] | None = None
         self.best_written: Path | None = None
+        #: More lineage fields of every checkpoint written (the memory phase's warm-start mapping).
+        self.lineage: dict[str, Any] = {}
 
     def latest(self, policy: ActorCritic, *, epoch: int, steps: int, training: TrainingState | None) -> None:
         if self.path is None:
@@ -55,6 +57,7 @@ class PhaseSaver:
             resumed_from=self.plan.resumed_from,
             training=training,
             config_yaml=self.config_yaml,
+            lineage_extra=self.lineage,
         )
         self._flush_best()
 
@@ -77,6 +80,7 @@ class PhaseSaver:
             parent=self.plan.parent,
             lineage_note=self.plan.note,
             config_yaml=self.config_yaml,
+            lineage_extra=self.lineage,
         )
         self.pending, self.best_written = None, self.best_path
 

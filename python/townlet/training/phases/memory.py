@@ -1,0 +1,150 @@
+"""The memory phase (seed 004's Track H): an `lstm`, `gru` or `attention` agent
+(`training.memory.arch`, `--arch`) trained by recurrent PPO in VecTown with the `ppo:`
+hyper-parameters. Its warm start defaults to the ppo phase's checkpoint of the same config
+(`training.memory.warm_start.inherit: ppo`) through an explicit mapping (`memory_warm_start`:
+encoders, actor/critic layers and heads copied where the shapes match, the core fresh unless the
+checkpoint has the same architecture), which the checkpoint's lineage records (`warm_start`:
+the source's SHA-256 and architecture, the carried and fresh tensors). Each architecture saves to
+its own `logs/<config_id>/memory/checkpoints/<arch>_agent_latest.json`; loading a checkpoint of
+the same architecture and config resumes it exactly, as for ppo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from townlet.errors import UsageError
+from townlet.sim.config import TownConfig
+from townlet.sim.settings import MemoryConfig
+from townlet.training.data import ReplayData
+from townlet.training.envs import TownTrainEnv
+from townlet.training.network_memory import MappingError, MemoryPolicy, make_memory_policy, memory_warm_start
+from townlet.training.ppo_recurrent_trainer import MemoryTrainer
+from townlet.training.request import EpochCallback, PhaseSection, RunOutputs, TrainPlan, TrainRequest
+from townlet.training.saver import PhaseSaver
+from townlet.training.state import require
+from townlet.training.warm_start import Notify, run_config
+
+
+class MemoryPhase:
+    name: str = "memory"
+    modes: tuple[str, ...] = ("memory",)
+    overrides: frozenset[str] = frozenset(MemoryConfig.model_fields) - {"warm_start"}
+
+    def section(self, config: TownConfig) -> PhaseSection:
+        return MemoryConfig.of(config.sections.ppo, config.sections.training.memory)
+
+    def default_epochs(self, config: TownConfig, section: PhaseSection) -> int:
+        return config.sections.training.epochs
+
+    def log_path(self, request: TrainRequest) -> Path | None:
+        return request.ppo_log
+
+    def load_data(
+        self, request: TrainRequest, config: TownConfig, section: PhaseSection, mode: str
+    ) -> ReplayData | None:
+        return None
+
+    def check_plan(self, plan: TrainPlan) -> TrainPlan:
+        """A warm start whose tensors cannot be mapped is refused before anything is trained."""
+        if plan.warm.check is not None and not plan.warm.resume:
+            self.build(plan)
+        return plan
+
+    def build(self, plan: TrainPlan) -> tuple[MemoryPolicy, dict[str, Any]]:
+        """The policy with its first weights (fresh, mapped from the warm start, or resumed), and
+        the lineage fields its checkpoints carry."""
+        mem, meta = plan.section, plan.meta
+        assert isinstance(mem, MemoryConfig)
+        torch.manual_seed(plan.seed)
+        try:
+            policy = make_memory_policy(mem.arch, meta, len(meta["action_names"]), mem.hidden, mem.context)
+        except ValueError as exc:
+            raise UsageError(f"{plan.config.path}: training.memory: {exc}") from None
+        check = plan.warm.check
+        if check is None:
+            return policy, {}
+        ck = check.checkpoint
+        if plan.warm.resume:
+            policy.load_state_dict(ck.state)
+            lineage = ck.header.get("lineage") or {}
+            return policy, ({"warm_start": lineage["warm_start"]} if "warm_start" in lineage else {})
+        source_arch = str((ck.header.get("architecture") or {}).get("architecture"))
+        try:
+            mapping = memory_warm_start(policy, ck.state, source_arch, allow_mismatch=mem.warm_start.allow_mismatch)
+        except MappingError as exc:
+            raise UsageError(
+                f"{ck.path}: cannot warm start the {mem.arch} policy from this {source_arch} checkpoint: {exc}; "
+                "override with training.memory.warm_start.allow_mismatch: true or ALLOW_MISMATCH=1 (those tensors "
+                "start fresh)"
+            ) from None
+        return policy, {"warm_start": {"source_sha256": ck.sha256, **mapping}}
+
+    def run(self, plan: TrainPlan, *, on_epoch: EpochCallback | None, notify: Notify) -> RunOutputs:
+        mem, meta = plan.section, plan.meta
+        assert isinstance(mem, MemoryConfig)
+        env = TownTrainEnv(plan.config, mem.num_envs, plan.seed, mem.episode_ticks)
+        policy, lineage = self.build(plan)
+        if plan.warm.check is not None and plan.warm.check.problems:
+            notify(f"WARNING: warm start despite: {'; '.join(plan.warm.check.problems)} (allow_mismatch)")
+        trainer = MemoryTrainer(env, mem, seed=plan.seed, policy=policy)
+        start = self.start(trainer, plan, notify, lineage)
+        writer = plan.log.open(start) if plan.log is not None else None
+        warm = mem.warm_start
+        saver = PhaseSaver(
+            plan.checkpoint,
+            Path(warm.best()),
+            obs_meta=meta,
+            config=run_config(plan.config, mem, self.name),
+            seed=plan.seed,
+            metadata={**warm.metadata, "mode": plan.mode, "phase": self.name, "arch": mem.arch,
+                      "config_id": plan.config.config_id, "config_path": str(plan.config.path)},
+            plan=plan.warm,
+            town=plan.config,
+        )  # fmt: skip
+        saver.lineage = lineage
+
+        def save(t: MemoryTrainer) -> None:
+            saver.latest(t.policy, epoch=t.epoch, steps=t.steps, training=t.training_state(plan.epochs))
+
+        result = trainer.run(
+            plan.epochs,
+            telemetry=writer,
+            on_epoch=on_epoch,
+            checkpoint_every=plan.checkpoint_every or None,
+            save=save,
+            on_best=lambda t: saver.offer_best(t.policy, t.best, t.steps),
+        )
+        save(trainer)
+        return RunOutputs(result, plan.checkpoint, writer.path if writer else None, saver.best(), start)
+
+    def start(self, trainer: MemoryTrainer, plan: TrainPlan, notify: Notify, lineage: dict[str, Any]) -> int:
+        """Restore the trainer when the plan resumes (as `warm_start.start_epoch`); say where the
+        run starts from and, for a warm start, what the mapping carried over."""
+        check = plan.warm.check
+        if plan.warm.resume:
+            assert check is not None
+            try:
+                trainer.restore(require(check.checkpoint.training, str(check.checkpoint.path), self.name))
+            except KeyError as exc:
+                raise UsageError(f"{check.checkpoint.path}: cannot resume: the training state lacks {exc}") from None
+            except (TypeError, ValueError) as exc:
+                raise UsageError(f"{check.checkpoint.path}: cannot resume: {exc}") from None
+        if trainer.epoch >= plan.epochs:
+            raise UsageError(
+                f"{check.checkpoint.path if check else 'checkpoint'}: already trained {trainer.epoch} epochs; "
+                f"nothing to resume for --epochs {plan.epochs} (raise --epochs to train on)"
+            )
+        if check is not None or plan.warm.skipped:
+            notify(plan.warm.describe(self.name))
+        mapping = lineage.get("warm_start")
+        if mapping and not plan.warm.resume:
+            fresh = sorted({name.split(".")[0] for name in mapping["fresh"]})
+            notify(f"memory: carried {len(mapping['carried'])} tensors from the {mapping['source_architecture']} "
+                   f"checkpoint; fresh: {', '.join(fresh) or 'none'}")  # fmt: skip
+        return trainer.epoch
+
+
+MEMORY = MemoryPhase()
