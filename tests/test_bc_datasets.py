@@ -273,3 +273,14 @@ def test_the_docs_integrity_check_runs_as_printed() -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "idle_v1: 2 accepted samples, checksums match\n"
+
+
+def test_bc_trains_from_a_curated_set_by_its_catalogue_name(repo: Path) -> None:
+    """The set the tools just made trains by name: verified, four trajectories (two captures x two agents), one held
+    out whole; every tick is `wait`, so the gate fails however right the clone is, and says why."""
+    res = run_cli("train", IDLE, "--mode", "bc", "--bc-manifest", "idle_s_prod", "--epochs", "1", "--json")
+    assert res.returncode == 0, str(res)
+    gate = res.json()["gate"]
+    assert (gate["train_trajectories"], gate["heldout_trajectories"]) == (3, 1)
+    assert gate["holdout_baseline_accuracy"] == 1.0 and gate["gate_passed"] is False
+    assert "one action is always right" in gate["gate_reason"]
