@@ -7,9 +7,11 @@ import asyncio
 import base64
 import json
 import os
+import signal
 import socket
 import struct
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -213,3 +215,30 @@ def test_the_stream_holds_a_subscription_only_while_clients_are_connected(shard:
 
     assert asyncio.run(run()) == 1
     shard.wait_for("the subscription released", lambda: shard.metrics()["townlet_subscribers"] == 0)
+
+
+def test_sigterm_closes_stream_clients_and_stops_cleanly(tmp_path: Path) -> None:
+    """Stopping with a reading client and one that never reads: the reader is told why (1001), the stalled one is
+    cut off, and the shard exits 0 without running into uvicorn's graceful-shutdown timeout."""
+    served = start_shard(tmp_path, tick_rate=50)
+    stalled = _raw_stream_client(served)
+
+    async def run() -> ConnectionClosed:
+        async with websockets.connect(_ws_url(served), max_size=None) as ws:
+            await ws.recv()
+            served.proc.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as info:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 60)
+            return info.value
+
+    try:
+        closed = asyncio.run(run())
+        code, err = served.stop()
+    finally:
+        stalled.close()
+    assert closed.rcvd is not None and closed.rcvd.code == 1001, closed
+    assert "stopping" in closed.rcvd.reason
+    assert code == 0, err
+    assert "graceful shutdown exceeded" not in err and "Traceback" not in err, err
+    assert "stopped at tick" in err and "SIGTERM" in err, err

@@ -35,7 +35,7 @@ from townlet.jsonio import loads_strict
 from townlet.ops.envelope import CommandEnvelope, CommandResult, ErrorCode
 from townlet.ops.snapshot import SCHEMA_VERSION
 from townlet.ops.snapshot_schema import TelemetrySnapshot
-from townlet.ops.stream import SLOW_CLIENT_CODE, StreamClient, StreamHub
+from townlet.ops.stream import GOING_AWAY, StreamClient, StreamHub
 
 #: The web dashboard's static files (read as files, not imported), served at `/`.
 DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "ui" / "web"
@@ -43,6 +43,8 @@ DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "ui" / "web"
 MAX_BODY = 64 * 1024
 #: Seconds a command may wait for the tick that applies it.
 COMMAND_TIMEOUT = 30.0
+#: Seconds a stream client is given to take its close frame when the server stops (a slow consumer: SEND_TIMEOUT).
+CLOSE_TIMEOUT = 1.0
 #: Seconds one stream message may take to leave before the client counts as gone.
 SEND_TIMEOUT = 10.0
 
@@ -292,10 +294,12 @@ def create_app(
             await ws.close(code=code, reason=(check.error.message if check.error else "refused")[:120])
             return
         client, first = hub.join()
+        hub.serving += 1
         try:
             await _serve_client(ws, client, first)
         finally:
             hub.leave(client)
+            hub.serving -= 1
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -311,10 +315,13 @@ def create_app(
 
 
 async def _send_loop(ws: WebSocket, client: StreamClient, first: str) -> None:
-    await asyncio.wait_for(ws.send_text(first), SEND_TIMEOUT)
-    while True:
+    # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation that arrives as the send
+    # completes, and this loop would then wait on an empty queue for ever.
+    text = first
+    while not client.gone.is_set():
+        async with asyncio.timeout(SEND_TIMEOUT):
+            await ws.send_text(text)
         text = await client.queue.get()
-        await asyncio.wait_for(ws.send_text(text), SEND_TIMEOUT)
 
 
 async def _receive_loop(ws: WebSocket) -> None:
@@ -335,10 +342,13 @@ async def _serve_client(ws: WebSocket, client: StreamClient, first: str) -> None
     finally:
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)  # bounded: a task that ignores its cancellation is left
     sender = tasks[0]
-    if client.dropped is None and not sender.cancelled() and isinstance(sender.exception(), TimeoutError):
+    timed_out = sender.done() and not sender.cancelled() and isinstance(sender.exception(), TimeoutError)
+    if client.dropped is None and timed_out:
         client.dropped = f"slow consumer: a message took over {SEND_TIMEOUT:g}s to send, dropped"
     if client.dropped is not None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(ws.close(code=SLOW_CLIENT_CODE, reason=client.dropped[:120]), SEND_TIMEOUT)
+            wait = CLOSE_TIMEOUT if client.close_code == GOING_AWAY else SEND_TIMEOUT
+            async with asyncio.timeout(wait):
+                await ws.close(code=client.close_code, reason=client.dropped[:120])

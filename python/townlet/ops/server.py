@@ -19,9 +19,11 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from townlet.errors import UsageError
-from townlet.ops.http import create_app
+from townlet.ops.http import CLOSE_TIMEOUT, create_app
+from townlet.ops.stream import StreamHub
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -51,13 +53,25 @@ class ServeResult:
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling (ours stops the shard too) and with a listening callback."""
 
-    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None], hub: StreamHub) -> None:
         super().__init__(config)
         self._on_started = on_started
+        self._hub = hub
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Stream clients were told to go (`close_all`); let their handlers send the close frames. A client that
+        # stopped reading keeps its connection open (its close frame cannot leave): abort those instead of waiting
+        # out the graceful timeout. Connections that read have nothing left to send by now.
+        await self._hub.wait_idle(CLOSE_TIMEOUT + 0.5)
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if isinstance(connection, WebSocketsSansIOProtocol) and transport and transport.get_write_buffer_size():
+                transport.abort()
+        await super().shutdown(sockets=sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
@@ -105,11 +119,12 @@ def serve(
     shard_stop = threading.Event()
     reason = ["stopped"]
     failure: list[BaseException] = []
-    server = _Server(config, on_started=lambda: on_listening(url) if on_listening else None)
+    server = _Server(config, on_started=lambda: on_listening(url) if on_listening else None, hub=app.state.hub)
 
     def request_exit(why: str) -> None:
         if not server.should_exit:
             reason[0] = why
+            app.state.hub.close_all("the shard is stopping")
         server.should_exit = True
         shard_stop.set()
 

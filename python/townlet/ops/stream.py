@@ -23,6 +23,7 @@ DEFAULT_CLIENT_QUEUE = 64
 SUBSCRIPTION_QUEUE = 256
 #: Close code and reason for a dropped client (1008: policy violation; the reason fits a close frame).
 SLOW_CLIENT_CODE = 1008
+GOING_AWAY = 1001
 
 
 def _escape(key: str) -> str:
@@ -88,6 +89,7 @@ class Publisher(Protocol):
 class StreamClient:
     queue: asyncio.Queue[str]
     dropped: str | None = None
+    close_code: int = SLOW_CLIENT_CODE
     gone: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -106,6 +108,9 @@ class StreamHub:
         self._thread: threading.Thread | None = None
         self.dropped_total = 0
         self.messages_total = 0
+        #: Client handlers still running (their close included), and whether the server is stopping.
+        self.serving = 0
+        self.closing: str | None = None
 
     @property
     def clients(self) -> int:
@@ -134,7 +139,31 @@ class StreamHub:
                 self._last = (int(snap.get("tick", 0)), snap)
             tick, snap = self._last
             self._clients.add(client)
+        if self.closing is not None:
+            client.dropped, client.close_code = self.closing, GOING_AWAY
+            client.gone.set()
         return client, json.dumps({"type": "snapshot", "tick": tick, "data": snap})
+
+    def close_all(self, reason: str) -> None:
+        """Close every client (code 1001, `reason`): the server is stopping. Callable from any thread."""
+        if self._loop is not None:
+            self._call(self._drop_all, reason)
+
+    async def wait_idle(self, timeout: float) -> None:
+        """Until every client handler has finished (or `timeout` seconds)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.serving and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+
+    def _drop_all(self, reason: str) -> None:
+        self.closing = reason
+        with self._lock:
+            clients = list(self._clients)
+            self._clients.clear()
+        for client in clients:
+            if client.dropped is None:
+                client.dropped, client.close_code = reason, GOING_AWAY
+            client.gone.set()
 
     def leave(self, client: StreamClient) -> None:
         with self._lock:
