@@ -122,7 +122,7 @@ def test_setneed_changes_the_next_snapshot(shard: Shard) -> None:
         ({"name": "teleport", "args": ["bob", 999, 2], "cmd_id": "f"}, "invalid_args"),
         ({"name": "help", "bogus": 1}, "usage"),
         ({"name": 3}, "usage"),
-        ({"name": "promote_policy", "cmd_id": "g"}, "usage"),
+        ({"name": "promote_policy", "cmd_id": "g"}, "invalid_args"),  # no checkpoint (#15: no longer reserved)
         ({"name": "force_chat", "args": ["alice", "bob", float("nan")], "cmd_id": "h"}, "invalid_args"),
     ],
 )  # fmt: skip
@@ -141,7 +141,7 @@ def test_help_lists_commands_with_role_and_arguments(shard: Shard) -> None:
     table = {c["name"]: c for c in r.result["commands"]}
     assert table["setneed"]["role"] == "admin" and set(table["setneed"]["arguments"]) == {"agent_id", "needs"}
     assert table["telemetry_snapshot"]["role"] == "viewer"
-    assert table["promote_policy"]["reserved"] is True
+    assert table["promote_policy"]["reserved"] is False and table["promote_policy"]["role"] == "admin"  # #15
 
 
 def test_commands_from_threads_while_the_shard_runs_none_lost_none_twice(shard: Shard) -> None:

@@ -1,4 +1,4 @@
-"""Admin commands on the shard itself: snapshots, perturbation queue, reserved policy names."""
+"""Admin commands on the shard itself: snapshots, perturbation queue (the policy commands: commands_policy)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pydantic import Field
 
 from townlet.errors import UsageError
 from townlet.ops.envelope import CommandError, ErrorCode
-from townlet.ops.registry import REGISTRY, Args, Command, NoArgs, command
+from townlet.ops.registry import Args, NoArgs, command
 from townlet.ops.store import confine, inspect, load_shard_snapshot, save_shard_snapshot
 from townlet.ops.world import ShardWorld
 
@@ -80,24 +80,3 @@ def _perturbation_queue(w: ShardWorld, a: NoArgs) -> dict[str, Any]:
             for e, n, k, s, t, m in w.town.perturbations_active()
         ]
     }
-
-
-class PolicyArgs(Args):
-    checkpoint: str | None = None
-    policy_hash: str | None = None
-
-
-def _reserved(w: ShardWorld, a: Args) -> None:
-    raise CommandError(ErrorCode.usage, "not available yet")
-
-
-for _name in ("promote_policy", "rollback_policy", "policy_swap"):
-    REGISTRY[_name] = Command(
-        _name,
-        "admin",
-        PolicyArgs,
-        _reserved,
-        "reserved for the promotion work: not available yet",
-        positional=("checkpoint", "policy_hash"),
-        reserved=True,
-    )

@@ -1,0 +1,164 @@
+"""Policies a shard can act with (the scripted expert, or a checkpoint), what identifies them, and the pre-flight
+that refuses a candidate unlike the release (docs/promotion.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from townlet import _core
+from townlet.errors import UsageError
+from townlet.jsonio import atomic_write_bytes, read_bytes
+from townlet.ops.envelope import CommandError, ErrorCode
+from townlet.sim.config import TownConfig
+
+EXPERT = "expert"
+
+
+@dataclass(frozen=True)
+class PolicyRef:
+    """What a release or candidate is: the scripted expert, or a checkpoint (path, digest, what it was built for)."""
+
+    kind: str  # "expert" | "checkpoint"
+    path: str | None
+    sha256: str | None
+    config_id: str | None
+    variant: str | None
+    action_names: tuple[str, ...]
+    action_space_version: str | None
+    architecture: dict[str, Any] | None
+
+    @property
+    def name(self) -> str:
+        if self.kind == EXPERT:
+            return EXPERT
+        return f"checkpoint:{Path(self.path or '').name}:{(self.sha256 or '')[:12]}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "path": self.path,
+            "sha256": self.sha256,
+            "config_id": self.config_id,
+            "variant": self.variant,
+            "action_space_version": self.action_space_version,
+            "architecture": self.architecture,
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any], config: TownConfig) -> PolicyRef:
+        if doc.get("kind") == EXPERT:
+            return expert_ref(config)
+        return cls(
+            kind="checkpoint",
+            path=doc.get("path"),
+            sha256=doc.get("sha256"),
+            config_id=doc.get("config_id"),
+            variant=doc.get("variant"),
+            action_names=(),
+            action_space_version=doc.get("action_space_version"),
+            architecture=doc.get("architecture"),
+        )
+
+
+def expert_ref(config: TownConfig) -> PolicyRef:
+    spec = _core.obs_spec(config.world_json())
+    return PolicyRef(
+        kind=EXPERT,
+        path=None,
+        sha256=None,
+        config_id=config.config_id,
+        variant=str(spec.get("variant")),
+        action_names=tuple(spec.get("action_names", ())),
+        action_space_version=spec.get("action_space_version"),
+        architecture=None,
+    )
+
+
+def load_candidate(path: Path, config: TownConfig) -> tuple[PolicyRef, Any]:
+    """A checkpoint as (reference, greedy actor); invalid_args naming the file when it cannot act in this shard."""
+    from townlet.training.evaluate import checkpoint_actor  # torch: only when a checkpoint is asked for
+
+    try:
+        actor = checkpoint_actor(path, config=config)
+    except UsageError as exc:
+        raise CommandError(ErrorCode.invalid_args, str(exc)) from None
+    header = actor.checkpoint.header
+    obs = header.get("observation") or {}
+    ref = PolicyRef(
+        kind="checkpoint",
+        path=str(path),
+        sha256=actor.checkpoint.sha256,
+        config_id=_config_id(header),
+        variant=obs.get("variant"),
+        action_names=tuple(obs.get("action_names", ())),
+        action_space_version=obs.get("action_space_version"),
+        architecture=header.get("architecture"),
+    )
+    return ref, actor
+
+
+def _config_id(header: dict[str, Any]) -> str | None:
+    for block in ("metadata", "config", "observation"):
+        value = (header.get(block) or {}).get("config_id")
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def preflight(release: PolicyRef, candidate: PolicyRef) -> list[str]:
+    """Why `candidate` may not replace `release` (empty: it may)."""
+    reasons = []
+    if candidate.config_id != release.config_id:
+        reasons.append(f"config id {candidate.config_id!r} differs from the release's {release.config_id!r}")
+    if candidate.variant != release.variant:
+        reasons.append(f"observation variant {candidate.variant!r} differs from the release's {release.variant!r}")
+    if release.action_names and candidate.action_names and candidate.action_names != release.action_names:
+        reasons.append("action space (action names) differs from the release's")
+    if candidate.action_space_version != release.action_space_version:
+        reasons.append(
+            f"action space version {candidate.action_space_version!r} differs from the release's "
+            f"{release.action_space_version!r}"
+        )
+    if release.architecture is not None and candidate.architecture != release.architecture:
+        reasons.append(
+            f"architecture {_arch(candidate.architecture)} differs from the release's {_arch(release.architecture)}"
+        )
+    return reasons
+
+
+def _arch(spec: dict[str, Any] | None) -> str:
+    if not spec:
+        return "none"
+    return "/".join(f"{k}={spec[k]}" for k in sorted(spec) if not isinstance(spec[k], (dict, list)))
+
+
+def install_release(path: Path, release_dir: Path) -> Path:
+    """A copy of the checkpoint `path` (and its weights file) in `release_dir`, written atomically; its path."""
+    release_dir.mkdir(parents=True, exist_ok=True)
+    target = release_dir / path.name
+    if path.resolve() != target.resolve():
+        atomic_write_bytes(target, read_bytes(path, "checkpoint"))
+        weights = path.with_suffix(".safetensors")
+        if path.suffix == ".json" and weights.exists():
+            atomic_write_bytes(release_dir / weights.name, read_bytes(weights, "checkpoint weights"))
+    return target
+
+
+class MaskedView:
+    """What an actor reads of a tick it did not act in: the masks and the observation spec of that tick."""
+
+    def __init__(self, masks: npt.NDArray[np.bool_], spec: dict[str, Any]) -> None:
+        self.masks = masks
+        self.spec = spec
+
+    def action_masks(self) -> npt.NDArray[np.bool_]:
+        return self.masks
+
+    def observation_metadata(self) -> dict[str, Any]:
+        return self.spec
