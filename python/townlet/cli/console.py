@@ -209,7 +209,10 @@ def console_cmd(
     client_schema: Annotated[str | None, typer.Option("--client-schema", hidden=True)] = None,
 ) -> None:
     """Talk to a live shard: one command, or an interactive session when no COMMAND is given."""
-    from townlet.ops.client import ShardClient
+    try:
+        from townlet.ops.client import ShardClient
+    except ImportError as exc:
+        raise UsageError(f"townlet console needs the ops extra: pip install 'townlet[ops]' ({exc})") from None
 
     client = ShardClient(url, _token(token, token_file, label), timeout=timeout)
     if client_schema is not None:

@@ -157,10 +157,13 @@ def sim_serve(
     """Run a live shard with its HTTP API (POST /v1/commands, GET /v1/snapshot, /metrics, WS /v1/stream, /docs).
 
     Prints one line with the URL once it is listening; stops on Ctrl-C / SIGTERM or after --tick-limit ticks."""
-    from townlet.ops.audit import DEFAULT_AUDIT_PATH
-    from townlet.ops.auth import TokenStore
-    from townlet.ops.server import parse_listen, serve
-    from townlet.ops.shard import Shard
+    try:
+        from townlet.ops.audit import DEFAULT_AUDIT_PATH
+        from townlet.ops.auth import TokenStore
+        from townlet.ops.server import parse_listen, serve
+        from townlet.ops.shard import Shard
+    except ImportError as exc:
+        raise UsageError(f"serving needs the ops extra: pip install 'townlet[ops]' ({exc})") from None
 
     host, port = parse_listen(listen)
     if tokens is not None and tokens_env is not None:
