@@ -1,0 +1,212 @@
+"""Memory policies (issue 17): recurrent PPO's memory resets and sequences, the warm-start mapping
+from the ppo checkpoint, the memory phase's checkpoints, resume and determinism. Real torch on a
+small town (one town of the default config, a few ticks)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO_ROOT, WriteConfig, assert_one_line_error, run_cli
+from townlet.sim.config import load_config
+from townlet.sim.settings import MemoryConfig
+from townlet.training.envs import Batch, TownTrainEnv
+from townlet.training.network_memory import ENCODER_PREFIXES, MemoryPolicy, make_memory_policy
+from townlet.training.phases.memory import MEMORY
+from townlet.training.ppo_recurrent import RecurrentCollector
+from townlet.training.ppo_recurrent_trainer import MemoryTrainer
+from townlet.training.run import TrainRequest, plan, run
+
+ARCHS = ("lstm", "gru", "attention")
+SMALL = {"num_envs": 1, "rollout_ticks": 12, "num_minibatches": 2, "update_epochs": 2, "hidden": 16, "episode_ticks": 5}
+
+
+def small(data: dict[str, Any]) -> None:
+    data.setdefault("ppo", {}).update(SMALL)
+    data.setdefault("training", {})["memory"] = {"seq_len": 4, "context": 4}
+
+
+@pytest.fixture
+def config_path(write_config: WriteConfig) -> Path:
+    return write_config(small)
+
+
+def setup(config_path: Path, arch: str, seed: int = 3) -> tuple[MemoryConfig, TownTrainEnv, MemoryPolicy]:
+    config = load_config(config_path)
+    cfg = MemoryConfig.model_validate({**MEMORY.section(config).model_dump(), "arch": arch})
+    env = TownTrainEnv(config, cfg.num_envs, seed, cfg.episode_ticks)
+    torch.manual_seed(seed)
+    meta = env.metadata()
+    return cfg, env, make_memory_policy(arch, meta, env.n_actions, cfg.hidden, cfg.context)
+
+
+def recording(policy: MemoryPolicy) -> list[torch.Tensor]:
+    """Record the memory every tick acts on."""
+    seen: list[torch.Tensor] = []
+    act = policy.act_step
+
+    def wrapped(obs: torch.Tensor, mask: torch.Tensor, state: torch.Tensor, gen: Any = None) -> Any:
+        seen.append(state.clone())
+        return act(obs, mask, state, gen)
+
+    policy.act_step = wrapped  # type: ignore[method-assign,assignment]
+    return seen
+
+
+@pytest.mark.parametrize("arch", ["lstm", "attention"])
+def test_memory_resets_at_episode_end_and_sequences_replay_from_their_initial_state(
+    config_path: Path, arch: str
+) -> None:
+    cfg, env, policy = setup(config_path, arch)
+    with torch.no_grad():  # a core that remembers (a fresh one adds nothing to the encoding)
+        for p in policy.core.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    collector = RecurrentCollector(env, policy, cfg, seed=3)
+    seen = recording(policy)
+    rows, seqs, _ = collector.collect()
+    t_len, n, seq_len = cfg.rollout_ticks, env.num_agents, cfg.seq_len
+    starts = seqs.starts.view(-1, n, seq_len).transpose(1, 2).reshape(-1, n)[:t_len]  # back to (T, N)
+    # Episodes of 5 ticks: the memory starts afresh at ticks 0, 5 and 10, and only there (no agent dies here).
+    assert [t for t in range(t_len) if starts[t].all()] == [0, 5, 10]
+    assert not starts[[t for t in range(t_len) if t not in (0, 5, 10)]].any()
+    for t in range(t_len):
+        assert bool((seen[t][starts[t]] == 0).all()), t  # a reset memory is the initial one
+        if t and not starts[t].any():
+            assert bool((seen[t] != 0).any()), t  # a remembering memory otherwise
+    # Each sequence (chunk c, slot i) starts from the memory tick c * L acted on.
+    for c in range(-(-t_len // seq_len)):
+        for i in range(n):
+            assert torch.equal(seqs.initial_state[c * n + i], seen[c * seq_len][i])
+    # Replaying every sequence from its initial state gives the rollout's log-probabilities and values.
+    with torch.no_grad():
+        logp, _, value = policy.evaluate_sequence(seqs.obs, seqs.masks, seqs.actions, seqs.initial_state, seqs.starts)
+    live = seqs.valid
+    assert int(live.sum()) == len(rows)
+    torch.testing.assert_close(logp[live], seqs.log_probs[live], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(value[live], seqs.values[live], atol=1e-5, rtol=1e-5)
+    # ... in any order and grouping (the update's shuffled minibatches).
+    idx = torch.tensor([5, 0, 3])
+    with torch.no_grad():
+        sub = policy.evaluate_sequence(seqs.obs[idx], seqs.masks[idx], seqs.actions[idx], seqs.initial_state[idx],
+                                       seqs.starts[idx])[0]  # fmt: skip
+    torch.testing.assert_close(sub, logp[idx], atol=1e-6, rtol=1e-6)
+
+
+def test_memory_resets_on_respawn_and_ctx_reset(config_path: Path) -> None:
+    cfg, env, policy = setup(config_path, "gru")
+    collector = RecurrentCollector(env, policy, cfg, seed=3)
+    n = env.num_agents
+    assert collector.ctx_col is not None
+    obs = np.zeros((n, env.obs_dim), np.float32)
+    no = np.zeros(n, np.bool_)
+    alive = np.ones(n, np.bool_)
+    collector.alive = alive.copy()
+    collector.alive[2] = False  # slot 2 was dead
+    obs[4, collector.ctx_col] = 1.0  # the core flags a new context in slot 4
+    b = Batch(obs, np.ones((n, env.n_actions), np.bool_), np.zeros(n, np.float32), no, no, obs, alive)
+    assert np.flatnonzero(collector.resets(b)).tolist() == [2, 4]
+
+
+def test_each_arch_trains_with_finite_losses(config_path: Path) -> None:
+    for arch in ARCHS:
+        cfg, env, policy = setup(config_path, arch)
+        result = MemoryTrainer(env, cfg, seed=3, policy=policy).run(2)
+        assert [r["arch"] for r in result.records] == [arch, arch]
+        for rec in result.records:
+            assert rec["updates"] > 0 and math.isfinite(rec["loss_total"]), (arch, rec)
+            assert math.isfinite(rec["loss_value"]) and math.isfinite(rec["loss_policy"]), (arch, rec)
+
+
+def request(config: Path, arch: str, epochs: int, **kw: Any) -> TrainRequest:
+    return TrainRequest(config=config, mode="memory", epochs=epochs, overrides={"arch": arch}, **kw)
+
+
+def weights(path: Path) -> tuple[Any, Any, Any]:
+    header = json.loads(path.read_text())
+    data = dict(header["training"]["data"])
+    return header["weights"], header.get("training_weights"), data
+
+
+def test_warm_start_maps_exactly_the_ppo_tensors_and_records_them(config_path: Path) -> None:
+    ppo_plan = plan(TrainRequest(config=config_path, mode="rollout", epochs=1))
+    run(ppo_plan)
+    the_plan = plan(request(config_path, "lstm", 1))
+    assert the_plan.warm.inherited_from == "ppo" and not the_plan.warm.resume
+    assert the_plan.checkpoint == Path("logs/poc_hybrid_v1/memory/checkpoints/lstm_agent_latest.json")
+    source = the_plan.warm.check.checkpoint.state  # type: ignore[union-attr]
+    policy, lineage = MEMORY.build(the_plan)
+    mapping = lineage["warm_start"]
+    own = policy.state_dict()
+    expected = sorted(k for k in own if not k.startswith("core."))
+    assert sorted(mapping["carried"]) == expected and mapping["mismatched"] == []
+    assert {k for k in own if k.startswith(ENCODER_PREFIXES)} <= set(mapping["carried"])
+    assert sorted(mapping["fresh"]) == sorted(k for k in own if k.startswith("core."))
+    for name in mapping["carried"]:
+        assert own[name].numpy().tobytes() == source[name].numpy().tobytes(), name
+    torch.manual_seed(the_plan.seed)  # the fresh tensors are those of a fresh policy
+    fresh = make_memory_policy("lstm", the_plan.meta, len(the_plan.meta["action_names"]), 16, 4).state_dict()
+    for name in mapping["fresh"]:
+        assert torch.equal(own[name], fresh[name]), name
+    # The memory agent starts as the agent it inherits (a fresh core adds nothing).
+    obs = torch.rand(4, policy.obs_dim)
+    mask = torch.ones(4, policy.n_actions, dtype=torch.bool)
+    ff = the_plan.warm.check.checkpoint.policy()  # type: ignore[union-attr]
+    torch.testing.assert_close(policy(obs, mask)[0], ff(obs, mask)[0])
+    out = run(the_plan)
+    header = json.loads(Path(str(out.checkpoint)).read_text())
+    assert header["lineage"]["warm_start"]["carried"] == mapping["carried"]
+    assert header["lineage"]["warm_start"]["source_sha256"] == the_plan.warm.check.checkpoint.sha256  # type: ignore[union-attr]
+    assert header["architecture"]["architecture"] == "lstm" and header["metadata"]["arch"] == "lstm"
+
+
+def test_resume_is_identical_and_the_same_seed_gives_the_same_checkpoint(config_path: Path, tmp_path: Path) -> None:
+    a, b, c = (tmp_path / f"{x}.json" for x in "abc")
+    run(plan(request(config_path, "attention", 3, checkpoint=a, fresh=True)))
+    run(plan(request(config_path, "attention", 3, checkpoint=b, fresh=True)))
+    assert weights(a) == weights(b)  # determinism: same config and seed, same weights and state
+
+    def interrupt(rec: dict[str, Any]) -> None:
+        if rec["epoch"] == 3:  # killed after epoch 2's checkpoint
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(
+            plan(request(config_path, "attention", 3, checkpoint=c, fresh=True, checkpoint_every=2)), on_epoch=interrupt
+        )
+    assert json.loads(c.read_text())["counters"]["epochs"] == 2
+    resumed = plan(request(config_path, "attention", 3, checkpoint=c, warm_start_load=c))
+    assert resumed.warm.resume
+    out = run(resumed)
+    assert out.start_epoch == 2
+    w_a, t_a, d_a = weights(a)
+    w_c, t_c, d_c = weights(c)
+    assert w_a == w_c and t_a == t_c
+    assert d_a == d_c
+
+
+def test_cli_and_make_write_the_named_checkpoint_and_refuse_a_shape_mismatch(config_path: Path) -> None:
+    dry = subprocess.run(
+        ["make", "-n", "-C", str(REPO_ROOT), "train", "PHASE=memory", "ARCH=gru", f"CONFIG={config_path}"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert "--mode memory --arch 'gru'" in dry.stdout
+    res = run_cli("train", config_path, "--mode", "memory", "--arch", "gru", "--epochs", "1", "--json")
+    assert res.returncode == 0, str(res)
+    summary = res.json()
+    assert summary["checkpoint"] == "logs/poc_hybrid_v1/memory/checkpoints/gru_agent_latest.json"
+    assert Path(summary["checkpoint"]).is_file() and summary["last"]["arch"] == "gru"
+    # A ppo checkpoint whose encoders have other shapes: refused, unless overridden.
+    data = json.loads(json.dumps(load_config(config_path).sections.ppo.model_dump(mode="json")))
+    assert data["hidden"] == 16
+    ppo_ck = Path("logs/poc_hybrid_v1/ppo/checkpoints/ppo_latest.json")
+    run(plan(TrainRequest(config=config_path, mode="rollout", epochs=1, overrides={"hidden": 32})))
+    assert ppo_ck.is_file()
+    res = run_cli("train", config_path, "--mode", "memory", "--arch", "gru", "--epochs", "1", "--dry-run")
+    assert_one_line_error(res, str(ppo_ck), "cannot warm start the gru policy", "map_fc.0.weight", "allow_mismatch")
