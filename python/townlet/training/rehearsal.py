@@ -52,7 +52,8 @@ DRILL_THRESHOLD = 0.95
 #: What the overlay changes in the default town (everything else is poc_hybrid.yaml's).
 OVERRIDES: dict[str, Any] = {
     "config_id": "poc_hybrid_acceptance_idle_v1",
-    "bc": {"manifest": PINNED_MANIFEST, "epochs": 2, "batch_size": 256},
+    # One epoch reaches about 0.91 on held-out trajectories: clear of the gate (0.8) and of the drill's 0.95.
+    "bc": {"manifest": PINNED_MANIFEST, "epochs": 1, "batch_size": 256},
     "ppo": {"num_envs": 2, "rollout_ticks": 64},
     "training": {
         "epochs": 1,
