@@ -38,6 +38,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "capture": (["--quick"], ["--quick", "--repeats", "3"]),
     "vs_sb3": ([], ["--minutes", "1"]),
     "learn_town": ([], ["--minutes", "1", "--bc-minutes", "1", "--seeds", "1"]),
+    "console_load": ([], ["--clients", "2", "--commands", "100"]),
 }
 #: Benches whose budget `--minutes` sets.
 MINUTES_ARGS = {"vs_sb3": ["--minutes"], "learn_town": ["--minutes", "--bc-minutes"]}
