@@ -106,6 +106,11 @@ def test_the_default_town_expert_set_clones_far_above_its_majority_baseline(scra
     gate = json.loads(ck.header["metadata"]["bc_gate"])
     assert gate["holdout_accuracy"] == result.accuracy and gate["gate_passed"] is True
     assert gate["holdout_recall"] == result.per_action_recall
+    # The best-known checkpoint's gate is that of its own weights.
+    assert result.best_checkpoint is not None
+    best = load_checkpoint(Path(result.best_checkpoint)).header["metadata"]
+    best_gate, chosen = json.loads(best["bc_gate"]), json.loads(best["best"])
+    assert best_gate["epoch"] == chosen["policy_epoch"] and best_gate["holdout_accuracy"] == chosen["value"]
 
 
 def test_a_held_out_set_where_one_action_is_always_right_fails_the_gate(scratch_cwd: Path) -> None:

@@ -142,6 +142,8 @@ class BCTrainer:
         self.epoch = 0
         self.steps = 0
         self.best: dict[str, Any] | None = None
+        #: The latest epoch's record (what `on_best` and `save` describe).
+        self.last: dict[str, Any] | None = None
 
     def training_state(self, total_epochs: int, dataset: dict[str, Any]) -> TrainingState:
         return loop_state(
@@ -226,6 +228,7 @@ class BCTrainer:
             if self.gate is not None:
                 rec.update(self.gate.judge(predicted))
             records.append(rec)
+            self.last = rec
             score = hold_acc if len(self.holdout) else rec["train_accuracy"]
             if self.best is None or score > float(self.best["value"]):
                 metric = BEST_METRIC if len(self.holdout) else "train_accuracy"

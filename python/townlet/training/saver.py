@@ -37,6 +37,7 @@ class PhaseSaver:
         self.config_yaml = config_yaml_of(town) if town is not None else None
         self.obs_meta, self.config, self.seed, self.metadata, self.plan = obs_meta, config, seed, metadata, plan
         self.pending: tuple[ActorCritic, dict[str, Any], int] | None = None
+        self.pending_metadata: dict[str, Any] = {}
         self.best_written: Path | None = None
         #: More lineage fields of every checkpoint written (the memory phase's warm-start mapping).
         self.lineage: dict[str, Any] = {}
@@ -61,9 +62,13 @@ class PhaseSaver:
         )
         self._flush_best()
 
-    def offer_best(self, policy: ActorCritic, best: dict[str, Any] | None, steps: int) -> None:
+    def offer_best(
+        self, policy: ActorCritic, best: dict[str, Any] | None, steps: int, metadata: dict[str, Any] | None = None
+    ) -> None:
+        """A new best-known agent (`metadata`: added to the run's for this agent alone)."""
         if self.path is not None and best is not None:
             self.pending = (copy.deepcopy(policy), dict(best), steps)
+            self.pending_metadata = dict(metadata or {})
 
     def _flush_best(self) -> None:
         if self.pending is None:
@@ -76,7 +81,7 @@ class PhaseSaver:
             config=self.config,
             seed=self.seed,
             counters={"epochs": int(best["policy_epoch"]), "steps": steps},
-            metadata={**self.metadata, "best": json.dumps(best, sort_keys=True)},
+            metadata={**self.metadata, **self.pending_metadata, "best": json.dumps(best, sort_keys=True)},
             parent=self.plan.parent,
             lineage_note=self.plan.note,
             config_yaml=self.config_yaml,

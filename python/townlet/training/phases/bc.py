@@ -103,15 +103,16 @@ class BCPhase:
             town=plan.config,
         )  # fmt: skip
 
+        def gate_of(t: BCTrainer) -> dict[str, str]:
+            """The checkpoint metadata saying how the trainer's current weights did on the held-out trajectories."""
+            rec = t.last or {}
+            return {"bc_gate": json.dumps({k: rec.get(k) for k in GATE_FIELDS}, sort_keys=True)} if rec else {}
+
         def save(t: BCTrainer) -> None:
-            if judged:  # the checkpoint says how its weights did on the held-out trajectories
-                saver.metadata = {**saver.metadata, "bc_gate": json.dumps(judged[-1], sort_keys=True)}
+            saver.metadata = {**saver.metadata, **gate_of(t)}
             saver.latest(t.policy, epoch=t.epoch, steps=t.steps, training=t.training_state(plan.epochs, dataset))
 
-        judged: list[dict[str, Any]] = []
-
         def epoch_done(rec: dict[str, Any]) -> None:
-            judged.append({k: rec.get(k) for k in GATE_FIELDS})
             if writer is not None:
                 writer.write(rec)
             if on_epoch is not None:
@@ -123,7 +124,7 @@ class BCPhase:
             on_epoch=epoch_done,
             checkpoint_every=plan.checkpoint_every or None,
             save=save,
-            on_best=lambda t: saver.offer_best(t.policy, t.best, t.steps),
+            on_best=lambda t: saver.offer_best(t.policy, t.best, t.steps, gate_of(t)),
         )
         if writer is not None:
             writer.close()
