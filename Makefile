@@ -145,6 +145,10 @@ golden-merge: capture ## merge tmp/rollout_refresh into the golden metrics
 rehearsal: $(EXT_STAMP) ## seed 001's ops rehearsal end to end in tmp/rehearsal: each step's verdict, the acceptance report
 	$(PY) tools/ops_rehearsal.py --workdir tmp/rehearsal
 
+.PHONY: promotion-drill
+promotion-drill: $(EXT_STAMP) ## seed 003's promotion playbook on a live shard in tmp/promotion_drill (docs/promotion.md)
+	$(PY) tools/promotion_drill.py --out tmp/promotion_drill
+
 # --- Warm-start tools (docs/warm_start.md): checkpoints, config registry, logs, archives ----------
 # Values reach the tools as single quoted words, so paths may hold spaces and quotes. Booleans are
 # strict: 1/true/yes is on, 0/false/no/empty is off, anything else stops make with an error.
