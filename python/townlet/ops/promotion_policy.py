@@ -100,7 +100,25 @@ def load_candidate(path: Path, config: TownConfig) -> tuple[PolicyRef, Any]:
         action_space_version=obs.get("action_space_version"),
         architecture=header.get("architecture"),
     )
-    return ref, actor
+    return ref, OneThread(actor)
+
+
+class OneThread:
+    """An actor run on one torch thread (as `evaluate` does): these batches are a few agents, and a thread pool
+    on a busy machine made a tick 20-50x slower."""
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+
+    def __call__(self, vec: Any, obs: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return np.asarray(self.actor(vec, obs), dtype=np.int64)
+        finally:
+            torch.set_num_threads(threads)
 
 
 def _config_id(header: dict[str, Any]) -> str | None:
