@@ -212,3 +212,33 @@ def test_rollback_to_a_kept_snapshot_restores_its_world_and_release(tmp_path: Pa
     assert err(r).code == "forbidden"
     shard.close()
     manager.close()
+
+
+def test_a_kept_snapshot_with_the_same_commands_replays_identically(tmp_path: Path, ckpts: dict[str, Path]) -> None:
+    def play(shard: Shard, tmp: Path) -> str:
+        attach(shard.world, settings(), root=tmp)
+        assert cmd(shard, "policy_swap", str(ckpts["a"])).status == "ok"
+        for _ in range(3):
+            shard.step()
+        assert cmd(shard, "setneed", "bob", "hunger", 0.5).status == "ok"
+        for _ in range(7):
+            shard.step()
+        assert shard.world.tick == 15
+        return shard.world_hash()
+
+    first = make_shard(tmp_path / "one")
+    for _ in range(5):
+        first.step()
+    live = play(first, tmp_path / "one")
+    kept = tmp_path / "one/snapshots/release/5.json"
+    again = Shard.from_snapshot(
+        kept,
+        load_config(DEFAULT_CONFIG),
+        tokens=first.tokens,
+        audit_path=tmp_path / "two/logs/console/commands.jsonl",
+        snapshot_root=tmp_path / "two/snapshots",
+    )
+    assert again.world.tick == 5
+    assert play(again, tmp_path / "two") == live
+    first.close()
+    again.close()
