@@ -48,6 +48,7 @@ def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "a": checkpoint(d / "a.json", seed=1),
         "b": checkpoint(d / "b.json", seed=2),
+        "c": checkpoint(d / "c.json", seed=6),
         "wide": checkpoint(d / "wide.json", seed=3, hidden=32),
         "other_id": checkpoint(d / "other.json", seed=4, config_id="some_other_town"),
     }
@@ -131,6 +132,8 @@ def test_promotion_swaps_the_acting_policy_and_rollback_swaps_it_back(tmp_path: 
     status = cmd(shard, "promotion_status", token=VIEWER).result
     assert status["monitor"]["candidate_ready"] and status["state"] == "ready", status["monitor"]
     assert status["shadow"]["ticks"] == 2 * WINDOW and 0 <= status["shadow"]["agreement"] < 1
+    r = cmd(shard, "promote_policy", str(ckpts["c"]))  # ready windows, but C never ran in shadow
+    assert err(r).code == "conflict" and "c.json has not run in shadow" in err(r).message
     # Promote: B acts from the very next tick, on the same observations A would have acted on differently.
     tick = shard.tick
     r = cmd(shard, "promote_policy", str(ckpts["b"]))

@@ -155,6 +155,12 @@ class PromotionManager:
         event = "promoted" if check_ready else "policy_swap"
         ref, actor = self._candidate(path)
         m = self.monitor
+        if check_ready and (self.shadow is None or self.shadow.sha256 != ref.sha256):
+            raise CommandError(
+                ErrorCode.conflict,
+                f"candidate not ready: {path} has not run in shadow (shadow: "
+                f"{self.shadow.name if self.shadow else 'none'}); give it to shadow_policy first",
+            )
         if check_ready and not m.candidate_ready:
             raise CommandError(
                 ErrorCode.conflict,
