@@ -7,7 +7,8 @@ capture is checked against the golden (`capture.goldens.compare`, 2 % / 1e-6). O
 capture, even cycles roll the learner out in `num_envs` towns, one episode of the scenario's length
 per epoch. A cycle's figures are per town and per scenario window (what the golden counts): replay
 cycles carry the capture's own totals, rollout cycles divide the epoch's totals by the number of
-towns. A cycle drifts when either figure is off the golden by more than `tolerance` (relative).
+towns. A cycle drifts when either figure is off the golden by more than `tolerance` (relative; against a zero
+golden, the absolute difference: `telemetry.drift.Drift.exceeds`, the rule of `telemetry validate`).
 The learner keeps one optimizer and one policy across cycles; the learning rate does not anneal.
 """
 
@@ -27,6 +28,7 @@ from townlet.jsonio import atomic_write_text, canonical_json, write_json
 from townlet.sim.config import TownConfig
 from townlet.sim.env import observation_spec
 from townlet.sim.settings import config_folder
+from townlet.telemetry.drift import Drift
 from townlet.training.data import check_replay_spec, load_replay
 from townlet.training.envs import TownTrainEnv
 from townlet.training.request import LogOptions
@@ -110,9 +112,9 @@ def _ratio(value: float, golden: float) -> float | None:
     return value / golden if golden else None
 
 
-def judge(value: float, golden: float, tolerance: float) -> bool:
-    """Within `tolerance` of the golden (relative; a zero golden wants zero)."""
-    return abs(value - golden) <= tolerance * abs(golden) if golden else value == 0.0
+def judge(value: float, golden: float, tolerance: float, where: str = "") -> bool:
+    """Within `tolerance` of the golden: telemetry's drift rule (relative; against a zero golden, absolute)."""
+    return not Drift(None, "", value, golden, where).exceeds(tolerance)
 
 
 def run_soak(
