@@ -13,6 +13,7 @@ back. The folder keeps ops/rollouts.md and logs/promotion_history.jsonl.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -34,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=int, default=200, help="promotion window in ticks")
     ap.add_argument("--epochs", type=int, default=2, help="PPO epochs for the candidate")
     ap.add_argument("--bench-ticks", type=int, default=400, help="ticks timed without shadow evaluation")
+    ap.add_argument("--candidate", help="use this checkpoint (copied to the shadow folder) instead of training one")
+    ap.add_argument("--canary-windows", type=int, default=None, help="override ops.promotion.canary_windows")
     args = ap.parse_args(argv)
     if args.window < 10 or args.epochs < 1 or args.bench_ticks < 10:
         print("promotion_drill.py: --window >= 10, --epochs >= 1, --bench-ticks >= 10", file=sys.stderr)
@@ -42,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    return Drill(out, Path(args.config).resolve(), args.window, args.epochs, args.bench_ticks).run()
+    drill = Drill(out, Path(args.config).resolve(), args.window, args.epochs, args.bench_ticks)
+    drill.candidate = Path(args.candidate).resolve() if args.candidate else None
+    drill.canary_windows = args.canary_windows
+    return drill.run()
 
 
 class Drill:
@@ -50,6 +56,8 @@ class Drill:
         self.out, self.config_path, self.window, self.epochs, self.bench = out, config, window, epochs, bench
         self.ok = True
         self.ids = 0
+        self.candidate: Path | None = None
+        self.canary_windows: int | None = None
 
     def step(self, name: str, passed: bool, detail: str) -> bool:
         print(f"[{'PASS' if passed else 'FAIL'}] {name}: {detail}", flush=True)
@@ -62,6 +70,11 @@ class Drill:
 
     def run(self) -> int:
         candidate = self.out / "snapshots/shadow/candidate.json"
+        if self.candidate is not None:
+            candidate.parent.mkdir(parents=True)
+            shutil.copyfile(self.candidate, candidate)
+            self.step("candidate to shadow", True, f"{self.candidate} copied to {candidate.relative_to(self.out)}")
+            return self.play(candidate)
         t0 = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, str(REPO / "tools/run_training.py"), "--config", str(self.config_path), "--mode",
@@ -77,6 +90,9 @@ class Drill:
             else (proc.stderr.strip().splitlines() or ["no output"])[-1],
         ):
             return 1
+        return self.play(candidate)
+
+    def play(self, candidate: Path) -> int:
         from townlet import _core
         from townlet.ops.auth import TokenStore
         from townlet.ops.monitor import ALERTS
@@ -91,9 +107,10 @@ class Drill:
         config = load_config(self.config_path)
         ops = config.sections.ops
         # The drill's windows are short; the charter's cumulative KPIs need days, so they are judged as configured.
-        ops = OpsSection(
-            stability=ops.stability.model_copy(update={"window_ticks": self.window}), promotion=ops.promotion
-        )
+        promotion = ops.promotion
+        if self.canary_windows is not None:
+            promotion = promotion.model_copy(update={"canary_windows": self.canary_windows})
+        ops = OpsSection(stability=ops.stability.model_copy(update={"window_ticks": self.window}), promotion=promotion)
         shard = Shard(
             config,
             tokens=TokenStore([(ADMIN, "admin", "drill")]),
@@ -194,7 +211,8 @@ class Drill:
         manager.close()
         history = self.out / "logs/promotion_history.jsonl"
         rollouts = self.out / "ops/rollouts.md"
-        events = [line.split('"event":"', 1)[1].split('"', 1)[0] for line in history.read_text().splitlines()]
+        lines = history.read_text(encoding="utf-8").splitlines() if history.exists() else []
+        events = [json.loads(line)["event"] for line in lines]
         self.step(
             "history files",
             events[-2:] == ["promoted", "rollback"] and rollouts.exists(),
