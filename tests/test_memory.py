@@ -210,3 +210,15 @@ def test_cli_and_make_write_the_named_checkpoint_and_refuse_a_shape_mismatch(con
     assert ppo_ck.is_file()
     res = run_cli("train", config_path, "--mode", "memory", "--arch", "gru", "--epochs", "1", "--dry-run")
     assert_one_line_error(res, str(ppo_ck), "cannot warm start the gru policy", "map_fc.0.weight", "allow_mismatch")
+
+
+def test_training_mode_memory_selects_the_memory_phase_and_its_arch(write_config: WriteConfig) -> None:
+    def mode_memory(data: dict[str, Any]) -> None:
+        small(data)
+        data["training"].update(mode="memory", memory={"arch": "attention", "context": 3})
+
+    the_plan = plan(TrainRequest(config=write_config(mode_memory)))
+    assert the_plan.phase == "memory" and isinstance(the_plan.section, MemoryConfig)
+    assert the_plan.section.arch == "attention" and the_plan.section.context == 3
+    assert the_plan.checkpoint == Path("logs/poc_hybrid_v1/memory/checkpoints/attention_agent_latest.json")
+    assert the_plan.section.warm_start.best() == "logs/poc_hybrid_v1/memory/checkpoints/attention_agent_best.json"
