@@ -170,3 +170,11 @@ def test_a_live_shard_fires_starvation_when_agents_starve_and_not_before(tmp_pat
     assert "starvation_spike" in fired[-1]
     assert monitor.status()["metrics"]["starvation_incidents"] == 2.0
     shard.close()
+
+
+def test_tenure_counts_from_an_arrival_or_the_town_start_never_from_when_the_monitor_started() -> None:
+    m = StabilityMonitor(StabilitySettings(min_tenure_days=3.0))
+    assert run(m, [base(5000), base(5010, agent_events=[("agent_killed", 1)])]) == set()
+    # the slot's next agent arrives at 5100 and leaves at 5150: a short tenure
+    assert run(m, [base(5100, agent_events=[("agent_spawned", 1)])]) == set()
+    assert run(m, [base(5150, agent_events=[("employment_exit_processed", 1)])]) == {"charter_tenure"}

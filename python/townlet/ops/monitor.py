@@ -338,14 +338,13 @@ class StabilityMonitor:
     def _charter(self, x: TickSample) -> list[Alert]:
         s = self.s
         out: list[Alert] = []
-        for slot in range(len(x.alive)):
-            self._arrived.setdefault(slot, x.tick)
+        # Agents already in town when the monitor started count from tick 0 (never a false short tenure).
         min_ticks = s.min_tenure_days * x.ticks_per_day
         for name, slot in x.agent_events:
             if name in ARRIVE_EVENTS:
                 self._arrived[slot] = x.tick
             elif name in LEAVE_EVENTS:
-                tenure = x.tick - self._arrived.get(slot, x.tick)
+                tenure = x.tick - self._arrived.get(slot, 0)
                 self._arrived[slot] = x.tick
                 if tenure < min_ticks:
                     out.append(

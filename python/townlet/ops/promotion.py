@@ -109,8 +109,7 @@ class PromotionManager:
         if self._shadow_log is not None:
             line = {"tick": rec.tick, "release": rec.actions.tolist(), "shadow": shadow.tolist(), "agree": agree}
             self._shadow_log.write(json.dumps(line, separators=(",", ":")) + "\n")
-            if self.shadow_ticks % 100 == 0:
-                self._shadow_log.flush()
+            self._shadow_log.flush()  # a served shard may stop at any tick
 
     # -- shadow ------------------------------------------------------------------------------------
 
