@@ -77,3 +77,25 @@ def test_a_config_without_a_golden_is_a_usage_error(tmp_path: Path) -> None:
     res = soak("configs/examples/poc_hybrid.yaml", "--cycles", "1", "--output", tmp_path / "x")
     assert_one_line_error(res, str(GOLDEN), "no golden for scenario 'poc_hybrid'")
     assert not (tmp_path / "x").exists()
+
+
+def test_a_capture_as_the_baseline(tmp_path: Path) -> None:
+    """Seed 002's follow-up: soak against an earlier capture (artifacts/phase4/...) instead of the golden file."""
+    capture = tmp_path / "phase4" / "queue_conflict"
+    made = subprocess.run([sys.executable, "tools/capture_rollout.py", QUEUE_CONFLICT, "--output", str(capture)],
+                          env=_cli_env(), capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    events = json.loads((capture / "rollout_sample_metrics.json").read_text(encoding="utf-8"))["events"]
+    res = soak(QUEUE_CONFLICT, "--cycles", "1", "--capture", capture, "--output", tmp_path / "s", "--json")
+    assert res.returncode == 0, str(res)
+    summary = res.json()
+    assert summary["golden"] == str(capture) and summary["capture_drift"] == [] and summary["status"] == "PASS"
+    (cycle,) = jsonl(tmp_path / "s/soak_drift.jsonl")
+    assert cycle["mode"] == "replay" and cycle["golden_events"] == events["queue_conflict_events"]
+    assert cycle["queue_conflict_events"] == events["queue_conflict_events"] and cycle["events_ratio"] == 1.0
+    assert not (tmp_path / "s/capture").exists()  # nothing captured afresh
+    # A capture of another town does not fit this one: refused before anything is written.
+    other = soak("configs/scenarios/observation_baseline.yaml", "--cycles", "1", "--capture", capture,
+                 "--output", tmp_path / "o")  # fmt: skip
+    assert_one_line_error(other, "different observation/action spec")
+    assert not (tmp_path / "o").exists()

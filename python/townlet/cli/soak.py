@@ -37,6 +37,10 @@ def soak_cmd(
         float, typer.Option("--tolerance", min=0.0, help="Relative drift allowed from the golden (0.15: 15 %).")
     ] = 0.15,
     golden: Annotated[Path, typer.Option("--golden", help="Golden scenario metrics.")] = DEFAULT_GOLDEN,
+    capture: Annotated[
+        Path | None,
+        typer.Option("--capture", help="Replay this capture folder; its metrics are the baseline (not --golden)."),
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Output folder (default logs/<config_id>/soak).")
     ] = None,
@@ -50,14 +54,17 @@ def soak_cmd(
     cfg = load_config(config)
     out = output or default_output(cfg)
     check_output(out, "--output", folder=True)
-    options = SoakOptions(cycles, out, epochs_per_cycle, num_envs, tolerance, golden)
+    options = SoakOptions(cycles, out, epochs_per_cycle, num_envs, tolerance, golden, capture)
     result = run_soak(cfg, options, on_cycle=None if as_json else lambda c: typer.echo(_line(c)))
     summary = result.summary(options)
     if as_json:
         typer.echo(json.dumps(summary, sort_keys=True))
     else:
-        capture = "matches the golden" if not result.capture_drift else f"{len(result.capture_drift)} drifts"
-        typer.echo(f"capture of {result.scenario}: {capture}")
+        if capture is None:
+            said = "matches the golden" if not result.capture_drift else f"{len(result.capture_drift)} drifts"
+            typer.echo(f"capture of {result.scenario}: {said}")
+        else:
+            typer.echo(f"baseline: the capture {capture}")
         typer.echo(f"soak {result.status}: {len(result.cycles)} cycles; drift per cycle in {summary['files']['drift']}")
     if exit_on_drift and result.status != "PASS":
         raise typer.Exit(1)

@@ -10,6 +10,8 @@ cycles carry the capture's own totals, rollout cycles divide the epoch's totals 
 towns. A cycle drifts when either figure is off the golden by more than `tolerance` (relative; against a zero
 golden, the absolute difference: `telemetry.drift.Drift.exceeds`, the rule of `telemetry validate`).
 The learner keeps one optimizer and one policy across cycles; the learning rate does not anneal.
+With `capture` (seed 002's "artifacts/phase4/ captures as baselines") that capture is replayed and its own
+metrics are the baseline; nothing is captured.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import torch
 
-from townlet.capture.goldens import DEFAULT_GOLDEN, compare, load_golden
+from townlet.capture.goldens import DEFAULT_GOLDEN, compare, load_golden, read_capture_metrics
 from townlet.capture.rollout import capture_rollout
 from townlet.errors import UsageError
 from townlet.jsonio import atomic_write_text, canonical_json, write_json
@@ -46,6 +48,9 @@ class SoakOptions:
     num_envs: int = 2
     tolerance: float = 0.15
     golden: Path = DEFAULT_GOLDEN
+    #: Replay this capture and take its metrics as the baseline (seed 002: artifacts/phase4/ captures), instead
+    #: of capturing the scenario afresh against the golden file.
+    capture: Path | None = None
 
 
 @dataclass
@@ -96,7 +101,7 @@ class SoakResult:
             "epochs_per_cycle": options.epochs_per_cycle,
             "num_envs": options.num_envs,
             "tolerance": options.tolerance,
-            "golden": str(options.golden),
+            "golden": str(options.capture or options.golden),
             "capture_drift": self.capture_drift,
             "drifted_cycles": [c.cycle for c in self.cycles if c.drift],
             "files": self.files,
@@ -123,23 +128,34 @@ def run_soak(
     if options.cycles < 1 or options.epochs_per_cycle < 1 or options.num_envs < 1:
         raise UsageError("--cycles, --epochs-per-cycle and --num-envs must be at least 1")
     scenario, ticks = config.scenario_name, config.scenario_ticks
-    golden_all = load_golden(options.golden)
-    if scenario not in golden_all:
-        known = ", ".join(sorted(golden_all)) or "none"
-        raise UsageError(f"{options.golden}: no golden for scenario {scenario!r} (goldens: {known})")
+    if options.capture is not None:
+        golden = read_capture_metrics(options.capture)
+    else:
+        golden_all = load_golden(options.golden)
+        if scenario not in golden_all:
+            known = ", ".join(sorted(golden_all)) or "none"
+            raise UsageError(f"{options.golden}: no golden for scenario {scenario!r} (goldens: {known})")
+        golden = golden_all[scenario]
     if ticks is None:
         raise UsageError(f"{config.path}: scenario.ticks is not set: the soak compares scenario windows")
-    golden = golden_all[scenario]
     gold = {name: float(golden["events"][name]) for name in FIGURES}
     out = options.output
-    capture_dir, log_path, drift_path = out / "capture", out / "ppo_soak.jsonl", out / "soak_drift.jsonl"
+    capture_dir, log_path, drift_path = (
+        options.capture or out / "capture",
+        out / "ppo_soak.jsonl",
+        out / "soak_drift.jsonl",
+    )
+    meta = observation_spec(config)
+    replay = load_replay(None, capture_dir) if options.capture is not None else None
+    if replay is not None:
+        check_replay_spec(replay, meta, config.path)  # before anything is written
     for stale in (log_path, drift_path):
         stale.unlink(missing_ok=True)
-    captured = capture_rollout(config, capture_dir)
     result = SoakResult(config.config_id, scenario)
-    result.capture_drift = [str(d) for d in compare(golden, captured.metrics)]
-    replay = load_replay(None, capture_dir)
-    meta = observation_spec(config)
+    if replay is None:
+        captured = capture_rollout(config, capture_dir)
+        result.capture_drift = [str(d) for d in compare(golden, captured.metrics)]
+        replay = load_replay(None, capture_dir)
     check_replay_spec(replay, meta, config.path)
 
     ppo = config.sections.ppo.model_copy(
