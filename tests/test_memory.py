@@ -191,25 +191,30 @@ def test_resume_is_identical_and_the_same_seed_gives_the_same_checkpoint(config_
     assert d_a == d_c
 
 
-def test_cli_and_make_write_the_named_checkpoint_and_refuse_a_shape_mismatch(config_path: Path) -> None:
-    dry = subprocess.run(
-        ["make", "-n", "-C", str(REPO_ROOT), "train", "PHASE=memory", "ARCH=gru", f"CONFIG={config_path}"],
-        capture_output=True, text=True, timeout=60, check=True,
+def test_make_train_writes_the_named_checkpoint_and_a_shape_mismatch_is_refused(config_path: Path) -> None:
+    # The repository's Makefile run in this scratch directory (its virtual environment as built).
+    venv = REPO_ROOT / ".venv"
+    res = subprocess.run(
+        ["make", "-s", "-f", str(REPO_ROOT / "Makefile"), "-o", str(venv / ".ext-stamp"), "train", f"VENV={venv}",
+         "PHASE=memory", "ARCH=gru", f"CONFIG={config_path}", "EPOCHS=1", "TRAIN_LOG=train.jsonl"],
+        capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
-    assert "--mode memory --arch 'gru'" in dry.stdout
-    res = run_cli("train", config_path, "--mode", "memory", "--arch", "gru", "--epochs", "1", "--json")
-    assert res.returncode == 0, str(res)
-    summary = res.json()
-    assert summary["checkpoint"] == "logs/poc_hybrid_v1/memory/checkpoints/gru_agent_latest.json"
-    assert Path(summary["checkpoint"]).is_file() and summary["last"]["arch"] == "gru"
-    # A ppo checkpoint whose encoders have other shapes: refused, unless overridden.
-    data = json.loads(json.dumps(load_config(config_path).sections.ppo.model_dump(mode="json")))
-    assert data["hidden"] == 16
-    ppo_ck = Path("logs/poc_hybrid_v1/ppo/checkpoints/ppo_latest.json")
+    assert res.returncode == 0, res.stderr
+    latest = Path("logs/poc_hybrid_v1/memory/checkpoints/gru_agent_latest.json")
+    assert f"checkpoint {latest}" in res.stdout
+    header = json.loads(latest.read_text())
+    assert header["architecture"]["architecture"] == "gru" and header["metadata"]["phase"] == "memory"
+    assert json.loads(Path("train.jsonl").read_text().splitlines()[0])["arch"] == "gru"
+    # A ppo checkpoint whose encoders have other shapes: refused in one line, before anything is trained.
     run(plan(TrainRequest(config=config_path, mode="rollout", epochs=1, overrides={"hidden": 32})))
-    assert ppo_ck.is_file()
-    res = run_cli("train", config_path, "--mode", "memory", "--arch", "gru", "--epochs", "1", "--dry-run")
-    assert_one_line_error(res, str(ppo_ck), "cannot warm start the gru policy", "map_fc.0.weight", "allow_mismatch")
+    ppo_ck = Path("logs/poc_hybrid_v1/ppo/checkpoints/ppo_latest.json")
+    res2 = run_cli("train", config_path, "--mode", "memory", "--arch", "gru", "--epochs", "1", "--dry-run")
+    assert_one_line_error(res2, str(ppo_ck), "cannot warm start the gru policy", "map_fc.0.weight", "allow_mismatch")
+    # Overridden: those tensors start fresh, and the lineage says which.
+    out = run(plan(request(config_path, "gru", 1, allow_mismatch=True, checkpoint=Path("forced.json"))))
+    mapping = json.loads(Path(str(out.checkpoint)).read_text())["lineage"]["warm_start"]
+    assert "map_fc.0.weight" in mapping["fresh"] and "map_encoder.0.weight" in mapping["carried"]
+    assert any(m.startswith("map_fc.0.weight [16, ") for m in mapping["mismatched"])
 
 
 def test_training_mode_memory_selects_the_memory_phase_and_its_arch(write_config: WriteConfig) -> None:
