@@ -245,3 +245,21 @@ def test_a_kept_snapshot_with_the_same_commands_replays_identically(tmp_path: Pa
     assert play(again, tmp_path / "two") == live
     first.close()
     again.close()
+
+
+def test_shadow_evaluation_does_not_change_the_world(tmp_path: Path, ckpts: dict[str, Path]) -> None:
+    hashes = []
+    for run, shadow in (("plain", False), ("shadowed", True)):
+        shard, manager, _ = setup(tmp_path / run)
+        if shadow:
+            assert cmd(shard, "shadow_policy", str(ckpts["b"])).status == "ok"
+        for _ in range(60):
+            shard.step()
+        assert (manager.shadow_ticks == 60) is shadow
+        hashes.append(shard.world_hash())
+        shard.close()
+        manager.close()
+    assert hashes[0] == hashes[1]
+    lines = (tmp_path / "shadowed/logs/shadow_actions.jsonl").read_text(encoding="utf-8").splitlines()
+    first = json.loads(lines[0])
+    assert len(lines) == 60 and set(first) == {"tick", "release", "shadow", "agree"} and len(first["shadow"]) == 9
