@@ -263,3 +263,18 @@ def test_shadow_evaluation_does_not_change_the_world(tmp_path: Path, ckpts: dict
     lines = (tmp_path / "shadowed/logs/shadow_actions.jsonl").read_text(encoding="utf-8").splitlines()
     first = json.loads(lines[0])
     assert len(lines) == 60 and set(first) == {"tick", "release", "shadow", "agree"} and len(first["shadow"]) == 9
+
+
+def test_a_safetensors_release_is_installed_whole(tmp_path: Path) -> None:
+    ckpt = checkpoint(tmp_path / "st.safetensors", seed=8)  # the weights file; its header is st.json
+    shard, manager, rec = setup(tmp_path / "shard")
+    r = cmd(shard, "policy_swap", str(ckpt))
+    assert r.status == "ok", r
+    rel = tmp_path / "shard/snapshots/rel"
+    assert (rel / "st.safetensors").exists() and (rel / "st.json").exists()
+    installed = Path(r.result["release"]["path"])
+    for _ in range(3):
+        shard.step()
+    assert installed.parent == rel and acted_by(installed, rec.take())
+    shard.close()
+    manager.close()

@@ -161,10 +161,10 @@ def install_release(path: Path, release_dir: Path) -> Path:
     release_dir.mkdir(parents=True, exist_ok=True)
     target = release_dir / path.name
     if path.resolve() != target.resolve():
-        atomic_write_bytes(target, read_bytes(path, "checkpoint"))
-        weights = path.with_suffix(".safetensors")
-        if path.suffix == ".json" and weights.exists():
-            atomic_write_bytes(release_dir / weights.name, read_bytes(weights, "checkpoint weights"))
+        # A .safetensors checkpoint is two files (the weights and the .json header): both travel, weights first.
+        for part in (path.with_suffix(".safetensors"), path.with_suffix(".json")):
+            if part.exists():
+                atomic_write_bytes(release_dir / part.name, read_bytes(part, "checkpoint"))
     return target
 
 
