@@ -278,3 +278,24 @@ def test_a_safetensors_release_is_installed_whole(tmp_path: Path) -> None:
     assert installed.parent == rel and acted_by(installed, rec.take())
     shard.close()
     manager.close()
+
+
+def test_paths_that_are_not_checkpoints_or_snapshots_are_clear_errors(tmp_path: Path) -> None:
+    shard, manager, _ = setup(tmp_path)
+    (tmp_path / "snapshots/release").mkdir(parents=True)
+    (tmp_path / "junk.json").write_text("{", encoding="utf-8")
+    (tmp_path / "snapshots/release/junk.json").write_text("[]", encoding="utf-8")
+    cases = [
+        (("policy_swap", str(tmp_path)), "not_found"),  # a folder
+        (("shadow_policy", "junk.json"), "invalid_args"),
+        (("rollback_policy", "--to", "release"), "not_found"),
+        (("rollback_policy", "--to", "release/junk.json"), "invalid_args"),
+        (("rollback_policy", "--to"), "invalid_args"),
+        (("rollback_policy",), "conflict"),
+    ]
+    for (name, *args), code in cases:
+        r = cmd(shard, name, *args)
+        assert err(r).code == code and "\n" not in err(r).message, (name, args, r)
+    assert not (tmp_path / "logs/promotion_history.jsonl").exists()
+    shard.close()
+    manager.close()

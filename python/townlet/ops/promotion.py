@@ -24,6 +24,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from townlet.errors import UsageError
 from townlet.jsonio import read_json, write_json
 from townlet.ops.envelope import CommandError, ErrorCode
 from townlet.ops.monitor import Alert, StabilityMonitor, sample_of
@@ -139,7 +140,7 @@ class PromotionManager:
         target = Path(path)
         if not target.is_absolute():
             target = self.root / target
-        if not target.exists():
+        if not target.is_file():
             raise CommandError(ErrorCode.not_found, f"checkpoint {path}: no such file")
         ref, actor = load_candidate(target, self.world.config)
         reasons = preflight(self.release, ref)
@@ -212,12 +213,15 @@ class PromotionManager:
         before = self.release
         if to is not None:
             target = confine(w.snapshot_root, to)
-            if not target.exists():
+            if not target.is_file():
                 raise CommandError(ErrorCode.not_found, f"snapshot {to}: no such file")
             side = target.with_suffix(".policy.json")
-            doc = read_json(side, "release record") if side.exists() else None
-            ref, actor = self._restore_ref(doc["release"] if doc else None)
-            town, state = load_shard_snapshot(target, w.config)
+            try:
+                doc = read_json(side, "release record") if side.is_file() else None
+                ref, actor = self._restore_ref(doc.get("release") if isinstance(doc, dict) else None)
+                town, state = load_shard_snapshot(target, w.config)
+            except UsageError as exc:
+                raise CommandError(ErrorCode.invalid_args, f"rollback_policy: {exc}") from None
             w.load_state(town, state)
             self.previous = [p for p in self.previous if p[0].sha256 != ref.sha256 or p[0].kind != ref.kind]
         else:

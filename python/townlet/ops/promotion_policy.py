@@ -88,6 +88,8 @@ def load_candidate(path: Path, config: TownConfig) -> tuple[PolicyRef, Any]:
         actor = checkpoint_actor(path, config=config)
     except UsageError as exc:
         raise CommandError(ErrorCode.invalid_args, str(exc)) from None
+    except OSError as exc:
+        raise CommandError(ErrorCode.invalid_args, f"{path}: not a readable checkpoint ({exc.strerror})") from None
     header = actor.checkpoint.header
     obs = header.get("observation") or {}
     ref = PolicyRef(
