@@ -15,11 +15,13 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT, WriteConfig, assert_one_line_error, run_cli
+from townlet.artifacts.checkpoint import save_checkpoint
 from townlet.sim.config import load_config
 from townlet.sim.settings import MemoryConfig
 from townlet.training.envs import Batch, TownTrainEnv
 from townlet.training.network_memory import ENCODER_PREFIXES, MemoryPolicy, make_memory_policy
 from townlet.training.phases.memory import MEMORY
+from townlet.training.policy import CheckpointPolicy
 from townlet.training.ppo_recurrent import RecurrentCollector
 from townlet.training.ppo_recurrent_trainer import MemoryTrainer
 from townlet.training.run import TrainRequest, plan, run
@@ -227,3 +229,32 @@ def test_training_mode_memory_selects_the_memory_phase_and_its_arch(write_config
     assert the_plan.section.arch == "attention" and the_plan.section.context == 3
     assert the_plan.checkpoint == Path("logs/poc_hybrid_v1/memory/checkpoints/attention_agent_latest.json")
     assert the_plan.section.warm_start.best() == "logs/poc_hybrid_v1/memory/checkpoints/attention_agent_best.json"
+
+
+def test_a_memory_checkpoint_acts_with_its_memory_tick_by_tick(config_path: Path, tmp_path: Path) -> None:
+    """`sim run --policy`, capture and evaluation act through `CheckpointPolicy`/`forward`: the policy keeps
+    each slot's memory from tick to tick and forgets it where `ctx_reset` is set (here: each new episode)."""
+    _, env, policy = setup(config_path, "gru")
+    with torch.no_grad():
+        for p in policy.core.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    path = save_checkpoint(tmp_path / "gru.json", policy, obs_meta=env.metadata(), config=None, seed=0, counters={})
+    acting = CheckpointPolicy(path, deterministic=True)
+    assert isinstance(acting.net, MemoryPolicy) and acting.net.ctx_reset_col == policy.ctx_reset_col
+    col = policy.ctx_reset_col
+    assert col is not None
+    obs, masks, _ = env.reset(0)
+    state = policy.initial_state(env.num_agents)
+    remembered = 0
+    with torch.no_grad():
+        for _ in range(8):  # episodes of 5 ticks: one reset on the way
+            actions, _, values = acting(obs, masks)
+            o, m = torch.from_numpy(obs.copy()), torch.from_numpy(masks.copy())
+            state = state * (o[:, col] <= 0.5).float()[:, None]
+            logits, value, state = policy.step(o, m, state)
+            assert np.array_equal(actions, logits.argmax(-1).numpy()) and np.allclose(values, value.numpy(), atol=1e-6)
+            memoryless = policy.step(o, m, policy.initial_state(env.num_agents))[1]
+            remembered += int(not torch.allclose(memoryless, value, atol=1e-6))
+            b = env.step(actions)
+            obs, masks = b.obs.copy(), b.masks.copy()
+    assert remembered >= 5  # every tick but the two that start an episode acted on a memory

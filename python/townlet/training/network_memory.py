@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -124,12 +125,17 @@ class MemoryPolicy(ConflictAwarePolicy):
         n_actions: int,
         hidden: int = 128,
         context: int = 16,
+        ctx_reset_col: int | None = None,
     ) -> None:
         if arch not in MEMORY_ARCHS:
             raise ValueError(f"unknown memory architecture {arch!r} (one of {', '.join(MEMORY_ARCHS)})")
         super().__init__(map_shape, n_features, n_actions, hidden)
         self.architecture = arch
         self.context = context
+        #: The observation column of the `ctx_reset` feature (a new episode or a respawn), if any.
+        self.ctx_reset_col = ctx_reset_col
+        #: The memory of the rows `forward` acts for, tick after tick (`reset_memory` forgets it).
+        self.acting_state: torch.Tensor | None = None
         self.core: RecurrentCore | AttentionCore = (
             AttentionCore(hidden, context) if arch == "attention" else RecurrentCore(arch, hidden)
         )
@@ -138,6 +144,7 @@ class MemoryPolicy(ConflictAwarePolicy):
     def spec(self) -> dict[str, Any]:
         out = super().spec()
         out["context"] = self.context
+        out["ctx_reset_col"] = self.ctx_reset_col
         return out
 
     def initial_state(self, n: int) -> torch.Tensor:
@@ -191,15 +198,32 @@ class MemoryPolicy(ConflictAwarePolicy):
         entropy = -(logp_all.exp() * logp_all).sum(-1)
         return logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1), entropy, value
 
-    # Without a state (the ActorCritic interface: evaluation tools that know no memory), each
-    # observation is the first of an episode.
+    # The ActorCritic interface (`forward`, `act`, `value`) is how the tools that step a town tick
+    # by tick act (`sim run --policy`, capture, evaluation, the shard): there the policy keeps its
+    # own memory, one row per agent slot, forgotten where the `ctx_reset` feature is set (a new
+    # episode, a respawn) and entirely when the number of rows changes.
+
+    def reset_memory(self) -> None:
+        self.acting_state = None
+
+    def _acting_memory(self, obs: torch.Tensor) -> torch.Tensor:
+        n = obs.shape[0]
+        state = self.acting_state
+        if state is None or state.shape[0] != n:
+            state = self.initial_state(n)
+        elif self.ctx_reset_col is not None:
+            state = state * (obs[:, self.ctx_reset_col] <= 0.5).to(state.dtype)[:, None]
+        return state
 
     def forward(self, obs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, value, _ = self.step(obs, mask, self.initial_state(obs.shape[0]))
+        """One tick of the rows this policy acts for, with their memory (which advances)."""
+        logits, value, state = self.step(obs, mask, self._acting_memory(obs))
+        self.acting_state = state.detach().clone()
         return logits, value
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.state_value(obs, self.initial_state(obs.shape[0]))
+        """The critic's value of `obs` with the acting memory (which does not advance)."""
+        return self.state_value(obs, self._acting_memory(obs))
 
 
 def build_memory_policy(spec: dict[str, Any]) -> MemoryPolicy:
@@ -211,6 +235,7 @@ def build_memory_policy(spec: dict[str, Any]) -> MemoryPolicy:
         int(spec["n_actions"]),
         int(spec["hidden"]),
         int(spec.get("context", 16)),
+        None if spec.get("ctx_reset_col") is None else int(spec["ctx_reset_col"]),
     )
 
 
@@ -223,7 +248,9 @@ def make_memory_policy(arch: str, meta: dict[str, Any], n_actions: int, hidden: 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return MemoryPolicy(arch, tuple(meta["map_shape"]), int(meta["n_features"]), n_actions, hidden, context)
+        names = list(meta.get("feature_names", []))
+        col = int(np.prod(meta["map_shape"])) + names.index("ctx_reset") if "ctx_reset" in names else None
+        return MemoryPolicy(arch, tuple(meta["map_shape"]), int(meta["n_features"]), n_actions, hidden, context, col)
     finally:
         torch.set_num_threads(threads)
 
