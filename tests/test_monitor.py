@@ -10,9 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from conftest import WriteConfig
 from test_ops_bus import ADMIN, make_shard
+from townlet.errors import ConfigError
 from townlet.ops.monitor import ALERTS, StabilityMonitor, TickSample, sample_of
 from townlet.ops.world import ShardWorld, TickRecord
+from townlet.sim.config import load_config
 from townlet.sim.settings_ops import StabilitySettings
 
 N = 4
@@ -178,3 +181,13 @@ def test_tenure_counts_from_an_arrival_or_the_town_start_never_from_when_the_mon
     # the slot's next agent arrives at 5100 and leaves at 5150: a short tenure
     assert run(m, [base(5100, agent_events=[("agent_spawned", 1)])]) == set()
     assert run(m, [base(5150, agent_events=[("employment_exit_processed", 1)])]) == {"charter_tenure"}
+
+
+def test_thresholds_come_from_the_config_and_a_bad_one_names_its_key(write_config: WriteConfig) -> None:
+    path = write_config(lambda d: d.update(ops={"stability": {"window_ticks": 250, "max_exit_backlog": 4}}))
+    ops = load_config(path).sections.ops
+    assert ops.stability.window_ticks == 250 and ops.stability.max_exit_backlog == 4
+    assert ops.stability.required_passes == 2 and ops.promotion.release_dir == "snapshots/rel"
+    bad = write_config(lambda d: d.update(ops={"stability": {"window_ticks": 0}}), name="bad.yaml")
+    with pytest.raises(ConfigError, match=r"bad.yaml:\d+: ops.stability.window_ticks: Input should be greater"):
+        load_config(bad)
