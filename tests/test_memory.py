@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -258,3 +259,19 @@ def test_a_memory_checkpoint_acts_with_its_memory_tick_by_tick(config_path: Path
             b = env.step(actions)
             obs, masks = b.obs.copy(), b.masks.copy()
     assert remembered >= 5  # every tick but the two that start an episode acted on a memory
+
+
+def test_learn_memory_bench_prints_the_issue_keys() -> None:
+    """The interface the checks read (the figures themselves are the bench's, not a test's)."""
+    argv = [sys.executable, str(REPO_ROOT / "bench/learn_memory.py"), "--json", "--minutes", "0", "--seeds", "0", "3",
+            "--num-envs", "1", "--rollout-ticks", "8"]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert "no memory scenario yet" in out["scenario"]
+    for block in ("default_town", "memory_scenario"):
+        for agent in ("mlp", "lstm", "gru", "attention"):
+            returns = out[block][agent]
+            assert len(returns) == 2 and all(math.isfinite(r) for r in returns), (block, agent)
+            assert out[block]["agent_steps_per_s"][agent] > 0
+    assert set(out["goals"]) == {"memory_scenario.margin", "default_town.margin"}
