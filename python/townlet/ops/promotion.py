@@ -68,6 +68,9 @@ class PromotionManager:
         self.shadow_agree = 0
         self.shadow_actions = 0
         self._shadow_log: IO[str] | None = None
+        #: What identifies the shadow's files on disk (path, size, mtime of each), so promoting it skips a reload.
+        self._shadow_stamp: tuple[Any, ...] | None = None
+        self._last_stamp: tuple[Any, ...] | None = None
         self.state = "monitoring"
         self.canary_until: int | None = None
         self.last_event: dict[str, Any] | None = None
@@ -118,7 +121,7 @@ class PromotionManager:
         """Evaluate the checkpoint `path` beside the release from the next tick on (its actions logged, not applied);
         its promotion windows start again."""
         ref, actor = self._candidate(path)
-        self.shadow, self._shadow_actor = ref, actor
+        self.shadow, self._shadow_actor, self._shadow_stamp = ref, actor, self._last_stamp
         self._shadow_view = MaskedView(np.zeros(0, bool), self.world_spec())
         self.shadow_ticks = self.shadow_agree = self.shadow_actions = 0
         self.world.observe_each_tick = True
@@ -142,7 +145,12 @@ class PromotionManager:
             target = self.root / target
         if not target.is_file():
             raise CommandError(ErrorCode.not_found, f"checkpoint {path}: no such file")
-        ref, actor = load_candidate(target, self.world.config)
+        stamp = _stamp(target)
+        if self.shadow is not None and self._shadow_stamp == stamp:
+            ref, actor = self.shadow, self._shadow_actor  # the shadow, unchanged on disk: no second load
+        else:
+            ref, actor = load_candidate(target, self.world.config)
+        self._last_stamp = stamp
         reasons = preflight(self.release, ref)
         if reasons:
             raise CommandError(ErrorCode.conflict, f"pre-flight refused {path}: " + "; ".join(reasons))
@@ -250,7 +258,7 @@ class PromotionManager:
         return loaded, actor
 
     def _drop_shadow(self) -> None:
-        self.shadow, self._shadow_actor = None, None
+        self.shadow, self._shadow_actor, self._shadow_stamp = None, None, None
         self.world.observe_each_tick = False
 
     def _log(self, event: str, tick: int, before: PolicyRef, after: PolicyRef, **extra: Any) -> dict[str, Any]:
@@ -290,6 +298,15 @@ class PromotionManager:
         if self._shadow_log is not None:
             self._shadow_log.close()
             self._shadow_log = None
+
+
+def _stamp(path: Path) -> tuple[Any, ...]:
+    parts = []
+    for part in (path.with_suffix(".json"), path.with_suffix(".safetensors")):
+        if part.is_file():
+            st = part.stat()
+            parts.append((str(part.resolve()), st.st_size, st.st_mtime_ns))
+    return tuple(parts)
 
 
 def attach(world: ShardWorld, settings: OpsSection | None = None, *, root: Path | None = None) -> PromotionManager:
