@@ -24,7 +24,7 @@ from townlet.ops.promotion_policy import MaskedView
 from townlet.ops.shard import Shard
 from townlet.ops.world import ShardWorld, TickRecord
 from townlet.sim.config import load_config
-from townlet.sim.settings_ops import OpsSection, PromotionSettings, StabilitySettings
+from townlet.sim.settings_ops import OpsSection, PromotionSettings, SnapshotSettings, StabilitySettings
 from townlet.training.evaluate import checkpoint_actor
 from townlet.training.network import build_policy
 
@@ -298,4 +298,28 @@ def test_paths_that_are_not_checkpoints_or_snapshots_are_clear_errors(tmp_path: 
         assert err(r).code == code and "\n" not in err(r).message, (name, args, r)
     assert not (tmp_path / "logs/promotion_history.jsonl").exists()
     shard.close()
+    manager.close()
+
+
+def test_autosave_keeps_the_last_k_and_never_the_promotion_snapshots(tmp_path: Path, ckpts: dict[str, Path]) -> None:
+    shard = make_shard(tmp_path)
+    ops = settings().model_copy(update={"snapshots": SnapshotSettings(autosave_every=10, keep_last=2)})
+    manager = attach(shard.world, ops, root=tmp_path)
+    hashes: dict[int, str] = {}
+    shard.world.tick_listeners.append(lambda w, rec: hashes.__setitem__(w.tick, w.town.world_hash()))
+    for _ in range(5):
+        shard.step()
+    assert cmd(shard, "policy_swap", str(ckpts["a"])).status == "ok"
+    for _ in range(40):
+        shard.step()
+    assert sorted(p.name for p in (tmp_path / "snapshots/auto").iterdir()) == ["30.json", "40.json"]
+    assert (tmp_path / "snapshots/release/5.json").exists()
+    assert cmd(shard, "promotion_status", token=VIEWER).result["autosaves"] == ["30.json", "40.json"]
+    back = Shard.from_snapshot(
+        tmp_path / "snapshots/auto/40.json", load_config(DEFAULT_CONFIG), tokens=shard.tokens,
+        audit_path=tmp_path / "b/audit.jsonl", snapshot_root=tmp_path / "b/snapshots",
+    )  # fmt: skip
+    assert back.world.tick == 40 and back.world_hash() == hashes[40]
+    for s in (shard, back):
+        s.close()
     manager.close()

@@ -26,6 +26,7 @@ import numpy as np
 
 from townlet.errors import UsageError
 from townlet.jsonio import read_json, write_json
+from townlet.ops.autosave import Autosave
 from townlet.ops.envelope import CommandError, ErrorCode
 from townlet.ops.monitor import Alert, StabilityMonitor, sample_of
 from townlet.ops.promotion_log import record
@@ -76,10 +77,12 @@ class PromotionManager:
         self.last_event: dict[str, Any] | None = None
         self.events = 0
         world.tick_listeners.append(self._on_tick)
+        self.autosave = Autosave(self.settings.snapshots)
 
     # -- the tick ------------------------------------------------------------------------------------
 
     def _on_tick(self, world: ShardWorld, rec: TickRecord) -> None:
+        self.autosave(world, rec)
         alerts = self.monitor.track(sample_of(world, rec))
         if self._shadow_actor is not None and rec.obs is not None and rec.masks is not None:
             self._shadow_step(rec)
@@ -284,6 +287,7 @@ class PromotionManager:
                 "agreement": self.shadow_agree / self.shadow_actions if self.shadow_actions else None,
             },
             "canary_until": self.canary_until,
+            "autosaves": [p.name for p in self.autosave.saved],
             "monitor": self.monitor.status(),
             "last_event": self.last_event,
             "paths": {

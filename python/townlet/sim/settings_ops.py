@@ -63,9 +63,19 @@ class PromotionSettings(BaseModel):
     auto_rollback: bool = True
 
 
+class SnapshotSettings(BaseModel):
+    """`ops.snapshots`: autosave of the serving shard (the snapshots kept before promotions are never pruned)."""
+
+    model_config = ConfigDict(extra="forbid")
+    autosave_every: int = Field(0, ge=0, description="save the shard every N ticks (0: off)")
+    keep_last: int = Field(5, ge=1, description="autosaves kept (older ones are deleted)")
+    folder: str = Field("auto", description="under the snapshot root")
+
+
 class OpsSection(BaseModel):
     """`ops:`."""
 
     model_config = ConfigDict(extra="forbid")
     stability: StabilitySettings = StabilitySettings()
     promotion: PromotionSettings = PromotionSettings()
+    snapshots: SnapshotSettings = SnapshotSettings()
