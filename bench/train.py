@@ -2,18 +2,22 @@
 """End-to-end PPO throughput on the default town: agent-steps per second, with the epoch's wall
 time split into env stepping, policy inference while collecting, learning and the rest.
 
-`python bench/train.py [--json] [--epochs N] [--num-envs N] [--rollout-ticks T] [--torch-threads N]`
+`python bench/train.py [--json] [--epochs N] [--num-envs N] [--rollout-ticks T] [--torch-threads N]
+[--precision bf16|fp32]`
 
 The figures are the trainer's own per-epoch timings (the telemetry's `time_*` fields), summed over
 the timed epochs after one warm-up epoch. The goal is twice `BASELINE_AGENT_STEPS_PER_SEC`, the
 figure this script gave before the speed work (same flags, same machine); on a shared machine
-compare A/B in one command instead of against the constant.
+compare A/B in one command instead of against the constant. `agent_steps_per_cpu_sec` divides by
+the process's CPU time instead of the wall clock (the trainer runs on one thread): on a machine
+shared with other work it moves much less than the wall-clock figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +42,24 @@ SPLIT_FIELDS = {
 }
 
 
-def measure(num_envs: int, rollout_ticks: int, epochs: int, torch_threads: int) -> dict[str, Any]:
+def measure(num_envs: int, rollout_ticks: int, epochs: int, torch_threads: int, precision: str) -> dict[str, Any]:
     cfg = load_config(REPO / "configs/examples/poc_hybrid.yaml")
-    ppo = PPOConfig(num_envs=num_envs, rollout_ticks=rollout_ticks, torch_threads=torch_threads)
+    ppo = PPOConfig(num_envs=num_envs, rollout_ticks=rollout_ticks, torch_threads=torch_threads, precision=precision)
     trainer = Trainer(TownTrainEnv(cfg, ppo.num_envs, 1, None), ppo, seed=1)
     trainer.run(1)  # warm-up epoch, not timed
+    cpu0 = time.process_time()
     res = trainer.run(1 + epochs)  # to an epoch target: `epochs` more
+    cpu = time.process_time() - cpu0
     total = sum(r["epoch_duration_sec"] for r in res.records)
     steps = sum(r["transitions"] for r in res.records)
     split = {name: sum(r[field] for r in res.records) / total for name, field in SPLIT_FIELDS.items()}
-    return {"agent_steps_per_sec": steps / total, "agent_steps": steps, "seconds": total, "time_split": split}
+    return {
+        "agent_steps_per_sec": steps / total,
+        "agent_steps_per_cpu_sec": steps / cpu if cpu > 0 else 0.0,
+        "agent_steps": steps,
+        "seconds": total,
+        "time_split": split,
+    }
 
 
 def main() -> None:
@@ -57,13 +69,15 @@ def main() -> None:
     p.add_argument("--num-envs", type=int, default=16)
     p.add_argument("--rollout-ticks", type=int, default=128)
     p.add_argument("--torch-threads", type=int, default=1)
+    p.add_argument("--precision", choices=("bf16", "fp32"), default=PPOConfig().precision)
     args = p.parse_args()
-    res = measure(args.num_envs, args.rollout_ticks, args.epochs, args.torch_threads)
+    res = measure(args.num_envs, args.rollout_ticks, args.epochs, args.torch_threads, args.precision)
     goal = GOAL_FACTOR * BASELINE_AGENT_STEPS_PER_SEC
     out = {
         "benchmark": "train",
         **res,
         "num_envs": args.num_envs,
+        "precision": args.precision,
         "baseline_agent_steps_per_sec": BASELINE_AGENT_STEPS_PER_SEC,
         "baseline_date": BASELINE_DATE,
         "goal_agent_steps_per_sec": goal,
@@ -75,13 +89,15 @@ def main() -> None:
         print(json.dumps(out, sort_keys=True))
         return
     print(
-        f"PPO on the default town, {args.num_envs} towns x {args.rollout_ticks} ticks per epoch, {args.epochs} epochs"
+        f"PPO on the default town, {args.num_envs} towns x {args.rollout_ticks} ticks per epoch, {args.epochs} epochs, "
+        f"{args.precision}"
     )
     print(
         f"  {out['agent_steps_per_sec']:,.0f} agent-steps/s end to end "
         f"(goal {goal:,.0f}: {GOAL_FACTOR:g}x the {BASELINE_AGENT_STEPS_PER_SEC:,} measured on {BASELINE_DATE}; "
         f"now {out['vs_baseline']:.2f}x)"
     )
+    print(f"  {out['agent_steps_per_cpu_sec']:,.0f} agent-steps per CPU second")
     s = out["time_split"]
     print(f"  time: env {s['env']:.0%}, inference {s['inference']:.0%}, learn {s['learn']:.0%}, other {s['other']:.0%}")
 

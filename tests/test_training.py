@@ -357,7 +357,7 @@ def test_collector_bootstraps_truncated_rows() -> None:
     assert trunc[[4, 9]].all() and not np.asarray(buf.terminated).any()
     assert np.array_equal(boot != 0, trunc)  # a bootstrap value exactly on truncated rows
     values, rewards, adv = np.asarray(buf.values), np.asarray(buf.rewards), np.asarray(buf.advantages)
-    with torch.no_grad():
+    with torch.no_grad(), policy.computing_in(ppo.precision):  # the critic as the collector evaluates it
         for t in (4, 9):
             expected = policy.value(torch.from_numpy(finals[t])).numpy()
             np.testing.assert_allclose(boot[t], expected, rtol=1e-5, atol=1e-6)

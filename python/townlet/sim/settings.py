@@ -144,6 +144,11 @@ class PPOConfig(BaseModel):
     target_kl: float | None = Field(None, gt=0)
     hidden: int = Field(128, ge=8)
     torch_threads: int = Field(1, ge=1)
+    precision: str = Field(
+        "bf16",
+        pattern="^(fp32|bf16)$",
+        description="the policy's hidden-layer products while training: bf16 (float32 weights, heads and losses) or fp32",
+    )
     episode_ticks: int | None = Field(None, ge=1, description="episode length (default: the scenario's or a day)")
     warm_start: PPOWarmStart = PPOWarmStart()
 

@@ -9,6 +9,8 @@ PettingZoo env that is not Townlet). Both take `(obs (B, D), mask (B, A) bool)`.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -17,6 +19,31 @@ from torch import nn
 
 #: Logit given to masked actions: effectively zero probability without producing NaNs.
 MASKED_LOGIT = -1e8
+
+#: The precisions a policy computes in: `fp32` (float32 throughout), `bf16` (the conflict-aware
+#: network's hidden-layer products in bfloat16 with float32 accumulation; float32 weights, heads,
+#: losses and optimizer; the MLP stays float32, too small to gain).
+PRECISIONS = ("fp32", "bf16")
+BF16 = torch.bfloat16
+
+
+class Scratch:
+    """Named buffers reused from call to call (a large tensor allocated afresh costs its page
+    faults every time): `take` returns a view of the requested shape, growing the buffer when
+    it is too small. A view is valid until the next `take` of the same name."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def take(
+        self, name: str, shape: tuple[int, ...] | torch.Size, dtype: torch.dtype, *, zeroed: bool = False
+    ) -> torch.Tensor:
+        """`zeroed`: the buffer is zero when allocated (what a caller never writes stays zero)."""
+        size = math.prod(shape)
+        buf = self._buffers.get(name)
+        if buf is None or buf.dtype != dtype or buf.numel() < size:
+            buf = self._buffers[name] = (torch.zeros if zeroed else torch.empty)(size, dtype=dtype)
+        return buf[:size].view(shape)
 
 
 def layer_init(layer: nn.Module, std: float = math.sqrt(2), bias: float = 0.0) -> nn.Module:
@@ -42,6 +69,35 @@ class ActorCritic(nn.Module):
         self.hidden = hidden
         self.policy_head = layer_init(nn.Linear(hidden, n_actions), std=0.01)
         self.value_head = layer_init(nn.Linear(hidden, 1), std=1.0)
+        #: How `forward` computes (one of `PRECISIONS`); set for a while with `computing_in`.
+        self.precision = "fp32"
+        #: Weights derived for the current precision, kept while they cannot change (`frozen`),
+        #: and the buffers of `prepare` there (its result is read at once by the forward).
+        self._frozen: dict[str, Any] | None = None
+        self._scratch: Scratch | None = None
+
+    @contextmanager
+    def computing_in(self, precision: str, *, frozen: bool = False) -> Iterator[None]:
+        """Compute in `precision` inside the block (the trainer's collection and update), then
+        as before: a policy evaluated or saved afterwards computes in float32. `frozen`: the
+        weights do not change inside the block (collection), so what the precision derives
+        from them (bfloat16 copies) is derived once."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r} (one of {', '.join(PRECISIONS)})")
+        before = self.precision, self._frozen, self._scratch
+        self.precision, self._frozen = precision, ({} if frozen else None)
+        self._scratch = Scratch() if frozen else None
+        try:
+            yield
+        finally:
+            self.precision, self._frozen, self._scratch = before
+
+    def prepare(self, obs: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
+        """Observations as the network reads them in the current precision; `forward` accepts
+        either (the update prepares the epoch's rows once instead of every minibatch). Here the
+        observations themselves; a network with a bfloat16 path returns its own input. With
+        `scratch`, the result may live in its buffers (valid until the next call with it)."""
+        return obs
 
     def trunk(self, obs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -144,6 +200,7 @@ class ConflictAwarePolicy(ActorCritic):
         self.feature_encoder = nn.Sequential(layer_init(nn.Linear(n_features, hidden // 2)), nn.ReLU())
         self.actor = nn.Sequential(layer_init(nn.Linear(hidden, hidden)), nn.ReLU())
         self.critic = nn.Sequential(layer_init(nn.Linear(hidden, hidden)), nn.ReLU())
+        self._rows = ConvAsRows(self.map_shape, self.map_encoder[0])  # type: ignore[arg-type]
 
     def spec(self) -> dict[str, Any]:
         out = super().spec()
@@ -177,11 +234,129 @@ class ConflictAwarePolicy(ActorCritic):
         return self._hidden(self.encode(obs), self.critic)
 
     def forward(self, obs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.precision == "bf16":
+            out = self._bf16_outputs(obs)
+            return out[:, : self.n_actions].masked_fill(~mask, MASKED_LOGIT), out[:, self.n_actions]
         z = self.encode(obs)  # encode once for both heads
         ph, vh = self.policy_head, self.value_head
         assert isinstance(ph, nn.Linear) and isinstance(vh, nn.Linear)
         logits = F.linear(self._hidden(z, self.actor), ph.weight, ph.bias).masked_fill(~mask, MASKED_LOGIT)
         return logits, F.linear(self._hidden(z, self.critic), vh.weight, vh.bias).squeeze(-1)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.precision == "bf16":
+            return self._bf16_outputs(obs)[:, self.n_actions]
+        return super().value(obs)
+
+    # bfloat16: the convolution as one matrix product per output row of the map (`ConvAsRows`),
+    # the actor's and critic's hidden layers as one product, both heads as one float32 product.
+
+    def prepare(self, obs: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
+        """In bfloat16: each output row's input rows of the map (`ConvAsRows.slabs_into`), then
+        the features, as one bfloat16 row per observation."""
+        if self.precision != "bf16" or obs.dtype == BF16:
+            return obs
+        scratch = scratch or self._scratch or Scratch()
+        n = obs.shape[0]
+        x = scratch.take("obs", obs.shape, BF16).copy_(obs)  # one contiguous conversion, then bfloat16 copies
+        out = scratch.take("input", (n, self._rows.slab_len + self.n_features), BF16)
+        self._rows.slabs_into(out[:, : self._rows.slab_len], x[:, : self.map_len], scratch)
+        out[:, self._rows.slab_len :] = x[:, self.map_len :]
+        return out
+
+    def _bf16_weights(self) -> dict[str, torch.Tensor]:
+        """The products' operands, derived from the float32 parameters (gradients flow back
+        through the derivation); derived once while `frozen`."""
+        if self._frozen is not None and self._frozen:
+            return self._frozen
+        conv: nn.Conv2d = self.map_encoder[0]  # type: ignore[assignment]
+        map_fc: nn.Linear = self.map_fc[0]  # type: ignore[assignment]
+        feat: nn.Linear = self.feature_encoder[0]  # type: ignore[assignment]
+        actor: nn.Linear = self.actor[0]  # type: ignore[assignment]
+        critic: nn.Linear = self.critic[0]  # type: ignore[assignment]
+        ph: nn.Linear = self.policy_head  # type: ignore[assignment]
+        vh: nn.Linear = self.value_head  # type: ignore[assignment]
+        assert conv.bias is not None
+        w = {
+            "conv": self._rows.matrix(conv.weight).to(BF16),
+            "conv_bias": conv.bias.repeat(self._rows.out_cols).to(BF16),
+            "map_fc": self._rows.permuted_fc(map_fc.weight).to(BF16),
+            "map_fc_bias": map_fc.bias.to(BF16),
+            "feat": feat.weight.to(BF16),
+            "feat_bias": feat.bias.to(BF16),
+            "hidden": torch.cat([actor.weight, critic.weight]).to(BF16),
+            "hidden_bias": torch.cat([actor.bias, critic.bias]).to(BF16),
+            "heads": torch.block_diag(ph.weight, vh.weight),  # type: ignore[no-untyped-call]  # float32: [logits | value]
+            "heads_bias": torch.cat([ph.bias, vh.bias]),
+        }
+        if self._frozen is not None:
+            self._frozen.update({k: v.detach() for k, v in w.items()})
+        return w
+
+    def _bf16_outputs(self, obs: torch.Tensor) -> torch.Tensor:
+        """(B, n_actions + 1): the unmasked logits, then the value."""
+        x, w = self.prepare(obs), self._bf16_weights()
+        b, rows = x.shape[0], self._rows
+        slabs = x[:, : rows.slab_len].reshape(b * rows.out_rows, rows.slab_width)
+        m = F.relu(torch.addmm(w["conv_bias"], slabs, w["conv"])).view(b, -1)
+        m = F.relu(F.linear(m, w["map_fc"], w["map_fc_bias"]))
+        f = F.relu(F.linear(x[:, rows.slab_len :], w["feat"], w["feat_bias"]))
+        h = F.relu(F.linear(torch.cat([m, f], dim=-1), w["hidden"], w["hidden_bias"]))
+        return F.linear(h.float(), w["heads"], w["heads_bias"])
+
+
+class ConvAsRows:
+    """A `Conv2d(C, K, 3, stride 2, padding 1)` over a (C, H, W) map as one matrix product per
+    output row: output row i reads input rows 2i-1..2i+1 (a "slab" of C x 3 x W values, zero
+    outside the map) and maps it through a (C*3*W, W_out*K) matrix built from the kernel (the
+    same for every row: a convolution is shift-invariant). More multiply-adds than the
+    convolution, but one dense, wide product instead of a narrow one, and its backward is a
+    product too (the convolution's weight gradient was the update's slowest kernel). The output
+    comes in (row, column, channel) order; `permuted_fc` reorders the next layer's columns to
+    match the convolution's (channel, row, column) flattening."""
+
+    def __init__(self, map_shape: tuple[int, int, int], conv: nn.Conv2d) -> None:
+        c, h, w = map_shape
+        if conv.kernel_size != (3, 3) or conv.stride != (2, 2) or conv.padding != (1, 1):
+            raise ValueError("ConvAsRows covers a 3x3 convolution with stride 2 and padding 1")
+        self.out_channels = conv.out_channels
+        self.out_rows, self.out_cols = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+        self.slab_width = c * 3 * w
+        self.slab_len = self.out_rows * self.slab_width
+        self.map_shape = map_shape
+        zero_weight = conv.weight.numel()  # the index of a zero appended to the flattened kernel
+        toeplitz = [
+            k * c * 9 + ch * 9 + r * 3 + (j + 1 - 2 * oc) if 0 <= j + 1 - 2 * oc <= 2 else zero_weight
+            for ch in range(c)
+            for r in range(3)
+            for j in range(w)
+            for oc in range(self.out_cols)
+            for k in range(self.out_channels)
+        ]
+        self.toeplitz_index = torch.tensor(toeplitz, dtype=torch.long)
+
+    def slabs_into(self, out: torch.Tensor, maps: torch.Tensor, scratch: Scratch) -> None:
+        """Write the slabs of (B, C*H*W) flattened maps into `out` (B, slab_len): output row i
+        reads map rows 2i-1..2i+1 of each channel (3 x W values in a row of a map padded with
+        zero rows), one strided copy from the padded maps (kept in `scratch`: their zero rows
+        are written once)."""
+        c, h, w = self.map_shape
+        b, hp = maps.shape[0], 2 * self.out_rows + 1  # padded row p is map row p - 1
+        padded = scratch.take(f"padded_{c}x{hp}x{w}", (b, c, hp, w), maps.dtype, zeroed=True)
+        padded[:, :, 1 : h + 1] = maps.view(b, c, h, w)
+        rows = padded.as_strided((b, self.out_rows, c, 3 * w), (c * hp * w, 2 * w, hp * w, 1))
+        out.view(b, self.out_rows, c, 3 * w).copy_(rows)
+
+    def matrix(self, weight: torch.Tensor) -> torch.Tensor:
+        """The (slab_width, out_cols * out_channels) matrix of the kernel `weight`: a slab times
+        it is the output row in (column, channel) order (add the bias repeated per column)."""
+        flat = torch.cat([weight.reshape(-1), weight.new_zeros(1)])
+        return flat.index_select(0, self.toeplitz_index).view(self.slab_width, -1)
+
+    def permuted_fc(self, weight: torch.Tensor) -> torch.Tensor:
+        """The next layer's (out, K*rows*cols) weight with its columns in (row, column, channel) order."""
+        out = weight.shape[0]
+        return weight.view(out, self.out_channels, self.out_rows, self.out_cols).permute(0, 2, 3, 1).reshape(out, -1)
 
 
 def build_policy(spec: dict[str, Any]) -> ActorCritic:

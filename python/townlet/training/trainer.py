@@ -15,7 +15,7 @@ from townlet.artifacts.checkpoint import TrainingState
 from townlet.sim.settings import PPOConfig
 from townlet.telemetry.writer import TelemetryWriter
 from townlet.training.envs import TrainEnv
-from townlet.training.network import ActorCritic, ConflictAwarePolicy, MLPPolicy
+from townlet.training.network import ActorCritic, ConflictAwarePolicy, MLPPolicy, Scratch
 from townlet.training.ppo import (
     Dataset,
     RolloutCollector,
@@ -93,6 +93,7 @@ class Trainer:
             else None
         )
         self.rng = np.random.default_rng(seed)
+        self.scratch = Scratch()  # the update's buffers, reused every epoch
         self.steps = 0
         self.epoch = 0
         #: The best epoch so far by `BEST_METRIC` (rollout modes): metric, value, epoch, policy_epoch.
@@ -142,7 +143,15 @@ class Trainer:
             lr = self._anneal_lr(epoch, epochs)
             data, roll, baseline, events = self._gather(data_mode, result, on_best)
             self.steps += len(data)
-            upd = ppo_update(self.policy, self.optimizer, data, self.cfg, self.rng, rivalry_cols=self.rivalry_cols)
+            upd = ppo_update(
+                self.policy,
+                self.optimizer,
+                data,
+                self.cfg,
+                self.rng,
+                rivalry_cols=self.rivalry_cols,
+                scratch=self.scratch,
+            )
             duration = time.perf_counter() - t0
             rec = epoch_record(
                 epoch=self.epoch,

@@ -1,0 +1,160 @@
+"""`ppo.precision`: the bfloat16 path (the default) computes what the float32 path computes, within
+bfloat16's rounding; it is deterministic; float32 is still the float32 computation; the convolution
+as per-row products is the convolution; the collector's copies of live rows are the buffer's rows.
+(Its speed lives in bench/train.py, its learning in the A/B figures of docs/training.md.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from pydantic import ValidationError
+
+from conftest import REPO_ROOT
+from townlet import load_config
+from townlet.sim.settings import PPOConfig
+from townlet.training.envs import TownTrainEnv
+from townlet.training.network import ConflictAwarePolicy, ConvAsRows, MLPPolicy, Scratch
+from townlet.training.ppo import RolloutCollector
+from townlet.training.trainer import Trainer, make_policy
+
+POC = REPO_ROOT / "configs/examples/poc_hybrid.yaml"
+
+
+def town_like(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Observations shaped as the default town's (a sparse 0/1 map, then features) and masks."""
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.rand(n, 578, generator=g)
+    obs[:, :484] = (torch.rand(n, 484, generator=g) < 0.3).float()
+    mask = torch.rand(n, 16, generator=g) < 0.7
+    mask[:, 0] = True
+    return obs, mask
+
+
+@pytest.mark.parametrize("shape", [(4, 11, 11), (3, 8, 10), (2, 3, 5), (1, 1, 4)])
+def test_conv_as_rows_is_the_convolution(shape: tuple[int, int, int]) -> None:
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(shape[0], 8, 3, stride=2, padding=1)
+    rows = ConvAsRows(shape, conv)
+    assert conv.bias is not None
+    maps = torch.randn(5, int(np.prod(shape)))
+    slabs = torch.full((5, rows.slab_len), float("nan"))  # every entry must be written
+    scratch = Scratch()
+    rows.slabs_into(slabs, maps, scratch)
+    # Fewer rows into the buffers of more, then more again: the padding stays zero.
+    rows.slabs_into(slabs[:3].clone(), maps[:3] + 1, scratch)
+    rows.slabs_into(slabs, maps, scratch)
+    assert not slabs.isnan().any()
+    out = slabs.view(-1, rows.slab_width) @ rows.matrix(conv.weight) + conv.bias.repeat(rows.out_cols)
+    ref = F.conv2d(maps.view(5, *shape), conv.weight, conv.bias, 2, 1)  # (B, K, rows, cols)
+    assert ref.shape[2:] == (rows.out_rows, rows.out_cols)
+    # (row, column, channel) order; the next layer's permuted columns read it as the flattened convolution
+    torch.testing.assert_close(out.view(5, -1), ref.permute(0, 2, 3, 1).reshape(5, -1), rtol=1e-5, atol=1e-5)
+    fc = torch.randn(7, ref[0].numel())
+    torch.testing.assert_close(out.view(5, -1) @ rows.permuted_fc(fc).T, ref.flatten(1) @ fc.T, rtol=1e-4, atol=1e-4)
+
+
+def test_bf16_forward_and_gradients_follow_float32() -> None:
+    torch.manual_seed(3)
+    net = ConflictAwarePolicy((4, 11, 11), 94, 16, 128)
+    obs, mask = town_like(256, 1)
+    actions = torch.zeros(256, dtype=torch.long)
+
+    def run(precision: str) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        net.zero_grad()
+        with net.computing_in(precision):
+            logp, ent, value = net.evaluate(obs, mask, actions)
+            (logp.mean() + 0.01 * ent.mean() + (value**2).mean()).backward()  # type: ignore[no-untyped-call]
+        return (
+            logp.detach(),
+            value.detach(),
+            {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None},
+        )
+
+    logp32, v32, g32 = run("fp32")
+    logp16, v16, g16 = run("bf16")
+    assert net.precision == "fp32"  # the block restores it
+    assert not torch.equal(v16, v32)  # a different computation, not a silent float32 one
+    torch.testing.assert_close(logp16, logp32, rtol=0, atol=1e-3)
+    torch.testing.assert_close(v16, v32, rtol=0.02, atol=0.02)
+    assert set(g16) == set(g32) and all(g.dtype == torch.float32 for g in g16.values())  # float32 master gradients
+    for name, g in g32.items():
+        rel = float((g16[name] - g).norm() / (g.norm() + 1e-12))
+        assert rel < 0.1, (name, rel)
+
+
+def test_prepared_input_frozen_weights_and_scratch_give_the_same_outputs() -> None:
+    torch.manual_seed(5)
+    net = ConflictAwarePolicy((4, 11, 11), 94, 16, 64)
+    obs, mask = town_like(40, 2)
+    with torch.no_grad(), net.computing_in("bf16"):
+        logits, value = net(obs, mask)
+        scratch = Scratch()
+        prepared = net.prepare(obs, scratch)
+        assert prepared.dtype == torch.bfloat16
+        assert all(torch.equal(a, b) for a, b in zip(net(prepared, mask), (logits, value), strict=True))
+        assert torch.equal(net.value(obs), value)
+    with torch.inference_mode(), net.computing_in("bf16", frozen=True):
+        assert all(torch.equal(a, b) for a, b in zip(net(obs, mask), (logits, value), strict=True))
+        with torch.no_grad():
+            next(net.parameters()).add_(1.0)  # never inside a frozen block in training; shows the weights are kept
+        assert torch.equal(net(obs, mask)[0], logits)
+    with torch.no_grad(), net.computing_in("bf16"):
+        assert not torch.equal(net(obs, mask)[0], logits)  # derived afresh outside the frozen block
+
+
+def test_precision_is_validated_and_the_mlp_stays_float32() -> None:
+    with pytest.raises(ValidationError):
+        PPOConfig(precision="fp16")
+    net = MLPPolicy(4, 2, 16)
+    obs, mask = torch.randn(3, 4), torch.ones(3, 2, dtype=torch.bool)
+    with pytest.raises(ValueError, match="unknown precision"), net.computing_in("half"):
+        pass
+    with net.computing_in("bf16"):
+        got = net(obs, mask)
+    assert all(torch.equal(a, b) for a, b in zip(got, net(obs, mask), strict=True))
+
+
+def trained(precision: str, seed: int = 5) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
+    cfg = load_config(POC)
+    ppo = PPOConfig(num_envs=2, rollout_ticks=16, hidden=32, precision=precision)
+    trainer = Trainer(TownTrainEnv(cfg, ppo.num_envs, seed, None), ppo, seed=seed)
+    records = trainer.run(2).records
+    untimed = [
+        {k: v for k, v in r.items() if not k.startswith("time_") and k not in ("sps", "epoch_duration_sec")}
+        for r in records
+    ]
+    return untimed, trainer.policy.state_dict()
+
+
+def test_bf16_training_is_deterministic_and_not_float32() -> None:
+    rec_a, w_a = trained("bf16")
+    rec_b, w_b = trained("bf16")
+    assert rec_a == rec_b and all(torch.equal(w_a[k], w_b[k]) for k in w_a)
+    rec_f, w_f = trained("fp32")
+    assert rec_f != rec_a and not all(torch.equal(w_a[k], w_f[k]) for k in w_a)
+    # Close, though: the same initial weights, the same first rollout's actions almost everywhere.
+    for k in w_a:
+        assert float((w_a[k] - w_f[k]).abs().max()) < 0.05, k
+
+
+def test_live_rows_are_copied_from_the_buffer_rows_of_live_agents() -> None:
+    env = TownTrainEnv(load_config(POC), 1, 2, None)
+    ppo = PPOConfig(num_envs=1, rollout_ticks=6, hidden=32)
+    torch.manual_seed(0)
+    collector = RolloutCollector(env, make_policy(env.metadata(), env.obs_dim, env.n_actions, 32), ppo, seed=2)
+    collector.collect()
+    valid = np.asarray(collector.buffer.valid)
+    valid[1, 3] = valid[4, 0] = False  # as if those agents had been dead
+    keep = valid.reshape(-1)
+    for _ in range(2):  # the second time into the arrays kept from the first
+        data = collector._live_rows()
+        assert len(data) == 6 * 9 - 2
+        buf_obs = np.asarray(collector.buffer.obs).reshape(6 * 9, -1)
+        assert not np.shares_memory(data.obs, buf_obs)
+        np.testing.assert_array_equal(data.obs, buf_obs[keep])
+        np.testing.assert_array_equal(data.actions, np.asarray(collector.buffer.actions).reshape(-1)[keep])
+        np.testing.assert_array_equal(data.advantages, np.asarray(collector.buffer.advantages).reshape(-1)[keep])
