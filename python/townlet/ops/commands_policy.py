@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from townlet.ops.envelope import CommandError, ErrorCode
 from townlet.ops.promotion import manager_for
@@ -15,6 +15,14 @@ from townlet.ops.world import ShardWorld
 
 class CheckpointArgs(Args):
     checkpoint: str = Field(min_length=1, max_length=1024)
+
+    @model_validator(mode="after")
+    def _torch_ready(self) -> CheckpointArgs:
+        # Arguments are parsed when the command arrives, outside the world lock: the first torch import (seconds)
+        # happens here instead of in the handler, where the shard stops ticking while it runs.
+        import townlet.training.evaluate  # noqa: F401
+
+        return self
 
 
 class RollbackArgs(Args):
