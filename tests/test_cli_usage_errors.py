@@ -15,7 +15,7 @@ from conftest import assert_one_line_error, run_cli
     ("args", "named"),
     [
         (["train", "--bogus"], "--bogus"),
-        (["train"], "'config'"),
+        (["train"], "--config CONFIG"),
         (["--bogus"], "--bogus"),
         (["sim", "run", "--config", "x.yaml", "--tick-limit", "many"], "--tick-limit"),
         (["eval", "configs/examples/poc_hybrid.yaml"], "--policy"),
