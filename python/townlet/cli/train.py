@@ -254,10 +254,12 @@ def _one_config(positional: Path | None, option: Path | None) -> Path:
     """CONFIG or --config CONFIG (seed 003's form): one of them, or both naming the same file."""
     if positional is None:
         if option is None:
-            raise UsageError("missing the config: give CONFIG or --config CONFIG")
+            raise UsageError("missing the config: give CONFIG or --config CONFIG (see 'townlet train --help')")
         return option
     if option is not None and option != positional:
-        raise UsageError(f"two configs given: {positional} and --config {option}; give one")
+        raise UsageError(
+            f"two configs given: {positional} and --config {option}; give one (see 'townlet train --help')"
+        )
     return positional
 
 
