@@ -15,6 +15,7 @@ from townlet.artifacts.checkpoint import TrainingState
 from townlet.sim.settings import PPOConfig
 from townlet.telemetry.writer import TelemetryWriter
 from townlet.training.envs import TrainEnv
+from townlet.training.malloc import keep_freed_memory
 from townlet.training.network import ActorCritic, ConflictAwarePolicy, MLPPolicy, Scratch
 from townlet.training.ppo import (
     Dataset,
@@ -70,6 +71,7 @@ class Trainer:
         if env is None and replay is None:
             raise ValueError("nothing to train on: give an env (rollout) or replay data")
         torch.set_num_threads(cfg.torch_threads)
+        keep_freed_memory()  # every minibatch's tensors reuse the last one's memory
         torch.manual_seed(seed)
         self.cfg = cfg
         self.seed = seed
