@@ -85,6 +85,8 @@ class AttentionCore(nn.Module):
     def forward(self, z: torch.Tensor, state: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, length, hid = z.shape
         k = self.context
+        if length == 1 and not bool(starts.any()):
+            return self._one_tick(z, state)
         ctx = state[:, : k * hid].view(b, k, hid)
         valid = torch.cat([state[:, k * hid :] > 0.5, torch.ones(b, length, dtype=torch.bool)], dim=1)
         episode = torch.cat([torch.zeros(b, k, dtype=torch.long), starts.long().cumsum(1)], dim=1)
@@ -112,6 +114,24 @@ class AttentionCore(nn.Module):
         kept = x[:, length:] * keep[..., None].to(z.dtype)  # forgotten ticks read as zeros
         new_state = torch.cat([kept.reshape(b, k * hid), keep.to(z.dtype)], dim=1)
         return h, new_state
+
+    def _one_tick(self, z: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward` for one tick (acting): the same arithmetic over the K keys in the window only."""
+        b, _, hid = z.shape
+        k = self.context
+        keys = torch.cat([state[:, hid : k * hid].view(b, k - 1, hid), z], dim=1)  # the window: (B, K, H)
+        valid = torch.cat([state[:, k * hid + 1 :] > 0.5, torch.ones(b, 1, dtype=torch.bool)], dim=1)
+        qkv = self.qkv(self.norm(keys))
+        dh = hid // self.heads
+        q, key, v = (t.view(b, k, self.heads, dh).transpose(1, 2) for t in qkv.split(hid, dim=-1))
+        scores = q[:, :, k - 1 :] @ key.transpose(-1, -2) / math.sqrt(dh)  # (B, heads, 1, K)
+        bias = self.distance_bias.flip(-1)[:, None, :]  # key i is K - 1 - i ticks back
+        scores = (scores + bias[None]).masked_fill(~valid[:, None, None, :], float("-inf"))
+        att = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(b, 1, hid)
+        a = z + self.out(att)
+        h = a + self.ff2(F.relu(self.ff1(self.ff_norm(a))))
+        kept = keys * valid[..., None].to(z.dtype)
+        return h, torch.cat([kept.reshape(b, k * hid), valid.to(z.dtype)], dim=1)
 
 
 class MemoryPolicy(ConflictAwarePolicy):
