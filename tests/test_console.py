@@ -38,7 +38,7 @@ def test_one_command_as_json(shard: Served, tokens: dict[str, Path]) -> None:
     assert res.returncode == 0, str(res)
     result = res.json()
     assert result["status"] == "ok" and result["issuer"] == "vera"
-    assert result["result"]["schema_version"] == "1.0.0"
+    assert result["result"]["schema_version"] == "1.1.0"
 
 
 def test_setneed_through_the_console_changes_the_town(shard: Served, tokens: dict[str, Path]) -> None:

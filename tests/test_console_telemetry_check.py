@@ -45,7 +45,7 @@ def run_tool(*args: str | Path) -> CliResult:
 def test_a_live_snapshot_conforms(live_snapshot: dict[str, Any], tmp_path: Path) -> None:
     res = run_tool(_write(tmp_path / "snap.json", live_snapshot))
     assert res.returncode == 0, str(res)
-    assert "schema 1.0.0 (tick 30, 9 agents)" in res.stdout
+    assert "schema 1.1.0 (tick 30, 9 agents)" in res.stdout
     wrapped = {"cmd_id": None, "name": "telemetry_snapshot", "status": "ok", "result": live_snapshot, "tick": 30}
     message = {"type": "snapshot", "tick": 30, "data": live_snapshot}
     res = run_tool(_write(tmp_path / "result.json", wrapped), _write(tmp_path / "message.json", message), "--json")

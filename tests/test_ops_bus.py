@@ -97,7 +97,7 @@ def test_setneed_changes_the_next_snapshot(shard: Shard) -> None:
     shard.step()
     snap = shard.snapshot()
     assert snap["tick"] == 1 and snap["agents"]["bob"]["needs"]["energy"] < 0.05
-    assert snap["schema_version"] == "1.0.0"
+    assert snap["schema_version"] == "1.1.0"
     prior_job_keys = {
         "job_id", "on_shift", "wallet", "lateness_counter", "wages_earned", "meals_cooked", "meals_consumed",
         "basket_cost", "shift_state", "attendance_ratio", "late_ticks_today", "absent_shifts_7d", "wages_withheld",

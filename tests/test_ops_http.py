@@ -38,7 +38,7 @@ def test_health_metrics_and_the_snapshot(shard: Served) -> None:
     health = shard.snapshot()
     assert health.status_code == 200, health.text
     snap = health.json()
-    assert snap["schema_version"] == "1.0.0"
+    assert snap["schema_version"] == "1.1.0"
     for key in ("tick", "agents", "jobs", "economy", "employment"):
         assert key in snap, key
     agent = snap["agents"]["alice"]

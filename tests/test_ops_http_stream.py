@@ -53,7 +53,7 @@ def test_the_stream_sends_a_snapshot_then_diffs(shard: Served) -> None:
 
     messages = asyncio.run(run())
     first, diffs = messages[0], messages[1:]
-    assert first["type"] == "snapshot" and first["data"]["schema_version"] == "1.0.0"
+    assert first["type"] == "snapshot" and first["data"]["schema_version"] == "1.1.0"
     doc, tick = first["data"], first["tick"]
     for msg in diffs:
         assert msg["type"] == "diff", msg

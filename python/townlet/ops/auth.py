@@ -57,6 +57,10 @@ class TokenStore:
         ]
         self.allow_anonymous_viewer = allow_anonymous_viewer
 
+    def has_role(self, role: str) -> bool:
+        """Whether some token has `role`."""
+        return any(p.role == role for _, p, _ in self._entries)
+
     def __repr__(self) -> str:
         return f"TokenStore({len(self._entries)} tokens)"
 

@@ -298,6 +298,20 @@ class PromotionManager:
             },
         }
 
+    def summary(self) -> dict[str, Any]:
+        """The snapshot's `promotion` entry: the state at a glance (promotion_status has the whole story)."""
+        last = self.last_event
+        return {
+            "status": self.state,
+            "release": self.release.name,
+            "shadow": None if self.shadow is None else self.shadow.name,
+            "pass_streak": self.monitor.pass_streak,
+            "required_passes": self.monitor.s.required_passes,
+            "candidate_ready": self.monitor.candidate_ready,
+            "canary_until": self.canary_until,
+            "last_event": None if last is None else {k: last.get(k) for k in ("event", "tick", "from", "to", "reason")},
+        }
+
     def close(self) -> None:
         if self._shadow_log is not None:
             self._shadow_log.close()
@@ -323,6 +337,11 @@ def attach(world: ShardWorld, settings: OpsSection | None = None, *, root: Path 
     manager = PromotionManager(world, settings, root=root)
     _MANAGERS[world] = manager
     return manager
+
+
+def current(world: ShardWorld) -> PromotionManager | None:
+    """The world's promotion manager, None when it has none (nothing is attached)."""
+    return _MANAGERS.get(world)
 
 
 def manager_for(world: ShardWorld) -> PromotionManager:

@@ -122,6 +122,32 @@ class OneThread:
         finally:
             torch.set_num_threads(threads)
 
+    def act(
+        self, vec: Any, obs: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64] | None]:
+        """The greedy actions (the argmax of the masked logits, as the actor computes them) and each one's
+        probability under the policy's distribution, from one forward pass; a non-checkpoint actor: no probabilities."""
+        import torch
+
+        inner = self.actor
+        loaded = getattr(inner, "loaded", None)
+        if loaded is None:
+            return self(vec, obs), None
+        if getattr(inner, "_checked", None) is not vec:
+            loaded.check(vec.observation_metadata())
+            inner._checked = vec
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with torch.no_grad():
+                masks = torch.from_numpy(np.ascontiguousarray(vec.action_masks()))
+                logits, _ = loaded.net(torch.from_numpy(np.ascontiguousarray(obs)), masks)
+                actions = logits.argmax(-1)
+                probs = torch.softmax(logits.double(), -1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        finally:
+            torch.set_num_threads(threads)
+        return actions.numpy().astype(np.int64), probs.numpy().astype(np.float64)
+
 
 def _config_id(header: dict[str, Any]) -> str | None:
     for block in ("metadata", "config", "observation"):

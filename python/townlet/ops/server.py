@@ -3,7 +3,8 @@
 `serve(shard, host, port, ...)` binds first (port 0 picks a free port), calls `on_listening(url)` once the server
 accepts connections, and returns after SIGINT/SIGTERM, a `stop` event, or the end of `tick_limit` ticks: the server
 stops taking requests, the shard finishes its tick and its thread is joined. An error in the shard's thread is
-raised again here after the server has stopped.
+raised again here after the server has stopped. Before it listens, `shard.prepare_serving()` attaches the
+promotion manager and imports torch when a checkpoint may act (no stall at the first policy command).
 """
 
 from __future__ import annotations
@@ -109,6 +110,13 @@ def serve(
 ) -> ServeResult:
     """Run the shard and its HTTP API until a signal, `stop`, or `tick_limit` ticks (see the module docstring)."""
     sock = _bind(host, port)
+    prepare = getattr(shard, "prepare_serving", None)
+    if callable(prepare):
+        try:
+            prepare()
+        except BaseException:
+            sock.close()
+            raise
     bound_port = sock.getsockname()[1]
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{bound_port}"

@@ -354,6 +354,23 @@ class Shard:
     def stop(self) -> None:
         self._stop.set()
 
+    def prepare_serving(self) -> dict[str, bool]:
+        """Before the first served tick: the promotion manager (and so the stability monitor and autosave) is
+        attached now, not on the first policy command; torch is imported now when a checkpoint may act (a
+        checkpoint policy, or an admin who may give policy commands), not mid-run, where its import (seconds)
+        stalls the ticks. What was prepared."""
+        from townlet.ops.promotion import current, manager_for
+
+        with self._world_lock:
+            attached = current(self.world) is None
+            manager_for(self.world)
+            self._snapshot_stale = True
+        torch_ready = self.world.policy_path is not None or self.tokens.has_role("admin")
+        if torch_ready:
+            import townlet.training.evaluate  # noqa: F401 - torch and the checkpoint reader, loaded once
+
+        return {"promotion_attached": attached, "torch_imported": torch_ready}
+
     # -- reading ----------------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:

@@ -4,22 +4,31 @@ Top level: schema_version, tick, day, config_id, agents (id -> position, needs, 
 activity, possessed), jobs (id -> the employment record, with every key of the prior 0.2.0 sample's job entries;
 basket_cost is the price of a meal at home, `meal_cost`), economy (stock per object, prices, utilities),
 employment (exit queue metrics), kpis, perturbations, events (the latest 100), narrations, toggles, possessed.
+1.1.0 adds each agent's action (the last tick's, by name) and action_prob (its probability under the acting
+policy; null for an operator's action), reward_clip_events (agent-ticks whose reward a clip changed, since the
+shard started) and promotion (status, release, shadow, pass_streak, required_passes, candidate_ready, canary_until,
+last_event; null without a promotion manager).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from townlet.ops.promotion import current
 from townlet.ops.world import NEED_NAMES
 
 if TYPE_CHECKING:
     from townlet.ops.world import ShardWorld
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"
 
 
 def _r(x: float) -> float:
     return round(float(x), 6)
+
+
+def _prob(p: float | None) -> float | None:
+    return None if p is None else _r(p)
 
 
 def telemetry_snapshot(w: ShardWorld) -> dict[str, Any]:
@@ -37,6 +46,7 @@ def telemetry_snapshot(w: ShardWorld) -> dict[str, Any]:
     basket = _r(prices.get("meal_cost", 0.0))
     pending, exits_today = town.employment_exit_review()
     employment_cfg = w.config.world.get("employment") or {}
+    names = w.action_names
     agents: dict[str, Any] = {}
     jobs: dict[str, Any] = {}
     for i, aid in enumerate(ids):
@@ -51,6 +61,8 @@ def telemetry_snapshot(w: ShardWorld) -> dict[str, Any]:
             "alive": bool(alive[i]),
             "activity": {"affordance": acts[i][0] or None, "phase": acts[i][1]},
             "possessed": i in w.possessed,
+            "action": names[w.last_actions[i]] if i < len(w.last_actions) else None,
+            "action_prob": _prob(w.last_probs[i]) if i < len(w.last_probs) else None,
         }
         jobs[aid] = {
             "job_id": job or None,
@@ -111,4 +123,11 @@ def telemetry_snapshot(w: ShardWorld) -> dict[str, Any]:
             "privacy_mode": w.privacy_mode,
         },
         "possessed": sorted(ids[i] for i in w.possessed),
+        "reward_clip_events": w.reward_clip_events,
+        "promotion": _promotion(w),
     }
+
+
+def _promotion(w: ShardWorld) -> dict[str, Any] | None:
+    manager = current(w)
+    return None if manager is None else manager.summary()

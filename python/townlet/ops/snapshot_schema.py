@@ -47,6 +47,10 @@ class Agent(_Open):
     alive: bool
     activity: Activity
     possessed: bool
+    action: str | None = Field(None, description="since 1.1.0: the last tick's action (null before the first tick)")
+    action_prob: Unit | None = Field(
+        None, description="since 1.1.0: its probability under the acting policy; null for an operator's action"
+    )
 
 
 class Job(_Open):
@@ -109,6 +113,24 @@ class Toggles(_Open):
     privacy_mode: bool
 
 
+class PromotionEvent(_Open):
+    event: str = Field(description="promoted | rollback | policy_swap")
+    tick: Count
+    to: str | None = None
+    reason: str | None = None
+
+
+class Promotion(_Open):
+    status: str = Field(description="monitoring | ready | promoted")
+    release: str = Field(description="the acting policy: expert, or checkpoint:<file>:<sha256 prefix>")
+    shadow: str | None
+    pass_streak: Count
+    required_passes: Count
+    candidate_ready: bool
+    canary_until: int | None
+    last_event: PromotionEvent | None
+
+
 class TelemetrySnapshot(_Open):
     """`telemetry_snapshot`'s result: the town at one tick."""
 
@@ -126,6 +148,8 @@ class TelemetrySnapshot(_Open):
     events: list[Event] = Field(description="the latest world events, every kind")
     toggles: Toggles
     possessed: list[str]
+    reward_clip_events: Count = Field(0, description="since 1.1.0: agent-ticks whose reward a clip changed")
+    promotion: Promotion | None = Field(None, description="since 1.1.0; null when the shard has no promotion manager")
 
 
 def json_schema() -> dict[str, Any]:

@@ -18,6 +18,8 @@ from townlet.ops.envelope import CommandError, ErrorCode
 from townlet.sim.config import TownConfig
 
 NEED_NAMES = ("hunger", "hygiene", "energy")
+CLIP_COLUMN = list(_core.REWARD_COMPONENTS).index("clip_adjustment")
+CLIP_EPS = 1e-6
 HISTORY_LIMIT = 512
 NARRATION_LIMIT = 50
 EVENT_LIMIT = 100
@@ -94,6 +96,12 @@ class ShardWorld:
         self.tick_listeners: list[TickListener] = []
         #: Observe every tick even while the core's scripted expert acts (a shadow policy needs the observations).
         self.observe_each_tick = False
+        #: The last tick's action per agent and its probability under the acting policy (None: an operator's action,
+        #: or a policy that reports no distribution); empty before the first tick.
+        self.last_actions: list[int] = []
+        self.last_probs: list[float | None] = []
+        #: Agent-ticks whose reward the clip changed (per-tick or per-episode clip, post-death guard), since start.
+        self.reward_clip_events = 0
 
     def set_actor(self, actor: Any) -> None:
         """The acting policy from the next tick on: `actor(view, obs) -> actions`, or None for the core's scripted
@@ -107,9 +115,10 @@ class ShardWorld:
         return self._actor
 
     def _load_policy(self, path: str) -> None:
+        from townlet.ops.promotion_policy import OneThread
         from townlet.training.evaluate import checkpoint_actor  # torch: only when a policy is asked for
 
-        self._actor = checkpoint_actor(Path(path), config=self.config)
+        self._actor = OneThread(checkpoint_actor(Path(path), config=self.config))
         self._view = _TownView(self.town, _core.obs_spec(self.config.world_json()))
 
     # -- lookups --------------------------------------------------------------------------------
@@ -160,16 +169,32 @@ class ShardWorld:
         view = self._view if self._actor is not None or self.observe_each_tick else None
         if view is not None:
             town.observe(view.obs, view.masks)
-        if self._actor is None and not self.possessed:
-            town.step(1)
-        elif self._actor is None:
-            town.step_possessed(self._overrides())
+        probs: list[float | None]
+        if self._actor is None:
+            if self.possessed:
+                town.step_possessed(self._overrides())
+            else:
+                town.step(1)
+            # The scripted expert's behaviour log-probabilities, as the core reports them.
+            probs = [float(p) for p in np.exp(town.last_log_probs().astype(np.float64))]
         else:
             assert view is not None
-            actions = np.asarray(self._actor(view, view.obs), dtype=np.int64).copy()
+            act = getattr(self._actor, "act", None)
+            if callable(act):
+                chosen, p = act(view, view.obs)
+            else:
+                chosen, p = self._actor(view, view.obs), None
+            actions = np.asarray(chosen, dtype=np.int64).copy()
+            probs = [None] * len(actions) if p is None else [float(x) for x in p]
             for i, a in self._overrides():
                 actions[i] = a
             town.step(1, np.ascontiguousarray(actions))
+        self.last_actions = [int(a) for a in town.last_actions()]
+        for i in self.possessed:
+            probs[i] = None  # the operator's action: no policy chose it
+        self.last_probs = probs
+        # Above float noise: the adjustment is computed as (clipped - raw) in f32.
+        self.reward_clip_events += int((np.abs(town.reward_breakdown()[:, CLIP_COLUMN]) > CLIP_EPS).sum())
         for i in list(self.possessed):
             self.possessed[i] = None  # one operator action per command; then the agent waits
         events = town.drain_events()
@@ -227,6 +252,7 @@ class ShardWorld:
             "narrations": list(self.narrations),
             "events": list(self.events),
             "last_narration_tick": self._last_narration_tick,
+            "reward_clip_events": self.reward_clip_events,
             "journal": list(self.journal),
             "history": [[k, v] for k, v in self.history.items()],
         }
@@ -242,5 +268,6 @@ class ShardWorld:
         self.narrations = deque(state["narrations"], maxlen=NARRATION_LIMIT)
         self.events = deque(state["events"], maxlen=EVENT_LIMIT)
         self._last_narration_tick = int(state["last_narration_tick"])
+        self.reward_clip_events = int(state.get("reward_clip_events", 0))
         self.journal = list(state["journal"])
         self.history = OrderedDict((str(k), v) for k, v in state["history"])
