@@ -17,7 +17,8 @@ n_steps = rollout_ticks, batch size = rollout size / num_minibatches, n_epochs =
 clip range, value clipping, advantage normalisation, entropy and value coefficients, max grad norm, Adam eps 1e-5),
 a constant learning rate on both sides (the budget is time, not epochs), and torch threads (`ppo.torch_threads`).
 
-What differs: Townlet trains on the live agents' rows only, SB3 on every slot (an empty slot is a zero observation
+What differs: Townlet computes the network's hidden-layer products in bfloat16 (`ppo.precision`, its default; SB3
+in float32); Townlet trains on the live agents' rows only, SB3 on every slot (an empty slot is a zero observation
 with only `wait` valid, reward 0); a faint ends the slot's episode on both sides. The minibatch size follows each
 side's rollout size. Initialisation is orthogonal on both (gains sqrt 2, 0.01 for the policy head, 1 for the value
 head) but draws differ. Speed counts agent-steps as slot-steps collected (ticks x agent slots) on both sides,
