@@ -120,7 +120,7 @@ def test_debug_queues_lists_every_object(shard: Shard) -> None:
         shard.step()
     out = shard.submit({"name": "debug", "args": ["queues"]}, VIEWER).result
     assert set(out["objects"]) == set(shard.world.town.object_ids())
-    fields = {"type", "holders", "waiting", "cooldowns", "stall_count"}
+    fields = {"type", "holders", "reservations", "waiting", "cooldowns", "cooldown_remaining", "stall_count"}
     assert all(set(o) == fields for o in out["objects"].values())
     assert err(shard.submit({"name": "debug", "args": ["nothing"]}, VIEWER)).code == "invalid_args"
 

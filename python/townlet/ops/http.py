@@ -183,6 +183,18 @@ def _metric_name(key: str) -> str:
     return "townlet_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)
 
 
+def metrics_text(shard: Any, hub: StreamHub) -> str:
+    """`GET /metrics`: the shard's metrics and the stream's (clients, dropped clients, the payloads they lost,
+    resyncs after the shard dropped the stream's subscription, messages sent)."""
+    metrics = dict(shard.metrics())
+    metrics["stream_clients"] = hub.clients
+    metrics["stream_dropped_total"] = hub.dropped_total
+    metrics["stream_payloads_dropped_total"] = hub.payloads_dropped_total
+    metrics["stream_resyncs_total"] = hub.resyncs_total
+    metrics["stream_messages_total"] = hub.messages_total
+    return prometheus_text(metrics)
+
+
 def prometheus_text(metrics: dict[str, float]) -> str:
     lines: list[str] = []
     for key, value in metrics.items():
@@ -274,11 +286,7 @@ def create_app(
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     async def get_metrics() -> PlainTextResponse:
-        metrics = dict(shard.metrics())
-        metrics["stream_clients"] = hub.clients
-        metrics["stream_dropped_total"] = hub.dropped_total
-        metrics["stream_messages_total"] = hub.messages_total
-        return PlainTextResponse(prometheus_text(metrics), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(metrics_text(shard, hub), media_type="text/plain; version=0.0.4")
 
     @app.websocket("/v1/stream")
     async def stream(ws: WebSocket) -> None:
@@ -296,7 +304,7 @@ def create_app(
         client, first = hub.join()
         hub.serving += 1
         try:
-            await _serve_client(ws, client, first)
+            await _serve_client(ws, client, first, hub)
         finally:
             hub.leave(client)
             hub.serving -= 1
@@ -331,7 +339,7 @@ async def _receive_loop(ws: WebSocket) -> None:
             await ws.receive_text()
 
 
-async def _serve_client(ws: WebSocket, client: StreamClient, first: str) -> None:
+async def _serve_client(ws: WebSocket, client: StreamClient, first: str, hub: StreamHub) -> None:
     tasks = [
         asyncio.create_task(_send_loop(ws, client, first)),
         asyncio.create_task(_receive_loop(ws)),
@@ -347,6 +355,8 @@ async def _serve_client(ws: WebSocket, client: StreamClient, first: str) -> None
     timed_out = sender.done() and not sender.cancelled() and isinstance(sender.exception(), TimeoutError)
     if client.dropped is None and timed_out:
         client.dropped = f"slow consumer: a message took over {SEND_TIMEOUT:g}s to send, dropped"
+        hub.dropped_total += 1
+        hub.payloads_dropped_total += 1 + client.queue.qsize()
     if client.dropped is not None:
         with contextlib.suppress(Exception):
             wait = CLOSE_TIMEOUT if client.close_code == GOING_AWAY else SEND_TIMEOUT

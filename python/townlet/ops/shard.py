@@ -74,8 +74,8 @@ class Shard:
     @classmethod
     def from_snapshot(cls, path: str | Path, config: TownConfig, **kwargs: Any) -> Shard:
         """A shard continuing from a shard snapshot (`snapshot_save`): town, journal, cmd_id history, toggles."""
+        town, state = load_shard_snapshot(Path(path), config)  # first: a refused file opens nothing
         shard = cls(config, **kwargs)
-        town, state = load_shard_snapshot(Path(path), config)
         with shard._world_lock:
             shard.world.load_state(town, state)
             shard._snapshot = telemetry_snapshot(shard.world)
@@ -394,6 +394,7 @@ class Shard:
             kpis = self.world.town.kpis()
             alive = int(self.world.town.alive().sum())
             tick = self.world.tick
+            clips = self.world.reward_clip_events
         times = list(self._tick_times)
         rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) >= 2 and times[-1] > times[0] else 0.0
         with self._q_lock:
@@ -405,6 +406,7 @@ class Shard:
             "commands_applied": float(self.commands_applied),
             "commands_queued": float(queued),
             "subscribers": float(subs),
+            "reward_clip_events_total": float(clips),
         }
         out.update({f"kpi_{k}": float(v) for k, v in kpis.items()})
         return out

@@ -17,8 +17,11 @@ if TYPE_CHECKING:
     from townlet.ops.world import ShardWorld
 
 FORMAT = "townlet-shard-snapshot"
-VERSION = 1
+#: The version this build writes. 2 adds `reward_clip_events` to the shard records; version 1 files migrate.
+VERSION = 2
+OLDEST = 1
 SHARD_KEYS = {
+    "reward_clip_events",
     "possessed",
     "narration_enabled",
     "narration_throttle",
@@ -75,16 +78,35 @@ def read_shard_snapshot(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path}: not a shard snapshot (invalid JSON: {exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise UsageError(f"{path}: not a shard snapshot (format is not {FORMAT!r})")
-    if doc.get("version") != VERSION:
-        raise UsageError(f"{path}: version: {doc.get('version')!r}, this build reads {VERSION}")
+    version = doc.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise UsageError(f"{path}: version: expected an integer, got {version!r}")
+    if version > VERSION:
+        raise UsageError(
+            f"{path}: version: shard snapshot version {version} is newer than this build reads ({OLDEST}-{VERSION}); "
+            "load it with a newer townlet"
+        )
+    if version < OLDEST:
+        raise UsageError(
+            f"{path}: version: shard snapshot version {version} is older than this build migrates ({OLDEST}-{VERSION})"
+        )
     for key, kind in (("town", str), ("shard", dict), ("checksum", str), ("tick", int), ("world_hash", str)):
         if not isinstance(doc.get(key), kind):
             raise UsageError(f"{path}: {key}: missing or not a {kind.__name__}")
-    missing = SHARD_KEYS - set(doc["shard"])
-    if missing:
-        raise UsageError(f"{path}: shard: missing {', '.join(sorted(missing))}")
     if _digest(doc["shard"], doc["town"]) != doc["checksum"]:
         raise UsageError(f"{path}: checksum: the content does not match its checksum")
+    doc = _migrate(doc)
+    missing = SHARD_KEYS - set(doc["shard"])
+    if missing:
+        raise UsageError(f"{path}: shard: missing {', '.join(sorted(missing))} (version {version})")
+    return doc
+
+
+def _migrate(doc: dict[str, Any]) -> dict[str, Any]:
+    """A checked document of an older version as the current version (in memory; the file is left alone)."""
+    if doc["version"] == 1:
+        # 1 -> 2: the reward clip counter did not exist; it starts at zero.
+        doc = {**doc, "version": 2, "shard": {**doc["shard"], "reward_clip_events": 0}, "migrated_from": 1}
     return doc
 
 
@@ -108,5 +130,7 @@ def inspect(path: Path) -> dict[str, Any]:
         "world_hash": doc["world_hash"],
         "journal": len(doc["shard"]["journal"]),
         "history": len(doc["shard"]["history"]),
+        "version": doc["version"],
+        "migrated_from": doc.get("migrated_from"),
         "bytes": path.stat().st_size,
     }

@@ -108,6 +108,10 @@ class StreamHub:
         self._thread: threading.Thread | None = None
         self.dropped_total = 0
         self.messages_total = 0
+        #: Messages a client never got because it was dropped: the one that did not fit and those still queued.
+        self.payloads_dropped_total = 0
+        #: Times the shard dropped the hub's own subscription (the pump fell behind) and the stream resynced.
+        self.resyncs_total = 0
         #: Client handlers still running (their close included), and whether the server is stopping.
         self.serving = 0
         self.closing: str | None = None
@@ -187,6 +191,8 @@ class StreamHub:
             except queue.Empty:
                 continue
             except Exception:  # dropped by the shard (this pump fell behind) or closed: subscribe again, resync
+                if sub.dropped is not None:
+                    self.resyncs_total += 1
                 with self._lock:
                     if self._sub is sub:
                         self._sub = self._shard.subscribe(maxsize=SUBSCRIPTION_QUEUE) if self._clients else None
@@ -229,5 +235,6 @@ class StreamHub:
             except asyncio.QueueFull:
                 client.dropped = f"slow consumer: {self.client_queue} messages behind, dropped"
                 self.dropped_total += 1
+                self.payloads_dropped_total += 1 + client.queue.qsize()
                 client.gone.set()
                 self.leave(client)
