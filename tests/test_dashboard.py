@@ -1,7 +1,8 @@
 """The web dashboard, tested as a person would use it: a real shard process (`run_simulation.py --serve`) serves the
 page at `/` with its assets, and headless Chromium (Debian's `chromium` and `chromium-driver`, driven by Selenium)
 loads it: no console errors, the canvas shows every agent at the position the shard's snapshot reports (read back
-from the page, and the pixel under each agent is its colour), the tick advances. The screenshot is kept as
+from the page, and the pixel under each agent is its colour), the agent table shows each agent's action and its
+probability as the snapshot reports them, the tick advances. The screenshot is kept as
 tests/artifacts/dashboard.png (TOWNLET_UPDATE_SCREENSHOTS=1 also refreshes docs/img/dashboard.png).
 
 Without Chromium the browser test is skipped locally and fails under CI (`.ci/run` installs it)."""
@@ -12,6 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +94,18 @@ const pixels = {};
 for (const [id, a] of Object.entries(v.agents)) {
   pixels[id] = Array.from(g.getImageData(Math.round(a.px - v.cell * 0.3), Math.round(a.py), 1, 1).data).slice(0, 3);
 }
-return {tick: v.tick, cell: v.cell, agents: v.agents, pixels: pixels, messages: window.townlet.state.messages};
+const actions = {};
+for (const tr of document.querySelectorAll('#agents tbody tr')) {
+  actions[tr.dataset.agent] = tr.querySelector('td.action').textContent;
+}
+return {tick: v.tick, cell: v.cell, agents: v.agents, pixels: pixels, actions: actions,
+        messages: window.townlet.state.messages};
 """
+
+
+def to_fixed2(p: float) -> str:
+    """JavaScript's `p.toFixed(2)`: the exact binary value rounded half up (Python's format rounds half to even)."""
+    return str(Decimal(p).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 def hex_rgb(colour: str) -> list[int]:
@@ -143,6 +155,13 @@ def test_the_page_draws_the_agents_where_the_snapshot_says_and_follows_the_ticks
     snap, seen = both["snap"], both["seen"]
     alive = {aid: a["position"] for aid, a in snap["agents"].items() if a["alive"]}
     assert {aid: [a["x"], a["y"]] for aid, a in seen["agents"].items()} == alive
+    # The agent table: each agent's last action and its probability under the acting policy, as the snapshot says.
+    shown = {
+        aid: f"{a['action'] or '—'} {'—' if a['action_prob'] is None else to_fixed2(a['action_prob'])}"
+        for aid, a in snap["agents"].items()
+    }
+    assert seen["actions"] == shown
+    assert any(a["action"] and a["action_prob"] is not None for a in snap["agents"].values()), snap["agents"]
     cell = seen["cell"]
     on_top: dict[tuple[int, int], str] = {}
     for aid, a in seen["agents"].items():  # drawing order: where agents share a cell the last one is visible

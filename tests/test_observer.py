@@ -64,6 +64,25 @@ def check_map(rows: list[str], town: dict[str, Any], snap: dict[str, Any]) -> in
     return sum(len(ids) for ids in cells.values())
 
 
+def panel_lines(app: ObserverApp, wid: str) -> list[str]:
+    panel = app.query_one(wid)
+    return [s.text for s in panel.render_lines(Region(0, 0, panel.size.width + 2, panel.size.height + 2))]
+
+
+def assert_action_shown(app: ObserverApp, snap: dict[str, Any], focus: str) -> None:
+    """The focused agent's card and its row show the action and its probability that `snap` reports (`—` for a
+    null probability)."""
+    a = snap["agents"][focus]
+    assert app.snap["tick"] == snap["tick"] and app.focus_agent == focus
+    prob = "—" if a["action_prob"] is None else f"{a['action_prob']:.2f}"
+    assert a["action"], a
+    lines = panel_lines(app, "#agents")
+    card = f"action {a['action']} {prob}" + (" (possessed)" if a["possessed"] else " (acting policy)")
+    assert any(card in line for line in lines), (card, lines)
+    row = next(line for line in lines if line.startswith(f"│▶{agent_initials(snap['agents'])[focus]} {focus} "))
+    assert row.rstrip("│ ").endswith(f" {prob}") and f" {a['action'][:10]}" in row, (row, a)
+
+
 async def until(pilot: Any, what: str, check: Callable[[], bool], timeout: float = 60) -> None:
     """Let the app run until `check` holds (an event to wait on; the deadline only guards a hang)."""
     deadline = time.monotonic() + timeout
@@ -119,6 +138,14 @@ def test_observer_map_shows_walls_and_agents_where_the_snapshot_says(tmp_path: P
         assert check_map(map_rows(app), app.town, snap) == 9
         header = app.query_one("#header").render_lines(Region(0, 0, SIZE[0], 1))[0].text
         assert "tick 65" in header and "poc_hybrid_v1" in header
+        assert_action_shown(app, snap, "bob")
+        assert source.send({"name": "possess", "args": ["bob", "move_n"], "cmd_id": "t-1"})["status"] == "ok"
+        source.shard.step()  # bob moved north by the operator's hand: an action with no policy probability
+        await app.poll()
+        await pilot.pause()
+        snap = source.snapshot()
+        assert snap["agents"]["bob"]["action"] == "move_n" and snap["agents"]["bob"]["action_prob"] is None
+        assert_action_shown(app, snap, "bob")
         await pilot.press("down")
         assert app.focus_agent == "cara"
         svg = app.export_screenshot()

@@ -2,9 +2,10 @@
 in-process, or a live shard over HTTP). Keyboard only; laid out for 100x30 and up.
 
 Panels: the town map (walls, objects, agents by initial, queues, outages), KPIs against their targets, agent rows
-(needs as sparklines, wallet, shift state, current activity), the employment exit queue (approve/defer through the
-command bus with the operator's token and a cmd_id), perturbations, a feed of events, narrations and command
-results, and a command palette (`:`) that runs any console command."""
+(needs as sparklines, wallet, shift state, the last action and its probability under the acting policy; the selected
+agent's card below them), the employment exit queue (approve/defer through the command bus with the operator's token
+and a cmd_id), perturbations, a feed of events, narrations and command results, and a command palette (`:`) that
+runs any console command."""
 
 from __future__ import annotations
 

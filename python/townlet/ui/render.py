@@ -249,6 +249,17 @@ def activity_text(agent: Mapping[str, Any]) -> str:
     return "idle"
 
 
+def fmt_prob(p: Any) -> str:
+    """A probability as two decimals, `—` when there is none (a possessed agent, before the first tick)."""
+    return "—" if p is None else f"{float(p):.2f}"
+
+
+def action_text(agent: Mapping[str, Any]) -> str:
+    """The agent's last action and its probability under the acting policy, e.g. `use:rest_sleep 1.00`; `—` for
+    what the snapshot leaves null."""
+    return f"{agent.get('action') or '—'} {fmt_prob(agent.get('action_prob'))}"
+
+
 def shift_style(state: str) -> str:
     return {"on_time": "green", "late": "yellow", "absent": "red", "idle": "grey62"}.get(state, "white")
 
@@ -267,14 +278,15 @@ def agent_table(snap: Mapping[str, Any], history: NeedHistory, focus: str | None
     first, last = agent_page(list(agents), focus, rows)
     letters = agent_initials(agents)
     pending = set((snap.get("employment") or {}).get("pending") or [])
-    table = Table(box=None, padding=(0, 1), pad_edge=False, show_edge=False, expand=True)
+    table = Table(box=None, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False, expand=True)
     table.add_column("", no_wrap=True, width=2)
     table.add_column("agent", no_wrap=True, max_width=9)
     for n in NEEDS:
         table.add_column(n[:6], no_wrap=True, width=history.width)
-    table.add_column("wallet", justify="right", no_wrap=True)
+    table.add_column("$", justify="right", no_wrap=True)
     table.add_column("shift", no_wrap=True)
-    table.add_column("doing", no_wrap=True, overflow="ellipsis", ratio=1)
+    table.add_column("action", no_wrap=True, overflow="ellipsis", ratio=1)
+    table.add_column("p", justify="right", no_wrap=True, width=4)
     for k, (aid, a) in enumerate(agents.items()):
         if not first <= k < last:
             continue
@@ -290,12 +302,15 @@ def agent_table(snap: Mapping[str, Any], history: NeedHistory, focus: str | None
             *(sparkline(history.get(aid, n), history.width) for n in NEEDS),
             wallet,
             Text(state, style=shift_style(state)),
-            Text(activity_text(a), style="grey62" if not a.get("alive", True) else ""),
+            Text(a.get("action") or "—", style="magenta" if a.get("possessed") else ""),
+            Text(fmt_prob(a.get("action_prob")), style="grey62" if a.get("action_prob") is None else ""),
         )
     return table
 
 
 def focus_line(snap: Mapping[str, Any], focus: str | None) -> Text:
+    """The selected agent's card: where it is, its job and needs; below, its action and that action's probability
+    under the acting policy (`possessed` when an operator drives it)."""
     agents = snap.get("agents") or {}
     a = agents.get(focus) if focus else None
     if a is None:
@@ -303,7 +318,11 @@ def focus_line(snap: Mapping[str, Any], focus: str | None) -> Text:
     needs = " ".join(f"{n} {float(a['needs'][n]):.2f}" for n in NEEDS)
     job = a.get("job") or "no job"
     x, y = a["position"]
-    return Text(f"{focus} at ({x},{y}) · {job} · {needs}", no_wrap=True, overflow="ellipsis")
+    out = Text(f"{focus} at ({x},{y}) · {job} · {needs}\n", no_wrap=True, overflow="ellipsis")
+    out.append(f"action {action_text(a)}", style="bold")
+    out.append(" (possessed)" if a.get("possessed") else " (acting policy)", style="grey62")
+    out.append(f" · doing {activity_text(a)}")
+    return out
 
 
 def exit_queue(snap: Mapping[str, Any], selected: int) -> RenderableType:

@@ -207,10 +207,14 @@ function renderAgents(snap) {
     const act = a.activity || {};
     const doing = !a.alive ? "gone" : act.affordance ? act.affordance : "idle";
     const wallet = a.wallet === null ? "-" : a.wallet.toFixed(1);
-    return `<tr class="${a.alive ? "" : "muted"}"><td><span class="dot" style="background:${COLOURS[k % COLOURS.length]}">${esc(letters[id])}</span></td>` +
+    // The last action and its probability under the acting policy ("—" where the snapshot has null: possessed).
+    const prob = a.action_prob === null || a.action_prob === undefined ? "—" : a.action_prob.toFixed(2);
+    const action = `<td class="action${a.possessed ? " possessed" : ""}"${a.possessed ? ' title="possessed"' : ""}>` +
+      `${esc(a.action || "—")} <span class="prob">${prob}</span></td>`;
+    return `<tr data-agent="${esc(id)}" class="${a.alive ? "" : "muted"}"><td><span class="dot" style="background:${COLOURS[k % COLOURS.length]}">${esc(letters[id])}</span></td>` +
       `<td${pending.has(id) ? ' class="bad" title="in the exit queue"' : ""}>${esc(id)}</td>` +
       NEEDS.map((n) => `<td>${bar(a.needs[n])}</td>`).join("") +
-      `<td class="num">${wallet}</td><td class="shift-${esc(a.shift_state)}">${esc(a.shift_state)}</td><td>${esc(doing)}</td></tr>`;
+      `<td class="num">${wallet}</td><td class="shift-${esc(a.shift_state)}">${esc(a.shift_state)}</td><td>${esc(doing)}</td>${action}</tr>`;
   }).join("");
 }
 
