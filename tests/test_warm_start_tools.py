@@ -163,8 +163,10 @@ def test_checkpoint_make_targets_list_info_copy(run: Run, tmp_path: Path) -> Non
     assert set(rows) == {"ck.safetensors", "ck_best.safetensors", "ckj.json"}, str(res)
     assert rows["ck.safetensors"][1] == "safetensors" and rows["ckj.json"][1] == "json"
     header = json.loads((run.dir / "ck.json").read_text())
-    assert rows["ck.safetensors"][3] == header["config_sha256"][:12]
-    assert rows["ck.safetensors"][4] == f"{header['counters']['steps']:,}"
+    # file, format, created, config id, phase, config (label or hash prefix), steps
+    assert rows["ck.safetensors"][3] == header["metadata"]["config_id"], str(res)
+    assert rows["ck.safetensors"][5] == header["config_sha256"][:12]
+    assert rows["ck.safetensors"][6] == f"{header['counters']['steps']:,}"
 
     res = make("checkpoint-info", f"CHECKPOINT={run.ckpt}", f"REGISTRY={reg}")
     assert res.returncode == 0, str(res)
