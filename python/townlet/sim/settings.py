@@ -147,7 +147,9 @@ class PPOConfig(BaseModel):
     precision: str = Field(
         "bf16",
         pattern="^(fp32|bf16)$",
-        description="the policy's hidden-layer products while training: bf16 (float32 weights, heads and losses) or fp32",
+        description=(
+            "the policy's hidden-layer products while training: bf16 (float32 weights, heads and losses) or fp32"
+        ),
     )
     episode_ticks: int | None = Field(None, ge=1, description="episode length (default: the scenario's or a day)")
     warm_start: PPOWarmStart = PPOWarmStart()
