@@ -85,8 +85,8 @@ bench-rust: $(EXT_STAMP) ## the core's criterion benches (tick, observations, GA
 
 PHASE ?= ppo
 RUN_DIR ?= logs/$(PHASE)
-# make run's training budget: 4-5 minutes on 2 cores with the evaluation (docs/training.md, "Evaluation").
-EPOCHS ?= 1000
+# make run's training budget: about 4 minutes on 2 cores with the evaluation (docs/training.md, "Evaluation").
+EPOCHS ?= 1500
 RUN_CKPT = $(RUN_DIR)/checkpoints/ppo_latest.safetensors
 
 run: $(EXT_STAMP) ## the main job: train PPO on the default town, evaluate it against the expert and random, report.md

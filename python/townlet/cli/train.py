@@ -19,6 +19,7 @@ from townlet.errors import UsageError
 from townlet.paths import check_output
 from townlet.sim.config import TownConfig, load_config
 from townlet.sim.settings import BCConfig, PPOConfig
+from townlet.training.bc_gate import GATE_FIELDS
 
 if TYPE_CHECKING:  # torch comes with the training modules: imported where a run needs them
     from townlet.training.data import ReplayData
@@ -280,18 +281,8 @@ def _bc_progress(rec: dict[str, Any]) -> str:
     return info
 
 
-#: The gate of a bc run (`training.bc_gate`), in `--json`'s `gate`.
-BC_GATE_KEYS = (
-    "holdout_accuracy",
-    "holdout_baseline_accuracy",
-    "holdout_majority_action",
-    "holdout_recall",
-    "gate_threshold",
-    "gate_passed",
-    "gate_reason",
-    "train_trajectories",
-    "heldout_trajectories",
-)
+#: The gate of a bc run (`training.bc_gate`), in `--json`'s `gate`: the fields its checkpoint keeps, less the epoch.
+BC_GATE_KEYS = tuple(k for k in GATE_FIELDS if k != "epoch")
 
 
 def _bc_gate_line(rec: dict[str, Any]) -> str:
