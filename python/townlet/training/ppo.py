@@ -82,6 +82,19 @@ class RolloutStats:
     policy_seconds: float = 0.0
     inference_seconds: float = 0.0  # acting and the truncation bootstraps' values
 
+    def count(self, b: Batch, valid: npt.NDArray[np.bool_], ep_return: npt.NDArray[np.float64]) -> None:
+        """One tick's episode returns (`ep_return` per agent slot, closed and reset when an agent's
+        episode ends), event totals, episode KPIs and transitions."""
+        ep_return += np.where(valid, b.rewards, 0.0)
+        done = (b.terminated | b.truncated) & valid
+        for r in np.flatnonzero(done):
+            self.episode_returns.append(float(ep_return[r]))
+            ep_return[r] = 0.0
+        for name, count in b.events.items():
+            self.events[name] = self.events.get(name, 0.0) + count
+        self.episode_kpis.extend(b.episode_kpis)
+        self.transitions += int(valid.sum())
+
 
 #: Acts for the collector instead of the policy: (obs, masks, generator) -> (actions, behaviour
 #: log-probabilities, values), as `ActorCritic.act` samples them (mixed mode's blend: training/mixed.py).
@@ -168,7 +181,7 @@ class RolloutCollector:
                 bootstrap,
             )
             slot_rewards[t] = np.where(valid, b.rewards, 0.0)
-            self._count(b, valid, stats)
+            stats.count(b, valid, self.ep_return)
             self.obs, self.masks, self.alive = b.obs.copy(), b.masks.copy(), b.alive.copy()
             t3 = time.perf_counter()
             stats.policy_seconds += (t1 - t0) + (t3 - t2)
@@ -187,18 +200,6 @@ class RolloutCollector:
             rows = np.flatnonzero(b.truncated)
             bootstrap[rows] = self.policy.value(torch.from_numpy(b.final_obs[rows])).numpy()
         return bootstrap
-
-    def _count(self, b: Batch, valid: npt.NDArray[np.bool_], stats: RolloutStats) -> None:
-        """Episode returns (closed when an agent's episode ends), event totals, transitions."""
-        self.ep_return += np.where(valid, b.rewards, 0.0)
-        done = (b.terminated | b.truncated) & valid
-        for r in np.flatnonzero(done):
-            stats.episode_returns.append(float(self.ep_return[r]))
-            self.ep_return[r] = 0.0
-        for name, count in b.events.items():
-            stats.events[name] = stats.events.get(name, 0.0) + count
-        stats.episode_kpis.extend(b.episode_kpis)
-        stats.transitions += int(valid.sum())
 
     def _compute_advantages(self) -> None:
         """GAE (gamma, lambda) over the buffer in Rust, bootstrapped from the critic's value of the

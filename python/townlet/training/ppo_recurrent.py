@@ -188,7 +188,7 @@ class RecurrentCollector:
             buf.add(self.obs, self.masks, actions, logp_np, value_np, b.rewards, b.terminated, b.truncated, valid,
                     bootstrap)  # fmt: skip
             slot_rewards[t] = np.where(valid, b.rewards, 0.0)
-            self._count(b, valid, stats)
+            stats.count(b, valid, self.ep_return)
             reset = self.resets(b)
             state[torch.from_numpy(reset)] = 0.0
             self.state, self.fresh = state, reset
@@ -208,18 +208,6 @@ class RecurrentCollector:
         keep = arrays["valid"].reshape(-1)
         live = Dataset(*(arrays[k].reshape(t_len * n, *arrays[k].shape[2:])[keep] for k in names[:-1]))
         return live, arrays, states, stats
-
-    def _count(self, b: Batch, valid: npt.NDArray[np.bool_], stats: RolloutStats) -> None:
-        """Episode returns (closed when an agent's episode ends), event totals, transitions."""
-        self.ep_return += np.where(valid, b.rewards, 0.0)
-        done = (b.terminated | b.truncated) & valid
-        for r in np.flatnonzero(done):
-            stats.episode_returns.append(float(self.ep_return[r]))
-            self.ep_return[r] = 0.0
-        for name, count in b.events.items():
-            stats.events[name] = stats.events.get(name, 0.0) + count
-        stats.episode_kpis.extend(b.episode_kpis)
-        stats.transitions += int(valid.sum())
 
 
 def recurrent_update(
