@@ -164,6 +164,8 @@ def test_observer_follows_a_running_town_live_until_its_tick_limit(tmp_path: Pat
 
     async def body(pilot: Any) -> None:
         await until(pilot, "the town's last tick on screen", lambda: app.snap.get("tick") == 20)
+        # The shard's thread publishes tick 20 and then ends: wait for its end, not just the last snapshot.
+        await until(pilot, "the town's thread to end", lambda: not source.running)
         assert not source.running and source.failure is None
         assert check_map(map_rows(app), app.town, source.snapshot()) == 9
         header = app.query_one("#header").render_lines(Region(0, 0, SIZE[0], 1))[0].text
