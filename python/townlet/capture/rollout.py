@@ -179,6 +179,7 @@ def _plan(
     policy: Policy | None,
     policy_name: str,
     seed: int | None,
+    timestamp: str | None = None,
 ) -> _Plan:
     steps = ticks if ticks is not None else (config.scenario_ticks or DEFAULT_TICKS)
     if steps < 1:
@@ -209,7 +210,7 @@ def _plan(
         observation_schema_version=meta["observation_schema_version"],
         action_space_version=meta["action_space_version"],
         variant=meta["variant"],
-        timestamp=capture_timestamp(),
+        timestamp=timestamp or capture_timestamp(),
     )
     stems = {slot: f"{prefix}_{agents[slot]}_{slot + 1:03d}" for slot in slots}
     return _Plan(vec, meta, agents, slots, stems, steps, prefix, metadata)
@@ -288,11 +289,20 @@ def capture_rollout(
     policy: Policy | None = None,
     policy_name: str = "scripted",
     seed: int | None = None,
+    timestamp: str | None = None,
 ) -> CaptureResult:
-    """Capture `ticks` ticks (default: the scenario's, else 100) into `output`."""
+    """Capture `ticks` ticks (default: the scenario's, else 100) into `output`; `timestamp` (RFC 3339) replaces
+    `capture_timestamp()` (a capture made on another machine takes the caller's)."""
     config = scripted_config(config, auto_seed_agents=auto_seed_agents)
     plan = _plan(
-        config, ticks=ticks, agent_id=agent_id, prefix=prefix, policy=policy, policy_name=policy_name, seed=seed
+        config,
+        ticks=ticks,
+        agent_id=agent_id,
+        prefix=prefix,
+        policy=policy,
+        policy_name=policy_name,
+        seed=seed,
+        timestamp=timestamp,
     )
     vec, steps = plan.vec, plan.steps
     staging = Staging(output, plan.file_names)
