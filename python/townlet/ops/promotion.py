@@ -82,6 +82,8 @@ class PromotionManager:
     # -- the tick ------------------------------------------------------------------------------------
 
     def _on_tick(self, world: ShardWorld, rec: TickRecord) -> None:
+        if world.replaying:  # a replay: the journal holds every policy change, rollbacks included
+            return
         self.autosave(world, rec)
         alerts = self.monitor.track(sample_of(world, rec))
         if self._shadow_actor is not None and rec.obs is not None and rec.masks is not None:
@@ -94,7 +96,11 @@ class PromotionManager:
             else:
                 breach = self._breach(alerts)
                 if breach is not None and self.settings.promotion.auto_rollback:
-                    self.rollback(reason=f"canary breach: {breach.name}", alert=breach, event_tick=world.tick)
+                    reason = f"canary breach: {breach.name}"
+                    self.rollback(reason=reason, alert=breach, event_tick=world.tick)
+                    # Journalled like an operator's rollback_policy (before the next tick runs), so a replay of the
+                    # journal swaps back at the same tick.
+                    world.record_command(world.tick, "rollback_policy", {"to": None, "reason": reason}, None, auto=True)
 
     def _breach(self, alerts: list[Alert]) -> Alert | None:
         wanted = self.settings.promotion.canary_alerts
@@ -123,6 +129,8 @@ class PromotionManager:
     def load_shadow(self, path: str | Path) -> dict[str, Any]:
         """Evaluate the checkpoint `path` beside the release from the next tick on (its actions logged, not applied);
         its promotion windows start again."""
+        if self.world.replaying:  # the shadow never changes the world: a replay skips it
+            return {"shadow": None, "tick": self.world.tick}
         ref, actor = self._candidate(path)
         self.shadow, self._shadow_actor, self._shadow_stamp = ref, actor, self._last_stamp
         self._shadow_view = MaskedView(np.zeros(0, bool), self.world_spec())
@@ -166,6 +174,8 @@ class PromotionManager:
         event = "promoted" if check_ready else "policy_swap"
         ref, actor = self._candidate(path)
         m = self.monitor
+        if self.world.replaying:  # it passed its checks when it happened; a replay swaps and writes nothing
+            return self._swap_only(ref, actor, event)
         if check_ready and (self.shadow is None or self.shadow.sha256 != ref.sha256):
             raise CommandError(
                 ErrorCode.conflict,
@@ -210,6 +220,12 @@ class PromotionManager:
             windows=windows if check_ready else None,
             canary_until=self.canary_until,
         )
+
+    def _swap_only(self, ref: PolicyRef, actor: Any, event: str) -> dict[str, Any]:
+        self.previous.append((self.release, self.world.actor))
+        before, self.release = self.release, ref
+        self.world.set_actor(actor)
+        return self._log(event, self.world.tick, before, ref)
 
     def rollback(
         self,
@@ -267,6 +283,9 @@ class PromotionManager:
     def _log(self, event: str, tick: int, before: PolicyRef, after: PolicyRef, **extra: Any) -> dict[str, Any]:
         entry = {"event": event, "tick": tick, "from": before.name, "to": after.name, "release": after.to_json()}
         entry.update({k: v for k, v in extra.items() if v is not None})
+        if self.world.replaying:
+            self.last_event = entry  # a replay re-enacts the history; it does not add to it
+            return entry
         self.last_event = record(self.history_path, self.rollouts_path, entry)
         self.events += 1
         return self.last_event

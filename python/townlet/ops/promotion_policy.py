@@ -184,6 +184,19 @@ def _arch(spec: dict[str, Any] | None) -> str:
     return "/".join(f"{k}={spec[k]}" for k in sorted(spec) if not isinstance(spec[k], (dict, list)))
 
 
+def candidate_target(checkpoint: Path, shadow_dir: Path, config_id: str) -> Path:
+    """Where training publishes `checkpoint` as a candidate: `<shadow_dir>/<config_id>/<its name>` (the name stays: a
+    .safetensors header names its weights file), or the checkpoint itself when it is in the shadow folder already."""
+    if checkpoint.resolve().is_relative_to(shadow_dir.resolve()):
+        return checkpoint
+    return shadow_dir / config_id / checkpoint.name
+
+
+def publish_candidate(checkpoint: Path, target: Path) -> Path:
+    """A copy of the trained `checkpoint` at `target` (`candidate_target`), written atomically (weights first)."""
+    return install_release(checkpoint, target.parent) if target != checkpoint else target
+
+
 def install_release(path: Path, release_dir: Path) -> Path:
     """A copy of the checkpoint `path` (and its weights file) in `release_dir`, written atomically; its path."""
     release_dir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,12 @@
 """Replay a shard's journal: a fresh town from the config, each recorded command applied at its tick before that
 tick runs. The result hashes like the shard that wrote the journal (the journal is what makes a shard
-reproducible)."""
+reproducible).
+
+Policy commands replay too (`policy_swap`, `promote_policy`, `rollback_policy`, the automatic rollbacks the canary
+journalled): the checkpoints they name act again, so the same ticks run under the same policies. The replaying world
+is marked `replaying`: its promotion manager loads and swaps policies but writes nothing (no history lines, no
+release snapshots, no release install, no shadow log, no autosave), runs no shadow and triggers no rollback of its
+own (the journal holds the ones that happened)."""
 
 from __future__ import annotations
 
@@ -14,10 +20,17 @@ from townlet.sim.config import TownConfig
 
 
 def replay_journal(
-    config: TownConfig, journal: list[dict[str, Any]], until_tick: int, *, policy: str | None = None
+    config: TownConfig,
+    journal: list[dict[str, Any]],
+    until_tick: int,
+    *,
+    policy: str | None = None,
+    root: Path | None = None,
 ) -> ShardWorld:
-    """A world at `until_tick` that went through `journal` (entries in order, ticks not decreasing)."""
-    w = ShardWorld(config, snapshot_root=Path("."), policy=policy)
+    """A world at `until_tick` that went through `journal` (entries in order, ticks not decreasing). `root`: the
+    folder the journal's relative checkpoint paths are under (the shard's working folder; default the current one)."""
+    w = ShardWorld(config, snapshot_root=Path(root or ".") / "snapshots", policy=policy)
+    w.replaying = True
     k = 0
     while True:
         while k < len(journal) and int(journal[k]["tick"]) == w.tick:

@@ -250,16 +250,17 @@ class Shard:
 
     def _execute(self, p: _Pending) -> tuple[_Pending, CommandResult]:
         w = self.world
-        tick = w.tick
+        tick, restores = w.tick, w.restores
         try:
             value = p.cmd.handler(w, p.args)
             result = CommandResult(
                 cmd_id=p.env.cmd_id, name=p.cmd.name, status="ok", result=value, issuer=p.principal.label, tick=tick
             )
             if p.cmd.mutates:
-                w.journal.append(
-                    {"tick": tick, "name": p.cmd.name, "args": p.args.model_dump(mode="json"), "cmd_id": p.env.cmd_id}
-                )
+                # A command that restored a world (rollback_policy --to) leaves that world's journal as it was saved:
+                # it is the history of the world now running.
+                if w.restores == restores:
+                    w.record_command(tick, p.cmd.name, p.args.model_dump(mode="json"), p.env.cmd_id)
                 self.commands_applied += 1
         except CommandError as exc:
             result = CommandResult.failure(

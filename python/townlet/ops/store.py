@@ -129,6 +129,7 @@ def inspect(path: Path) -> dict[str, Any]:
         "tick": doc["tick"],
         "world_hash": doc["world_hash"],
         "journal": len(doc["shard"]["journal"]),
+        "journal_dropped": int(doc["shard"].get("journal_dropped", 0)),
         "history": len(doc["shard"]["history"]),
         "version": doc["version"],
         "migrated_from": doc.get("migrated_from"),

@@ -21,6 +21,10 @@ NEED_NAMES = ("hunger", "hygiene", "energy")
 CLIP_COLUMN = list(_core.REWARD_COMPONENTS).index("clip_adjustment")
 CLIP_EPS = 1e-6
 HISTORY_LIMIT = 512
+#: Journal entries kept: past this the oldest are dropped (counted in `journal_dropped`), so a shard that runs for
+#: months does not grow without bound. A journal that dropped entries no longer replays from the config alone; the
+#: shard's snapshots (autosave) restore without it.
+JOURNAL_LIMIT = 10_000
 NARRATION_LIMIT = 50
 EVENT_LIMIT = 100
 #: Events that become narration lines (when narration is on and not throttled).
@@ -88,8 +92,14 @@ class ShardWorld:
         #: The latest world events (all kinds), as the snapshot's `events`.
         self.events: deque[dict[str, Any]] = deque(maxlen=EVENT_LIMIT)
         self._last_narration_tick = -(10**9)
-        #: Every applied mutating command in order: {tick, seq, name, args, cmd_id}.
+        #: Every applied mutating command in order: {tick, name, args, cmd_id} (+ `auto`: an automatic rollback); the
+        #: last JOURNAL_LIMIT of them, `journal_dropped` counts the older ones dropped.
         self.journal: list[dict[str, Any]] = []
+        self.journal_dropped = 0
+        #: Set while `replay_journal` rebuilds this world: policy commands act but write no files.
+        self.replaying = False
+        #: How many times a world state was loaded into this one (`load_state`, e.g. `rollback_policy --to`).
+        self.restores = 0
         #: cmd_id -> stored result (bounded, oldest dropped first).
         self.history: OrderedDict[str, dict[str, Any]] = OrderedDict()
         #: Called after each tick (under the shard's world lock), in order: the stability monitor, shadow policies.
@@ -236,6 +246,14 @@ class ShardWorld:
 
     # -- records ------------------------------------------------------------------------------------
 
+    def record_command(self, tick: int, name: str, args: dict[str, Any], cmd_id: str | None, **extra: Any) -> None:
+        """Append an applied command to the journal (applied before `tick` ran), dropping the oldest past the limit."""
+        self.journal.append({"tick": tick, "name": name, "args": args, "cmd_id": cmd_id, **extra})
+        excess = len(self.journal) - JOURNAL_LIMIT
+        if excess > 0:
+            del self.journal[:excess]
+            self.journal_dropped += excess
+
     def remember(self, cmd_id: str, result: dict[str, Any]) -> None:
         self.history[cmd_id] = result
         self.history.move_to_end(cmd_id)
@@ -254,6 +272,7 @@ class ShardWorld:
             "last_narration_tick": self._last_narration_tick,
             "reward_clip_events": self.reward_clip_events,
             "journal": list(self.journal),
+            "journal_dropped": self.journal_dropped,
             "history": [[k, v] for k, v in self.history.items()],
         }
 
@@ -270,4 +289,6 @@ class ShardWorld:
         self._last_narration_tick = int(state["last_narration_tick"])
         self.reward_clip_events = int(state.get("reward_clip_events", 0))
         self.journal = list(state["journal"])
+        self.journal_dropped = int(state.get("journal_dropped", 0))
+        self.restores += 1
         self.history = OrderedDict((str(k), v) for k, v in state["history"])
