@@ -30,6 +30,10 @@ pub struct ObsLayout {
     pub channels: Vec<&'static str>,
     pub window: usize,
     pub feature_names: Vec<String>,
+    /// Observations are seen on ticks that are a multiple of this (`observations.glimpse_every`).
+    pub glimpse_every: u64,
+    /// The index of the `ctx_reset` feature (kept on the ticks between glimpses).
+    ctx_reset_feature: usize,
     /// Per tile: 0 for no object, else (type index + 1) / number of types.
     object_code: Vec<f32>,
     /// Per object, per tile: the direction (0..4, N/E/S/W) that brings an agent closer, or 4.
@@ -49,7 +53,7 @@ impl ObsLayout {
 
     pub fn build(s: &Statics) -> Self {
         let variant = s.config.observations.variant;
-        let (channels, window): (Vec<&'static str>, usize) = match variant {
+        let (channels, default_window): (Vec<&'static str>, usize) = match variant {
             ObsVariant::Hybrid => (vec!["walls", "agents", "objects", "reservations"], 11),
             ObsVariant::Full => (
                 vec![
@@ -67,6 +71,7 @@ impl ObsLayout {
                 7,
             ),
         };
+        let window = s.config.observations.window.unwrap_or(default_window);
         let mut f: Vec<String> = [
             "need_hunger",
             "need_hygiene",
@@ -177,10 +182,16 @@ impl ObsLayout {
         } else {
             Vec::new()
         };
+        let ctx_reset_feature = f
+            .iter()
+            .position(|n| n == "ctx_reset")
+            .expect("ctx_reset is a feature");
         Self {
             variant,
             channels,
             window,
+            glimpse_every: u64::from(s.config.observations.glimpse_every.max(1)),
+            ctx_reset_feature,
             feature_names: f,
             object_code,
             step_dir,
@@ -196,7 +207,8 @@ fn squash(v: f64, scale: f64) -> f32 {
 impl World {
     /// Write agent `i`'s observation and action mask: `map` has `layout.map_len()` floats
     /// (C, H, W order), `feats` has `layout.n_features()` floats, `mask` one bool per action.
-    /// A dead agent's observation is all zeros and only `wait` is valid.
+    /// A dead agent's observation is all zeros and only `wait` is valid. Between glimpses
+    /// (`observations.glimpse_every`) the map and features are zeros but `ctx_reset`.
     pub fn write_observation(
         &self,
         layout: &ObsLayout,
@@ -213,6 +225,15 @@ impl World {
         }
         self.action_mask_from(i, &targets, mask);
         if !self.state.agents[i].alive {
+            return;
+        }
+        if !self.state.tick.is_multiple_of(layout.glimpse_every) {
+            let k = layout.ctx_reset_feature;
+            feats[k] = if self.state.agents[i].ctx_reset {
+                1.0
+            } else {
+                0.0
+            };
             return;
         }
         self.write_map(layout, i, map);

@@ -11,6 +11,7 @@ mod fixture;
 mod invariants;
 mod lifecycle;
 mod movement;
+mod observations;
 mod perturbations;
 mod queues;
 mod social;

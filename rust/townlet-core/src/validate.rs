@@ -596,6 +596,20 @@ pub fn validate(cfg: &WorldConfig) -> R {
     if cfg.actions.chat_range == 0 {
         return err("actions.chat_range", "expected an integer >= 1, got 0");
     }
+    if let Some(w) = cfg.observations.window {
+        if !(3..=31).contains(&w) || w % 2 == 0 {
+            return err(
+                "observations.window",
+                format!("expected an odd integer in [3, 31], got {w}"),
+            );
+        }
+    }
+    if cfg.observations.glimpse_every == 0 {
+        return err(
+            "observations.glimpse_every",
+            "expected an integer >= 1, got 0",
+        );
+    }
     Ok(())
 }
 

@@ -111,8 +111,24 @@ impl ObsVariant {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ObservationsSection {
     pub variant: ObsVariant,
+    /// The egocentric map's side in tiles (odd), replacing the variant's (11, or 7 for `compact`).
+    pub window: Option<usize>,
+    /// An agent sees its observation only on ticks that are a multiple of this (a glimpse); on the
+    /// other ticks its map and features are zeros except `ctx_reset` (its action mask is whole).
+    /// 1, the default: every tick.
+    pub glimpse_every: u32,
+}
+
+impl Default for ObservationsSection {
+    fn default() -> Self {
+        Self {
+            variant: ObsVariant::default(),
+            window: None,
+            glimpse_every: 1,
+        }
+    }
 }
