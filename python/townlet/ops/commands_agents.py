@@ -17,6 +17,44 @@ class SpawnArgs(Args):
     position: tuple[int, int]
     needs: dict[str, float] | None = None
     wallet: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+    #: The prior system's spawn fields. Here a slot's home and personality are part of the config (the core's
+    #: per-slot statics: distance maps to the home, the profile's biases), so spawn checks them instead of
+    #: silently ignoring them: the slot's own values are accepted, any other is refused naming the slot's.
+    home_position: tuple[int, int] | None = None
+    profile: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+def _slot_profile(w: ShardWorld, base: str) -> str | None:
+    """The slot's personality as the config fixes it (agents[].personality, personalities.overrides, or a
+    one-profile distribution); None when the core draws it from a distribution."""
+    agent: dict[str, Any] = next((a for a in w.config.world["agents"] if a["id"] == base), {})
+    persona = w.config.world.get("personalities") or {}
+    named = agent.get("personality") or (persona.get("overrides") or {}).get(base)
+    if named:
+        return str(named)
+    drawn = [n for n, weight in (persona.get("distribution") or {"balanced": 1.0}).items() if weight > 0]
+    return str(drawn[0]) if len(drawn) == 1 else None
+
+
+def _check_slot(w: ShardWorld, i: int, a: SpawnArgs) -> dict[str, Any]:
+    base = w.agent_ids()[i].split("#", 1)[0]
+    agent: dict[str, Any] = next((x for x in w.config.world["agents"] if x["id"] == base), {})
+    home = tuple(agent.get("home", ()))
+    if a.home_position is not None and tuple(a.home_position) != home:
+        raise CommandError(
+            ErrorCode.invalid_args,
+            f"spawn: {base}'s home is {list(home)} (homes are per slot, set in the config's agents); "
+            f"home_position {list(a.home_position)} cannot be given",
+        )
+    profile = _slot_profile(w, base)
+    if a.profile is not None and a.profile != profile:
+        fixed = f"is {profile!r}" if profile else "is drawn from personalities.distribution at config load"
+        raise CommandError(
+            ErrorCode.invalid_args,
+            f"spawn: {base}'s profile {fixed} (profiles are per slot, set in the config); profile {a.profile!r} "
+            "cannot be given",
+        )
+    return {"home_position": list(home), "profile": profile}
 
 
 def _xy_args(names: tuple[str, ...]) -> Callable[[list[Any]], dict[str, Any]]:
@@ -44,6 +82,7 @@ def _spawn(w: ShardWorld, a: SpawnArgs) -> dict[str, Any]:
     i = w.agent(a.agent_id)
     if bool(w.town.alive()[i]):
         raise CommandError(ErrorCode.conflict, f"agent {w.agent_ids()[i]!r} is alive: kill it first, or teleport it")
+    slot = _check_slot(w, i, a)
     needs = None
     if a.needs is not None:
         unknown = sorted(set(a.needs) - set(NEED_NAMES))
@@ -53,7 +92,8 @@ def _spawn(w: ShardWorld, a: SpawnArgs) -> dict[str, Any]:
         merged = {**{n: 1.0 for n in NEED_NAMES}, **current, **a.needs}
         needs = (merged["hunger"], merged["hygiene"], merged["energy"])
     w.town.spawn(i, a.position[0], a.position[1], needs, a.wallet)
-    return {"agent_id": w.agent_ids()[i], "position": list(a.position)}
+    given = {k: v for k, v in slot.items() if getattr(a, k) is not None}  # echoed when given
+    return {"agent_id": w.agent_ids()[i], "position": list(a.position), **given}
 
 
 class ChatArgs(Args):
