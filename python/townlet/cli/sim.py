@@ -37,7 +37,16 @@ def default_config(config: Path | None) -> Path:
     return root / DEFAULT_CONFIG if root is not None else DEFAULT_CONFIG
 
 
-@app.command("run")
+#: `sim run --help` (and `run_simulation.py --help`) names the serving form, whose options live on `sim serve`.
+SERVE_EPILOG = (
+    "Serve the town live instead (HTTP API, stream, dashboard at /): townlet sim serve, or run_simulation.py "
+    "--serve HOST:PORT [--tokens FILE | --tokens-env VAR | --allow-anonymous-viewer] [--tick-rate HZ] "
+    "[--tick-limit N] [--policy CKPT] [--audit-log F] [--snapshot-root DIR] [--load-snapshot F]; "
+    "'run_simulation.py --serve X --help' (townlet sim serve --help) explains each. docs/OPS_HANDBOOK.md"
+)
+
+
+@app.command("run", epilog=SERVE_EPILOG)
 def sim_run(
     config: ConfigOpt = None,
     tick_limit: Annotated[
