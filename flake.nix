@@ -13,8 +13,9 @@
 # The Python dependencies are read from pyproject.toml: `project.dependencies` must all be in nixpkgs'
 # python3Packages (evaluation stops naming the one that is not); the extras' packages are added where nixpkgs
 # has them for the platform (`ray` is one such optional extra). Evaluation warns, naming them, about extras
-# nixpkgs lacks and about nixpkgs versions below pyproject's lower bounds (or other than its `==` pins); the
-# build's runtime dependency check refuses required dependencies outside their ranges.
+# nixpkgs lacks, about nixpkgs versions below pyproject's lower bounds (or other than its `==` pins) and about a
+# ruff or mypy older than requirements-dev.txt's pin; the build's runtime dependency check refuses required
+# dependencies outside their ranges.
 #
 # Checks, sandboxed (each also listed in the README's Nix section):
 #   package, pytest, cargo-test, cargo-clippy, cargo-fmt, ruff, mypy, stubtest, registry, golden
@@ -74,6 +75,21 @@
           pin = bound "==";
         };
       requirements = groups: map requirement (builtins.concatMap (g: extras.${g} or [ ]) groups);
+      # requirements-dev.txt's exact pins ("ruff==0.17.6" -> { ruff = "0.17.6"; }): what `make lint` runs.
+      pins = builtins.listToAttrs (
+        map
+          (line: {
+            name = lib.toLower (builtins.elemAt line 0);
+            value = builtins.elemAt line 1;
+          })
+          (
+            builtins.filter (m: m != null) (
+              map (line: builtins.match "([A-Za-z0-9._-]+)==([^ ;#]+).*" line) (
+                builtins.filter builtins.isString (builtins.split "\n" (builtins.readFile ./requirements-dev.txt))
+              )
+            )
+          )
+      );
 
       # The repository without build outputs (a git checkout already leaves out untracked files).
       source = lib.cleanSourceWith {
@@ -139,12 +155,34 @@
               [ "${r.spec} (nixpkgs has ${v})" ]
             else
               [ ]
-          ) allRequirements;
+          ) allRequirements
+          # The lint checks' verdicts depend on the tools' versions: say when nixpkgs' are older than make lint's.
+          ++ builtins.concatMap (
+            tool:
+            let
+              v = tool.drv.version or null;
+            in
+            if pins ? ${tool.name} && v != null && builtins.compareVersions v pins.${tool.name} < 0 then
+              [
+                "requirements-dev.txt pins ${tool.name}==${pins.${tool.name}}, nixpkgs has ${v} (the ${tool.name} check runs nixpkgs')"
+              ]
+            else
+              [ ]
+          ) [
+            {
+              name = "ruff";
+              drv = pkgs.ruff;
+            }
+            {
+              name = "mypy";
+              drv = ps.mypy or null;
+            }
+          ];
 
           cargoDeps = pkgs.rustPlatform.importCargoLock { lockFile = ./Cargo.lock; };
 
           townlet = lib.warnIf (problems != [ ])
-            "townlet: pyproject.toml and nixpkgs disagree on: ${builtins.concatStringsSep "; " problems}"
+            "townlet: nixpkgs differs from pyproject.toml (or requirements-dev.txt) on: ${builtins.concatStringsSep "; " problems}"
             (
               ps.buildPythonPackage {
                 pname = project.name;
@@ -194,6 +232,16 @@
                   for f in $(grep -lE '^(import|from) ray\b' tests/*.py || true); do
                     appendToVar disabledTestPaths "$f"
                   done
+                  # Tests taking the `browser` fixture drive headless Chromium through Selenium: no browser here.
+                  ${python.interpreter} - > "$TMPDIR/browser-tests" <<'PY'
+                  import ast, pathlib
+                  for path in sorted(pathlib.Path("tests").glob("test_*.py")):
+                      for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                          if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                              if "browser" in [arg.arg for arg in node.args.args]:
+                                  print(f"{path}::{node.name}")
+                  PY
+                  while read -r test; do appendToVar disabledTestPaths "$test"; done < "$TMPDIR/browser-tests"
                 ''
                 # Optional test dependencies nixpkgs may lack: their tests are left out when it does.
                 + lib.optionalString (lookup (requirement "schemathesis") == null) ''
@@ -205,12 +253,6 @@
                     ''
                       appendToVar disabledTestPaths tests/test_ecosystem_sb3.py "tests/test_ecosystem_docs.py::test_a_recipe_runs_as_printed[sb3]"
                     '';
-                disabledTestPaths = [
-                  # They drive headless Chromium through Selenium: a browser is not part of the sandbox.
-                  "tests/test_dashboard.py::test_the_page_draws_the_agents_where_the_snapshot_says_and_follows_the_ticks"
-                  "tests/test_dashboard.py::test_a_viewer_token_is_enough_to_watch_and_none_is_refused"
-                  "tests/test_dashboard.py::test_approve_on_the_page_needs_an_admin_token_and_goes_through_the_bus"
-                ];
                 # The HTTP tests serve on 127.0.0.1 (no test needs the network); macOS's sandbox asks for this.
                 __darwinAllowLocalNetworking = true;
 

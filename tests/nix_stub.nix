@@ -111,7 +111,7 @@ let
       git = tool "git";
       pkg-config = tool "pkg-config";
       cacert = tool "cacert";
-      ruff = tool "ruff";
+      ruff = tool "ruff" // { version = versions.ruff or null; };
       libiconv = tool "libiconv";
       zlib = tool "zlib";
       stdenv = {
