@@ -227,21 +227,27 @@
                   mkdir -p .venv/bin
                   ln -sf ${python.interpreter} .venv/bin/python
                   touch .venv/.deps-stamp .venv/.ext-stamp
-                  # Ray tests start a cluster (ray.init, `ray start`): processes, ports and shared memory the sandbox
-                  # does not promise. Any test file importing ray at its top is left out too (they run in make-test).
-                  for f in $(grep -lE '^(import|from) ray\b' tests/*.py || true); do
-                    appendToVar disabledTestPaths "$f"
-                  done
-                  # Tests taking the `browser` fixture drive headless Chromium through Selenium: no browser here.
-                  ${python.interpreter} - > "$TMPDIR/browser-tests" <<'PY'
-                  import ast, pathlib
+                  # Tests left out, found by scanning the tests (ast) so that new ones need no edit here:
+                  # - those taking the `browser` fixture drive headless Chromium through Selenium: no browser here;
+                  # - Ray's: files that import ray anywhere and tests taking a fixture named ray_* or *_ray start a
+                  #   cluster (ray.init, `ray start`), needing processes, ports and shared memory the sandbox does not
+                  #   promise (tests marked ray_cluster are deselected by pytestFlags). They run in make-test.
+                  ${python.interpreter} - > "$TMPDIR/left-out" <<'PY'
+                  import ast, pathlib, re
                   for path in sorted(pathlib.Path("tests").glob("test_*.py")):
-                      for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                      tree = ast.parse(path.read_text(encoding="utf-8"))
+                      names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+                      names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+                      if any(name.split(".")[0] == "ray" for name in names):
+                          print(path)
+                          continue
+                      for node in ast.walk(tree):
                           if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
-                              if "browser" in [arg.arg for arg in node.args.args]:
+                              args = [arg.arg for arg in node.args.args]
+                              if "browser" in args or any(re.search(r"(^|_)ray(_|$)", a) for a in args):
                                   print(f"{path}::{node.name}")
                   PY
-                  while read -r test; do appendToVar disabledTestPaths "$test"; done < "$TMPDIR/browser-tests"
+                  while read -r test; do appendToVar disabledTestPaths "$test"; done < "$TMPDIR/left-out"
                 ''
                 # Optional test dependencies nixpkgs may lack: their tests are left out when it does.
                 + lib.optionalString (lookup (requirement "schemathesis") == null) ''
