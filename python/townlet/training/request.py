@@ -22,6 +22,9 @@ from townlet.training.warm_start import WarmStartPlan
 #: A phase's config section (`ppo:`, `bc:`).
 PhaseSection = PPOConfig | BCConfig
 
+#: Where `--backend` collects a rollout run's epochs (`Backend.kind`).
+BACKENDS = ("local", "ray")
+
 #: Called with each epoch's record as the run goes.
 EpochCallback = Callable[[dict[str, Any]], None]
 
@@ -54,6 +57,28 @@ class TrainRequest:
     warm_start_load: Path | None = None
     fresh: bool = False
     allow_mismatch: bool = False
+    #: `--backend local|ray`: collect a rollout run's epochs on shards (None: the one in-process collector).
+    backend: str | None = None
+    #: `--shards N`: how many shards the towns are split over (needs --backend).
+    shards: int | None = None
+    #: `--ray-address HOST:PORT`: the Ray cluster to join (--backend ray; None: a private one in this process).
+    ray_address: str | None = None
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where a sharded rollout run collects (`training.sharded_run`): `local` (the shards in this process) or
+    `ray` (one actor per shard on the cluster at `address`, or on a private one started in this process)."""
+
+    kind: str = "local"
+    shards: int = 1
+    address: str | None = None
+    #: How often Ray may restart one shard's actor before the run stops.
+    max_restarts: int = 2
+
+    def describe(self) -> str:
+        where = f" at {self.address}" if self.address else ""
+        return f"backend {self.kind}{where}, {self.shards} shard{'s' if self.shards != 1 else ''}"
 
 
 @dataclass(frozen=True)
@@ -110,6 +135,8 @@ class TrainPlan:
     warm: WarmStartPlan
     #: Mixed mode's learned/scripted blend for this run (None: `training.anneal_ratio`); an anneal stage sets it.
     anneal_ratio: float | None = None
+    #: Sharded collection (`--backend`); None: the phase's own collector.
+    backend: Backend | None = None
 
 
 @dataclass

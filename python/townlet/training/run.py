@@ -24,7 +24,16 @@ from townlet.sim.settings import best_path_for
 from townlet.telemetry.writer import TelemetryWriter
 from townlet.training.data import ReplayData, check_replay_spec
 from townlet.training.phases import PHASES, Phase, phase_for_mode
-from townlet.training.request import EpochCallback, LogOptions, PhaseSection, RunOutputs, TrainPlan, TrainRequest
+from townlet.training.request import (
+    BACKENDS,
+    Backend,
+    EpochCallback,
+    LogOptions,
+    PhaseSection,
+    RunOutputs,
+    TrainPlan,
+    TrainRequest,
+)
 from townlet.training.warm_start import Notify, plan_warm_start
 
 
@@ -118,7 +127,8 @@ def plan(request: TrainRequest, choice: PhaseChoice | None = None) -> TrainPlan:
     if clash:
         raise UsageError(f"{request.config}: {phase.name}.warm_start: {clash}")
     every = request.checkpoint_every
-    return plan_phase(
+    backend = plan_backend(request, phase.name, mode, section)
+    planned = plan_phase(
         config,
         section.model_copy(update={"warm_start": warm}),
         mode=mode,
@@ -129,6 +139,32 @@ def plan(request: TrainRequest, choice: PhaseChoice | None = None) -> TrainPlan:
         checkpoint_every=config.sections.training.checkpoint_every if every is None else every,
         log=LogOptions(log_path, request.log_frequency, request.log_max_entries) if log_path else None,
     )
+    return dataclasses.replace(planned, backend=backend) if backend is not None else planned
+
+
+def plan_backend(request: TrainRequest, phase: str, mode: str, section: PhaseSection) -> Backend | None:
+    """`--backend/--shards/--ray-address` checked against the run (None: no --backend)."""
+    if request.backend is None:
+        given = [
+            flag for flag, value in (("--shards", request.shards), ("--ray-address", request.ray_address)) if value
+        ]
+        if given:
+            raise UsageError(f"{', '.join(given)}: needs --backend local|ray")
+        return None
+    if request.backend not in BACKENDS:
+        raise UsageError(f"--backend {request.backend}: one of {', '.join(BACKENDS)}")
+    if phase != "ppo" or mode != "rollout":
+        raise UsageError(f"--backend: shards collect PPO rollouts (--mode rollout), not --mode {mode}")
+    if request.ray_address and request.backend != "ray":
+        raise UsageError("--ray-address: needs --backend ray")
+    shards, towns = request.shards or 1, getattr(section, "num_envs", 1)
+    if not 1 <= shards <= towns:
+        raise UsageError(f"--shards {shards}: between 1 and the run's towns (ppo.num_envs {towns})")
+    if request.backend == "ray":
+        from townlet.training.ray_cluster import require_ray
+
+        require_ray()
+    return Backend(request.backend, shards, request.ray_address)
 
 
 def plan_phase(
@@ -164,6 +200,8 @@ def dry_run_report(plan: TrainPlan) -> list[str]:
     warm = plan.section.warm_start
     for label, target in (("save path", warm.save_path), ("best path", warm.best())):
         lines.append(f"{label} ok: {Path(target)}")
+    if plan.backend is not None:
+        lines.append(f"rollouts: {plan.backend.describe()}")
     lines.append("dry run: nothing trained, nothing written")
     return lines
 
@@ -178,7 +216,12 @@ def run(plan: TrainPlan, *, on_epoch: EpochCallback | None = None, on_notice: No
         if on_notice is not None:
             on_notice(line)
 
-    out = PHASES[plan.phase].run(plan, on_epoch=on_epoch, notify=notify)
+    if plan.backend is not None:
+        from townlet.training.sharded_run import run_sharded  # Ray, when used, only then
+
+        out = run_sharded(plan, plan.backend, on_epoch=on_epoch, notify=notify)
+    else:
+        out = PHASES[plan.phase].run(plan, on_epoch=on_epoch, notify=notify)
     return dataclasses.replace(out, notices=notices)
 
 

@@ -1,0 +1,115 @@
+"""The shards as Ray Core actors (`--backend ray`): one `ShardActor` (a `TownShard`) per shard, one CPU each.
+
+Each epoch the learner puts the weights in the object store once, asks every shard to collect, and takes the
+blocks in shard order (never arrival order). Every block carries its shard's state after it; the learner keeps
+the last one, so a shard whose process dies is recollected exactly: Ray restarts the actor (`max_restarts`),
+the learner gives it back the state the epoch started from and asks again. A shard that dies more often than
+that stops the run with one clear line (the last checkpoint stays as it was; resume from it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from townlet.errors import TownletError
+from townlet.sim.config import TownConfig
+from townlet.sim.settings import PPOConfig
+from townlet.training.ray_cluster import connect
+from townlet.training.shards import Block, TownShard, split_towns
+
+#: How long the learner waits for one shard's block (a shard that hangs this long stops the run).
+COLLECT_TIMEOUT_S = 600.0
+
+
+class ShardDiedError(TownletError):
+    """A shard actor died more often than it may be restarted."""
+
+
+class RayShards:
+    """`shards` Ray actors over the run's towns; the cluster at `address`, or a private one in this process."""
+
+    def __init__(
+        self,
+        config: TownConfig,
+        ppo: PPOConfig,
+        meta: dict[str, Any],
+        seed: int,
+        towns: int,
+        shards: int,
+        *,
+        address: str | None = None,
+        max_restarts: int = 2,
+    ) -> None:
+        self.towns = split_towns(towns, shards)
+        self.max_restarts = max_restarts
+        #: Actor restarts the run needed (each one recollected its shard's epoch).
+        self.restarts = 0
+        self.ray = ray = connect(address, num_cpus=shards)
+        actor = ray.remote(num_cpus=1, max_restarts=max_restarts, max_task_retries=0)(TownShard)
+        self.actors = [actor.remote(config, ppo, meta, seed, r) for r in self.towns]
+        self._states: list[list[dict[str, Any]]] = self._get_all([a.get_state.remote() for a in self.actors])
+
+    def _get_all(self, refs: list[Any]) -> list[Any]:
+        out = []
+        for k, ref in enumerate(refs):
+            try:
+                out.append(self.ray.get(ref, timeout=COLLECT_TIMEOUT_S))
+            except self.ray.exceptions.GetTimeoutError:
+                raise ShardDiedError(f"shard {k} did not answer within {COLLECT_TIMEOUT_S:.0f}s") from None
+        return out
+
+    def pids(self) -> list[int]:
+        """Each shard actor's process id (tests kill one)."""
+        return list(self._get_all([a.pid.remote() for a in self.actors]))
+
+    def collect(self, weights: dict[str, torch.Tensor]) -> list[Block]:
+        ref = self.ray.put({k: v.detach().clone() for k, v in weights.items()})
+        pending = [a.collect.remote(ref) for a in self.actors]
+        blocks = [self._block(k, pending[k], ref) for k in range(len(self.actors))]  # shard order
+        self._states = [b.state for b in blocks]
+        return blocks
+
+    def _block(self, k: int, pending: Any, weights: Any) -> Block:
+        """Shard `k`'s block; while its actor dies and may restart, restore its saved state and collect again."""
+        died = 0
+        while True:
+            try:
+                block: Block = self.ray.get(pending, timeout=COLLECT_TIMEOUT_S)
+                return block
+            except self.ray.exceptions.GetTimeoutError:
+                raise ShardDiedError(
+                    f"shard {k} (towns {self.towns[k].start}-{self.towns[k].stop - 1}) did not answer within "
+                    f"{COLLECT_TIMEOUT_S:.0f}s; the run stopped (resume from its last checkpoint)"
+                ) from None
+            except (self.ray.exceptions.RayActorError, self.ray.exceptions.ActorUnavailableError) as exc:
+                died += 1
+                if died > self.max_restarts:
+                    raise ShardDiedError(
+                        f"shard {k} (towns {self.towns[k].start}-{self.towns[k].stop - 1}) died {died} times "
+                        f"(max restarts {self.max_restarts}); the run stopped (resume from its last checkpoint): "
+                        f"{type(exc).__name__}"
+                    ) from None
+                self.restarts += 1
+                actor = self.actors[k]
+                # Queued until Ray has restarted the actor; a new death shows up in the next get.
+                restored = actor.set_state.remote(self._states[k])
+                pending = actor.collect.remote(weights)
+                try:
+                    self.ray.get(restored, timeout=COLLECT_TIMEOUT_S)
+                except (self.ray.exceptions.RayActorError, self.ray.exceptions.ActorUnavailableError):
+                    continue  # counted when the collect fails too
+
+    def get_state(self) -> list[dict[str, Any]]:
+        return [st for shard in self._states for st in shard]
+
+    def set_state(self, states: list[dict[str, Any]]) -> None:
+        parts = [states[r.start : r.stop] for r in self.towns]
+        self._get_all([a.set_state.remote(p) for a, p in zip(self.actors, parts, strict=True)])
+        self._states = parts
+
+    def close(self) -> None:
+        for a in self.actors:
+            self.ray.kill(a, no_restart=True)
+        self.actors = []
