@@ -117,6 +117,21 @@ def train_cmd(
     arch: Annotated[
         str | None, typer.Option("--arch", help="--mode memory: lstm | gru | attention (training.memory.arch).")
     ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            help="--mode rollout: collect on shards, local (in this process) or ray (Ray actors; pip install "
+            "'townlet[ray]'); the same seed gives the same checkpoint whatever the backend and shard count.",
+        ),
+    ] = None,
+    shards: Annotated[
+        int | None, typer.Option("--shards", min=1, help="--backend: split the towns over N shards (default 1).")
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="--backend ray: the cluster to join, HOST:PORT (default: a private one)."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     progress: Annotated[
         bool | None,
@@ -140,6 +155,7 @@ def train_cmd(
             "--gae-lambda": gae_lambda, "--clip-coef": clip_coef, "--ent-coef": ent_coef, "--vf-coef": vf_coef,
             "--update-epochs": update_epochs, "--num-minibatches": num_minibatches,
             "--max-grad-norm": max_grad_norm, "--target-kl": target_kl, "--arch": arch,
+            "--backend": backend, "--shards": shards, "--ray-address": ray_address,
         }  # fmt: skip
         unused = [flag for flag, value in given.items() if value not in (None, False)]
         if unused:
@@ -187,6 +203,9 @@ def train_cmd(
         warm_start_load=warm_start_load,
         fresh=fresh,
         allow_mismatch=allow_mismatch,
+        backend=backend,
+        shards=shards,
+        ray_address=ray_address,
     )
     choice = choose_phase(request)
     trains = rollout_save_dir is None or mode is not None or train_ppo
