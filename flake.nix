@@ -145,7 +145,11 @@
               v = if d == null then null else d.version or null;
             in
             if d == null then
-              [ "${r.spec} (not in nixpkgs for ${pkgs.stdenv.hostPlatform.system}: left out)" ]
+              [
+                "${r.spec} (not in nixpkgs for ${pkgs.stdenv.hostPlatform.system}${
+                  if builtins.elem r.spec project.dependencies then "" else ": left out"
+                })"
+              ]
             else if
               v != null
               && (
