@@ -150,7 +150,12 @@ def sim_serve(
         int | None, typer.Option("--tick-limit", min=0, help="Stop after this many ticks (default: run until stopped).")
     ] = None,
     policy: Annotated[
-        str, typer.Option("--policy", help="'scripted' (the expert) or a policy checkpoint path.")
+        str,
+        typer.Option(
+            "--policy",
+            help="'scripted' (the expert), 'release' (the release recorded in ops.promotion.release_dir/release.json "
+            "by the last promotion or swap; the expert when none) or a policy checkpoint path.",
+        ),
     ] = "scripted",
     seed: Annotated[int | None, typer.Option("--seed", min=0, help="Override the config's seed.")] = None,
     audit_log: Annotated[
@@ -186,6 +191,10 @@ def sim_serve(
     else:
         raise UsageError("--tokens FILE (or --tokens-env VAR, or --allow-anonymous-viewer) is required to serve")
     cfg = load_config(default_config(config), seed=seed)
+    if policy == "release":
+        from townlet.ops.promotion_policy import recorded_release
+
+        policy = recorded_release(Path(cfg.sections.ops.promotion.release_dir)) or "scripted"
     kwargs: dict[str, Any] = {
         "tokens": store,
         "policy": None if policy == "scripted" else policy,

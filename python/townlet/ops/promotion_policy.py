@@ -12,7 +12,7 @@ import numpy.typing as npt
 
 from townlet import _core
 from townlet.errors import UsageError
-from townlet.jsonio import atomic_write_bytes, read_bytes
+from townlet.jsonio import atomic_write_bytes, read_bytes, read_json
 from townlet.ops.envelope import CommandError, ErrorCode
 from townlet.sim.config import TownConfig
 
@@ -195,6 +195,24 @@ def candidate_target(checkpoint: Path, shadow_dir: Path, config_id: str) -> Path
 def publish_candidate(checkpoint: Path, target: Path) -> Path:
     """A copy of the trained `checkpoint` at `target` (`candidate_target`), written atomically (weights first)."""
     return install_release(checkpoint, target.parent) if target != checkpoint else target
+
+
+def recorded_release(release_dir: Path) -> str | None:
+    """The checkpoint the release pointer (`<release_dir>/release.json`, written by each promotion and swap) names;
+    None when there is no pointer or the release is the scripted expert. A pointer that cannot be read is an error."""
+    pointer = release_dir / "release.json"
+    if not pointer.is_file():
+        return None
+    doc = read_json(pointer, "release pointer")
+    release = doc.get("release") if isinstance(doc, dict) else None
+    if not isinstance(release, dict) or release.get("kind") not in (EXPERT, "checkpoint"):
+        raise UsageError(f"{pointer}: release: expected {{kind: expert|checkpoint, path, ...}}")
+    if release["kind"] == EXPERT:
+        return None
+    path = release.get("path")
+    if not isinstance(path, str) or not Path(path).is_file():
+        raise UsageError(f"{pointer}: release.path: the checkpoint {path!r} is missing")
+    return path
 
 
 def install_release(path: Path, release_dir: Path) -> Path:
