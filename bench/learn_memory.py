@@ -1,29 +1,33 @@
 #!/usr/bin/env python3
 """Does memory pay? The feed-forward agent (`mlp`: the conflict-aware network) and each memory agent
 (`lstm`, `gru`, `attention`) trained by PPO (recurrent PPO for memory) from scratch for the same
-wall-clock budget per seed (so the slower memory agents see fewer agent-steps), side by side, on
-the default town and on the memory scenario.
+budget per seed, side by side, on the default town and on the memory scenario
+(configs/scenarios/memory_glimpse.yaml: glimpses one tick in four, see docs/memory.md).
 
-`python bench/learn_memory.py [--json] [--minutes M] [--seeds S ...] [--scenario PATH] [--config PATH]`
+`python bench/learn_memory.py [--json] [--minutes M | --epochs N] [--seeds S ...] [--scenario PATH]`
 
-Each (agent, seed) trains `--minutes` (default 2) in 8 towns (128-tick rollouts, day-long
-episodes, no learning-rate annealing). Its score ("return") is the mean reward per live
-agent-step over the last half of its epochs times the episode length (a day's return at that
-rate: short budgets end few episodes, and fewer for the slower agents); beside it, the KPIs of the
-town episodes that ended then and the throughput in agent-steps/s.
+The budget per (agent, seed) is either wall-clock (`--minutes`, default 2: the slower memory agents
+see fewer agent-steps) or `--epochs N` (`--town-epochs` for the default town): every agent trains
+the same number of epochs, so the same agent-steps (an epoch is `--num-envs` towns x
+`--rollout-ticks` ticks x the live agents), which is the fair comparison on a shared, loaded box.
+The JSON's `"budget"` says which. Each run trains in `--num-envs` towns (128-tick rollouts,
+day-long episodes, no learning-rate annealing, `--precision` for every agent). Its score ("return")
+is the mean reward per live agent-step over the last half of its epochs times the episode length
+(a day's return at that rate); beside it, the KPIs of the town episodes that ended then and the
+throughput in agent-steps/s of the whole epoch (acting, towns and update).
 
 Goal (issue 17): on the memory scenario the best memory agent beats `mlp` by a clear margin across
-seeds; on the default town it is no worse. This first version has no memory scenario yet: unless
-`--scenario` names one, the default town stands in (and `"scenario"` says so). `--json` prints
-`{"scenario": PATH, "default_town": {...}, "memory_scenario": {"mlp": [return per seed], "lstm":
-[...], "gru": [...], "attention": [...]}}`; each block also holds `"agent_steps_per_s"` and
-`"kpis"` per agent. An acceptance script, not a CI test (the box is shared: throughput varies).
+seeds; on the default town it is no worse. `--json` prints `{"scenario": PATH, "default_town":
+{...}, "memory_scenario": {"mlp": [return per seed], "lstm": [...], "gru": [...], "attention":
+[...]}}`; each block also holds `"agent_steps_per_s"`, `"epochs"`, `"kpis"` per agent and the
+`"margin"`. An acceptance script, not a CI test (the box is shared: throughput varies).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -41,15 +45,27 @@ from townlet.training.trainer import Trainer, make_policy
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "configs/examples/poc_hybrid.yaml"
+SCENARIO = REPO / "configs/scenarios/memory_glimpse.yaml"
 AGENTS = ("mlp", "lstm", "gru", "attention")
-EPISODE = 1440
 KPIS = ("kpi_self_sufficiency", "kpi_on_time_rate", "kpi_relationship_coverage", "kpi_faints", "kpi_evictions")
 
 
-def train_one(cfg: TownConfig, agent: str, seed: int, minutes: float, size: tuple[int, int]) -> dict[str, Any]:
-    """Train `agent` for `minutes` (at least one epoch); its score, KPIs and throughput."""
-    ppo = PPOConfig(num_envs=size[0], rollout_ticks=size[1], episode_ticks=EPISODE, torch_threads=1, anneal_lr=False)
-    env = TownTrainEnv(cfg, ppo.num_envs, seed, ppo.episode_ticks)
+def episode_ticks(cfg: TownConfig) -> int:
+    """A day of the config's clock (1440 ticks unless `world.ticks_per_day` says otherwise)."""
+    return int(cfg.world.get("world", {}).get("ticks_per_day", 1440))
+
+
+def train_one(
+    cfg: TownConfig, agent: str, seed: int, budget: tuple[str, float], size: tuple[int, int], precision: str
+) -> dict[str, Any]:
+    """Train `agent` for `budget` (("minutes", M) or ("epochs", N); at least one epoch); its score,
+    KPIs and throughput."""
+    episode = episode_ticks(cfg)
+    ppo = PPOConfig(
+        num_envs=size[0], rollout_ticks=size[1], episode_ticks=episode, torch_threads=1, anneal_lr=False,
+        precision=precision,
+    )  # fmt: skip
+    env = TownTrainEnv(cfg, ppo.num_envs, seed, episode)
     torch.manual_seed(seed)
     trainer: Trainer | MemoryTrainer
     if agent == "mlp":
@@ -60,9 +76,16 @@ def train_one(cfg: TownConfig, agent: str, seed: int, minutes: float, size: tupl
         trainer = MemoryTrainer(env, mem, seed=seed, policy=policy)
     records: list[dict[str, Any]] = []
     returns: list[list[float]] = []
-    deadline = time.perf_counter() + minutes * 60
+    kind, amount = budget
+    deadline = time.perf_counter() + amount * 60
+
+    def more() -> bool:
+        if not records:
+            return True
+        return len(records) < amount if kind == "epochs" else time.perf_counter() < deadline
+
     t0 = time.perf_counter()
-    while time.perf_counter() < deadline or not records:
+    while more():
         result = trainer.run(trainer.epoch + 1)  # one more epoch (run() trains to an epoch target)
         records.append(result.records[-1])
         returns.append(result.episode_returns)
@@ -74,7 +97,7 @@ def train_one(cfg: TownConfig, agent: str, seed: int, minutes: float, size: tupl
         k: float(np.mean([r[k] for r in records[late] if k in r])) for k in KPIS if any(k in r for r in records[late])
     }
     return {
-        "return": per_step * EPISODE,
+        "return": per_step * episode,
         "episode_return_mean": float(np.mean(ended)) if ended else None,
         "episodes": len(ended),
         "epochs": len(records),
@@ -83,12 +106,24 @@ def train_one(cfg: TownConfig, agent: str, seed: int, minutes: float, size: tupl
     }
 
 
-def block(cfg: TownConfig, seeds: list[int], minutes: float, size: tuple[int, int]) -> dict[str, Any]:
+def block(
+    cfg: TownConfig,
+    seeds: list[int],
+    budget: tuple[str, float],
+    size: tuple[int, int],
+    precision: str,
+    agents: tuple[str, ...] = AGENTS,
+) -> dict[str, Any]:
     """Every agent on every seed: returns per seed, throughput and KPIs (means over seeds)."""
-    out: dict[str, Any] = {agent: [] for agent in AGENTS}
+    out: dict[str, Any] = {agent: [] for agent in agents}
     out["agent_steps_per_s"], out["kpis"], out["epochs"] = {}, {}, {}
-    for agent in AGENTS:
-        runs = [train_one(cfg.with_seed(seed), agent, seed, minutes, size) for seed in seeds]
+    for agent in agents:
+        runs = []
+        for seed in seeds:
+            runs.append(train_one(cfg.with_seed(seed), agent, seed, budget, size, precision))
+            print(f"[learn_memory] {cfg.config_id} {agent} seed {seed}: return {runs[-1]['return']:.3f}, "
+                  f"{runs[-1]['epochs']} epochs, {runs[-1]['agent_steps_per_s']:.0f} agent-steps/s",
+                  file=sys.stderr, flush=True)  # fmt: skip
         out[agent] = [round(r["return"], 4) for r in runs]
         out["agent_steps_per_s"][agent] = round(float(np.mean([r["agent_steps_per_s"] for r in runs])), 1)
         out["epochs"][agent] = [r["epochs"] for r in runs]
@@ -96,6 +131,7 @@ def block(cfg: TownConfig, seeds: list[int], minutes: float, size: tuple[int, in
         out["kpis"][agent] = {
             k: round(float(np.mean([r["kpis"][k] for r in runs if k in r["kpis"]])), 4) for k in names
         }
+    out["margin"] = margin(out)
     return out
 
 
@@ -104,43 +140,67 @@ def block(cfg: TownConfig, seeds: list[int], minutes: float, size: tuple[int, in
 GOALS = {"memory_scenario.margin": {"value": 0.1, "op": ">="}, "default_town.margin": {"value": -0.05, "op": ">="}}
 
 
-def margin(res: dict[str, Any]) -> float:
+def margin(res: dict[str, Any]) -> float | None:
+    if "mlp" not in res or not any(a in res for a in AGENTS[1:]):
+        return None
     mlp = float(np.mean(res["mlp"]))
-    best = max(float(np.mean(res[a])) for a in AGENTS[1:])
+    best = max(float(np.mean(res[a])) for a in AGENTS[1:] if a in res)
     return round((best - mlp) / max(abs(mlp), 1.0), 4)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--minutes", type=float, default=2.0, help="training budget per agent and seed")
+    parser.add_argument("--minutes", type=float, default=2.0, help="wall-clock budget per agent and seed")
+    parser.add_argument("--epochs", type=int, default=None, help="equal epochs per agent and seed (fair under load)")
+    parser.add_argument("--town-epochs", type=int, default=None, help="the default town's epochs (default: --epochs)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--config", type=Path, default=CONFIG, help="the default town")
+    parser.add_argument("--scenario", type=Path, default=SCENARIO, help="the memory scenario")
+    parser.add_argument("--agents", nargs="+", choices=AGENTS, default=list(AGENTS), help="the agents to train")
+    parser.add_argument("--only", choices=("town", "scenario"), default=None, help="run one of the two blocks")
     parser.add_argument("--num-envs", type=int, default=8, help="towns per run")
     parser.add_argument("--rollout-ticks", type=int, default=128, help="ticks per epoch")
-    parser.add_argument("--scenario", type=Path, default=None, help="the memory scenario (default: none yet)")
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16", help="every agent's (ppo.precision)")
     args = parser.parse_args()
+    if any(v is not None and v < 1 for v in (args.epochs, args.town_epochs)):
+        parser.error("--epochs and --town-epochs take an integer >= 1")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     size = (args.num_envs, args.rollout_ticks)
-    default = block(load_config(args.config), args.seeds, args.minutes, size)
-    if args.scenario is None:
-        scenario, memory = f"{args.config} (no memory scenario yet: the default town stands in)", default
-    else:
-        scenario, memory = str(args.scenario), block(load_config(args.scenario), args.seeds, args.minutes, size)
-    for res in (default, memory):
-        res["margin"] = margin(res)
-    out = {"benchmark": "learn_memory", "scenario": scenario, "minutes": args.minutes, "seeds": args.seeds,
-           "default_town": default, "memory_scenario": memory, "goals": GOALS,
-           "figures": [f"{b}.agent_steps_per_s.{a}" for b in ("default_town",) for a in AGENTS]}  # fmt: skip
+    budget: tuple[str, float] = ("minutes", args.minutes) if args.epochs is None else ("epochs", args.epochs)
+    town_budget = budget if args.town_epochs is None else ("epochs", args.town_epochs)
+    skipped: dict[str, Any] = {"skipped": True}
+    default = skipped if args.only == "scenario" else block(load_config(args.config), args.seeds, town_budget, size,
+                                                            args.precision, tuple(args.agents))  # fmt: skip
+    memory = skipped if args.only == "town" else block(load_config(args.scenario), args.seeds, budget, size,
+                                                       args.precision, tuple(args.agents))  # fmt: skip
+    out = {"benchmark": "learn_memory", "scenario": str(args.scenario), "seeds": args.seeds,
+           "budget": {"kind": budget[0], "amount": budget[1], "town": {"kind": town_budget[0],
+                                                                        "amount": town_budget[1]}},
+           "minutes": args.minutes, "precision": args.precision, "default_town": default,
+           "memory_scenario": memory, "goals": GOALS,
+           "figures": [f"{b}.agent_steps_per_s.{a}" for b in ("default_town", "memory_scenario")
+                       for a in args.agents]}  # fmt: skip
     if args.json:
         print(json.dumps(out, sort_keys=True))
         return
-    print(f"learn_memory: {args.minutes} min per agent and seed, seeds {args.seeds}; scenario {scenario}")
+    unit = "min" if budget[0] == "minutes" else "epochs"
+    print(f"learn_memory: {budget[1]} {unit} per agent and seed ({args.precision}), seeds {args.seeds}; "
+          f"scenario {args.scenario}")  # fmt: skip
     for name, key, res in (("default town", "default_town", default), ("memory scenario", "memory_scenario", memory)):
+        if res.get("skipped"):
+            continue
         print(f"{name}:")
-        for agent in AGENTS:
+        for agent in args.agents:
             print(f"  {agent:9s} return {res[agent]}  agent-steps/s {res['agent_steps_per_s'][agent]}"
                   f"  epochs {res['epochs'][agent]}  kpis {res['kpis'][agent]}")  # fmt: skip
-        best = max(AGENTS[1:], key=lambda a: float(np.mean(res[a])))
+        if res["margin"] is None:
+            continue
+        best = max((a for a in AGENTS[1:] if a in res), key=lambda a: float(np.mean(res[a])))
         goal = GOALS[f"{key}.margin"]["value"]
         print(f"  best memory agent {best}: {np.mean(res[best]):.3f} vs mlp {np.mean(res['mlp']):.3f} "
               f"(margin {res['margin']}, goal >= {goal})")  # fmt: skip

@@ -87,8 +87,9 @@ def test_memory_resets_at_episode_end_and_sequences_replay_from_their_initial_st
     for c in range(-(-t_len // seq_len)):
         for i in range(n):
             assert torch.equal(seqs.initial_state[c * n + i], seen[c * seq_len][i])
-    # Replaying every sequence from its initial state gives the rollout's log-probabilities and values.
-    with torch.no_grad():
+    # Replaying every sequence from its initial state gives the rollout's log-probabilities and values
+    # (computing in the rollout's precision, as the update does).
+    with torch.no_grad(), policy.computing_in(cfg.precision):
         logp, _, value = policy.evaluate_sequence(seqs.obs, seqs.masks, seqs.actions, seqs.initial_state, seqs.starts)
     live = seqs.valid
     assert int(live.sum()) == len(rows)
@@ -96,7 +97,7 @@ def test_memory_resets_at_episode_end_and_sequences_replay_from_their_initial_st
     torch.testing.assert_close(value[live], seqs.values[live], atol=1e-5, rtol=1e-5)
     # ... in any order and grouping (the update's shuffled minibatches).
     idx = torch.tensor([5, 0, 3])
-    with torch.no_grad():
+    with torch.no_grad(), policy.computing_in(cfg.precision):
         sub = policy.evaluate_sequence(seqs.obs[idx], seqs.masks[idx], seqs.actions[idx], seqs.initial_state[idx],
                                        seqs.starts[idx])[0]  # fmt: skip
     torch.testing.assert_close(sub, logp[idx], atol=1e-6, rtol=1e-6)
@@ -267,15 +268,17 @@ def test_a_memory_checkpoint_acts_with_its_memory_tick_by_tick(config_path: Path
 
 def test_learn_memory_bench_prints_the_issue_keys() -> None:
     """The interface the checks read (the figures themselves are the bench's, not a test's)."""
-    argv = [sys.executable, str(REPO_ROOT / "bench/learn_memory.py"), "--json", "--minutes", "0", "--seeds", "0", "3",
+    argv = [sys.executable, str(REPO_ROOT / "bench/learn_memory.py"), "--json", "--epochs", "1", "--seeds", "0", "3",
             "--num-envs", "1", "--rollout-ticks", "8"]  # fmt: skip
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert "no memory scenario yet" in out["scenario"]
+    assert out["scenario"].endswith("configs/scenarios/memory_glimpse.yaml")
+    assert out["budget"]["kind"] == "epochs" and out["budget"]["amount"] == 1  # equal epochs: equal agent-steps
     for block in ("default_town", "memory_scenario"):
         for agent in ("mlp", "lstm", "gru", "attention"):
             returns = out[block][agent]
             assert len(returns) == 2 and all(math.isfinite(r) for r in returns), (block, agent)
             assert out[block]["agent_steps_per_s"][agent] > 0
+            assert out[block]["epochs"][agent] == [1, 1]
     assert set(out["goals"]) == {"memory_scenario.margin", "default_town.margin"}

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from townlet.sim.settings import MEMORY_ARCHS
-from townlet.training.network import MASKED_LOGIT, ConflictAwarePolicy, layer_init, sample
+from townlet.training.network import BF16, MASKED_LOGIT, ConflictAwarePolicy, layer_init, sample
 
 #: Attention heads of the `attention` core (the hidden size must divide by it).
 ATTENTION_HEADS = 4
@@ -171,7 +171,31 @@ class MemoryPolicy(ConflictAwarePolicy):
         """The memory of `n` agent slots at the start of an episode."""
         return torch.zeros(n, self.state_size)
 
+    # bfloat16 (`ppo.precision`, inside `computing_in`): the encoders' and the actor/critic hidden
+    # layers' products as the feed-forward network computes them in bfloat16 (the convolution as one
+    # product per output row, actor and critic as one product), from the same derived weights; the
+    # core, its memory, the heads and the losses stay float32. fp32 runs the modules as before.
+
+    def _encode(self, obs: torch.Tensor) -> torch.Tensor:
+        """(N, obs_dim) observations, or their bfloat16 `prepare`, -> (N, hidden) float32 encodings."""
+        if self.precision != "bf16":
+            return self.encode(obs)
+        x, w = self.prepare(obs), self._bf16_weights()
+        n, rows = x.shape[0], self._rows
+        slabs = x[:, : rows.slab_len].reshape(n * rows.out_rows, rows.slab_width)
+        m = F.relu(torch.addmm(w["conv_bias"], slabs, w["conv"])).view(n, -1)
+        m = F.relu(F.linear(m, w["map_fc"], w["map_fc_bias"]))
+        f = F.relu(F.linear(x[:, rows.slab_len :], w["feat"], w["feat_bias"]))
+        return torch.cat([m, f], dim=-1).float()
+
     def _heads(self, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.precision == "bf16":
+            w = self._bf16_weights()
+            hid = F.relu(F.linear(h.to(BF16), w["hidden"], w["hidden_bias"])).float()  # [actor | critic]
+            ph, vh, k = self.policy_head, self.value_head, self.hidden
+            assert isinstance(ph, nn.Linear) and isinstance(vh, nn.Linear)
+            logits = F.linear(hid[..., :k], ph.weight, ph.bias).masked_fill(~mask, MASKED_LOGIT)
+            return logits, F.linear(hid[..., k:], vh.weight, vh.bias).squeeze(-1)
         logits = self.policy_head(self.actor(h)).masked_fill(~mask, MASKED_LOGIT)
         value = self.value_head(self.critic(h)).squeeze(-1)
         return logits, value
@@ -180,9 +204,10 @@ class MemoryPolicy(ConflictAwarePolicy):
         self, obs: torch.Tensor, mask: torch.Tensor, state: torch.Tensor, starts: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, L) ticks from each row's initial `state` (B, state_size); `starts` (B, L): the tick's
-        state was reset before it acted. Returns logits (B, L, A), values (B, L), the final state."""
+        state was reset before it acted. Returns logits (B, L, A), values (B, L), the final state.
+        `obs` may be the bfloat16 `prepare` of the observations (B, L, prepared width)."""
         b, length = obs.shape[:2]
-        z = self.encode(obs.reshape(b * length, -1)).view(b, length, -1)
+        z = self._encode(obs.reshape(b * length, -1)).view(b, length, -1)
         h, state = self.core(z, state, starts)
         logits, value = self._heads(h, mask)
         return logits, value, state

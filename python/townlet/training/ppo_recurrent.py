@@ -151,7 +151,8 @@ class RecurrentCollector:
     def collect(self) -> tuple[Dataset, Sequences, RolloutStats]:
         """`rollout_ticks` ticks of every town with memory, then their advantages: the live rows
         (for the epoch's record) and the sequences the update trains on."""
-        rows, arrays, states, stats = self._rollout()
+        with self.policy.computing_in(self.cfg.precision, frozen=True):
+            rows, arrays, states, stats = self._rollout()
         return rows, cut_sequences(arrays, states, self.cfg.seq_len), stats
 
     @torch.inference_mode()
@@ -218,12 +219,30 @@ def recurrent_update(
     rng: np.random.Generator,
 ) -> UpdateStats:
     """`update_epochs` passes of clipped PPO over minibatches of whole sequences (the order drawn
-    from `rng`, one permutation per pass), each replayed from its stored initial memory."""
+    from `rng`, one permutation per pass), each replayed from its stored initial memory; the policy
+    computes in `cfg.precision`, as the collector does."""
     t0 = time.perf_counter()
-    st = UpdateStats()
     n = len(seqs)
     if n == 0 or not bool(seqs.valid.any()):
-        return st
+        return UpdateStats()
+    with policy.computing_in(cfg.precision):
+        st = _update(policy, optimizer, seqs, cfg, rng)
+    st.seconds = time.perf_counter() - t0
+    return st
+
+
+def _update(
+    policy: MemoryPolicy,
+    optimizer: torch.optim.Optimizer,
+    seqs: Sequences,
+    cfg: MemoryConfig,
+    rng: np.random.Generator,
+) -> UpdateStats:
+    st = UpdateStats()
+    n, length = seqs.obs.shape[:2]
+    # The network's input, prepared once for every pass (in bfloat16 a smaller copy to gather from).
+    obs = policy.prepare(seqs.obs.reshape(n * length, -1))
+    obs = obs.reshape(n, length, -1)
     mb_size = max(1, n // cfg.num_minibatches)
     for _ in range(cfg.update_epochs):
         perm = rng.permutation(n)
@@ -233,7 +252,7 @@ def recurrent_update(
             if not bool(live.any()):
                 continue
             new_logp, entropy, new_value = policy.evaluate_sequence(
-                seqs.obs.index_select(0, idx),
+                obs.index_select(0, idx),
                 seqs.masks.index_select(0, idx),
                 seqs.actions.index_select(0, idx),
                 seqs.initial_state.index_select(0, idx),
@@ -274,5 +293,4 @@ def recurrent_update(
         if cfg.target_kl is not None and np.mean(st.kls[-max(1, n // mb_size) :]) > cfg.target_kl:
             st.early_stop = True
             break
-    st.seconds = time.perf_counter() - t0
     return st
