@@ -39,6 +39,8 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "vs_sb3": ([], ["--minutes", "1"]),
     "learn_town": ([], ["--minutes", "1", "--bc-minutes", "1", "--seeds", "1"]),
     "console_load": ([], ["--clients", "2", "--commands", "100"]),
+    # Equal epochs (equal agent-steps) per agent: fair on a loaded box.
+    "learn_memory": (["--epochs", "60", "--town-epochs", "20"], ["--epochs", "2", "--seeds", "0"]),
 }
 #: Benches whose budget `--minutes` sets.
 MINUTES_ARGS = {"vs_sb3": ["--minutes"], "learn_town": ["--minutes", "--bc-minutes"]}
