@@ -101,7 +101,7 @@ run: $(EXT_STAMP) ## the main job: train PPO on the default town, evaluate it ag
 
 TRAIN_LOG ?= $(RUN_DIR)/train.jsonl
 
-train: $(EXT_STAMP) ## train a phase: make train PHASE=bc|ppo|memory [ARCH=lstm|gru|attention] CONFIG=... [EPOCHS=] [WARM_LOAD=] [WARM_SAVE=] [ALLOW_MISMATCH=1] [DRY_RUN=1] [CAPTURE_DIR=|BC_MANIFEST=]
+train: $(EXT_STAMP) ## train a phase: make train PHASE=bc|ppo|memory [ARCH=lstm|gru|attention] CONFIG=... [EPOCHS=] [WARM_LOAD=] [WARM_SAVE=] [ALLOW_MISMATCH=1] [DRY_RUN=1] [CAPTURE_DIR=|BC_MANIFEST=] [BACKEND=local|ray SHARDS=N RAY_ADDRESS=host:port (ppo rollout shards)]
 	$(if $(filter bc ppo memory,$(PHASE)),,$(error PHASE=$(PHASE): the phases are bc, ppo and memory))
 	ALLOW_MISMATCH=$(if $(call bool_on,ALLOW_MISMATCH),1,0) $(PY) -m townlet train $(call q,$(CONFIG)) \
 		$(if $(filter bc,$(PHASE)),--mode bc --bc-log,$(if $(filter memory,$(PHASE)),--mode memory \
@@ -111,6 +111,8 @@ train: $(EXT_STAMP) ## train a phase: make train PHASE=bc|ppo|memory [ARCH=lstm|
 		$(if $(BC_MANIFEST),--bc-manifest $(call q,$(BC_MANIFEST))) \
 		$(if $(WARM_LOAD),--warm-start-load $(call q,$(WARM_LOAD))) \
 		$(if $(WARM_SAVE),--warm-start-save $(call q,$(WARM_SAVE))) \
+		$(if $(BACKEND),--backend $(call q,$(BACKEND))) $(if $(SHARDS),--shards $(call q,$(SHARDS))) \
+		$(if $(RAY_ADDRESS),--ray-address $(call q,$(RAY_ADDRESS))) \
 		$(if $(call bool_on,FRESH),--fresh) \
 		$(if $(call bool_on,DRY_RUN),--dry-run)
 
