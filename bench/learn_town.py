@@ -1,41 +1,60 @@
 #!/usr/bin/env python3
-"""Does PPO learn the town, and does it do the job? PPO on the default town for a fixed wall-clock
-budget per seed, from scratch and warm-started by behaviour cloning, scored against the scripted
-expert on return and on every charter KPI.
+"""Does PPO learn the town, and does it do the job? PPO on the default town per seed, from scratch and
+warm-started by behaviour cloning, scored against the scripted expert on return and on every charter KPI.
 
-`python bench/learn_town.py [--json] [--minutes M] [--bc-minutes M] [--seeds S ...] [--no-bc]`
+`python bench/learn_town.py [--json] [--minutes M] [--bc-minutes M] [--epochs N] [--bc-ppo-epochs N]
+[--seeds S ...] [--no-bc] [--set SECTION.KEY=VALUE ...]`
 
-For each seed: PPO trains from scratch for `--minutes` (default 10); then, unless `--no-bc`, the
-expert is captured for `--bc-days` days (one town, its own seed), cloned (the `bc` phase's trainer),
-and PPO continues from those weights until `--bc-minutes` (default 5) have passed, BC included.
-Every trained policy is scored greedily by `townlet.training.evaluate` (one day, the evaluation
-seeds, the same towns for every policy), as are the expert and a random masked policy.
+For each seed: PPO trains from scratch for `--minutes` of wall clock (default 10), or for exactly `--epochs`
+epochs (the learning rate annealed over them, as `make run` does; comparable on a loaded machine, where
+wall clock is not); then, unless `--no-bc`, the expert is captured for `--bc-days` days (one town, its own
+seed), cloned (the `bc` phase's trainer), and PPO continues from those weights until `--bc-minutes` (default
+5) have passed, BC included, or for `--bc-ppo-epochs` epochs. Every trained policy is scored greedily by
+`townlet.training.evaluate` (one day, the evaluation seeds, the same towns for every policy), as are the
+expert and a random masked policy. `--set rewards.punctuality_bonus=0` changes one key of the config's world
+sections (a YAML value; repeatable): the reward ablations of docs/training.md are made this way.
 
 Goals (per run): return >= the expert's (`ratio >= 1`), on-time rate >= 0.95, self-sufficiency and
-relationship coverage >= the expert's. `--json` prints `{"expert": {"return", "kpis"}, "random":
-{...}, "runs": [{"seed", "minutes", "return", "ratio", "kpis", "steps", "curve", "met"}], "bc_runs":
-[... and "bc": {...}], "goals": {...}}`. An acceptance script, not a CI test.
+relationship coverage >= the expert's. `--json` prints `{"expert": {"return", "kpis", "reward_parts"},
+"random": {...}, "runs": [{"seed", "minutes", "epochs", "return", "ratio", "kpis", "reward_parts", "steps",
+"curve", "met"}], "bc_runs": [... and "bc": {...}], "goals": {...}, "verdicts": {group: {goal: {"met",
+"runs"}}}}`; `reward_parts` is each reward component's mean per agent-day on the first evaluation seed.
+The text output ends with one verdict line per goal. An acceptance script, not a CI test.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import numpy as np
 import torch
+import yaml
 
-from townlet import load_config
+from townlet import _core, load_config
 from townlet.capture.rollout import capture_rollout
 from townlet.sim.config import TownConfig
+from townlet.sim.env import VecTown
 from townlet.sim.settings import BCConfig, PPOConfig
 from townlet.training.bc import BCTrainer, split_rows
 from townlet.training.data import load_replay
 from townlet.training.envs import TownTrainEnv
-from townlet.training.evaluate import PolicyScore, evaluate, expert_actor, greedy_actor, random_actor
+from townlet.training.evaluate import (
+    Actor,
+    PolicyScore,
+    eval_seeds,
+    evaluate,
+    expert_actor,
+    greedy_actor,
+    random_actor,
+)
 from townlet.training.network import ActorCritic
 from townlet.training.trainer import Trainer, make_policy
 
@@ -43,6 +62,52 @@ REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "configs/examples/poc_hybrid.yaml"
 EPISODE = 1440
 ON_TIME_GOAL = 0.95
+GOALS = ("return", "on_time_rate", "self_sufficiency", "relationship_coverage")
+
+
+def usage(message: str) -> NoReturn:
+    """One error line on stderr, exit 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def with_overrides(cfg: TownConfig, sets: list[str]) -> TownConfig:
+    """The config with each `SECTION.KEY=VALUE` applied to its world sections (exit 2 on a bad one)."""
+    world = copy.deepcopy(cfg.world)
+    for item in sets:
+        key, sep, value = item.partition("=")
+        parts = key.split(".")
+        if not sep or not all(parts):
+            usage(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        node = world
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                usage(f"--set {item!r}: {part} is not a section")
+        # YAML 1.2 reading: only true/false are booleans (`social.stage=OFF` is the string OFF).
+        literal = value.strip().lower() in ("on", "off", "yes", "no", "y", "n")
+        node[parts[-1]] = value.strip() if literal else yaml.safe_load(value)
+    out = replace(cfg, world=world)
+    try:
+        _core.validate_config(out.world_json())
+    except ValueError as e:
+        usage(f"--set {' '.join(sets)}: {e}")
+    return out
+
+
+def reward_parts(cfg: TownConfig, actor: Actor, *, num_towns: int = 8) -> dict[str, float]:
+    """Each reward component's mean per agent slot over one day on the first evaluation seed."""
+    seed = eval_seeds(1)[0]
+    vec = VecTown(cfg, num_towns, seed, episode_ticks=EPISODE + 1)
+    obs, _ = vec.reset(seed)
+    names = list(vec.native.reward_components())
+    sums = np.zeros(len(names), np.float64)
+    with torch.inference_mode():
+        for _ in range(EPISODE):
+            obs, *_ = vec.step(actor(vec, obs))
+            for town in range(num_towns):
+                sums += vec.native.reward_breakdown(town).sum(0)
+    return {n: float(v) / (num_towns * vec.agents_per_env) for n, v in zip(names, sums, strict=True)}
 
 
 def behaviour_clone(
@@ -67,10 +132,20 @@ def behaviour_clone(
 
 
 def train(
-    cfg: TownConfig, *, seed: int, minutes: float, num_envs: int, bc: tuple[int, int] | None, quiet: bool
+    cfg: TownConfig,
+    *,
+    seed: int,
+    minutes: float,
+    epochs: int | None,
+    num_envs: int,
+    bc: tuple[int, int] | None,
+    quiet: bool,
 ) -> tuple[ActorCritic, dict[str, Any]]:
-    """PPO until `minutes` of wall clock have passed (BC first when `bc` = (days, epochs))."""
-    ppo = PPOConfig(num_envs=num_envs, rollout_ticks=128, episode_ticks=EPISODE, torch_threads=1, anneal_lr=False)
+    """PPO for `epochs` epochs (learning rate annealed over them), or else until `minutes` of wall clock have
+    passed (constant learning rate); BC first when `bc` = (days, epochs)."""
+    ppo = PPOConfig(
+        num_envs=num_envs, rollout_ticks=128, episode_ticks=EPISODE, torch_threads=1, anneal_lr=epochs is not None
+    )
     env = TownTrainEnv(cfg, ppo.num_envs, seed, ppo.episode_ticks)
     t0 = time.perf_counter()
     deadline = t0 + 60 * minutes
@@ -79,14 +154,24 @@ def train(
         policy, bc_info = behaviour_clone(cfg, env, days=bc[0], epochs=bc[1], seed=seed)
     trainer = Trainer(env, ppo, seed=seed, policy=policy)
     curve: list[tuple[int, float]] = []
-    while time.perf_counter() < deadline:
-        rec = trainer.run(trainer.epoch + 1).records[-1]  # one more epoch (run() trains to an epoch target)
+
+    def on_epoch(rec: dict[str, Any]) -> None:
         if rec["episodes"]:
             curve.append((int(rec["steps"]), float(rec["episode_return_mean"])))
-        if not quiet and trainer.epoch % 25 == 0:
+        if not quiet and int(rec["epoch"]) % 25 == 0:
             last = f"{curve[-1][1]:8.2f}" if curve else "     n/a"
-            print(f"  seed {seed} epoch {trainer.epoch:5d}  steps {trainer.steps:>10,}  return {last}", flush=True)
-    info: dict[str, Any] = {"minutes": (time.perf_counter() - t0) / 60, "steps": trainer.steps, "curve": curve}
+            print(f"  seed {seed} epoch {rec['epoch']:5d}  steps {rec['steps']:>10,}  return {last}", flush=True)
+
+    if epochs is not None:
+        trainer.run(epochs, on_epoch=on_epoch)
+    while epochs is None and time.perf_counter() < deadline:
+        trainer.run(trainer.epoch + 1, on_epoch=on_epoch)  # one more epoch (run() trains to an epoch target)
+    info: dict[str, Any] = {
+        "minutes": (time.perf_counter() - t0) / 60,
+        "epochs": trainer.epoch,
+        "steps": trainer.steps,
+        "curve": curve,
+    }
     if bc_info is not None:
         info["bc"] = bc_info
     return trainer.policy.eval(), info
@@ -104,34 +189,79 @@ def score_run(seed: int, score: PolicyScore, expert: PolicyScore, info: dict[str
     return {"seed": seed, "return": score.return_, "ratio": ratio, "kpis": kpis.model_dump(), "met": met, **info}
 
 
+def verdicts(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per goal: met by every run, and by how many."""
+    out: dict[str, dict[str, Any]] = {}
+    for goal in GOALS:
+        hits = sum(bool(r["met"][goal]) for r in runs)
+        out[goal] = {"met": bool(runs) and hits == len(runs), "runs": f"{hits}/{len(runs)}"}
+    return out
+
+
+def run_seed(
+    cfg: TownConfig, args: argparse.Namespace, seed: int, expert: PolicyScore, *, bc: tuple[int, int] | None
+) -> dict[str, Any]:
+    minutes, epochs = (args.bc_minutes, args.bc_ppo_epochs) if bc else (args.minutes, args.epochs)
+    policy, info = train(cfg, seed=seed, minutes=minutes, epochs=epochs, num_envs=args.num_envs, bc=bc, quiet=args.json)
+    actor = greedy_actor(policy)
+    score = evaluate(cfg, {"trained": actor}, seeds=args.eval_seeds).policies["trained"]
+    info["reward_parts"] = reward_parts(cfg, actor)
+    return score_run(seed, score, expert, info)
+
+
+def print_table(out: dict[str, Any], expert: PolicyScore) -> None:
+    k = expert.kpis
+    print(f"\nexpert: return {expert.return_:.2f}  on-time {k.on_time_rate:.2f}  self-sufficiency "
+          f"{k.self_sufficiency:.2f}  coverage {k.relationship_coverage:.2f}  faints {k.faints:.2f}")  # fmt: skip
+    print(f"random: return {out['random']['return']:.2f}")
+    print("run       seed  min  epochs   steps       return  ratio  on-time  self-suff  coverage  faints  all goals")
+    for name, group in (("scratch", out["runs"]), ("bc->ppo", out["bc_runs"])):
+        for r in group:
+            kp = r["kpis"]
+            missed = [m for m, ok in r["met"].items() if not ok]
+            verdict = "no: " + ", ".join(missed) if missed else "yes"
+            print(
+                f"{name:9s} {r['seed']:4d} {r['minutes']:4.1f} {r['epochs']:6d} {r['steps']:>11,} {r['return']:8.2f} "
+                f"{r['ratio']:6.2f} {kp['on_time_rate']:8.2f} {kp['self_sufficiency']:10.2f} "
+                f"{kp['relationship_coverage']:9.2f} {kp['faints']:7.2f}  {verdict}"
+            )
+    goals = out["goals"]
+    for name, group in (("scratch", "runs"), ("bc->ppo", "bc_runs")):
+        if not out[group]:
+            continue
+        for goal, v in out["verdicts"][group].items():
+            g = goals["ratio" if goal == "return" else goal]
+            shown = "ratio" if goal == "return" else goal
+            met = "MET" if v["met"] else "NOT MET"
+            print(f"goal {name:7s} {shown:21s} {g['op']} {g['value']:.3f}: {met} ({v['runs']} runs)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--json", action="store_true")
     p.add_argument("--minutes", type=float, default=10.0, help="wall-clock budget of a run from scratch")
     p.add_argument("--bc-minutes", type=float, default=5.0, help="wall-clock budget of a BC -> PPO run")
+    p.add_argument("--epochs", type=int, help="train from scratch for exactly N epochs instead of --minutes")
+    p.add_argument("--bc-ppo-epochs", type=int, help="PPO epochs after BC instead of --bc-minutes")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--num-envs", type=int, default=8)
     p.add_argument("--no-bc", action="store_true", help="skip the BC -> PPO runs")
     p.add_argument("--bc-days", type=int, default=2)
     p.add_argument("--bc-epochs", type=int, default=5)
     p.add_argument("--eval-seeds", type=int, default=3)
-    p.add_argument("--config", type=Path, default=CONFIG, help="the town (e.g. a reward ablation)")
+    p.add_argument("--config", type=Path, default=CONFIG, help="the town")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config key")
     args = p.parse_args()
-    cfg = load_config(args.config)
-    quiet = args.json
+    for flag in ("epochs", "bc_ppo_epochs"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')} must be >= 1")
+    cfg = with_overrides(load_config(args.config), args.set)
 
     base = evaluate(cfg, {"expert": expert_actor(), "random": random_actor(0)}, seeds=args.eval_seeds)
     expert = base.policies["expert"]
-    runs, bc_runs = [], []
-    for seed in args.seeds:
-        policy, info = train(cfg, seed=seed, minutes=args.minutes, num_envs=args.num_envs, bc=None, quiet=quiet)
-        score = evaluate(cfg, {"ppo": greedy_actor(policy)}, seeds=args.eval_seeds).policies["ppo"]
-        runs.append(score_run(seed, score, expert, info))
-        if not args.no_bc:
-            bc = (args.bc_days, args.bc_epochs)
-            policy, info = train(cfg, seed=seed, minutes=args.bc_minutes, num_envs=args.num_envs, bc=bc, quiet=quiet)
-            score = evaluate(cfg, {"bc_ppo": greedy_actor(policy)}, seeds=args.eval_seeds).policies["bc_ppo"]
-            bc_runs.append(score_run(seed, score, expert, info))
+    runs = [run_seed(cfg, args, seed, expert, bc=None) for seed in args.seeds]
+    bc = None if args.no_bc else (args.bc_days, args.bc_epochs)
+    bc_runs = [run_seed(cfg, args, seed, expert, bc=bc) for seed in args.seeds] if bc else []
     goals = {
         "ratio": {"value": 1.0, "op": ">="},
         "on_time_rate": {"value": ON_TIME_GOAL, "op": ">="},
@@ -141,31 +271,20 @@ def main() -> None:
     out = {
         "benchmark": "learn_town",
         "config": str(args.config),
-        "expert": expert.model_dump(exclude={"per_seed"}),
+        "overrides": args.set,
+        "expert": {**expert.model_dump(exclude={"per_seed"}), "reward_parts": reward_parts(cfg, expert_actor())},
         "random": base.policies["random"].model_dump(exclude={"per_seed"}),
         "runs": runs,
         "bc_runs": bc_runs,
         "goals": goals,
+        "verdicts": {"runs": verdicts(runs), "bc_runs": verdicts(bc_runs)},
         "budget_minutes": {"scratch": args.minutes, "bc": args.bc_minutes},
+        "budget_epochs": {"scratch": args.epochs, "bc": args.bc_ppo_epochs},
     }
     if args.json:
         print(json.dumps(out, sort_keys=True))
         return
-    k = expert.kpis
-    print(f"\nexpert: return {expert.return_:.2f}  on-time {k.on_time_rate:.2f}  self-sufficiency "
-          f"{k.self_sufficiency:.2f}  coverage {k.relationship_coverage:.2f}  faints {k.faints:.2f}")  # fmt: skip
-    print(f"random: return {base.policies['random'].return_:.2f}")
-    header = "run       seed  min   steps       return  ratio  on-time  self-suff  coverage  faints  all goals"
-    print(header)
-    for name, group in (("scratch", runs), ("bc->ppo", bc_runs)):
-        for r in group:
-            kp = r["kpis"]
-            missed = [m for m, ok in r["met"].items() if not ok]
-            print(
-                f"{name:9s} {r['seed']:4d} {r['minutes']:4.1f} {r['steps']:>11,} {r['return']:8.2f} {r['ratio']:6.2f} "
-                f"{kp['on_time_rate']:8.2f} {kp['self_sufficiency']:10.2f} {kp['relationship_coverage']:9.2f} "
-                f"{kp['faints']:7.2f}  {'no: ' + ', '.join(missed) if missed else 'yes'}"
-            )
+    print_table(out, expert)
 
 
 if __name__ == "__main__":
