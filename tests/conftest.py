@@ -14,7 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,3 +175,14 @@ def write_config(tmp_path: Path) -> WriteConfig:
         return path
 
     return _write
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """A Ray cluster on 127.0.0.1 for the session: a head and a second node (`ray start`, one CPU each, dashboard
+    off), started on first use and stopped (process groups ended, temp folder removed) at the end. Yields the
+    `townlet.training.ray_cluster.LocalCluster`; `.address` is what `--ray-address` takes."""
+    from townlet.training.ray_cluster import LocalCluster
+
+    with LocalCluster(nodes=2, cpus_per_node=1) as cluster:
+        yield cluster

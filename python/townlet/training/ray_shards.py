@@ -9,6 +9,7 @@ that stops the run with one clear line (the last checkpoint stays as it was; res
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
@@ -21,6 +22,8 @@ from townlet.training.shards import Block, TownShard, split_towns
 
 #: How long the learner waits for one shard's block (a shard that hangs this long stops the run).
 COLLECT_TIMEOUT_S = 600.0
+#: How often the learner asks a restarting actor whether it is back.
+RETRY_S = 0.1
 
 
 class ShardDiedError(TownletError):
@@ -71,35 +74,46 @@ class RayShards:
         self._states = [b.state for b in blocks]
         return blocks
 
+    def _where(self, k: int) -> str:
+        return f"shard {k} (towns {self.towns[k].start}-{self.towns[k].stop - 1})"
+
     def _block(self, k: int, pending: Any, weights: Any) -> Block:
-        """Shard `k`'s block; while its actor dies and may restart, restore its saved state and collect again."""
-        died = 0
+        """Shard `k`'s block; when its actor died, wait for Ray to restart it, give it back the state the
+        epoch started from and collect again."""
         while True:
             try:
                 block: Block = self.ray.get(pending, timeout=COLLECT_TIMEOUT_S)
                 return block
             except self.ray.exceptions.GetTimeoutError:
                 raise ShardDiedError(
-                    f"shard {k} (towns {self.towns[k].start}-{self.towns[k].stop - 1}) did not answer within "
-                    f"{COLLECT_TIMEOUT_S:.0f}s; the run stopped (resume from its last checkpoint)"
+                    f"{self._where(k)} did not answer within {COLLECT_TIMEOUT_S:.0f}s; the run stopped "
+                    "(resume from its last checkpoint)"
                 ) from None
-            except (self.ray.exceptions.RayActorError, self.ray.exceptions.ActorUnavailableError) as exc:
-                died += 1
-                if died > self.max_restarts:
-                    raise ShardDiedError(
-                        f"shard {k} (towns {self.towns[k].start}-{self.towns[k].stop - 1}) died {died} times "
-                        f"(max restarts {self.max_restarts}); the run stopped (resume from its last checkpoint): "
-                        f"{type(exc).__name__}"
-                    ) from None
-                self.restarts += 1
+            except self.ray.exceptions.RayActorError:
+                self._restarted(k)
                 actor = self.actors[k]
-                # Queued until Ray has restarted the actor; a new death shows up in the next get.
-                restored = actor.set_state.remote(self._states[k])
+                actor.set_state.remote(self._states[k])  # an actor runs its calls in order
                 pending = actor.collect.remote(weights)
-                try:
-                    self.ray.get(restored, timeout=COLLECT_TIMEOUT_S)
-                except (self.ray.exceptions.RayActorError, self.ray.exceptions.ActorUnavailableError):
-                    continue  # counted when the collect fails too
+
+    def _restarted(self, k: int) -> None:
+        """Return once shard `k`'s actor answers again (Ray restarted it); ShardDiedError when Ray gave it up
+        (more deaths than `max_restarts`) or it is not back within the timeout."""
+        deadline = time.monotonic() + COLLECT_TIMEOUT_S
+        while True:
+            try:
+                self.ray.get(self.actors[k].pid.remote(), timeout=COLLECT_TIMEOUT_S)
+                self.restarts += 1
+                return
+            except self.ray.exceptions.ActorUnavailableError:  # restarting: calls are refused meanwhile
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(RETRY_S)
+            except (self.ray.exceptions.RayActorError, self.ray.exceptions.GetTimeoutError):
+                break
+        raise ShardDiedError(
+            f"{self._where(k)} died and Ray could not restart it (max restarts {self.max_restarts}); the run "
+            "stopped (resume from its last checkpoint)"
+        )
 
     def get_state(self) -> list[dict[str, Any]]:
         return [st for shard in self._states for st in shard]

@@ -103,6 +103,7 @@ def plan(request: TrainRequest, choice: PhaseChoice | None = None) -> TrainPlan:
     choice = choice or choose_phase(request)
     check_outputs(request, choice)
     config, phase, mode, section = choice.config, choice.phase, choice.mode, choice.section
+    backend = plan_backend(request, phase.name, mode, section)
     log_path = phase.log_path(request)
     try:
         data = phase.load_data(request, config, section, mode)
@@ -127,7 +128,6 @@ def plan(request: TrainRequest, choice: PhaseChoice | None = None) -> TrainPlan:
     if clash:
         raise UsageError(f"{request.config}: {phase.name}.warm_start: {clash}")
     every = request.checkpoint_every
-    backend = plan_backend(request, phase.name, mode, section)
     planned = plan_phase(
         config,
         section.model_copy(update={"warm_start": warm}),

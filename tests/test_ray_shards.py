@@ -1,0 +1,141 @@
+"""Rollout shards (issue 18): `townlet train --backend local|ray --shards N`.
+
+The checkpoint does not depend on the backend or the shard count (per-town SeedSequence seeds, town-by-town
+acting, blocks joined in shard order); a killed shard actor is restarted and its epoch recollected from its saved
+state, or, past its restarts, the run stops with one line and resumes from its last checkpoint exactly. The Ray
+tests use the session's loopback cluster (`ray_cluster` in conftest: a head and a second node, one CPU each).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import DEFAULT_CONFIG, DEFAULT_CONFIG_REL, REPO_ROOT, run_cli
+from townlet.artifacts.checkpoint import load_checkpoint
+from townlet.errors import UsageError
+from townlet.sim.config import load_config
+from townlet.sim.env import observation_spec
+from townlet.training.run import TrainRequest, plan
+from townlet.training.shards import LocalShards, gather, split_towns, town_seeds
+from townlet.training.trainer import make_policy
+
+SMALL = ("--num-envs", "2", "--rollout-ticks", "16")
+EPOCH = "1700000000"  # SOURCE_DATE_EPOCH: the checkpoints' timestamps
+
+
+def test_town_seeds_are_a_seed_sequence_split_independent_of_the_shard_count() -> None:
+    s0, s1 = town_seeds(0, 4), town_seeds(1, 4)
+    assert s0[1] != s1[0] and s0[1].env != s1[0].env  # not seed + town
+    every = [x for s in (s0, s1) for t in s for x in (t.env, t.sample)]
+    assert len(set(every)) == len(every)
+    assert town_seeds(0, 2) == s0[:2]
+    assert split_towns(5, 2) == [range(0, 3), range(3, 5)]
+    assert split_towns(3, 3) == [range(0, 1), range(1, 2), range(2, 3)]
+    with pytest.raises(ValueError, match="--shards 3: between 1 and the number of towns"):
+        split_towns(2, 3)
+
+
+def test_one_two_and_three_local_shards_give_the_same_rows_and_states() -> None:
+    config = load_config(DEFAULT_CONFIG)
+    ppo = config.sections.ppo.model_copy(update={"num_envs": 3, "rollout_ticks": 8})
+    meta = observation_spec(config)
+    weights = make_policy(meta, int(meta["obs_dim"]), len(meta["action_names"]), ppo.hidden).state_dict()
+    runs = []
+    for shards in (1, 2, 3):
+        backend = LocalShards(config, ppo, meta, 5, 3, shards)
+        epochs = [gather(backend.collect(weights)) for _ in range(2)]
+        runs.append((epochs, backend.get_state()))
+    (ref, ref_state), others = runs[0], runs[1:]
+    assert len(ref[0][0]) > 0
+    for epochs, state in others:
+        assert state == ref_state
+        for (data, stats), (ref_data, ref_stats) in zip(epochs, ref, strict=True):
+            for name in ("obs", "masks", "actions", "log_probs", "values", "advantages", "returns", "rewards"):
+                assert np.array_equal(getattr(data, name), getattr(ref_data, name)), name
+            assert stats.events == ref_stats.events and stats.sample_rewards == ref_stats.sample_rewards
+    # A state saved with one shard restores into three: the next epoch is the same.
+    one, three = LocalShards(config, ppo, meta, 5, 3, 1), LocalShards(config, ppo, meta, 5, 3, 3)
+    one.set_state(ref_state)
+    three.set_state(ref_state)
+    a, b = gather(one.collect(weights))[0], gather(three.collect(weights))[0]
+    assert np.array_equal(a.actions, b.actions) and np.array_equal(a.returns, b.returns)
+
+
+def test_backend_flags_are_checked_before_training(tmp_path: Path) -> None:
+    def planned(**flags: object) -> None:
+        plan(TrainRequest(config=DEFAULT_CONFIG, epochs=1, checkpoint=tmp_path / "ck.json", **flags))  # type: ignore[arg-type]
+
+    with pytest.raises(UsageError, match=r"^--shards: needs --backend local\|ray$"):
+        planned(shards=2)
+    with pytest.raises(UsageError, match=r"^--ray-address: needs --backend ray$"):
+        planned(mode="rollout", backend="local", ray_address="127.0.0.1:1")
+    with pytest.raises(UsageError, match=r"^--shards 3: between 1 and the run's towns \(ppo.num_envs 2\)$"):
+        planned(mode="rollout", backend="local", shards=3, overrides={"num_envs": 2})
+    with pytest.raises(UsageError, match=r"^--backend: shards collect PPO rollouts \(--mode rollout\), not --mode bc$"):
+        planned(mode="bc", backend="ray")
+    assert not list(tmp_path.iterdir())
+
+
+def checkpoint_bytes(folder: Path) -> dict[str, bytes]:
+    return {f.name: f.read_bytes() for f in sorted(folder.iterdir())}
+
+
+def test_local_and_ray_with_one_and_two_shards_write_the_same_checkpoint(
+    ray_cluster: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    address = ray_cluster.address  # type: ignore[attr-defined]
+    runs = {
+        "local": ("--backend", "local"),
+        "ray1": ("--backend", "ray", "--shards", "1", "--ray-address", address),
+        "ray2": ("--backend", "ray", "--shards", "2", "--ray-address", address),
+    }
+    for name, flags in runs.items():
+        res = run_cli("train", DEFAULT_CONFIG_REL, "--mode", "rollout", *flags, "--epochs", "2", "--fresh",
+                      "--checkpoint", f"{name}/ppo.json", *SMALL, "--json", timeout=600)  # fmt: skip
+        assert res.returncode == 0, str(res)
+        assert res.json()["steps"] > 0
+    local = checkpoint_bytes(Path("local"))
+    assert set(local) == {"ppo.json", "ppo_best.json"}
+    assert checkpoint_bytes(Path("ray1")) == local
+    assert checkpoint_bytes(Path("ray2")) == local
+
+
+def test_a_killed_shard_is_recollected_and_a_stopped_run_resumes_exactly(
+    ray_cluster: object, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    address = ray_cluster.address  # type: ignore[attr-defined]
+    argv = [sys.executable, str(REPO_ROOT / "tests/ray_fault_run.py"), "--address", address,
+            "--config", DEFAULT_CONFIG_REL, "--out", str(tmp_path)]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    # Shard 1 was killed after epoch 1 and restarted; the run wrote what the local run wrote.
+    assert out["restarts"] == 1
+    assert out["pids_after"][0] == out["pids_before"][0] and out["pids_after"][1] != out["pids_before"][1]
+    assert (tmp_path / "restart.json").read_bytes() == (tmp_path / "local.json").read_bytes()
+
+    # With no restarts allowed the run stopped at epoch 3 with one line, its epoch-2 checkpoint whole ...
+    assert out["error"] == (
+        "shard 0 (towns 0-0) died and Ray could not restart it (max restarts 0); the run stopped "
+        "(resume from its last checkpoint)"
+    )
+    assert out["stopped_at"] == 2
+    assert out["files"] == ["local.json", "local_best.json", "restart.json", "restart_best.json", "stopped.json",
+                            "stopped_best.json"]  # fmt: skip
+    # ... and resumed from it (here on the local backend), it ends where the uninterrupted run ended.
+    assert out["resumed_from"] == 2
+    done, again = load_checkpoint(tmp_path / "local.json"), load_checkpoint(tmp_path / "stopped.json")
+    assert again.header["counters"] == done.header["counters"]
+    assert all(again.state[k].equal(v) for k, v in done.state.items())
+    assert done.training is not None and again.training is not None
+    assert again.training.data == done.training.data  # towns, RNG streams, counters, best so far
+    assert all(again.training.tensors[k].equal(v) for k, v in done.training.tensors.items())
