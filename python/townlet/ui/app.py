@@ -204,15 +204,20 @@ class ObserverApp(App[None]):
         header = Text(f" {self.TITLE} ", style="bold reverse")
         header.append(
             f" {snap.get('config_id', '?')} · tick {snap.get('tick', '?')} · day {snap.get('day', '?')} · "
-            f"{self.source.label} · schema {snap.get('schema_version', '?')}",
+            f"{self.source.label}",
             style="bold",
         )
         if self.ticks is not None and self.start_tick is not None:
             header.append(f" · {int(snap.get('tick', 0)) - self.start_tick}/{self.ticks} ticks")
         promotion = snap.get("promotion")
-        if promotion:  # when the shard reports one (the promotion work)
-            state = promotion.get("status", promotion) if isinstance(promotion, dict) else promotion
+        if promotion:  # when the shard has a promotion manager: its state and pass streak (before the schema,
+            # which a 100-column header may cut)
+            if isinstance(promotion, dict):
+                state = f"{promotion.get('status')} {promotion.get('pass_streak')}/{promotion.get('required_passes')}"
+            else:
+                state = str(promotion)
             header.append(f" · promotion {state}", style="bold magenta")
+        header.append(f" · schema {snap.get('schema_version', '?')}", style="bold")
         self.query_one("#header", Static).update(header)
         if self.town:
             panel = self.query_one("#map", Static)

@@ -318,8 +318,18 @@ function render() {
   renderExits(snap);
   renderBanner(snap);
   renderFeed(snap);
-  const promo = snap.promotion;
-  $("promotion").textContent = promo ? `promotion: ${JSON.stringify(promo)}` : "";
+  $("promotion").textContent = promotionText(snap.promotion);
+}
+
+// The snapshot's promotion summary in words (empty when the shard has no promotion manager).
+function promotionText(p) {
+  if (!p) return "";
+  const parts = [`promotion: ${p.status}`, `release ${p.release}`, `shadow ${p.shadow || "none"}`,
+    `pass streak ${p.pass_streak}/${p.required_passes}${p.candidate_ready ? " (candidate ready)" : ""}`];
+  if (p.canary_until !== null && p.canary_until !== undefined) parts.push(`canary until tick ${p.canary_until}`);
+  const e = p.last_event;
+  if (e) parts.push(`last: ${e.event} at tick ${e.tick} to ${e.to}${e.reason ? ` (${e.reason})` : ""}`);
+  return parts.join(" · ");
 }
 
 // -- start --------------------------------------------------------------------------------------------------
