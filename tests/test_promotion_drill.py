@@ -27,8 +27,13 @@ def test_the_drill_promotes_a_trained_candidate_and_the_breach_rolls_it_back(tmp
     assert steps and all(line.startswith("[PASS]") for line in steps), res.stdout
     text = res.stdout
     for step in ("train candidate to shadow", "two passing windows", "promote_policy", "acting policy swapped",
-                 "canary breach -> automatic rollback", "shard ticks/s with shadow evaluation"):  # fmt: skip
+                 "canary breach -> automatic rollback", "shard ticks/s with shadow evaluation",
+                 "journal replay"):  # fmt: skip
         assert f"[PASS] {step}:" in text, text
+    # Training published the candidate to the shadow folder by default; the release folder holds what was promoted.
+    assert "[PASS] train candidate to shadow: snapshots/shadow/poc_hybrid_v1/ppo_latest.json" in text
+    assert (tmp_path / "drill/snapshots/rel/ppo_latest.json").is_file()
+    assert "(1 automatic rollback) replayed to tick" in text and "world hash equal; history files unchanged" in text
     assert "latency " in text and " ticks/s" in text
     history = (tmp_path / "drill/logs/promotion_history.jsonl").read_text(encoding="utf-8").splitlines()
     events = [json.loads(line) for line in history]

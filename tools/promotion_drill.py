@@ -6,8 +6,9 @@ Steps, one line each with its verdict: train a candidate into the shadow folder 
 without shadow evaluation, shadow evaluation beside the release (the scripted expert) over two windows (ticks/s with
 it), promote_policy on the running shard (swap latency in ticks; the actions taken are the candidate's greedy
 actions on the same observations), a canary breach forced with setneed (every agent starving), the automatic
-rollback (the expert acts again). Exits 0 only when the promotion swapped the acting policy and the breach rolled it
-back. The folder keeps ops/rollouts.md and logs/promotion_history.jsonl.
+rollback (the expert acts again), the history files, and a replay of the shard's journal (the automatic rollback is in
+it) to the same world hash without a new history line. Exits 0 only when the promotion swapped the acting policy and
+the breach rolled it back. The folder keeps ops/rollouts.md and logs/promotion_history.jsonl.
 """
 
 from __future__ import annotations
@@ -69,23 +70,29 @@ class Drill:
         return shard.submit({"name": name, "args": list(args), "cmd_id": f"drill-{self.ids}-{name}"}, ADMIN)
 
     def run(self) -> int:
-        candidate = self.out / "snapshots/shadow/candidate.json"
         if self.candidate is not None:
+            candidate = self.out / "snapshots/shadow/candidate.json"
             candidate.parent.mkdir(parents=True)
             shutil.copyfile(self.candidate, candidate)
             self.step("candidate to shadow", True, f"{self.candidate} copied to {candidate.relative_to(self.out)}")
             return self.play(candidate)
+        # Training as a user runs it, in the drill's folder: the trained policy is published to the shadow folder
+        # (ops.promotion.shadow_dir) by default; the release folder is left to promote_policy.
         t0 = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, str(REPO / "tools/run_training.py"), "--config", str(self.config_path), "--mode",
              "rollout", "--epochs", str(self.epochs), "--rollout-ticks", "32", "--num-envs", "2", "--fresh",
-             "--checkpoint", str(candidate.relative_to(self.out)), "--quiet"],
+             "--quiet", "--json"],
             cwd=self.out, capture_output=True, text=True, check=False,
         )  # fmt: skip
+        published = json.loads(proc.stdout.strip().splitlines()[-1]).get("candidate") if proc.returncode == 0 else None
+        candidate = self.out / str(published)
+        shadow = self.out / "snapshots/shadow"
         if not self.step(
             "train candidate to shadow",
-            proc.returncode == 0 and candidate.exists(),
-            f"{candidate.relative_to(self.out)} ({self.epochs} PPO epochs, {time.perf_counter() - t0:.1f} s)"
+            published is not None and candidate.is_file() and candidate.is_relative_to(shadow),
+            f"{published} ({self.epochs} PPO epochs, {time.perf_counter() - t0:.1f} s); release folder untouched: "
+            f"{not (self.out / 'snapshots/rel').exists()}"
             if proc.returncode == 0
             else (proc.stderr.strip().splitlines() or ["no output"])[-1],
         ):
@@ -207,6 +214,9 @@ class Drill:
         return self.finish(shard, manager)
 
     def finish(self, shard: Any, manager: Any) -> int:
+        from townlet.ops.replay import replay_journal
+        from townlet.sim.config import load_config
+
         shard.close()
         manager.close()
         history = self.out / "logs/promotion_history.jsonl"
@@ -217,6 +227,19 @@ class Drill:
             "history files",
             events[-2:] == ["promoted", "rollback"] and rollouts.exists(),
             f"{history.relative_to(self.out)}: {' -> '.join(events)}; {rollouts.relative_to(self.out)}",
+        )
+        # The journal (the automatic rollback included) replays from the config to the same world, writing nothing.
+        journal = list(shard.world.journal)
+        before = [p.read_bytes() if p.exists() else None for p in (history, rollouts)]
+        replayed = replay_journal(load_config(self.config_path), journal, shard.world.tick, root=self.out)
+        same = replayed.town.world_hash() == shard.world_hash()
+        after = [p.read_bytes() if p.exists() else None for p in (history, rollouts)]
+        autos = sum(1 for e in journal if e.get("auto"))
+        self.step(
+            "journal replay",
+            same and after == before and autos == (1 if events[-1:] == ["rollback"] else 0),
+            f"{len(journal)} entries ({autos} automatic rollback) replayed to tick {shard.world.tick}: world hash "
+            f"{'equal' if same else 'DIFFERS'}; history files {'unchanged' if after == before else 'CHANGED'}",
         )
         print(f"promotion drill: {'PASS' if self.ok else 'FAIL'} ({self.out})")
         return 0 if self.ok else 1

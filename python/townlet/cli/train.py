@@ -15,6 +15,7 @@ import typer
 from townlet.capture.rollout import capture_rollout
 from townlet.cli.common import strict_bool
 from townlet.cli.progress import TrainProgress, ppo_describer
+from townlet.cli.train_outputs import run_logged, shadow_target
 from townlet.errors import UsageError
 from townlet.paths import check_output
 from townlet.sim.config import TownConfig, load_config
@@ -132,6 +133,21 @@ def train_cmd(
         str | None,
         typer.Option("--ray-address", help="--backend ray: the cluster to join, HOST:PORT (default: a private one)."),
     ] = None,
+    shadow_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--shadow-dir",
+            help="Where the trained policy is published as a promotion candidate, under <config_id>/ "
+            "(default: the config's ops.promotion.shadow_dir, snapshots/shadow).",
+        ),
+    ] = None,
+    no_shadow: Annotated[
+        bool, typer.Option("--no-shadow", help="Do not publish the trained policy as a candidate.")
+    ] = False,
+    tensorboard: Annotated[
+        Path | None,
+        typer.Option("--tensorboard", help="Also write the epoch telemetry scalars as TensorBoard event files here."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     progress: Annotated[
         bool | None,
@@ -156,6 +172,7 @@ def train_cmd(
             "--update-epochs": update_epochs, "--num-minibatches": num_minibatches,
             "--max-grad-norm": max_grad_norm, "--target-kl": target_kl, "--arch": arch,
             "--backend": backend, "--shards": shards, "--ray-address": ray_address,
+            "--shadow-dir": shadow_dir, "--no-shadow": no_shadow, "--tensorboard": tensorboard,
         }  # fmt: skip
         unused = [flag for flag, value in given.items() if value not in (None, False)]
         if unused:
@@ -167,7 +184,7 @@ def train_cmd(
     if anneal_log_dir is not None:
         raise UsageError("--anneal-log-dir: only used by --mode anneal")
     # torch takes about a second to import: only a training run pays for it, not --help or the other verbs.
-    from townlet.training.run import TrainRequest, check_outputs, choose_phase, dry_run_report, plan, run
+    from townlet.training.run import TrainRequest, check_outputs, choose_phase, dry_run_report, plan
 
     flags = {
         "rollout_ticks": rollout_ticks,
@@ -211,8 +228,13 @@ def train_cmd(
     trains = rollout_save_dir is None or mode is not None or train_ppo
     if rollout_save_dir is not None:
         check_output(rollout_save_dir, "--rollout-save-dir", folder=True)
+    candidate: Path | None = None
     if trains:
         check_outputs(request, choice)  # before the capture, too
+        candidate = shadow_target(choice.config, request.checkpoint or Path(choice.section.warm_start.save_path),
+                                  shadow_dir, off=no_shadow, given=checkpoint is not None)  # fmt: skip
+        if tensorboard is not None:
+            check_output(tensorboard, "--tensorboard", folder=True)
     if rollout_save_dir is not None:
         try:
             captured = capture_rollout(choice.config, rollout_save_dir, ticks=rollout_ticks)
@@ -238,7 +260,11 @@ def train_cmd(
     describe = ppo_describer(day_ticks) if phase in ("ppo", "memory") else _bc_progress
     title = TITLES[phase](the_plan.mode)
     with TrainProgress(title=title, total=the_plan.epochs, mode=mode_shown, describe=describe) as shown:
-        out = run(the_plan, on_epoch=shown.on_epoch, on_notice=notice)
+        out = run_logged(the_plan, shown.on_epoch, tensorboard, notice)
+    if candidate is not None and the_plan.checkpoint is not None:
+        from townlet.ops.promotion_policy import publish_candidate
+
+        publish_candidate(the_plan.checkpoint, candidate)
     last = out.result.records[-1] if out.result.records else {}
     summary = {
         "config_id": cfg.config_id,
@@ -251,6 +277,8 @@ def train_cmd(
         "checkpoint": str(the_plan.checkpoint),
         "best_checkpoint": str(out.best) if out.best else None,
         "telemetry": str(out.telemetry) if out.telemetry else None,
+        "candidate": str(candidate) if candidate else None,
+        "tensorboard": str(tensorboard) if tensorboard else None,
         "last": {k: last.get(k) for k in SUMMARY_KEYS[phase]},
     }
     if phase == "bc":
@@ -265,6 +293,7 @@ def train_cmd(
         f"checkpoint {the_plan.checkpoint}"
         + (f"; best {out.best}" if out.best else "")
         + (f"; telemetry {out.telemetry}" if out.telemetry else "")
+        + (f"; candidate {candidate}" if candidate else "")
     )
     if phase == "bc" and "gate_passed" in last:
         typer.echo(_bc_gate_line(last))
