@@ -3,7 +3,7 @@
 time split into env stepping, policy inference while collecting, learning and the rest.
 
 `python bench/train.py [--json] [--epochs N] [--num-envs N] [--rollout-ticks T] [--torch-threads N]
-[--precision bf16|fp32]`
+[--precision bf16|fp32] [--vs REF [--pairs N]]`
 
 The figures are the trainer's own per-epoch timings (the telemetry's `time_*` fields), summed over
 the timed epochs after one warm-up epoch. The goal is twice `BASELINE_AGENT_STEPS_PER_SEC`, the
@@ -11,12 +11,25 @@ figure this script gave before the speed work (same flags, same machine); on a s
 compare A/B in one command instead of against the constant. `agent_steps_per_cpu_sec` divides by
 the process's CPU time instead of the wall clock (the trainer runs on one thread): on a machine
 shared with other work it moves much less than the wall-clock figure.
+
+`--vs REF` is the A/B on a shared machine: the same measurement, in fresh processes, of this tree and of
+git revision REF's Python package and configs (with this tree's native extension, so it compares the
+Python side), taking turns `--pairs` times; it prints each pair's ratio (this tree over REF) and
+their median, for agent-steps per second and per CPU second.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -42,8 +55,13 @@ SPLIT_FIELDS = {
 }
 
 
-def measure(num_envs: int, rollout_ticks: int, epochs: int, torch_threads: int, precision: str) -> dict[str, Any]:
-    cfg = load_config(REPO / "configs/examples/poc_hybrid.yaml")
+CONFIG = "configs/examples/poc_hybrid.yaml"
+
+
+def measure(
+    num_envs: int, rollout_ticks: int, epochs: int, torch_threads: int, precision: str, root: Path = REPO
+) -> dict[str, Any]:
+    cfg = load_config(root / CONFIG)
     ppo = PPOConfig(num_envs=num_envs, rollout_ticks=rollout_ticks, torch_threads=torch_threads, precision=precision)
     trainer = Trainer(TownTrainEnv(cfg, ppo.num_envs, 1, None), ppo, seed=1)
     trainer.run(1)  # warm-up epoch, not timed
@@ -62,6 +80,59 @@ def measure(num_envs: int, rollout_ticks: int, epochs: int, torch_threads: int, 
     }
 
 
+def checkout(ref: str, into: Path) -> Path:
+    """REF's `python/` and `configs/` under `into`, with this tree's native extension; returns the
+    root to measure from."""
+    tar = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", ref, "python", "configs"], capture_output=True, check=False
+    )
+    if tar.returncode != 0:
+        print(f"error: --vs {ref}: {tar.stderr.decode().strip() or 'git archive failed'}", file=sys.stderr)
+        sys.exit(2)
+    with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as archive:
+        archive.extractall(into, filter="data")
+    from townlet import _core  # the extension built here: the A/B compares the Python side
+
+    shutil.copy2(_core.__file__, into / "python/townlet" / Path(str(_core.__file__)).name)
+    return into
+
+
+def run_one(root: Path, argv: list[str]) -> dict[str, Any]:
+    """One measurement in a fresh process importing townlet from `root`/python."""
+    env = {**os.environ, "PYTHONPATH": str(root / "python")}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--json", "--root", str(root), *argv]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        sys.exit(f"error: the measurement under {root} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    out: dict[str, Any] = json.loads(proc.stdout)
+    return out
+
+
+def versus(ref: str, pairs: int, argv: list[str]) -> dict[str, Any]:
+    """`pairs` turns of (REF, this tree), alternating which goes first; per-pair ratios and medians."""
+    with tempfile.TemporaryDirectory(prefix="bench-train-vs-") as tmp:
+        roots = {"ref": checkout(ref, Path(tmp)), "this": REPO}
+        rows: list[dict[str, Any]] = []
+        for i in range(pairs):
+            order = ("ref", "this") if i % 2 == 0 else ("this", "ref")
+            got = {side: run_one(roots[side], argv) for side in order}
+            rows.append(
+                {
+                    side: {k: got[side][k] for k in ("agent_steps_per_sec", "agent_steps_per_cpu_sec")}
+                    for side in ("ref", "this")
+                }
+            )
+    for row in rows:
+        for key in ("agent_steps_per_sec", "agent_steps_per_cpu_sec"):
+            row[f"ratio_{key}"] = row["this"][key] / row["ref"][key]
+    return {
+        "ref": ref,
+        "pairs": rows,
+        "median_ratio": statistics.median(r["ratio_agent_steps_per_sec"] for r in rows),
+        "median_ratio_cpu": statistics.median(r["ratio_agent_steps_per_cpu_sec"] for r in rows),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", action="store_true")
@@ -70,8 +141,29 @@ def main() -> None:
     p.add_argument("--rollout-ticks", type=int, default=128)
     p.add_argument("--torch-threads", type=int, default=1)
     p.add_argument("--precision", choices=("bf16", "fp32"), default=PPOConfig().precision)
+    p.add_argument("--vs", metavar="REF", help="A/B against git revision REF (this tree over REF, per pair)")
+    p.add_argument("--pairs", type=int, default=5, help="with --vs: how many (REF, this) turns")
+    p.add_argument("--root", type=Path, default=REPO, help=argparse.SUPPRESS)  # --vs: the tree whose configs to use
     args = p.parse_args()
-    res = measure(args.num_envs, args.rollout_ticks, args.epochs, args.torch_threads, args.precision)
+    if args.vs is not None:
+        if args.pairs < 1:
+            p.error("--pairs must be at least 1")
+        common = ["--epochs", str(args.epochs), "--num-envs", str(args.num_envs)]
+        common += ["--rollout-ticks", str(args.rollout_ticks), "--torch-threads", str(args.torch_threads)]
+        ab = versus(args.vs, args.pairs, [*common, "--precision", args.precision])
+        if args.json:
+            print(json.dumps({"benchmark": "train_vs", **ab}, sort_keys=True))
+            return
+        print(f"this tree over {args.vs}, {args.pairs} pairs ({args.precision}, {args.epochs} epochs each):")
+        for i, row in enumerate(ab["pairs"], 1):
+            print(
+                f"  pair {i}: {row['ref']['agent_steps_per_sec']:,.0f} -> {row['this']['agent_steps_per_sec']:,.0f} "
+                f"agent-steps/s, ratio {row['ratio_agent_steps_per_sec']:.3f} (per CPU second "
+                f"{row['ratio_agent_steps_per_cpu_sec']:.3f})"
+            )
+        print(f"  median ratio {ab['median_ratio']:.3f} (per CPU second {ab['median_ratio_cpu']:.3f})")
+        return
+    res = measure(args.num_envs, args.rollout_ticks, args.epochs, args.torch_threads, args.precision, args.root)
     goal = GOAL_FACTOR * BASELINE_AGENT_STEPS_PER_SEC
     out = {
         "benchmark": "train",

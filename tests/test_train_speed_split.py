@@ -87,3 +87,45 @@ def test_sample_draws_what_multinomial_draws_from_the_same_generator() -> None:
         assert torch.equal(got, torch.multinomial(probs, 1, generator=theirs).squeeze(-1))
         assert not (got == 3).any()
     assert torch.equal(ours.get_state(), theirs.get_state())
+
+
+def test_collected_rows_skip_the_dead_agents_in_order() -> None:
+    env = TownTrainEnv(load_config(POC), 1, 3, None)
+    ppo = PPOConfig(num_envs=1, rollout_ticks=4, hidden=32)
+    collector = RolloutCollector(env, make_policy(env.metadata(), env.obs_dim, env.n_actions, 32), ppo, seed=3)
+    rng = np.random.default_rng(0)
+    n, d, a = env.num_agents, env.obs_dim, env.n_actions
+    valid = rng.random((4, n)) < 0.6  # some agents dead at some ticks: the rows are copied, not viewed
+    for t in range(4):
+        collector.buffer.add(
+            rng.random((n, d), dtype=np.float32), rng.random((n, a)) < 0.5, rng.integers(0, a, n),
+            rng.random(n, dtype=np.float32), rng.random(n, dtype=np.float32), rng.random(n, dtype=np.float32),
+            np.zeros(n, bool), np.zeros(n, bool), valid[t], np.zeros(n, np.float32),
+        )  # fmt: skip
+    data = collector._live_rows()
+    keep = valid.reshape(-1)
+    assert len(data) == int(keep.sum()) < 4 * n
+    for name in ("obs", "masks", "actions", "log_probs", "values", "rewards"):
+        full = np.asarray(getattr(collector.buffer, name))
+        np.testing.assert_array_equal(getattr(data, name), full.reshape(4 * n, *full.shape[2:])[keep])
+
+
+def test_bench_train_vs_compares_this_tree_with_a_revision_pair_by_pair() -> None:
+    argv = [sys.executable, str(REPO_ROOT / "bench/train.py"), "--json", "--vs", "HEAD", "--pairs", "1"]
+    argv += ["--epochs", "1", "--num-envs", "1", "--rollout-ticks", "4"]
+    proc = subprocess.run(argv, env=_cli_env(), capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["ref"] == "HEAD" and len(out["pairs"]) == 1
+    pair = out["pairs"][0]
+    assert pair["ref"]["agent_steps_per_sec"] > 0 and pair["this"]["agent_steps_per_sec"] > 0
+    assert out["median_ratio"] == pair["ratio_agent_steps_per_sec"]
+    assert (
+        abs(
+            pair["ratio_agent_steps_per_sec"] * pair["ref"]["agent_steps_per_sec"] - pair["this"]["agent_steps_per_sec"]
+        )
+        < 1e-6 * pair["this"]["agent_steps_per_sec"]
+    )
+    bad = subprocess.run([*argv[:3], "--vs", "no-such-revision"], env=_cli_env(), capture_output=True, text=True,
+                         timeout=300, check=False)  # fmt: skip
+    assert bad.returncode == 2 and bad.stdout == "" and "no-such-revision" in bad.stderr

@@ -235,8 +235,8 @@ class ConflictAwarePolicy(ActorCritic):
 
     def forward(self, obs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.precision == "bf16":
-            out = self._bf16_outputs(obs)
-            return out[:, : self.n_actions].masked_fill(~mask, MASKED_LOGIT), out[:, self.n_actions]
+            logits, value = self._bf16_outputs(obs)
+            return logits.masked_fill(~mask, MASKED_LOGIT), value
         z = self.encode(obs)  # encode once for both heads
         ph, vh = self.policy_head, self.value_head
         assert isinstance(ph, nn.Linear) and isinstance(vh, nn.Linear)
@@ -245,11 +245,11 @@ class ConflictAwarePolicy(ActorCritic):
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         if self.precision == "bf16":
-            return self._bf16_outputs(obs)[:, self.n_actions]
+            return self._bf16_outputs(obs)[1]
         return super().value(obs)
 
     # bfloat16: the convolution as one matrix product per output row of the map (`ConvAsRows`),
-    # the actor's and critic's hidden layers as one product, both heads as one float32 product.
+    # the actor's and critic's hidden layers as one product, each head a float32 product of its half.
 
     def prepare(self, obs: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
         """In bfloat16: each output row's input rows of the map (`ConvAsRows.slabs_into`), then
@@ -286,23 +286,50 @@ class ConflictAwarePolicy(ActorCritic):
             "feat_bias": feat.bias.to(BF16),
             "hidden": torch.cat([actor.weight, critic.weight]).to(BF16),
             "hidden_bias": torch.cat([actor.bias, critic.bias]).to(BF16),
-            "heads": torch.block_diag(ph.weight, vh.weight),  # type: ignore[no-untyped-call]  # float32: [logits | value]
+            # Both heads as one float32 product, [logits | value] (the memory network's).
+            "heads": torch.block_diag(ph.weight, vh.weight),  # type: ignore[no-untyped-call]
             "heads_bias": torch.cat([ph.bias, vh.bias]),
+            "policy_head": ph.weight,
+            "policy_head_bias": ph.bias,
+            "value_head": vh.weight,
+            "value_head_bias": vh.bias,
         }
         if self._frozen is not None:
-            self._frozen.update({k: v.detach() for k, v in w.items()})
+            # Copies, the heads' parameters too: what is frozen never changes with the parameters.
+            self._frozen.update(
+                {k: v.detach().clone() if isinstance(v, nn.Parameter) else v.detach() for k, v in w.items()}
+            )
         return w
 
-    def _bf16_outputs(self, obs: torch.Tensor) -> torch.Tensor:
-        """(B, n_actions + 1): the unmasked logits, then the value."""
-        x, w = self.prepare(obs), self._bf16_weights()
-        b, rows = x.shape[0], self._rows
-        slabs = x[:, : rows.slab_len].reshape(b * rows.out_rows, rows.slab_width)
+    def _bf16_outputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The unmasked logits (B, n_actions) and the values (B,)."""
+        (slabs, features), w = self._bf16_inputs(obs), self._bf16_weights()
+        b = features.shape[0]
         m = F.relu(torch.addmm(w["conv_bias"], slabs, w["conv"])).view(b, -1)
         m = F.relu(F.linear(m, w["map_fc"], w["map_fc_bias"]))
-        f = F.relu(F.linear(x[:, rows.slab_len :], w["feat"], w["feat_bias"]))
+        f = F.relu(F.linear(features, w["feat"], w["feat_bias"]))
         h = F.relu(F.linear(torch.cat([m, f], dim=-1), w["hidden"], w["hidden_bias"]))
-        return F.linear(h.float(), w["heads"], w["heads_bias"])
+        # Each head reads its own half of the hidden layer (not `heads`' block-diagonal product,
+        # half of whose multiply-adds are by zeros); `split`'s backward joins the halves' gradients
+        # in one copy.
+        actor, critic = torch.split(h, self.hidden, dim=-1)
+        logits = F.linear(actor.float(), w["policy_head"], w["policy_head_bias"])
+        return logits, F.linear(critic.float(), w["value_head"], w["value_head_bias"]).squeeze(-1)
+
+    def _bf16_inputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The convolution's slabs as (B * out_rows, slab_width) rows and the features (B,
+        n_features), in bfloat16, from observations or their `prepare`. From observations (the
+        collector's ticks) the slabs are written where the product reads them; a prepared row
+        holds its features after its slabs, so its slabs are copied into rows."""
+        rows = self._rows
+        if obs.dtype == BF16:
+            b = obs.shape[0]
+            return obs[:, : rows.slab_len].reshape(b * rows.out_rows, rows.slab_width), obs[:, rows.slab_len :]
+        scratch = self._scratch or Scratch()
+        x = scratch.take("obs", obs.shape, BF16).copy_(obs)  # as `prepare` converts
+        slabs = scratch.take("slabs", (obs.shape[0], rows.slab_len), BF16)
+        rows.slabs_into(slabs, x[:, : self.map_len], scratch)
+        return slabs.view(-1, rows.slab_width), x[:, self.map_len :]
 
 
 class ConvAsRows:
