@@ -9,12 +9,13 @@ from typing import Annotated
 import typer
 
 from townlet.capture import goldens
-from townlet.capture.rollout import capture_rollout
+from townlet.capture.remote import CaptureJob
+from townlet.capture.rollout import capture_rollout, capture_timestamp
 from townlet.cli.common import resolve_policy, stderr_line
 from townlet.errors import UsageError
 from townlet.jsonio import write_json
 from townlet.paths import check_output
-from townlet.sim.config import load_config
+from townlet.sim.config import TownConfig, load_config
 
 app = typer.Typer(help="Capture rollouts, merge golden metrics, check drift.", no_args_is_help=True)
 
@@ -68,10 +69,28 @@ def capture_suite_cmd(
     agent_filter: Annotated[str | None, typer.Option("--agent-filter", help="Capture only this agent id.")] = None,
     auto_seed_agents: Annotated[bool, typer.Option("--auto-seed-agents")] = False,
     retries: Annotated[int, typer.Option("--retries", min=0, help="Retries per scenario on I/O errors.")] = 0,
+    backend: Annotated[
+        str, typer.Option("--backend", help="'local' (this process) or 'ray' (scenarios spread over Ray shards).")
+    ] = "local",
+    shards: Annotated[
+        int | None, typer.Option("--shards", min=1, help="Ray shard actors (--backend ray; default 2).")
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="A running Ray cluster (--backend ray; default: start one here)."),
+    ] = None,
 ) -> None:
     """Capture several configs, one folder per config (named after its file)."""
+    if backend not in ("local", "ray"):
+        raise UsageError(f"--backend {backend!r}: choose 'local' or 'ray'")
+    if backend == "local" and (shards is not None or ray_address is not None):
+        raise UsageError(f"{'--shards' if shards is not None else '--ray-address'} needs --backend ray")
     loaded = [(path, load_config(path)) for path in configs]
     check_output(output_root, "--output-root", folder=True)
+    if backend == "ray":
+        _capture_suite_ray(loaded, output_root, shards or 2, ray_address, compress=compress, ticks=ticks,
+                           agent_filter=agent_filter, auto_seed_agents=auto_seed_agents, retries=retries)  # fmt: skip
+        return
     for path, cfg in loaded:
         folder = output_root / path.stem
         for attempt in range(retries + 1):
@@ -92,6 +111,32 @@ def capture_suite_cmd(
                     raise
                 stderr_line(f"retrying {path} after: {exc}")
         typer.echo(f"{path.stem}: {len(result.samples)} samples -> {folder}")
+
+
+def _capture_suite_ray(
+    loaded: list[tuple[Path, TownConfig]],
+    output_root: Path,
+    shards: int,
+    address: str | None,
+    *,
+    compress: bool,
+    ticks: int | None,
+    agent_filter: str | None,
+    auto_seed_agents: bool,
+    retries: int,
+) -> None:
+    """The suite on Ray shard actors: same files, same bytes, same lines, in scenario order."""
+    from townlet.training import ray_capture  # Ray itself is imported only now (the `ray` extra)
+
+    stamp = capture_timestamp()  # here, not on the shards: SOURCE_DATE_EPOCH is the caller's
+    jobs = [
+        CaptureJob(cfg, output_root / path.stem, stamp, ticks, compress, auto_seed_agents, agent_filter)
+        for path, cfg in loaded
+    ]
+    for done in ray_capture.capture_suite(jobs, shards=shards, address=address, retries=retries):
+        for line in done.notices:
+            stderr_line(line)
+        typer.echo(f"{done.job.folder.name}: {len(done.captured.samples)} samples -> {done.job.folder}")
 
 
 @app.command("merge")
