@@ -132,8 +132,12 @@ dashboard: $(EXT_STAMP) ## a live shard with the web dashboard at its URL (anyon
 COMMIT_EPOCH = $(or $(shell test -e .git && git log -1 --format=%ct 2>/dev/null),0)
 capture golden-check golden-merge: export SOURCE_DATE_EPOCH ?= $(COMMIT_EPOCH)
 
-capture: $(EXT_STAMP) ## capture the golden scenarios into tmp/rollout_refresh
-	$(PY) tools/capture_rollout_suite.py $(GOLDEN_SCENARIOS) --output-root tmp/rollout_refresh --compress
+# BACKEND=ray spreads the scenarios over Ray shard actors (SHARDS=N, RAY_ADDRESS=host:port): the same bytes.
+CAPTURE_BACKEND = $(if $(filter ray,$(BACKEND)),--backend ray$(if $(SHARDS), --shards $(call q,$(SHARDS)))$(if \
+	$(RAY_ADDRESS), --ray-address $(call q,$(RAY_ADDRESS))),$(if $(BACKEND),--backend $(call q,$(BACKEND))))
+
+capture: $(EXT_STAMP) ## capture the golden scenarios into tmp/rollout_refresh [BACKEND=ray SHARDS=N RAY_ADDRESS=]
+	$(PY) tools/capture_rollout_suite.py $(GOLDEN_SCENARIOS) --output-root tmp/rollout_refresh --compress $(CAPTURE_BACKEND)
 
 golden-check: $(EXT_STAMP) ## capture the golden scenarios afresh and fail on drift from the golden
 	rm -rf tmp/golden_check
