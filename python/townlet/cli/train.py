@@ -36,7 +36,8 @@ def train_cmd(
         str | None,
         typer.Option(
             "--mode",
-            help="rollout | replay | mixed (PPO), bc (behaviour cloning), memory (recurrent PPO, --arch) or anneal "
+            help="rollout | replay | mixed (PPO), bc (behaviour cloning), memory (recurrent PPO, --arch), bc_memory "
+            "(behaviour cloning of a memory policy on sequences, --arch) or anneal "
             "(BC -> PPO stages, exit 0 PASS, 3 HOLD, 4 FAIL); default: the config's.",
         ),
     ] = None,
@@ -116,22 +117,8 @@ def train_cmd(
     target_kl: Annotated[float | None, typer.Option("--target-kl", min=0.0)] = None,
     seed: Annotated[int | None, typer.Option("--seed", min=0)] = None,
     arch: Annotated[
-        str | None, typer.Option("--arch", help="--mode memory: lstm | gru | attention (training.memory.arch).")
-    ] = None,
-    backend: Annotated[
         str | None,
-        typer.Option(
-            "--backend",
-            help="--mode rollout: collect on shards, local (in this process) or ray (Ray actors; pip install "
-            "'townlet[ray]'); the same seed gives the same checkpoint whatever the backend and shard count.",
-        ),
-    ] = None,
-    shards: Annotated[
-        int | None, typer.Option("--shards", min=1, help="--backend: split the towns over N shards (default 1).")
-    ] = None,
-    ray_address: Annotated[
-        str | None,
-        typer.Option("--ray-address", help="--backend ray: the cluster to join, HOST:PORT (default: a private one)."),
+        typer.Option("--arch", help="--mode memory|bc_memory: lstm | gru | attention (training.memory.arch)."),
     ] = None,
     shadow_dir: Annotated[
         Path | None,
@@ -147,6 +134,21 @@ def train_cmd(
     tensorboard: Annotated[
         Path | None,
         typer.Option("--tensorboard", help="Also write the epoch telemetry scalars as TensorBoard event files here."),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            help="--mode rollout: collect on shards, local (in this process) or ray (Ray actors; pip install "
+            "'townlet[ray]'); the same seed gives the same checkpoint whatever the backend and shard count.",
+        ),
+    ] = None,
+    shards: Annotated[
+        int | None, typer.Option("--shards", min=1, help="--backend: split the towns over N shards (default 1).")
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="--backend ray: the cluster to join, HOST:PORT (default: a private one)."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     progress: Annotated[
@@ -281,21 +283,22 @@ def train_cmd(
         "tensorboard": str(tensorboard) if tensorboard else None,
         "last": {k: last.get(k) for k in SUMMARY_KEYS[phase]},
     }
-    if phase == "bc":
+    if phase in ("bc", "bc_memory"):
         summary["gate"] = {k: last.get(k) for k in BC_GATE_KEYS}
     if as_json:
         typer.echo(json.dumps(summary, sort_keys=True))
         return
     resumed = f", resumed after epoch {out.start_epoch}" if out.start_epoch else ""
+    label = f"{phase}: " if phase in ("bc", "bc_memory") else ""
     typer.echo(
-        f"{'bc: ' if phase == 'bc' else ''}trained {the_plan.epochs - out.start_epoch} epochs{resumed} "
+        f"{label}trained {the_plan.epochs - out.start_epoch} epochs{resumed} "
         f"({out.result.steps:,} transitions, {out.result.seconds:.1f}s) on {cfg.config_id}; "
         f"checkpoint {the_plan.checkpoint}"
         + (f"; best {out.best}" if out.best else "")
         + (f"; telemetry {out.telemetry}" if out.telemetry else "")
         + (f"; candidate {candidate}" if candidate else "")
     )
-    if phase == "bc" and "gate_passed" in last:
+    if phase in ("bc", "bc_memory") and "gate_passed" in last:
         typer.echo(_bc_gate_line(last))
 
 
@@ -317,6 +320,7 @@ TITLES: dict[str, Callable[[str], str]] = {
     "ppo": lambda mode: f"PPO {mode}",
     "bc": lambda mode: "BC",
     "memory": lambda mode: "recurrent PPO",
+    "bc_memory": lambda mode: "recurrent BC",
 }
 
 
@@ -351,6 +355,7 @@ def _bc_gate_line(rec: dict[str, Any]) -> str:
 SUMMARY_KEYS = {
     "ppo": ("loss_total", "approx_kl", "episode_return_mean", "sps", "explained_variance"),
     "bc": ("loss_policy", "loss_value", "train_accuracy", "holdout_accuracy"),
+    "bc_memory": ("loss_policy", "loss_value", "train_accuracy", "holdout_accuracy", "arch"),
     "memory": ("loss_total", "approx_kl", "episode_return_mean", "sps", "explained_variance", "arch"),
 }
 

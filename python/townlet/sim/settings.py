@@ -265,7 +265,7 @@ class TrainingSection(BaseModel):
     """`training:` — what `run_training` does by default."""
 
     model_config = ConfigDict(extra="forbid")
-    mode: str = Field("rollout", pattern="^(rollout|replay|mixed|bc|anneal|memory)$")
+    mode: str = Field("rollout", pattern="^(rollout|replay|mixed|bc|anneal|memory|bc_memory)$")
     epochs: int = Field(10, ge=1)
     checkpoint_every: int = Field(0, ge=0, description="also save every N epochs (0: only at the end)")
     replay_manifest: str | None = None

@@ -5,11 +5,12 @@ from __future__ import annotations
 from townlet.errors import UsageError
 from townlet.training.phases.base import Phase
 from townlet.training.phases.bc import BC
+from townlet.training.phases.bc_memory import BC_MEMORY
 from townlet.training.phases.memory import MEMORY
 from townlet.training.phases.ppo import PPO
 
 #: In the order `--mode` lists their modes.
-PHASES: dict[str, Phase] = {phase.name: phase for phase in (PPO, BC, MEMORY)}
+PHASES: dict[str, Phase] = {phase.name: phase for phase in (PPO, BC, MEMORY, BC_MEMORY)}
 
 
 def all_modes() -> tuple[str, ...]:

@@ -56,31 +56,10 @@ class MemoryPhase:
     def build(self, plan: TrainPlan) -> tuple[MemoryPolicy, dict[str, Any]]:
         """The policy with its first weights (fresh, mapped from the warm start, or resumed), and
         the lineage fields its checkpoints carry."""
-        mem, meta = plan.section, plan.meta
+        mem = plan.section
         assert isinstance(mem, MemoryConfig)
-        torch.manual_seed(plan.seed)
-        try:
-            policy = make_memory_policy(mem.arch, meta, len(meta["action_names"]), mem.hidden, mem.context)
-        except ValueError as exc:
-            raise UsageError(f"{plan.config.path}: training.memory: {exc}") from None
-        check = plan.warm.check
-        if check is None:
-            return policy, {}
-        ck = check.checkpoint
-        if plan.warm.resume:
-            policy.load_state_dict(ck.state)
-            lineage = ck.header.get("lineage") or {}
-            return policy, ({"warm_start": lineage["warm_start"]} if "warm_start" in lineage else {})
-        source_arch = str((ck.header.get("architecture") or {}).get("architecture"))
-        try:
-            mapping = memory_warm_start(policy, ck.state, source_arch, allow_mismatch=mem.warm_start.allow_mismatch)
-        except MappingError as exc:
-            raise UsageError(
-                f"{ck.path}: cannot warm start the {mem.arch} policy from this {source_arch} checkpoint: {exc}; "
-                "override with training.memory.warm_start.allow_mismatch: true or ALLOW_MISMATCH=1 (those tensors "
-                "start fresh)"
-            ) from None
-        return policy, {"warm_start": {"source_sha256": ck.sha256, **mapping}}
+        hint = "training.memory.warm_start.allow_mismatch: true or ALLOW_MISMATCH=1"
+        return build_memory_policy(plan, mem.arch, mem.hidden, mem.context, mem.warm_start.allow_mismatch, hint)
 
     def run(self, plan: TrainPlan, *, on_epoch: EpochCallback | None, notify: Notify) -> RunOutputs:
         mem, meta = plan.section, plan.meta
@@ -148,3 +127,34 @@ class MemoryPhase:
 
 
 MEMORY = MemoryPhase()
+
+
+def build_memory_policy(
+    plan: TrainPlan, arch: str, hidden: int, context: int, allow_mismatch: bool, override: str
+) -> tuple[MemoryPolicy, dict[str, Any]]:
+    """A memory policy for `plan` (the memory and bc_memory phases) with its first weights: fresh, resumed from
+    the plan's checkpoint, or mapped from it (`memory_warm_start`; a tensor that cannot be mapped is refused in
+    one line naming the checkpoint, the tensors and `override`); and the lineage fields its checkpoints carry."""
+    meta = plan.meta
+    torch.manual_seed(plan.seed)
+    try:
+        policy = make_memory_policy(arch, meta, len(meta["action_names"]), hidden, context)
+    except ValueError as exc:
+        raise UsageError(f"{plan.config.path}: training.memory: {exc}") from None
+    check = plan.warm.check
+    if check is None:
+        return policy, {}
+    ck = check.checkpoint
+    if plan.warm.resume:
+        policy.load_state_dict(ck.state)
+        lineage = ck.header.get("lineage") or {}
+        return policy, ({"warm_start": lineage["warm_start"]} if "warm_start" in lineage else {})
+    source_arch = str((ck.header.get("architecture") or {}).get("architecture"))
+    try:
+        mapping = memory_warm_start(policy, ck.state, source_arch, allow_mismatch=allow_mismatch)
+    except MappingError as exc:
+        raise UsageError(
+            f"{ck.path}: cannot warm start the {arch} policy from this {source_arch} checkpoint: {exc}; "
+            f"override with {override} (those tensors start fresh)"
+        ) from None
+    return policy, {"warm_start": {"source_sha256": ck.sha256, **mapping}}

@@ -1,0 +1,155 @@
+"""The bc_memory phase: behaviour cloning of an `lstm`, `gru` or `attention` policy on whole per-agent
+sequences (`training.bc_recurrent`), `townlet train --mode bc_memory --arch A` or `make train PHASE=bc ARCH=A`.
+
+Its hyper-parameters are the `bc:` section's (data, learning rate, epochs, held-out fraction, gate) with
+`training.memory`'s architecture, `seq_len` and `context`; it is judged by the same honest gate as feed-forward
+BC (held-out trajectories, the majority-action baseline). Each architecture saves to its own
+`logs/<config_id>/bc_memory/checkpoints/<arch>_agent_latest.json`. By default it starts fresh; a
+`--warm-start-load` checkpoint of another phase (the feed-forward bc or ppo agent) goes through the memory
+phase's explicit mapping (encoders and heads carried, recorded in the lineage), one of this phase, architecture
+and config resumes exactly. The memory phase warm-starts from its checkpoint with the core carried over
+(`--mode memory --arch A --warm-start-load .../bc_memory/checkpoints/A_agent_latest.json`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from townlet.errors import UsageError
+from townlet.sim.config import TownConfig
+from townlet.training.bc_gate import GATE_FIELDS, Gate, accuracy_threshold
+from townlet.training.bc_recurrent import PHASE, MemoryBCConfig, RecurrentBCTrainer, split_sequences
+from townlet.training.data import ReplayData
+from townlet.training.phases.bc import BC
+from townlet.training.phases.memory import build_memory_policy
+from townlet.training.request import EpochCallback, PhaseSection, RunOutputs, TrainPlan, TrainRequest
+from townlet.training.saver import PhaseSaver
+from townlet.training.state import require
+from townlet.training.trainer import TrainResult
+from townlet.training.warm_start import Notify, run_config
+
+#: How the one-line refusal of an unmappable warm start says to override it.
+OVERRIDE = "--allow-mismatch or ALLOW_MISMATCH=1"
+
+
+class MemoryBCPhase:
+    name: str = PHASE
+    modes: tuple[str, ...] = (PHASE,)
+    overrides: frozenset[str] = frozenset({"learning_rate", "arch"})
+
+    def section(self, config: TownConfig) -> PhaseSection:
+        return MemoryBCConfig.of(config.sections.bc, config.sections.training.memory)
+
+    def default_epochs(self, config: TownConfig, section: PhaseSection) -> int:
+        return BC.default_epochs(config, section)
+
+    def log_path(self, request: TrainRequest) -> Path | None:
+        return request.bc_log
+
+    def load_data(
+        self, request: TrainRequest, config: TownConfig, section: PhaseSection, mode: str
+    ) -> ReplayData | None:
+        return BC.load_data(request, config, section, mode)
+
+    def check_plan(self, plan: TrainPlan) -> TrainPlan:
+        """BC's (a resume reads the data it was trained on), then: a warm start whose tensors cannot be
+        mapped is refused before anything is trained."""
+        plan = BC.check_plan(plan)
+        if plan.warm.check is not None and not plan.warm.resume:
+            self.build(plan)
+        return plan
+
+    def build(self, plan: TrainPlan) -> tuple[Any, dict[str, Any]]:
+        cfg = plan.section
+        assert isinstance(cfg, MemoryBCConfig)
+        allow = cfg.warm_start.allow_mismatch
+        return build_memory_policy(plan, cfg.arch, cfg.hidden, cfg.context, allow, OVERRIDE)
+
+    def run(self, plan: TrainPlan, *, on_epoch: EpochCallback | None, notify: Notify) -> RunOutputs:
+        cfg, data, meta = plan.section, plan.data, plan.meta
+        assert isinstance(cfg, MemoryBCConfig) and data is not None
+        policy, lineage = self.build(plan)
+        if plan.warm.check is not None and plan.warm.check.problems:
+            notify(f"WARNING: warm start despite: {'; '.join(plan.warm.check.problems)} (allow_mismatch)")
+        try:
+            split = split_sequences(data.samples, cfg, seed=plan.seed, ctx_col=policy.ctx_reset_col)
+            gate = Gate(split.holdout.live_actions(), list(meta["action_names"]), accuracy_threshold(plan.config),
+                        len(split.train), len(split.holdout))  # fmt: skip
+            trainer = RecurrentBCTrainer(policy, cfg, split.train, split.holdout, seed=plan.seed, gate=gate)
+        except ValueError as exc:
+            raise UsageError(f"{data.manifest or 'bc data'}: {exc}") from None
+        start = self.start(trainer, plan, notify, lineage)
+        writer = plan.log.open(start) if plan.log is not None else None
+        warm, dataset = cfg.warm_start, data.fingerprint()
+        saver = PhaseSaver(
+            plan.checkpoint,
+            Path(warm.best()),
+            obs_meta=meta,
+            config=run_config(plan.config, cfg, self.name),
+            seed=plan.seed,
+            metadata={**warm.metadata, "phase": self.name, "arch": cfg.arch, "config_id": plan.config.config_id,
+                      "config_path": str(plan.config.path), "dataset": str(dataset["manifest"])},
+            plan=plan.warm,
+            town=plan.config,
+        )  # fmt: skip
+        saver.lineage = lineage
+
+        def gate_of(t: RecurrentBCTrainer) -> dict[str, str]:
+            rec = t.last or {}
+            return {"bc_gate": json.dumps({k: rec.get(k) for k in GATE_FIELDS}, sort_keys=True)} if rec else {}
+
+        def save(t: RecurrentBCTrainer) -> None:
+            saver.metadata = {**saver.metadata, **gate_of(t)}
+            saver.latest(t.policy, epoch=t.epoch, steps=t.steps, training=t.training_state(plan.epochs, dataset))
+
+        def epoch_done(rec: dict[str, Any]) -> None:
+            if writer is not None:
+                writer.write(rec)
+            if on_epoch is not None:
+                on_epoch(rec)
+
+        t0 = time.perf_counter()
+        records = trainer.run(
+            plan.epochs,
+            on_epoch=epoch_done,
+            checkpoint_every=plan.checkpoint_every or None,
+            save=save,
+            on_best=lambda t: saver.offer_best(t.policy, t.best, t.steps, gate_of(t)),
+        )
+        if writer is not None:
+            writer.close()
+        save(trainer)
+        result = TrainResult(plan.epochs, trainer.steps, records, seconds=time.perf_counter() - t0)
+        return RunOutputs(result, plan.checkpoint, writer.path if writer else None, saver.best(), start)
+
+    def start(self, trainer: RecurrentBCTrainer, plan: TrainPlan, notify: Notify, lineage: dict[str, Any]) -> int:
+        """Restore the trainer when the plan resumes; say where the run starts from and what a warm start's
+        mapping carried over."""
+        check = plan.warm.check
+        if plan.warm.resume:
+            assert check is not None
+            where = check.checkpoint.path
+            try:
+                trainer.restore(require(check.checkpoint.training, str(where), self.name))
+            except KeyError as exc:
+                raise UsageError(f"{where}: cannot resume: the training state lacks {exc}") from None
+            except (TypeError, ValueError) as exc:
+                raise UsageError(f"{where}: cannot resume: {exc}") from None
+        if trainer.epoch >= plan.epochs:
+            raise UsageError(
+                f"{check.checkpoint.path if check else 'checkpoint'}: already trained {trainer.epoch} epochs; "
+                f"nothing to resume for --epochs {plan.epochs} (raise --epochs to train on)"
+            )
+        if check is not None:
+            notify(plan.warm.describe(self.name))
+        mapping = lineage.get("warm_start")
+        if mapping and not plan.warm.resume:
+            fresh = sorted({name.split(".")[0] for name in mapping["fresh"]})
+            notify(f"{self.name}: carried {len(mapping['carried'])} tensors from the "
+                   f"{mapping['source_architecture']} checkpoint; fresh: {', '.join(fresh) or 'none'}")  # fmt: skip
+        return trainer.epoch
+
+
+BC_MEMORY = MemoryBCPhase()
