@@ -101,10 +101,10 @@ run: $(EXT_STAMP) ## the main job: train PPO on the default town, evaluate it ag
 
 TRAIN_LOG ?= $(RUN_DIR)/train.jsonl
 
-train: $(EXT_STAMP) ## train a phase: make train PHASE=bc|ppo|memory [ARCH=lstm|gru|attention] CONFIG=... [EPOCHS=] [WARM_LOAD=] [WARM_SAVE=] [ALLOW_MISMATCH=1] [DRY_RUN=1] [CAPTURE_DIR=|BC_MANIFEST=] [BACKEND=local|ray SHARDS=N RAY_ADDRESS=host:port (ppo rollout shards)]
+train: $(EXT_STAMP) ## train a phase: make train PHASE=bc|ppo|memory [ARCH=lstm|gru|attention (memory; bc: a memory policy)] CONFIG=... [EPOCHS=] [WARM_LOAD=] [WARM_SAVE=] [ALLOW_MISMATCH=1] [DRY_RUN=1] [CAPTURE_DIR=|BC_MANIFEST=] [BACKEND=local|ray SHARDS=N RAY_ADDRESS=host:port (ppo rollout shards)]
 	$(if $(filter bc ppo memory,$(PHASE)),,$(error PHASE=$(PHASE): the phases are bc, ppo and memory))
 	ALLOW_MISMATCH=$(if $(call bool_on,ALLOW_MISMATCH),1,0) $(PY) -m townlet train $(call q,$(CONFIG)) \
-		$(if $(filter bc,$(PHASE)),--mode bc --bc-log,$(if $(filter memory,$(PHASE)),--mode memory \
+		$(if $(filter bc,$(PHASE)),$(if $(ARCH),--mode bc_memory --arch $(call q,$(ARCH)),--mode bc) --bc-log,$(if $(filter memory,$(PHASE)),--mode memory \
 		$(if $(ARCH),--arch $(call q,$(ARCH))) ,)--ppo-log) $(call q,$(TRAIN_LOG)) \
 		$(if $(filter command line environment,$(origin EPOCHS)),--epochs $(EPOCHS)) \
 		$(if $(CAPTURE_DIR),--capture-dir $(call q,$(CAPTURE_DIR))) \
