@@ -21,6 +21,7 @@ from townlet.artifacts.checkpoint import load_checkpoint
 from townlet.errors import UsageError
 from townlet.sim.config import load_config
 from townlet.sim.env import observation_spec
+from townlet.training.ray_cluster import RayClusterError, free_port
 from townlet.training.run import TrainRequest, plan
 from townlet.training.shards import LocalShards, gather, split_towns, town_seeds
 from townlet.training.trainer import make_policy
@@ -79,6 +80,11 @@ def test_backend_flags_are_checked_before_training(tmp_path: Path) -> None:
         planned(mode="rollout", backend="local", shards=3, overrides={"num_envs": 2})
     with pytest.raises(UsageError, match=r"^--backend: shards collect PPO rollouts \(--mode rollout\), not --mode bc$"):
         planned(mode="bc", backend="ray")
+    with pytest.raises(UsageError, match=r"^--ray-address nohost: expected HOST:PORT"):
+        planned(mode="rollout", backend="ray", ray_address="nohost")
+    nobody = f"127.0.0.1:{free_port()}"
+    with pytest.raises(RayClusterError, match=f"^--ray-address {nobody}: no Ray cluster answers there"):
+        planned(mode="rollout", backend="ray", ray_address=nobody)
     assert not list(tmp_path.iterdir())
 
 
@@ -86,11 +92,18 @@ def checkpoint_bytes(folder: Path) -> dict[str, bytes]:
     return {f.name: f.read_bytes() for f in sorted(folder.iterdir())}
 
 
-def test_local_and_ray_with_one_and_two_shards_write_the_same_checkpoint(
-    ray_cluster: object, monkeypatch: pytest.MonkeyPatch
+def test_on_a_two_node_loopback_cluster_any_shard_count_writes_the_same_checkpoint_and_killed_shards_recover(
+    ray_cluster: object, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """One test for the session's cluster, so that test workers in parallel do not each start one."""
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
     address = ray_cluster.address  # type: ignore[attr-defined]
+    same_checkpoint_whatever_the_backend(address)
+    killed_shards_recover(address, tmp_path)
+
+
+def same_checkpoint_whatever_the_backend(address: str) -> None:
+    """`townlet train` with --backend local, ray --shards 1 and ray --shards 2: the same checkpoint bytes."""
     runs = {
         "local": ("--backend", "local"),
         "ray1": ("--backend", "ray", "--shards", "1", "--ray-address", address),
@@ -107,11 +120,9 @@ def test_local_and_ray_with_one_and_two_shards_write_the_same_checkpoint(
     assert checkpoint_bytes(Path("ray2")) == local
 
 
-def test_a_killed_shard_is_recollected_and_a_stopped_run_resumes_exactly(
-    ray_cluster: object, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
-    address = ray_cluster.address  # type: ignore[attr-defined]
+def killed_shards_recover(address: str, tmp_path: Path) -> None:
+    """tests/ray_fault_run.py: a killed shard actor restarted and its epoch recollected; with no restarts left,
+    the run stops with one line and resumes from its last checkpoint exactly."""
     argv = [sys.executable, str(REPO_ROOT / "tests/ray_fault_run.py"), "--address", address,
             "--config", DEFAULT_CONFIG_REL, "--out", str(tmp_path)]  # fmt: skip
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)

@@ -59,6 +59,8 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> ModuleType:
     if ray.is_initialized():
         return ray
     options: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
+    if address:
+        check_address(address)  # Ray itself would retry for minutes
     try:
         if address:
             ray.init(address=address, **options)
@@ -67,6 +69,18 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> ModuleType:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise RayClusterError(f"--ray-address {address}: cannot join the Ray cluster ({exc})") from None
     return ray
+
+
+def check_address(address: str) -> None:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--ray-address {address}: expected HOST:PORT (the head's GCS address)")
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as exc:
+        raise RayClusterError(
+            f"--ray-address {address}: no Ray cluster answers there ({exc.strerror or exc})"
+        ) from None
 
 
 def free_port() -> int:

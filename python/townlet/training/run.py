@@ -161,9 +161,11 @@ def plan_backend(request: TrainRequest, phase: str, mode: str, section: PhaseSec
     if not 1 <= shards <= towns:
         raise UsageError(f"--shards {shards}: between 1 and the run's towns (ppo.num_envs {towns})")
     if request.backend == "ray":
-        from townlet.training.ray_cluster import require_ray
+        from townlet.training.ray_cluster import check_address, require_ray
 
         require_ray()
+        if request.ray_address:
+            check_address(request.ray_address)
     return Backend(request.backend, shards, request.ray_address)
 
 
