@@ -17,7 +17,7 @@ import torch
 from townlet.errors import TownletError
 from townlet.sim.config import TownConfig
 from townlet.sim.settings import PPOConfig
-from townlet.training.ray_cluster import connect
+from townlet.training.ray_cluster import RayClusterError, connect
 from townlet.training.shards import Block, TownShard, split_towns
 
 #: How long the learner waits for one shard's block (a shard that hangs this long stops the run).
@@ -50,6 +50,12 @@ class RayShards:
         #: Actor restarts the run needed (each one recollected its shard's epoch).
         self.restarts = 0
         self.ray = ray = connect(address, num_cpus=shards)
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        if cpus < shards:  # the actors would wait for room forever
+            raise RayClusterError(
+                f"the Ray cluster{f' at {address}' if address else ''} has {cpus} CPUs; --shards {shards} needs "
+                f"{shards} (one per shard)"
+            )
         actor = ray.remote(num_cpus=1, max_restarts=max_restarts, max_task_retries=0)(TownShard)
         self.actors = [actor.remote(config, ppo, meta, seed, r) for r in self.towns]
         self._states: list[list[dict[str, Any]]] = self._get_all([a.get_state.remote() for a in self.actors])
