@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +63,10 @@ def train_one(
     """Train `agent` for `budget` (("minutes", M) or ("epochs", N); at least one epoch); its score,
     KPIs and throughput."""
     episode = episode_ticks(cfg)
-    ppo = PPOConfig(
-        num_envs=size[0], rollout_ticks=size[1], episode_ticks=episode, torch_threads=1, anneal_lr=False,
-        precision=precision,
-    )  # fmt: skip
+    # The config's `ppo:` hyper-parameters (a scenario may set its own), this bench's size and budget.
+    ppo = PPOConfig.model_validate({**cfg.sections.ppo.model_dump(), "num_envs": size[0], "rollout_ticks": size[1],
+                                    "episode_ticks": episode, "torch_threads": 1, "anneal_lr": False,
+                                    "precision": precision})  # fmt: skip
     env = TownTrainEnv(cfg, ppo.num_envs, seed, episode)
     torch.manual_seed(seed)
     trainer: Trainer | MemoryTrainer
@@ -106,24 +108,37 @@ def train_one(
     }
 
 
+def run_job(job: tuple[Path, str, int, tuple[str, float], tuple[int, int], str]) -> dict[str, Any]:
+    """One (agent, seed) training of the config at `path` (what a worker process of `--jobs` runs)."""
+    path, agent, seed, budget, size, precision = job
+    cfg = load_config(path).with_seed(seed)
+    res = train_one(cfg, agent, seed, budget, size, precision)
+    print(f"[learn_memory] {cfg.config_id} {agent} seed {seed}: return {res['return']:.3f}, {res['epochs']} epochs, "
+          f"{res['agent_steps_per_s']:.0f} agent-steps/s", file=sys.stderr, flush=True)  # fmt: skip
+    return res
+
+
 def block(
-    cfg: TownConfig,
+    path: Path,
     seeds: list[int],
     budget: tuple[str, float],
     size: tuple[int, int],
     precision: str,
     agents: tuple[str, ...] = AGENTS,
+    jobs: int = 1,
 ) -> dict[str, Any]:
-    """Every agent on every seed: returns per seed, throughput and KPIs (means over seeds)."""
+    """Every agent on every seed (`jobs` trainings at once, each in its own process, when > 1):
+    returns per seed, throughput and KPIs (means over seeds)."""
+    todo = [(path, agent, seed, budget, size, precision) for agent in agents for seed in seeds]
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(run_job, todo))
+    else:
+        results = [run_job(job) for job in todo]
     out: dict[str, Any] = {agent: [] for agent in agents}
     out["agent_steps_per_s"], out["kpis"], out["epochs"] = {}, {}, {}
     for agent in agents:
-        runs = []
-        for seed in seeds:
-            runs.append(train_one(cfg.with_seed(seed), agent, seed, budget, size, precision))
-            print(f"[learn_memory] {cfg.config_id} {agent} seed {seed}: return {runs[-1]['return']:.3f}, "
-                  f"{runs[-1]['epochs']} epochs, {runs[-1]['agent_steps_per_s']:.0f} agent-steps/s",
-                  file=sys.stderr, flush=True)  # fmt: skip
+        runs = [r for job, r in zip(todo, results, strict=True) if job[1] == agent]
         out[agent] = [round(r["return"], 4) for r in runs]
         out["agent_steps_per_s"][agent] = round(float(np.mean([r["agent_steps_per_s"] for r in runs])), 1)
         out["epochs"][agent] = [r["epochs"] for r in runs]
@@ -161,10 +176,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--only", choices=("town", "scenario"), default=None, help="run one of the two blocks")
     parser.add_argument("--num-envs", type=int, default=8, help="towns per run")
     parser.add_argument("--rollout-ticks", type=int, default=128, help="ticks per epoch")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings run at once, one process each")
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16", help="every agent's (ppo.precision)")
     args = parser.parse_args()
-    if any(v is not None and v < 1 for v in (args.epochs, args.town_epochs)):
-        parser.error("--epochs and --town-epochs take an integer >= 1")
+    if any(v is not None and v < 1 for v in (args.epochs, args.town_epochs, args.jobs)):
+        parser.error("--epochs, --town-epochs and --jobs take an integer >= 1")
     return args
 
 
@@ -174,10 +190,10 @@ def main() -> None:
     budget: tuple[str, float] = ("minutes", args.minutes) if args.epochs is None else ("epochs", args.epochs)
     town_budget = budget if args.town_epochs is None else ("epochs", args.town_epochs)
     skipped: dict[str, Any] = {"skipped": True}
-    default = skipped if args.only == "scenario" else block(load_config(args.config), args.seeds, town_budget, size,
-                                                            args.precision, tuple(args.agents))  # fmt: skip
-    memory = skipped if args.only == "town" else block(load_config(args.scenario), args.seeds, budget, size,
-                                                       args.precision, tuple(args.agents))  # fmt: skip
+    default = skipped if args.only == "scenario" else block(args.config, args.seeds, town_budget, size,
+                                                            args.precision, tuple(args.agents), args.jobs)  # fmt: skip
+    memory = skipped if args.only == "town" else block(args.scenario, args.seeds, budget, size,
+                                                       args.precision, tuple(args.agents), args.jobs)  # fmt: skip
     out = {"benchmark": "learn_memory", "scenario": str(args.scenario), "seeds": args.seeds,
            "budget": {"kind": budget[0], "amount": budget[1], "town": {"kind": town_budget[0],
                                                                         "amount": town_budget[1]}},
