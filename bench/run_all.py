@@ -6,7 +6,9 @@
 The goals come from the scripts themselves (the convention in bench/README.md): each script's JSON
 carries `"goals": {figure: {"value": x, "op": ">="}}` and, optionally, `"figures": [...]` shown without a
 goal. A script that is missing, fails, or prints no JSON object is a row saying so; the table is printed
-regardless. Older scripts that only carry `goal_<figure>` numbers are read as `<figure> >= number`.
+regardless. Each bench's first row notes its run time and the machine's load average when it started (speed
+figures taken under load are low: compare A/B inside one command then, e.g. `bench/train.py --vs REF`).
+Older scripts that only carry `goal_<figure>` numbers are read as `<figure> >= number`.
 
 `--minutes M` is the training budget of the long benches (vs_sb3 and learn_town: `--minutes M`, and
 learn_town's BC -> PPO runs `--bc-minutes M`); `--quick` runs every bench short (about 1 minute of
@@ -147,6 +149,7 @@ def run_one(name: str, args: list[str], bench_dir: Path, timeout: float | None) 
     if not script.is_file():
         return [Row(name, "—", note=f"missing: {script.name} does not exist")]
     argv = [sys.executable, str(script), "--json", *args]
+    load = load_average()
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
@@ -164,8 +167,17 @@ def run_one(name: str, args: list[str], bench_dir: Path, timeout: float | None) 
     if not isinstance(out, dict):
         return [Row(name, "—", note="printed no JSON object with --json")]
     rows = rows_of(name, out)
-    rows[0].note = rows[0].note or f"{seconds:.0f} s"
+    rows[0].note = rows[0].note or f"{seconds:.0f} s" + (f", load {load:.1f}" if load is not None else "")
     return rows
+
+
+def load_average() -> float | None:
+    """The machine's 1-minute load average (None where the OS has none): a figure taken while other work
+    ran is low, so every bench's row says the load it started under."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 def fmt(value: Any) -> str:
@@ -222,7 +234,10 @@ def main() -> None:
         return
     Console(width=max(Console().width, 120)).print(table(rows))
     met = [r.met for r in rows if r.met is not None]
-    print(f"{sum(met)} of {len(met)} goals met" + (f" (cores: {os.cpu_count()})" if os.cpu_count() else ""))
+    load = load_average()
+    machine = [f"cores: {os.cpu_count()}"] if os.cpu_count() else []
+    machine += [f"load average {load:.1f} at the end"] if load is not None else []
+    print(f"{sum(met)} of {len(met)} goals met" + (f" ({', '.join(machine)})" if machine else ""))
 
 
 if __name__ == "__main__":

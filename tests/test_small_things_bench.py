@@ -5,6 +5,7 @@ issue's figures with their goals. (Speed is never asserted: only that the figure
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,11 +55,14 @@ def test_runner_reads_goals_from_the_scripts(tmp_path: Path) -> None:
     assert notes["train"].startswith("failed (exit 1)") and "boom: no town" in notes["train"]
     assert notes["capture"] == "printed no JSON object with --json"
     assert notes["vs_sb3"] == "missing: vs_sb3.py does not exist"
+    # A bench that ran notes its run time and the load average it started under (figures move with the load).
+    tick_note = next(r["note"] for r in rows if r["bench"] == "tick")
+    assert re.fullmatch(r"\d+ s, load \d+\.\d", tick_note), tick_note
     # The table itself: one Rich table, every bench in it, the count of goals met.
     res = _run_all("--bench-dir", tmp_path, "--only", "tick,vs_sb3")
     assert res.returncode == 0, res.stderr
     assert "figure" in res.stdout and "met?" in res.stdout and "missing" in res.stdout
-    assert "1 of 2 goals met" in res.stdout
+    assert "1 of 2 goals met" in res.stdout and "load average" in res.stdout
     res = _run_all("--only", "nope")
     assert res.returncode == 2 and "unknown nope" in res.stderr
 
