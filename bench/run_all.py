@@ -43,6 +43,8 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "console_load": ([], ["--clients", "2", "--commands", "100"]),
     # Equal epochs (equal agent-steps) per agent: fair on a loaded box.
     "learn_memory": (["--epochs", "60", "--town-epochs", "20"], ["--epochs", "2", "--seeds", "0"]),
+    # Ray shards 1, 2, 4 next to the local backend (a private Ray instance; needs the ray extra).
+    "ray_scale": ([], ["--quick"]),
 }
 #: Benches whose budget `--minutes` sets.
 MINUTES_ARGS = {"vs_sb3": ["--minutes"], "learn_town": ["--minutes", "--bc-minutes"]}
