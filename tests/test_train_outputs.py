@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import DEFAULT_CONFIG, CliResult, _cli_env, assert_one_line_error, run_cli
+from conftest import DEFAULT_CONFIG, CliResult, WriteConfig, _cli_env, assert_one_line_error, run_cli
 
 FAST = ["--mode", "rollout", "--epochs", "2", "--rollout-ticks", "16", "--num-envs", "1", "--fresh", "--quiet"]
 CANDIDATE = Path("snapshots/shadow/poc_hybrid_v1/ppo_latest.json")
@@ -64,6 +64,15 @@ def test_a_checkpoint_in_the_shadow_folder_is_the_candidate_and_the_release_fold
     res = train(*FAST, "--shadow-dir", "snapshots/rel")
     assert_one_line_error(res, "--shadow-dir snapshots/rel", "release folder")
     assert not Path("snapshots/rel").exists()
+
+
+def test_the_configs_shadow_dir_is_where_candidates_go(write_config: WriteConfig) -> None:
+    config = write_config(lambda d: d.update(ops={"promotion": {"shadow_dir": "cands_from_config"}}))
+    argv = [sys.executable, "tools/run_training.py", "--config", str(config), *FAST, "--json"]
+    proc = subprocess.run(argv, env=_cli_env(), capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["candidate"] == "cands_from_config/poc_hybrid_v1/ppo_latest.json"
+    assert Path("cands_from_config/poc_hybrid_v1/ppo_latest.json").is_file() and not Path("snapshots").exists()
 
 
 def test_tensorboard_is_not_an_anneal_option() -> None:
