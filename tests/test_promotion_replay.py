@@ -58,7 +58,30 @@ def test_auto_rollback_is_journalled_and_the_replay_writes_no_history(tmp_path: 
     # The journalled rollback is what makes the replay right: without it B would act on.
     cut = [e for e in journal if not e.get("auto")]
     assert replay_journal(config, cut, tick, root=tmp_path).town.world_hash() != live
-    assert b.exists() and a.exists()
+    # Training republishes a candidate's path; the promotion's entry names the installed copy, so the replay holds.
+    promoted = next(e for e in journal if e["name"] == "promote_policy")
+    assert promoted["release"]["path"] == str(tmp_path / "snapshots/rel/b.json")
+    checkpoint(b, seed=9)
+    checkpoint(a, seed=8)
+    assert replay_journal(config, journal, tick, root=tmp_path).town.world_hash() == live
+
+
+def test_an_installed_release_is_never_overwritten_by_other_content(tmp_path: Path) -> None:
+    first = checkpoint(tmp_path / "one/cand.json", seed=1)
+    second = checkpoint(tmp_path / "two/cand.json", seed=2)
+    shard, manager, _ = setup(tmp_path)
+    assert cmd(shard, "policy_swap", "one/cand.json").status == "ok"
+    shard.step()
+    assert cmd(shard, "policy_swap", "two/cand.json").status == "ok"
+    rel = tmp_path / "snapshots/rel"
+    assert (rel / "cand.json").read_bytes() == first.read_bytes()  # the first release, as kept snapshots name it
+    (moved,) = [p for p in rel.glob("*/cand.json")]
+    assert moved.read_bytes() == second.read_bytes() and moved.parent.name == manager.release.sha256[:12]
+    assert manager.release.path == str(moved)
+    assert cmd(shard, "policy_swap", "one/cand.json").status == "ok"  # the same content again: the same copy
+    assert manager.release.path == str(rel / "cand.json") and len(list(rel.rglob("cand.json"))) == 2
+    shard.close()
+    manager.close()
 
 
 def test_a_rollback_to_a_snapshot_keeps_that_worlds_journal(tmp_path: Path) -> None:

@@ -194,8 +194,11 @@ class PromotionManager:
         target = confine(w.snapshot_root, snap_rel)
         save_shard_snapshot(w, target)
         write_json(target.with_suffix(".policy.json"), {"tick": tick, "release": self.release.to_json()})
-        installed = install_release(Path(ref.path or ""), self.release_dir)
+        installed = install_release(Path(ref.path or ""), self.release_dir, ref.sha256)
         ref = replace(ref, path=str(installed))
+        # The journal names the installed copy (never overwritten by other content): a replay acts with these
+        # weights even after training has republished the candidate's path.
+        w.journal_note = {"release": {"path": str(installed), "sha256": ref.sha256}}
         write_json(self.release_dir / "release.json", {"tick": tick, "release": ref.to_json()})
         self.previous.append((self.release, w.actor))
         before = self.release
@@ -255,6 +258,9 @@ class PromotionManager:
             if not self.previous:
                 raise CommandError(ErrorCode.conflict, "nothing to roll back to: no earlier release on this shard")
             ref, actor = self.previous.pop()
+        forget = getattr(actor, "reset_memory", None)
+        if callable(forget):  # a memory policy's memory is of the ticks before it was swapped out: stale
+            forget()
         w.set_actor(actor)
         self.release = ref
         self.state = "monitoring"

@@ -112,6 +112,12 @@ class OneThread:
     def __init__(self, actor: Any) -> None:
         self.actor = actor
 
+    def reset_memory(self) -> None:
+        """A policy with memory (an lstm/gru/attention checkpoint) forgets every slot's memory; others: nothing."""
+        reset = getattr(getattr(getattr(self.actor, "loaded", None), "net", None), "reset_memory", None)
+        if callable(reset):
+            reset()
+
     def __call__(self, vec: Any, obs: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
         import torch
 
@@ -215,16 +221,32 @@ def recorded_release(release_dir: Path) -> str | None:
     return path
 
 
-def install_release(path: Path, release_dir: Path) -> Path:
-    """A copy of the checkpoint `path` (and its weights file) in `release_dir`, written atomically; its path."""
+def install_release(path: Path, release_dir: Path, sha256: str | None = None) -> Path:
+    """A copy of the checkpoint `path` (and its weights file) in `release_dir`, written atomically; its path. With
+    `sha256` (the checkpoint's digest) an installed release is never overwritten by other content of the same name
+    (training republishes `ppo_latest.json` each run): that copy goes to `release_dir/<digest[:12]>/` instead, so
+    the releases that kept snapshots and the journal name stay as they were."""
     release_dir.mkdir(parents=True, exist_ok=True)
     target = release_dir / path.name
+    if sha256 is not None and target.is_file() and path.resolve() != target.resolve() and not _same(path, target):
+        release_dir = release_dir / sha256[:12]
+        release_dir.mkdir(parents=True, exist_ok=True)
+        target = release_dir / path.name
     if path.resolve() != target.resolve():
         # A .safetensors checkpoint is two files (the weights and the .json header): both travel, weights first.
         for part in (path.with_suffix(".safetensors"), path.with_suffix(".json")):
             if part.exists():
                 atomic_write_bytes(release_dir / part.name, read_bytes(part, "checkpoint"))
     return target
+
+
+def _same(a: Path, b: Path) -> bool:
+    """Whether two checkpoints hold the same bytes (the header and, for the safetensors form, the weights)."""
+    for suffix in (".json", ".safetensors"):
+        x, y = a.with_suffix(suffix), b.with_suffix(suffix)
+        if x.exists() != y.exists() or (x.exists() and x.read_bytes() != y.read_bytes()):
+            return False
+    return True
 
 
 class MaskedView:

@@ -6,7 +6,9 @@ Policy commands replay too (`policy_swap`, `promote_policy`, `rollback_policy`, 
 journalled): the checkpoints they name act again, so the same ticks run under the same policies. The replaying world
 is marked `replaying`: its promotion manager loads and swaps policies but writes nothing (no history lines, no
 release snapshots, no release install, no shadow log, no autosave), runs no shadow and triggers no rollback of its
-own (the journal holds the ones that happened)."""
+own (the journal holds the ones that happened). A promotion's entry names the release copy it installed (`release`:
+path, sha256; never overwritten by other content), which the replay loads rather than the candidate's path, which a
+later training run may have republished."""
 
 from __future__ import annotations
 
@@ -36,7 +38,11 @@ def replay_journal(
         while k < len(journal) and int(journal[k]["tick"]) == w.tick:
             entry = journal[k]
             cmd = lookup(str(entry["name"]))
-            cmd.handler(w, cmd.model.model_validate(entry["args"]))
+            args = dict(entry["args"])
+            release = entry.get("release")
+            if isinstance(release, dict) and (Path(root or ".") / str(release.get("path"))).is_file():
+                args["checkpoint"] = str(release["path"])  # the installed copy: the weights that acted
+            cmd.handler(w, cmd.model.model_validate(args))
             w.journal.append(entry)
             k += 1
         if k < len(journal) and int(journal[k]["tick"]) < w.tick:

@@ -251,6 +251,7 @@ class Shard:
     def _execute(self, p: _Pending) -> tuple[_Pending, CommandResult]:
         w = self.world
         tick, restores = w.tick, w.restores
+        w.journal_note = {}
         try:
             value = p.cmd.handler(w, p.args)
             result = CommandResult(
@@ -260,7 +261,7 @@ class Shard:
                 # A command that restored a world (rollback_policy --to) leaves that world's journal as it was saved:
                 # it is the history of the world now running.
                 if w.restores == restores:
-                    w.record_command(tick, p.cmd.name, p.args.model_dump(mode="json"), p.env.cmd_id)
+                    w.record_command(tick, p.cmd.name, p.args.model_dump(mode="json"), p.env.cmd_id, **w.journal_note)
                 self.commands_applied += 1
         except CommandError as exc:
             result = CommandResult.failure(

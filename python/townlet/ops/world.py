@@ -100,6 +100,8 @@ class ShardWorld:
         self.replaying = False
         #: How many times a world state was loaded into this one (`load_state`, e.g. `rollback_policy --to`).
         self.restores = 0
+        #: Fields a command handler adds to its own journal entry (promote_policy: the installed release).
+        self.journal_note: dict[str, Any] = {}
         #: cmd_id -> stored result (bounded, oldest dropped first).
         self.history: OrderedDict[str, dict[str, Any]] = OrderedDict()
         #: Called after each tick (under the shard's world lock), in order: the stability monitor, shadow policies.
