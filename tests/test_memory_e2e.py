@@ -14,10 +14,12 @@ import torch
 
 from conftest import DEFAULT_CONFIG, run_cli
 from test_ops_bus import ADMIN, make_shard
+from test_promotion import cmd, settings
 from townlet import _core
 from townlet.artifacts.checkpoint import save_checkpoint
 from townlet.capture.npz import load_npz
 from townlet.jsonio import read_bytes
+from townlet.ops.promotion import attach
 from townlet.ops.world import ShardWorld, TickRecord
 from townlet.sim.config import load_config
 from townlet.sim.simulation import Simulation
@@ -26,12 +28,12 @@ from townlet.training.network_memory import MemoryPolicy, make_memory_policy
 from townlet.training.policy import CheckpointPolicy
 
 
-def memory_checkpoint(path: Path, arch: str) -> Path:
+def memory_checkpoint(path: Path, arch: str, seed: int = 0) -> Path:
     """A small memory policy of the default town whose core really changes what it does (a fresh core adds
     nothing: its output projection starts at zero)."""
     config = load_config(DEFAULT_CONFIG)
     meta = _core.obs_spec(config.world_json())
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     net = make_memory_policy(arch, meta, len(meta["action_names"]), 16, 4)
     with torch.no_grad():
         for p in net.core.parameters():
@@ -150,3 +152,40 @@ def test_a_serving_shard_keeps_each_slots_memory_and_forgets_it_on_respawn(tmp_p
     assert not np.allclose(kept[respawn][alice], probs[respawn][alice], atol=1e-4)
     others = [i for i in range(len(probs[0])) if i != alice]
     assert np.allclose(kept[respawn][others], probs[respawn][others])
+
+
+def test_a_memory_policy_rolled_back_to_acts_with_fresh_memories(tmp_path: Path) -> None:
+    """Swapped out, a memory policy's memory stops at the ticks it acted on; swapped back in by a rollback, it starts
+    again from fresh memories rather than from that stale one."""
+    a, b = (memory_checkpoint(tmp_path / f"{n}.json", "gru", seed) for n, seed in (("a", 0), ("b", 1)))
+    shard = make_shard(tmp_path / "shard")
+    attach(shard.world, settings(), root=tmp_path / "shard")
+    seen: list[tuple[np.ndarray, np.ndarray, list[float | None]]] = []
+
+    def listen(world: ShardWorld, rec: TickRecord) -> None:
+        if rec.obs is not None and rec.masks is not None:
+            seen.append((rec.obs.copy(), rec.masks.copy(), list(world.last_probs)))
+
+    shard.world.tick_listeners.append(listen)
+    assert cmd(shard, "policy_swap", str(a)).status == "ok"
+    for _ in range(4):
+        shard.step()
+    assert cmd(shard, "policy_swap", str(b)).status == "ok"
+    for _ in range(3):
+        shard.step()
+    assert cmd(shard, "rollback_policy", "--reason", "test").status == "ok"
+    for _ in range(3):
+        shard.step()
+    shard.close()
+    assert len(seen) == 10
+
+    def probs(hand: ByHand, ticks: list[tuple[np.ndarray, np.ndarray, list[float | None]]]) -> list[np.ndarray]:
+        return [torch.softmax(hand.step(o, m).double(), -1).numpy().max(-1) for o, m, _ in ticks]
+
+    fresh = probs(ByHand(a), seen[7:])
+    stale_hand = ByHand(a)
+    probs(stale_hand, seen[:4])  # a's memory when it was swapped out
+    stale = probs(stale_hand, seen[7:])
+    for (_, _, got), want in zip(seen[7:], fresh, strict=True):
+        assert np.allclose([float(v) for v in got if v is not None], want, atol=1e-6)
+    assert not np.allclose(stale[0], fresh[0], atol=1e-4)
