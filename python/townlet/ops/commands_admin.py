@@ -67,6 +67,30 @@ def _snapshot_validate(w: ShardWorld, a: PathArgs) -> dict[str, Any]:
     return {"path": a.path, "valid": True, "tick": int(town.tick), "journal": len(state["journal"])}
 
 
+@command(
+    "snapshot_load",
+    "admin",
+    PathArgs,
+    "restore a shard snapshot into the running shard at the next tick boundary (town, journal, cmd_id history, "
+    "toggles); the acting policy stays",
+    positional=("path",),
+)
+def _snapshot_load(w: ShardWorld, a: PathArgs) -> dict[str, Any]:
+    from townlet.ops.promotion import current
+
+    target = confine(w.snapshot_root, a.path)
+    try:
+        town, state = load_shard_snapshot(target, w.config)
+    except UsageError as exc:
+        raise CommandError(ErrorCode.invalid_args, _relative(str(exc), target, a.path)) from None
+    before = w.tick
+    w.load_state(town, state)  # its journal is the history of the world now running: this command is not added
+    manager = current(w)
+    if manager is not None:
+        manager.monitor.reset_streak()  # the windows judged another world
+    return {"path": a.path, "tick": w.tick, "from_tick": before, "world_hash": town.world_hash()}
+
+
 def _relative(message: str, target: Any, shown: str) -> str:
     """Errors name the path as the client gave it, not where the root lives on the server."""
     return message.replace(str(target), shown)
