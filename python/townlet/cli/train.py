@@ -266,7 +266,7 @@ def train_cmd(
     if candidate is not None and the_plan.checkpoint is not None:
         from townlet.ops.promotion_policy import publish_candidate
 
-        publish_candidate(the_plan.checkpoint, candidate)
+        candidate = publish_candidate(the_plan.checkpoint, candidate)
     last = out.result.records[-1] if out.result.records else {}
     summary = {
         "config_id": cfg.config_id,

@@ -198,8 +198,11 @@ def candidate_target(checkpoint: Path, shadow_dir: Path, config_id: str) -> Path
     return shadow_dir / config_id / checkpoint.name
 
 
-def publish_candidate(checkpoint: Path, target: Path) -> Path:
-    """A copy of the trained `checkpoint` at `target` (`candidate_target`), written atomically (weights first)."""
+def publish_candidate(checkpoint: Path, target: Path) -> Path | None:
+    """A copy of the trained `checkpoint` at `target` (`candidate_target`), written atomically (weights first); None
+    when the run left no checkpoint there."""
+    if not checkpoint.with_suffix(".json").is_file():
+        return None
     return install_release(checkpoint, target.parent) if target != checkpoint else target
 
 
