@@ -50,7 +50,7 @@ def checkpoint_list_cmd(
             row["format"],
             str(row.get("created_utc") or "—"),
             escape(str(row.get("config_id") or "—")),
-            escape(str((row.get("metadata") or {}).get("phase") or "—")),
+            escape(_phase(row.get("metadata") or {})),
             escape(cfg),
             "—" if steps is None else f"{steps:,}",
             escape(row.get("problem", "")),
@@ -86,6 +86,7 @@ def checkpoint_info_cmd(
         ("counters", ", ".join(f"{k} {v:,}" for k, v in sorted(counters.items())) or "—"),
         ("git", f"{git.get('commit')}" + (" (dirty)" if git.get("dirty") else "")),
         ("parent", lineage.get("parent_sha256") or "—"),
+        *([("warm start", _mapping_line(lineage["warm_start"]))] if lineage.get("warm_start") else []),
         ("weights sha256", out["weights_sha256"]),
         ("verified", "yes" if out["verified"] else f"NO: {len(out['problems'])} problems (run checkpoint verify)"),
     ]
@@ -93,6 +94,27 @@ def checkpoint_info_cmd(
     lines.append(("metadata", ", ".join(f"{k}={v}" for k, v in sorted(metadata.items())) or "—"))
     for key, value in lines:
         typer.echo(f"{key + ':':<16}{value}")
+
+
+def _phase(metadata: dict[str, Any]) -> str:
+    """The list's phase column: the phase, and a memory policy's architecture (`memory (gru)`)."""
+    phase = str(metadata.get("phase") or "—")
+    return f"{phase} ({metadata['arch']})" if metadata.get("arch") else phase
+
+
+def _mapping_line(mapping: dict[str, Any]) -> str:
+    """A memory checkpoint's warm-start mapping in brief: the source and which tensors it carried over."""
+
+    def groups(names: list[str]) -> str:
+        return ", ".join(dict.fromkeys(name.split(".")[0] for name in names)) or "none"
+
+    carried, fresh = list(mapping.get("carried") or []), list(mapping.get("fresh") or [])
+    line = (
+        f"from {str(mapping.get('source_sha256'))[:12]} ({mapping.get('source_architecture')}): carried "
+        f"{len(carried)} tensors ({groups(carried)}); fresh {len(fresh)} ({groups(fresh)})"
+    )
+    mismatched = mapping.get("mismatched") or []
+    return line + (f"; {len(mismatched)} mismatched (allow_mismatch)" if mismatched else "")
 
 
 def _yaml_line(brief: dict[str, Any] | None) -> str:
