@@ -36,8 +36,6 @@ from typing import Any
 
 from townlet import load_config
 from townlet.sim.settings import PPOConfig
-from townlet.training.envs import TownTrainEnv
-from townlet.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -61,6 +59,10 @@ CONFIG = "configs/examples/poc_hybrid.yaml"
 def measure(
     num_envs: int, rollout_ticks: int, epochs: int, torch_threads: int, precision: str, root: Path = REPO
 ) -> dict[str, Any]:
+    # Imported here: `--vs` only runs other processes, so it never loads torch itself.
+    from townlet.training.envs import TownTrainEnv
+    from townlet.training.trainer import Trainer
+
     cfg = load_config(root / CONFIG)
     ppo = PPOConfig(num_envs=num_envs, rollout_ticks=rollout_ticks, torch_threads=torch_threads, precision=precision)
     trainer = Trainer(TownTrainEnv(cfg, ppo.num_envs, 1, None), ppo, seed=1)
