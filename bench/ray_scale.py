@@ -5,7 +5,8 @@ Ray shard actors, next to the local backend, and what one gathered block costs (
 `python bench/ray_scale.py [--json] [--epochs E] [--towns T] [--rollout-ticks R] [--shards 1,2,4]
 [--ray-address ADDR] [--quick]`
 
-Every figure is measured in this one process, one after the other, on the default town:
+Every figure is measured in this one process on the default town, the runs taking turns epoch by epoch (after a
+warm-up epoch each), each figure the median epoch's:
 - `trainer`: `townlet train` without `--backend` (the batched collector of bench/train.py); its `learn`
   figure is the learner's consumption rate, agent-steps per second of the PPO update alone;
 - `local`: `--backend local --shards 1` (the shard code in this process, town by town);
@@ -14,7 +15,8 @@ Every figure is measured in this one process, one after the other, on the defaul
 - `block`: one gathered block's size (pickled, as Ray ships it) and its cost in transport alone: N echo actors
   that hand back a block of the same shape for the weights, timed per gather (`transport`), and the 1-shard Ray
   run's extra collection time over the local backend's, per block (`ray1_minus_local_ms`).
-Without `--ray-address` a private Ray instance with max(N) CPUs starts in this process. The figures are for the
+Without `--ray-address` a private Ray instance with sum(N) CPUs starts in this process (every run's shards live
+at once, one CPU each; a cluster given with `--ray-address` needs that many). The figures are for the
 machine they ran on (print `cores`); docs/scale.md projects them to 10 and 100 nodes.
 """
 
@@ -68,21 +70,31 @@ class TimedCollector:
         self.inner.set_state(state)
 
 
-def timed_run(trainer: Trainer, epochs: int) -> dict[str, float]:
-    """One warm-up epoch, then `epochs` timed ones: rollout, end-to-end and learner agent-steps/s."""
-    timer = TimedCollector(trainer.collector)
-    trainer.collector = cast(RolloutCollector, timer)
-    trainer.run(1)
-    timer.seconds.clear()
-    res = trainer.run(1 + epochs)
-    steps = sum(r["transitions"] for r in res.records)
-    return {
-        "rollout": steps / sum(timer.seconds),
-        "train": steps / sum(r["epoch_duration_sec"] for r in res.records),
-        "learn": steps / sum(r["time_learn_sec"] for r in res.records),
-        "collect_ms": 1000 * statistics.median(timer.seconds),
-        "agent_steps": steps,
-    }
+class Timed:
+    """A trainer whose epochs are timed one at a time (rollout wait, whole epoch, update), so that the runs
+    can take turns epoch by epoch: on a shared machine each run then sees the same load, on average."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+        self.timer = TimedCollector(trainer.collector)
+        trainer.collector = cast(RolloutCollector, self.timer)
+        self.epochs: list[dict[str, float]] = []
+
+    def epoch(self, *, keep: bool = True) -> None:
+        rec = self.trainer.run(self.trainer.epoch + 1).records[-1]
+        steps = rec["transitions"]
+        if keep:
+            self.epochs.append({
+                "rollout": steps / self.timer.seconds[-1],
+                "train": steps / rec["epoch_duration_sec"],
+                "learn": steps / rec["time_learn_sec"],
+                "collect_ms": 1000 * self.timer.seconds[-1],
+                "agent_steps": steps,
+            })  # fmt: skip
+
+    def figures(self) -> dict[str, float]:
+        """The median epoch's figures (agent-steps/s; collect_ms)."""
+        return {k: statistics.median(e[k] for e in self.epochs) for k in self.epochs[0]}
 
 
 def sharded_trainer(shards: Shards, ppo: PPOConfig, meta: dict[str, Any]) -> Trainer:
@@ -148,45 +160,52 @@ def measure(
 ) -> dict[str, Any]:
     ppo = PPOConfig(num_envs=towns, rollout_ticks=ticks, torch_threads=1)
     meta = observation_spec(cfg)
-    out: dict[str, Any] = {}
-    out["trainer"] = timed_run(Trainer(TownTrainEnv(cfg, towns, 1, None), ppo, seed=SEED), epochs)
-    local = LocalShards(cfg, ppo, meta, SEED, towns, 1)
-    out["local"] = timed_run(sharded_trainer(local, ppo, meta), epochs)
-    block = local.shards[0].collect(local_weights(meta, ppo))
-    local.close()
-
     from townlet.training.ray_shards import RayShards  # the ray extra
 
-    ray = connect(address, num_cpus=max(shard_counts))
-    ray_runs: dict[str, dict[str, float]] = {}
-    echo: dict[str, dict[str, float]] = {}
-    for n in shard_counts:
-        shards = RayShards(cfg, ppo, meta, SEED, towns, n, address=address)
-        trainer = sharded_trainer(shards, ppo, meta)
-        try:
-            ray_runs[str(n)] = timed_run(trainer, epochs)
-        finally:
-            shards.close()
-        echo[str(n)] = transport(ray, block, trainer.policy.state_dict(), n, repeats)
-    weights = trainer.policy.state_dict()
-    out["ray"] = ray_runs
-    out["shards"] = {n: r["rollout"] for n, r in ray_runs.items()}
-    out["train_shards"] = {n: r["train"] for n, r in ray_runs.items()}
-    extra_ms = ray_runs["1"]["collect_ms"] - out["local"]["collect_ms"] if "1" in ray_runs else None
-    out["block"] = {
-        "bytes_per_epoch": len(pickle.dumps(block, protocol=5)),
-        "bytes_per_agent_step": len(pickle.dumps(block, protocol=5)) / block.valid.size,
-        "weights_bytes": sum(v.numel() * v.element_size() for v in weights.values()),
-        "transport": echo,
-        "ray1_minus_local_ms": extra_ms,
+    # Every shard actor of every run at once (one CPU each); a private instance gets that many CPUs.
+    ray = connect(address, num_cpus=sum(shard_counts))
+    local = LocalShards(cfg, ppo, meta, SEED, towns, 1)
+    ray_shards = {n: RayShards(cfg, ppo, meta, SEED, towns, n, address=address) for n in shard_counts}
+    runs = {
+        "trainer": Timed(Trainer(TownTrainEnv(cfg, towns, 1, None), ppo, seed=SEED)),
+        "local": Timed(sharded_trainer(local, ppo, meta)),
+        **{str(n): Timed(sharded_trainer(sh, ppo, meta)) for n, sh in ray_shards.items()},
     }
-    return out
+    try:
+        for run in runs.values():
+            run.epoch(keep=False)  # warm-up
+        for _ in range(epochs):  # the runs take turns, epoch by epoch
+            for run in runs.values():
+                run.epoch()
+    finally:
+        for sh in ray_shards.values():
+            sh.close()
+    figures = {name: run.figures() for name, run in runs.items()}
+    block = local.shards[0].collect(local_weights(meta, ppo))
+    weights = runs["trainer"].trainer.policy.state_dict()
+    echo = {str(n): transport(ray, block, weights, n, repeats) for n in shard_counts}
+    ray_runs = {str(n): figures[str(n)] for n in shard_counts}
+    extra_ms = ray_runs["1"]["collect_ms"] - figures["local"]["collect_ms"] if "1" in ray_runs else None
+    return {
+        "trainer": figures["trainer"],
+        "local": figures["local"],
+        "ray": ray_runs,
+        "shards": {n: r["rollout"] for n, r in ray_runs.items()},
+        "train_shards": {n: r["train"] for n, r in ray_runs.items()},
+        "block": {
+            "bytes_per_epoch": len(pickle.dumps(block, protocol=5)),
+            "bytes_per_agent_step": len(pickle.dumps(block, protocol=5)) / block.valid.size,
+            "weights_bytes": sum(v.numel() * v.element_size() for v in weights.values()),
+            "transport": echo,
+            "ray1_minus_local_ms": extra_ms,
+        },
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--epochs", type=int, default=3, help="timed epochs per run (after one warm-up)")
+    p.add_argument("--epochs", type=int, default=5, help="timed epochs per run (after one warm-up), taken in turns")
     p.add_argument("--towns", type=int, default=8, help="towns in total, split over the shards")
     p.add_argument("--rollout-ticks", type=int, default=128)
     p.add_argument("--shards", default="1,2,4", help="comma-separated shard counts")
