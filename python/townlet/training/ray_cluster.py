@@ -169,7 +169,8 @@ class LocalCluster:
             self._wait_started(0)
             # A node joining 127.0.0.1:PORT takes 127.0.0.1 as its address (the head's point of view).
             for k in range(1, self.nodes):
-                self._spawn([f"--address={self.address}", *self._node_args()], base, f"node{k}")
+                node_env = {**base, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}  # `ray start` refuses to join otherwise
+                self._spawn([f"--address={self.address}", *self._node_args()], node_env, f"node{k}")
                 self._wait_started(k)
         except BaseException:
             self.stop()
