@@ -66,7 +66,11 @@ class RayShards:
             try:
                 out.append(self.ray.get(ref, timeout=COLLECT_TIMEOUT_S))
             except self.ray.exceptions.GetTimeoutError:
-                raise ShardDiedError(f"shard {k} did not answer within {COLLECT_TIMEOUT_S:.0f}s") from None
+                raise ShardDiedError(f"{self._where(k)} did not answer within {COLLECT_TIMEOUT_S:.0f}s") from None
+            except self.ray.exceptions.RayTaskError as exc:
+                raise _cause(exc) from None
+            except self.ray.exceptions.RayActorError as exc:
+                raise ShardDiedError(f"{self._where(k)}: its actor died ({_first_line(exc)})") from None
         return out
 
     def pids(self) -> list[int]:
@@ -95,6 +99,8 @@ class RayShards:
                     f"{self._where(k)} did not answer within {COLLECT_TIMEOUT_S:.0f}s; the run stopped "
                     "(resume from its last checkpoint)"
                 ) from None
+            except self.ray.exceptions.RayTaskError as exc:  # the shard raised: as if it ran here
+                raise _cause(exc) from None
             except self.ray.exceptions.RayActorError:
                 self._restarted(k)
                 actor = self.actors[k]
@@ -133,3 +139,14 @@ class RayShards:
         for a in self.actors:
             self.ray.kill(a, no_restart=True)
         self.actors = []
+
+
+def _cause(exc: Any) -> BaseException:
+    """What a shard's method raised (Ray wraps it in a RayTaskError), so errors read as with --backend local."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
