@@ -14,5 +14,6 @@ mod movement;
 mod observations;
 mod perturbations;
 mod queues;
+mod rewards;
 mod social;
 mod vec_state;

@@ -23,7 +23,9 @@ pub struct RewardsSection {
     /// Multiplies the wage actually paid this tick, and (subtracted) every employment penalty
     /// charged this tick: lateness, late ticks, absence.
     pub wage_weight: f32,
-    /// Paid once, on the tick of an on-time arrival at work.
+    /// Paid once, on the tick of an on-time arrival at work. Worth more than a late start costs
+    /// (`wage_weight` x the job's lateness penalty) so that arriving within grace is what pays:
+    /// at 0.5 the learned policy let its earliest shift start late (docs/training.md, ablation).
     pub punctuality_bonus: f32,
     pub social: SocialRewards,
     pub faint_penalty: f32,
@@ -45,7 +47,7 @@ impl Default for RewardsSection {
             survival_tick: 0.02,
             self_sufficiency_bonus: 0.01,
             wage_weight: 4.0,
-            punctuality_bonus: 0.5,
+            punctuality_bonus: 2.0,
             social: SocialRewards::default(),
             faint_penalty: -5.0,
             eviction_penalty: -10.0,
