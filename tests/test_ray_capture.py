@@ -5,6 +5,8 @@ as the local suite."""
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -14,11 +16,12 @@ from typing import Any
 import pytest
 
 from conftest import REPO_ROOT, CliResult, assert_one_line_error
-from townlet.capture.remote import CaptureJob
+from townlet.capture.remote import CaptureJob, capture_files
 from townlet.sim.config import load_config
 
 SCENARIOS = ("kitchen_breakfast", "queue_conflict", "employment_punctuality", "rivalry_decay", "observation_baseline")
 SUITE = "tools/capture_rollout_suite.py"
+STAMP = "1970-01-01T00:00:00Z"
 
 
 def run_suite(*args: str | Path) -> CliResult:
@@ -116,3 +119,30 @@ def test_make_capture_passes_the_backend_on() -> None:
     assert "--backend ray --shards '3' --ray-address '127.0.0.1:6379'" in line
     plain = subprocess.run(argv[:5], capture_output=True, text=True, timeout=60, check=False)
     assert "--backend" not in plain.stdout
+
+
+@pytest.mark.ray_cluster
+def test_a_killed_capture_shard_is_restarted_once_then_the_suite_stops_with_one_line(
+    tmp_path: Path, ray_cluster: Any
+) -> None:
+    from townlet.errors import TownletError
+    from townlet.training import ray_capture
+    from townlet.training.ray_cluster import connect
+
+    ray = connect(ray_cluster.address)
+    try:
+        job = CaptureJob(load_config(Path("configs/scenarios/queue_conflict.yaml")), tmp_path / "q", STAMP, ticks=5)
+        (actor,) = ray_capture.start_shards(ray, 1)
+        first = ray.get(actor.pid.remote(), timeout=120)
+        os.kill(first, signal.SIGKILL)
+        # Ray restarts the shard (a new process) and the scenario is captured there, with the same bytes.
+        captured = ray_capture.fetch(ray, actor.capture.remote(job))
+        assert captured.files == capture_files(job).files
+        second = ray.get(actor.pid.remote(), timeout=120)
+        assert second != first
+        os.kill(second, signal.SIGKILL)  # past RESTARTS: one clear line, nothing published
+        with pytest.raises(TownletError, match=r"a capture shard died more than 1 time\(s\)"):
+            ray_capture.fetch(ray, actor.capture.remote(job))
+        assert not job.folder.exists()
+    finally:
+        ray.shutdown()

@@ -13,6 +13,7 @@ its node is gone, the suite stops with one clear line.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -32,6 +33,9 @@ class CaptureShard:
     def capture(self, job: CaptureJob) -> CapturedFiles:
         return capture_files(job)
 
+    def pid(self) -> int:
+        return os.getpid()
+
     def node_id(self) -> str:
         """The Ray node this shard runs on (tests check that shards spread over nodes)."""
         import ray  # inside the actor's process, where Ray is running
@@ -48,19 +52,23 @@ class Published:
     notices: list[str] = field(default_factory=list)
 
 
-def spread(ray: ModuleType, jobs: Sequence[CaptureJob], shards: int) -> tuple[list[Any], list[Any]]:
-    """min(shards, len(jobs)) capture actors, shard k placed on the cluster's node k mod nodes, and scenario i
-    handed to shard i mod N: (actors, refs in job order)."""
+def start_shards(ray: ModuleType, shards: int) -> list[Any]:
+    """`shards` capture actors, shard k pinned to the cluster's node k mod nodes."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     nodes = sorted(str(n["NodeID"]) for n in ray.nodes() if n["Alive"])
     # No CPU reserved: N shards on fewer CPUs share them rather than wait for each other. Pinned (not soft): a
     # soft placement falls back to the caller's node whenever the head's view of a node's resources lags.
     shard = ray.remote(num_cpus=0, max_restarts=RESTARTS, max_task_retries=RESTARTS)(CaptureShard)
-    actors = [
+    return [
         shard.options(scheduling_strategy=NodeAffinitySchedulingStrategy(nodes[k % len(nodes)], soft=False)).remote()
-        for k in range(max(1, min(shards, len(jobs))))
+        for k in range(shards)
     ]
+
+
+def spread(ray: ModuleType, jobs: Sequence[CaptureJob], shards: int) -> tuple[list[Any], list[Any]]:
+    """min(shards, len(jobs)) capture actors, scenario i handed to shard i mod N: (actors, refs in job order)."""
+    actors = start_shards(ray, max(1, min(shards, len(jobs))))
     return actors, [actors[i % len(actors)].capture.remote(job) for i, job in enumerate(jobs)]
 
 
@@ -86,7 +94,7 @@ def _one(ray: ModuleType, actor: Any, job: CaptureJob, ref: Any, retries: int) -
     for attempt in range(retries + 1):
         try:
             if captured is None:
-                captured = _get(ray, ref)
+                captured = fetch(ray, ref)
             notices += publish_files(job.folder, captured)
             return Published(job, captured, notices)
         except UsageError as exc:
@@ -98,7 +106,7 @@ def _one(ray: ModuleType, actor: Any, job: CaptureJob, ref: Any, retries: int) -
     raise AssertionError("unreachable")
 
 
-def _get(ray: ModuleType, ref: Any) -> CapturedFiles:
+def fetch(ray: ModuleType, ref: Any) -> CapturedFiles:
     """The shard's result; its own error (a UsageError, say) as that error, a lost shard as one clear line."""
     try:
         captured: CapturedFiles = ray.get(ref)
