@@ -189,3 +189,33 @@ def test_a_memory_policy_rolled_back_to_acts_with_fresh_memories(tmp_path: Path)
     for (_, _, got), want in zip(seen[7:], fresh, strict=True):
         assert np.allclose([float(v) for v in got if v is not None], want, atol=1e-6)
     assert not np.allclose(stale[0], fresh[0], atol=1e-4)
+
+
+def test_a_snapshot_loaded_into_a_running_shard_restarts_the_memory_policy_from_fresh_memories(tmp_path: Path) -> None:
+    ckpt = memory_checkpoint(tmp_path / "gru.json", "gru")
+    shard = make_shard(tmp_path / "shard", policy=str(ckpt))
+    seen: list[tuple[np.ndarray, np.ndarray, list[float | None]]] = []
+
+    def listen(world: ShardWorld, rec: TickRecord) -> None:
+        assert rec.obs is not None and rec.masks is not None
+        seen.append((rec.obs.copy(), rec.masks.copy(), list(world.last_probs)))
+
+    shard.world.tick_listeners.append(listen)
+    for _ in range(3):
+        shard.step()
+    assert cmd(shard, "snapshot_save", "at3.json").status == "ok"
+    for _ in range(3):
+        shard.step()
+    assert cmd(shard, "snapshot_load", "at3.json").status == "ok"
+    for _ in range(2):
+        shard.step()
+    shard.close()
+    assert len(seen) == 8 and np.array_equal(seen[6][0], seen[3][0])  # tick 3 again
+    hand, stale = ByHand(ckpt), ByHand(ckpt)
+    for o, m, _ in seen[:6]:
+        stale.step(o, m)  # the memory the policy had before the load
+    for o, m, got in seen[6:]:
+        want = torch.softmax(hand.step(o, m).double(), -1).numpy().max(-1)
+        assert np.allclose([float(v) for v in got if v is not None], want, atol=1e-6)
+    acted = [float(v) for v in seen[6][2] if v is not None]
+    assert not np.allclose(torch.softmax(stale.step(*seen[6][:2]).double(), -1).numpy().max(-1), acted, atol=1e-4)

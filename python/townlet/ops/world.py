@@ -294,3 +294,6 @@ class ShardWorld:
         self.journal_dropped = int(state.get("journal_dropped", 0))
         self.restores += 1
         self.history = OrderedDict((str(k), v) for k, v in state["history"])
+        forget = getattr(self._actor, "reset_memory", None)
+        if callable(forget):  # a memory policy's memory is of the world before: the restored one starts afresh
+            forget()
