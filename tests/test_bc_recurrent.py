@@ -169,6 +169,9 @@ def test_bc_memory_maps_a_feed_forward_warm_start_and_refuses_a_shape_mismatch_i
     bad = run_cli("train", config_path, "--mode", "bc_memory", "--arch", "lstm", "--capture-dir", "cap",
                   "--epochs", "1", "--warm-start-load", "w.json", "--dry-run")  # fmt: skip
     assert_one_line_error(bad, "w.json", "cannot warm start the lstm policy", "map_fc.0.weight", "--allow-mismatch")
+    # --arch with the feed-forward bc mode: one line saying which mode clones a memory policy.
+    wrong = run_cli("train", config_path, "--mode", "bc", "--arch", "gru", "--capture-dir", "cap", "--dry-run")
+    assert_one_line_error(wrong, "--arch: PPO options, not used by --mode bc", "--mode bc_memory --arch A")
     forced = bc_memory(config_path, "lstm", 1, warm_start_load=Path("w.json"), allow_mismatch=True)
     mismatched = json.loads(Path(str(forced.checkpoint)).read_text())["lineage"]["warm_start"]["mismatched"]
     assert any(m.startswith("map_fc.0.weight [16, 288] != [8, ") for m in mismatched), mismatched

@@ -61,7 +61,8 @@ def choose_phase(request: TrainRequest) -> PhaseChoice:
     ]
     if unused:
         flags = ", ".join("--" + name.replace("_", "-") for name in unused)
-        raise UsageError(f"{flags}: PPO options, not used by --mode {mode}")
+        hint = "; behaviour cloning of a memory policy is --mode bc_memory --arch A" if "arch" in unused else ""
+        raise UsageError(f"{flags}: PPO options, not used by --mode {mode}{hint}")
     overrides = {name: value for name, value in request.overrides.items() if name in phase.overrides}
     base = phase.section(config)
     try:  # model_copy would skip the bounds
