@@ -9,6 +9,7 @@ tests use the session's loopback cluster (`ray_cluster` in conftest: a head and 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from townlet.errors import UsageError
 from townlet.sim.config import load_config
 from townlet.sim.env import observation_spec
 from townlet.training.ray_cluster import RayClusterError, free_port
-from townlet.training.run import TrainRequest, plan
+from townlet.training.run import TrainRequest, plan, run
 from townlet.training.shards import LocalShards, gather, split_towns, town_seeds
 from townlet.training.trainer import make_policy
 
@@ -86,6 +87,26 @@ def test_backend_flags_are_checked_before_training(tmp_path: Path) -> None:
     with pytest.raises(RayClusterError, match=f"^--ray-address {nobody}: no Ray cluster answers there"):
         planned(mode="rollout", backend="ray", ray_address=nobody)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_checkpoint_resumes_only_with_the_collector_that_saved_it(tmp_path: Path) -> None:
+    """A sharded run's collector state is one entry per town; the in-process collector's is one VecTown's.
+    Resuming one with the other is one clear line, and nothing is trained or written."""
+    small = {"num_envs": 2, "rollout_ticks": 4}
+    for name, backend in (("plain", None), ("sharded", "local")):
+        run(plan(TrainRequest(config=DEFAULT_CONFIG, mode="rollout", epochs=1, overrides=small, fresh=True,
+                              checkpoint=tmp_path / f"{name}.json", backend=backend)))  # fmt: skip
+    for saved, backend, says in (
+        ("plain", "local", "saved by a run without --backend; resume it without --backend"),
+        ("sharded", None, "the training state lacks 'env'"),
+    ):
+        ck = tmp_path / f"{saved}.json"
+        before = ck.read_bytes()
+        again = TrainRequest(config=DEFAULT_CONFIG, mode="rollout", epochs=2, overrides=small, checkpoint=ck,
+                             warm_start_load=ck, backend=backend)  # fmt: skip
+        with pytest.raises(UsageError, match=f"{ck}: cannot resume: .*{re.escape(says)}"):
+            run(plan(again))
+        assert ck.read_bytes() == before
 
 
 def checkpoint_bytes(folder: Path) -> dict[str, bytes]:
