@@ -45,7 +45,8 @@ def test_town_seeds_are_a_seed_sequence_split_independent_of_the_shard_count() -
 
 def test_one_two_and_three_local_shards_give_the_same_rows_and_states() -> None:
     config = load_config(DEFAULT_CONFIG)
-    ppo = config.sections.ppo.model_copy(update={"num_envs": 3, "rollout_ticks": 8})
+    # Episodes of 5 ticks: truncations (and their critic bootstraps) and town resets inside the rollout.
+    ppo = config.sections.ppo.model_copy(update={"num_envs": 3, "rollout_ticks": 8, "episode_ticks": 5})
     meta = observation_spec(config)
     weights = make_policy(meta, int(meta["obs_dim"]), len(meta["action_names"]), ppo.hidden).state_dict()
     runs = []
@@ -55,6 +56,7 @@ def test_one_two_and_three_local_shards_give_the_same_rows_and_states() -> None:
         runs.append((epochs, backend.get_state()))
     (ref, ref_state), others = runs[0], runs[1:]
     assert len(ref[0][0]) > 0
+    assert ref[0][1].episode_kpis and ref[1][1].episode_returns  # episodes ended within the epochs
     for epochs, state in others:
         assert state == ref_state
         for (data, stats), (ref_data, ref_stats) in zip(epochs, ref, strict=True):
