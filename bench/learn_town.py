@@ -17,9 +17,11 @@ sections (a YAML value; repeatable): the reward ablations of docs/training.md ar
 Goals (per run): return >= the expert's (`ratio >= 1`), on-time rate >= 0.95, self-sufficiency and
 relationship coverage >= the expert's. `--json` prints `{"expert": {"return", "kpis", "reward_parts"},
 "random": {...}, "runs": [{"seed", "minutes", "epochs", "return", "ratio", "kpis", "reward_parts", "steps",
-"curve", "met"}], "bc_runs": [... and "bc": {...}], "goals": {...}, "verdicts": {group: {goal: {"met",
-"runs"}}}}`; `reward_parts` is each reward component's mean per agent-day on the first evaluation seed.
-The text output ends with one verdict line per goal. An acceptance script, not a CI test.
+"curve", "met", "sampled"}], "bc_runs": [... and "bc": {...}], "goals": {...}, "verdicts": {group: {goal:
+{"met", "runs"}}}}`; `reward_parts` is each reward component's mean per agent-day on the first evaluation
+seed; `sampled` ({"return", "kpis", "met"}) scores the same policy sampling its actions instead of taking the
+most likely one (the goals are judged greedily; sampled is how the policy acts while it trains). The text
+output ends with one verdict line per goal. An acceptance script, not a CI test.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
+import numpy.typing as npt
 import torch
 import yaml
 
@@ -110,6 +113,26 @@ def reward_parts(cfg: TownConfig, actor: Actor, *, num_towns: int = 8) -> dict[s
     return {n: float(v) / (num_towns * vec.agents_per_env) for n, v in zip(names, sums, strict=True)}
 
 
+class SampledActor:
+    """The policy's sampled actions (masked softmax), from its own generator reseeded at each episode: the policy
+    as it acts while training, where the greedy argmax can loop (docs/training.md)."""
+
+    def __init__(self, policy: ActorCritic) -> None:
+        self.policy = policy.eval()
+        self.gen = torch.Generator().manual_seed(0)
+
+    def reset(self, seed: int) -> None:
+        self.gen = torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def __call__(self, vec: VecTown, obs: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+        masks = torch.from_numpy(np.ascontiguousarray(vec.action_masks()))
+        logits, _ = self.policy(torch.from_numpy(np.ascontiguousarray(obs)), masks)
+        probs = torch.softmax(logits.float(), -1)
+        out: npt.NDArray[np.int64] = torch.multinomial(probs, 1, generator=self.gen).squeeze(1).numpy().astype(np.int64)
+        return out
+
+
 def behaviour_clone(
     cfg: TownConfig, env: TownTrainEnv, *, days: int, epochs: int, seed: int
 ) -> tuple[ActorCritic, dict[str, float]]:
@@ -177,14 +200,18 @@ def train(
     return trainer.policy.eval(), info
 
 
-def score_run(seed: int, score: PolicyScore, expert: PolicyScore, info: dict[str, Any]) -> dict[str, Any]:
+def goals_met(score: PolicyScore, expert: PolicyScore) -> dict[str, bool]:
     kpis = score.kpis
-    met = {
+    return {
         "return": score.return_ >= expert.return_,
         "on_time_rate": kpis.on_time_rate >= ON_TIME_GOAL,
         "self_sufficiency": kpis.self_sufficiency >= expert.kpis.self_sufficiency,
         "relationship_coverage": kpis.relationship_coverage >= expert.kpis.relationship_coverage,
     }
+
+
+def score_run(seed: int, score: PolicyScore, expert: PolicyScore, info: dict[str, Any]) -> dict[str, Any]:
+    kpis, met = score.kpis, goals_met(score, expert)
     ratio = score.return_ / expert.return_ if expert.return_ else float("nan")
     return {"seed": seed, "return": score.return_, "ratio": ratio, "kpis": kpis.model_dump(), "met": met, **info}
 
@@ -204,8 +231,11 @@ def run_seed(
     minutes, epochs = (args.bc_minutes, args.bc_ppo_epochs) if bc else (args.minutes, args.epochs)
     policy, info = train(cfg, seed=seed, minutes=minutes, epochs=epochs, num_envs=args.num_envs, bc=bc, quiet=args.json)
     actor = greedy_actor(policy)
-    score = evaluate(cfg, {"trained": actor}, seeds=args.eval_seeds).policies["trained"]
+    report = evaluate(cfg, {"trained": actor, "sampled": SampledActor(policy)}, seeds=args.eval_seeds)
+    score = report.policies["trained"]
     info["reward_parts"] = reward_parts(cfg, actor)
+    sampled = report.policies["sampled"]
+    info["sampled"] = {**sampled.model_dump(exclude={"per_seed"}), "met": goals_met(sampled, expert)}
     return score_run(seed, score, expert, info)
 
 
@@ -224,6 +254,14 @@ def print_table(out: dict[str, Any], expert: PolicyScore) -> None:
                 f"{name:9s} {r['seed']:4d} {r['minutes']:4.1f} {r['epochs']:6d} {r['steps']:>11,} {r['return']:8.2f} "
                 f"{r['ratio']:6.2f} {kp['on_time_rate']:8.2f} {kp['self_sufficiency']:10.2f} "
                 f"{kp['relationship_coverage']:9.2f} {kp['faints']:7.2f}  {verdict}"
+            )
+            sp, sk = r["sampled"], r["sampled"]["kpis"]
+            missed = [m for m, ok in sp["met"].items() if not ok]
+            print(
+                f"  sampled {'':38s} {sp['return']:8.2f} {sp['return'] / expert.return_:6.2f} "
+                f"{sk['on_time_rate']:8.2f} "
+                f"{sk['self_sufficiency']:10.2f} {sk['relationship_coverage']:9.2f} {sk['faints']:7.2f}  "
+                f"{'no: ' + ', '.join(missed) if missed else 'yes'}"
             )
     goals = out["goals"]
     for name, group in (("scratch", "runs"), ("bc->ppo", "bc_runs")):
