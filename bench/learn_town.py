@@ -3,7 +3,7 @@
 warm-started by behaviour cloning, scored against the scripted expert on return and on every charter KPI.
 
 `python bench/learn_town.py [--json] [--minutes M] [--bc-minutes M] [--epochs N] [--bc-ppo-epochs N]
-[--seeds S ...] [--no-bc] [--set SECTION.KEY=VALUE ...]`
+[--seeds S ...] [--no-bc] [--no-scratch] [--set SECTION.KEY=VALUE ...]`
 
 For each seed: PPO trains from scratch for `--minutes` of wall clock (default 10), or for exactly `--epochs`
 epochs (the learning rate annealed over them, as `make run` does; comparable on a loaded machine, where
@@ -284,6 +284,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--num-envs", type=int, default=8)
     p.add_argument("--no-bc", action="store_true", help="skip the BC -> PPO runs")
+    p.add_argument("--no-scratch", action="store_true", help="skip the runs from scratch")
     p.add_argument("--bc-days", type=int, default=2)
     p.add_argument("--bc-epochs", type=int, default=5)
     p.add_argument("--eval-seeds", type=int, default=3)
@@ -297,7 +298,7 @@ def main() -> None:
 
     base = evaluate(cfg, {"expert": expert_actor(), "random": random_actor(0)}, seeds=args.eval_seeds)
     expert = base.policies["expert"]
-    runs = [run_seed(cfg, args, seed, expert, bc=None) for seed in args.seeds]
+    runs = [] if args.no_scratch else [run_seed(cfg, args, seed, expert, bc=None) for seed in args.seeds]
     bc = None if args.no_bc else (args.bc_days, args.bc_epochs)
     bc_runs = [run_seed(cfg, args, seed, expert, bc=bc) for seed in args.seeds] if bc else []
     goals = {
