@@ -353,8 +353,9 @@ def test_rewards_are_not_pinned(scenario: str, captured: Callable[[str], Path]) 
     per_agent = []
     for stem in expected_stems(scenario):
         rewards = npz(folder / f"{stem}.npz")["rewards"]
-        # Nowhere near the per-tick clip, and not zero throughout.
-        assert np.abs(rewards).max() < clip / 2, stem
+        # Nowhere near the per-tick clip but on one tick at most: an on-time arrival, whose punctuality bonus
+        # (2.0 by default, paid once per shift; every scenario is shorter than a day) nears it. Not zero throughout.
+        assert int((np.abs(rewards) >= clip / 2).sum()) <= 1, stem
         assert np.abs(rewards).max() > 0, stem
         if scenario != "observation_baseline":  # the idle control agent earns a constant reward
             assert np.ptp(rewards) > 1e-6, f"{stem}: every reward identical"
