@@ -159,7 +159,23 @@ class PPOConfig(BaseModel):
 MEMORY_ARCHS = ("lstm", "gru", "attention")
 #: Stands for the architecture in a memory checkpoint path.
 ARCH = "{arch}"
-_ARCH_FILE = re.compile(r"(^|/)memory/checkpoints/(lstm|gru|attention)_agent_(latest|best)(\.json|\.safetensors)$")
+_WarmT = TypeVar("_WarmT", bound=BaseModel)
+
+
+def arch_paths(warm: _WarmT, arch: str, phase: str) -> _WarmT:
+    """`warm` with `{arch}` in its save and best paths filled with `arch`, and a path to another architecture's
+    `<phase>/checkpoints/<arch>_agent_{latest,best}` file renamed to `arch`'s (the same object when nothing changes)."""
+    pattern = re.compile(rf"(^|/){phase}/checkpoints/(lstm|gru|attention)_agent_(latest|best)(\.json|\.safetensors)$")
+    update = {}
+    for key in ("save_path", "best_path"):
+        value = getattr(warm, key)
+        if value:
+            filled = pattern.sub(
+                lambda m: f"{m[1]}{phase}/checkpoints/{arch}_agent_{m[3]}{m[4]}", value.replace(ARCH, arch)
+            )
+            if filled != value:
+                update[key] = filled
+    return warm.model_copy(update=update) if update else warm
 
 
 class MemoryWarmStart(WarmStart):
@@ -197,16 +213,9 @@ class MemoryConfig(PPOConfig):
 
     @model_validator(mode="after")
     def _arch_paths(self) -> Self:
-        update = {}
-        for key in ("save_path", "best_path"):
-            value = getattr(self.warm_start, key)
-            if value:
-                filled = value.replace(ARCH, self.arch)
-                filled = _ARCH_FILE.sub(lambda m: f"{m[1]}memory/checkpoints/{self.arch}_agent_{m[3]}{m[4]}", filled)
-                if filled != value:
-                    update[key] = filled
-        if update:
-            self.warm_start = self.warm_start.model_copy(update=update)
+        filled = arch_paths(self.warm_start, self.arch, "memory")
+        if filled is not self.warm_start:
+            self.warm_start = filled
         return self
 
     @staticmethod

@@ -17,7 +17,6 @@ to tick exactly as the policy acts in a town, against the majority-action baseli
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from townlet.artifacts.checkpoint import TrainingState
-from townlet.sim.settings import ARCH, BCConfig, BCWarmStart, MemorySection, checkpoint_dir
+from townlet.sim.settings import ARCH, BCConfig, BCWarmStart, MemorySection, arch_paths, checkpoint_dir
 from townlet.training.bc import BEST_METRIC, discounted_returns, holdout_trajectories
 from townlet.training.bc_gate import Gate
 from townlet.training.network_memory import MemoryPolicy
@@ -38,7 +37,6 @@ from townlet.training.state import loop_state, restore_loop
 
 #: The phase's name: its checkpoints' metadata, its telemetry records, its checkpoint folder.
 PHASE = "bc_memory"
-_ARCH_FILE = re.compile(r"(^|/)bc_memory/checkpoints/(lstm|gru|attention)_agent_(latest|best)(\.json|\.safetensors)$")
 
 
 class MemoryBCWarmStart(BCWarmStart):
@@ -61,16 +59,9 @@ class MemoryBCConfig(BCConfig):
 
     @model_validator(mode="after")
     def _arch_paths(self) -> Self:
-        update = {}
-        for key in ("save_path", "best_path"):
-            value = getattr(self.warm_start, key)
-            if value:
-                filled = value.replace(ARCH, self.arch)
-                filled = _ARCH_FILE.sub(lambda m: f"{m[1]}bc_memory/checkpoints/{self.arch}_agent_{m[3]}{m[4]}", filled)
-                if filled != value:
-                    update[key] = filled
-        if update:
-            self.warm_start = self.warm_start.model_copy(update=update)
+        filled = arch_paths(self.warm_start, self.arch, PHASE)
+        if filled is not self.warm_start:
+            self.warm_start = filled
         return self
 
     @staticmethod

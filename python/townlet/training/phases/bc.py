@@ -5,15 +5,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
+from townlet.artifacts.checkpoint import TrainingState
 from townlet.data.records import DEFAULT_VERSIONS
 from townlet.errors import UsageError
 from townlet.sim.config import TownConfig
 from townlet.sim.settings import BCConfig
+from townlet.telemetry.writer import TelemetryWriter
 from townlet.training.bc import BCTrainer, split_rows
 from townlet.training.bc_gate import GATE_FIELDS, Gate, accuracy_threshold
 from townlet.training.data import ReplayData, default_manifest, load_replay, resolve_manifest
@@ -103,34 +106,70 @@ class BCPhase:
             town=plan.config,
         )  # fmt: skip
 
-        def gate_of(t: BCTrainer) -> dict[str, str]:
-            """The checkpoint metadata saying how the trainer's current weights did on the held-out trajectories."""
-            rec = t.last or {}
-            return {"bc_gate": json.dumps({k: rec.get(k) for k in GATE_FIELDS}, sort_keys=True)} if rec else {}
-
-        def save(t: BCTrainer) -> None:
-            saver.metadata = {**saver.metadata, **gate_of(t)}
-            saver.latest(t.policy, epoch=t.epoch, steps=t.steps, training=t.training_state(plan.epochs, dataset))
-
-        def epoch_done(rec: dict[str, Any]) -> None:
-            if writer is not None:
-                writer.write(rec)
-            if on_epoch is not None:
-                on_epoch(rec)
-
-        t0 = time.perf_counter()
-        records = trainer.run(
-            plan.epochs,
-            on_epoch=epoch_done,
-            checkpoint_every=plan.checkpoint_every or None,
-            save=save,
-            on_best=lambda t: saver.offer_best(t.policy, t.best, t.steps, gate_of(t)),
-        )
-        if writer is not None:
-            writer.close()
-        save(trainer)
-        result = TrainResult(plan.epochs, trainer.steps, records, seconds=time.perf_counter() - t0)
-        return RunOutputs(result, plan.checkpoint, writer.path if writer else None, saver.best(), start)
+        return run_gated(trainer, plan, saver, writer, on_epoch, dataset, start)
 
 
 BC = BCPhase()
+
+
+class GatedTrainer(Protocol):
+    """What `run_gated` needs of a BC trainer (feed-forward `BCTrainer` or the memory phase's)."""
+
+    policy: Any
+    epoch: int
+    steps: int
+    best: dict[str, Any] | None
+    last: dict[str, Any] | None
+
+    def training_state(self, total_epochs: int, dataset: dict[str, Any]) -> TrainingState: ...
+
+    def run(
+        self,
+        epochs: int,
+        *,
+        on_epoch: Callable[[dict[str, Any]], None] | None = ...,
+        checkpoint_every: int | None = ...,
+        save: Callable[[Any], None] | None = ...,
+        on_best: Callable[[Any], None] | None = ...,
+    ) -> list[dict[str, Any]]: ...
+
+
+def run_gated(
+    trainer: GatedTrainer,
+    plan: TrainPlan,
+    saver: PhaseSaver,
+    writer: TelemetryWriter | None,
+    on_epoch: EpochCallback | None,
+    dataset: dict[str, Any],
+    start: int,
+) -> RunOutputs:
+    """Run a BC trainer to `plan.epochs`: each checkpoint carries the gate's verdict on the held-out trajectories
+    (`bc_gate` metadata), each epoch's record goes to the telemetry writer and the caller."""
+
+    def gate_of(t: GatedTrainer) -> dict[str, str]:
+        rec = t.last or {}
+        return {"bc_gate": json.dumps({k: rec.get(k) for k in GATE_FIELDS}, sort_keys=True)} if rec else {}
+
+    def save(t: GatedTrainer) -> None:
+        saver.metadata = {**saver.metadata, **gate_of(t)}
+        saver.latest(t.policy, epoch=t.epoch, steps=t.steps, training=t.training_state(plan.epochs, dataset))
+
+    def epoch_done(rec: dict[str, Any]) -> None:
+        if writer is not None:
+            writer.write(rec)
+        if on_epoch is not None:
+            on_epoch(rec)
+
+    t0 = time.perf_counter()
+    records = trainer.run(
+        plan.epochs,
+        on_epoch=epoch_done,
+        checkpoint_every=plan.checkpoint_every or None,
+        save=save,
+        on_best=lambda t: saver.offer_best(t.policy, t.best, t.steps, gate_of(t)),
+    )
+    if writer is not None:
+        writer.close()
+    save(trainer)
+    result = TrainResult(plan.epochs, trainer.steps, records, seconds=time.perf_counter() - t0)
+    return RunOutputs(result, plan.checkpoint, writer.path if writer else None, saver.best(), start)

@@ -12,22 +12,19 @@ and config resumes exactly. The memory phase warm-starts from its checkpoint wit
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
 from townlet.errors import UsageError
 from townlet.sim.config import TownConfig
-from townlet.training.bc_gate import GATE_FIELDS, Gate, accuracy_threshold
+from townlet.training.bc_gate import Gate, accuracy_threshold
 from townlet.training.bc_recurrent import PHASE, MemoryBCConfig, RecurrentBCTrainer, split_sequences
 from townlet.training.data import ReplayData
-from townlet.training.phases.bc import BC
+from townlet.training.phases.bc import BC, run_gated
 from townlet.training.phases.memory import build_memory_policy
 from townlet.training.request import EpochCallback, PhaseSection, RunOutputs, TrainPlan, TrainRequest
 from townlet.training.saver import PhaseSaver
 from townlet.training.state import require
-from townlet.training.trainer import TrainResult
 from townlet.training.warm_start import Notify, run_config
 
 #: How the one-line refusal of an unmappable warm start says to override it.
@@ -96,33 +93,7 @@ class MemoryBCPhase:
         )  # fmt: skip
         saver.lineage = lineage
 
-        def gate_of(t: RecurrentBCTrainer) -> dict[str, str]:
-            rec = t.last or {}
-            return {"bc_gate": json.dumps({k: rec.get(k) for k in GATE_FIELDS}, sort_keys=True)} if rec else {}
-
-        def save(t: RecurrentBCTrainer) -> None:
-            saver.metadata = {**saver.metadata, **gate_of(t)}
-            saver.latest(t.policy, epoch=t.epoch, steps=t.steps, training=t.training_state(plan.epochs, dataset))
-
-        def epoch_done(rec: dict[str, Any]) -> None:
-            if writer is not None:
-                writer.write(rec)
-            if on_epoch is not None:
-                on_epoch(rec)
-
-        t0 = time.perf_counter()
-        records = trainer.run(
-            plan.epochs,
-            on_epoch=epoch_done,
-            checkpoint_every=plan.checkpoint_every or None,
-            save=save,
-            on_best=lambda t: saver.offer_best(t.policy, t.best, t.steps, gate_of(t)),
-        )
-        if writer is not None:
-            writer.close()
-        save(trainer)
-        result = TrainResult(plan.epochs, trainer.steps, records, seconds=time.perf_counter() - t0)
-        return RunOutputs(result, plan.checkpoint, writer.path if writer else None, saver.best(), start)
+        return run_gated(trainer, plan, saver, writer, on_epoch, dataset, start)
 
     def start(self, trainer: RecurrentBCTrainer, plan: TrainPlan, notify: Notify, lineage: dict[str, Any]) -> int:
         """Restore the trainer when the plan resumes; say where the run starts from and what a warm start's
