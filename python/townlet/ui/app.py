@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from rich.console import Group
 from rich.text import Text
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, ScreenStackError
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, RichLog, Static
@@ -175,12 +175,21 @@ class ObserverApp(App[None]):
             return
         finally:
             self._polling = False
+        if not self._drawable():  # the app closed (or had not composed yet) while the source was read
+            return
         failure = getattr(self.source, "failure", None)
         if failure is not None:
             self._error(f"the town stopped: {type(failure).__name__}: {failure}")
         else:
             self._last_error = None
         self.apply(snap, queues.get("objects") or {})
+
+    def _drawable(self) -> bool:
+        """Whether this app's widgets are on screen: a refresh that outlives the app has nothing to draw on."""
+        try:
+            return self.is_running and self.screen.is_running and bool(self.screen.query("#header"))
+        except ScreenStackError:
+            return False
 
     def apply(self, snap: dict[str, Any], queues: dict[str, Any] | None = None) -> None:
         """Show `snap`: every panel redrawn, what changed since the last one written to the feed."""
