@@ -12,7 +12,9 @@ seed), cloned (the `bc` phase's trainer), and PPO continues from those weights u
 5) have passed, BC included, or for `--bc-ppo-epochs` epochs. Every trained policy is scored greedily by
 `townlet.training.evaluate` (one day, the evaluation seeds, the same towns for every policy), as are the
 expert and a random masked policy. `--set rewards.punctuality_bonus=0` changes one key of the config's world
-sections (a YAML value; repeatable): the reward ablations of docs/training.md are made this way.
+sections (a YAML value; repeatable): the reward ablations of docs/training.md are made this way;
+`--set ppo.ent_coef_final=0` sets a PPO hyper-parameter instead (any `ppo:` field but num_envs, episode_ticks and
+anneal_lr, which the bench sets).
 
 Goals (per run): return >= the expert's (`ratio >= 1`), on-time rate >= 0.95, self-sufficiency and
 relationship coverage >= the expert's. `--json` prints `{"expert": {"return", "kpis", "reward_parts"},
@@ -40,6 +42,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 import yaml
+from pydantic import ValidationError
 
 from townlet import _core, load_config
 from townlet.capture.rollout import capture_rollout
@@ -66,12 +69,36 @@ CONFIG = REPO / "configs/examples/poc_hybrid.yaml"
 EPISODE = 1440
 ON_TIME_GOAL = 0.95
 GOALS = ("return", "on_time_rate", "self_sufficiency", "relationship_coverage")
+#: The PPO fields this bench sets itself (the rest are `PPOConfig`'s defaults unless `--set ppo.KEY=V`).
+FIXED_PPO = ("num_envs", "episode_ticks", "anneal_lr")
 
 
 def usage(message: str) -> NoReturn:
     """One error line on stderr, exit 2."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+def ppo_overrides(sets: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """The `ppo.KEY=VALUE` items of `sets` as PPO hyper-parameters (checked against `PPOConfig`, exit 2 on a bad
+    one), and the other items."""
+    fields: dict[str, Any] = {}
+    rest = []
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not key.startswith("ppo."):
+            rest.append(item)
+            continue
+        name = key.removeprefix("ppo.")
+        if not sep or name not in PPOConfig.model_fields or name in FIXED_PPO:
+            usage(f"--set {item!r}: expected ppo.KEY=VALUE with KEY a ppo field other than {', '.join(FIXED_PPO)}")
+        fields[name] = yaml.safe_load(value)
+    try:
+        PPOConfig(**fields)
+    except ValidationError as e:
+        err = e.errors()[0]
+        usage(f"--set ppo.{err['loc'][0]}: {err['msg']}")
+    return fields, rest
 
 
 def with_overrides(cfg: TownConfig, sets: list[str]) -> TownConfig:
@@ -163,11 +190,16 @@ def train(
     num_envs: int,
     bc: tuple[int, int] | None,
     quiet: bool,
+    ppo_fields: dict[str, Any],
 ) -> tuple[ActorCritic, dict[str, Any]]:
-    """PPO for `epochs` epochs (learning rate annealed over them), or else until `minutes` of wall clock have
-    passed (constant learning rate); BC first when `bc` = (days, epochs)."""
+    """PPO for `epochs` epochs (learning rate and, with `ent_coef_final`, the entropy coefficient annealed over
+    them), or else until `minutes` of wall clock have passed (constant learning rate; the entropy coefficient
+    annealed over the wall clock); BC first when `bc` = (days, epochs)."""
     ppo = PPOConfig(
-        num_envs=num_envs, rollout_ticks=128, episode_ticks=EPISODE, torch_threads=1, anneal_lr=epochs is not None
+        **{"rollout_ticks": 128, "torch_threads": 1, **ppo_fields},
+        num_envs=num_envs,
+        episode_ticks=EPISODE,
+        anneal_lr=epochs is not None,
     )
     env = TownTrainEnv(cfg, ppo.num_envs, seed, ppo.episode_ticks)
     t0 = time.perf_counter()
@@ -188,6 +220,11 @@ def train(
     if epochs is not None:
         trainer.run(epochs, on_epoch=on_epoch)
     while epochs is None and time.perf_counter() < deadline:
+        if ppo.ent_coef_final is not None:  # the share of the budget spent, in place of the share of the epochs
+            spent = (time.perf_counter() - t0) / (60 * minutes)
+            trainer.cfg = ppo.model_copy(
+                update={"ent_coef": ppo.ent_coef_at(round(1000 * spent) + 1, 1000), "ent_coef_final": None}
+            )
         trainer.run(trainer.epoch + 1, on_epoch=on_epoch)  # one more epoch (run() trains to an epoch target)
     info: dict[str, Any] = {
         "minutes": (time.perf_counter() - t0) / 60,
@@ -229,7 +266,16 @@ def run_seed(
     cfg: TownConfig, args: argparse.Namespace, seed: int, expert: PolicyScore, *, bc: tuple[int, int] | None
 ) -> dict[str, Any]:
     minutes, epochs = (args.bc_minutes, args.bc_ppo_epochs) if bc else (args.minutes, args.epochs)
-    policy, info = train(cfg, seed=seed, minutes=minutes, epochs=epochs, num_envs=args.num_envs, bc=bc, quiet=args.json)
+    policy, info = train(
+        cfg,
+        seed=seed,
+        minutes=minutes,
+        epochs=epochs,
+        num_envs=args.num_envs,
+        bc=bc,
+        quiet=args.json,
+        ppo_fields=args.ppo_fields,
+    )
     actor = greedy_actor(policy)
     report = evaluate(cfg, {"trained": actor, "sampled": SampledActor(policy)}, seeds=args.eval_seeds)
     score = report.policies["trained"]
@@ -294,7 +340,8 @@ def main() -> None:
     for flag in ("epochs", "bc_ppo_epochs"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             p.error(f"--{flag.replace('_', '-')} must be >= 1")
-    cfg = with_overrides(load_config(args.config), args.set)
+    args.ppo_fields, world_sets = ppo_overrides(args.set)
+    cfg = with_overrides(load_config(args.config), world_sets)
 
     base = evaluate(cfg, {"expert": expert_actor(), "random": random_actor(0)}, seeds=args.eval_seeds)
     expert = base.policies["expert"]
@@ -311,6 +358,7 @@ def main() -> None:
         "benchmark": "learn_town",
         "config": str(args.config),
         "overrides": args.set,
+        "ppo": PPOConfig(**args.ppo_fields).model_dump(include={"ent_coef", "ent_coef_final", "torch_threads"}),
         "expert": {**expert.model_dump(exclude={"per_seed"}), "reward_parts": reward_parts(cfg, expert_actor())},
         "random": base.policies["random"].model_dump(exclude={"per_seed"}),
         "runs": runs,

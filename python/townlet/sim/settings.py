@@ -139,6 +139,15 @@ class PPOConfig(BaseModel):
     clip_coef: float = Field(0.2, gt=0)
     clip_vloss: bool = True
     ent_coef: float = Field(0.01, ge=0)
+    ent_coef_final: float | None = Field(
+        None,
+        ge=0,
+        description=(
+            "anneal the entropy coefficient linearly from ent_coef to this over the run's epochs (as anneal_lr does "
+            "the learning rate), so the final policy is near-deterministic and its greedy actions do what its sampled "
+            "ones do; null keeps ent_coef constant (the ppo phase; the memory phase keeps ent_coef)"
+        ),
+    )
     vf_coef: float = Field(0.5, ge=0)
     max_grad_norm: float = Field(0.5, gt=0)
     target_kl: float | None = Field(None, gt=0)
@@ -153,6 +162,14 @@ class PPOConfig(BaseModel):
     )
     episode_ticks: int | None = Field(None, ge=1, description="episode length (default: the scenario's or a day)")
     warm_start: PPOWarmStart = PPOWarmStart()
+
+    def ent_coef_at(self, epoch: int, epochs: int) -> float:
+        """The entropy coefficient of epoch `epoch` of 1..`epochs`: `ent_coef` at epoch 1, moving linearly
+        towards `ent_coef_final` (when set) as the learning rate anneals; `ent_coef` throughout otherwise."""
+        if self.ent_coef_final is None:
+            return self.ent_coef
+        frac = min(1.0, max(0.0, (epoch - 1) / max(1, epochs)))
+        return self.ent_coef + (self.ent_coef_final - self.ent_coef) * frac
 
 
 #: The memory phase's architectures (`training.memory.arch`, `--arch`): training/network_memory.py.

@@ -143,13 +143,17 @@ class Trainer:
             t0 = time.perf_counter()
             self.epoch = epoch
             lr = self._anneal_lr(epoch, epochs)
+            # The epoch's entropy coefficient (`ppo.ent_coef_final`: annealed like the learning rate).
+            cfg = self.cfg
+            if cfg.ent_coef_final is not None:
+                cfg = cfg.model_copy(update={"ent_coef": cfg.ent_coef_at(epoch, epochs)})
             data, roll, baseline, events = self._gather(data_mode, result, on_best)
             self.steps += len(data)
             upd = ppo_update(
                 self.policy,
                 self.optimizer,
                 data,
-                self.cfg,
+                cfg,
                 self.rng,
                 rivalry_cols=self.rivalry_cols,
                 scratch=self.scratch,
@@ -167,7 +171,7 @@ class Trainer:
                 rollout_ticks=roll.ticks if roll else 0,
                 duration=duration,
                 baseline=baseline,
-                cfg=self.cfg,
+                cfg=cfg,
                 events=events,
             )
             result.records.append(rec)

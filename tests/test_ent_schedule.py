@@ -1,0 +1,78 @@
+"""`ppo.ent_coef_final`: the entropy coefficient annealed linearly from `ent_coef` to it over the run's epochs (the
+final policy near-deterministic, so its greedy actions do what its sampled ones do: docs/training.md). Unset, the
+coefficient stays `ent_coef` and a run is byte for byte what it was; a bad value is one `error:` line naming the
+file, the line and the key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import RunCli, assert_one_line_error
+from townlet.sim.settings import PPOConfig
+
+QUEUE = Path("configs/scenarios/queue_conflict.yaml")
+EPOCHS = 3
+ARGS = ("--epochs", str(EPOCHS), "--num-envs", "2", "--rollout-ticks", "16", "--seed", "5")
+
+
+def _config(name: str, ppo: str) -> Path:
+    """The queue-conflict scenario with `ppo` (YAML lines under `ppo:`) appended, next to it (its includes resolve)."""
+    path = QUEUE.with_name(f"{name}.yaml")
+    path.write_text(QUEUE.read_text(encoding="utf-8") + ("\nppo:\n" + ppo if ppo else ""), encoding="utf-8")
+    return path
+
+
+def _train(cli: RunCli, config: Path, out: Path) -> tuple[list[dict[str, Any]], bytes]:
+    """Train `config` briefly: its telemetry records and its checkpoint's bytes."""
+    ckpt, log = out / "c.safetensors", out / "run.jsonl"
+    res = cli("train", config, *ARGS, "--checkpoint", ckpt, "--ppo-log", log, "--no-shadow", timeout=240)
+    assert res.returncode == 0, str(res)
+    return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()], ckpt.read_bytes()
+
+
+def test_the_coefficient_moves_linearly_from_ent_coef_to_ent_coef_final() -> None:
+    cfg = PPOConfig(ent_coef=0.01, ent_coef_final=0.002)
+    assert [cfg.ent_coef_at(e, 4) for e in (1, 2, 3, 4)] == pytest.approx([0.01, 0.008, 0.006, 0.004])
+    assert cfg.ent_coef_at(9, 4) == pytest.approx(0.002)  # past the last epoch: the final value
+    assert PPOConfig(ent_coef=0.02).ent_coef_at(3, 4) == 0.02  # unset: constant
+    assert PPOConfig().ent_coef_final is None
+
+
+def test_the_schedule_drives_the_update_and_unset_changes_nothing(cli: RunCli, tmp_path: Path) -> None:
+    """Unset and set equal to ent_coef train the same bytes; a schedule trains the first epoch as the constant
+    coefficient does (its coefficient is ent_coef), then differs, and each record's loss_total counts the epoch's
+    coefficient."""
+    runs = {}
+    for name, ppo in (("plain", ""), ("equal", "  ent_coef: 0.01\n  ent_coef_final: 0.01\n"),
+                      ("annealed", "  ent_coef: 0.01\n  ent_coef_final: 2.0\n")):  # fmt: skip
+        (tmp_path / name).mkdir()
+        runs[name] = _train(cli, _config(f"ent_{name}", ppo), tmp_path / name)
+    untimed = [{k: r[k] for k in ("loss_policy", "loss_value", "loss_entropy", "loss_total")} for r in runs["plain"][0]]
+    assert untimed == [{k: r[k] for k in untimed[0]} for r in runs["equal"][0]]
+    assert runs["plain"][1] == runs["equal"][1]
+    annealed, ckpt = runs["annealed"]
+    assert ckpt != runs["plain"][1]
+    assert annealed[0]["loss_policy"] == runs["plain"][0][0]["loss_policy"]
+    assert annealed[-1]["loss_entropy"] != runs["plain"][0][-1]["loss_entropy"]
+    cfg = PPOConfig(ent_coef=0.01, ent_coef_final=2.0)
+    for rec in annealed:
+        coef = cfg.ent_coef_at(rec["epoch"], EPOCHS)
+        expected = rec["loss_policy"] + 0.5 * rec["loss_value"] - coef * rec["loss_entropy"]
+        assert rec["loss_total"] == pytest.approx(expected, rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [("-0.1", "greater than or equal to 0"), ('"lots"', "valid number"), (".nan", "finite")],
+)
+def test_a_bad_value_is_one_line_naming_file_line_and_key(cli: RunCli, tmp_path: Path, value: str, says: str) -> None:
+    config = _config("ent_bad", f"  ent_coef_final: {value}\n")
+    line = len(config.read_text(encoding="utf-8").splitlines())
+    res = cli("train", config, *ARGS, "--checkpoint", tmp_path / "c.safetensors", "--no-shadow")
+    assert_one_line_error(res, f"{config}:{line}: ppo.ent_coef_final", says)
+    assert not (tmp_path / "c.safetensors").exists()
+    assert_one_line_error(cli("validate", config), "ppo.ent_coef_final", says)
