@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Self, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -122,15 +122,22 @@ def split_rows(samples: list[dict[str, npt.NDArray[Any]]], cfg: BCConfig, *, see
     )
 
 
-class BCTrainer:
+PolicyT = TypeVar("PolicyT", bound=ActorCritic)
+ConfigT = TypeVar("ConfigT", bound=BCConfig)
+DataT = TypeVar("DataT")
+
+
+class BCTrainerBase(Generic[PolicyT, ConfigT, DataT]):
+    """What the feed-forward and memory BC trainers share: the optimizer, the minibatch RNG, the counters, the best
+    and latest records, the training state a resume restores, and the end of each epoch (`end_epoch`). A subclass
+    checks its rows before calling `__init__`, and trains the epochs (`run`)."""
+
+    #: The phase its training state names.
+    phase = "bc"
+
     def __init__(
-        self, policy: ActorCritic, cfg: BCConfig, train: Rows, holdout: Rows, *, seed: int, gate: Gate | None = None
+        self, policy: PolicyT, cfg: ConfigT, train: DataT, holdout: DataT, *, seed: int, gate: Gate | None
     ) -> None:
-        if len(train) == 0:
-            raise ValueError("no training rows (every captured agent was dead, or the samples are empty)")
-        bad = ~train.masks[np.arange(len(train)), train.actions]
-        if bad.any():
-            raise ValueError(f"{int(bad.sum())} captured actions are masked in their own observation's mask")
         torch.set_num_threads(cfg.torch_threads)
         self.policy = policy
         self.cfg = cfg
@@ -145,14 +152,61 @@ class BCTrainer:
         #: The latest epoch's record (what `on_best` and `save` describe).
         self.last: dict[str, Any] | None = None
 
+    def state_extra(self) -> dict[str, Any]:
+        """More fields of the training state (the memory trainer's architecture)."""
+        return {}
+
     def training_state(self, total_epochs: int, dataset: dict[str, Any]) -> TrainingState:
         return loop_state(
-            "bc", epoch=self.epoch, steps=self.steps, total_epochs=total_epochs, optimizer=self.optimizer,
-            rng=self.rng, best=self.best, dataset=dataset,
+            self.phase, epoch=self.epoch, steps=self.steps, total_epochs=total_epochs, optimizer=self.optimizer,
+            rng=self.rng, best=self.best, dataset=dataset, **self.state_extra(),
         )  # fmt: skip
 
     def restore(self, training: TrainingState) -> None:
         self.epoch, self.steps, self.rng, self.best = restore_loop(training, self.optimizer)
+
+    def end_epoch(
+        self,
+        rec: dict[str, Any],
+        predicted: npt.NDArray[np.int64] | None,
+        epochs: int,
+        *,
+        on_epoch: Callable[[dict[str, Any]], None] | None,
+        checkpoint_every: int | None,
+        save: Callable[[Self], None] | None,
+        on_best: Callable[[Self], None] | None,
+    ) -> dict[str, Any]:
+        """Close epoch `rec["epoch"]` of a run to `epochs`: the gate's verdict on the held-out `predicted` joins
+        the record, which becomes `last`; a better score (held-out accuracy, or training accuracy when
+        `rec["rows_holdout"]` is 0) becomes `best` and goes to `on_best`; the record goes to `on_epoch`; every
+        `checkpoint_every` epochs but the last the trainer goes to `save`. Returns the record."""
+        epoch, held = rec["epoch"], bool(rec["rows_holdout"])
+        if self.gate is not None:
+            rec.update(self.gate.judge(predicted))
+        self.last = rec
+        score = rec["holdout_accuracy"] if held else rec["train_accuracy"]
+        if self.best is None or score > float(self.best["value"]):
+            metric = BEST_METRIC if held else "train_accuracy"
+            self.best = {"metric": metric, "value": score, "epoch": epoch, "policy_epoch": epoch}
+            if on_best is not None:
+                on_best(self)
+        if on_epoch is not None:
+            on_epoch(rec)
+        if save is not None and checkpoint_every and epoch % checkpoint_every == 0 and epoch != epochs:
+            save(self)
+        return rec
+
+
+class BCTrainer(BCTrainerBase[ActorCritic, BCConfig, Rows]):
+    def __init__(
+        self, policy: ActorCritic, cfg: BCConfig, train: Rows, holdout: Rows, *, seed: int, gate: Gate | None = None
+    ) -> None:
+        if len(train) == 0:
+            raise ValueError("no training rows (every captured agent was dead, or the samples are empty)")
+        bad = ~train.masks[np.arange(len(train)), train.actions]
+        if bad.any():
+            raise ValueError(f"{int(bad.sum())} captured actions are masked in their own observation's mask")
+        super().__init__(policy, cfg, train, holdout, seed=seed, gate=gate)
 
     @torch.no_grad()
     def evaluate(self, rows: Rows) -> tuple[float, float, npt.NDArray[np.int64] | None]:
@@ -225,18 +279,6 @@ class BCTrainer:
                 "rows_holdout": len(self.holdout),
                 "epoch_duration_sec": time.perf_counter() - t0,
             }
-            if self.gate is not None:
-                rec.update(self.gate.judge(predicted))
-            records.append(rec)
-            self.last = rec
-            score = hold_acc if len(self.holdout) else rec["train_accuracy"]
-            if self.best is None or score > float(self.best["value"]):
-                metric = BEST_METRIC if len(self.holdout) else "train_accuracy"
-                self.best = {"metric": metric, "value": score, "epoch": epoch, "policy_epoch": epoch}
-                if on_best is not None:
-                    on_best(self)
-            if on_epoch is not None:
-                on_epoch(rec)
-            if save is not None and checkpoint_every and epoch % checkpoint_every == 0 and epoch != epochs:
-                save(self)
+            records.append(self.end_epoch(rec, predicted, epochs, on_epoch=on_epoch,
+                                          checkpoint_every=checkpoint_every, save=save, on_best=on_best))  # fmt: skip
         return records

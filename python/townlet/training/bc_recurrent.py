@@ -30,10 +30,9 @@ from pydantic import Field, model_validator
 
 from townlet.artifacts.checkpoint import TrainingState
 from townlet.sim.settings import ARCH, BCConfig, BCWarmStart, MemorySection, arch_paths, checkpoint_dir
-from townlet.training.bc import BEST_METRIC, discounted_returns, holdout_trajectories
+from townlet.training.bc import BCTrainerBase, discounted_returns, holdout_trajectories
 from townlet.training.bc_gate import Gate
 from townlet.training.network_memory import MemoryPolicy
-from townlet.training.state import loop_state, restore_loop
 
 #: The phase's name: its checkpoints' metadata, its telemetry records, its checkpoint folder.
 PHASE = "bc_memory"
@@ -185,8 +184,10 @@ def replay(policy: MemoryPolicy, traj: Trajectories, seq_len: int) -> tuple[torc
     return torch.cat(logits, 1), torch.cat(values, 1), torch.stack(states, 1)
 
 
-class RecurrentBCTrainer:
+class RecurrentBCTrainer(BCTrainerBase[MemoryPolicy, MemoryBCConfig, Trajectories]):
     """BC of a `MemoryPolicy` on whole trajectories (module docstring)."""
+
+    phase = PHASE
 
     def __init__(
         self,
@@ -204,29 +205,17 @@ class RecurrentBCTrainer:
         bad = live & ~train.masks.gather(-1, train.actions.unsqueeze(-1)).squeeze(-1)
         if bool(bad.any()):
             raise ValueError(f"{int(bad.sum())} captured actions are masked in their own observation's mask")
-        torch.set_num_threads(cfg.torch_threads)
-        self.policy, self.cfg = policy, cfg
-        self.train, self.holdout = train, holdout
-        self.gate = gate
-        self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        self.rng = np.random.default_rng(seed)
-        self.epoch = 0
-        self.steps = 0
-        self.best: dict[str, Any] | None = None
-        self.last: dict[str, Any] | None = None
+        super().__init__(policy, cfg, train, holdout, seed=seed, gate=gate)
 
-    def training_state(self, total_epochs: int, dataset: dict[str, Any]) -> TrainingState:
-        return loop_state(
-            PHASE, epoch=self.epoch, steps=self.steps, total_epochs=total_epochs, optimizer=self.optimizer,
-            rng=self.rng, best=self.best, dataset=dataset, arch=self.policy.architecture,
-        )  # fmt: skip
+    def state_extra(self) -> dict[str, Any]:
+        return {"arch": self.policy.architecture}
 
     def restore(self, training: TrainingState) -> None:
         if training.data.get("arch") != self.policy.architecture:
             raise ValueError(
                 f"the training state is of a {training.data.get('arch')} policy, not {self.policy.architecture}"
             )
-        self.epoch, self.steps, self.rng, self.best = restore_loop(training, self.optimizer)
+        super().restore(training)
 
     def evaluate(self, traj: Trajectories) -> tuple[float, float, npt.NDArray[np.int64] | None]:
         """(accuracy of the argmax action, mean cross-entropy, the argmax actions) over the live ticks of `traj`,
@@ -304,18 +293,6 @@ class RecurrentBCTrainer:
                 "seq_len": seq,
                 "epoch_duration_sec": time.perf_counter() - t0,
             }
-            if self.gate is not None:
-                rec.update(self.gate.judge(predicted))
-            records.append(rec)
-            self.last = rec
-            score = hold_acc if held else rec["train_accuracy"]
-            if self.best is None or score > float(self.best["value"]):
-                metric = BEST_METRIC if held else "train_accuracy"
-                self.best = {"metric": metric, "value": score, "epoch": epoch, "policy_epoch": epoch}
-                if on_best is not None:
-                    on_best(self)
-            if on_epoch is not None:
-                on_epoch(rec)
-            if save is not None and checkpoint_every and epoch != epochs and epoch % checkpoint_every == 0:
-                save(self)
+            records.append(self.end_epoch(rec, predicted, epochs, on_epoch=on_epoch,
+                                          checkpoint_every=checkpoint_every, save=save, on_best=on_best))  # fmt: skip
         return records
