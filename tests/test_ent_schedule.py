@@ -76,3 +76,9 @@ def test_a_bad_value_is_one_line_naming_file_line_and_key(cli: RunCli, tmp_path:
     assert_one_line_error(res, f"{config}:{line}: ppo.ent_coef_final", says)
     assert not (tmp_path / "c.safetensors").exists()
     assert_one_line_error(cli("validate", config), "ppo.ent_coef_final", says)
+
+
+def test_every_ppo_key_is_in_the_docs_table() -> None:
+    doc = Path("docs/training.md").read_text(encoding="utf-8")
+    table = doc[doc.index("`ppo:` (`PPOConfig`)") : doc.index("`bc:` (`BCConfig`)")]
+    assert [k for k in PPOConfig.model_fields if f"| `{k}` |" not in table] == []
