@@ -10,7 +10,8 @@ from typing import Any
 from townlet.artifacts.checkpoint import TrainingState, config_yaml_of, save_checkpoint
 from townlet.sim.config import TownConfig
 from townlet.training.network import ActorCritic
-from townlet.training.warm_start import WarmStartPlan
+from townlet.training.request import TrainPlan
+from townlet.training.warm_start import WarmStartPlan, run_config
 
 
 class PhaseSaver:
@@ -95,3 +96,42 @@ class PhaseSaver:
         if self.best_written is None and self.plan.resume and self.path is not None and self.best_path.is_file():
             return self.best_path
         return self.best_written
+
+
+def phase_saver(
+    plan: TrainPlan,
+    phase: str,
+    *,
+    mode: bool = False,
+    arch: str | None = None,
+    dataset: str | None = None,
+    lineage: dict[str, Any] | None = None,
+) -> PhaseSaver:
+    """The saver of `phase`'s run as planned: the plan's checkpoint and the section's best path, the phase's effective
+    config (`run_config`), and the metadata every checkpoint carries: the warm start's, then the plan's mode (when
+    `mode`), the phase, the architecture (when given), the config's id and path, the dataset's manifest (when given).
+    `lineage`: more lineage fields (the memory phases' warm-start mapping)."""
+    section = plan.section
+    warm = section.warm_start
+    metadata = {
+        **warm.metadata,
+        **({"mode": plan.mode} if mode else {}),
+        "phase": phase,
+        **({"arch": arch} if arch is not None else {}),
+        "config_id": plan.config.config_id,
+        "config_path": str(plan.config.path),
+        **({"dataset": dataset} if dataset is not None else {}),
+    }
+    saver = PhaseSaver(
+        plan.checkpoint,
+        Path(warm.best()),
+        obs_meta=plan.meta,
+        config=run_config(plan.config, section, phase),
+        seed=plan.seed,
+        metadata=metadata,
+        plan=plan.warm,
+        town=plan.config,
+    )
+    if lineage is not None:
+        saver.lineage = lineage
+    return saver

@@ -9,7 +9,6 @@ write the same bytes for the same seed, towns and SOURCE_DATE_EPOCH.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -18,10 +17,10 @@ import torch
 from townlet.sim.settings import PPOConfig
 from townlet.training.ppo import Dataset, RolloutCollector, RolloutStats
 from townlet.training.request import Backend, EpochCallback, RunOutputs, TrainPlan
-from townlet.training.saver import PhaseSaver
+from townlet.training.saver import phase_saver
 from townlet.training.shards import LocalShards, Shards, gather
 from townlet.training.trainer import Trainer, make_policy
-from townlet.training.warm_start import Notify, load_weights, run_config, start_epoch
+from townlet.training.warm_start import Notify, load_weights, start_epoch
 
 
 def open_shards(plan: TrainPlan, backend: Backend) -> Shards:
@@ -88,18 +87,7 @@ def run_sharded(
         trainer.collector = cast(RolloutCollector, ShardedCollector(shards, policy))
         start = start_epoch(trainer, plan.warm, "ppo", plan.epochs, notify)
         writer = plan.log.open(start) if plan.log is not None else None
-        warm = ppo.warm_start
-        saver = PhaseSaver(
-            plan.checkpoint,
-            Path(warm.best()),
-            obs_meta=meta,
-            config=run_config(plan.config, ppo),
-            seed=plan.seed,
-            metadata={**warm.metadata, "mode": plan.mode, "phase": "ppo", "config_id": plan.config.config_id,
-                      "config_path": str(plan.config.path)},
-            plan=plan.warm,
-            town=plan.config,
-        )  # fmt: skip
+        saver = phase_saver(plan, "ppo", mode=True)
 
         def save(t: Trainer) -> None:
             saver.latest(t.policy, epoch=t.epoch, steps=t.steps, training=t.training_state(plan.epochs))

@@ -21,9 +21,9 @@ from townlet.training.bc import BCTrainer, split_rows
 from townlet.training.bc_gate import GATE_FIELDS, Gate, accuracy_threshold
 from townlet.training.data import ReplayData, default_manifest, load_replay, resolve_manifest
 from townlet.training.request import EpochCallback, PhaseSection, RunOutputs, TrainPlan, TrainRequest
-from townlet.training.saver import PhaseSaver
+from townlet.training.saver import PhaseSaver, phase_saver
 from townlet.training.trainer import TrainResult, make_policy
-from townlet.training.warm_start import Notify, WarmStartCheck, WarmStartPlan, load_weights, run_config, start_epoch
+from townlet.training.warm_start import Notify, WarmStartCheck, WarmStartPlan, load_weights, start_epoch
 
 
 class BCPhase:
@@ -93,18 +93,8 @@ class BCPhase:
             raise UsageError(f"{data.manifest or 'bc data'}: {exc}") from None
         start = start_epoch(trainer, plan.warm, self.name, plan.epochs, notify)
         writer = plan.log.open(start) if plan.log is not None else None
-        warm, dataset = bc.warm_start, data.fingerprint()
-        saver = PhaseSaver(
-            plan.checkpoint,
-            Path(warm.best()),
-            obs_meta=meta,
-            config=run_config(plan.config, bc, self.name),
-            seed=plan.seed,
-            metadata={**warm.metadata, "phase": self.name, "config_id": plan.config.config_id,
-                      "config_path": str(plan.config.path), "dataset": str(dataset["manifest"])},
-            plan=plan.warm,
-            town=plan.config,
-        )  # fmt: skip
+        dataset = data.fingerprint()
+        saver = phase_saver(plan, self.name, dataset=str(dataset["manifest"]))
 
         return run_gated(trainer, plan, saver, writer, on_epoch, dataset, start)
 

@@ -23,9 +23,9 @@ from townlet.training.data import ReplayData
 from townlet.training.phases.bc import BC, run_gated
 from townlet.training.phases.memory import build_memory_policy
 from townlet.training.request import EpochCallback, PhaseSection, RunOutputs, TrainPlan, TrainRequest
-from townlet.training.saver import PhaseSaver
+from townlet.training.saver import phase_saver
 from townlet.training.state import require
-from townlet.training.warm_start import Notify, run_config
+from townlet.training.warm_start import Notify
 
 #: How the one-line refusal of an unmappable warm start says to override it.
 OVERRIDE = "--allow-mismatch or ALLOW_MISMATCH=1"
@@ -79,19 +79,8 @@ class MemoryBCPhase:
             raise UsageError(f"{data.manifest or 'bc data'}: {exc}") from None
         start = self.start(trainer, plan, notify, lineage)
         writer = plan.log.open(start) if plan.log is not None else None
-        warm, dataset = cfg.warm_start, data.fingerprint()
-        saver = PhaseSaver(
-            plan.checkpoint,
-            Path(warm.best()),
-            obs_meta=meta,
-            config=run_config(plan.config, cfg, self.name),
-            seed=plan.seed,
-            metadata={**warm.metadata, "phase": self.name, "arch": cfg.arch, "config_id": plan.config.config_id,
-                      "config_path": str(plan.config.path), "dataset": str(dataset["manifest"])},
-            plan=plan.warm,
-            town=plan.config,
-        )  # fmt: skip
-        saver.lineage = lineage
+        dataset = data.fingerprint()
+        saver = phase_saver(plan, self.name, arch=cfg.arch, dataset=str(dataset["manifest"]), lineage=lineage)
 
         return run_gated(trainer, plan, saver, writer, on_epoch, dataset, start)
 

@@ -23,9 +23,9 @@ from townlet.training.envs import TownTrainEnv
 from townlet.training.network_memory import MappingError, MemoryPolicy, make_memory_policy, memory_warm_start
 from townlet.training.ppo_recurrent_trainer import MemoryTrainer
 from townlet.training.request import EpochCallback, PhaseSection, RunOutputs, TrainPlan, TrainRequest
-from townlet.training.saver import PhaseSaver
+from townlet.training.saver import phase_saver
 from townlet.training.state import require
-from townlet.training.warm_start import Notify, run_config
+from townlet.training.warm_start import Notify
 
 
 class MemoryPhase:
@@ -62,7 +62,7 @@ class MemoryPhase:
         return build_memory_policy(plan, mem.arch, mem.hidden, mem.context, mem.warm_start.allow_mismatch, hint)
 
     def run(self, plan: TrainPlan, *, on_epoch: EpochCallback | None, notify: Notify) -> RunOutputs:
-        mem, meta = plan.section, plan.meta
+        mem = plan.section
         assert isinstance(mem, MemoryConfig)
         env = TownTrainEnv(plan.config, mem.num_envs, plan.seed, mem.episode_ticks)
         policy, lineage = self.build(plan)
@@ -71,19 +71,7 @@ class MemoryPhase:
         trainer = MemoryTrainer(env, mem, seed=plan.seed, policy=policy)
         start = self.start(trainer, plan, notify, lineage)
         writer = plan.log.open(start) if plan.log is not None else None
-        warm = mem.warm_start
-        saver = PhaseSaver(
-            plan.checkpoint,
-            Path(warm.best()),
-            obs_meta=meta,
-            config=run_config(plan.config, mem, self.name),
-            seed=plan.seed,
-            metadata={**warm.metadata, "mode": plan.mode, "phase": self.name, "arch": mem.arch,
-                      "config_id": plan.config.config_id, "config_path": str(plan.config.path)},
-            plan=plan.warm,
-            town=plan.config,
-        )  # fmt: skip
-        saver.lineage = lineage
+        saver = phase_saver(plan, self.name, mode=True, arch=mem.arch, lineage=lineage)
 
         def save(t: MemoryTrainer) -> None:
             saver.latest(t.policy, epoch=t.epoch, steps=t.steps, training=t.training_state(plan.epochs))

@@ -13,9 +13,9 @@ from townlet.training.data import ReplayData, load_replay
 from townlet.training.envs import TownTrainEnv
 from townlet.training.mixed import attach_blend, blend_ratio
 from townlet.training.request import EpochCallback, PhaseSection, RunOutputs, TrainPlan, TrainRequest
-from townlet.training.saver import PhaseSaver
+from townlet.training.saver import phase_saver
 from townlet.training.trainer import Trainer, make_policy
-from townlet.training.warm_start import Notify, load_weights, run_config, start_epoch
+from townlet.training.warm_start import Notify, load_weights, start_epoch
 
 
 class PPOPhase:
@@ -67,18 +67,7 @@ class PPOPhase:
         )
         start = start_epoch(trainer, plan.warm, self.name, plan.epochs, notify)
         writer = plan.log.open(start, extra=blend) if plan.log is not None else None
-        warm = ppo.warm_start
-        saver = PhaseSaver(
-            plan.checkpoint,
-            Path(warm.best()),
-            obs_meta=meta,
-            config=run_config(plan.config, ppo),
-            seed=plan.seed,
-            metadata={**warm.metadata, "mode": plan.mode, "phase": self.name, "config_id": plan.config.config_id,
-                      "config_path": str(plan.config.path)},
-            plan=plan.warm,
-            town=plan.config,
-        )  # fmt: skip
+        saver = phase_saver(plan, self.name, mode=True)
 
         def save(t: Trainer) -> None:
             saver.latest(t.policy, epoch=t.epoch, steps=t.steps, training=t.training_state(plan.epochs))
