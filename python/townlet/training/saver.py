@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from townlet.artifacts.checkpoint import TrainingState, config_yaml_of, save_checkpoint
 from townlet.sim.config import TownConfig
+from townlet.telemetry.writer import TelemetryWriter
 from townlet.training.network import ActorCritic
-from townlet.training.request import TrainPlan
+from townlet.training.request import EpochCallback, RunOutputs, TrainPlan
+from townlet.training.trainer import TrainResult
 from townlet.training.warm_start import WarmStartPlan, run_config
 
 
@@ -135,3 +138,46 @@ def phase_saver(
     if lineage is not None:
         saver.lineage = lineage
     return saver
+
+
+class SavedTrainer(Protocol):
+    """What `run_saving` needs of a PPO trainer (`Trainer`, or the memory phase's `MemoryTrainer`)."""
+
+    policy: Any
+    epoch: int
+    steps: int
+    best: dict[str, Any] | None
+
+    @property
+    def run(self) -> Callable[..., TrainResult]: ...
+
+    def training_state(self, total_epochs: int) -> TrainingState: ...
+
+
+def run_saving(
+    trainer: SavedTrainer,
+    plan: TrainPlan,
+    saver: PhaseSaver,
+    writer: TelemetryWriter | None,
+    on_epoch: EpochCallback | None,
+    start: int,
+    **run_args: Any,
+) -> RunOutputs:
+    """Run a PPO trainer to `plan.epochs` (`run_args`: more of its `run` arguments), its telemetry to `writer` and
+    each epoch's record to `on_epoch`: the latest checkpoint every `plan.checkpoint_every` epochs and at the end, each
+    new best offered to `saver`."""
+
+    def save(t: SavedTrainer) -> None:
+        saver.latest(t.policy, epoch=t.epoch, steps=t.steps, training=t.training_state(plan.epochs))
+
+    result = trainer.run(
+        plan.epochs,
+        **run_args,
+        telemetry=writer,
+        on_epoch=on_epoch,
+        checkpoint_every=plan.checkpoint_every or None,
+        save=save,
+        on_best=lambda t: saver.offer_best(t.policy, t.best, t.steps),
+    )
+    save(trainer)
+    return RunOutputs(result, plan.checkpoint, writer.path if writer else None, saver.best(), start)

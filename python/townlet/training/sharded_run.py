@@ -17,7 +17,7 @@ import torch
 from townlet.sim.settings import PPOConfig
 from townlet.training.ppo import Dataset, RolloutCollector, RolloutStats
 from townlet.training.request import Backend, EpochCallback, RunOutputs, TrainPlan
-from townlet.training.saver import phase_saver
+from townlet.training.saver import phase_saver, run_saving
 from townlet.training.shards import LocalShards, Shards, gather
 from townlet.training.trainer import Trainer, make_policy
 from townlet.training.warm_start import Notify, load_weights, start_epoch
@@ -88,20 +88,6 @@ def run_sharded(
         start = start_epoch(trainer, plan.warm, "ppo", plan.epochs, notify)
         writer = plan.log.open(start) if plan.log is not None else None
         saver = phase_saver(plan, "ppo", mode=True)
-
-        def save(t: Trainer) -> None:
-            saver.latest(t.policy, epoch=t.epoch, steps=t.steps, training=t.training_state(plan.epochs))
-
-        result = trainer.run(
-            plan.epochs,
-            data_mode="rollout",
-            telemetry=writer,
-            on_epoch=on_epoch,
-            checkpoint_every=plan.checkpoint_every or None,
-            save=save,
-            on_best=lambda t: saver.offer_best(t.policy, t.best, t.steps),
-        )
-        save(trainer)
+        return run_saving(trainer, plan, saver, writer, on_epoch, start, data_mode="rollout")
     finally:
         shards.close()
-    return RunOutputs(result, plan.checkpoint, writer.path if writer else None, saver.best(), start)

@@ -23,7 +23,7 @@ from townlet.training.envs import TownTrainEnv
 from townlet.training.network_memory import MappingError, MemoryPolicy, make_memory_policy, memory_warm_start
 from townlet.training.ppo_recurrent_trainer import MemoryTrainer
 from townlet.training.request import EpochCallback, PhaseSection, RunOutputs, TrainPlan, TrainRequest
-from townlet.training.saver import phase_saver
+from townlet.training.saver import phase_saver, run_saving
 from townlet.training.state import require
 from townlet.training.warm_start import Notify
 
@@ -72,20 +72,7 @@ class MemoryPhase:
         start = self.start(trainer, plan, notify, lineage)
         writer = plan.log.open(start) if plan.log is not None else None
         saver = phase_saver(plan, self.name, mode=True, arch=mem.arch, lineage=lineage)
-
-        def save(t: MemoryTrainer) -> None:
-            saver.latest(t.policy, epoch=t.epoch, steps=t.steps, training=t.training_state(plan.epochs))
-
-        result = trainer.run(
-            plan.epochs,
-            telemetry=writer,
-            on_epoch=on_epoch,
-            checkpoint_every=plan.checkpoint_every or None,
-            save=save,
-            on_best=lambda t: saver.offer_best(t.policy, t.best, t.steps),
-        )
-        save(trainer)
-        return RunOutputs(result, plan.checkpoint, writer.path if writer else None, saver.best(), start)
+        return run_saving(trainer, plan, saver, writer, on_epoch, start)
 
     def start(self, trainer: MemoryTrainer, plan: TrainPlan, notify: Notify, lineage: dict[str, Any]) -> int:
         """Restore the trainer when the plan resumes (as `warm_start.start_epoch`); say where the

@@ -13,7 +13,7 @@ from townlet.training.data import ReplayData, load_replay
 from townlet.training.envs import TownTrainEnv
 from townlet.training.mixed import attach_blend, blend_ratio
 from townlet.training.request import EpochCallback, PhaseSection, RunOutputs, TrainPlan, TrainRequest
-from townlet.training.saver import phase_saver
+from townlet.training.saver import phase_saver, run_saving
 from townlet.training.trainer import Trainer, make_policy
 from townlet.training.warm_start import Notify, load_weights, start_epoch
 
@@ -68,21 +68,7 @@ class PPOPhase:
         start = start_epoch(trainer, plan.warm, self.name, plan.epochs, notify)
         writer = plan.log.open(start, extra=blend) if plan.log is not None else None
         saver = phase_saver(plan, self.name, mode=True)
-
-        def save(t: Trainer) -> None:
-            saver.latest(t.policy, epoch=t.epoch, steps=t.steps, training=t.training_state(plan.epochs))
-
-        result = trainer.run(
-            plan.epochs,
-            data_mode=plan.mode,
-            telemetry=writer,
-            on_epoch=on_epoch,
-            checkpoint_every=plan.checkpoint_every or None,
-            save=save,
-            on_best=lambda t: saver.offer_best(t.policy, t.best, t.steps),
-        )
-        save(trainer)
-        return RunOutputs(result, plan.checkpoint, writer.path if writer else None, saver.best(), start)
+        return run_saving(trainer, plan, saver, writer, on_epoch, start, data_mode=plan.mode)
 
 
 PPO = PPOPhase()
