@@ -11,17 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from townlet.artifacts.checkpoint import Checkpoint, fingerprint, load_checkpoint
+from townlet.artifacts.checkpoint import Checkpoint, TrainingState, fingerprint, load_checkpoint
 from townlet.artifacts.registry import config_sha256, resolved_config
 from townlet.errors import UsageError
 from townlet.sim.config import TownConfig
 from townlet.sim.settings import BCConfig, PPOConfig
-from townlet.training.bc import BCTrainer
 from townlet.training.network import ActorCritic
 from townlet.training.state import require
-from townlet.training.trainer import Trainer
 
 #: Receives the lines a user should read while a run starts (the CLI prints them on stderr).
 Notify = Callable[[str], None]
@@ -197,7 +195,15 @@ def load_weights(policy: ActorCritic, plan: WarmStartPlan, notify: Notify) -> No
     policy.load_state_dict(ck.state)
 
 
-def start_epoch(trainer: Trainer | BCTrainer, plan: WarmStartPlan, phase: str, epochs: int, notify: Notify) -> int:
+class Resumable(Protocol):
+    """A phase's trainer, as `start_epoch` restores it."""
+
+    epoch: int
+
+    def restore(self, training: TrainingState) -> None: ...
+
+
+def start_epoch(trainer: Resumable, plan: WarmStartPlan, phase: str, epochs: int, notify: Notify) -> int:
     """Restore the trainer when the plan resumes, check there is something left to train before
     `epochs`, tell `notify` where the run starts from; returns the epoch it starts after."""
     if plan.resume:

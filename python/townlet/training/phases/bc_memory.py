@@ -21,10 +21,9 @@ from townlet.training.bc_gate import Gate, accuracy_threshold
 from townlet.training.bc_recurrent import PHASE, MemoryBCConfig, RecurrentBCTrainer, split_sequences
 from townlet.training.data import ReplayData
 from townlet.training.phases.bc import BC, run_gated
-from townlet.training.phases.memory import build_memory_policy
+from townlet.training.phases.memory import build_memory_policy, start_mapped
 from townlet.training.request import EpochCallback, PhaseSection, RunOutputs, TrainPlan, TrainRequest
 from townlet.training.saver import phase_saver
-from townlet.training.state import require
 from townlet.training.warm_start import Notify
 
 #: How the one-line refusal of an unmappable warm start says to override it.
@@ -77,39 +76,12 @@ class MemoryBCPhase:
             trainer = RecurrentBCTrainer(policy, cfg, split.train, split.holdout, seed=plan.seed, gate=gate)
         except ValueError as exc:
             raise UsageError(f"{data.manifest or 'bc data'}: {exc}") from None
-        start = self.start(trainer, plan, notify, lineage)
+        start = start_mapped(trainer, plan, self.name, notify, lineage)
         writer = plan.log.open(start) if plan.log is not None else None
         dataset = data.fingerprint()
         saver = phase_saver(plan, self.name, arch=cfg.arch, dataset=str(dataset["manifest"]), lineage=lineage)
 
         return run_gated(trainer, plan, saver, writer, on_epoch, dataset, start)
-
-    def start(self, trainer: RecurrentBCTrainer, plan: TrainPlan, notify: Notify, lineage: dict[str, Any]) -> int:
-        """Restore the trainer when the plan resumes; say where the run starts from and what a warm start's
-        mapping carried over."""
-        check = plan.warm.check
-        if plan.warm.resume:
-            assert check is not None
-            where = check.checkpoint.path
-            try:
-                trainer.restore(require(check.checkpoint.training, str(where), self.name))
-            except KeyError as exc:
-                raise UsageError(f"{where}: cannot resume: the training state lacks {exc}") from None
-            except (TypeError, ValueError) as exc:
-                raise UsageError(f"{where}: cannot resume: {exc}") from None
-        if trainer.epoch >= plan.epochs:
-            raise UsageError(
-                f"{check.checkpoint.path if check else 'checkpoint'}: already trained {trainer.epoch} epochs; "
-                f"nothing to resume for --epochs {plan.epochs} (raise --epochs to train on)"
-            )
-        if check is not None:
-            notify(plan.warm.describe(self.name))
-        mapping = lineage.get("warm_start")
-        if mapping and not plan.warm.resume:
-            fresh = sorted({name.split(".")[0] for name in mapping["fresh"]})
-            notify(f"{self.name}: carried {len(mapping['carried'])} tensors from the "
-                   f"{mapping['source_architecture']} checkpoint; fresh: {', '.join(fresh) or 'none'}")  # fmt: skip
-        return trainer.epoch
 
 
 BC_MEMORY = MemoryBCPhase()

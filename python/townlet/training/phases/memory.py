@@ -24,8 +24,7 @@ from townlet.training.network_memory import MappingError, MemoryPolicy, make_mem
 from townlet.training.ppo_recurrent_trainer import MemoryTrainer
 from townlet.training.request import EpochCallback, PhaseSection, RunOutputs, TrainPlan, TrainRequest
 from townlet.training.saver import phase_saver, run_saving
-from townlet.training.state import require
-from townlet.training.warm_start import Notify
+from townlet.training.warm_start import Notify, Resumable, start_epoch
 
 
 class MemoryPhase:
@@ -69,39 +68,25 @@ class MemoryPhase:
         if plan.warm.check is not None and plan.warm.check.problems:
             notify(f"WARNING: warm start despite: {'; '.join(plan.warm.check.problems)} (allow_mismatch)")
         trainer = MemoryTrainer(env, mem, seed=plan.seed, policy=policy)
-        start = self.start(trainer, plan, notify, lineage)
+        start = start_mapped(trainer, plan, self.name, notify, lineage)
         writer = plan.log.open(start) if plan.log is not None else None
         saver = phase_saver(plan, self.name, mode=True, arch=mem.arch, lineage=lineage)
         return run_saving(trainer, plan, saver, writer, on_epoch, start)
 
-    def start(self, trainer: MemoryTrainer, plan: TrainPlan, notify: Notify, lineage: dict[str, Any]) -> int:
-        """Restore the trainer when the plan resumes (as `warm_start.start_epoch`); say where the
-        run starts from and, for a warm start, what the mapping carried over."""
-        check = plan.warm.check
-        if plan.warm.resume:
-            assert check is not None
-            try:
-                trainer.restore(require(check.checkpoint.training, str(check.checkpoint.path), self.name))
-            except KeyError as exc:
-                raise UsageError(f"{check.checkpoint.path}: cannot resume: the training state lacks {exc}") from None
-            except (TypeError, ValueError) as exc:
-                raise UsageError(f"{check.checkpoint.path}: cannot resume: {exc}") from None
-        if trainer.epoch >= plan.epochs:
-            raise UsageError(
-                f"{check.checkpoint.path if check else 'checkpoint'}: already trained {trainer.epoch} epochs; "
-                f"nothing to resume for --epochs {plan.epochs} (raise --epochs to train on)"
-            )
-        if check is not None or plan.warm.skipped:
-            notify(plan.warm.describe(self.name))
-        mapping = lineage.get("warm_start")
-        if mapping and not plan.warm.resume:
-            fresh = sorted({name.split(".")[0] for name in mapping["fresh"]})
-            notify(f"memory: carried {len(mapping['carried'])} tensors from the {mapping['source_architecture']} "
-                   f"checkpoint; fresh: {', '.join(fresh) or 'none'}")  # fmt: skip
-        return trainer.epoch
-
 
 MEMORY = MemoryPhase()
+
+
+def start_mapped(trainer: Resumable, plan: TrainPlan, phase: str, notify: Notify, lineage: dict[str, Any]) -> int:
+    """`warm_start.start_epoch` for the memory and bc_memory phases (restore the trainer when the plan resumes, say
+    where the run starts from), then, for a warm start, what its mapping (`lineage`) carried over."""
+    start = start_epoch(trainer, plan.warm, phase, plan.epochs, notify)
+    mapping = lineage.get("warm_start")
+    if mapping and not plan.warm.resume:
+        fresh = sorted({name.split(".")[0] for name in mapping["fresh"]})
+        notify(f"{phase}: carried {len(mapping['carried'])} tensors from the {mapping['source_architecture']} "
+               f"checkpoint; fresh: {', '.join(fresh) or 'none'}")  # fmt: skip
+    return start
 
 
 def build_memory_policy(
