@@ -203,6 +203,8 @@ def sim_serve(
         "allow_anonymous_viewer": anonymous,
     }
     shard = Shard.from_snapshot(load_snapshot, cfg, **kwargs) if load_snapshot else Shard(cfg, **kwargs)
+    for role, said in shard.world.memory_restored.items():  # a memory policy: its memory as kept, or fresh and why
+        stderr_line(f"{load_snapshot}: {role} policy memory {said}")
     rate = f"{tick_rate:g} ticks/s" if tick_rate else "unthrottled"
 
     def listening(url: str) -> None:

@@ -72,7 +72,7 @@ def _snapshot_validate(w: ShardWorld, a: PathArgs) -> dict[str, Any]:
     "admin",
     PathArgs,
     "restore a shard snapshot into the running shard at the next tick boundary (town, journal, cmd_id history, "
-    "toggles); the acting policy stays",
+    "toggles, the memory of memory policies); the acting policy stays",
     positional=("path",),
 )
 def _snapshot_load(w: ShardWorld, a: PathArgs) -> dict[str, Any]:
@@ -88,7 +88,10 @@ def _snapshot_load(w: ShardWorld, a: PathArgs) -> dict[str, Any]:
     manager = current(w)
     if manager is not None:
         manager.monitor.reset_streak()  # the windows judged another world
-    return {"path": a.path, "tick": w.tick, "from_tick": before, "world_hash": town.world_hash()}
+    out = {"path": a.path, "tick": w.tick, "from_tick": before, "world_hash": town.world_hash()}
+    if w.memory_restored:  # a memory policy acts (or shadows): its memory as kept, or fresh and why
+        out["policy_memory"] = w.memory_restored
+    return out
 
 
 def _relative(message: str, target: Any, shown: str) -> str:

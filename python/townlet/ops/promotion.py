@@ -26,6 +26,7 @@ import numpy as np
 
 from townlet.errors import UsageError
 from townlet.jsonio import read_json, write_json
+from townlet.ops import policy_memory
 from townlet.ops.autosave import Autosave
 from townlet.ops.envelope import CommandError, ErrorCode
 from townlet.ops.monitor import Alert, StabilityMonitor, sample_of
@@ -77,6 +78,7 @@ class PromotionManager:
         self.last_event: dict[str, Any] | None = None
         self.events = 0
         world.tick_listeners.append(self._on_tick)
+        world.memories["shadow"] = lambda: self._shadow_actor  # a snapshot keeps the shadow's memory too
         self.autosave = Autosave(self.settings.snapshots)
 
     # -- the tick ------------------------------------------------------------------------------------
@@ -252,24 +254,26 @@ class PromotionManager:
                 town, state = load_shard_snapshot(target, w.config)
             except UsageError as exc:
                 raise CommandError(ErrorCode.invalid_args, f"rollback_policy: {exc}") from None
+            # The snapshot's release acts in the snapshot's world, with the memories it kept (the release's and the
+            # shadow's when they are the same checkpoints, else fresh ones).
+            w.set_actor(actor)
             w.load_state(town, state)
             self.previous = [p for p in self.previous if p[0].sha256 != ref.sha256 or p[0].kind != ref.kind]
         else:
             if not self.previous:
                 raise CommandError(ErrorCode.conflict, "nothing to roll back to: no earlier release on this shard")
             ref, actor = self.previous.pop()
-        forget = getattr(actor, "reset_memory", None)
-        if callable(forget):  # a memory policy's memory is of the ticks before it was swapped out: stale
-            forget()
-        w.set_actor(actor)
+            policy_memory.forget(actor)  # a memory policy's memory is of the ticks before it was swapped out: stale
+            w.set_actor(actor)
         self.release = ref
         self.state = "monitoring"
         self.canary_until = None
         self.monitor.reset_streak()
-        return self._log(
+        entry = self._log(
             "rollback", w.tick if event_tick is None else event_tick, before, ref, snapshot=to, reason=reason,
             alert=alert.to_json() if alert else None,
         )  # fmt: skip
+        return {**entry, "policy_memory": w.memory_restored} if to is not None and w.memory_restored else entry
 
     def _restore_ref(self, doc: dict[str, Any] | None) -> tuple[PolicyRef, Any]:
         if doc is None:

@@ -13,6 +13,7 @@ import numpy.typing as npt
 from townlet import _core
 from townlet.errors import UsageError
 from townlet.jsonio import atomic_write_bytes, read_bytes, read_json
+from townlet.ops import policy_memory
 from townlet.ops.envelope import CommandError, ErrorCode
 from townlet.sim.config import TownConfig
 
@@ -114,9 +115,7 @@ class OneThread:
 
     def reset_memory(self) -> None:
         """A policy with memory (an lstm/gru/attention checkpoint) forgets every slot's memory; others: nothing."""
-        reset = getattr(getattr(getattr(self.actor, "loaded", None), "net", None), "reset_memory", None)
-        if callable(reset):
-            reset()
+        policy_memory.forget(self.actor)
 
     def __call__(self, vec: Any, obs: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
         import torch

@@ -73,7 +73,9 @@ class Shard:
 
     @classmethod
     def from_snapshot(cls, path: str | Path, config: TownConfig, **kwargs: Any) -> Shard:
-        """A shard continuing from a shard snapshot (`snapshot_save`): town, journal, cmd_id history, toggles."""
+        """A shard continuing from a shard snapshot (`snapshot_save`): town, journal, cmd_id history, toggles, and the
+        acting memory policy's memory when it is the checkpoint the snapshot kept it for (`world.memory_restored` says
+        what became of it)."""
         town, state = load_shard_snapshot(Path(path), config)  # first: a refused file opens nothing
         shard = cls(config, **kwargs)
         with shard._world_lock:

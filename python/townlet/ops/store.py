@@ -1,5 +1,6 @@
 """Shard snapshot files: the town's own snapshot (versioned, checksummed by the core) plus the shard's records
-(journal, cmd_id history, possession, toggles), under one root that commands cannot leave."""
+(journal, cmd_id history, possession, toggles) and the memory of each memory policy it runs (ops/policy_memory.py),
+under one root that commands cannot leave."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from townlet import _core
 from townlet.errors import UsageError
 from townlet.jsonio import canonical_json, loads_strict, read_bytes, write_json
+from townlet.ops import policy_memory
 from townlet.ops.envelope import CommandError, ErrorCode
 from townlet.sim.config import TownConfig
 
@@ -17,10 +19,12 @@ if TYPE_CHECKING:
     from townlet.ops.world import ShardWorld
 
 FORMAT = "townlet-shard-snapshot"
-#: The version this build writes. 2 adds `reward_clip_events` to the shard records; version 1 files migrate.
-VERSION = 2
+#: The version this build writes. 2 adds `reward_clip_events` to the shard records, 3 `policy_memory` (the memory of
+#: the acting and shadow memory policies); version 1 and 2 files migrate (their policies start from fresh memories).
+VERSION = 3
 OLDEST = 1
 SHARD_KEYS = {
+    "policy_memory",
     "reward_clip_events",
     "possessed",
     "narration_enabled",
@@ -99,15 +103,20 @@ def read_shard_snapshot(path: Path) -> dict[str, Any]:
     missing = SHARD_KEYS - set(doc["shard"])
     if missing:
         raise UsageError(f"{path}: shard: missing {', '.join(sorted(missing))} (version {version})")
+    policy_memory.check(path, doc["shard"]["policy_memory"])
     return doc
 
 
 def _migrate(doc: dict[str, Any]) -> dict[str, Any]:
     """A checked document of an older version as the current version (in memory; the file is left alone)."""
+    first = doc["version"]
     if doc["version"] == 1:
         # 1 -> 2: the reward clip counter did not exist; it starts at zero.
-        doc = {**doc, "version": 2, "shard": {**doc["shard"], "reward_clip_events": 0}, "migrated_from": 1}
-    return doc
+        doc = {**doc, "version": 2, "shard": {**doc["shard"], "reward_clip_events": 0}}
+    if doc["version"] == 2:
+        # 2 -> 3: no policy memory was kept; every memory policy starts from fresh memories.
+        doc = {**doc, "version": 3, "shard": {**doc["shard"], "policy_memory": policy_memory.NOT_KEPT}}
+    return doc if first == VERSION else {**doc, "migrated_from": first}
 
 
 def load_shard_snapshot(path: Path, config: TownConfig) -> tuple[_core.Town, dict[str, Any]]:
@@ -131,7 +140,18 @@ def inspect(path: Path) -> dict[str, Any]:
         "journal": len(doc["shard"]["journal"]),
         "journal_dropped": int(doc["shard"].get("journal_dropped", 0)),
         "history": len(doc["shard"]["history"]),
+        "policy_memory": _memory_summary(doc["shard"]["policy_memory"]),
         "version": doc["version"],
         "migrated_from": doc.get("migrated_from"),
         "bytes": path.stat().st_size,
+    }
+
+
+def _memory_summary(kept: dict[str, Any] | None) -> dict[str, Any] | None:
+    """role -> the policy (digest prefix), architecture and rows of the memory kept; None: not kept (older file)."""
+    if kept is policy_memory.NOT_KEPT:
+        return None
+    return {
+        role: {"policy": str(doc["policy"])[:12], "architecture": doc.get("architecture"), "rows": doc["rows"]}
+        for role, doc in kept.items()
     }

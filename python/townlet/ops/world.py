@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from townlet import _core
+from townlet.ops import policy_memory
 from townlet.ops.envelope import CommandError, ErrorCode
 from townlet.sim.config import TownConfig
 
@@ -114,6 +115,11 @@ class ShardWorld:
         self.last_probs: list[float | None] = []
         #: Agent-ticks whose reward the clip changed (per-tick or per-episode clip, post-death guard), since start.
         self.reward_clip_events = 0
+        #: The policies whose memory a snapshot keeps, by role (ops/policy_memory.py): the acting policy, and the
+        #: shadow policy a promotion manager adds.
+        self.memories: dict[str, Callable[[], Any]] = {"acting": lambda: self._actor}
+        #: What the last `load_state` did with each memory policy's memory (role -> `restored` | `fresh: why`).
+        self.memory_restored: dict[str, str] = {}
 
     def set_actor(self, actor: Any) -> None:
         """The acting policy from the next tick on: `actor(view, obs) -> actions`, or None for the core's scripted
@@ -276,6 +282,9 @@ class ShardWorld:
             "journal": list(self.journal),
             "journal_dropped": self.journal_dropped,
             "history": [[k, v] for k, v in self.history.items()],
+            "policy_memory": {
+                role: doc for role, get in self.memories.items() if (doc := policy_memory.save(get())) is not None
+            },
         }
 
     def load_state(self, town: _core.Town, state: dict[str, Any]) -> None:
@@ -294,6 +303,15 @@ class ShardWorld:
         self.journal_dropped = int(state.get("journal_dropped", 0))
         self.restores += 1
         self.history = OrderedDict((str(k), v) for k, v in state["history"])
-        forget = getattr(self._actor, "reset_memory", None)
-        if callable(forget):  # a memory policy's memory is of the world before: the restored one starts afresh
-            forget()
+        self.restore_memories(state.get("policy_memory"))
+
+    def restore_memories(self, kept: dict[str, Any] | None) -> dict[str, str]:
+        """Each memory policy's memory as the snapshot kept it for its role (the same checkpoint), else fresh: the
+        memory of the world before is stale in the restored one. The outcome per role, also in `memory_restored`."""
+        outcome = {}
+        for role, get in self.memories.items():
+            said = policy_memory.restore(get(), kept, role)
+            if said is not None:
+                outcome[role] = said
+        self.memory_restored = outcome
+        return outcome
