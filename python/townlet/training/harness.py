@@ -12,7 +12,10 @@ result.accuracy, result.baseline_accuracy, result.threshold, result.passed
 from a curated dataset (the catalogue's manifest, verified against its checksum sheet before a single array is
 read) and judges the final weights on held-out trajectories (`training.bc_gate`). The dataset is the `manifest`
 argument (a path or a catalogue name), else the config's `bc.manifest`, else the catalogue's active dataset
-captured from the config's id (the largest). `run_anneal` is `townlet.training.anneal.run_anneal`.
+captured from the config's id (the largest). `run_bc_memory_training(arch=...)` is the same for a memory policy:
+the bc_memory phase of `townlet train --mode bc_memory --arch A` (`training.bc_recurrent`: whole per-agent
+sequences, the same data, gate and result), saving to `logs/<config_id>/bc_memory/checkpoints/<arch>_agent_latest.json`.
+`run_anneal` is `townlet.training.anneal.run_anneal`.
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ from townlet.errors import UsageError
 from townlet.sim.config import TownConfig
 from townlet.sim.settings import BCGate
 from townlet.training.data import default_manifest
+from townlet.training.phases import Phase
 from townlet.training.phases.bc import BC
-from townlet.training.request import EpochCallback, TrainRequest
-from townlet.training.run import PhaseChoice, plan, run
+from townlet.training.phases.bc_memory import BC_MEMORY
+from townlet.training.request import EpochCallback, PhaseSection, TrainRequest
+from townlet.training.run import PhaseChoice, per_config, plan, run
 
 
 class BCResult(BaseModel):
@@ -64,6 +69,8 @@ class BCResult(BaseModel):
     telemetry: str | None = None
     #: What the run would have told a user (warm start, resume).
     notices: list[str] = []
+    #: The memory architecture (lstm | gru | attention) of a `run_bc_memory_training` run; None: feed-forward BC.
+    arch: str | None = None
 
 
 class TrainingHarness:
@@ -109,21 +116,58 @@ class TrainingHarness:
         """Train BC and judge it (module docstring). `threshold` overrides the config's
         (`training.bc.accuracy_threshold`); `save_path` the checkpoint (`bc.warm_start.save_path`)."""
         config = self.config if threshold is None else with_threshold(self.config, threshold)
-        section = config.sections.bc
-        named = manifest or section.manifest
+        return self._run_bc(config, BC, config.sections.bc, manifest, save_path, epochs, log_path, on_epoch)
+
+    def run_bc_memory_training(
+        self,
+        arch: str | None = None,
+        *,
+        manifest: str | None = None,
+        save_path: str | None = None,
+        threshold: float | None = None,
+        epochs: int | None = None,
+        log_path: str | Path | None = None,
+        on_epoch: EpochCallback | None = None,
+    ) -> BCResult:
+        """Behaviour cloning of a memory policy on whole sequences, judged like `run_bc_training` (the same data and
+        gate; `--mode bc_memory`). `arch` is lstm | gru | attention (default: the config's `training.memory.arch`);
+        `save_path` overrides `logs/<config_id>/bc_memory/checkpoints/<arch>_agent_latest.json`."""
+        config = self.config if threshold is None else with_threshold(self.config, threshold)
+        section = BC_MEMORY.section(config)
+        if arch is not None:
+            try:  # validated like the config's (and `--arch`): its checkpoint paths follow the architecture
+                section = type(section).model_validate({**section.model_dump(), "arch": arch})
+            except ValidationError as exc:
+                raise UsageError(f"arch: {exc.errors()[0]['msg']}") from None
+        section = per_config(section, config)
+        return self._run_bc(config, BC_MEMORY, section, manifest, save_path, epochs, log_path, on_epoch)
+
+    def _run_bc(
+        self,
+        config: TownConfig,
+        phase: Phase,
+        section: PhaseSection,
+        manifest: str | None,
+        save_path: str | None,
+        epochs: int | None,
+        log_path: str | Path | None,
+        on_epoch: EpochCallback | None,
+    ) -> BCResult:
+        """One behaviour-cloning phase (bc or bc_memory) on the harness's data and paths, and its judgement."""
+        named = manifest or config.sections.bc.manifest
         data = self.default_dataset() if named is None else self.resolve(named)
         warm = section.warm_start
         rooted = {key: str(self._at(value)) for key in ("load_path", "best_path") if (value := getattr(warm, key))}
         section = section.model_copy(update={"warm_start": warm.model_copy(update=rooted)})
         request = TrainRequest(
             config=config.path,
-            mode="bc",
+            mode=phase.name,
             epochs=epochs,
             bc_manifest=data,
             bc_log=self._at(log_path) if log_path is not None else None,
             checkpoint=self._at(save_path or warm.save_path),
         )
-        planned = plan(request, PhaseChoice(config, BC, "bc", section))
+        planned = plan(request, PhaseChoice(config, phase, phase.name, section))
         out = run(planned, on_epoch=on_epoch)
         last = out.result.records[-1] if out.result.records else {}
         if not last:  # a resumed run already at its last epoch: the checkpoint's own judgement
@@ -147,6 +191,7 @@ class TrainingHarness:
             best_checkpoint=str(out.best) if out.best else None,
             telemetry=str(out.telemetry) if out.telemetry else None,
             notices=list(out.notices),
+            arch=getattr(section, "arch", None),
         )
 
     def run_anneal(self, log_dir: str | Path, **kw: Any) -> dict[str, Any]:
