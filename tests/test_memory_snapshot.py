@@ -172,3 +172,23 @@ def test_rollback_to_a_kept_snapshot_restores_the_release_and_shadow_memories(tm
         assert got.ticks[tick] == want.ticks[tick], tick
     for shard in (ref, s):
         shard.close()
+
+
+def test_inspect_shows_the_kept_memory_and_a_forged_one_is_refused_in_one_line(tmp_path: Path) -> None:
+    ckpt = memory_checkpoint(tmp_path / "attention.json", "attention")
+    a = make_shard(tmp_path / "a", policy=str(ckpt))
+    steps(a, 2)
+    assert cmd(a, "snapshot_save", "t2.json").status == "ok"
+    info = cmd(a, "snapshot_inspect", "t2.json", token=VIEWER)
+    sha = a.world.actor.actor.checkpoint.sha256
+    assert info.result["policy_memory"] == {"acting": {"policy": sha[:12], "architecture": "attention", "rows": 9}}
+    path = a.world.snapshot_root / "t2.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc["shard"]["policy_memory"]["acting"]["data"] = doc["shard"]["policy_memory"]["acting"]["data"][:-8]
+    doc["checksum"] = _digest(doc["shard"], doc["town"])  # well signed, badly formed
+    (a.world.snapshot_root / "forged.json").write_text(json.dumps(doc), encoding="utf-8")
+    r = cmd(a, "snapshot_validate", "forged.json", token=VIEWER)
+    assert r.status == "error" and r.error is not None and r.error.code == "invalid_args"
+    assert r.error.message.startswith("forged.json: shard.policy_memory.acting.data: ") and "float32" in r.error.message
+    assert "\n" not in r.error.message
+    a.close()
