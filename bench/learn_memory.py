@@ -4,7 +4,15 @@
 budget per seed, side by side, on the default town and on the memory scenario
 (configs/scenarios/memory_glimpse.yaml: glimpses one tick in four, see docs/memory.md).
 
-`python bench/learn_memory.py [--json] [--minutes M | --epochs N] [--seeds S ...] [--scenario PATH]`
+`python bench/learn_memory.py [--json] [--minutes M | --epochs N] [--seeds S ...] [--scenario PATH]
+[--control PATH] [--control-epochs C | --fresh]`
+
+On the memory scenario every agent of a seed starts from the same feed-forward agent, trained on the
+scenario's fully observed control (`--control`, memory_glimpse_control.yaml) for `--control-epochs`
+(default: the scenario's budget) from scratch with that seed: the memory agents through the memory
+phase's warm-start mapping (encoders, actor/critic and heads carried, the core fresh), `mlp` with all
+its weights (seed 004's Track G -> Track H chain). `--fresh` starts every agent from scratch instead.
+The default town's agents always start fresh.
 
 The budget per (agent, seed) is either wall-clock (`--minutes`, default 2: the slower memory agents
 see fewer agent-steps) or `--epochs N` (`--town-epochs` for the default town): every agent trains
@@ -41,13 +49,14 @@ from townlet import load_config
 from townlet.sim.config import TownConfig
 from townlet.sim.settings import MemoryConfig, MemorySection, PPOConfig
 from townlet.training.envs import TownTrainEnv
-from townlet.training.network_memory import make_memory_policy
+from townlet.training.network_memory import make_memory_policy, memory_warm_start
 from townlet.training.ppo_recurrent_trainer import MemoryTrainer
 from townlet.training.trainer import Trainer, make_policy
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "configs/examples/poc_hybrid.yaml"
 SCENARIO = REPO / "configs/scenarios/memory_glimpse.yaml"
+CONTROL = REPO / "configs/scenarios/memory_glimpse_control.yaml"
 AGENTS = ("mlp", "lstm", "gru", "attention")
 KPIS = ("kpi_self_sufficiency", "kpi_on_time_rate", "kpi_relationship_coverage", "kpi_faints", "kpi_evictions")
 
@@ -58,10 +67,18 @@ def episode_ticks(cfg: TownConfig) -> int:
 
 
 def train_one(
-    cfg: TownConfig, agent: str, seed: int, budget: tuple[str, float], size: tuple[int, int], precision: str
+    cfg: TownConfig,
+    agent: str,
+    seed: int,
+    budget: tuple[str, float],
+    size: tuple[int, int],
+    precision: str,
+    warm: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
-    """Train `agent` for `budget` (("minutes", M) or ("epochs", N); at least one epoch); its score,
-    KPIs and throughput."""
+    """Train `agent` for `budget` (("minutes", M) or ("epochs", N); at least one epoch), fresh or
+    warm-started from the feed-forward weights `warm` (the memory phase's mapping for a memory agent:
+    encoders, actor/critic and heads carried, the core fresh); its score, KPIs, throughput and
+    trained weights (`"weights"`)."""
     episode = episode_ticks(cfg)
     # The config's `ppo:` hyper-parameters (a scenario may set its own), this bench's size and budget.
     ppo = PPOConfig.model_validate({**cfg.sections.ppo.model_dump(), "num_envs": size[0], "rollout_ticks": size[1],
@@ -71,10 +88,15 @@ def train_one(
     torch.manual_seed(seed)
     trainer: Trainer | MemoryTrainer
     if agent == "mlp":
-        trainer = Trainer(env, ppo, seed=seed, policy=make_policy(env.metadata(), env.obs_dim, env.n_actions, 128))
+        mlp = make_policy(env.metadata(), env.obs_dim, env.n_actions, 128)
+        if warm is not None:
+            mlp.load_state_dict(warm)
+        trainer = Trainer(env, ppo, seed=seed, policy=mlp)
     else:
         mem = MemoryConfig.of(ppo, MemorySection(arch=agent))
         policy = make_memory_policy(agent, env.metadata(), env.n_actions, mem.hidden, mem.context)
+        if warm is not None:
+            memory_warm_start(policy, warm, "conflict_aware", allow_mismatch=False)
         trainer = MemoryTrainer(env, mem, seed=seed, policy=policy)
     records: list[dict[str, Any]] = []
     returns: list[list[float]] = []
@@ -105,17 +127,31 @@ def train_one(
         "epochs": len(records),
         "agent_steps_per_s": sum(r["transitions"] for r in records) / seconds,
         "kpis": kpis,
+        "weights": {k: v.detach().clone() for k, v in trainer.policy.state_dict().items()},
     }
 
 
-def run_job(job: tuple[Path, str, int, tuple[str, float], tuple[int, int], str]) -> dict[str, Any]:
+Job = tuple[Path, str, int, tuple[str, float], tuple[int, int], str, "dict[str, torch.Tensor] | None"]
+
+
+def run_job(job: Job) -> dict[str, Any]:
     """One (agent, seed) training of the config at `path` (what a worker process of `--jobs` runs)."""
-    path, agent, seed, budget, size, precision = job
+    path, agent, seed, budget, size, precision, warm = job
     cfg = load_config(path).with_seed(seed)
-    res = train_one(cfg, agent, seed, budget, size, precision)
-    print(f"[learn_memory] {cfg.config_id} {agent} seed {seed}: return {res['return']:.3f}, {res['epochs']} epochs, "
-          f"{res['agent_steps_per_s']:.0f} agent-steps/s", file=sys.stderr, flush=True)  # fmt: skip
+    res = train_one(cfg, agent, seed, budget, size, precision, warm)
+    start = "warm-started" if warm is not None else "fresh"
+    print(f"[learn_memory] {cfg.config_id} {agent} seed {seed} ({start}): return {res['return']:.3f}, "
+          f"{res['epochs']} epochs, {res['agent_steps_per_s']:.0f} agent-steps/s",
+          file=sys.stderr, flush=True)  # fmt: skip
     return res
+
+
+def run_all(todo: list[Job], jobs: int) -> list[dict[str, Any]]:
+    """`todo`'s trainings, `jobs` at once (each in its own process) when > 1, in order."""
+    if jobs > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return list(pool.map(run_job, todo))
+    return [run_job(job) for job in todo]
 
 
 def block(
@@ -126,15 +162,21 @@ def block(
     precision: str,
     agents: tuple[str, ...] = AGENTS,
     jobs: int = 1,
+    control: tuple[Path, tuple[str, float]] | None = None,
 ) -> dict[str, Any]:
     """Every agent on every seed (`jobs` trainings at once, each in its own process, when > 1):
-    returns per seed, throughput and KPIs (means over seeds)."""
-    todo = [(path, agent, seed, budget, size, precision) for agent in agents for seed in seeds]
-    if jobs > 1:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(run_job, todo))
-    else:
-        results = [run_job(job) for job in todo]
+    returns per seed, throughput and KPIs (means over seeds). With `control` (a config and its
+    budget), each seed first trains the feed-forward agent on that config from scratch, and every
+    agent of that seed then starts from it (seed 004's Track G -> Track H chain)."""
+    warm: dict[int, dict[str, torch.Tensor] | None] = dict.fromkeys(seeds)
+    first: dict[str, Any] | None = None
+    if control is not None:
+        trained = run_all([(control[0], "mlp", seed, control[1], size, precision, None) for seed in seeds], jobs)
+        warm = {seed: r["weights"] for seed, r in zip(seeds, trained, strict=True)}
+        first = {"scenario": str(control[0]), "budget": {"kind": control[1][0], "amount": control[1][1]},
+                 "mlp": [round(r["return"], 4) for r in trained]}  # fmt: skip
+    todo = [(path, agent, seed, budget, size, precision, warm[seed]) for agent in agents for seed in seeds]
+    results = run_all(todo, jobs)
     out: dict[str, Any] = {agent: [] for agent in agents}
     out["agent_steps_per_s"], out["kpis"], out["epochs"] = {}, {}, {}
     for agent in agents:
@@ -147,6 +189,7 @@ def block(
             k: round(float(np.mean([r["kpis"][k] for r in runs if k in r["kpis"]])), 4) for k in names
         }
     out["margin"] = margin(out)
+    out["warm_start"] = first  # None: every agent started fresh
     return out
 
 
@@ -172,6 +215,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--config", type=Path, default=CONFIG, help="the default town")
     parser.add_argument("--scenario", type=Path, default=SCENARIO, help="the memory scenario")
+    parser.add_argument("--control", type=Path, default=CONTROL,
+                        help="the memory scenario's fully observed control: each seed's feed-forward agent trained "
+                             "there first is every agent's start on the scenario")  # fmt: skip
+    parser.add_argument("--control-epochs", type=int, default=None, help="the control's epochs (default: --epochs)")
+    parser.add_argument("--fresh", action="store_true", help="no control: every agent starts fresh on the scenario")
     parser.add_argument("--agents", nargs="+", choices=AGENTS, default=list(AGENTS), help="the agents to train")
     parser.add_argument("--only", choices=("town", "scenario"), default=None, help="run one of the two blocks")
     parser.add_argument("--num-envs", type=int, default=8, help="towns per run")
@@ -179,8 +227,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=1, help="trainings run at once, one process each")
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16", help="every agent's (ppo.precision)")
     args = parser.parse_args()
-    if any(v is not None and v < 1 for v in (args.epochs, args.town_epochs, args.jobs)):
-        parser.error("--epochs, --town-epochs and --jobs take an integer >= 1")
+    if any(v is not None and v < 1 for v in (args.epochs, args.town_epochs, args.control_epochs, args.jobs)):
+        parser.error("--epochs, --town-epochs, --control-epochs and --jobs take an integer >= 1")
     return args
 
 
@@ -192,11 +240,15 @@ def main() -> None:
     skipped: dict[str, Any] = {"skipped": True}
     default = skipped if args.only == "scenario" else block(args.config, args.seeds, town_budget, size,
                                                             args.precision, tuple(args.agents), args.jobs)  # fmt: skip
-    memory = skipped if args.only == "town" else block(args.scenario, args.seeds, budget, size,
-                                                       args.precision, tuple(args.agents), args.jobs)  # fmt: skip
+    control_budget = budget if args.control_epochs is None else ("epochs", args.control_epochs)
+    control = None if args.fresh else (args.control, control_budget)
+    memory = skipped if args.only == "town" else block(args.scenario, args.seeds, budget, size, args.precision,
+                                                       tuple(args.agents), args.jobs, control)  # fmt: skip
     out = {"benchmark": "learn_memory", "scenario": str(args.scenario), "seeds": args.seeds,
            "budget": {"kind": budget[0], "amount": budget[1], "town": {"kind": town_budget[0],
-                                                                        "amount": town_budget[1]}},
+                                                                        "amount": town_budget[1]},
+                      "control": None if control is None else {"kind": control_budget[0],
+                                                               "amount": control_budget[1]}},
            "minutes": args.minutes, "precision": args.precision, "default_town": default,
            "memory_scenario": memory, "goals": GOALS,
            "figures": [f"{b}.agent_steps_per_s.{a}" for b in ("default_town", "memory_scenario")
@@ -211,6 +263,10 @@ def main() -> None:
         if res.get("skipped"):
             continue
         print(f"{name}:")
+        if res.get("warm_start"):
+            first = res["warm_start"]
+            print(f"  every agent starts from its seed's mlp trained {first['budget']['amount']} "
+                  f"{first['budget']['kind']} on {first['scenario']} (return {first['mlp']})")  # fmt: skip
         for agent in args.agents:
             print(f"  {agent:9s} return {res[agent]}  agent-steps/s {res['agent_steps_per_s'][agent]}"
                   f"  epochs {res['epochs'][agent]}  kpis {res['kpis'][agent]}")  # fmt: skip

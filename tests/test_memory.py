@@ -282,3 +282,7 @@ def test_learn_memory_bench_prints_the_issue_keys() -> None:
             assert out[block]["agent_steps_per_s"][agent] > 0
             assert out[block]["epochs"][agent] == [1, 1]
     assert set(out["goals"]) == {"memory_scenario.margin", "default_town.margin"}
+    # Every scenario agent starts from its seed's feed-forward agent trained on the fully observed control.
+    first = out["memory_scenario"]["warm_start"]
+    assert first["scenario"].endswith("configs/scenarios/memory_glimpse_control.yaml") and len(first["mlp"]) == 2
+    assert out["budget"]["control"] == {"kind": "epochs", "amount": 1} and out["default_town"]["warm_start"] is None

@@ -1,11 +1,13 @@
 """The memory scenario and the memory agents' bfloat16 (issue 17): the scenario's agents see their
-observation one tick in four (zeros but `ctx_reset` between glimpses, the whole mask always);
+observation one tick in four (zeros but `ctx_reset` between glimpses, the whole mask always, no
+request cooldown in it);
 `ppo.precision: bf16` computes what fp32 computes within bfloat16's rounding, fp32 is the float32
 module computation, and recurrent PPO trains deterministically in either. Real torch, real towns."""
 
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,6 +43,27 @@ def test_the_scenario_shows_a_glimpse_one_tick_in_four_and_the_whole_mask_always
         actions = np.array([rng.choice(np.flatnonzero(m)) for m in masks], np.int64)
         b = env.step(actions)
         obs, masks = b.obs, b.masks
+
+
+def eat_mask_over_time(path: Path) -> list[bool]:
+    """Whether `use:eat_meal` is allowed to every agent, tick after tick, while every agent keeps choosing it."""
+    env = TownTrainEnv(load_config(path), 1, 0, 360)
+    eat = list(env.metadata()["action_names"]).index("use:eat_meal")
+    _, masks, _ = env.reset(0)
+    allowed = []
+    for _ in range(60):
+        allowed.append(bool(masks[:, eat].all()))
+        masks = env.step(np.full(len(masks), eat, np.int64)).masks
+    return allowed
+
+
+def test_the_scenario_mask_keeps_no_history_of_a_meal(tmp_path: Path) -> None:
+    """No request cooldown in the scenario: after a meal the fridge's `use:` stays allowed, so the mask
+    says nothing about what an agent did (with the default 60-tick cooldown it is masked after the meal)."""
+    assert all(eat_mask_over_time(SCENARIO))
+    with_cooldown = tmp_path / "cooldown.yaml"
+    with_cooldown.write_text(SCENARIO.read_text().replace("{cooldown_ticks: 0}", "{cooldown_ticks: 60}"))
+    assert not all(eat_mask_over_time(with_cooldown))
 
 
 def policy(arch: str, seed: int = 0) -> MemoryPolicy:
