@@ -41,8 +41,12 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "vs_sb3": ([], ["--minutes", "1"]),
     "learn_town": ([], ["--minutes", "1", "--bc-minutes", "1", "--seeds", "1"]),
     "console_load": ([], ["--clients", "2", "--commands", "100"]),
-    # Equal epochs (equal agent-steps) per agent: fair on a loaded box.
-    "learn_memory": (["--epochs", "60", "--town-epochs", "20"], ["--epochs", "2", "--seeds", "0"]),
+    # Equal epochs (equal agent-steps) per agent: fair on a loaded box; the scenario's agents start from the
+    # feed-forward agent trained on its fully observed control.
+    "learn_memory": (
+        ["--epochs", "100", "--control-epochs", "200", "--town-epochs", "20"],
+        ["--epochs", "2", "--seeds", "0"],
+    ),
     # Ray shards 1, 2, 4 next to the local backend (a private Ray instance; needs the ray extra).
     "ray_scale": ([], ["--quick"]),
 }
