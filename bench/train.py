@@ -2,20 +2,24 @@
 """End-to-end PPO throughput on the default town: agent-steps per second, with the epoch's wall
 time split into env stepping, policy inference while collecting, learning and the rest.
 
-`python bench/train.py [--json] [--epochs N] [--num-envs N] [--rollout-ticks T] [--torch-threads N]
-[--precision bf16|fp32] [--vs REF [--pairs N]]`
+`python bench/train.py [--json] [--epochs N] [--num-envs N] [--rollout-ticks T] [--torch-threads N|auto]
+[--precision bf16|fp32] [--vs REF | --vs-threads N|auto] [--pairs N]`
 
 The figures are the trainer's own per-epoch timings (the telemetry's `time_*` fields), summed over
 the timed epochs after one warm-up epoch. The goal is twice `BASELINE_AGENT_STEPS_PER_SEC`, the
 figure this script gave before the speed work (same flags, same machine); on a shared machine
 compare A/B in one command instead of against the constant. `agent_steps_per_cpu_sec` divides by
-the process's CPU time instead of the wall clock (the trainer runs on one thread): on a machine
-shared with other work it moves much less than the wall-clock figure.
+the process's CPU time instead of the wall clock: on a machine shared with other work it moves
+much less than the wall-clock figure (with one torch thread). `--torch-threads` defaults to the
+config's `auto` (each phase on one thread or every usable CPU, whichever measures faster:
+training/threads.py); `threads_used` says what each phase last ran on.
 
 `--vs REF` is the A/B on a shared machine: the same measurement, in fresh processes, of this tree and of
 git revision REF's Python package and configs (with this tree's native extension, so it compares the
 Python side), taking turns `--pairs` times; it prints each pair's ratio (this tree over REF) and
-their median, for agent-steps per second and per CPU second.
+their median, for agent-steps per second and per CPU second. `--vs-threads T` is the same A/B
+between thread settings of this tree: `--torch-threads` over `T` (for instance `--torch-threads
+auto --vs-threads 1`).
 """
 
 from __future__ import annotations
@@ -57,14 +61,19 @@ CONFIG = "configs/examples/poc_hybrid.yaml"
 
 
 def measure(
-    num_envs: int, rollout_ticks: int, epochs: int, torch_threads: int, precision: str, root: Path = REPO
+    num_envs: int, rollout_ticks: int, epochs: int, torch_threads: int | str, precision: str, root: Path = REPO
 ) -> dict[str, Any]:
     # Imported here: `--vs` only runs other processes, so it never loads torch itself.
     from townlet.training.envs import TownTrainEnv
     from townlet.training.trainer import Trainer
 
     cfg = load_config(root / CONFIG)
-    ppo = PPOConfig(num_envs=num_envs, rollout_ticks=rollout_ticks, torch_threads=torch_threads, precision=precision)
+    try:
+        ppo = PPOConfig(
+            num_envs=num_envs, rollout_ticks=rollout_ticks, torch_threads=torch_threads, precision=precision
+        )
+    except ValueError:  # `--vs REF` with an older tree that has no `auto`: its default then
+        ppo = PPOConfig(num_envs=num_envs, rollout_ticks=rollout_ticks, precision=precision)
     trainer = Trainer(TownTrainEnv(cfg, ppo.num_envs, 1, None), ppo, seed=1)
     trainer.run(1)  # warm-up epoch, not timed
     cpu0 = time.process_time()
@@ -79,6 +88,8 @@ def measure(
         "agent_steps": steps,
         "seconds": total,
         "time_split": split,
+        "torch_threads": ppo.torch_threads,
+        "threads_used": dict(getattr(getattr(trainer, "threads", None), "last", {})),
     }
 
 
@@ -110,20 +121,18 @@ def run_one(root: Path, argv: list[str]) -> dict[str, Any]:
     return out
 
 
-def versus(ref: str, pairs: int, argv: list[str]) -> dict[str, Any]:
-    """`pairs` turns of (REF, this tree), alternating which goes first; per-pair ratios and medians."""
+def versus(ref: str, pairs: int, argv: list[str], ref_threads: str | None = None) -> dict[str, Any]:
+    """`pairs` turns of (REF, this tree), alternating which goes first; per-pair ratios and medians.
+    With `ref_threads` the "ref" side is this tree too, run with `--torch-threads ref_threads`."""
     with tempfile.TemporaryDirectory(prefix="bench-train-vs-") as tmp:
-        roots = {"ref": checkout(ref, Path(tmp)), "this": REPO}
+        roots = {"ref": REPO if ref_threads else checkout(ref, Path(tmp)), "this": REPO}
+        argvs = {"ref": [*argv, "--torch-threads", ref_threads] if ref_threads else argv, "this": argv}
         rows: list[dict[str, Any]] = []
         for i in range(pairs):
             order = ("ref", "this") if i % 2 == 0 else ("this", "ref")
-            got = {side: run_one(roots[side], argv) for side in order}
-            rows.append(
-                {
-                    side: {k: got[side][k] for k in ("agent_steps_per_sec", "agent_steps_per_cpu_sec")}
-                    for side in ("ref", "this")
-                }
-            )
+            got = {side: run_one(roots[side], argvs[side]) for side in order}
+            keys = ("agent_steps_per_sec", "agent_steps_per_cpu_sec")
+            rows.append({side: {k: got[side][k] for k in keys if k in got[side]} for side in ("ref", "this")})
     for row in rows:
         for key in ("agent_steps_per_sec", "agent_steps_per_cpu_sec"):
             row[f"ratio_{key}"] = row["this"][key] / row["ref"][key]
@@ -135,28 +144,43 @@ def versus(ref: str, pairs: int, argv: list[str]) -> dict[str, Any]:
     }
 
 
+def threads_arg(text: str) -> int | str:
+    """`--torch-threads`: a count (>= 1) or auto, as `ppo.torch_threads`."""
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a count (>= 1) or auto, got {text!r}")
+    return int(text)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", action="store_true")
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--num-envs", type=int, default=16)
     p.add_argument("--rollout-ticks", type=int, default=128)
-    p.add_argument("--torch-threads", type=int, default=1)
+    p.add_argument("--torch-threads", type=threads_arg, default=PPOConfig().torch_threads, help="a count or auto")
     p.add_argument("--precision", choices=("bf16", "fp32"), default=PPOConfig().precision)
     p.add_argument("--vs", metavar="REF", help="A/B against git revision REF (this tree over REF, per pair)")
-    p.add_argument("--pairs", type=int, default=5, help="with --vs: how many (REF, this) turns")
+    p.add_argument("--vs-threads", type=threads_arg, help="A/B: --torch-threads over this thread setting, per pair")
+    p.add_argument("--pairs", type=int, default=5, help="with --vs or --vs-threads: how many (ref, this) turns")
     p.add_argument("--root", type=Path, default=REPO, help=argparse.SUPPRESS)  # --vs: the tree whose configs to use
     args = p.parse_args()
-    if args.vs is not None:
+    if args.vs is not None and args.vs_threads is not None:
+        p.error("--vs and --vs-threads: choose one")
+    if args.vs is not None or args.vs_threads is not None:
         if args.pairs < 1:
             p.error("--pairs must be at least 1")
         common = ["--epochs", str(args.epochs), "--num-envs", str(args.num_envs)]
-        common += ["--rollout-ticks", str(args.rollout_ticks), "--torch-threads", str(args.torch_threads)]
-        ab = versus(args.vs, args.pairs, [*common, "--precision", args.precision])
+        common += ["--rollout-ticks", str(args.rollout_ticks), "--precision", args.precision]
+        ref_threads = None if args.vs_threads is None else str(args.vs_threads)
+        label = args.vs if ref_threads is None else f"--torch-threads {ref_threads}"
+        ab = versus(label, args.pairs, [*common, "--torch-threads", str(args.torch_threads)], ref_threads)
         if args.json:
             print(json.dumps({"benchmark": "train_vs", **ab}, sort_keys=True))
             return
-        print(f"this tree over {args.vs}, {args.pairs} pairs ({args.precision}, {args.epochs} epochs each):")
+        this = "this tree" if ref_threads is None else f"--torch-threads {args.torch_threads}"
+        print(f"{this} over {label}, {args.pairs} pairs ({args.precision}, {args.epochs} epochs each):")
         for i, row in enumerate(ab["pairs"], 1):
             print(
                 f"  pair {i}: {row['ref']['agent_steps_per_sec']:,.0f} -> {row['this']['agent_steps_per_sec']:,.0f} "
@@ -192,6 +216,8 @@ def main() -> None:
         f"now {out['vs_baseline']:.2f}x)"
     )
     print(f"  {out['agent_steps_per_cpu_sec']:,.0f} agent-steps per CPU second")
+    used = ", ".join(f"{phase} {n}" for phase, n in out["threads_used"].items())
+    print(f"  torch threads {args.torch_threads} (last used: {used})")
     s = out["time_split"]
     print(f"  time: env {s['env']:.0%}, inference {s['inference']:.0%}, learn {s['learn']:.0%}, other {s['other']:.0%}")
 

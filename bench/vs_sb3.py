@@ -15,7 +15,10 @@ linear layer over the features, 64 units each, then one 128-unit ReLU layer for 
 SB3 builds it from `townlet.env.sb3.policy_kwargs`), the PPO settings of the config's `ppo:` section (learning rate,
 n_steps = rollout_ticks, batch size = rollout size / num_minibatches, n_epochs = update_epochs, gamma, GAE lambda,
 clip range, value clipping, advantage normalisation, entropy and value coefficients, max grad norm, Adam eps 1e-5),
-a constant learning rate on both sides (the budget is time, not epochs), and torch threads (`ppo.torch_threads`).
+a constant learning rate on both sides (the budget is time, not epochs), the torch threads (`ppo.torch_threads`, or
+`--torch-threads`: a fixed count for both, or `auto` for both: each side's collection and learning each run on one
+thread or on every usable CPU, whichever it measured faster, by the same `townlet.training.threads.Threads`), the
+threads stepping the towns (one up to 16 towns, as our trainer does), and OpenMP's passive waits (set on import).
 
 What differs: Townlet computes the network's hidden-layer products in bfloat16 (`ppo.precision`, its default; SB3
 in float32); Townlet trains on the live agents' rows only, SB3 on every slot (an empty slot is a zero observation
@@ -39,20 +42,20 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
+
+from townlet import load_config  # first: `import townlet` sets OpenMP's wait policy before torch loads
+from townlet.env.sb3 import make_vec_env, policy_kwargs
+from townlet.sim.env import VecTown
+from townlet.sim.settings import PPOConfig
+from townlet.training.envs import SEQUENTIAL_TOWNS, TownTrainEnv
+from townlet.training.evaluate import Actor, evaluate, expert_actor, greedy_actor, random_actor
+from townlet.training.threads import Threads
+from townlet.training.trainer import Trainer
 
 try:
     from sb3_contrib import MaskablePPO
 except ImportError as exc:  # pragma: no cover
     raise SystemExit(f"bench/vs_sb3.py needs the bench extra: pip install -e '.[bench]' ({exc})") from None
-
-from townlet import load_config
-from townlet.env.sb3 import make_vec_env, policy_kwargs
-from townlet.sim.env import VecTown
-from townlet.sim.settings import PPOConfig
-from townlet.training.envs import TownTrainEnv
-from townlet.training.evaluate import Actor, evaluate, expert_actor, greedy_actor, random_actor
-from townlet.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "configs/examples/poc_hybrid.yaml"
@@ -69,7 +72,7 @@ class Ours:
         self.seconds = 0.0
 
     def train_until(self, until: float) -> None:
-        """Epochs until `until` (perf_counter), finishing the one in progress."""
+        """Epochs until `until` (perf_counter), finishing the one in progress (the trainer sets its threads)."""
         t0 = time.perf_counter()
         while time.perf_counter() < until:
             self.trainer.run(self.trainer.epoch + 1)
@@ -84,7 +87,9 @@ class Sb3:
     """MaskablePPO on the same towns, advanced one rollout (and its update) at a time."""
 
     def __init__(self, ppo: PPOConfig, cfg: Any, seed: int) -> None:
-        venv = make_vec_env(cfg, ppo.num_envs, seed, episode_ticks=ppo.episode_ticks)
+        # The towns step on as many threads as our trainer's (TownTrainEnv's default).
+        env_threads = 1 if ppo.num_envs <= SEQUENTIAL_TOWNS else 0
+        venv = make_vec_env(cfg, ppo.num_envs, seed, episode_ticks=ppo.episode_ticks, num_threads=env_threads)
         self.rollout = ppo.rollout_ticks * venv.num_envs
         self.model = MaskablePPO(
             "MlpPolicy",
@@ -106,12 +111,26 @@ class Sb3:
             seed=seed,
             device="cpu",
         )
-        self.threads = ppo.torch_threads
+        # Our trainer's thread policy, per phase: collection (`collect_rollouts`) and learning (`train`).
+        self.threads = Threads(ppo.torch_threads, ppo.precision)
+        self._phase(self.model, "collect_rollouts", "collect")
+        self._phase(self.model, "train", "learn")
         self.seconds = 0.0
+
+    def _phase(self, model: MaskablePPO, method: str, phase: str) -> None:
+        run = getattr(model, method)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self.threads.use(phase)
+            t0 = time.perf_counter()
+            out = run(*args, **kwargs)
+            self.threads.done(phase, time.perf_counter() - t0, self.rollout)
+            return out
+
+        setattr(model, method, timed)
 
     def train_until(self, until: float) -> None:
         """Rollouts and updates until `until`, finishing the one in progress (as `Ours` finishes its epoch)."""
-        torch.set_num_threads(self.threads)
         t0 = time.perf_counter()
         while time.perf_counter() < until:
             first = self.model.num_timesteps == 0
@@ -158,9 +177,15 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1, help="training seed (both learners)")
     p.add_argument("--eval-seeds", type=int, default=3)
     p.add_argument("--chunk", type=float, default=15.0, help="seconds per turn (the learners alternate)")
+    p.add_argument("--torch-threads", help="a count or auto, for both sides (default: the config's ppo.torch_threads)")
     args = p.parse_args()
     cfg = load_config(CONFIG)
     ppo = cfg.sections.ppo.model_copy(update={"anneal_lr": False})
+    if args.torch_threads is not None:
+        try:
+            ppo = PPOConfig.model_validate({**ppo.model_dump(), "torch_threads": args.torch_threads})
+        except ValueError:
+            p.error(f"--torch-threads: expected a count (>= 1) or auto, got {args.torch_threads!r}")
 
     learners = train_both(ppo, cfg, args.seed, args.minutes, args.chunk)
     ours, sb3 = learners[0].stats(), learners[1].stats()
@@ -176,11 +201,13 @@ def main() -> None:
     }
     report = evaluate(cfg, policies, seeds=args.eval_seeds).policies_json()["policies"]
     out: dict[str, Any] = {"minutes": args.minutes, "num_envs": ppo.num_envs, "seed": args.seed, "chunk": args.chunk}
-    for name, stats in (("ours", ours), ("sb3", sb3)):
+    out["torch_threads"] = ppo.torch_threads
+    for name, stats, learner in (("ours", ours, learners[0].trainer), ("sb3", sb3, learners[1])):
         out[name] = {
             "agent_steps_per_sec": stats["agent_steps"] / stats["seconds"],
             "return": report[name]["return"],
             "kpis": report[name]["kpis"],
+            "threads_used": dict(learner.threads.last),
             **stats,
         }
     out["expert"], out["random"] = report["expert"], report["random"]
@@ -204,6 +231,8 @@ def main() -> None:
             f"{name:7s} {sps}  return {row['return']:8.3f}  on-time {k['on_time_rate']:.2f}  "
             f"self-sufficiency {k['self_sufficiency']:.2f}  faints {k['faints']:.1f}"
         )
+    used = {name: ", ".join(f"{k} {v}" for k, v in out[name]["threads_used"].items()) for name in ("ours", "sb3")}
+    print(f"torch threads {out['torch_threads']} (last used: ours {used['ours']}; sb3 {used['sb3']})")
     rs, rr = out["ratio_speed"], out["ratio_return"]
     print(f"ratio_speed  {rs:.2f}x (goal >= {GOAL_SPEED:.0f}x)" if rs is not None else "ratio_speed  n/a")
     print(

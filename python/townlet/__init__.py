@@ -5,6 +5,9 @@ from townlet._core import ACTION_SPACE_VERSION, SNAPSHOT_VERSION
 from townlet.errors import ConfigError, TownletError
 from townlet.sim.config import TownConfig, load_config
 from townlet.sim.simulation import Simulation
+from townlet.training.threads import wait_passively
+
+wait_passively()  # before torch loads (nothing above imports it): idle OpenMP threads sleep, not spin
 
 __all__ = [
     "ACTION_SPACE_VERSION",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Self, TypeVar
+from typing import Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MODES = ("rollout", "replay", "mixed")
 
@@ -152,7 +152,13 @@ class PPOConfig(BaseModel):
     max_grad_norm: float = Field(0.5, gt=0)
     target_kl: float | None = Field(None, gt=0)
     hidden: int = Field(128, ge=8)
-    torch_threads: int = Field(1, ge=1)
+    torch_threads: int | Literal["auto"] = Field(
+        "auto",
+        description=(
+            "torch threads: a fixed count, or auto (collection and learning each on one thread or on every usable "
+            "CPU, up to 4, whichever measures faster; one thread with precision fp32): training/threads.py"
+        ),
+    )
     precision: str = Field(
         "bf16",
         pattern="^(fp32|bf16)$",
@@ -162,6 +168,13 @@ class PPOConfig(BaseModel):
     )
     episode_ticks: int | None = Field(None, ge=1, description="episode length (default: the scenario's or a day)")
     warm_start: PPOWarmStart = PPOWarmStart()
+
+    @field_validator("torch_threads", mode="before")
+    @classmethod
+    def _count_or_auto(cls, value: object) -> object:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError("expected a count (>= 1) or auto")
 
     def ent_coef_at(self, epoch: int, epochs: int) -> float:
         """The entropy coefficient of epoch `epoch` of 1..`epochs`: `ent_coef` at epoch 1, moving linearly
@@ -227,6 +240,13 @@ class MemoryConfig(PPOConfig):
     seq_len: int = Field(16, ge=1)
     context: int = Field(16, ge=1)
     warm_start: MemoryWarmStart = MemoryWarmStart()  # type: ignore[assignment]
+    #: The recurrent trainer runs on a fixed count: `auto` (the `ppo:` default) is one thread here.
+    torch_threads: int = Field(1, ge=1)
+
+    @field_validator("torch_threads", mode="before")
+    @classmethod
+    def _one_thread_for_auto(cls, value: object) -> object:
+        return 1 if value == "auto" else value
 
     @model_validator(mode="after")
     def _arch_paths(self) -> Self:

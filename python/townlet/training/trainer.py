@@ -26,6 +26,7 @@ from townlet.training.ppo import (
     ppo_update,
 )
 from townlet.training.state import loop_state, restore_loop
+from townlet.training.threads import Threads
 
 #: What picks the best-known PPO checkpoint: the mean reward per live agent-step of an epoch's
 #: rollout, which the policy held before that epoch's update earned.
@@ -70,7 +71,10 @@ class Trainer:
     ) -> None:
         if env is None and replay is None:
             raise ValueError("nothing to train on: give an env (rollout) or replay data")
-        torch.set_num_threads(cfg.torch_threads)
+        #: Torch threads per phase (`ppo.torch_threads`: a count, or `auto` by measurement).
+        self.threads = Threads(cfg.torch_threads, cfg.precision)
+        if self.threads.fixed is not None:
+            torch.set_num_threads(self.threads.fixed)
         keep_freed_memory()  # every minibatch's tensors reuse the last one's memory
         torch.manual_seed(seed)
         self.cfg = cfg
@@ -147,8 +151,13 @@ class Trainer:
             cfg = self.cfg
             if cfg.ent_coef_final is not None:
                 cfg = cfg.model_copy(update={"ent_coef": cfg.ent_coef_at(epoch, epochs)})
+            self.threads.use("collect")
+            t_gather = time.perf_counter()
             data, roll, baseline, events = self._gather(data_mode, result, on_best)
+            self.threads.done("collect", time.perf_counter() - t_gather, len(data))
             self.steps += len(data)
+            self.threads.use("learn")
+            t_learn = time.perf_counter()
             upd = ppo_update(
                 self.policy,
                 self.optimizer,
@@ -158,6 +167,7 @@ class Trainer:
                 rivalry_cols=self.rivalry_cols,
                 scratch=self.scratch,
             )
+            self.threads.done("learn", time.perf_counter() - t_learn, len(data))
             duration = time.perf_counter() - t0
             rec = epoch_record(
                 epoch=self.epoch,

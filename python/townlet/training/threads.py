@@ -1,0 +1,116 @@
+"""Torch threads for the trainer: how many, per phase, and how OpenMP's idle threads wait.
+
+PyTorch's CPU build runs its parallel kernels on GNU OpenMP. By default an idle OpenMP thread
+spins for a while before it sleeps, and every parallel kernel ends at a barrier that waits for all
+threads. On a machine whose cores are busy with other work, a barrier waits for a thread that is
+not scheduled while the spinning ones hold the cores: measured on a shared 2-core box (load 4-9),
+two threads ran 3-20x slower than one. `wait_passively` makes idle threads sleep at once
+(`OMP_WAIT_POLICY=PASSIVE`), which libgomp reads when torch loads it; with it two threads ran at
+about the speed of one on that box. On a quiet box more threads pay in the update (minibatches of
+thousands of rows) and perhaps not in collection (one row per agent per tick).
+
+`ppo.torch_threads: auto` (the default) lets each phase choose by measurement: collection and
+learning each run on one thread or on every CPU this process may use (`usable_cpus`, at most
+`AUTO_MOST`), whichever took less time per row in its recent turns, trying the other again every
+`PROBE_EVERY` epochs (`ThreadChooser`). That is safe for determinism only because the bfloat16
+path computes the same bytes on any thread count (tests/test_train_threads.py); the float32 path
+does not (the convolution's weight and bias gradients are summed per thread), so with
+`precision: fp32`, `auto` means one thread. An integer is a fixed count for both phases.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import deque
+
+#: The most threads `auto` uses, whatever the core count: measured only on 2 cores.
+AUTO_MOST = 4
+#: How often (in epochs) `auto` tries the thread count it is not using.
+PROBE_EVERY = 8
+
+
+def wait_passively() -> None:
+    """Make OpenMP's idle threads sleep at once (`OMP_WAIT_POLICY=PASSIVE`) unless the user chose a
+    policy (`OMP_WAIT_POLICY` or `GOMP_SPINCOUNT` set). Takes effect only before torch is first
+    imported in the process (libgomp reads it when it loads)."""
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the platform has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def auto_threads(precision: str) -> int:
+    """What `torch_threads: auto` may use at most: one thread for fp32 (its bytes depend on the
+    thread count), else the usable CPUs up to `AUTO_MOST`."""
+    return 1 if precision == "fp32" else min(usable_cpus(), AUTO_MOST)
+
+
+class ThreadChooser:
+    """One phase's thread count under `auto`: one thread or `most`, whichever took less time per
+    row. Timings on a shared machine are noisy in one direction (other work only slows a phase), so
+    each count is judged by the best of its last `WINDOW` turns. The first turn (warm-up:
+    allocations, kernel set-up) is not counted; then the counts take turns until each has
+    `WINDOW - 1` timings, and later the count not in use runs every `probe_every`-th turn."""
+
+    WINDOW = 3
+
+    def __init__(self, most: int, probe_every: int = PROBE_EVERY) -> None:
+        self.candidates = (1, most) if most > 1 else (1,)
+        self.probe_every = probe_every
+        #: Seconds per row of each count's last `WINDOW` turns.
+        self.timings: dict[int, deque[float]] = {t: deque(maxlen=self.WINDOW) for t in self.candidates}
+        self.turn = 0
+
+    def cost(self, threads: int) -> float:
+        """The count's best recent time per row (infinite before it was timed)."""
+        return min(self.timings[threads], default=math.inf)
+
+    def pick(self) -> int:
+        self.turn += 1
+        if self.turn == 1:
+            return self.candidates[-1]
+        short = [t for t in self.candidates if len(self.timings[t]) < self.WINDOW - 1]
+        if short:
+            return min(short, key=lambda t: len(self.timings[t]))
+        best = min(self.candidates, key=self.cost)
+        if self.turn % self.probe_every == 0:
+            return next(t for t in self.candidates if t != best)
+        return best
+
+    def record(self, threads: int, seconds: float, rows: int) -> None:
+        if self.turn > 1 and rows > 0:
+            self.timings[threads].append(seconds / rows)
+
+
+class Threads:
+    """The trainer's torch threads per phase ("collect", "learn"): a fixed count, or `auto` (a
+    `ThreadChooser` per phase). `use(phase)` sets the count before the phase and returns it;
+    `done(phase, seconds, rows)` reports how it went. `torch.set_num_threads` is called only when
+    the count changes (it drops oneDNN's cached kernels)."""
+
+    def __init__(self, setting: int | str, precision: str) -> None:
+        self.fixed = setting if isinstance(setting, int) else None
+        most = auto_threads(precision)
+        self.choosers = {phase: ThreadChooser(most) for phase in ("collect", "learn")}
+        #: The count each phase last ran on.
+        self.last: dict[str, int] = {}
+
+    def use(self, phase: str) -> int:
+        import torch  # not at the top: `wait_passively` must be able to run before torch loads
+
+        threads = self.fixed if self.fixed is not None else self.choosers[phase].pick()
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+        self.last[phase] = threads
+        return threads
+
+    def done(self, phase: str, seconds: float, rows: int) -> None:
+        if self.fixed is None:
+            self.choosers[phase].record(self.last[phase], seconds, rows)
