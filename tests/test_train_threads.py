@@ -89,14 +89,21 @@ def test_the_chooser_keeps_the_faster_count_and_probes_the_other() -> None:
         return picks
 
     # warm-up on 2 (not timed), the counts in turn until each has two timings, then the faster; the
-    # other on every 4th turn
-    assert turns(9) == [2, 1, 2, 1, 2, 1, 1, 2, 1]
-    assert (chooser.cost(1), chooser.cost(2)) == (0.1, 0.3)
+    # other 4 turns after the last try (turn 9), and as it lost, 8 turns later
+    assert turns(9) == [2, 1, 2, 1, 2, 1, 1, 1, 2]
+    assert (chooser.cost(1), chooser.cost(2), chooser.interval) == (0.1, 0.3, 8)
     seconds[1] = 10.0  # one slow turn (other work on the machine) does not make it switch
     assert turns(1) == [1]
     seconds[1] = 1.0
-    seconds[2] = 0.5  # the box went quiet: the probe on turn 12 finds 2 faster, and 2 stays
-    assert turns(5) == [1, 2, 2, 2, 2]
+    seconds[2] = 0.5  # the box went quiet: the probe on turn 17 finds 2 faster, and 2 stays
+    assert turns(8) == [1, 1, 1, 1, 1, 1, 2, 2]
+    assert chooser.interval == 4
+    # Busy again: 2 is dropped once its window holds no fast turn (turn 23), and each probe that
+    # loses doubles the wait for the next (turns 29, 45, 77)
+    seconds[2] = 30.0
+    got = dict(zip(range(19, 79), turns(60), strict=True))
+    assert [turn for turn, threads in got.items() if threads == 2] == [19, 20, 22, 29, 45, 77]
+    assert chooser.interval == 64
     assert ThreadChooser(1).candidates == (1,)
 
 

@@ -4,18 +4,20 @@ PyTorch's CPU build runs its parallel kernels on GNU OpenMP. By default an idle 
 spins for a while before it sleeps, and every parallel kernel ends at a barrier that waits for all
 threads. On a machine whose cores are busy with other work, a barrier waits for a thread that is
 not scheduled while the spinning ones hold the cores: measured on a shared 2-core box (load 4-9),
-two threads ran 3-20x slower than one. `wait_passively` makes idle threads sleep at once
+two threads ran 3-75x slower than one. `wait_passively` makes idle threads sleep at once
 (`OMP_WAIT_POLICY=PASSIVE`), which libgomp reads when torch loads it; with it two threads ran at
-about the speed of one on that box. On a quiet box more threads pay in the update (minibatches of
-thousands of rows) and perhaps not in collection (one row per agent per tick).
+0.6-1.9x the speed of one on that box, by load, and never collapsed. The price: on the same box
+when it was quiet, two threads with passive waits ran at 0.73x of one, while spinning ones are
+reported at 1.37x there. A user who sets `OMP_WAIT_POLICY` or `GOMP_SPINCOUNT` keeps that choice.
 
 `ppo.torch_threads: auto` (the default) lets each phase choose by measurement: collection and
 learning each run on one thread or on every CPU this process may use (`usable_cpus`, at most
-`AUTO_MOST`), whichever took less time per row in its recent turns, trying the other again every
-`PROBE_EVERY` epochs (`ThreadChooser`). That is safe for determinism only because the bfloat16
-path computes the same bytes on any thread count (tests/test_train_threads.py); the float32 path
-does not (the convolution's weight and bias gradients are summed per thread), so with
-`precision: fp32`, `auto` means one thread. An integer is a fixed count for both phases.
+`AUTO_MOST`), whichever took less time per row in its recent turns, trying the other again after
+`PROBE_EVERY` epochs, then after twice as many each time it loses (`ThreadChooser`). That is safe
+for determinism only because the bfloat16 path computes the same bytes on any thread count
+(tests/test_train_threads.py); the float32 path does not (the convolution's weight and bias
+gradients are summed per thread), so with `precision: fp32`, `auto` means one thread. An integer
+is a fixed count for both phases.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from collections import deque
 
 #: The most threads `auto` uses, whatever the core count: measured only on 2 cores.
 AUTO_MOST = 4
-#: How often (in epochs) `auto` tries the thread count it is not using.
+#: After how many epochs `auto` first tries again the thread count it is not using (doubling each
+#: time that count is still slower).
 PROBE_EVERY = 8
 
 
@@ -57,13 +60,19 @@ class ThreadChooser:
     row. Timings on a shared machine are noisy in one direction (other work only slows a phase), so
     each count is judged by the best of its last `WINDOW` turns. The first turn (warm-up:
     allocations, kernel set-up) is not counted; then the counts take turns until each has
-    `WINDOW - 1` timings, and later the count not in use runs every `probe_every`-th turn."""
+    `WINDOW - 1` timings; later the count not in use runs again `probe_every` turns after the last
+    such probe, and that interval doubles (up to `MAX_PROBE_EVERY`) each time the probe loses, so a
+    count that is much slower on a busy machine is rarely tried."""
 
     WINDOW = 3
+    MAX_PROBE_EVERY = 256
 
     def __init__(self, most: int, probe_every: int = PROBE_EVERY) -> None:
         self.candidates = (1, most) if most > 1 else (1,)
         self.probe_every = probe_every
+        self.interval = probe_every
+        self.last_probe = 0
+        self.probing: int | None = None
         #: Seconds per row of each count's last `WINDOW` turns.
         self.timings: dict[int, deque[float]] = {t: deque(maxlen=self.WINDOW) for t in self.candidates}
         self.turn = 0
@@ -74,19 +83,28 @@ class ThreadChooser:
 
     def pick(self) -> int:
         self.turn += 1
+        self.probing = None
         if self.turn == 1:
             return self.candidates[-1]
         short = [t for t in self.candidates if len(self.timings[t]) < self.WINDOW - 1]
         if short:
+            self.last_probe = self.turn
             return min(short, key=lambda t: len(self.timings[t]))
         best = min(self.candidates, key=self.cost)
-        if self.turn % self.probe_every == 0:
-            return next(t for t in self.candidates if t != best)
+        if self.turn - self.last_probe >= self.interval:
+            self.last_probe = self.turn
+            self.probing = next(t for t in self.candidates if t != best)
+            return self.probing
         return best
 
     def record(self, threads: int, seconds: float, rows: int) -> None:
-        if self.turn > 1 and rows > 0:
-            self.timings[threads].append(seconds / rows)
+        if self.turn <= 1 or rows <= 0:
+            return
+        before = min(self.candidates, key=self.cost)
+        self.timings[threads].append(seconds / rows)
+        if self.probing is not None:
+            won = min(self.candidates, key=self.cost) != before
+            self.interval = self.probe_every if won else min(2 * self.interval, self.MAX_PROBE_EVERY)
 
 
 class Threads:
