@@ -153,7 +153,7 @@ class PPOConfig(BaseModel):
     target_kl: float | None = Field(None, gt=0)
     hidden: int = Field(128, ge=8)
     torch_threads: int | Literal["auto"] = Field(
-        "auto",
+        1,
         description=(
             "torch threads: a fixed count, or auto (collection and learning each on one thread or on every usable "
             "CPU, up to 4, whichever measures faster; one thread with precision fp32): training/threads.py"
