@@ -242,6 +242,7 @@ class SampleWriter:
         self.rows = next(len(arrays[key]) for key in STREAMED_ARRAYS)
         self.nbytes = sum(e.data.nbytes for e in self.entries)
         self.rows_streamed = 0
+        self._writes: list[tuple[bytes | bytearray | memoryview, int]] = []
         # Stored archives have every offset fixed in advance, so rows can go to disk as they come.
         self.planned = not compress and not self.zip64
         if self.planned:
@@ -257,23 +258,44 @@ class SampleWriter:
 
     def stream(self, fd: int, t0: int, t1: int) -> None:
         """Rows t0..t1 of the streamed arrays are final: extend their CRCs (and write them)."""
+        for piece, at in self._rows(t0, t1):
+            pwrite_all(fd, piece, at)
+
+    def _rows(self, t0: int, t1: int) -> list[tuple[memoryview, int]]:
+        """Extend the streamed arrays' CRCs over rows t0..t1; returns the writes they need (stored archives)."""
         if t0 != self.rows_streamed:
             raise RuntimeError(f"{self.name}: rows {t0}..{t1} streamed after rows ..{self.rows_streamed}")
         self.rows_streamed = t1
+        writes = []
         for e in self.entries:
             if e.streamed and e.row_bytes:
                 piece = e.data[t0 * e.row_bytes : t1 * e.row_bytes]
                 e.crc = zlib.crc32(piece, e.crc)
                 if self.planned:
-                    pwrite_all(fd, piece, e.data_offset + t0 * e.row_bytes)
+                    writes.append((piece, e.data_offset + t0 * e.row_bytes))
+        return writes
 
     def finish(self, fd: int) -> str:
         """Write the rest of the archive and return its SHA-256 (the file is not yet fsynced)."""
+        digest = self.seal()
+        self.write(fd)
+        return digest
+
+    def write(self, fd: int) -> None:
+        """Write what `seal` left to write."""
+        for piece, at in self._writes:
+            pwrite_all(fd, piece, at)
+        self._writes = []
+
+    def seal(self) -> str:
+        """Everything of `finish` but the writes, which wait for `write` (so no file is needed yet): the
+        CRCs, the zip headers and the archive's SHA-256, which is returned."""
         if self.zip64:
             payload = npz_bytes(self.arrays, compress=self.compress)
-            pwrite_all(fd, payload, 0)
+            self._writes = [(payload, 0)]
             return hashlib.sha256(payload).hexdigest()
-        self.stream(fd, self.rows_streamed, self.rows)  # the rows nobody streamed yet
+        writes: list[tuple[bytes | bytearray | memoryview, int]] = []
+        writes.extend(self._rows(self.rows_streamed, self.rows))  # the rows nobody streamed yet
         for e in self.entries:
             if not e.streamed:
                 e.crc = zlib.crc32(e.data, zlib.crc32(e.header))
@@ -299,10 +321,10 @@ class SampleWriter:
             sha.update(piece)
             if written or len(piece) >= _RUN_BYTES:
                 if run:
-                    pwrite_all(fd, run, run_at)
+                    writes.append((run, run_at))
                     run = bytearray()
                 if not written:
-                    pwrite_all(fd, piece, at)
+                    writes.append((piece, at))
                 return
             if not run:
                 run_at = at
@@ -319,5 +341,6 @@ class SampleWriter:
                 put(e.data, e.data_offset, e.streamed)
         put(_central_directory([e.info for e in self.entries], end), end, False)
         if run:
-            pwrite_all(fd, run, run_at)
+            writes.append((run, run_at))
+        self._writes = writes
         return sha.hexdigest()

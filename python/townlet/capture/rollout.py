@@ -29,10 +29,11 @@ faster, see `npz`):
   of the big arrays (`npz.SampleWriter.stream`).
 * Then each sample's archive is finished (`SampleWriter.finish`: zip headers, small arrays, central
   directory, SHA-256). Large archives are finished on a pool of threads (hashing, CRC and writes
-  release the GIL), each fsynced by its thread as soon as it is finished, so that the fsyncs overlap
-  the hashing of the others (fsynced only at the end, they used to wait for the slowest archive);
-  small ones, sidecars and metrics are written on the calling thread, where handing them over would
-  cost more than it saves, and fsynced on the pool. The manifest follows once the digests are known.
+  release the GIL), each fsynced by its thread as soon as it is finished (so that the fsyncs overlap
+  the hashing of the others). A capture of small archives only (the scenarios) seals them on the
+  calling thread (`SampleWriter.seal`: no file needed yet, so the staging folder may still be in
+  the making) while the pool makes the JSON, then writes them. Sidecars and metrics are written on
+  the calling thread; every file is fsynced on the pool; the manifest follows the digests.
 * Publishing (`staging.Staging`): every file is fsynced in a staging folder inside the output
   folder, and only then renamed into place, the manifest last, so a folder with a manifest is
   always complete.
@@ -322,7 +323,7 @@ def capture_rollout(
         def rows_done(t0: int, t1: int) -> None:
             # The last chunk's rows are left to the archive threads, which finish in parallel.
             if t1 < steps:
-                streaming.append(stream.submit(_stream, staging, samples, t0, t1))
+                streaming.append(stream.submit(staging.stream_rows, samples, t0, t1))
 
         chunks = npz.chunks(steps, len(plan.slots) * vec.obs_dim * 4)
         if policy is None:
@@ -333,27 +334,38 @@ def capture_rollout(
             _policy_rollout(vec, policy, rec, obs, chunks, rows_done)
         rec.close_episode()
 
-        # The JSON first: the archive threads would only wait for the GIL it holds.
-        docs = _documents(plan, [s.arrays for s in samples], event_metrics(vec.native))
+        # Small archives are sealed here (CRCs, headers, SHA-256: no file needed, so the stream
+        # thread may still be making the staging folder and files); written once they exist.
+        small = [sample for sample in samples if sample.nbytes < PARALLEL_BYTES]
+        digests: dict[str, Future[str]] = {sample.name: Future() for sample in samples}
+        events = event_metrics(vec.native)  # on this thread: the town is not shared
+        docs_job: Future[_Documents] | None = None
+        if len(small) == len(samples):
+            # Only small archives: the JSON (Python, holding the GIL) is made on the pool while this
+            # thread seals them (CRC and SHA-256, which release the GIL), the two in parallel.
+            docs_job = io_pool.submit(_documents, plan, [s.arrays for s in samples], events)
+            jobs.append(docs_job)
+        if small:
+            wait_all(streaming)  # the stream thread's CRCs come first
+        for sample in small:
+            digests[sample.name].set_result(sample.seal())
+        # Else the JSON first: the archive threads would only wait for the GIL it holds.
+        docs = docs_job.result() if docs_job is not None else _documents(plan, [s.arrays for s in samples], events)
         staging.open()  # done on the stream thread by now, unless it never got the chance
         wait_all(streaming)
         # Large archives are finished on the pool (hashing, CRC and writes release the GIL), each
         # fsynced as soon as it is finished, so that the fsyncs overlap the hashing still going on.
-        # Small files are written here (handing small Python work to threads costs more in GIL
-        # hand-overs than it saves) and fsynced on the pool. Every file is fsynced before any is
+        # Small files are written here and fsynced on the pool. Every file is fsynced before any is
         # renamed into place.
-        digests: dict[str, Future[str]] = {}
         for sample in samples:
-            digests[sample.name] = Future()
             if sample.nbytes >= PARALLEL_BYTES:
-                jobs.append(io_pool.submit(_finish_sample, staging, sample, digests[sample.name], sync=True))
+                jobs.append(io_pool.submit(staging.finish_sample, sample, digests[sample.name], sync=True))
         for name, data in [*docs.sidecars.items(), (plan.metrics_name, docs.metrics_file)]:
             staging.put(name, data)
             jobs.append(io_pool.submit(staging.sync, name))
-        for sample in samples:
-            if sample.nbytes < PARALLEL_BYTES:
-                _finish_sample(staging, sample, digests[sample.name])
-                jobs.append(io_pool.submit(staging.sync, sample.name))
+        for sample in small:
+            staging.write_sealed(sample)
+            jobs.append(io_pool.submit(staging.sync, sample.name))
         manifest = _manifest(plan, docs, {name: fut.result() for name, fut in digests.items()})
         staging.put(plan.manifest_name, manifest)
         staging.sync(plan.manifest_name)
@@ -465,27 +477,3 @@ class _Recording:
             "action_masks": self.masks[slot],
             "alive": self.alive[slot],
         }
-
-
-def _stream(staging: Staging, samples: Sequence[SampleWriter], t0: int, t1: int) -> None:
-    staging.open()
-    try:
-        for sample in samples:
-            sample.stream(staging.fds[sample.name], t0, t1)
-    except OSError as exc:
-        raise staging.error(exc) from None
-
-
-def _finish_sample(staging: Staging, sample: SampleWriter, digest: Future[str], *, sync: bool = False) -> None:
-    """Finish one archive and hand its digest over (the manifest waits for it); then fsync it when `sync`."""
-    try:
-        digest.set_result(sample.finish(staging.fds[sample.name]))
-    except OSError as exc:
-        err = staging.error(exc)
-        digest.set_exception(err)
-        raise err from None
-    except BaseException as exc:
-        digest.set_exception(exc)
-        raise
-    if sync:
-        staging.sync(sample.name)

@@ -18,10 +18,13 @@ import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from townlet.errors import UsageError
 from townlet.jsonio import fsync_dir
+
+if TYPE_CHECKING:
+    from townlet.capture.npz import SampleWriter
 
 _POOLS: dict[str, ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
@@ -125,6 +128,36 @@ class Staging:
     def sync(self, name: str) -> None:
         try:
             os.fsync(self.fds[name])
+        except OSError as exc:
+            raise self.error(exc) from None
+
+    def stream_rows(self, samples: Sequence[SampleWriter], t0: int, t1: int) -> None:
+        """Stream rows t0..t1 of every sample into its file (`SampleWriter.stream`)."""
+        self.open()
+        try:
+            for sample in samples:
+                sample.stream(self.fds[sample.name], t0, t1)
+        except OSError as exc:
+            raise self.error(exc) from None
+
+    def finish_sample(self, sample: SampleWriter, digest: Future[str], *, sync: bool = False) -> None:
+        """Finish one archive and hand its digest over (the manifest waits for it); then fsync it when `sync`."""
+        try:
+            digest.set_result(sample.finish(self.fds[sample.name]))
+        except OSError as exc:
+            err = self.error(exc)
+            digest.set_exception(err)
+            raise err from None
+        except BaseException as exc:
+            digest.set_exception(exc)
+            raise
+        if sync:
+            self.sync(sample.name)
+
+    def write_sealed(self, sample: SampleWriter) -> None:
+        """Write a sealed archive (`SampleWriter.seal`) into its file; not yet fsynced."""
+        try:
+            sample.write(self.fds[sample.name])
         except OSError as exc:
             raise self.error(exc) from None
 
