@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import json.encoder
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -13,10 +15,93 @@ from townlet.errors import UsageError
 
 
 def canonical_json(obj: Any, *, indent: int | None = 2) -> str:
-    """Sorted keys, fixed separators, a trailing newline when indented: the same bytes every time."""
+    """Sorted keys, fixed separators, a trailing newline when indented: the same bytes every time.
+
+    Indented by 2 (the default), plain trees (dicts with string keys, lists, strings, ints, finite floats, bools,
+    None) are written by `_walk`, the same characters as `json.dumps(obj, sort_keys=True, indent=2,
+    allow_nan=False)` about 1.5x faster: indented, `json.dumps` leaves its C encoder for Python generators, which
+    was most of the time a small capture spent on its JSON files. Anything else goes to `json.dumps`, which writes
+    it or raises. tests/test_capture_json.py holds the two together."""
     if indent is None:
         return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    if indent == 2:
+        out: list[str] = []
+        try:
+            _walk(obj, "\n", out)
+        except (_Unusual, RecursionError):
+            pass
+        else:
+            out.append("\n")
+            return "".join(out)
     return json.dumps(obj, sort_keys=True, indent=indent, allow_nan=False) + "\n"
+
+
+_escape = json.encoder.encode_basestring_ascii
+_float_repr = float.__repr__
+_int_repr = int.__repr__
+_isfinite = math.isfinite
+_INDENT = "  "
+
+
+class _Unusual(Exception):
+    """Something `_walk` leaves to `json.dumps`."""
+
+
+def _walk(o: Any, nl: str, out: list[str]) -> None:
+    # `nl` is a newline and the current level's indent; the checks go in `json.encoder`'s order.
+    if isinstance(o, str):
+        out.append(_escape(o))
+    elif o is None:
+        out.append("null")
+    elif o is True:
+        out.append("true")
+    elif o is False:
+        out.append("false")
+    elif isinstance(o, int):
+        out.append(_int_repr(o))
+    elif isinstance(o, float):
+        if not _isfinite(o):
+            raise _Unusual
+        out.append(_float_repr(o))
+    elif isinstance(o, (list, tuple)):
+        if not o:
+            out.append("[]")
+            return
+        inner = nl + _INDENT
+        if all(type(x) is str for x in o):
+            out.append("[" + inner + ("," + inner).join(map(_escape, o)) + nl + "]")
+            return
+        sep = "[" + inner
+        for x in o:
+            out.append(sep)
+            sep = "," + inner
+            _walk(x, inner, out)
+        out.append(nl + "]")
+    elif isinstance(o, dict):
+        if not o:
+            out.append("{}")
+            return
+        if not all(type(k) is str for k in o):
+            raise _Unusual
+        inner = nl + _INDENT
+        parts = []
+        for k in sorted(o):
+            v = o[k]
+            t = type(v)
+            # The common leaves inline; anything else (bool, None, containers, subclasses) walks.
+            if t is float and _isfinite(v):
+                parts.append(_escape(k) + ": " + _float_repr(v))
+            elif t is str:
+                parts.append(_escape(k) + ": " + _escape(v))
+            elif t is int:
+                parts.append(_escape(k) + ": " + _int_repr(v))
+            else:
+                sub: list[str] = []
+                _walk(v, inner, sub)
+                parts.append(_escape(k) + ": " + "".join(sub))
+        out.append("{" + inner + ("," + inner).join(parts) + nl + "}")
+    else:
+        raise _Unusual
 
 
 def _umask() -> int:

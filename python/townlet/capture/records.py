@@ -16,10 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from townlet.capture.canonjson import canonical_text
 from townlet.capture.metrics import EVENT_COUNTERS
 from townlet.errors import UsageError
-from townlet.jsonio import parse_json, read_bytes
+from townlet.jsonio import canonical_json, parse_json, read_bytes
 
 CAPTURE_FORMAT_VERSION = "1"
 
@@ -136,8 +135,8 @@ class GoldenMetrics(BaseModel):
 
 def dump(record: BaseModel) -> bytes:
     """The file's bytes: canonical JSON of the model's fields (python mode: floats stay floats, and a
-    NaN is refused by `canonical_json`, not turned into null); `canonical_text` writes the same text faster."""
-    return canonical_text(record.model_dump()).encode()
+    NaN is refused by `canonical_json`, not turned into null)."""
+    return canonical_json(record.model_dump()).encode()
 
 
 def unsafe_member(name: str) -> str | None:
