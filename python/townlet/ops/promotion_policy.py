@@ -16,6 +16,7 @@ from townlet.jsonio import atomic_write_bytes, read_bytes, read_json
 from townlet.ops import policy_memory
 from townlet.ops.envelope import CommandError, ErrorCode
 from townlet.sim.config import TownConfig
+from townlet.training.threads import one_torch_thread
 
 EXPERT = "expert"
 
@@ -118,14 +119,8 @@ class OneThread:
         policy_memory.forget(self.actor)
 
     def __call__(self, vec: Any, obs: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
-        import torch
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with one_torch_thread():
             return np.asarray(self.actor(vec, obs), dtype=np.int64)
-        finally:
-            torch.set_num_threads(threads)
 
     def act(
         self, vec: Any, obs: npt.NDArray[np.float32]
@@ -141,16 +136,11 @@ class OneThread:
         if getattr(inner, "_checked", None) is not vec:
             loaded.check(vec.observation_metadata())
             inner._checked = vec
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with torch.no_grad():
-                masks = torch.from_numpy(np.ascontiguousarray(vec.action_masks()))
-                logits, _ = loaded.net(torch.from_numpy(np.ascontiguousarray(obs)), masks)
-                actions = logits.argmax(-1)
-                probs = torch.softmax(logits.double(), -1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-        finally:
-            torch.set_num_threads(threads)
+        with one_torch_thread(), torch.no_grad():
+            masks = torch.from_numpy(np.ascontiguousarray(vec.action_masks()))
+            logits, _ = loaded.net(torch.from_numpy(np.ascontiguousarray(obs)), masks)
+            actions = logits.argmax(-1)
+            probs = torch.softmax(logits.double(), -1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
         return actions.numpy().astype(np.int64), probs.numpy().astype(np.float64)
 
 

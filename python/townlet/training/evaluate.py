@@ -24,8 +24,7 @@ and arguments give the same report (torch runs on one thread here; the towns are
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from townlet.sim.config import TownConfig
 from townlet.sim.env import VecTown, observation_spec
 from townlet.training.network import ActorCritic
 from townlet.training.policy import CheckpointPolicy
+from townlet.training.threads import one_torch_thread
 
 Actor = Callable[[VecTown, npt.NDArray[np.float32]], npt.NDArray[np.int64]]
 
@@ -168,18 +168,6 @@ def checkpoint_actor(path: Path, *, config: TownConfig | None = None) -> Checkpo
 # -- the evaluation --------------------------------------------------------------------------------
 
 
-@contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Inference on one thread: the same floats (so the same argmax) on any machine, and the fastest for these
-    small batches anyway."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def run_episode(
     config: TownConfig, actor: Actor, *, seed: int, ticks: int, num_towns: int
 ) -> tuple[float, dict[str, float]]:
@@ -223,7 +211,7 @@ def evaluate(
         raise UsageError("no policy to evaluate")
     seed_list = eval_seeds(seeds)
     scores: dict[str, PolicyScore] = {}
-    with _one_torch_thread():
+    with one_torch_thread():  # the same floats (so the same argmax) on any machine; fastest for small batches
         for name, actor in policies.items():
             per_seed = []
             for seed in seed_list:

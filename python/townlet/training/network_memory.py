@@ -26,6 +26,7 @@ from torch import nn
 
 from townlet.sim.settings import MEMORY_ARCHS
 from townlet.training.network import BF16, MASKED_LOGIT, ConflictAwarePolicy, layer_init, sample
+from townlet.training.threads import one_torch_thread
 
 #: Attention heads of the `attention` core (the hidden size must divide by it).
 ATTENTION_HEADS = 4
@@ -290,14 +291,10 @@ def make_memory_policy(arch: str, meta: dict[str, Any], n_actions: int, hidden: 
     not depend on the core count)."""
     if "map_shape" not in meta or "n_features" not in meta:
         raise ValueError("memory policies read Townlet observations (a map and named features)")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         names = list(meta.get("feature_names", []))
         col = int(np.prod(meta["map_shape"])) + names.index("ctx_reset") if "ctx_reset" in names else None
         return MemoryPolicy(arch, tuple(meta["map_shape"]), int(meta["n_features"]), n_actions, hidden, context, col)
-    finally:
-        torch.set_num_threads(threads)
 
 
 #: The feed-forward agent's encoders: what a warm start must carry over.

@@ -14,8 +14,6 @@ The result does not depend on how many shards there are, nor on where they run:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,6 +27,7 @@ from townlet.sim.settings import PPOConfig
 from townlet.training.envs import TownTrainEnv
 from townlet.training.ppo import Dataset, RolloutStats
 from townlet.training.state import set_torch_generator_state, torch_generator_state
+from townlet.training.threads import one_torch_thread
 from townlet.training.trainer import make_policy
 
 #: The leaves of a town's SeedSequence split: its world, the sampling of its agents' actions.
@@ -83,16 +82,6 @@ class Block:
     state: list[dict[str, Any]] = field(default_factory=list)
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 class TownShard:
     """Towns `towns` of a run (each a one-town VecTown with its `town_seeds`), a copy of the policy, and one
     rollout buffer for their agents."""
@@ -104,7 +93,7 @@ class TownShard:
         first = self.envs[0]
         self.per_town = first.num_agents
         self.num_agents = self.per_town * len(self.envs)
-        with one_thread():
+        with one_torch_thread():
             self.policy = make_policy(meta, first.obs_dim, first.n_actions, ppo.hidden)
         self.gens = [torch.Generator().manual_seed(s.sample) for s in seeds]
         self.buffer = _core.RolloutBuffer(ppo.rollout_ticks, self.num_agents, first.obs_dim, first.n_actions)
@@ -155,7 +144,7 @@ class TownShard:
     def collect(self, weights: dict[str, torch.Tensor]) -> Block:
         """`rollout_ticks` ticks of every town with `weights`, then GAE; the block and the state after it."""
         self.policy.load_state_dict(weights)
-        with one_thread(), torch.inference_mode(), self.policy.computing_in(self.cfg.precision, frozen=True):
+        with one_torch_thread(), torch.inference_mode(), self.policy.computing_in(self.cfg.precision, frozen=True):
             return self._collect()
 
     def _collect(self) -> Block:

@@ -10,7 +10,8 @@ two threads ran 3-75x slower than one. `wait_passively` makes idle threads sleep
 when it was quiet, two threads with passive waits ran at 0.73x of one, while spinning ones are
 reported at 1.37x there. A user who sets `OMP_WAIT_POLICY` or `GOMP_SPINCOUNT` keeps that choice.
 
-`ppo.torch_threads: auto` (the default) lets each phase choose by measurement: collection and
+`ppo.torch_threads: auto` (opt-in; the default is one thread, which `auto` did not beat on a quiet
+2-core box) lets each phase choose by measurement: collection and
 learning each run on one thread or on every CPU this process may use (`usable_cpus`, at most
 `AUTO_MOST`), whichever took less time per row in its recent turns, trying the other again after
 `PROBE_EVERY` epochs, then after twice as many each time it loses (`ThreadChooser`). That is safe
@@ -25,6 +26,8 @@ from __future__ import annotations
 import math
 import os
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 #: The most threads `auto` uses, whatever the core count: measured only on 2 cores.
 AUTO_MOST = 4
@@ -39,6 +42,20 @@ def wait_passively() -> None:
     imported in the process (libgomp reads it when it loads)."""
     if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one thread inside the block, the caller's count restored after: for work whose floats must
+    not depend on the machine's core count (a network's initialisation, inference that is compared)."""
+    import torch  # not at the top: `wait_passively` must be able to run before torch loads
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def usable_cpus() -> int:

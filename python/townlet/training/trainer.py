@@ -26,7 +26,7 @@ from townlet.training.ppo import (
     ppo_update,
 )
 from townlet.training.state import loop_state, restore_loop
-from townlet.training.threads import Threads
+from townlet.training.threads import Threads, one_torch_thread
 
 #: What picks the best-known PPO checkpoint: the mean reward per live agent-step of an epoch's
 #: rollout, which the policy held before that epoch's update earned.
@@ -37,14 +37,10 @@ def make_policy(meta: dict[str, Any], obs_dim: int, n_actions: int, hidden: int)
     """The conflict-aware network for Townlet observations, an MLP otherwise. Built on one
     thread: the orthogonal initialisation (a QR decomposition) may round differently with more,
     and a run's first weights must not depend on the machine's core count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         if "map_shape" in meta and "n_features" in meta:
             return ConflictAwarePolicy(tuple(meta["map_shape"]), int(meta["n_features"]), n_actions, hidden)
         return MLPPolicy(obs_dim, n_actions, hidden)
-    finally:
-        torch.set_num_threads(threads)
 
 
 @dataclass
