@@ -5,9 +5,9 @@ warm-started by behaviour cloning, scored against the scripted expert on return 
 `python bench/learn_town.py [--json] [--minutes M] [--bc-minutes M] [--epochs N] [--bc-ppo-epochs N]
 [--seeds S ...] [--no-bc] [--no-scratch] [--set SECTION.KEY=VALUE ...]`
 
-For each seed: PPO trains from scratch for `--minutes` of wall clock (default 10), or for exactly `--epochs`
-epochs (the learning rate annealed over them, as `make run` does; comparable on a loaded machine, where
-wall clock is not); then, unless `--no-bc`, the expert is captured for `--bc-days` days (one town, its own
+For each seed: PPO trains from scratch for `--minutes` of wall clock (default 10; the learning rate falls
+linearly to 0 at the deadline), or for exactly `--epochs` epochs (the learning rate annealed over them, as
+`make run` does; comparable on a loaded machine, where wall clock is not); then, unless `--no-bc`, the expert is captured for `--bc-days` days (one town, its own
 seed), cloned (the `bc` phase's trainer), and PPO continues from those weights until `--bc-minutes` (default
 5) have passed, BC included, or for `--bc-ppo-epochs` epochs. Every trained policy is scored greedily by
 `townlet.training.evaluate` (one day, the evaluation seeds, the same towns for every policy), as are the
@@ -193,8 +193,8 @@ def train(
     ppo_fields: dict[str, Any],
 ) -> tuple[ActorCritic, dict[str, Any]]:
     """PPO for `epochs` epochs (learning rate and, with `ent_coef_final`, the entropy coefficient annealed over
-    them), or else until `minutes` of wall clock have passed (constant learning rate; the entropy coefficient
-    annealed over the wall clock); BC first when `bc` = (days, epochs)."""
+    them), or else until `minutes` of wall clock have passed (both annealed over the wall clock instead); BC first
+    when `bc` = (days, epochs)."""
     ppo = PPOConfig(
         **{"rollout_ticks": 128, "torch_threads": 1, **ppo_fields},
         num_envs=num_envs,
@@ -220,8 +220,12 @@ def train(
     if epochs is not None:
         trainer.run(epochs, on_epoch=on_epoch)
     while epochs is None and time.perf_counter() < deadline:
-        if ppo.ent_coef_final is not None:  # the share of the budget spent, in place of the share of the epochs
-            spent = (time.perf_counter() - t0) / (60 * minutes)
+        # The share of the budget spent, in place of the share of the epochs: the learning rate falls linearly to
+        # 0 at the deadline, as it does over `epochs`, and so does the entropy coefficient towards its final value.
+        spent = min(1.0, (time.perf_counter() - t0) / (60 * minutes))
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = ppo.learning_rate * (1.0 - spent)
+        if ppo.ent_coef_final is not None:
             trainer.cfg = ppo.model_copy(
                 update={"ent_coef": ppo.ent_coef_at(round(1000 * spent) + 1, 1000), "ent_coef_final": None}
             )
