@@ -203,7 +203,6 @@ impl World {
         let had_activity = !current.is_idle();
         if had_activity {
             self.abandon(i);
-            self.state.agents[i].flags.abandoned = true;
         }
         if (A_MOVE0..A_MOVE0 + NUM_MOVES).contains(&action) {
             let (dx, dy) = DIRS[action - A_MOVE0];

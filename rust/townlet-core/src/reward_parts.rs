@@ -1,7 +1,7 @@
 //! The columns of the reward breakdown, in order (the last is the total the agent receives).
 //! A leaf module: `World` sizes its breakdown buffer from it, the `rewards` system fills it.
 
-pub const REWARD_COMPONENTS: [&str; 13] = [
+pub const REWARD_COMPONENTS: [&str; 12] = [
     "survival",
     "needs",
     "self_sufficiency",
@@ -11,7 +11,6 @@ pub const REWARD_COMPONENTS: [&str; 13] = [
     "social_chat",
     "social_penalty",
     "social_avoidance",
-    "abandon",
     "terminal",
     "clip_adjustment",
     "total",
@@ -28,7 +27,6 @@ pub const WORK_PENALTY: usize = 5;
 pub const SOCIAL_CHAT: usize = 6;
 pub const SOCIAL_PENALTY: usize = 7;
 pub const SOCIAL_AVOIDANCE: usize = 8;
-pub const ABANDON: usize = 9;
-pub const TERMINAL: usize = 10;
-pub const CLIP_ADJUSTMENT: usize = 11;
-pub const TOTAL: usize = 12;
+pub const TERMINAL: usize = 9;
+pub const CLIP_ADJUSTMENT: usize = 10;
+pub const TOTAL: usize = 11;

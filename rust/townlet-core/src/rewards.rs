@@ -66,9 +66,6 @@ impl World {
                     parts[SOCIAL_AVOIDANCE] = r.social.c2_avoid_conflict;
                 }
             }
-            if a.flags.abandoned && !(r.social.stage == SocialStage::C2 && a.flags.avoided) {
-                parts[ABANDON] = r.abandon_penalty;
-            }
             parts[TERMINAL] = match a.terminated {
                 Some(TermReason::Faint) => r.faint_penalty,
                 Some(TermReason::Eviction) => r.eviction_penalty,

@@ -184,14 +184,6 @@ pub struct TickFlags {
     /// Walked away from a queue held by someone this agent avoids.
     pub avoided: bool,
     pub invalid_action: bool,
-    /// Left a started option (walking, queued, holding or running) by its own action: `release`,
-    /// a move, a chat or another `use:` (`rewards.abandon_penalty`).
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub abandoned: bool,
-}
-
-fn is_false(b: &bool) -> bool {
-    !*b
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -235,7 +227,6 @@ impl Default for TickFlags {
             chat_partner: NONE,
             avoided: false,
             invalid_action: false,
-            abandoned: false,
         }
     }
 }

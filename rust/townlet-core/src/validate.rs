@@ -562,7 +562,6 @@ pub fn validate(cfg: &WorldConfig) -> R {
         }
     }
     for (name, v) in [
-        ("abandon_penalty", rw.abandon_penalty),
         ("faint_penalty", rw.faint_penalty),
         ("eviction_penalty", rw.eviction_penalty),
     ] {

@@ -28,11 +28,6 @@ pub struct RewardsSection {
     /// at 0.5 the learned policy let its earliest shift start late (docs/training.md, ablation).
     pub punctuality_bonus: f32,
     pub social: SocialRewards,
-    /// On the tick an agent leaves an option it started (walking to an object, queued, holding
-    /// or running) by its own action, unless leaving a queue earned the C2 avoidance bonus. A
-    /// deliberation cost: without it, leaving and restarting an option costs nothing, and the
-    /// greedy policy can cycle between two actions (docs/training.md, greedy loops).
-    pub abandon_penalty: f32,
     pub faint_penalty: f32,
     pub eviction_penalty: f32,
     /// No positive reward on the termination tick nor for this many ticks after a (re)spawn.
@@ -54,7 +49,6 @@ impl Default for RewardsSection {
             wage_weight: 4.0,
             punctuality_bonus: 2.0,
             social: SocialRewards::default(),
-            abandon_penalty: 0.0,
             faint_penalty: -5.0,
             eviction_penalty: -10.0,
             no_positive_within_death_ticks: 10,

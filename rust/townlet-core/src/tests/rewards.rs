@@ -4,7 +4,7 @@
 use super::fixture::*;
 use crate::config::RewardsSection;
 use crate::events::EventKind;
-use crate::reward_parts::{ABANDON, N_REWARD_COMPONENTS, PUNCTUALITY, TOTAL, WORK_PENALTY};
+use crate::reward_parts::{N_REWARD_COMPONENTS, PUNCTUALITY, TOTAL, WORK_PENALTY};
 use crate::world::World;
 use serde_json::json;
 
@@ -80,54 +80,4 @@ fn by_default_arriving_on_time_pays_more_than_the_bonus_over_a_late_start() {
         gap > f64::from(d.punctuality_bonus) + f64::from(d.wage_weight) * 0.1,
         "on time earns {gap} more"
     );
-}
-
-/// Alice (beside the fridge) starts eating, bob sets off for it; `acts` are then applied one tick each, and
-/// the abandon column of each tick is returned per agent.
-fn abandon_ticks(penalty: Option<f32>, acts: &[[(&str, &str); 2]]) -> Vec<[f32; 2]> {
-    let mut v = base();
-    if let Some(p) = penalty {
-        set(&mut v, "/rewards/abandon_penalty", json!(p));
-    }
-    let mut w = world(&v);
-    let (a, b) = (agent(&w, "alice"), agent(&w, "bob"));
-    set_stock(&mut w, "fridge_1", "meals", 2);
-    acts.iter()
-        .map(|tick| {
-            step(&mut w, tick);
-            [part(&w, a, ABANDON), part(&w, b, ABANDON)]
-        })
-        .collect()
-}
-
-#[test]
-fn abandoning_a_started_option_costs_the_abandon_penalty_and_nothing_else_does() {
-    let ticks = [
-        [("alice", "use:eat_meal"), ("bob", "use:eat_meal")], // alice starts; bob sets off
-        [("alice", "use:eat_meal"), ("bob", "use:eat_meal")], // both continue
-        [("alice", "move_e"), ("bob", "wait")], // refused while running; a walk pauses
-        [("alice", "release"), ("bob", "move_w")], // both leave their option
-        [("alice", "move_e"), ("bob", "move_w")], // idle moves leave nothing
-    ];
-    let got = abandon_ticks(Some(-0.25), &ticks);
-    assert_eq!(
-        got,
-        vec![
-            [0.0, 0.0],
-            [0.0, 0.0],
-            [0.0, 0.0],
-            [-0.25, -0.25],
-            [0.0, 0.0]
-        ]
-    );
-    // Off by default: the same day pays nothing in the column.
-    assert!(abandon_ticks(None, &ticks).iter().all(|t| *t == [0.0, 0.0]));
-}
-
-#[test]
-fn a_positive_abandon_penalty_is_refused() {
-    let mut v = base();
-    set(&mut v, "/rewards/abandon_penalty", json!(0.1));
-    let e = World::from_json(&v.to_string(), 0).unwrap_err();
-    assert_eq!(e.path, "rewards.abandon_penalty");
 }
