@@ -5,16 +5,17 @@ warm-started by behaviour cloning, scored against the scripted expert on return 
 `python bench/learn_town.py [--json] [--minutes M] [--bc-minutes M] [--epochs N] [--bc-ppo-epochs N]
 [--seeds S ...] [--no-bc] [--no-scratch] [--set SECTION.KEY=VALUE ...]`
 
-For each seed: PPO trains from scratch for `--minutes` of wall clock (default 10; the learning rate falls
-linearly to 0 at the deadline), or for exactly `--epochs` epochs (the learning rate annealed over them, as
-`make run` does; comparable on a loaded machine, where wall clock is not); then, unless `--no-bc`, the expert is captured for `--bc-days` days (one town, its own
-seed), cloned (the `bc` phase's trainer), and PPO continues from those weights until `--bc-minutes` (default
-5) have passed, BC included, or for `--bc-ppo-epochs` epochs. Every trained policy is scored greedily by
-`townlet.training.evaluate` (one day, the evaluation seeds, the same towns for every policy), as are the
-expert and a random masked policy. `--set rewards.punctuality_bonus=0` changes one key of the config's world
-sections (a YAML value; repeatable): the reward ablations of docs/training.md are made this way;
-`--set ppo.ent_coef_final=0` sets a PPO hyper-parameter instead (any `ppo:` field but num_envs, episode_ticks and
-anneal_lr, which the bench sets).
+For each seed: PPO trains from scratch for `--minutes` of wall clock (default 10; the learning rate falls linearly
+to 0 at the deadline), or for exactly `--epochs` epochs (the learning rate annealed over them, as `make run` does;
+comparable on a loaded machine, where wall clock is not); then, unless `--no-bc`, the expert is captured for
+`--bc-days` days (one town, its own seed), cloned (the `bc` phase's trainer, its critic under PPO's discount), and
+PPO continues from those weights until `--bc-minutes` (default 5) have passed, BC included, or for `--bc-ppo-epochs`
+epochs. The runs use one torch thread; on an otherwise idle 2-core box, `OMP_WAIT_POLICY=ACTIVE ... --set
+ppo.torch_threads=2` uses both cores (docs/training.md, Benchmarks). Every trained policy is scored greedily by
+`townlet.training.evaluate` (one day, the evaluation seeds, the same towns for every policy), as are the expert and
+a random masked policy. `--set rewards.punctuality_bonus=0` changes one key of the config's world sections (a YAML
+value; repeatable): the reward ablations of docs/training.md are made this way; `--set ppo.ent_coef_final=0` sets a
+PPO hyper-parameter instead (any `ppo:` field but num_envs, episode_ticks and anneal_lr, which the bench sets).
 
 Goals (per run): return >= the expert's (`ratio >= 1`), on-time rate >= 0.95, self-sufficiency and
 relationship coverage >= the expert's. `--json` prints `{"expert": {"return", "kpis", "reward_parts"},
@@ -161,14 +162,15 @@ class SampledActor:
 
 
 def behaviour_clone(
-    cfg: TownConfig, env: TownTrainEnv, *, days: int, epochs: int, seed: int
+    cfg: TownConfig, env: TownTrainEnv, *, days: int, epochs: int, seed: int, gamma: float
 ) -> tuple[ActorCritic, dict[str, float]]:
-    """Capture `days` days of the expert in one town (seed 20_000 + seed) and clone it."""
+    """Capture `days` days of the expert in one town (seed 20_000 + seed) and clone it; the critic learns the
+    returns under PPO's discount `gamma`, so that PPO starts from a critic of its own scale."""
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         capture_rollout(cfg.with_seed(20_000 + seed), Path(tmp), ticks=EPISODE * days)
         data = load_replay(None, Path(tmp))
-    bc_cfg = BCConfig(epochs=epochs, batch_size=256)
+    bc_cfg = BCConfig(epochs=epochs, batch_size=256, gamma=gamma)
     split = split_rows(data.samples, bc_cfg, seed=seed)  # held out: whole trajectories
     train, holdout = split.train, split.holdout
     torch.manual_seed(seed)
@@ -206,7 +208,7 @@ def train(
     deadline = t0 + 60 * minutes
     policy, bc_info = None, None
     if bc is not None:
-        policy, bc_info = behaviour_clone(cfg, env, days=bc[0], epochs=bc[1], seed=seed)
+        policy, bc_info = behaviour_clone(cfg, env, days=bc[0], epochs=bc[1], seed=seed, gamma=ppo.gamma)
     trainer = Trainer(env, ppo, seed=seed, policy=policy)
     curve: list[tuple[int, float]] = []
 
