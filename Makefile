@@ -22,8 +22,14 @@ help: ## list targets
 
 $(STAMP): requirements-dev.txt
 	@test -x $(PY) || $(PY_SYS) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --retries 10 --upgrade pip
+	@# torch's CUDA wheels are large: resume broken downloads, and retry the whole install twice more (pip's cache
+	@# keeps what already arrived).
+	@for attempt in 1 2 3; do \
+	  $(PY) -m pip install --quiet --retries 10 --resume-retries 20 --timeout 60 -r requirements-dev.txt && break; \
+	  if [ $$attempt = 3 ]; then echo "pip install -r requirements-dev.txt failed 3 times" >&2; exit 1; fi; \
+	  echo "pip install failed (attempt $$attempt of 3); retrying" >&2; sleep 15; \
+	done
 	@touch $@
 
 $(EXT_STAMP): $(STAMP) $(RUST_SRC)
