@@ -201,7 +201,7 @@ def train(
         **{"rollout_ticks": 128, "torch_threads": 1, **ppo_fields},
         num_envs=num_envs,
         episode_ticks=EPISODE,
-        anneal_lr=epochs is not None,
+        anneal_lr=True,
     )
     env = TownTrainEnv(cfg, ppo.num_envs, seed, ppo.episode_ticks)
     t0 = time.perf_counter()
@@ -222,16 +222,14 @@ def train(
     if epochs is not None:
         trainer.run(epochs, on_epoch=on_epoch)
     while epochs is None and time.perf_counter() < deadline:
-        # The share of the budget spent, in place of the share of the epochs: the learning rate falls linearly to
-        # 0 at the deadline, as it does over `epochs`, and so does the entropy coefficient towards its final value.
-        spent = min(1.0, (time.perf_counter() - t0) / (60 * minutes))
-        for group in trainer.optimizer.param_groups:
-            group["lr"] = ppo.learning_rate * (1.0 - spent)
-        if ppo.ent_coef_final is not None:
-            trainer.cfg = ppo.model_copy(
-                update={"ent_coef": ppo.ent_coef_at(round(1000 * spent) + 1, 1000), "ent_coef_final": None}
-            )
-        trainer.run(trainer.epoch + 1, on_epoch=on_epoch)  # one more epoch (run() trains to an epoch target)
+        # One more epoch (run() trains to an epoch target), its schedules following the share of the budget spent
+        # in place of the share of the epochs: the learning rate falls linearly to 0 at the deadline, as it does
+        # over `epochs`, and so does the entropy coefficient towards its final value.
+        trainer.run(
+            trainer.epoch + 1,
+            on_epoch=on_epoch,
+            spent=lambda _epoch: min(1.0, (time.perf_counter() - t0) / (60 * minutes)),
+        )
     info: dict[str, Any] = {
         "minutes": (time.perf_counter() - t0) / 60,
         "epochs": trainer.epoch,

@@ -36,9 +36,11 @@ def _train(cli: RunCli, config: Path, out: Path) -> tuple[list[dict[str, Any]], 
 
 def test_the_coefficient_moves_linearly_from_ent_coef_to_ent_coef_final() -> None:
     cfg = PPOConfig(ent_coef=0.01, ent_coef_final=0.002)
-    assert [cfg.ent_coef_at(e, 4) for e in (1, 2, 3, 4)] == pytest.approx([0.01, 0.008, 0.006, 0.004])
-    assert cfg.ent_coef_at(9, 4) == pytest.approx(0.002)  # past the last epoch: the final value
-    assert PPOConfig(ent_coef=0.02).ent_coef_at(3, 4) == 0.02  # unset: constant
+    spent = [PPOConfig.spent(e, 4) for e in (1, 2, 3, 4)]
+    assert spent == pytest.approx([0.0, 0.25, 0.5, 0.75])
+    assert [cfg.ent_coef_at(s) for s in spent] == pytest.approx([0.01, 0.008, 0.006, 0.004])
+    assert cfg.ent_coef_at(PPOConfig.spent(9, 4)) == pytest.approx(0.002)  # past the last epoch: the final value
+    assert PPOConfig(ent_coef=0.02).ent_coef_at(0.5) == 0.02  # unset: constant
     assert PPOConfig().ent_coef_final is None
 
 
@@ -60,7 +62,7 @@ def test_the_schedule_drives_the_update_and_unset_changes_nothing(cli: RunCli, t
     assert annealed[-1]["loss_entropy"] != runs["plain"][0][-1]["loss_entropy"]
     cfg = PPOConfig(ent_coef=0.01, ent_coef_final=2.0)
     for rec in annealed:
-        coef = cfg.ent_coef_at(rec["epoch"], EPOCHS)
+        coef = cfg.ent_coef_at(PPOConfig.spent(rec["epoch"], EPOCHS))
         expected = rec["loss_policy"] + 0.5 * rec["loss_value"] - coef * rec["loss_entropy"]
         assert rec["loss_total"] == pytest.approx(expected, rel=1e-6, abs=1e-9)
 

@@ -154,6 +154,23 @@ def test_determinism_in_process() -> None:
     assert not all(torch.equal(state0[k], state2[k]) for k in state0)
 
 
+def test_the_schedules_follow_the_share_spent() -> None:
+    """`Trainer.run(..., spent=)` (a wall-clock budget's share, bench/learn_town.py --minutes) drives the learning
+    rate and the entropy coefficient exactly as the share of the epochs does: the same shares train the same bytes,
+    and other shares another run."""
+    by_epochs, by_share, other = small_trainer(5), small_trainer(5), small_trainer(5)
+    for t in (by_epochs, by_share, other):
+        t.cfg = t.cfg.model_copy(update={"ent_coef_final": 0.0})
+    a = by_epochs.run(4)
+    b = by_share.run(2, spent=lambda epoch: PPOConfig.spent(epoch, 4))
+    b2 = by_share.run(4, spent=lambda epoch: PPOConfig.spent(epoch, 4))
+    assert [r["lr"] for r in a.records] == pytest.approx([3e-4, 2.25e-4, 1.5e-4, 0.75e-4])
+    assert untimed(a.records) == untimed(b.records + b2.records)
+    c = other.run(4, spent=lambda epoch: 0.9)
+    assert [r["lr"] for r in c.records] == pytest.approx([3e-5] * 4)
+    assert untimed(a.records)[1:] != untimed(c.records)[1:]
+
+
 # -- checkpoints ---------------------------------------------------------------------------------
 
 

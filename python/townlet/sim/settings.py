@@ -176,13 +176,23 @@ class PPOConfig(BaseModel):
             return value
         raise ValueError("expected a count (>= 1) or auto")
 
-    def ent_coef_at(self, epoch: int, epochs: int) -> float:
-        """The entropy coefficient of epoch `epoch` of 1..`epochs`: `ent_coef` at epoch 1, moving linearly
-        towards `ent_coef_final` (when set) as the learning rate anneals; `ent_coef` throughout otherwise."""
+    @staticmethod
+    def spent(epoch: int, epochs: int) -> float:
+        """The share of a run of `epochs` epochs spent before epoch `epoch` (1..`epochs`), in [0, 1]: what the
+        learning rate and the entropy coefficient follow (a wall-clock budget's share spent takes its place)."""
+        return min(1.0, max(0.0, (epoch - 1) / max(1, epochs)))
+
+    def lr_at(self, spent: float) -> float:
+        """The learning rate once `spent` (0..1) of the run has passed: `learning_rate` falling linearly to 0 at
+        the run's end when `anneal_lr`, constant otherwise."""
+        return self.learning_rate * (1.0 - spent) if self.anneal_lr else self.learning_rate
+
+    def ent_coef_at(self, spent: float) -> float:
+        """The entropy coefficient once `spent` (0..1) of the run has passed: `ent_coef` at the start, moving
+        linearly towards `ent_coef_final` (when set) as the learning rate anneals; `ent_coef` throughout otherwise."""
         if self.ent_coef_final is None:
             return self.ent_coef
-        frac = min(1.0, max(0.0, (epoch - 1) / max(1, epochs)))
-        return self.ent_coef + (self.ent_coef_final - self.ent_coef) * frac
+        return self.ent_coef + (self.ent_coef_final - self.ent_coef) * spent
 
 
 #: The memory phase's architectures (`training.memory.arch`, `--arch`): training/network_memory.py.

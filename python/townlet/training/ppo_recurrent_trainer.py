@@ -19,7 +19,7 @@ from townlet.training.network_memory import MemoryPolicy
 from townlet.training.ppo import Dataset, baseline_from_samples, epoch_record
 from townlet.training.ppo_recurrent import RecurrentCollector, recurrent_update
 from townlet.training.state import loop_state, restore_loop
-from townlet.training.trainer import BEST_METRIC, TrainResult
+from townlet.training.trainer import BEST_METRIC, TrainResult, anneal_lr
 
 PHASE = "memory"
 
@@ -71,7 +71,7 @@ class MemoryTrainer:
         for epoch in range(self.epoch + 1, epochs + 1):
             t0 = time.perf_counter()
             self.epoch = epoch
-            lr = self._anneal_lr(epoch, epochs)
+            lr = anneal_lr(self.optimizer, self.cfg, MemoryConfig.spent(epoch, epochs))
             rows, seqs, roll = self.collector.collect()
             result.episode_returns.extend(roll.episode_returns)
             self._offer_best(rows, on_best)
@@ -96,13 +96,6 @@ class MemoryTrainer:
         result.steps = self.steps
         result.seconds = time.perf_counter() - t_start
         return result
-
-    def _anneal_lr(self, epoch: int, epochs: int) -> float:
-        if self.cfg.anneal_lr:
-            lr = self.cfg.learning_rate * (1.0 - (epoch - 1) / epochs)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-        return float(self.optimizer.param_groups[0]["lr"])
 
     def _offer_best(self, rollout: Dataset, on_best: Callable[[MemoryTrainer], None] | None) -> None:
         score = float(rollout.rewards.mean()) if len(rollout) else None

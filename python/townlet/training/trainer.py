@@ -52,6 +52,15 @@ class TrainResult:
     seconds: float = 0.0
 
 
+def anneal_lr(optimizer: torch.optim.Optimizer, cfg: PPOConfig, spent: float) -> float:
+    """Set the learning rate for the share `spent` of the run (`PPOConfig.lr_at`) when `cfg.anneal_lr`; returns
+    the rate the optimizer holds (unannealed: its own, which a resumed run restored)."""
+    if cfg.anneal_lr:
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr_at(spent)
+    return float(optimizer.param_groups[0]["lr"])
+
+
 class Trainer:
     def __init__(
         self,
@@ -131,9 +140,12 @@ class Trainer:
         checkpoint_every: int | None = None,
         save: Callable[[Trainer], None] | None = None,
         on_best: Callable[[Trainer], None] | None = None,
+        spent: Callable[[int], float] | None = None,
     ) -> TrainResult:
         """Train until epoch `epochs` (a resumed trainer continues from its epoch). The learning
-        rate anneals over epochs 1..`epochs`; `save` runs every `checkpoint_every` epochs (not
+        rate (and, with `ent_coef_final`, the entropy coefficient) anneals over epochs 1..`epochs`,
+        or by `spent(epoch)`, the share of the run spent before that epoch, when given (a
+        wall-clock budget's share: bench/learn_town.py); `save` runs every `checkpoint_every` epochs (not
         after the last: the caller saves then); `on_best` runs, before the update, whenever an
         epoch's rollout scores better than every earlier one (`self.best`), so the policy it
         sees is the one that earned the score."""
@@ -142,11 +154,12 @@ class Trainer:
         for epoch in range(self.epoch + 1, epochs + 1):
             t0 = time.perf_counter()
             self.epoch = epoch
-            lr = self._anneal_lr(epoch, epochs)
+            share = spent(epoch) if spent is not None else PPOConfig.spent(epoch, epochs)
+            lr = anneal_lr(self.optimizer, self.cfg, share)
             # The epoch's entropy coefficient (`ppo.ent_coef_final`: annealed like the learning rate).
             cfg = self.cfg
             if cfg.ent_coef_final is not None:
-                cfg = cfg.model_copy(update={"ent_coef": cfg.ent_coef_at(epoch, epochs)})
+                cfg = cfg.model_copy(update={"ent_coef": cfg.ent_coef_at(share)})
             self.threads.use("collect")
             t_gather = time.perf_counter()
             data, roll, baseline, events = self._gather(data_mode, result, on_best)
@@ -192,15 +205,6 @@ class Trainer:
         result.steps = self.steps
         result.seconds = time.perf_counter() - t_start
         return result
-
-    def _anneal_lr(self, epoch: int, epochs: int) -> float:
-        """Linear learning-rate annealing over epochs 1..`epochs` (when `anneal_lr`); returns the
-        epoch's rate."""
-        if self.cfg.anneal_lr:
-            lr = self.cfg.learning_rate * (1.0 - (epoch - 1) / epochs)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-        return float(self.optimizer.param_groups[0]["lr"])
 
     def _gather(
         self, data_mode: str, result: TrainResult, on_best: Callable[[Trainer], None] | None
