@@ -63,7 +63,7 @@ def expert_run() -> dict[str, Any]:
         "parts": np.stack(parts),
         "rewards": np.stack(rewards),
         "alive": np.stack(alive),
-        "clip": float(cfg.world.get("rewards", {}).get("clip_per_tick", 2.0)),
+        "clip": float(cfg.world.get("rewards", {}).get("clip_per_tick", 4.0)),
     }
 
 

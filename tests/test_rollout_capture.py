@@ -349,12 +349,12 @@ def test_observation_baseline_is_quiet(captured: Callable[[str], Path]) -> None:
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_rewards_are_not_pinned(scenario: str, captured: Callable[[str], Path]) -> None:
     folder = captured(scenario)
-    clip = float((scenario_yaml(scenario).get("rewards") or {}).get("clip_per_tick", 2.0))
+    clip = float((scenario_yaml(scenario).get("rewards") or {}).get("clip_per_tick", 4.0))
     per_agent = []
     for stem in expected_stems(scenario):
         rewards = npz(folder / f"{stem}.npz")["rewards"]
         # Nowhere near the per-tick clip but on one tick at most: an on-time arrival, whose punctuality bonus
-        # (2.0 by default, paid once per shift; every scenario is shorter than a day) nears it. Not zero throughout.
+        # (4.0 by default, paid once per shift; every scenario is shorter than a day) nears it. Not zero throughout.
         assert int((np.abs(rewards) >= clip / 2).sum()) <= 1, stem
         assert np.abs(rewards).max() > 0, stem
         if scenario != "observation_baseline":  # the idle control agent earns a constant reward
