@@ -114,7 +114,9 @@ class BCConfig(BaseModel):
     epochs: int = Field(10, ge=1)
     weight_decay: float = Field(0.0, ge=0)
     value_coef: float = Field(0.5, ge=0, description="weight of the value regression (0: policy only)")
-    gamma: float = Field(0.99, ge=0, le=1, description="discount of the value targets")
+    gamma: float = Field(
+        0.998, ge=0, le=1, description="discount of the value targets (PPO's, so a warm-started critic fits)"
+    )
     holdout_fraction: float = Field(
         0.2, ge=0, lt=1, description="last fraction of each sample's ticks held out to measure accuracy"
     )
@@ -131,7 +133,9 @@ class PPOConfig(BaseModel):
     anneal_lr: bool = True
     num_envs: int = Field(8, ge=1, description="towns stepped together")
     rollout_ticks: int = Field(128, ge=1, description="ticks collected per epoch")
-    gamma: float = Field(0.99, ge=0, le=1)
+    gamma: float = Field(
+        0.998, ge=0, le=1, description="discount: 0.998 sees a shift's pay from the walk to work (docs/training.md)"
+    )
     gae_lambda: float = Field(0.95, ge=0, le=1)
     num_minibatches: int = Field(4, ge=1)
     update_epochs: int = Field(2, ge=1)
