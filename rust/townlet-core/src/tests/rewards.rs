@@ -72,7 +72,10 @@ fn punctuality_is_paid_once_on_the_on_time_arrival_and_never_for_a_late_one() {
 fn by_default_arriving_on_time_pays_more_than_the_bonus_over_a_late_start() {
     let d = RewardsSection::default();
     assert_eq!(d.punctuality_bonus, 4.0);
-    assert!(d.clip_per_tick >= d.punctuality_bonus, "the clip holds the bonus");
+    assert!(
+        d.clip_per_tick >= d.punctuality_bonus,
+        "the clip holds the bonus"
+    );
     let (_, sums, _) = shift_day(None);
     assert_close(sums[0][0], f64::from(d.punctuality_bonus), 1e-6);
     // The late start forgoes the bonus, pays the lateness and late-tick charges and eight ticks of wage.
