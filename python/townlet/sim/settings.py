@@ -153,6 +153,15 @@ class PPOConfig(BaseModel):
         ),
     )
     vf_coef: float = Field(0.5, ge=0)
+    kickstart_coef: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "kickstarting: the weight of a cross-entropy term pulling the policy towards the scripted expert's action "
+            "in every state it visits, falling linearly to 0 over the run as the learning rate does; 0 (the default) "
+            "turns it off. The ppo phase on the town only (the expert is the town's): docs/training.md"
+        ),
+    )
     max_grad_norm: float = Field(0.5, gt=0)
     target_kl: float | None = Field(None, gt=0)
     hidden: int = Field(128, ge=8)
@@ -190,6 +199,11 @@ class PPOConfig(BaseModel):
         """The learning rate once `spent` (0..1) of the run has passed: `learning_rate` falling linearly to 0 at
         the run's end when `anneal_lr`, constant otherwise."""
         return self.learning_rate * (1.0 - spent) if self.anneal_lr else self.learning_rate
+
+    def kickstart_at(self, spent: float) -> float:
+        """The kickstarting weight once `spent` (0..1) of the run has passed: `kickstart_coef` falling linearly to 0
+        at the run's end."""
+        return self.kickstart_coef * (1.0 - spent)
 
     def ent_coef_at(self, spent: float) -> float:
         """The entropy coefficient once `spent` (0..1) of the run has passed: `ent_coef` at the start, moving
@@ -272,7 +286,8 @@ class MemoryConfig(PPOConfig):
     @staticmethod
     def of(ppo: PPOConfig, memory: MemorySection) -> MemoryConfig:
         """The memory phase's section of a config (`ppo:` and `training.memory`)."""
-        fields = {**ppo.model_dump(exclude={"warm_start"}), **memory.model_dump()}
+        # Kickstarting is the feed-forward ppo phase's: the memory phase trains on its own rewards alone.
+        fields = {**ppo.model_dump(exclude={"warm_start", "kickstart_coef"}), **memory.model_dump()}
         return MemoryConfig.model_validate(fields)
 
 

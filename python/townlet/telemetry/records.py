@@ -140,6 +140,9 @@ class PpoRecord(AnnealFields):
     time_learn_sec: float | None = _in("diagnostics", None)
     time_inference_sec: float | None = _in("diagnostics", None)
     time_other_sec: float | None = _in("diagnostics", None)
+    # Kickstarting (`ppo.kickstart_coef`; absent when off): the epoch's weight and cross-entropy to the expert.
+    kickstart_coef: float | None = _in("diagnostics", None)
+    loss_imitation: float | None = _in("diagnostics", None)
 
 
 class BcRecord(BaseModel):

@@ -102,6 +102,10 @@ class TownTrainEnv:
     def metadata(self) -> dict[str, Any]:
         return self.vec.observation_metadata()
 
+    def expert_actions(self) -> npt.NDArray[np.int64]:
+        """The scripted expert's action for every slot in the current state (kickstarting's target)."""
+        return self.vec.expert_actions()[0]
+
     def get_state(self) -> dict[str, Any]:
         """The towns' state (JSON-compatible), for a checkpoint that resumes exactly."""
         return self.vec.get_state()

@@ -133,17 +133,29 @@ class ActorCritic(nn.Module):
         """Sample (or take the argmax of) masked actions: (actions, log-probs, values)."""
         logits, value = self(obs, mask)
         action = logits.argmax(-1) if deterministic else sample(torch.softmax(logits, -1), generator)
-        logp = torch.log_softmax(logits, -1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
-        return action, logp, value
+        return action, pick(torch.log_softmax(logits, -1), action), value
 
     def evaluate(
         self, obs: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Log-probs of `actions`, entropies and values under the current parameters."""
+        logp_all, value = self.log_softmax(obs, mask)
+        return pick(logp_all, actions), entropy_of(logp_all), value
+
+    def log_softmax(self, obs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every action's masked log-probability (B, A) and the values (B,)."""
         logits, value = self(obs, mask)
-        logp_all = torch.log_softmax(logits, -1)
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
-        return logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1), entropy, value
+        return torch.log_softmax(logits, -1), value
+
+
+def pick(logp_all: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """The log-probabilities (B,) of `actions` (B,) in `logp_all` (B, A)."""
+    return logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+
+
+def entropy_of(logp_all: torch.Tensor) -> torch.Tensor:
+    """Each row's entropy (B,) from its log-probabilities (B, A)."""
+    return -(logp_all.exp() * logp_all).sum(-1)
 
 
 def sample(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

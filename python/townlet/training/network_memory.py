@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from townlet.sim.settings import MEMORY_ARCHS
-from townlet.training.network import BF16, MASKED_LOGIT, ConflictAwarePolicy, layer_init, sample
+from townlet.training.network import BF16, MASKED_LOGIT, ConflictAwarePolicy, entropy_of, layer_init, pick, sample
 from townlet.training.threads import one_torch_thread
 
 #: Attention heads of the `attention` core (the hidden size must divide by it).
@@ -227,8 +227,7 @@ class MemoryPolicy(ConflictAwarePolicy):
         """Sample masked actions with memory: (actions, log-probs, values, next state)."""
         logits, value, state = self.step(obs, mask, state)
         action = sample(torch.softmax(logits, -1), generator)
-        logp = torch.log_softmax(logits, -1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
-        return action, logp, value, state
+        return action, pick(torch.log_softmax(logits, -1), action), value, state
 
     def state_value(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """The critic's value of `obs` seen with memory `state` (the state is not advanced)."""
@@ -241,8 +240,7 @@ class MemoryPolicy(ConflictAwarePolicy):
         """Log-probs of `actions` (B, L), entropies and values under the current parameters."""
         logits, value, _ = self.sequence(obs, mask, state, starts)
         logp_all = torch.log_softmax(logits, -1)
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
-        return logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1), entropy, value
+        return pick(logp_all, actions), entropy_of(logp_all), value
 
     # The ActorCritic interface (`forward`, `act`, `value`) is how the tools that step a town tick
     # by tick act (`sim run --policy`, capture, evaluation, the shard): there the policy keeps its

@@ -30,7 +30,7 @@ from torch import nn
 from townlet import _core
 from townlet.sim.settings import PPOConfig
 from townlet.training.envs import Batch, TrainEnv
-from townlet.training.network import ActorCritic, Scratch
+from townlet.training.network import ActorCritic, Scratch, entropy_of, pick
 
 # Step 4, log, lives in ppo_log; re-exported here.
 from townlet.training.ppo_log import EPISODE_KPIS as EPISODE_KPIS
@@ -55,6 +55,8 @@ class Dataset:
     advantages: npt.NDArray[np.float32]
     returns: npt.NDArray[np.float32]
     rewards: npt.NDArray[np.float32]
+    #: The scripted expert's action in each row's state, when the run kickstarts (`PPOConfig.kickstart_coef`).
+    expert_actions: npt.NDArray[np.int64] | None = None
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -63,7 +65,12 @@ class Dataset:
     def concat(parts: list[Dataset]) -> Dataset:
         if len(parts) == 1:
             return parts[0]  # nothing to join: no copy of the epoch's rows
-        return Dataset(*(np.concatenate([getattr(p, f) for p in parts]) for f in Dataset.__dataclass_fields__))
+
+        def join(name: str) -> Any:
+            columns = [getattr(p, name) for p in parts]
+            return None if any(c is None for c in columns) else np.concatenate(columns)
+
+        return Dataset(*(join(f) for f in Dataset.__dataclass_fields__))
 
 
 # -- 1. collect and 2. compute advantages ------------------------------------------------------
@@ -115,6 +122,14 @@ class RolloutCollector:
         self.ep_return = np.zeros(env.num_agents, np.float64)
         self._rows: dict[str, npt.NDArray[Any]] = {}  # the live rows' arrays (`_live_rows`)
         self.actor: Actor | None = None
+        # Kickstarting: the expert's action in every slot's state, tick by tick (`PPOConfig.kickstart_coef`).
+        self.expert: npt.NDArray[np.int64] | None = None
+        if cfg.kickstart_coef > 0:
+            if not callable(getattr(env, "expert_actions", None)):
+                raise ValueError(
+                    f"ppo.kickstart_coef: {type(env).__name__} has no scripted expert to kickstart from (the town's)"
+                )
+            self.expert = np.zeros((cfg.rollout_ticks, env.num_agents), np.int64)
 
     def get_state(self) -> dict[str, Any]:
         """Where collection stands: the env's state, the sampling RNG and open episode returns."""
@@ -161,6 +176,8 @@ class RolloutCollector:
             else:
                 action, logp, value = self.policy.act(obs_t, masks_t, generator=self.gen)
             actions = action.numpy().astype(np.int64, copy=False)
+            if self.expert is not None:
+                self.expert[t] = env.expert_actions()  # type: ignore[attr-defined]  # checked in __init__
             t1 = time.perf_counter()
             b = env.step(actions)
             t2 = time.perf_counter()
@@ -241,6 +258,7 @@ class RolloutCollector:
             advantages=flat("advantages", buf.advantages),
             returns=flat("returns", buf.returns),
             rewards=flat("rewards", buf.rewards),
+            expert_actions=None if self.expert is None else flat("expert_actions", self.expert),
         )
 
 
@@ -256,6 +274,8 @@ class UpdateStats:
     kls: list[float] = field(default_factory=list)
     clipfracs: list[float] = field(default_factory=list)
     grad_norms: list[float] = field(default_factory=list)
+    #: The kickstarting term's cross-entropy to the expert's actions, per minibatch (empty when off).
+    imitation_losses: list[float] = field(default_factory=list)
     adv_means: list[float] = field(default_factory=list)
     adv_stds: list[float] = field(default_factory=list)
     feature_stats: list[tuple[float, float, float, float]] = field(default_factory=list)
@@ -304,12 +324,19 @@ def _update(
     tensors["input"] = policy.prepare(obs, scratch)
     if rivalry_cols is not None:
         tensors["rivalry"] = obs[:, list(rivalry_cols)]
+    kickstart = cfg.kickstart_coef > 0 and data.expert_actions is not None
+    if kickstart:
+        expert = torch.from_numpy(np.ascontiguousarray(data.expert_actions))
+        # Only where the expert's action is one the policy may take (a masked one has no finite log-probability).
+        tensors["expert"] = expert
+        tensors["expert_ok"] = tensors["masks"].gather(-1, expert.unsqueeze(-1)).squeeze(-1).float()
     for _ in range(cfg.update_epochs):
         perm = rng.permutation(n)
         for start in range(0, n, mb_size):
             idx = torch.from_numpy(perm[start : start + mb_size])
             mb = {k: t.index_select(0, idx) for k, t in tensors.items()}  # a gather, 5x faster than t[idx]
-            new_logp, entropy, new_value = policy.evaluate(mb["input"], mb["masks"], mb["actions"])
+            logp_all, new_value = policy.log_softmax(mb["input"], mb["masks"])
+            new_logp, entropy = pick(logp_all, mb["actions"]), entropy_of(logp_all)
             logratio = new_logp - mb["log_probs"]
             ratio = logratio.exp()
             with torch.no_grad():
@@ -325,6 +352,11 @@ def _update(
             v_loss = value_loss(new_value, old_v, ret, cfg.clip_coef if cfg.clip_vloss else None)
             ent = entropy.mean()
             loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
+            if kickstart:
+                ok = mb["expert_ok"]
+                imitation = -(pick(logp_all, mb["expert"]) * ok).sum() / ok.sum().clamp(min=1.0)
+                loss = loss + cfg.kickstart_coef * imitation
+                st.imitation_losses.append(float(imitation.detach()))
             optimizer.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             grad_norm = nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)

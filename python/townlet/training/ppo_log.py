@@ -106,6 +106,10 @@ def epoch_record(
         **time_split(duration, roll, upd),
         **episode_kpis(roll),
     }
+    if upd.imitation_losses:
+        rec["kickstart_coef"] = cfg.kickstart_coef
+        rec["loss_imitation"] = _mean(upd.imitation_losses)
+        rec["loss_total"] += cfg.kickstart_coef * rec["loss_imitation"]
     rec.update(baseline)
     if not np.isfinite(rec["explained_variance"]):
         rec["explained_variance"] = 0.0

@@ -156,10 +156,15 @@ class Trainer:
             self.epoch = epoch
             share = spent(epoch) if spent is not None else PPOConfig.spent(epoch, epochs)
             lr = anneal_lr(self.optimizer, self.cfg, share)
-            # The epoch's entropy coefficient (`ppo.ent_coef_final`: annealed like the learning rate).
-            cfg = self.cfg
+            # The epoch's entropy coefficient (`ppo.ent_coef_final`) and kickstarting weight, annealed like the
+            # learning rate.
+            cfg, annealed = self.cfg, {}
             if cfg.ent_coef_final is not None:
-                cfg = cfg.model_copy(update={"ent_coef": cfg.ent_coef_at(share)})
+                annealed["ent_coef"] = cfg.ent_coef_at(share)
+            if cfg.kickstart_coef > 0:
+                annealed["kickstart_coef"] = cfg.kickstart_at(share)
+            if annealed:
+                cfg = cfg.model_copy(update=annealed)
             self.threads.use("collect")
             t_gather = time.perf_counter()
             data, roll, baseline, events = self._gather(data_mode, result, on_best)
