@@ -3,7 +3,8 @@
 warm-started by behaviour cloning, scored against the scripted expert on return and on every charter KPI.
 
 `python bench/learn_town.py [--json] [--minutes M] [--bc-minutes M] [--epochs N] [--bc-ppo-epochs N]
-[--seeds S ...] [--no-bc] [--no-scratch] [--bc-days D] [--bc-epochs N] [--bc-gamma G] [--set SECTION.KEY=VALUE ...]`
+[--seeds S ...] [--no-bc] [--no-scratch] [--bc-days D] [--bc-epochs N] [--bc-gamma G] [--bc-kickstart W]
+[--set SECTION.KEY=VALUE ...]`
 
 For each seed: PPO trains from scratch for `--minutes` of wall clock (default 10; the learning rate falls linearly
 to 0 at the deadline), or for exactly `--epochs` epochs (the learning rate annealed over them, as `make run` does;
@@ -11,7 +12,10 @@ comparable on a loaded machine, where wall clock is not); then, unless `--no-bc`
 `--bc-days` days (default 8; one town, its own seed), cloned (the `bc` phase's trainer, `--bc-epochs` 10, its critic
 under the discount PPO then uses), and PPO continues from those weights until `--bc-minutes` (default 5) have
 passed, BC included, or for `--bc-ppo-epochs` epochs, with the discount `--bc-gamma` (default 0.995: the clone
-already keeps the needs up, which the default 0.998 is for; the shorter horizon learns the shifts sooner).
+already keeps the needs up, which the default 0.998 is for; the shorter horizon learns the shifts sooner) and
+kickstarting of weight `--bc-kickstart` (default 1.0, annealed to 0 over the run; `ppo.kickstart_coef`): a
+cross-entropy term to the scripted expert's action in each state PPO visits, which the clone of the captured days
+alone cannot give (without it, one barista in three kept arriving 10-50 minutes late after 2,000 epochs).
 The runs use one torch thread; on an otherwise idle 2-core box, `OMP_WAIT_POLICY=ACTIVE ... --set
 ppo.torch_threads=2` uses both cores (docs/training.md, Benchmarks). Every trained policy is scored greedily by
 `townlet.training.evaluate` (one day, the evaluation seeds, the same towns for every policy), as are the expert and
@@ -77,6 +81,8 @@ FIXED_PPO = ("num_envs", "episode_ticks", "anneal_lr")
 #: PPO's discount after BC: the clone brings the expert's care of the needs, which the longer default discount
 #: (0.998) is there to learn from scratch; the shorter one learns the shifts sooner (docs/training.md).
 BC_GAMMA = 0.995
+#: Kickstarting's weight after BC (`ppo.kickstart_coef`, annealed to 0): docs/training.md, "Kickstarting".
+BC_KICKSTART = 1.0
 
 
 def usage(message: str) -> NoReturn:
@@ -275,7 +281,9 @@ def run_seed(
     cfg: TownConfig, args: argparse.Namespace, seed: int, expert: PolicyScore, *, bc: tuple[int, int] | None
 ) -> dict[str, Any]:
     minutes, epochs = (args.bc_minutes, args.bc_ppo_epochs) if bc else (args.minutes, args.epochs)
-    ppo_fields = {**args.ppo_fields, "gamma": args.bc_gamma} if bc else args.ppo_fields
+    ppo_fields = (
+        {**args.ppo_fields, "gamma": args.bc_gamma, "kickstart_coef": args.bc_kickstart} if bc else args.ppo_fields
+    )
     policy, info = train(
         cfg,
         seed=seed,
@@ -349,6 +357,12 @@ def main() -> None:
         default=BC_GAMMA,
         help=f"PPO's discount after BC, and BC's critic's (default {BC_GAMMA}; from scratch: ppo.gamma)",
     )
+    p.add_argument(
+        "--bc-kickstart",
+        type=float,
+        default=BC_KICKSTART,
+        help=f"kickstarting's weight after BC, annealed to 0 (default {BC_KICKSTART}; 0: off; ppo.kickstart_coef)",
+    )
     p.add_argument("--eval-seeds", type=int, default=3)
     p.add_argument("--config", type=Path, default=CONFIG, help="the town")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config key")
@@ -358,6 +372,8 @@ def main() -> None:
             p.error(f"--{flag.replace('_', '-')} must be >= 1")
     if not 0 <= args.bc_gamma <= 1:
         p.error("--bc-gamma must be in [0, 1]")
+    if not args.bc_kickstart >= 0:
+        p.error("--bc-kickstart must be >= 0")
     args.ppo_fields, world_sets = ppo_overrides(args.set)
     cfg = with_overrides(load_config(args.config), world_sets)
 
@@ -385,7 +401,7 @@ def main() -> None:
         "verdicts": {"runs": verdicts(runs), "bc_runs": verdicts(bc_runs)},
         "budget_minutes": {"scratch": args.minutes, "bc": args.bc_minutes},
         "budget_epochs": {"scratch": args.epochs, "bc": args.bc_ppo_epochs},
-        "bc": {"days": args.bc_days, "epochs": args.bc_epochs, "gamma": args.bc_gamma},
+        "bc": {"days": args.bc_days, "epochs": args.bc_epochs, "gamma": args.bc_gamma, "kickstart": args.bc_kickstart},
     }
     if args.json:
         print(json.dumps(out, sort_keys=True))

@@ -158,6 +158,8 @@ def plan_backend(request: TrainRequest, phase: str, mode: str, section: PhaseSec
         raise UsageError(f"--backend: shards collect PPO rollouts (--mode rollout), not --mode {mode}")
     if request.ray_address and request.backend != "ray":
         raise UsageError("--ray-address: needs --backend ray")
+    if getattr(section, "kickstart_coef", 0) > 0:
+        raise UsageError("--backend: shards collect without the expert's actions; ppo.kickstart_coef must be 0")
     shards, towns = request.shards or 1, getattr(section, "num_envs", 1)
     if not 1 <= shards <= towns:
         raise UsageError(f"--shards {shards}: between 1 and the run's towns (ppo.num_envs {towns})")
