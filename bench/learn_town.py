@@ -13,7 +13,7 @@ comparable on a loaded machine, where wall clock is not); then, unless `--no-bc`
 under the discount PPO then uses), and PPO continues from those weights until `--bc-minutes` (default 5) have
 passed, BC included, or for `--bc-ppo-epochs` epochs, with the discount `--bc-gamma` (default 0.995: the clone
 already keeps the needs up, which the default 0.998 is for; the shorter horizon learns the shifts sooner) and
-kickstarting of weight `--bc-kickstart` (default 1.0, annealed to 0 over the run; `ppo.kickstart_coef`): a
+kickstarting of weight `--bc-kickstart` (default 0.5, annealed to 0 over the run; `ppo.kickstart_coef`): a
 cross-entropy term to the scripted expert's action in each state PPO visits, which the clone of the captured days
 alone cannot give (without it, one barista in three kept arriving 10-50 minutes late after 2,000 epochs).
 The runs use one torch thread; on an otherwise idle 2-core box, `OMP_WAIT_POLICY=ACTIVE ... --set
@@ -82,7 +82,7 @@ FIXED_PPO = ("num_envs", "episode_ticks", "anneal_lr")
 #: (0.998) is there to learn from scratch; the shorter one learns the shifts sooner (docs/training.md).
 BC_GAMMA = 0.995
 #: Kickstarting's weight after BC (`ppo.kickstart_coef`, annealed to 0): docs/training.md, "Kickstarting".
-BC_KICKSTART = 1.0
+BC_KICKSTART = 0.5
 
 
 def usage(message: str) -> NoReturn:
