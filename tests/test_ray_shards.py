@@ -85,6 +85,11 @@ def test_backend_flags_are_checked_before_training(tmp_path: Path) -> None:
         planned(mode="bc", backend="ray")
     with pytest.raises(UsageError, match=r"^--backend: shards collect without the expert's actions; ppo.kickstart_"):
         planned(mode="rollout", backend="local", overrides={"kickstart_coef": 1.0})
+    with pytest.raises(
+        UsageError,
+        match=r"^ppo.kickstart_coef: kickstarting labels rollout states \(--mode rollout\), not --mode mixed$",
+    ):
+        planned(mode="mixed", overrides={"kickstart_coef": 1.0})
     with pytest.raises(UsageError, match=r"^--ray-address nohost: expected HOST:PORT"):
         planned(mode="rollout", backend="ray", ray_address="nohost")
     nobody = f"127.0.0.1:{free_port()}"

@@ -105,6 +105,9 @@ def plan(request: TrainRequest, choice: PhaseChoice | None = None) -> TrainPlan:
     check_outputs(request, choice)
     config, phase, mode, section = choice.config, choice.phase, choice.mode, choice.section
     backend = plan_backend(request, phase.name, mode, section)
+    if getattr(section, "kickstart_coef", 0) > 0 and mode != "rollout":
+        # Replayed rows carry no expert action: the term would silently vanish from the joined rows.
+        raise UsageError(f"ppo.kickstart_coef: kickstarting labels rollout states (--mode rollout), not --mode {mode}")
     log_path = phase.log_path(request)
     try:
         data = phase.load_data(request, config, section, mode)
