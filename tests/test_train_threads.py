@@ -1,6 +1,7 @@
 """Torch threads (training/threads.py): the bfloat16 trainer computes the same bytes on 1, 2 and 3
-threads and under `auto` (which may switch thread counts between phases and epochs); `auto` means
-one thread in float32, whose convolution gradients depend on the thread count; `ThreadChooser`
+threads where the machine's bfloat16 products do (`bf16_is_thread_invariant`), and under `auto` (which may
+switch thread counts between phases and epochs) everywhere: where they do not, `auto` is one thread, as it is
+in float32, whose convolution gradients depend on the thread count; `ThreadChooser`
 keeps the faster count and tries the other again; importing townlet makes OpenMP wait passively
 unless the user chose otherwise. (Speed: `bench/train.py --vs-threads`, never asserted here.)"""
 
@@ -62,11 +63,29 @@ def train(precision: str, settings: str) -> dict[str, dict[str, Any]]:
     return result
 
 
-def test_bf16_bytes_do_not_depend_on_the_thread_count() -> None:
+INVARIANT = """
+import json, sys
+import townlet
+from townlet.training.threads import auto_threads, bf16_is_thread_invariant
+invariant = [bf16_is_thread_invariant(2), bf16_is_thread_invariant(3)]
+print(json.dumps({"invariant": invariant, "auto": auto_threads("bf16")}))
+"""
+
+
+def test_bf16_bytes_follow_the_machines_thread_invariance_and_auto_never_changes_them() -> None:
+    """Where this machine's bfloat16 products give the same bytes on any thread count (the probe), training does
+    too, on 1, 2 and 3 threads; where they do not, the fixed counts' runs differ and `auto` stays on one thread.
+    Either way `auto` trains the bytes of one thread."""
+    probe = subprocess.run([sys.executable, "-c", INVARIANT], capture_output=True, text=True, timeout=120, check=True)
+    machine = json.loads(probe.stdout)
     got = train("bf16", "1,2,3,auto")
     assert [run["used"][-1] for run in (got["2"], got["3"])] == [{"collect": 2, "learn": 2}, {"collect": 3, "learn": 3}]
-    assert got["2"]["digest"] == got["1"]["digest"]
-    assert got["3"]["digest"] == got["1"]["digest"]
+    if all(machine["invariant"]):
+        assert got["2"]["digest"] == got["1"]["digest"]
+        assert got["3"]["digest"] == got["1"]["digest"]
+    else:
+        assert machine["auto"] == 1
+        assert got["auto"]["used"] == [{"collect": 1, "learn": 1}] * 3
     assert got["auto"]["digest"] == got["1"]["digest"]
 
 

@@ -162,6 +162,15 @@ class PPOConfig(BaseModel):
             "turns it off. The ppo phase on the town only (the expert is the town's): docs/training.md"
         ),
     )
+    kickstart_until: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description=(
+            "the share of the run by which kickstarting's weight has fallen linearly to 0 (1: the run's end); the "
+            "rest of the run is plain PPO"
+        ),
+    )
     max_grad_norm: float = Field(0.5, gt=0)
     target_kl: float | None = Field(None, gt=0)
     hidden: int = Field(128, ge=8)
@@ -169,7 +178,8 @@ class PPOConfig(BaseModel):
         1,
         description=(
             "torch threads: a fixed count, or auto (collection and learning each on one thread or on every usable "
-            "CPU, up to 4, whichever measures faster; one thread with precision fp32): training/threads.py"
+            "CPU, up to 4, whichever measures faster; one thread with precision fp32, or where bfloat16 products "
+            "split their sums by thread): training/threads.py"
         ),
     )
     precision: str = Field(
@@ -202,8 +212,8 @@ class PPOConfig(BaseModel):
 
     def kickstart_at(self, spent: float) -> float:
         """The kickstarting weight once `spent` (0..1) of the run has passed: `kickstart_coef` falling linearly to 0
-        at the run's end."""
-        return self.kickstart_coef * (1.0 - spent)
+        when `kickstart_until` of the run has passed, 0 after."""
+        return self.kickstart_coef * max(0.0, 1.0 - spent / self.kickstart_until)
 
     def ent_coef_at(self, spent: float) -> float:
         """The entropy coefficient once `spent` (0..1) of the run has passed: `ent_coef` at the start, moving
@@ -287,7 +297,7 @@ class MemoryConfig(PPOConfig):
     def of(ppo: PPOConfig, memory: MemorySection) -> MemoryConfig:
         """The memory phase's section of a config (`ppo:` and `training.memory`)."""
         # Kickstarting is the feed-forward ppo phase's: the memory phase trains on its own rewards alone.
-        fields = {**ppo.model_dump(exclude={"warm_start", "kickstart_coef"}), **memory.model_dump()}
+        fields = {**ppo.model_dump(exclude={"warm_start", "kickstart_coef", "kickstart_until"}), **memory.model_dump()}
         return MemoryConfig.model_validate(fields)
 
 

@@ -15,14 +15,18 @@ reported at 1.37x there. A user who sets `OMP_WAIT_POLICY` or `GOMP_SPINCOUNT` k
 learning each run on one thread or on every CPU this process may use (`usable_cpus`, at most
 `AUTO_MOST`), whichever took less time per row in its recent turns, trying the other again after
 `PROBE_EVERY` epochs, then after twice as many each time it loses (`ThreadChooser`). That is safe
-for determinism only because the bfloat16 path computes the same bytes on any thread count
-(tests/test_train_threads.py); the float32 path does not (the convolution's weight and bias
-gradients are summed per thread), so with `precision: fp32`, `auto` means one thread. An integer
-is a fixed count for both phases.
+for determinism only where the bfloat16 path computes the same bytes on any thread count
+(tests/test_train_threads.py): true on session 7's Zen 5 box, false on an Intel Xeon with AMX,
+whose multi-threaded bfloat16 products split long sums (a weight gradient's, over the minibatch)
+by thread. `bf16_is_thread_invariant` tries such products once per process, and where the bytes
+would differ `auto` means one thread, as it always does with `precision: fp32` (the convolution's
+weight and bias gradients are summed per thread). An integer is a fixed count for both phases: the
+same count gives the same bytes, but on such a machine another count does not.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections import deque
@@ -66,10 +70,45 @@ def usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: The bfloat16 products `bf16_is_thread_invariant` tries, (rows, reduced, cols): the learner's weight gradients
+#: reduce over a minibatch's rows (the map layer's over 6 output rows each), the products whose sums a
+#: multi-threaded kernel may split (seen on an Intel Xeon with AMX; not on a Zen 5).
+INVARIANCE_PROBES = ((132, 27648, 48), (256, 4608, 128), (64, 4608, 288))
+
+
+@functools.cache
+def bf16_is_thread_invariant(threads: int) -> bool:
+    """Whether this machine's bfloat16 products give the same bytes on `threads` threads as on one,
+    tried on `INVARIANCE_PROBES` (seeded inputs, a few milliseconds). Cached per process."""
+    import torch  # not at the top: `wait_passively` must be able to run before torch loads
+
+    if threads <= 1:
+        return True
+    before = torch.get_num_threads()
+    gen = torch.Generator().manual_seed(0)
+    try:
+        for m, k, n in INVARIANCE_PROBES:
+            a = torch.randn(m, k, generator=gen).to(torch.bfloat16)
+            b = torch.randn(k, n, generator=gen).to(torch.bfloat16)
+            torch.set_num_threads(1)
+            one = a @ b
+            torch.set_num_threads(threads)
+            if not torch.equal(one, a @ b):
+                return False
+        return True
+    finally:
+        torch.set_num_threads(before)
+
+
 def auto_threads(precision: str) -> int:
-    """What `torch_threads: auto` may use at most: one thread for fp32 (its bytes depend on the
-    thread count), else the usable CPUs up to `AUTO_MOST`."""
-    return 1 if precision == "fp32" else min(usable_cpus(), AUTO_MOST)
+    """What `torch_threads: auto` may use at most: the usable CPUs up to `AUTO_MOST` where the bytes
+    cannot depend on the count, else one thread: fp32 (its convolution gradients are summed per
+    thread), and bf16 on a machine whose products split their sums by thread
+    (`bf16_is_thread_invariant`)."""
+    most = min(usable_cpus(), AUTO_MOST)
+    if precision == "fp32" or not bf16_is_thread_invariant(most):
+        return 1
+    return most
 
 
 class ThreadChooser:
