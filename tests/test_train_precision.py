@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 
 from conftest import REPO_ROOT
-from townlet import load_config
+from townlet import _core, load_config
 from townlet.sim.settings import PPOConfig
 from townlet.training.envs import TownTrainEnv
 from townlet.training.network import ConflictAwarePolicy, ConvAsRows, MLPPolicy, Scratch
@@ -40,21 +40,44 @@ def test_conv_as_rows_is_the_convolution(shape: tuple[int, int, int]) -> None:
     conv = torch.nn.Conv2d(shape[0], 8, 3, stride=2, padding=1)
     rows = ConvAsRows(shape, conv)
     assert conv.bias is not None
-    maps = torch.randn(5, int(np.prod(shape)))
-    slabs = torch.full((5, rows.slab_len), float("nan"))  # every entry must be written
-    scratch = Scratch()
-    rows.slabs_into(slabs, maps, scratch)
-    # Fewer rows into the buffers of more, then more again: the padding stays zero.
-    rows.slabs_into(slabs[:3].clone(), maps[:3] + 1, scratch)
-    rows.slabs_into(slabs, maps, scratch)
-    assert not slabs.isnan().any()
-    out = slabs.view(-1, rows.slab_width) @ rows.matrix(conv.weight) + conv.bias.repeat(rows.out_cols)
-    ref = F.conv2d(maps.view(5, *shape), conv.weight, conv.bias, 2, 1)  # (B, K, rows, cols)
+    n_features = 3
+    obs = torch.randn(5, int(np.prod(shape)) + n_features)
+    picked = np.array([4, 0, 2, 2, 1], np.int64)  # a minibatch's rows: any order, repeats allowed
+    out = np.full((len(picked), rows.slab_len + n_features), 0xFFFF, np.uint16)  # NaN: every entry must be written
+    _core.slab_rows(obs.numpy(), picked, shape, out)
+    got = torch.from_numpy(out.view(np.int16)).view(torch.bfloat16)
+    # Torch's own conversion, bit for bit, and the features after the slabs.
+    exact = obs.to(torch.bfloat16)[picked]
+    assert torch.equal(got[:, rows.slab_len :], exact[:, -n_features:])
+    maps = exact[:, :-n_features].float()
+    slabs = got[:, : rows.slab_len].float().reshape(-1, rows.slab_width)
+    y = slabs @ rows.matrix(conv.weight) + conv.bias.repeat(rows.out_cols)
+    ref = F.conv2d(maps.view(len(picked), *shape), conv.weight, conv.bias, 2, 1)  # (B, K, rows, cols)
     assert ref.shape[2:] == (rows.out_rows, rows.out_cols)
     # (row, column, channel) order; the next layer's permuted columns read it as the flattened convolution
-    torch.testing.assert_close(out.view(5, -1), ref.permute(0, 2, 3, 1).reshape(5, -1), rtol=1e-5, atol=1e-5)
+    n = len(picked)
+    torch.testing.assert_close(y.view(n, -1), ref.permute(0, 2, 3, 1).reshape(n, -1), rtol=1e-5, atol=1e-5)
     fc = torch.randn(7, ref[0].numel())
-    torch.testing.assert_close(out.view(5, -1) @ rows.permuted_fc(fc).T, ref.flatten(1) @ fc.T, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(y.view(n, -1) @ rows.permuted_fc(fc).T, ref.flatten(1) @ fc.T, rtol=1e-4, atol=1e-4)
+    # Blocks: the same values, every row's slabs first, then every row's features.
+    blocks = np.full(out.size, 0xFFFF, np.uint16).reshape(out.shape)
+    _core.slab_rows(obs.numpy(), picked, shape, blocks, True)
+    flat = blocks.reshape(-1)
+    assert np.array_equal(flat[: n * rows.slab_len].reshape(n, -1), out[:, : rows.slab_len])
+    assert np.array_equal(flat[n * rows.slab_len :].reshape(n, -1), out[:, rows.slab_len :])
+
+
+def test_slab_rows_refuses_what_it_cannot_read() -> None:
+    obs, out = np.zeros((3, 20), np.float32), np.zeros((2, 2 * 2 * 3 * 3 + 2), np.uint16)  # 2 output rows, 2 features
+    _core.slab_rows(obs, np.array([2, 0]), (2, 3, 3), out)
+    with pytest.raises(ValueError, match=r"rows\[1\] = 3 is outside the 3 observations"):
+        _core.slab_rows(obs, np.array([0, 3]), (2, 3, 3), out)
+    with pytest.raises(ValueError, match="out has 37 columns, expected 38"):
+        _core.slab_rows(obs, np.array([0, 1]), (2, 3, 3), out[:, :-1].copy())
+    with pytest.raises(ValueError, match="fewer than the map's 18"):
+        _core.slab_rows(obs[:, :10].copy(), np.array([0]), (2, 3, 3), out[:1])
+    with pytest.raises(ValueError, match="C-ordered"):
+        _core.slab_rows(np.asfortranarray(obs), np.array([0, 1]), (2, 3, 3), out)
 
 
 def test_bf16_forward_and_gradients_follow_float32() -> None:
@@ -95,6 +118,9 @@ def test_prepared_input_frozen_weights_and_scratch_give_the_same_outputs() -> No
         scratch = Scratch()
         prepared = net.prepare(obs, scratch)
         assert prepared.dtype == torch.bfloat16
+        # A minibatch's rows prepared from the observations are those rows of the prepared whole.
+        idx = torch.tensor([7, 0, 39, 7, 12])
+        assert torch.equal(net.prepare(obs, Scratch(), idx), prepared.index_select(0, idx))
         assert all(torch.equal(a, b) for a, b in zip(net(prepared, mask), (logits, value), strict=True))
         assert torch.equal(net.value(obs), value)
     with torch.inference_mode(), net.computing_in("bf16", frozen=True):

@@ -18,6 +18,7 @@ __all__ = [
     "compute_gae",
     "config_action_names",
     "obs_spec",
+    "slab_rows",
     "validate_config",
 ]
 
@@ -44,6 +45,18 @@ def compute_gae(
     gamma: float,
     gae_lambda: float,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
+def slab_rows(
+    obs: npt.NDArray[np.float32],
+    rows: npt.NDArray[np.int64],
+    map_shape: tuple[int, int, int],
+    out: npt.NDArray[np.uint16],
+    blocks: bool = False,
+) -> None:
+    """Write observation `rows[k]` of `obs` (N, C*H*W + F) as learner row `k` of `out` (len(rows),
+    out_rows*C*3*W + F), bfloat16 bits: each stride-2 output row's slab of map rows (zero outside
+    the map), then the features (training/network.py, `ConvAsRows`). `blocks`: every row's slabs
+    first (len(rows) * out_rows*C*3*W values), then every row's features."""
+
 def config_action_names(config_json: str) -> list[str]: ...
 def obs_spec(config_json: str) -> dict[str, Any]:
     """The observation layout of a config's towns without building one: the record

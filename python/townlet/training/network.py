@@ -13,9 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from townlet import _core
 
 #: Logit given to masked actions: effectively zero probability without producing NaNs.
 MASKED_LOGIT = -1e8
@@ -35,14 +38,11 @@ class Scratch:
     def __init__(self) -> None:
         self._buffers: dict[str, torch.Tensor] = {}
 
-    def take(
-        self, name: str, shape: tuple[int, ...] | torch.Size, dtype: torch.dtype, *, zeroed: bool = False
-    ) -> torch.Tensor:
-        """`zeroed`: the buffer is zero when allocated (what a caller never writes stays zero)."""
+    def take(self, name: str, shape: tuple[int, ...] | torch.Size, dtype: torch.dtype) -> torch.Tensor:
         size = math.prod(shape)
         buf = self._buffers.get(name)
         if buf is None or buf.dtype != dtype or buf.numel() < size:
-            buf = self._buffers[name] = (torch.zeros if zeroed else torch.empty)(size, dtype=dtype)
+            buf = self._buffers[name] = torch.empty(size, dtype=dtype)
         return buf[:size].view(shape)
 
 
@@ -92,12 +92,15 @@ class ActorCritic(nn.Module):
         finally:
             self.precision, self._frozen, self._scratch = before
 
-    def prepare(self, obs: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
+    def prepare(
+        self, obs: torch.Tensor, scratch: Scratch | None = None, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Observations as the network reads them in the current precision; `forward` accepts
-        either (the update prepares the epoch's rows once instead of every minibatch). Here the
-        observations themselves; a network with a bfloat16 path returns its own input. With
-        `scratch`, the result may live in its buffers (valid until the next call with it)."""
-        return obs
+        either. `rows` (int64): only those rows, in that order (the update's minibatch, drawn from
+        the epoch's observations). Here the observations themselves; a network with a bfloat16
+        path returns its own input. With `scratch`, the result may live in its buffers (valid
+        until the next call with it)."""
+        return obs if rows is None else obs.index_select(0, rows)
 
     def trunk(self, obs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -263,18 +266,28 @@ class ConflictAwarePolicy(ActorCritic):
     # bfloat16: the convolution as one matrix product per output row of the map (`ConvAsRows`),
     # the actor's and critic's hidden layers as one product, each head a float32 product of its half.
 
-    def prepare(self, obs: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
-        """In bfloat16: each output row's input rows of the map (`ConvAsRows.slabs_into`), then
-        the features, as one bfloat16 row per observation."""
+    def prepare(
+        self, obs: torch.Tensor, scratch: Scratch | None = None, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """In bfloat16: each output row's slab of map rows (`ConvAsRows`), then the features, as
+        one bfloat16 row per observation (of `rows`, when given), written by the core's
+        `slab_rows` in one pass from the float32 observations."""
         if self.precision != "bf16" or obs.dtype == BF16:
-            return obs
-        scratch = scratch or self._scratch or Scratch()
-        n = obs.shape[0]
-        x = scratch.take("obs", obs.shape, BF16).copy_(obs)  # one contiguous conversion, then bfloat16 copies
-        out = scratch.take("input", (n, self._rows.slab_len + self.n_features), BF16)
-        self._rows.slabs_into(out[:, : self._rows.slab_len], x[:, : self.map_len], scratch)
-        out[:, self._rows.slab_len :] = x[:, self.map_len :]
-        return out
+            return super().prepare(obs, scratch, rows)
+        return self._slab_rows(obs, rows, scratch or self._scratch or Scratch(), blocks=False).view(
+            -1, self._rows.slab_len + self.n_features
+        )
+
+    def _slab_rows(
+        self, obs: torch.Tensor, rows: torch.Tensor | None, scratch: Scratch, *, blocks: bool
+    ) -> torch.Tensor:
+        """`_core.slab_rows` of float32 `obs` (of `rows`, when given) into a flat bfloat16 buffer of `scratch`."""
+        src = obs.detach().to(torch.float32).contiguous().numpy()
+        picked = np.arange(len(src), dtype=np.int64) if rows is None else rows.numpy()
+        n, width = len(picked), self._rows.slab_len + self.n_features
+        out = scratch.take("blocks" if blocks else "input", (n, width), BF16)
+        _core.slab_rows(src, picked, self.map_shape, out.view(torch.int16).numpy().view(np.uint16), blocks)
+        return out.view(-1)
 
     def _bf16_weights(self) -> dict[str, torch.Tensor]:
         """The products' operands, derived from the float32 parameters (gradients flow back
@@ -331,17 +344,13 @@ class ConflictAwarePolicy(ActorCritic):
     def _bf16_inputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The convolution's slabs as (B * out_rows, slab_width) rows and the features (B,
         n_features), in bfloat16, from observations or their `prepare`. From observations (the
-        collector's ticks) the slabs are written where the product reads them; a prepared row
-        holds its features after its slabs, so its slabs are copied into rows."""
-        rows = self._rows
-        if obs.dtype == BF16:
-            b = obs.shape[0]
+        collector's ticks) the core writes the slabs as one block, where the product reads them."""
+        rows, b = self._rows, obs.shape[0]
+        if obs.dtype == BF16:  # prepared: each row holds its features after its slabs
             return obs[:, : rows.slab_len].reshape(b * rows.out_rows, rows.slab_width), obs[:, rows.slab_len :]
-        scratch = self._scratch or Scratch()
-        x = scratch.take("obs", obs.shape, BF16).copy_(obs)  # as `prepare` converts
-        slabs = scratch.take("slabs", (obs.shape[0], rows.slab_len), BF16)
-        rows.slabs_into(slabs, x[:, : self.map_len], scratch)
-        return slabs.view(-1, rows.slab_width), x[:, self.map_len :]
+        flat = self._slab_rows(obs, None, self._scratch or Scratch(), blocks=True)
+        slabs, features = flat[: b * rows.slab_len], flat[b * rows.slab_len :]
+        return slabs.view(b * rows.out_rows, rows.slab_width), features.view(b, self.n_features)
 
 
 class ConvAsRows:
@@ -352,7 +361,8 @@ class ConvAsRows:
     convolution, but one dense, wide product instead of a narrow one, and its backward is a
     product too (the convolution's weight gradient was the update's slowest kernel). The output
     comes in (row, column, channel) order; `permuted_fc` reorders the next layer's columns to
-    match the convolution's (channel, row, column) flattening."""
+    match the convolution's (channel, row, column) flattening. The slabs themselves are written by
+    the core (`_core.slab_rows`, from `ConflictAwarePolicy.prepare`)."""
 
     def __init__(self, map_shape: tuple[int, int, int], conv: nn.Conv2d) -> None:
         c, h, w = map_shape
@@ -373,18 +383,6 @@ class ConvAsRows:
             for k in range(self.out_channels)
         ]
         self.toeplitz_index = torch.tensor(toeplitz, dtype=torch.long)
-
-    def slabs_into(self, out: torch.Tensor, maps: torch.Tensor, scratch: Scratch) -> None:
-        """Write the slabs of (B, C*H*W) flattened maps into `out` (B, slab_len): output row i
-        reads map rows 2i-1..2i+1 of each channel (3 x W values in a row of a map padded with
-        zero rows), one strided copy from the padded maps (kept in `scratch`: their zero rows
-        are written once)."""
-        c, h, w = self.map_shape
-        b, hp = maps.shape[0], 2 * self.out_rows + 1  # padded row p is map row p - 1
-        padded = scratch.take(f"padded_{c}x{hp}x{w}", (b, c, hp, w), maps.dtype, zeroed=True)
-        padded[:, :, 1 : h + 1] = maps.view(b, c, h, w)
-        rows = padded.as_strided((b, self.out_rows, c, 3 * w), (c * hp * w, 2 * w, hp * w, 1))
-        out.view(b, self.out_rows, c, 3 * w).copy_(rows)
 
     def matrix(self, weight: torch.Tensor) -> torch.Tensor:
         """The (slab_width, out_cols * out_channels) matrix of the kernel `weight`: a slab times

@@ -26,6 +26,7 @@ pub mod reward_parts;
 pub mod rewards;
 pub mod rng;
 pub mod rollout;
+pub mod slabs;
 pub mod snapshot;
 pub mod social;
 pub mod spec;

@@ -2,7 +2,7 @@
 //! (`errors`). No rules of the world live here; the GIL is released around every tick batch.
 //!
 //! One file per exposed class: `town` (Town), `vec_town` (VecTown), `rollout` (RolloutBuffer and
-//! `compute_gae`); module-level config functions in `config`; array checks in `arrays`; dicts
+//! `compute_gae`), `slabs` (`slab_rows`, the learner's bfloat16 rows); module-level config functions in `config`; array checks in `arrays`; dicts
 //! built from core records in `convert`.
 
 mod arrays;
@@ -10,6 +10,7 @@ mod config;
 mod convert;
 mod errors;
 mod rollout;
+mod slabs;
 mod town;
 mod vec_town;
 
@@ -28,6 +29,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("REWARD_COMPONENTS", REWARD_COMPONENTS.to_vec())?;
     m.add_function(wrap_pyfunction!(config::validate_config, m)?)?;
     m.add_function(wrap_pyfunction!(rollout::compute_gae, m)?)?;
+    m.add_function(wrap_pyfunction!(slabs::slab_rows, m)?)?;
     m.add_function(wrap_pyfunction!(config::config_action_names, m)?)?;
     m.add_function(wrap_pyfunction!(config::obs_spec, m)?)?;
     m.add("ConfigError", m.py().get_type::<errors::ConfigError>())?;
