@@ -4,7 +4,7 @@ warm-started by behaviour cloning, scored against the scripted expert on return 
 
 `python bench/learn_town.py [--json] [--minutes M] [--bc-minutes M] [--epochs N] [--bc-ppo-epochs N]
 [--seeds S ...] [--no-bc] [--no-scratch] [--bc-days D] [--bc-epochs N] [--bc-gamma G] [--bc-kickstart W]
-[--set SECTION.KEY=VALUE ...]`
+[--bc-kickstart-until S] [--set SECTION.KEY=VALUE ...]`
 
 For each seed: PPO trains from scratch for `--minutes` of wall clock (default 10; the learning rate falls linearly
 to 0 at the deadline), or for exactly `--epochs` epochs (the learning rate annealed over them, as `make run` does;
@@ -13,9 +13,11 @@ comparable on a loaded machine, where wall clock is not); then, unless `--no-bc`
 under the discount PPO then uses), and PPO continues from those weights until `--bc-minutes` (default 5) have
 passed, BC included, or for `--bc-ppo-epochs` epochs, with the discount `--bc-gamma` (default 0.995: the clone
 already keeps the needs up, which the default 0.998 is for; the shorter horizon learns the shifts sooner) and
-kickstarting of weight `--bc-kickstart` (default 0.5, annealed to 0 over the run; `ppo.kickstart_coef`): a
-cross-entropy term to the scripted expert's action in each state PPO visits, which the clone of the captured days
-alone cannot give (without it, one barista in three kept arriving 10-50 minutes late after 2,000 epochs).
+kickstarting of weight `--bc-kickstart` (default 0.5, falling linearly to 0 by `--bc-kickstart-until` of the run,
+default half; `ppo.kickstart_coef` and `ppo.kickstart_until`): a cross-entropy term to the scripted expert's action
+in each state PPO visits, which the clone of the captured days alone cannot give (without it, one barista in three
+kept arriving 10-50 minutes late after 2,000 epochs); the second half is plain PPO, which finds the chats the expert
+leaves out.
 The runs use one torch thread; on an otherwise idle 2-core box, `OMP_WAIT_POLICY=ACTIVE ... --set
 ppo.torch_threads=2` uses both cores (docs/training.md, Benchmarks). Every trained policy is scored greedily by
 `townlet.training.evaluate` (one day, the evaluation seeds, the same towns for every policy), as are the expert and
@@ -81,8 +83,10 @@ FIXED_PPO = ("num_envs", "episode_ticks", "anneal_lr")
 #: PPO's discount after BC: the clone brings the expert's care of the needs, which the longer default discount
 #: (0.998) is there to learn from scratch; the shorter one learns the shifts sooner (docs/training.md).
 BC_GAMMA = 0.995
-#: Kickstarting's weight after BC (`ppo.kickstart_coef`, annealed to 0): docs/training.md, "Kickstarting".
+#: Kickstarting's weight after BC (`ppo.kickstart_coef`), falling to 0 at half the run (`ppo.kickstart_until`):
+#: docs/training.md, "Kickstarting".
 BC_KICKSTART = 0.5
+BC_KICKSTART_UNTIL = 0.5
 
 
 def usage(message: str) -> NoReturn:
@@ -282,7 +286,14 @@ def run_seed(
 ) -> dict[str, Any]:
     minutes, epochs = (args.bc_minutes, args.bc_ppo_epochs) if bc else (args.minutes, args.epochs)
     ppo_fields = (
-        {**args.ppo_fields, "gamma": args.bc_gamma, "kickstart_coef": args.bc_kickstart} if bc else args.ppo_fields
+        {
+            **args.ppo_fields,
+            "gamma": args.bc_gamma,
+            "kickstart_coef": args.bc_kickstart,
+            "kickstart_until": args.bc_kickstart_until,
+        }
+        if bc
+        else args.ppo_fields
     )
     policy, info = train(
         cfg,
@@ -363,6 +374,15 @@ def main() -> None:
         default=BC_KICKSTART,
         help=f"kickstarting's weight after BC, annealed to 0 (default {BC_KICKSTART}; 0: off; ppo.kickstart_coef)",
     )
+    p.add_argument(
+        "--bc-kickstart-until",
+        type=float,
+        default=BC_KICKSTART_UNTIL,
+        help=(
+            f"the share of a BC -> PPO run by which kickstarting's weight is 0 (default {BC_KICKSTART_UNTIL}; "
+            "ppo.kickstart_until)"
+        ),
+    )
     p.add_argument("--eval-seeds", type=int, default=3)
     p.add_argument("--config", type=Path, default=CONFIG, help="the town")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config key")
@@ -374,6 +394,8 @@ def main() -> None:
         p.error("--bc-gamma must be in [0, 1]")
     if not args.bc_kickstart >= 0:
         p.error("--bc-kickstart must be >= 0")
+    if not 0 < args.bc_kickstart_until <= 1:
+        p.error("--bc-kickstart-until must be in (0, 1]")
     args.ppo_fields, world_sets = ppo_overrides(args.set)
     cfg = with_overrides(load_config(args.config), world_sets)
 
@@ -401,7 +423,13 @@ def main() -> None:
         "verdicts": {"runs": verdicts(runs), "bc_runs": verdicts(bc_runs)},
         "budget_minutes": {"scratch": args.minutes, "bc": args.bc_minutes},
         "budget_epochs": {"scratch": args.epochs, "bc": args.bc_ppo_epochs},
-        "bc": {"days": args.bc_days, "epochs": args.bc_epochs, "gamma": args.bc_gamma, "kickstart": args.bc_kickstart},
+        "bc": {
+            "days": args.bc_days,
+            "epochs": args.bc_epochs,
+            "gamma": args.bc_gamma,
+            "kickstart": args.bc_kickstart,
+            "kickstart_until": args.bc_kickstart_until,
+        },
     }
     if args.json:
         print(json.dumps(out, sort_keys=True))

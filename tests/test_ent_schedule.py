@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from conftest import RunCli, assert_one_line_error
 from townlet.sim.settings import PPOConfig
@@ -42,6 +43,15 @@ def test_the_coefficient_moves_linearly_from_ent_coef_to_ent_coef_final() -> Non
     assert cfg.ent_coef_at(PPOConfig.spent(9, 4)) == pytest.approx(0.002)  # past the last epoch: the final value
     assert PPOConfig(ent_coef=0.02).ent_coef_at(0.5) == 0.02  # unset: constant
     assert PPOConfig().ent_coef_final is None
+
+
+def test_kickstarting_falls_to_zero_by_kickstart_until_and_stays_there() -> None:
+    whole, half = PPOConfig(kickstart_coef=0.8), PPOConfig(kickstart_coef=0.8, kickstart_until=0.5)
+    shares = [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert [whole.kickstart_at(s) for s in shares] == pytest.approx([0.8, 0.6, 0.4, 0.2, 0.0])
+    assert [half.kickstart_at(s) for s in shares] == pytest.approx([0.8, 0.4, 0.0, 0.0, 0.0])
+    with pytest.raises(ValidationError):
+        PPOConfig(kickstart_until=0)
 
 
 def test_the_schedule_drives_the_update_and_unset_changes_nothing(cli: RunCli, tmp_path: Path) -> None:
