@@ -122,7 +122,7 @@ struct Job<'a> {
     placement: Placement,
 }
 
-/// `write` compiled for AVX2: the conversions to bfloat16 run 8 values at a time (2.4x the speed
+/// `write` compiled for AVX2: the conversions to bfloat16 run 8 values at a time (1.5-2x the speed
 /// of the baseline x86-64 build on a 4,608-row minibatch).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
