@@ -274,20 +274,19 @@ class ConflictAwarePolicy(ActorCritic):
         `slab_rows` in one pass from the float32 observations."""
         if self.precision != "bf16" or obs.dtype == BF16:
             return super().prepare(obs, scratch, rows)
-        return self._slab_rows(obs, rows, scratch or self._scratch or Scratch(), blocks=False).view(
-            -1, self._rows.slab_len + self.n_features
-        )
+        return self._slab_rows(obs, rows, scratch or self._scratch or Scratch(), blocks=False)
 
     def _slab_rows(
         self, obs: torch.Tensor, rows: torch.Tensor | None, scratch: Scratch, *, blocks: bool
     ) -> torch.Tensor:
-        """`_core.slab_rows` of float32 `obs` (of `rows`, when given) into a flat bfloat16 buffer of `scratch`."""
+        """`_core.slab_rows` of float32 `obs` (of `rows`, when given) into a (rows, slab_len + n_features)
+        bfloat16 buffer of `scratch` (with `blocks`, laid out as every row's slabs, then every row's features)."""
         src = obs.detach().to(torch.float32).contiguous().numpy()
         picked = np.arange(len(src), dtype=np.int64) if rows is None else rows.numpy()
         n, width = len(picked), self._rows.slab_len + self.n_features
         out = scratch.take("blocks" if blocks else "input", (n, width), BF16)
         _core.slab_rows(src, picked, self.map_shape, out.view(torch.int16).numpy().view(np.uint16), blocks)
-        return out.view(-1)
+        return out
 
     def _bf16_weights(self) -> dict[str, torch.Tensor]:
         """The products' operands, derived from the float32 parameters (gradients flow back
@@ -348,7 +347,7 @@ class ConflictAwarePolicy(ActorCritic):
         rows, b = self._rows, obs.shape[0]
         if obs.dtype == BF16:  # prepared: each row holds its features after its slabs
             return obs[:, : rows.slab_len].reshape(b * rows.out_rows, rows.slab_width), obs[:, rows.slab_len :]
-        flat = self._slab_rows(obs, None, self._scratch or Scratch(), blocks=True)
+        flat = self._slab_rows(obs, None, self._scratch or Scratch(), blocks=True).view(-1)
         slabs, features = flat[: b * rows.slab_len], flat[b * rows.slab_len :]
         return slabs.view(b * rows.out_rows, rows.slab_width), features.view(b, self.n_features)
 

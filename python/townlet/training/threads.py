@@ -171,7 +171,8 @@ class Threads:
 
     def __init__(self, setting: int | str, precision: str) -> None:
         self.fixed = setting if isinstance(setting, int) else None
-        most = auto_threads(precision)
+        # Only `auto` chooses (and so probes the machine's bfloat16 products: `auto_threads`).
+        most = auto_threads(precision) if self.fixed is None else 1
         self.choosers = {phase: ThreadChooser(most) for phase in ("collect", "learn")}
         #: The count each phase last ran on.
         self.last: dict[str, int] = {}
