@@ -3,7 +3,7 @@
 time split into env stepping, policy inference while collecting, learning and the rest.
 
 `python bench/train.py [--json] [--epochs N] [--num-envs N] [--rollout-ticks T] [--torch-threads N|auto]
-[--precision bf16|fp32] [--vs REF | --vs-threads N|auto] [--pairs N]`
+[--precision bf16|fp32] [--overlap] [--vs REF | --vs-threads N|auto | --vs-overlap] [--pairs N]`
 
 The figures are the trainer's own per-epoch timings (the telemetry's `time_*` fields), summed over
 the timed epochs after one warm-up epoch. The goal is twice `BASELINE_AGENT_STEPS_PER_SEC`, the
@@ -19,7 +19,9 @@ git revision REF's Python package and configs (with this tree's native extension
 Python side), taking turns `--pairs` times; it prints each pair's ratio (this tree over REF) and
 their median, for agent-steps per second and per CPU second. `--vs-threads T` is the same A/B
 between thread settings of this tree: `--torch-threads` over `T` (for instance `--torch-threads
-auto --vs-threads 1`).
+auto --vs-threads 1`). `--overlap` measures with `ppo.overlap` (the next epoch collected on a second
+thread during the update; the split's parts then overlap and add up to more than the epoch), and
+`--vs-overlap` is the A/B of `--overlap` over the same settings without it.
 """
 
 from __future__ import annotations
@@ -61,16 +63,23 @@ CONFIG = "configs/examples/poc_hybrid.yaml"
 
 
 def measure(
-    num_envs: int, rollout_ticks: int, epochs: int, torch_threads: int | str, precision: str, root: Path = REPO
+    num_envs: int,
+    rollout_ticks: int,
+    epochs: int,
+    torch_threads: int | str,
+    precision: str,
+    root: Path = REPO,
+    overlap: bool = False,
 ) -> dict[str, Any]:
     # Imported here: `--vs` only runs other processes, so it never loads torch itself.
     from townlet.training.envs import TownTrainEnv
     from townlet.training.trainer import Trainer
 
     cfg = load_config(root / CONFIG)
+    fields: dict[str, Any] = {"overlap": True} if overlap else {}
     try:
         ppo = PPOConfig(
-            num_envs=num_envs, rollout_ticks=rollout_ticks, torch_threads=torch_threads, precision=precision
+            num_envs=num_envs, rollout_ticks=rollout_ticks, torch_threads=torch_threads, precision=precision, **fields
         )
     except ValueError:  # `--vs REF` with an older tree that has no `auto`: its default then
         ppo = PPOConfig(num_envs=num_envs, rollout_ticks=rollout_ticks, precision=precision)
@@ -89,6 +98,7 @@ def measure(
         "seconds": total,
         "time_split": split,
         "torch_threads": ppo.torch_threads,
+        "overlap": overlap,
         "threads_used": dict(getattr(getattr(trainer, "threads", None), "last", {})),
     }
 
@@ -121,12 +131,12 @@ def run_one(root: Path, argv: list[str]) -> dict[str, Any]:
     return out
 
 
-def versus(ref: str, pairs: int, argv: list[str], ref_threads: str | None = None) -> dict[str, Any]:
+def versus(ref: str, pairs: int, argv: list[str], ref_argv: list[str] | None = None) -> dict[str, Any]:
     """`pairs` turns of (REF, this tree), alternating which goes first; per-pair ratios and medians.
-    With `ref_threads` the "ref" side is this tree too, run with `--torch-threads ref_threads`."""
+    With `ref_argv` the "ref" side is this tree too, run with those arguments."""
     with tempfile.TemporaryDirectory(prefix="bench-train-vs-") as tmp:
-        roots = {"ref": REPO if ref_threads else checkout(ref, Path(tmp)), "this": REPO}
-        argvs = {"ref": [*argv, "--torch-threads", ref_threads] if ref_threads else argv, "this": argv}
+        roots = {"ref": REPO if ref_argv is not None else checkout(ref, Path(tmp)), "this": REPO}
+        argvs = {"ref": argv if ref_argv is None else ref_argv, "this": argv}
         rows: list[dict[str, Any]] = []
         for i in range(pairs):
             order = ("ref", "this") if i % 2 == 0 else ("this", "ref")
@@ -163,23 +173,37 @@ def main() -> None:
     p.add_argument("--precision", choices=("bf16", "fp32"), default=PPOConfig().precision)
     p.add_argument("--vs", metavar="REF", help="A/B against git revision REF (this tree over REF, per pair)")
     p.add_argument("--vs-threads", type=threads_arg, help="A/B: --torch-threads over this thread setting, per pair")
+    p.add_argument("--overlap", action="store_true", help="collect the next epoch while learning (ppo.overlap)")
+    p.add_argument("--vs-overlap", action="store_true", help="A/B: --overlap over the same settings without it")
     p.add_argument("--pairs", type=int, default=5, help="with --vs or --vs-threads: how many (ref, this) turns")
     p.add_argument("--root", type=Path, default=REPO, help=argparse.SUPPRESS)  # --vs: the tree whose configs to use
     args = p.parse_args()
-    if args.vs is not None and args.vs_threads is not None:
-        p.error("--vs and --vs-threads: choose one")
-    if args.vs is not None or args.vs_threads is not None:
+    if sum((args.vs is not None, args.vs_threads is not None, args.vs_overlap)) > 1:
+        p.error("--vs, --vs-threads and --vs-overlap: choose one")
+    if args.vs is not None and args.overlap:
+        p.error("--vs REF with --overlap: REF's tree may not know ppo.overlap; compare with --vs-overlap")
+    if args.vs_overlap and args.torch_threads == "auto":
+        p.error("--vs-overlap: needs a fixed --torch-threads (ppo.overlap refuses auto)")
+    if args.vs is not None or args.vs_threads is not None or args.vs_overlap:
         if args.pairs < 1:
             p.error("--pairs must be at least 1")
         common = ["--epochs", str(args.epochs), "--num-envs", str(args.num_envs)]
         common += ["--rollout-ticks", str(args.rollout_ticks), "--precision", args.precision]
-        ref_threads = None if args.vs_threads is None else str(args.vs_threads)
-        label = args.vs if ref_threads is None else f"--torch-threads {ref_threads}"
-        ab = versus(label, args.pairs, [*common, "--torch-threads", str(args.torch_threads)], ref_threads)
+        mine = [*common, "--torch-threads", str(args.torch_threads)]
+        ref_argv, label = None, args.vs
+        if args.vs_threads is not None:
+            ref_argv, label = [*common, "--torch-threads", str(args.vs_threads)], f"--torch-threads {args.vs_threads}"
+        elif args.vs_overlap:
+            ref_argv, label = mine, "no overlap"
+        ab = versus(label, args.pairs, [*mine, *(["--overlap"] if args.overlap or args.vs_overlap else [])], ref_argv)
         if args.json:
             print(json.dumps({"benchmark": "train_vs", **ab}, sort_keys=True))
             return
-        this = "this tree" if ref_threads is None else f"--torch-threads {args.torch_threads}"
+        this = "this tree"
+        if args.vs_threads is not None:
+            this = f"--torch-threads {args.torch_threads}"
+        elif args.vs_overlap:
+            this = "--overlap"
         print(f"{this} over {label}, {args.pairs} pairs ({args.precision}, {args.epochs} epochs each):")
         for i, row in enumerate(ab["pairs"], 1):
             print(
@@ -189,7 +213,11 @@ def main() -> None:
             )
         print(f"  median ratio {ab['median_ratio']:.3f} (per CPU second {ab['median_ratio_cpu']:.3f})")
         return
-    res = measure(args.num_envs, args.rollout_ticks, args.epochs, args.torch_threads, args.precision, args.root)
+    if args.overlap and args.torch_threads == "auto":
+        p.error("--overlap: needs a fixed --torch-threads (ppo.overlap refuses auto)")
+    res = measure(
+        args.num_envs, args.rollout_ticks, args.epochs, args.torch_threads, args.precision, args.root, args.overlap
+    )
     goal = GOAL_FACTOR * BASELINE_AGENT_STEPS_PER_SEC
     out = {
         "benchmark": "train",

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Townlet's PPO side by side with sb3-contrib's MaskablePPO: same towns, network, PPO settings and wall clock.
 
-`python bench/vs_sb3.py [--json] [--minutes M] [--seed S] [--eval-seeds N] [--chunk SECONDS]` (the `bench` extra)
+`python bench/vs_sb3.py [--json] [--minutes M] [--seed S] [--eval-seeds N] [--chunk SECONDS] [--torch-threads N|auto]
+[--overlap]` (the `bench` extra)
 
 Both learners train on the default town (configs/examples/poc_hybrid.yaml) from scratch for `--minutes` of wall
 clock each, taking turns of `--chunk` seconds (A B A B ..., so load from elsewhere on a shared machine falls on
@@ -19,6 +20,8 @@ a constant learning rate on both sides (the budget is time, not epochs), the tor
 `--torch-threads`: a fixed count for both, or `auto` for both: each side's collection and learning each run on one
 thread or on every usable CPU, whichever it measured faster, by the same `townlet.training.threads.Threads`), the
 threads stepping the towns (one up to 16 towns, as our trainer does), and OpenMP's passive waits (set on import).
+With `--overlap` ours collects the next epoch on a second thread while it learns (`ppo.overlap`, each side on the
+fixed thread count), and SB3, which has no such mode, gets the same cores as torch threads (twice the count).
 
 What differs: Townlet computes the network's hidden-layer products in bfloat16 (`ppo.precision`, its default; SB3
 in float32); Townlet trains on the live agents' rows only, SB3 on every slot (an empty slot is a zero observation
@@ -141,10 +144,12 @@ class Sb3:
         return {"seconds": self.seconds, "agent_steps": self.model.num_timesteps}
 
 
-def train_both(ppo: PPOConfig, cfg: Any, seed: int, minutes: float, chunk: float) -> tuple[Ours, Sb3]:
+def train_both(
+    ppo: PPOConfig, cfg: Any, seed: int, minutes: float, chunk: float, sb3_ppo: PPOConfig | None = None
+) -> tuple[Ours, Sb3]:
     """Both learners, in turns of `chunk` seconds (A B A B ...: load from elsewhere on a shared machine falls on both
-    alike), until each has trained `minutes`."""
-    ours, sb3 = Ours(ppo, cfg, seed), Sb3(ppo, cfg, seed)
+    alike), until each has trained `minutes` (SB3 with `sb3_ppo` when given: `--overlap`'s thread count)."""
+    ours, sb3 = Ours(ppo, cfg, seed), Sb3(sb3_ppo or ppo, cfg, seed)
     budget = 60 * minutes
     while ours.seconds < budget or sb3.seconds < budget:
         for learner in (ours, sb3):
@@ -178,6 +183,7 @@ def main() -> None:
     p.add_argument("--eval-seeds", type=int, default=3)
     p.add_argument("--chunk", type=float, default=15.0, help="seconds per turn (the learners alternate)")
     p.add_argument("--torch-threads", help="a count or auto, for both sides (default: the config's ppo.torch_threads)")
+    p.add_argument("--overlap", action="store_true", help="ours collects ahead (ppo.overlap); SB3 twice the threads")
     args = p.parse_args()
     cfg = load_config(CONFIG)
     ppo = cfg.sections.ppo.model_copy(update={"anneal_lr": False})
@@ -187,7 +193,13 @@ def main() -> None:
         except ValueError:
             p.error(f"--torch-threads: expected a count (>= 1) or auto, got {args.torch_threads!r}")
 
-    learners = train_both(ppo, cfg, args.seed, args.minutes, args.chunk)
+    sb3_ppo = None
+    if args.overlap:
+        if ppo.torch_threads == "auto":
+            p.error("--overlap: needs a fixed --torch-threads (ppo.overlap refuses auto)")
+        sb3_ppo = ppo.model_copy(update={"torch_threads": 2 * int(ppo.torch_threads)})
+        ppo = ppo.model_copy(update={"overlap": True})
+    learners = train_both(ppo, cfg, args.seed, args.minutes, args.chunk, sb3_ppo)
     ours, sb3 = learners[0].stats(), learners[1].stats()
     if not args.json:
         for name, stats in (("ours", ours), ("sb3", sb3)):
@@ -202,6 +214,8 @@ def main() -> None:
     report = evaluate(cfg, policies, seeds=args.eval_seeds).policies_json()["policies"]
     out: dict[str, Any] = {"minutes": args.minutes, "num_envs": ppo.num_envs, "seed": args.seed, "chunk": args.chunk}
     out["torch_threads"] = ppo.torch_threads
+    out["overlap"] = ppo.overlap
+    out["sb3_torch_threads"] = (sb3_ppo or ppo).torch_threads
     for name, stats, learner in (("ours", ours, learners[0].trainer), ("sb3", sb3, learners[1])):
         out[name] = {
             "agent_steps_per_sec": stats["agent_steps"] / stats["seconds"],
@@ -232,7 +246,10 @@ def main() -> None:
             f"self-sufficiency {k['self_sufficiency']:.2f}  faints {k['faints']:.1f}"
         )
     used = {name: ", ".join(f"{k} {v}" for k, v in out[name]["threads_used"].items()) for name in ("ours", "sb3")}
-    print(f"torch threads {out['torch_threads']} (last used: ours {used['ours']}; sb3 {used['sb3']})")
+    print(
+        f"torch threads {out['torch_threads']}, sb3 {out['sb3_torch_threads']}, overlap {out['overlap']} "
+        f"(last used: ours {used['ours']}; sb3 {used['sb3']})"
+    )
     rs, rr = out["ratio_speed"], out["ratio_return"]
     print(f"ratio_speed  {rs:.2f}x (goal >= {GOAL_SPEED:.0f}x)" if rs is not None else "ratio_speed  n/a")
     print(

@@ -182,6 +182,15 @@ class PPOConfig(BaseModel):
             "split their sums by thread): training/threads.py"
         ),
     )
+    overlap: bool = Field(
+        False,
+        description=(
+            "collect the next epoch's rollout on a second thread while the update learns from this one, acting "
+            "with the weights from before this epoch's update (one update behind: PPO's ratio is taken to the "
+            "policy that acted); nearly the sum of collecting and learning becomes the larger of the two. The ppo "
+            "phase's own rollouts only (not replay, mixed or shards); a fixed torch_threads (docs/training.md)"
+        ),
+    )
     precision: str = Field(
         "bf16",
         pattern="^(fp32|bf16)$",
@@ -198,6 +207,15 @@ class PPOConfig(BaseModel):
         if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
             return value
         raise ValueError("expected a count (>= 1) or auto")
+
+    @model_validator(mode="after")
+    def _overlap_on_fixed_threads(self) -> Self:
+        if self.overlap and self.torch_threads == "auto":
+            raise ValueError(
+                "overlap: needs a fixed torch_threads (collection and the update each run on their own thread; "
+                "auto would switch counts under the other)"
+            )
+        return self
 
     @staticmethod
     def spent(epoch: int, epochs: int) -> float:
@@ -296,8 +314,12 @@ class MemoryConfig(PPOConfig):
     @staticmethod
     def of(ppo: PPOConfig, memory: MemorySection) -> MemoryConfig:
         """The memory phase's section of a config (`ppo:` and `training.memory`)."""
-        # Kickstarting is the feed-forward ppo phase's: the memory phase trains on its own rewards alone.
-        fields = {**ppo.model_dump(exclude={"warm_start", "kickstart_coef", "kickstart_until"}), **memory.model_dump()}
+        # Kickstarting is the feed-forward ppo phase's: the memory phase trains on its own rewards alone. Its
+        # recurrent collector does not collect ahead (`overlap`).
+        fields = {
+            **ppo.model_dump(exclude={"warm_start", "kickstart_coef", "kickstart_until", "overlap"}),
+            **memory.model_dump(),
+        }
         return MemoryConfig.model_validate(fields)
 
 

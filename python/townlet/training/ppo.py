@@ -130,6 +130,16 @@ class RolloutCollector:
                     f"ppo.kickstart_coef: {type(env).__name__} has no scripted expert to kickstart from (the town's)"
                 )
             self.expert = np.zeros((cfg.rollout_ticks, env.num_agents), np.int64)
+        #: With `double_buffer`: the buffer, expert actions and row arrays the next collection swaps in.
+        self._spare: tuple[_core.RolloutBuffer, npt.NDArray[np.int64] | None, dict[str, npt.NDArray[Any]]] | None = None
+
+    def double_buffer(self) -> None:
+        """Collect into two sets of arrays in turn, so that the rows one collection returns hold until the
+        collection after next (`ppo.overlap`: the update reads an epoch's rows while the next epoch is collected)."""
+        if self._spare is None:
+            cfg, env = self.cfg, self.env
+            buffer = _core.RolloutBuffer(cfg.rollout_ticks, env.num_agents, env.obs_dim, env.n_actions)
+            self._spare = (buffer, None if self.expert is None else np.zeros_like(self.expert), {})
 
     def get_state(self) -> dict[str, Any]:
         """Where collection stands: the env's state, the sampling RNG and open episode returns."""
@@ -157,12 +167,17 @@ class RolloutCollector:
     @torch.inference_mode()
     def collect(self) -> tuple[Dataset, RolloutStats]:
         """`rollout_ticks` ticks of every town with the current policy, then their advantages;
-        returns the rows where the agent was alive (`Dataset`, one row per live agent-step). The
-        policy computes in `cfg.precision`, as the update does."""
+        returns the rows where the agent was alive (`Dataset`, one row per live agent-step; they hold
+        until the next collection, or the one after with `double_buffer`). The policy computes in
+        `cfg.precision`, as the update does."""
         with self.policy.computing_in(self.cfg.precision, frozen=True):
             return self._collect()
 
     def _collect(self) -> tuple[Dataset, RolloutStats]:
+        if self._spare is not None:  # the other set of arrays: the last collection's rows stay as they are
+            spare = self._spare
+            self._spare = (self.buffer, self.expert, self._rows)
+            self.buffer, self.expert, self._rows = spare
         cfg, env, buf = self.cfg, self.env, self.buffer
         buf.clear()
         stats = RolloutStats()

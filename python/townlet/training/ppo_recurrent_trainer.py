@@ -38,6 +38,11 @@ class MemoryTrainer:
         self.epoch = 0
         self.best: dict[str, Any] | None = None
 
+    @property
+    def behaviour(self) -> MemoryPolicy:
+        """The weights that collected the epoch offered as the best: the policy (collection is not ahead here)."""
+        return self.policy
+
     def training_state(self, total_epochs: int) -> TrainingState:
         data, tensors = self.collector.get_state()
         state = loop_state(

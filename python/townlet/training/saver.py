@@ -149,6 +149,9 @@ class SavedTrainer(Protocol):
     best: dict[str, Any] | None
 
     @property
+    def behaviour(self) -> Any: ...
+
+    @property
     def run(self) -> Callable[..., TrainResult]: ...
 
     def training_state(self, total_epochs: int) -> TrainingState: ...
@@ -177,7 +180,7 @@ def run_saving(
         on_epoch=on_epoch,
         checkpoint_every=plan.checkpoint_every or None,
         save=save,
-        on_best=lambda t: saver.offer_best(t.policy, t.best, t.steps),
+        on_best=lambda t: saver.offer_best(t.behaviour, t.best, t.steps),
     )
     save(trainer)
     return RunOutputs(result, plan.checkpoint, writer.path if writer else None, saver.best(), start)

@@ -3,8 +3,10 @@ log telemetry, save checkpoints."""
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +33,8 @@ from townlet.training.threads import Threads, one_torch_thread
 #: What picks the best-known PPO checkpoint: the mean reward per live agent-step of an epoch's
 #: rollout, which the policy held before that epoch's update earned.
 BEST_METRIC = "rollout_reward_mean"
+#: The prefix of the collector's weights among a checkpoint's training tensors (`ppo.overlap`).
+ACTING = "acting."
 
 
 def make_policy(meta: dict[str, Any], obs_dim: int, n_actions: int, hidden: int) -> ActorCritic:
@@ -109,16 +113,53 @@ class Trainer:
         self.epoch = 0
         #: The best epoch so far by `BEST_METRIC` (rollout modes): metric, value, epoch, policy_epoch.
         self.best: dict[str, Any] | None = None
+        #: `ppo.overlap`: the collector acts with its own copy of the weights (`acting`, from epoch `acting_epoch`),
+        #: on a thread of its own (`_pool`), one epoch ahead of the update (`_ahead`: the next epoch's rows, with
+        #: the collector's state from before them).
+        self.acting: ActorCritic | None = None
+        self.acting_epoch = 0
+        self._acting_restored = False
+        self._ahead: Future[tuple[Dataset, RolloutStats, dict[str, Any]]] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        if cfg.overlap:
+            if self.collector is None:
+                raise ValueError(
+                    "ppo.overlap: the trainer collects ahead from its own env only (not in replay-only training or "
+                    "on rollout shards)"
+                )
+            self.acting = copy.deepcopy(policy)
+            self.collector.policy = self.acting
+            self.collector.double_buffer()
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="townlet-collect")
+
+    @property
+    def behaviour(self) -> ActorCritic:
+        """The weights that collected the epoch just offered as the best (`on_best`): the policy, or with
+        `ppo.overlap` the collector's copy (one update behind)."""
+        return self.acting if self.acting is not None else self.policy
 
     # -- resume ------------------------------------------------------------------------------------
 
     def training_state(self, total_epochs: int) -> TrainingState:
-        """Everything besides the weights that `restore` needs to continue exactly here."""
-        return loop_state(
+        """Everything besides the weights that `restore` needs to continue exactly here. With
+        `ppo.overlap` the next epoch's rows are already collected: the state is the collector's from
+        before them, with the weights that collected them (a resumed run collects them again)."""
+        collector = self.collector.get_state() if self.collector is not None else None
+        extra: dict[str, Any] = {}
+        # Once a collection has been made with the collector's copy of the weights, they are the next
+        # collection's (before that the policy's, which the first epoch copies).
+        acting = self.acting if self._ahead is not None or self._acting_restored else None
+        if acting is not None:
+            if self._ahead is not None:
+                collector = self._ahead.result()[2]
+            extra["acting_epoch"] = self.acting_epoch
+        state = loop_state(
             "ppo", epoch=self.epoch, steps=self.steps, total_epochs=total_epochs, optimizer=self.optimizer,
-            rng=self.rng, best=self.best,
-            collector=self.collector.get_state() if self.collector is not None else None,
+            rng=self.rng, best=self.best, collector=collector, **extra,
         )  # fmt: skip
+        if acting is not None:
+            state.tensors.update({ACTING + k: v.detach().clone() for k, v in acting.state_dict().items()})
+        return state
 
     def restore(self, training: TrainingState) -> None:
         """Continue from a `training_state` taken by a run of the same config."""
@@ -127,6 +168,13 @@ class Trainer:
             if training.data.get("collector") is None:
                 raise ValueError("the checkpoint was saved by a run without rollouts; resume it in the same mode")
             self.collector.set_state(training.data["collector"])
+        self._ahead = None
+        if self.acting is not None and "acting_epoch" in training.data:
+            # The weights the next epoch's rows were collected with (one update behind the checkpoint's).
+            acting = {k[len(ACTING) :]: v for k, v in training.tensors.items() if k.startswith(ACTING)}
+            self.acting.load_state_dict(acting)
+            self.acting_epoch = int(training.data["acting_epoch"])
+            self._acting_restored = True
 
     # -- the loop ----------------------------------------------------------------------------------
 
@@ -165,23 +213,35 @@ class Trainer:
                 annealed["kickstart_coef"] = cfg.kickstart_at(share)
             if annealed:
                 cfg = cfg.model_copy(update=annealed)
-            self.threads.use("collect")
-            t_gather = time.perf_counter()
-            data, roll, baseline, events = self._gather(data_mode, result, on_best)
-            self.threads.done("collect", time.perf_counter() - t_gather, len(data))
+            if self.acting is not None:
+                data, roll, baseline, events = self._gather_ahead(data_mode, result, on_best)
+            else:
+                self.threads.use("collect")
+                t_gather = time.perf_counter()
+                data, roll, baseline, events = self._gather(data_mode, result, on_best)
+                self.threads.done("collect", time.perf_counter() - t_gather, len(data))
+                self.threads.use("learn")
             self.steps += len(data)
-            self.threads.use("learn")
             t_learn = time.perf_counter()
-            upd = ppo_update(
-                self.policy,
-                self.optimizer,
-                data,
-                cfg,
-                self.rng,
-                rivalry_cols=self.rivalry_cols,
-                scratch=self.scratch,
-            )
-            self.threads.done("learn", time.perf_counter() - t_learn, len(data))
+            try:
+                upd = ppo_update(
+                    self.policy,
+                    self.optimizer,
+                    data,
+                    cfg,
+                    self.rng,
+                    rivalry_cols=self.rivalry_cols,
+                    scratch=self.scratch,
+                )
+            except BaseException:
+                if self._ahead is not None:  # no collection outlives the run
+                    self._ahead.exception()
+                    self._ahead = None
+                raise
+            if self._ahead is not None:
+                self._ahead.result()  # the next epoch's rows, collected by the epoch's end (or the error they met)
+            if self.acting is None:
+                self.threads.done("learn", time.perf_counter() - t_learn, len(data))
             duration = time.perf_counter() - t0
             rec = epoch_record(
                 epoch=self.epoch,
@@ -237,11 +297,47 @@ class Trainer:
                 events[name] = events.get(name, 0.0) + count
         return Dataset.concat(parts), roll, baseline, events
 
-    def _offer_best(self, rollout: Dataset, on_best: Callable[[Trainer], None] | None) -> None:
+    def _gather_ahead(
+        self, data_mode: str, result: TrainResult, on_best: Callable[[Trainer], None] | None
+    ) -> tuple[Dataset, RolloutStats | None, dict[str, float], dict[str, float]]:
+        """`ppo.overlap`'s `_gather`: the epoch's rows, collected during the last epoch's update (or now, on
+        the first epoch and after a restore), then the next epoch's collection started on the collector's
+        thread with the weights from before this epoch's update."""
+        assert self.acting is not None and self._pool is not None
+        if data_mode != "rollout":
+            raise ValueError(f"ppo.overlap: collects ahead in rollout mode only, not {data_mode}")
+        if not isinstance(self.collector, RolloutCollector):
+            raise ValueError("ppo.overlap: collects ahead with the trainer's own collector only")
+        collector = self.collector
+        if self._ahead is None:
+            if not self._acting_restored:
+                self.acting.load_state_dict(self.policy.state_dict())
+                self.acting_epoch = self.epoch - 1
+            self._acting_restored = False
+            data, roll = collector.collect()
+        else:
+            data, roll, _ = self._ahead.result()
+            self._ahead = None
+        result.episode_returns.extend(roll.episode_returns)
+        self._offer_best(data, on_best, policy_epoch=self.acting_epoch)
+        self.acting.load_state_dict(self.policy.state_dict())
+        self.acting_epoch = self.epoch - 1
+
+        def collect_next() -> tuple[Dataset, RolloutStats, dict[str, Any]]:
+            before = collector.get_state()  # what a checkpoint taken before these rows are learned holds
+            return (*collector.collect(), before)
+
+        self._ahead = self._pool.submit(collect_next)
+        return data, roll, baseline_from_samples(roll.sample_rewards), dict(roll.events)
+
+    def _offer_best(
+        self, rollout: Dataset, on_best: Callable[[Trainer], None] | None, policy_epoch: int | None = None
+    ) -> None:
         """Keep the epoch as the best so far when its rollout scores higher by `BEST_METRIC` (the
-        policy that earned it has not been updated yet)."""
+        policy that earned it, `behaviour`, has not been updated yet)."""
         score = float(rollout.rewards.mean()) if len(rollout) else None  # None: every agent was dead
         if score is not None and (self.best is None or score > float(self.best["value"])):
-            self.best = {"metric": BEST_METRIC, "value": score, "epoch": self.epoch, "policy_epoch": self.epoch - 1}
+            earned_by = self.epoch - 1 if policy_epoch is None else policy_epoch
+            self.best = {"metric": BEST_METRIC, "value": score, "epoch": self.epoch, "policy_epoch": earned_by}
             if on_best is not None:
                 on_best(self)

@@ -1,0 +1,194 @@
+"""`ppo.overlap`: the next epoch's rollout is collected on a second thread while the update learns from this
+one, with the weights from before this epoch's update.
+
+* the lag is exactly one update: epochs 1 and 2 are both collected with the initial weights, epoch 3 with
+  epoch 1's (checked against a plain collector acting with those weights);
+* the same config and seed give the same bytes, and a run killed mid-way and resumed from its checkpoint ends
+  where the uninterrupted one does, best checkpoint included (the command line, as a user runs it);
+* what it cannot do is refused in one line: `torch_threads: auto`, replay-only or mixed training.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from pydantic import ValidationError
+
+from conftest import REPO_ROOT, CliResult, _cli_env, assert_one_line_error
+from townlet.artifacts.checkpoint import load_checkpoint
+from townlet.sim.config import load_config
+from townlet.sim.settings import MemoryConfig, MemorySection, PPOConfig
+from townlet.training.envs import TownTrainEnv
+from townlet.training.ppo import RolloutCollector
+from townlet.training.trainer import Trainer
+
+TOWN = REPO_ROOT / "configs/examples/poc_hybrid.yaml"
+TIMING = {"epoch_duration_sec", "sps", "time_env_sec", "time_learn_sec", "time_policy_sec"}
+TIMING |= {"time_inference_sec", "time_other_sec"}
+
+
+def small(**update: Any) -> PPOConfig:
+    return PPOConfig(**{"num_envs": 2, "rollout_ticks": 16, "episode_ticks": 40, "overlap": True, **update})
+
+
+def weights(policy: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in policy.state_dict().items()}
+
+
+def test_each_epoch_is_collected_with_the_weights_from_before_the_last_update() -> None:
+    cfg = load_config(TOWN)
+    ppo = small()
+    trainer = Trainer(TownTrainEnv(cfg, ppo.num_envs, 5, ppo.episode_ticks), ppo, seed=5)
+    start = copy.deepcopy(trainer.policy)
+    after: list[torch.nn.Module] = []
+    rewards: list[float] = []
+
+    def on_epoch(rec: dict[str, Any]) -> None:
+        after.append(copy.deepcopy(trainer.policy))
+        rewards.append(float(rec["reward_mean"]))
+
+    trainer.run(4, on_epoch=on_epoch)
+    assert not weights(after[1]).keys() - weights(start).keys()
+    assert any(not v.equal(weights(start)[k]) for k, v in weights(after[0]).items())  # the update moved it
+
+    # The same towns and sampling seed, collected by hand: rollouts 1 and 2 with the initial weights, 3 with
+    # epoch 1's, 4 with epoch 2's.
+    env = TownTrainEnv(cfg, ppo.num_envs, 5, ppo.episode_ticks)
+    acting = copy.deepcopy(start)
+    collector = RolloutCollector(env, acting, ppo, 5)
+    for epoch, source in enumerate([start, start, after[0], after[1]], start=1):
+        acting.load_state_dict(source.state_dict())
+        data, _ = collector.collect()
+        assert float(data.rewards.mean()) == rewards[epoch - 1], epoch
+
+    # Without overlap the second rollout is the updated policy's: another sample.
+    serial = Trainer(TownTrainEnv(cfg, ppo.num_envs, 5, ppo.episode_ticks), small(overlap=False), seed=5)
+    plain = serial.run(2).records
+    assert plain[0]["reward_mean"] == rewards[0] and plain[1]["reward_mean"] != rewards[1]
+
+
+def test_the_same_seed_gives_the_same_bytes_and_the_best_is_the_policy_that_acted() -> None:
+    cfg = load_config(TOWN)
+    runs = []
+    for _ in range(2):
+        ppo = small()
+        trainer = Trainer(TownTrainEnv(cfg, ppo.num_envs, 3, ppo.episode_ticks), ppo, seed=3)
+        offered: list[tuple[dict[str, Any], dict[str, torch.Tensor]]] = []
+        trainer.run(5, on_best=lambda t: offered.append((dict(t.best or {}), weights(t.behaviour))))
+        runs.append((weights(trainer.policy), offered))
+    (a, best_a), (b, best_b) = runs
+    assert all(b[k].equal(v) for k, v in a.items())
+    assert [x for x, _ in best_a] == [x for x, _ in best_b] and best_a
+    for best, _ in best_a:
+        assert best["policy_epoch"] == max(0, best["epoch"] - 2)
+
+
+def test_what_overlap_cannot_do_is_refused() -> None:
+    with pytest.raises(ValidationError, match="overlap: needs a fixed torch_threads"):
+        PPOConfig(overlap=True, torch_threads="auto")
+    # The memory phase collects sequences on one thread: it drops the flag, as it drops kickstarting.
+    assert MemoryConfig.of(small(), MemorySection()).overlap is False
+    cfg = load_config(TOWN)
+    ppo = small()
+    with pytest.raises(ValueError, match="collects ahead from its own env only"):
+        # Replay-only training (and rollout shards, which build their trainer so): no env of its own.
+        env = TownTrainEnv(cfg, ppo.num_envs, 1, ppo.episode_ticks)
+        policy = Trainer(env, small(overlap=False), seed=1).policy
+        Trainer(None, ppo, seed=1, policy=policy, replay=lambda p: None)  # type: ignore[arg-type,return-value]
+    trainer = Trainer(env, ppo, seed=1)
+    with pytest.raises(ValueError, match="in rollout mode only, not mixed"):
+        trainer.run(1, data_mode="mixed")
+
+
+# -- the command line ----------------------------------------------------------------------------------------------
+
+
+def townlet(cwd: Path, *args: str | Path) -> CliResult:
+    argv = [sys.executable, "-m", "townlet", *map(str, args)]
+    proc = subprocess.run(argv, cwd=cwd, env=_cli_env(), capture_output=True, text=True, timeout=600)
+    return CliResult(argv, proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture(scope="module")
+def town(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scratch directory with a small copy of the default town that trains with `ppo.overlap`."""
+    root = tmp_path_factory.mktemp("overlap")
+    raw = yaml.safe_load(TOWN.read_text())
+    for key in ("affordances", "perturbations"):
+        raw[key] = str(REPO_ROOT / raw[key])
+    raw["ppo"] = {"episode_ticks": 48, "num_envs": 2, "rollout_ticks": 32, "overlap": True}
+    raw["training"] = {"checkpoint_every": 1}
+    (root / "town.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return root
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in path.read_text().splitlines()]
+
+
+def train(work: Path, out: str, *extra: str) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "townlet", "train", "town.yaml", "--epochs", "6", "-q",
+            "--warm-start-save", f"{out}/ppo_latest.json", "--ppo-log", f"{out}/train.jsonl", *extra]  # fmt: skip
+    return subprocess.Popen(argv, cwd=work, env=_cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_killed_overlapped_run_resumes_identically(town: Path) -> None:
+    full = train(town, "full")
+    _, err = full.communicate(timeout=600)
+    assert full.returncode == 0, err
+    done = load_checkpoint(town / "full/ppo_latest.json")
+    assert done.training is not None and done.training.data["acting_epoch"] == 5  # epoch 7's rows: epoch 5's weights
+    assert any(name.startswith("acting.") for name in done.training.tensors)
+
+    part = train(town, "part")
+    header = town / "part/ppo_latest.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if json.loads(header.read_bytes())["counters"]["epochs"] >= 2:
+                break
+        except (FileNotFoundError, ValueError):
+            pass
+        time.sleep(0.01)
+    part.send_signal(signal.SIGKILL)
+    part.communicate(timeout=60)
+    killed_at = json.loads(header.read_bytes())["counters"]["epochs"]
+    assert 2 <= killed_at < 6, "the run finished before it could be interrupted"
+
+    resumed = train(town, "part", "--warm-start-load", "part/ppo_latest.json")
+    _, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    again = load_checkpoint(header)
+    assert again.header["counters"] == done.header["counters"]
+    for name, tensor in done.state.items():
+        assert again.state[name].equal(tensor), name
+    assert again.training is not None and again.training.data == done.training.data
+    assert again.training.tensors.keys() == done.training.tensors.keys()
+    for name, tensor in done.training.tensors.items():
+        assert again.training.tensors[name].equal(tensor), name
+    assert records(town / "part/train.jsonl") == records(town / "full/train.jsonl")
+    best_full, best_part = load_checkpoint(town / "full/ppo_best.json"), load_checkpoint(town / "part/ppo_best.json")
+    assert best_full.header["metadata"]["best"] == best_part.header["metadata"]["best"]
+    assert all(best_part.state[k].equal(v) for k, v in best_full.state.items())
+    chosen = json.loads(best_full.header["metadata"]["best"])
+    assert chosen["value"] == max(r["reward_mean"] for r in records(town / "full/train.jsonl"))
+    assert chosen["policy_epoch"] == max(0, chosen["epoch"] - 2)
+
+
+def test_overlap_with_auto_threads_is_one_line_naming_the_key(town: Path) -> None:
+    raw = yaml.safe_load((town / "town.yaml").read_text())
+    raw["ppo"]["torch_threads"] = "auto"
+    (town / "auto.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    res = townlet(town, "train", "auto.yaml", "--epochs", "1", "-q", "--warm-start-save", "auto_out.json")
+    assert_one_line_error(res, "auto.yaml", "overlap", "torch_threads")
+    assert not (town / "auto_out.json").exists()
