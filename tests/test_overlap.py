@@ -79,18 +79,25 @@ def test_each_epoch_is_collected_with_the_weights_from_before_the_last_update() 
 
 def test_the_same_seed_gives_the_same_bytes_and_the_best_is_the_policy_that_acted() -> None:
     cfg = load_config(TOWN)
-    runs = []
-    for _ in range(2):
+
+    def train() -> tuple[dict[str, torch.Tensor], list[tuple[dict[str, Any], dict[str, torch.Tensor]]], list[Any]]:
         ppo = small()
         trainer = Trainer(TownTrainEnv(cfg, ppo.num_envs, 3, ppo.episode_ticks), ppo, seed=3)
+        held = [weights(trainer.policy)]  # after epoch 0, 1, 2, ...
         offered: list[tuple[dict[str, Any], dict[str, torch.Tensor]]] = []
-        trainer.run(5, on_best=lambda t: offered.append((dict(t.best or {}), weights(t.behaviour))))
-        runs.append((weights(trainer.policy), offered))
-    (a, best_a), (b, best_b) = runs
+        trainer.run(
+            6,
+            on_epoch=lambda _rec: held.append(weights(trainer.policy)),
+            on_best=lambda t: offered.append((dict(t.best or {}), weights(t.behaviour))),
+        )
+        return weights(trainer.policy), offered, held
+
+    (a, best_a, held), (b, best_b, _) = train(), train()
     assert all(b[k].equal(v) for k, v in a.items())
-    assert [x for x, _ in best_a] == [x for x, _ in best_b] and best_a
-    for best, _ in best_a:
+    assert [x for x, _ in best_a] == [x for x, _ in best_b] and len(best_a) >= 2
+    for best, acted in best_a:
         assert best["policy_epoch"] == max(0, best["epoch"] - 2)
+        assert all(acted[k].equal(v) for k, v in held[best["policy_epoch"]].items()), best
 
 
 def test_what_overlap_cannot_do_is_refused() -> None:
@@ -192,3 +199,17 @@ def test_overlap_with_auto_threads_is_one_line_naming_the_key(town: Path) -> Non
     res = townlet(town, "train", "auto.yaml", "--epochs", "1", "-q", "--warm-start-save", "auto_out.json")
     assert_one_line_error(res, "auto.yaml", "overlap", "torch_threads")
     assert not (town / "auto_out.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (("--overlap", "--mode", "memory"), "--overlap: PPO options, not used by --mode memory"),
+        (("--overlap", "--backend", "local", "--shards", "2"), "--backend: shards already collect in parallel"),
+        (("--overlap", "--mode", "replay"), "ppo.overlap: collects rollouts ahead (--mode rollout), not --mode replay"),
+    ],
+)
+def test_the_flag_is_refused_where_nothing_collects_ahead(town: Path, flags: tuple[str, ...], says: str) -> None:
+    res = townlet(town, "train", TOWN, "--epochs", "1", "-q", *flags, "--warm-start-save", "refused.json")
+    assert_one_line_error(res, says)
+    assert not (town / "refused.json").exists()

@@ -35,7 +35,7 @@ QUEUE_CONFLICT = "configs/scenarios/queue_conflict.yaml"
 #: Telemetry fields that measure wall time (the only ones allowed to differ between equal runs).
 TIMING_FIELDS = {"epoch_duration_sec", "sps", "time_env_sec", "time_policy_sec", "time_learn_sec"}
 TIMING_FIELDS |= {"time_inference_sec", "time_other_sec"}  # the rest of the epoch time split
-SMOKE_ARGS = ("--epochs", "2", "--num-envs", "2", "--rollout-ticks", "32")
+SMOKE_ARGS = ("--epochs", "2", "--num-envs", "2", "--rollout-ticks", "32", "--overlap")  # make run's flags, small
 
 
 def run(*args: str | Path, tool: str | None = None, env: dict[str, str] | None = None) -> CliResult:
@@ -126,7 +126,7 @@ def test_determinism_across_processes_and_in_process(
     assert header_a == header_b
     # The same training in this process gives the same records and weights.
     cfg = load_config(REPO_ROOT / POC)
-    ppo = cfg.sections.ppo.model_copy(update={"num_envs": 2, "rollout_ticks": 32})
+    ppo = cfg.sections.ppo.model_copy(update={"num_envs": 2, "rollout_ticks": 32, "overlap": True})
     ckpt_c = tmp_path / "c.safetensors"
     out = run_training(
         cfg, ppo=ppo, mode="rollout", epochs=2, seed=cfg.seed, replay=None, telemetry=None, checkpoint=ckpt_c

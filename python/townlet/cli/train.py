@@ -115,6 +115,13 @@ def train_cmd(
     num_minibatches: Annotated[int | None, typer.Option("--num-minibatches", min=1)] = None,
     max_grad_norm: Annotated[float | None, typer.Option("--max-grad-norm", min=0.0)] = None,
     target_kl: Annotated[float | None, typer.Option("--target-kl", min=0.0)] = None,
+    overlap: Annotated[
+        bool | None,
+        typer.Option(
+            "--overlap/--no-overlap",
+            help="PPO: collect the next epoch on a second thread while learning, one update behind (ppo.overlap).",
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option("--seed", min=0)] = None,
     arch: Annotated[
         str | None,
@@ -172,7 +179,7 @@ def train_cmd(
             "--dry-run": dry_run, "--num-envs": num_envs, "--learning-rate": learning_rate, "--gamma": gamma,
             "--gae-lambda": gae_lambda, "--clip-coef": clip_coef, "--ent-coef": ent_coef, "--vf-coef": vf_coef,
             "--update-epochs": update_epochs, "--num-minibatches": num_minibatches,
-            "--max-grad-norm": max_grad_norm, "--target-kl": target_kl, "--arch": arch,
+            "--max-grad-norm": max_grad_norm, "--target-kl": target_kl, "--arch": arch, "--overlap": overlap,
             "--backend": backend, "--shards": shards, "--ray-address": ray_address,
             "--shadow-dir": shadow_dir, "--no-shadow": no_shadow, "--tensorboard": tensorboard,
         }  # fmt: skip
@@ -202,6 +209,7 @@ def train_cmd(
         "target_kl": target_kl,
         "learning_rate": learning_rate,
         "arch": arch,
+        "overlap": overlap,
     }
     request = TrainRequest(
         config=config,

@@ -69,6 +69,8 @@ def choose_phase(request: TrainRequest) -> PhaseChoice:
         section = type(base).model_validate({**base.model_dump(), **overrides})
     except ValidationError as exc:
         first = exc.errors()[0]
+        if not first["loc"]:  # a rule across keys (the config's and the flags'): its message names them
+            raise UsageError(f"{request.config}: {first['msg'].removeprefix('Value error, ')}") from None
         raise UsageError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
     return PhaseChoice(config, phase, mode, per_config(section, config))
 
@@ -108,6 +110,8 @@ def plan(request: TrainRequest, choice: PhaseChoice | None = None) -> TrainPlan:
     if getattr(section, "kickstart_coef", 0) > 0 and mode != "rollout":
         # Replayed rows carry no expert action: the term would silently vanish from the joined rows.
         raise UsageError(f"ppo.kickstart_coef: kickstarting labels rollout states (--mode rollout), not --mode {mode}")
+    if getattr(section, "overlap", False) and mode != "rollout":
+        raise UsageError(f"ppo.overlap: collects rollouts ahead (--mode rollout), not --mode {mode}")
     log_path = phase.log_path(request)
     try:
         data = phase.load_data(request, config, section, mode)
@@ -163,6 +167,8 @@ def plan_backend(request: TrainRequest, phase: str, mode: str, section: PhaseSec
         raise UsageError("--ray-address: needs --backend ray")
     if getattr(section, "kickstart_coef", 0) > 0:
         raise UsageError("--backend: shards collect without the expert's actions; ppo.kickstart_coef must be 0")
+    if getattr(section, "overlap", False):
+        raise UsageError("--backend: shards already collect in parallel; ppo.overlap (--overlap) must be off")
     shards, towns = request.shards or 1, getattr(section, "num_envs", 1)
     if not 1 <= shards <= towns:
         raise UsageError(f"--shards {shards}: between 1 and the run's towns (ppo.num_envs {towns})")

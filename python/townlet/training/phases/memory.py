@@ -30,7 +30,7 @@ from townlet.training.warm_start import Notify, Resumable, start_epoch
 class MemoryPhase:
     name: str = "memory"
     modes: tuple[str, ...] = ("memory",)
-    overrides: frozenset[str] = frozenset(MemoryConfig.model_fields) - {"warm_start"}
+    overrides: frozenset[str] = frozenset(MemoryConfig.model_fields) - {"warm_start", "overlap"}
 
     def section(self, config: TownConfig) -> PhaseSection:
         return MemoryConfig.of(config.sections.ppo, config.sections.training.memory)
