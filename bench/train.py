@@ -20,7 +20,8 @@ Python side), taking turns `--pairs` times; it prints each pair's ratio (this tr
 their median, for agent-steps per second and per CPU second. `--vs-threads T` is the same A/B
 between thread settings of this tree: `--torch-threads` over `T` (for instance `--torch-threads
 auto --vs-threads 1`). `--overlap` measures with `ppo.overlap` (the next epoch collected on a second
-thread during the update; the split's parts then overlap and add up to more than the epoch), and
+thread during the update; the parts then overlap in time, so `time_split` gives each one's share of
+their sum), and
 `--vs-overlap` is the A/B of `--overlap` over the same settings without it.
 """
 
@@ -90,7 +91,9 @@ def measure(
     cpu = time.process_time() - cpu0
     total = sum(r["epoch_duration_sec"] for r in res.records)
     steps = sum(r["transitions"] for r in res.records)
-    split = {name: sum(r[field] for r in res.records) / total for name, field in SPLIT_FIELDS.items()}
+    parts = {name: sum(r[field] for r in res.records) for name, field in SPLIT_FIELDS.items()}
+    # Collecting ahead, the parts overlap in time: the split is then each part's share of their sum (of the work).
+    split = {name: part / (sum(parts.values()) if overlap else total) for name, part in parts.items()}
     return {
         "agent_steps_per_sec": steps / total,
         "agent_steps_per_cpu_sec": steps / cpu if cpu > 0 else 0.0,

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import REPO_ROOT, _cli_env
@@ -38,13 +39,15 @@ def test_the_time_split_adds_up_to_the_epoch_and_validates() -> None:
         assert model.time_other_sec == rec["time_other_sec"]
 
 
-def test_bench_train_json_prints_the_speed_and_the_split() -> None:
-    argv = [sys.executable, str(REPO_ROOT / "bench/train.py"), "--json", "--epochs", "1", "--num-envs", "1"]
-    argv += ["--rollout-ticks", "8"]
+@pytest.mark.parametrize("overlap", [False, True])
+def test_bench_train_json_prints_the_speed_and_the_split(overlap: bool) -> None:
+    argv = [sys.executable, str(REPO_ROOT / "bench/train.py"), "--json", "--epochs", "2", "--num-envs", "1"]
+    argv += ["--rollout-ticks", "8", *(["--overlap"] if overlap else [])]
     proc = subprocess.run(argv, env=_cli_env(), capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert out["agent_steps_per_sec"] > 0 and out["agent_steps"] == 8 * 9
+    assert out["agent_steps_per_sec"] > 0 and out["agent_steps"] == 2 * 8 * 9
+    assert out["overlap"] is overlap
     assert set(out["time_split"]) == {"env", "inference", "learn", "other"}
     assert abs(sum(out["time_split"].values()) - 1.0) < 1e-6
     assert out["goal_agent_steps_per_sec"] == 2 * out["baseline_agent_steps_per_sec"]
