@@ -12,8 +12,10 @@ import copy
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,3 +188,19 @@ def ray_cluster() -> Iterator[Any]:
 
     with LocalCluster(nodes=2, cpus_per_node=1) as cluster:
         yield cluster
+
+
+def kill_once_saved(proc: subprocess.Popen[str], header: Path, epochs: int) -> int:
+    """SIGKILL a training run (no clean-up) once its checkpoint `header` records at least `epochs` epochs
+    (polling the file: the event the test waits on); returns the epochs of the checkpoint it left."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if json.loads(header.read_bytes())["counters"]["epochs"] >= epochs:
+                break
+        except (FileNotFoundError, ValueError):
+            pass
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    return int(json.loads(header.read_bytes())["counters"]["epochs"])

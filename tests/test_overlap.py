@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import copy
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ import torch
 import yaml
 from pydantic import ValidationError
 
-from conftest import REPO_ROOT, CliResult, _cli_env, assert_one_line_error
+from conftest import REPO_ROOT, CliResult, _cli_env, assert_one_line_error, kill_once_saved
 from townlet.artifacts.checkpoint import load_checkpoint
 from townlet.sim.config import load_config
 from townlet.sim.settings import MemoryConfig, MemorySection, PPOConfig
@@ -159,17 +157,7 @@ def test_a_killed_overlapped_run_resumes_identically(town: Path) -> None:
 
     part = train(town, "part")
     header = town / "part/ppo_latest.json"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            if json.loads(header.read_bytes())["counters"]["epochs"] >= 2:
-                break
-        except (FileNotFoundError, ValueError):
-            pass
-        time.sleep(0.01)
-    part.send_signal(signal.SIGKILL)
-    part.communicate(timeout=60)
-    killed_at = json.loads(header.read_bytes())["counters"]["epochs"]
+    killed_at = kill_once_saved(part, header, 2)
     assert 2 <= killed_at < 6, "the run finished before it could be interrupted"
 
     resumed = train(town, "part", "--warm-start-load", "part/ppo_latest.json")

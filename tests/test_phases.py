@@ -12,17 +12,15 @@ directory, the default `logs/<config_id>/<phase>/checkpoints/<phase>_latest.json
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, CliResult, _cli_env, assert_one_line_error
+from conftest import REPO_ROOT, CliResult, _cli_env, assert_one_line_error, kill_once_saved
 from townlet.artifacts.checkpoint import load_checkpoint
 
 TOWN = REPO_ROOT / "configs/examples/poc_hybrid.yaml"
@@ -129,17 +127,7 @@ def test_ppo_inherits_bc_and_a_killed_run_resumes_identically(work: Path, bc_tra
     # The same run, killed (SIGKILL: no clean-up) once a checkpoint after epoch 2 exists.
     part = ppo(work, "part")
     header = work / "part/ppo_latest.json"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            if json.loads(header.read_bytes())["counters"]["epochs"] >= 2:
-                break
-        except (FileNotFoundError, ValueError):
-            pass
-        time.sleep(0.01)
-    part.send_signal(signal.SIGKILL)
-    part.communicate(timeout=60)
-    killed_at = json.loads(header.read_bytes())["counters"]["epochs"]
+    killed_at = kill_once_saved(part, header, 2)
     assert 2 <= killed_at < 6, "the run finished before it could be interrupted"
 
     resumed = ppo(work, "part", "--warm-start-load", "part/ppo_latest.json")
