@@ -234,9 +234,8 @@ class Trainer:
                     scratch=self.scratch,
                 )
             except BaseException:
-                if self._ahead is not None:  # no collection outlives the run
+                if self._ahead is not None:  # no collection outlives the run (its rows stay ahead)
                     self._ahead.exception()
-                    self._ahead = None
                 raise
             if self._ahead is not None:
                 self._ahead.result()  # the next epoch's rows, collected by the epoch's end (or the error they met)
