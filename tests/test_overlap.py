@@ -187,6 +187,12 @@ def test_overlap_with_auto_threads_is_one_line_naming_the_key(town: Path) -> Non
     res = townlet(town, "train", "auto.yaml", "--epochs", "1", "-q", "--warm-start-save", "auto_out.json")
     assert_one_line_error(res, "auto.yaml", "overlap", "torch_threads")
     assert not (town / "auto_out.json").exists()
+    # The same rule when the flag meets the config's `auto`: the config is named, not a traceback.
+    raw["ppo"].pop("overlap")
+    (town / "auto_only.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    res = townlet(town, "train", "auto_only.yaml", "--overlap", "--epochs", "1", "-q", "--warm-start-save", "flag.json")
+    assert_one_line_error(res, "auto_only.yaml: overlap: needs a fixed torch_threads")
+    assert not (town / "flag.json").exists()
 
 
 @pytest.mark.parametrize(
