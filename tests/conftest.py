@@ -204,3 +204,16 @@ def kill_once_saved(proc: subprocess.Popen[str], header: Path, epochs: int) -> i
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     return int(json.loads(header.read_bytes())["counters"]["epochs"])
+
+
+def assert_same_checkpoint(done: Any, again: Any) -> None:
+    """A resumed run's checkpoint `again` is the uninterrupted run's `done`: counters, weights, and the training
+    state's data (towns, RNG streams, counters, best so far) and tensors (optimizer moments and the like)."""
+    assert again.header["counters"] == done.header["counters"]
+    for name, tensor in done.state.items():
+        assert again.state[name].equal(tensor), name
+    assert done.training is not None and again.training is not None
+    assert again.training.data == done.training.data
+    assert again.training.tensors.keys() == done.training.tensors.keys()
+    for name, tensor in done.training.tensors.items():
+        assert again.training.tensors[name].equal(tensor), name

@@ -22,7 +22,7 @@ import torch
 import yaml
 from pydantic import ValidationError
 
-from conftest import REPO_ROOT, CliResult, _cli_env, assert_one_line_error, kill_once_saved
+from conftest import REPO_ROOT, CliResult, _cli_env, assert_one_line_error, assert_same_checkpoint, kill_once_saved
 from townlet.artifacts.checkpoint import load_checkpoint
 from townlet.sim.config import load_config
 from townlet.sim.settings import MemoryConfig, MemorySection, PPOConfig
@@ -164,13 +164,7 @@ def test_a_killed_overlapped_run_resumes_identically(town: Path) -> None:
     _, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     again = load_checkpoint(header)
-    assert again.header["counters"] == done.header["counters"]
-    for name, tensor in done.state.items():
-        assert again.state[name].equal(tensor), name
-    assert again.training is not None and again.training.data == done.training.data
-    assert again.training.tensors.keys() == done.training.tensors.keys()
-    for name, tensor in done.training.tensors.items():
-        assert again.training.tensors[name].equal(tensor), name
+    assert_same_checkpoint(done, again)
     assert records(town / "part/train.jsonl") == records(town / "full/train.jsonl")
     best_full, best_part = load_checkpoint(town / "full/ppo_best.json"), load_checkpoint(town / "part/ppo_best.json")
     assert best_full.header["metadata"]["best"] == best_part.header["metadata"]["best"]

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, CliResult, _cli_env, assert_one_line_error, kill_once_saved
+from conftest import REPO_ROOT, CliResult, _cli_env, assert_one_line_error, assert_same_checkpoint, kill_once_saved
 from townlet.artifacts.checkpoint import load_checkpoint
 
 TOWN = REPO_ROOT / "configs/examples/poc_hybrid.yaml"
@@ -136,13 +136,7 @@ def test_ppo_inherits_bc_and_a_killed_run_resumes_identically(work: Path, bc_tra
     assert f"resuming part/ppo_latest.json at epoch {killed_at}" in err
     assert f"resumed after epoch {killed_at}" in out
     again = load_checkpoint(header)
-    assert again.header["counters"] == done.header["counters"]
-    for name, tensor in done.state.items():
-        assert again.state[name].equal(tensor), name
-    assert done.training is not None and again.training is not None
-    assert again.training.data == done.training.data  # towns, RNG streams, counters, best so far
-    for name, tensor in done.training.tensors.items():
-        assert again.training.tensors[name].equal(tensor), name
+    assert_same_checkpoint(done, again)
     assert records(work / "part/train.jsonl") == records(work / "full/train.jsonl")
     assert again.header["lineage"]["parent_sha256"] == bc_sha
     assert again.header["lineage"]["resumed_from_sha256"] not in (None, bc_sha)
