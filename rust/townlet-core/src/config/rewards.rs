@@ -67,6 +67,11 @@ pub struct SocialRewards {
     /// OFF: no social rewards; C1: chat rewards; C2: C1 plus a bonus for walking away from a
     /// queue held by someone one avoids.
     pub stage: SocialStage,
+    /// What a successful chat pays before its tie terms (times its quality). At 0.01 a chat was
+    /// worth too little for PPO to learn: its trained agents stopped chatting, and as they grew
+    /// better at the rest they also stopped sharing meals and queues, the other ways ties form,
+    /// so relationship coverage fell as training went on (to 0.02 on one seed). At 0.1 trained
+    /// policies chat (0.8-2.1 an agent-day) and coverage holds near 0.78 (docs/training.md).
     pub c1_chat_base: f32,
     pub c1_coeff_trust: f32,
     pub c1_coeff_fam: f32,
@@ -77,7 +82,7 @@ impl Default for SocialRewards {
     fn default() -> Self {
         Self {
             stage: SocialStage::C1,
-            c1_chat_base: 0.01,
+            c1_chat_base: 0.1,
             c1_coeff_trust: 0.05,
             c1_coeff_fam: 0.03,
             c2_avoid_conflict: 0.005,
