@@ -6,8 +6,8 @@ warm-started by behaviour cloning, scored against the scripted expert on return 
 [--seeds S ...] [--no-bc] [--no-scratch] [--bc-days D] [--bc-epochs N] [--bc-gamma G] [--bc-kickstart W]
 [--bc-kickstart-until S] [--set SECTION.KEY=VALUE ...]`
 
-For each seed: PPO trains from scratch for `--minutes` of wall clock (default 10; the learning rate falls linearly
-to 0 at the deadline), or for exactly `--epochs` epochs (the learning rate annealed over them, as `make run` does;
+For each seed: PPO trains from scratch (collecting ahead, `ppo.overlap`, at learning rate 6e-4: `SCRATCH_PPO`) for
+`--minutes` of wall clock (default 10; the learning rate falls linearly to 0 at the deadline), or for exactly `--epochs` epochs (the learning rate annealed over them, as `make run` does;
 comparable on a loaded machine, where wall clock is not); then, unless `--no-bc`, the expert is captured for
 `--bc-days` days (default 8; one town, its own seed), cloned (the `bc` phase's trainer, `--bc-epochs` 10, its critic
 under the discount PPO then uses), and PPO continues from those weights until `--bc-minutes` (default 5) have
@@ -18,8 +18,9 @@ default half; `ppo.kickstart_coef` and `ppo.kickstart_until`): a cross-entropy t
 in each state PPO visits, which the clone of the captured days alone cannot give (without it, one barista in three
 kept arriving 10-50 minutes late after 2,000 epochs); the second half is plain PPO, which finds the chats the expert
 leaves out.
-The runs use one torch thread; on an otherwise idle 2-core box, `OMP_WAIT_POLICY=ACTIVE ... --set
-ppo.torch_threads=2` uses both cores (docs/training.md, Benchmarks). Every trained policy is scored greedily by
+The runs use one torch thread; from scratch the collection ahead uses the second core. After BC, on an
+otherwise idle 2-core box, `OMP_WAIT_POLICY=ACTIVE ... --set ppo.torch_threads=2` uses both cores (docs/training.md,
+Benchmarks). Every trained policy is scored greedily by
 `townlet.training.evaluate` (one day, the evaluation seeds, the same towns for every policy), as are the expert and
 a random masked policy. `--set rewards.punctuality_bonus=0` changes one key of the config's world sections (a YAML
 value; repeatable): the reward ablations of docs/training.md are made this way; `--set ppo.ent_coef_final=0` sets a
@@ -87,6 +88,10 @@ BC_GAMMA = 0.995
 #: docs/training.md, "Kickstarting".
 BC_KICKSTART = 0.5
 BC_KICKSTART_UNTIL = 0.5
+#: PPO from scratch: the next epoch collected while the update learns (`ppo.overlap`, about 1.3-1.5x the epochs in
+#: the budget on 2 cores) and twice the default learning rate, which learns the shifts within the 10 minutes where
+#: 3e-4 left one seed in two late (docs/training.md, "Collecting ahead"). `--set ppo.KEY=V` overrides either.
+SCRATCH_PPO: dict[str, Any] = {"overlap": True, "learning_rate": 6e-4}
 
 
 def usage(message: str) -> NoReturn:
@@ -293,7 +298,7 @@ def run_seed(
             "kickstart_until": args.bc_kickstart_until,
         }
         if bc
-        else args.ppo_fields
+        else {**SCRATCH_PPO, **args.ppo_fields}
     )
     policy, info = train(
         cfg,
@@ -415,6 +420,7 @@ def main() -> None:
         "config": str(args.config),
         "overrides": args.set,
         "ppo": PPOConfig(**args.ppo_fields).model_dump(include={"ent_coef", "ent_coef_final", "torch_threads"}),
+        "scratch_ppo": {**SCRATCH_PPO, **args.ppo_fields},
         "expert": {**expert.model_dump(exclude={"per_seed"}), "reward_parts": reward_parts(cfg, expert_actor())},
         "random": base.policies["random"].model_dump(exclude={"per_seed"}),
         "runs": runs,
