@@ -40,9 +40,8 @@ impl World {
             };
             parts[WORK_PENALTY] = -r.wage_weight * a.flags.penalty as f32;
             if r.social.stage != SocialStage::Off {
-                let worst_deficit = a.needs.iter().map(|v| 1.0 - v).fold(0.0f32, f32::max);
-                if a.flags.chat_quality > 0.0 && worst_deficit <= 0.85 && a.flags.chat_partner >= 0
-                {
+                let needs_met = a.needs.iter().all(|&v| v > r.social.c1_min_need);
+                if a.flags.chat_quality > 0.0 && needs_met && a.flags.chat_partner >= 0 {
                     let n = self.state.agents.len();
                     let t = &self.state.ties[i * n + a.flags.chat_partner as usize];
                     let c = &r.social;

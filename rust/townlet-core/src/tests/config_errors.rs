@@ -310,6 +310,11 @@ fn semantic_checks_name_the_key() {
         "[0, 1]",
     );
     expect_err(
+        |v| set(v, "/rewards/social/c1_min_need", json!(-0.1)),
+        "rewards.social.c1_min_need",
+        "[0, 1]",
+    );
+    expect_err(
         |v| set(v, "/jobs/clerk/end", json!(40)),
         "jobs.clerk.end",
         "start < end",

@@ -4,7 +4,7 @@
 use super::fixture::*;
 use crate::config::RewardsSection;
 use crate::events::EventKind;
-use crate::reward_parts::{N_REWARD_COMPONENTS, PUNCTUALITY, TOTAL, WORK_PENALTY};
+use crate::reward_parts::{N_REWARD_COMPONENTS, PUNCTUALITY, SOCIAL_CHAT, TOTAL, WORK_PENALTY};
 use crate::world::World;
 use serde_json::json;
 
@@ -83,5 +83,50 @@ fn by_default_arriving_on_time_pays_more_than_the_bonus_over_a_late_start() {
     assert!(
         gap > f64::from(d.punctuality_bonus) + f64::from(d.wage_weight) * 0.1,
         "on time earns {gap} more"
+    );
+}
+
+/// Alice says `chat:0` every tick for 120 ticks, every need of hers held at `need` and everyone else's at 0.9
+/// (`min_need`: `rewards.social.c1_min_need`, else the default); returns her successful chats and what she and
+/// her partners were paid for them.
+fn chats_paid(need: f32, min_need: Option<f32>) -> (usize, f64, f64) {
+    let mut v = base();
+    if let Some(m) = min_need {
+        set(&mut v, "/rewards/social/c1_min_need", json!(m));
+    }
+    let mut w = world(&v);
+    let a = agent(&w, "alice");
+    let (mut ok, mut speaker, mut listeners) = (0, 0.0f64, 0.0f64);
+    for _ in 0..120 {
+        for (i, ag) in w.state.agents.iter_mut().enumerate() {
+            ag.needs = if i == a { [need; 3] } else { [0.9; 3] };
+        }
+        step(&mut w, &[("alice", "chat:0")]);
+        let f = &w.state.agents[a].flags;
+        if f.chat_quality > 0.0 && f.chat_partner >= 0 {
+            ok += 1;
+            speaker += f64::from(part(&w, a, SOCIAL_CHAT));
+            listeners += f64::from(part(&w, f.chat_partner as usize, SOCIAL_CHAT));
+        }
+    }
+    (ok, speaker, listeners)
+}
+
+#[test]
+fn a_chat_pays_only_while_every_need_is_above_c1_min_need() {
+    assert_eq!(RewardsSection::default().social.c1_min_need, 0.3);
+    let (ok, speaker, listeners) = chats_paid(0.25, None);
+    assert!(ok >= 3, "some chats succeed ({ok})");
+    assert_eq!(speaker, 0.0, "a hungry speaker is not paid");
+    assert!(listeners > 0.0, "her fed partners are");
+    let (ok, speaker, _) = chats_paid(0.35, None);
+    assert!(
+        ok >= 3 && speaker > 0.0,
+        "above the line she is paid ({ok}, {speaker})"
+    );
+    let (ok, speaker, _) = chats_paid(0.25, Some(0.15));
+    assert!(
+        ok >= 3 && speaker > 0.0,
+        "with the prior system's 0.15 she is paid at 0.25 ({ok}, {speaker})"
     );
 }
