@@ -7,8 +7,9 @@ warm-started by behaviour cloning, scored against the scripted expert on return 
 [--bc-kickstart-until S] [--set SECTION.KEY=VALUE ...]`
 
 For each seed: PPO trains from scratch (collecting ahead, `ppo.overlap`, at learning rate 6e-4: `SCRATCH_PPO`) for
-`--minutes` of wall clock (default 10; the learning rate falls linearly to 0 at the deadline), or for exactly `--epochs` epochs (the learning rate annealed over them, as `make run` does;
-comparable on a loaded machine, where wall clock is not); then, unless `--no-bc`, the expert is captured for
+`--minutes` of wall clock (default 10; the learning rate falls linearly to 0 at the deadline), or for exactly
+`--epochs` epochs (the learning rate annealed over them, as `make run` does; comparable on a loaded machine, where
+wall clock is not); then, unless `--no-bc`, the expert is captured for
 `--bc-days` days (default 8; one town, its own seed), cloned (the `bc` phase's trainer, `--bc-epochs` 10, its critic
 under the discount PPO then uses), and PPO continues from those weights until `--bc-minutes` (default 5) have
 passed, BC included, or for `--bc-ppo-epochs` epochs, with the discount `--bc-gamma` (default 0.995: the clone

@@ -133,7 +133,9 @@ def test_make_run_trains_then_evaluates_with_a_report() -> None:
         ["make", "-n", "-C", str(REPO_ROOT), "run", "EPOCHS=3", "RUN_DIR=scratch/run"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    assert "townlet train configs/examples/poc_hybrid.yaml --mode rollout --epochs 3 --overlap" in out
+    assert (
+        "townlet train configs/examples/poc_hybrid.yaml --mode rollout --epochs 3 --overlap --learning-rate 6e-4" in out
+    )
     assert (
         "townlet eval configs/examples/poc_hybrid.yaml --policy scratch/run/checkpoints/ppo_latest.safetensors "
         "--against expert,random" in out

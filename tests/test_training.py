@@ -35,7 +35,8 @@ QUEUE_CONFLICT = "configs/scenarios/queue_conflict.yaml"
 #: Telemetry fields that measure wall time (the only ones allowed to differ between equal runs).
 TIMING_FIELDS = {"epoch_duration_sec", "sps", "time_env_sec", "time_policy_sec", "time_learn_sec"}
 TIMING_FIELDS |= {"time_inference_sec", "time_other_sec"}  # the rest of the epoch time split
-SMOKE_ARGS = ("--epochs", "2", "--num-envs", "2", "--rollout-ticks", "32", "--overlap")  # make run's flags, small
+#: make run's flags, small.
+SMOKE_ARGS = ("--epochs", "2", "--num-envs", "2", "--rollout-ticks", "32", "--overlap", "--learning-rate", "6e-4")
 
 
 def run(*args: str | Path, tool: str | None = None, env: dict[str, str] | None = None) -> CliResult:
