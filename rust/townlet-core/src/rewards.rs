@@ -40,7 +40,7 @@ impl World {
             };
             parts[WORK_PENALTY] = -r.wage_weight * a.flags.penalty as f32;
             if r.social.stage != SocialStage::Off {
-                let needs_met = a.needs.iter().all(|&v| v > r.social.c1_min_need);
+                let needs_met = a.needs.iter().all(|&v| v >= r.social.c1_min_need);
                 if a.flags.chat_quality > 0.0 && needs_met && a.flags.chat_partner >= 0 {
                     let n = self.state.agents.len();
                     let t = &self.state.ties[i * n + a.flags.chat_partner as usize];
