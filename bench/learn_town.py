@@ -91,7 +91,8 @@ BC_KICKSTART = 0.5
 BC_KICKSTART_UNTIL = 0.5
 #: PPO from scratch: the next epoch collected while the update learns (`ppo.overlap`, about 1.3-1.5x the epochs in
 #: the budget on 2 cores) and twice the default learning rate, which learns the shifts within the 10 minutes where
-#: 3e-4 left one seed in two late (docs/training.md, "Collecting ahead"). `--set ppo.KEY=V` overrides either.
+#: 3e-4 left two seeds of three late (docs/training.md, "From scratch in a real 10 minutes, collecting ahead" and
+#: "Chatting paid"). `--set ppo.KEY=V` overrides either.
 SCRATCH_PPO: dict[str, Any] = {"overlap": True, "learning_rate": 6e-4}
 
 

@@ -71,7 +71,8 @@ pub struct SocialRewards {
     /// worth too little for PPO to learn: its trained agents stopped chatting, and as they grew
     /// better at the rest they also stopped sharing meals and queues, the other ways ties form,
     /// so relationship coverage fell as training went on (to 0.02 on one seed). At 0.1 trained
-    /// policies chat (0.8-2.1 an agent-day) and coverage holds near 0.78 (docs/training.md).
+    /// policies chat and coverage held at 0.78 on three seeds from scratch; after behaviour
+    /// cloning they chat more than needed and faint again (docs/training.md, "Chatting paid").
     pub c1_chat_base: f32,
     pub c1_coeff_trust: f32,
     pub c1_coeff_fam: f32,
