@@ -127,7 +127,8 @@ def test_determinism_across_processes_and_in_process(
     assert header_a == header_b
     # The same training in this process gives the same records and weights.
     cfg = load_config(REPO_ROOT / POC)
-    ppo = cfg.sections.ppo.model_copy(update={"num_envs": 2, "rollout_ticks": 32, "overlap": True})
+    update = {"num_envs": 2, "rollout_ticks": 32, "overlap": True, "learning_rate": 6e-4}  # SMOKE_ARGS
+    ppo = cfg.sections.ppo.model_copy(update=update)
     ckpt_c = tmp_path / "c.safetensors"
     out = run_training(
         cfg, ppo=ppo, mode="rollout", epochs=2, seed=cfg.seed, replay=None, telemetry=None, checkpoint=ckpt_c
