@@ -35,8 +35,17 @@ QUEUE_CONFLICT = "configs/scenarios/queue_conflict.yaml"
 #: Telemetry fields that measure wall time (the only ones allowed to differ between equal runs).
 TIMING_FIELDS = {"epoch_duration_sec", "sps", "time_env_sec", "time_policy_sec", "time_learn_sec"}
 TIMING_FIELDS |= {"time_inference_sec", "time_other_sec"}  # the rest of the epoch time split
-#: make run's flags, small.
-SMOKE_ARGS = ("--epochs", "2", "--num-envs", "2", "--rollout-ticks", "32", "--overlap", "--learning-rate", "6e-4")
+#: make run's PPO settings, small: the CLI runs get them as flags (`SMOKE_ARGS`), the in-process run as they are.
+SMOKE_PPO: dict[str, Any] = {"num_envs": 2, "rollout_ticks": 32, "overlap": True, "learning_rate": 6e-4}
+
+
+def as_flags(fields: dict[str, Any]) -> tuple[str, ...]:
+    """PPO settings as `townlet train` flags: `--key-name VALUE`, or the bare flag for `True`."""
+    flags = ((f"--{k.replace('_', '-')}", v) for k, v in fields.items())
+    return tuple(a for flag, v in flags for a in ((flag,) if v is True else (flag, str(v))))
+
+
+SMOKE_ARGS = ("--epochs", "2", *as_flags(SMOKE_PPO))
 
 
 def run(*args: str | Path, tool: str | None = None, env: dict[str, str] | None = None) -> CliResult:
@@ -127,8 +136,7 @@ def test_determinism_across_processes_and_in_process(
     assert header_a == header_b
     # The same training in this process gives the same records and weights.
     cfg = load_config(REPO_ROOT / POC)
-    update = {"num_envs": 2, "rollout_ticks": 32, "overlap": True, "learning_rate": 6e-4}  # SMOKE_ARGS
-    ppo = cfg.sections.ppo.model_copy(update=update)
+    ppo = cfg.sections.ppo.model_copy(update=SMOKE_PPO)
     ckpt_c = tmp_path / "c.safetensors"
     out = run_training(
         cfg, ppo=ppo, mode="rollout", epochs=2, seed=cfg.seed, replay=None, telemetry=None, checkpoint=ckpt_c

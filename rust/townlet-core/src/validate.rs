@@ -538,12 +538,7 @@ pub fn validate(cfg: &WorldConfig) -> R {
         );
     }
     let rw = &cfg.rewards;
-    if !(0.0..=1.0).contains(&rw.social.c1_min_need) {
-        return err(
-            "rewards.social.c1_min_need",
-            format!("expected a number in [0, 1], got {}", rw.social.c1_min_need),
-        );
-    }
+    check_unit("rewards.social.c1_min_need", rw.social.c1_min_need)?;
     for (name, v) in NEED_NAMES.iter().zip(rw.needs_weights.to_array()) {
         if !(0.0..=10.0).contains(&v) {
             return err(
