@@ -4,6 +4,8 @@ the `make run` command."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -27,7 +29,7 @@ from townlet.telemetry.records import check_record
 from townlet.training.envs import GymAsParallel, ParallelTrainEnv, TownTrainEnv
 from townlet.training.network import ConflictAwarePolicy, MLPPolicy
 from townlet.training.policy import CheckpointPolicy
-from townlet.training.ppo import RolloutCollector
+from townlet.training.ppo import Dataset, RolloutCollector, ppo_update
 from townlet.training.trainer import Trainer, make_policy
 
 POC = "configs/examples/poc_hybrid.yaml"
@@ -213,6 +215,50 @@ def test_kickstarting_pulls_the_policy_towards_the_expert() -> None:
     assert b.records[-1]["loss_imitation"] < b.records[0]["loss_imitation"]
     after_plain, after_kicked = expert_agreement(plain, 77), expert_agreement(kicked, 77)
     assert after_kicked > before and after_kicked > after_plain + 0.2, (before, after_plain, after_kicked)
+
+
+def test_kickstarting_on_labels_only_the_states_it_names() -> None:
+    """`ppo.kickstart_on`: under `duties` a row whose expert action is leisure (a chat, or going home with nothing
+    due) carries no label (-1), under `shift` every row but the shift's (setting off, queueing, working); a labelled
+    row carries the label `all` gives it, and an unlabelled one adds nothing to the update."""
+
+    def trainer(on: str) -> Trainer:
+        # Through the default town's first morning: its night is all sleep (a duty); the morning has all three.
+        ppo = PPOConfig(num_envs=2, rollout_ticks=480, hidden=32, kickstart_coef=1.0, kickstart_on=on)
+        return Trainer(TownTrainEnv(load_config(REPO_ROOT / POC), 2, 5, None), ppo, seed=5)
+
+    every, duties, shift = trainer("all"), trainer("duties"), trainer("shift")
+    data = []
+    for t in (every, duties, shift):
+        assert t.collector is not None
+        rows, _ = t.collector.collect()
+        assert rows.expert_actions is not None
+        data.append(rows)
+    a, b, c = data
+    assert a.expert_actions is not None and b.expert_actions is not None and c.expert_actions is not None
+    np.testing.assert_array_equal(a.actions, b.actions)  # the same rollout; only the labels differ
+    np.testing.assert_array_equal(a.actions, c.actions)
+    assert (a.expert_actions >= 0).all()
+    leisure, off_shift = b.expert_actions == -1, c.expert_actions == -1
+    assert 0.01 * len(b) < leisure.sum() < 0.5 * len(b)
+    assert 0.02 * len(c) < (~off_shift).sum() < 0.5 * len(c)
+    assert not (leisure & ~off_shift).any()  # leisure is never the shift
+    np.testing.assert_array_equal(a.expert_actions[~leisure], b.expert_actions[~leisure])
+    np.testing.assert_array_equal(a.expert_actions[~off_shift], c.expert_actions[~off_shift])
+
+    def update(rows: Dataset) -> tuple[dict[str, torch.Tensor], list[float]]:
+        policy = copy.deepcopy(duties.policy)
+        optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3, eps=1e-5)
+        st = ppo_update(policy, optimizer, rows, duties.cfg, np.random.default_rng(0))
+        return policy.state_dict(), st.imitation_losses
+
+    # Unlabelled rows only: the update is the one without kickstarting; with the labels, another.
+    unlabelled, unlabelled_losses = update(dataclasses.replace(b, expert_actions=np.full(len(b), -1)))
+    off, off_losses = update(dataclasses.replace(b, expert_actions=None))
+    labelled, labelled_losses = update(b)
+    assert all(torch.equal(unlabelled[k], off[k]) for k in off)
+    assert unlabelled_losses and all(x == 0.0 for x in unlabelled_losses) and off_losses == []
+    assert min(labelled_losses) > 0 and not all(torch.equal(labelled[k], off[k]) for k in off)
 
 
 def test_kickstarting_needs_the_towns_expert() -> None:

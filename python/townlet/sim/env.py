@@ -39,6 +39,9 @@ from townlet import _core
 from townlet.sim.config import TownConfig, load_config
 from townlet.sim.fixed_slots import Step, step_fixed
 
+#: `VecTown.expert_motives`: why the scripted expert chose an action (the core's `expert::MOTIVE_*`).
+MOTIVE_LEISURE, MOTIVE_DUTY, MOTIVE_SHIFT = 0, 1, 2
+
 ConfigLike = TownConfig | str | Path
 
 
@@ -194,6 +197,14 @@ class VecTown:
         """The scripted expert's actions for the current state, and their log-probabilities."""
         self.native.expert_actions(self._expert_actions, self._expert_logp)
         return self._expert_actions, self._expert_logp
+
+    def expert_motives(self) -> npt.NDArray[np.uint8]:
+        """Why the expert chose each slot's action in the last `expert_actions`: `MOTIVE_LEISURE` (a chat, or going
+        home with nothing due), `MOTIVE_DUTY` (a need, sleep, an activity under way) or `MOTIVE_SHIFT` (setting off
+        for work, queueing there, working)."""
+        out = np.zeros(len(self._expert_actions), np.uint8)
+        self.native.expert_motives(out)
+        return out
 
     def reward_breakdown(self, env: int = 0) -> dict[str, npt.NDArray[np.float32]]:
         """Last step's reward components for town `env`, one array (agents_per_env,) each."""

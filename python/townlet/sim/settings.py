@@ -171,6 +171,14 @@ class PPOConfig(BaseModel):
             "rest of the run is plain PPO"
         ),
     )
+    kickstart_on: Literal["all", "duties", "shift"] = Field(
+        "all",
+        description=(
+            "the states kickstarting imitates the expert in, by why the expert acts there: all; duties (a need, "
+            "sleep, an activity under way, the shift), leaving its leisure, a chat or going home with nothing due, to "
+            "the rewards alone; or shift only (setting off for work, queueing there, working)"
+        ),
+    )
     max_grad_norm: float = Field(0.5, gt=0)
     target_kl: float | None = Field(None, gt=0)
     hidden: int = Field(128, ge=8)
@@ -317,7 +325,7 @@ class MemoryConfig(PPOConfig):
         # Kickstarting is the feed-forward ppo phase's: the memory phase trains on its own rewards alone. Its
         # recurrent collector does not collect ahead (`overlap`).
         fields = {
-            **ppo.model_dump(exclude={"warm_start", "kickstart_coef", "kickstart_until", "overlap"}),
+            **ppo.model_dump(exclude={"warm_start", "kickstart_coef", "kickstart_until", "kickstart_on", "overlap"}),
             **memory.model_dump(),
         }
         return MemoryConfig.model_validate(fields)

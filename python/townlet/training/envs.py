@@ -106,6 +106,10 @@ class TownTrainEnv:
         """The scripted expert's action for every slot in the current state (kickstarting's target)."""
         return self.vec.expert_actions()[0]
 
+    def expert_motives(self) -> npt.NDArray[np.uint8]:
+        """Why the expert chose each slot's action in the last `expert_actions` (`VecTown.expert_motives`)."""
+        return self.vec.expert_motives()
+
     def get_state(self) -> dict[str, Any]:
         """The towns' state (JSON-compatible), for a checkpoint that resumes exactly."""
         return self.vec.get_state()

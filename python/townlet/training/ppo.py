@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from townlet import _core
+from townlet.sim.env import MOTIVE_LEISURE, MOTIVE_SHIFT
 from townlet.sim.settings import PPOConfig
 from townlet.training.envs import Batch, TrainEnv
 from townlet.training.network import ActorCritic, Scratch, entropy_of, pick
@@ -55,7 +56,8 @@ class Dataset:
     advantages: npt.NDArray[np.float32]
     returns: npt.NDArray[np.float32]
     rewards: npt.NDArray[np.float32]
-    #: The scripted expert's action in each row's state, when the run kickstarts (`PPOConfig.kickstart_coef`).
+    #: The scripted expert's action in each row's state, when the run kickstarts (`PPOConfig.kickstart_coef`); -1
+    #: where there is nothing to imitate (a state outside `PPOConfig.kickstart_on`).
     expert_actions: npt.NDArray[np.int64] | None = None
 
     def __len__(self) -> int:
@@ -193,6 +195,10 @@ class RolloutCollector:
             actions = action.numpy().astype(np.int64, copy=False)
             if self.expert is not None:
                 self.expert[t] = env.expert_actions()  # type: ignore[attr-defined]  # checked in __init__
+                if cfg.kickstart_on != "all":
+                    motives = env.expert_motives()  # type: ignore[attr-defined]
+                    unlabelled = motives == MOTIVE_LEISURE if cfg.kickstart_on == "duties" else motives != MOTIVE_SHIFT
+                    self.expert[t][unlabelled] = -1
             t1 = time.perf_counter()
             b = env.step(actions)
             t2 = time.perf_counter()
@@ -340,9 +346,12 @@ def _update(
     kickstart = cfg.kickstart_coef > 0 and data.expert_actions is not None
     if kickstart:
         expert = torch.from_numpy(np.ascontiguousarray(data.expert_actions))
-        # Only where the expert's action is one the policy may take (a masked one has no finite log-probability).
+        # Only where there is an expert action (not -1) and the policy may take it (a masked one has no finite
+        # log-probability).
+        given = expert >= 0
+        expert = expert.clamp(min=0)
         tensors["expert"] = expert
-        tensors["expert_ok"] = tensors["masks"].gather(-1, expert.unsqueeze(-1)).squeeze(-1).float()
+        tensors["expert_ok"] = (tensors["masks"].gather(-1, expert.unsqueeze(-1)).squeeze(-1) & given).float()
     for _ in range(cfg.update_epochs):
         perm = rng.permutation(n)
         for start in range(0, n, mb_size):

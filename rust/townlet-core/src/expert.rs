@@ -12,6 +12,13 @@ use crate::world::World;
 /// A waiter gives up on a queue after this many ticks and reconsiders.
 const MAX_WAIT: u64 = 240;
 
+/// Why the expert chose its action (`World::expert_motives`): leisure, a chat or going home with nothing due.
+pub const MOTIVE_LEISURE: u8 = 0;
+/// A duty other than the shift: a need to tend, sleep, an activity under way.
+pub const MOTIVE_DUTY: u8 = 1;
+/// The shift: setting off for work, queueing there or working.
+pub const MOTIVE_SHIFT: u8 = 2;
+
 impl World {
     /// The expert's action for agent `i` and its log-probability.
     pub(crate) fn expert_act(&mut self, i: usize) -> (usize, f32) {
@@ -75,6 +82,7 @@ impl World {
     }
 
     fn expert_choice(&mut self, i: usize) -> usize {
+        self.expert_motive[i] = MOTIVE_DUTY;
         let a = &self.state.agents[i];
         let b = &self.statics.config.behavior;
         let needs = a.needs;
@@ -94,6 +102,9 @@ impl World {
             } || (a.activity.phase == Phase::Waiting
                 && self.state.tick - a.activity.since > MAX_WAIT);
             if !interrupt {
+                if self.statics.affordances[aff].kind == AffordanceKind::Work {
+                    self.expert_motive[i] = MOTIVE_SHIFT;
+                }
                 return self.statics.use_action(aff);
             }
             if a.activity.phase == Phase::Running {
@@ -108,6 +119,7 @@ impl World {
             }
         }
         if work_due {
+            self.expert_motive[i] = MOTIVE_SHIFT;
             if let Some(w) = self.statics.work_aff {
                 if self.find_target(i, w).is_some() {
                     return self.statics.use_action(w);
@@ -134,6 +146,8 @@ impl World {
                 }
             }
         }
+        // Leisure from here: nothing is due.
+        self.expert_motive[i] = MOTIVE_LEISURE;
         if let Some(act) = self.maybe_chat(i) {
             return act;
         }

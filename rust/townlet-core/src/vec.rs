@@ -453,6 +453,18 @@ impl VecWorld {
             );
         }
     }
+
+    /// Why the expert chose each slot's action in the last `expert_actions` (`World::expert_motives`).
+    pub fn expert_motives(&self, out: &mut [u8]) {
+        let m = self.agents_per_env();
+        for (k, w) in self.towns.iter().enumerate() {
+            let dst = &mut out[k * m..(k + 1) * m];
+            dst.fill(crate::expert::MOTIVE_DUTY);
+            for (d, &l) in dst.iter_mut().zip(w.expert_motives()) {
+                *d = l;
+            }
+        }
+    }
 }
 
 /// One town's share of the output buffers.

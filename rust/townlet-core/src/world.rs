@@ -36,6 +36,8 @@ pub struct World {
     pub(crate) rewards: Vec<f32>,
     pub(crate) reward_parts: Vec<f32>,
     pub(crate) scratch_mask: Vec<bool>,
+    /// Per agent: why the expert made its last choice in `policy_actions` (`expert::MOTIVE_*`). Not part of the state.
+    pub(crate) expert_motive: Vec<u8>,
 }
 
 /// Key performance indicators of a run so far.
@@ -161,6 +163,7 @@ impl World {
             rewards: vec![0.0; n],
             reward_parts: vec![0.0; n * crate::reward_parts::N_REWARD_COMPONENTS],
             scratch_mask: vec![false; statics.n_actions()],
+            expert_motive: vec![crate::expert::MOTIVE_DUTY; n],
             statics,
         };
         for i in 0..n {
@@ -303,6 +306,9 @@ impl World {
     /// The scripted policy's actions for every agent slot (script or expert; `wait` for the dead)
     /// and their log-probabilities. Advances the policy RNG stream, nothing else.
     pub fn policy_actions(&mut self, actions: &mut [u16], logp: &mut [f32]) {
+        self.expert_motive.clear();
+        self.expert_motive
+            .resize(self.n_agents(), crate::expert::MOTIVE_DUTY);
         for i in 0..self.n_agents() {
             if !self.state.agents[i].alive {
                 actions[i] = 0;
@@ -329,6 +335,12 @@ impl World {
                 logp[i] = lp;
             }
         }
+    }
+
+    /// Why the expert chose each agent's action in the last `policy_actions` (`expert::MOTIVE_*`: leisure, a duty,
+    /// the shift); a scripted intention or a dead agent counts as a duty.
+    pub fn expert_motives(&self) -> &[u8] {
+        &self.expert_motive
     }
 
     fn apply_actions(&mut self) {

@@ -333,6 +333,15 @@ impl VecTown {
         Ok(())
     }
 
+    /// Why the expert chose each slot's action in the last `expert_actions`: 0 leisure (a chat, or going home with
+    /// nothing due), 1 a duty (a need, sleep, an activity under way), 2 the shift (setting off, queueing, working).
+    fn expert_motives(&self, mut out: PyReadwriteArray1<'_, u8>) -> PyResult<()> {
+        let o = out.as_slice_mut()?;
+        check_len("out", o.len(), self.v.num_slots())?;
+        self.v.expert_motives(o);
+        Ok(())
+    }
+
     /// Reward breakdown of the last step for town `env`: (agents, components) float32.
     fn reward_breakdown<'py>(
         &self,

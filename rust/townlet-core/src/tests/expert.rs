@@ -3,6 +3,7 @@
 
 use super::fixture::*;
 use crate::events::EventKind;
+use crate::expert::{MOTIVE_LEISURE, MOTIVE_SHIFT};
 use crate::world::{Actions, World};
 use serde_json::{json, Value};
 
@@ -152,4 +153,47 @@ fn balanced_experts_do_chat() {
     w.run(2 * TPD, Actions::Policy);
     let k = w.kpis();
     assert!(k.chat_success + k.chat_failure > 0, "{k:?}");
+}
+
+#[test]
+fn the_expert_says_why_it_acts() {
+    // Leisure (a chat, or going home with nothing due) is never an activity under way or a dead agent, and every
+    // chat the expert starts is leisure; the shift is setting off for work, queueing there or working, and every
+    // `use:` of the work affordance is the shift. `kickstart_on` reads these motives.
+    let mut w = world(&with_temperature(0.0));
+    let n = w.n_agents();
+    let chat0 = w
+        .statics
+        .action_names
+        .iter()
+        .position(|a| a.starts_with("chat:"))
+        .unwrap();
+    let work = w.statics.use_action(w.statics.work_aff.unwrap());
+    let (mut acts, mut logp) = (vec![0u16; n], vec![0f32; n]);
+    let mut seen = [0usize; 3];
+    let mut chats = 0;
+    for _ in 0..2 * TPD {
+        w.policy_actions(&mut acts, &mut logp);
+        assert_eq!(w.expert_motives().len(), n);
+        for (i, (&a, &why)) in acts.iter().zip(w.expert_motives()).enumerate() {
+            let a = usize::from(a);
+            seen[usize::from(why)] += 1;
+            if why == MOTIVE_LEISURE {
+                assert!(w.state.agents[i].alive && w.state.agents[i].activity.is_idle());
+            }
+            if a >= chat0 && a < chat0 + w.statics.config.actions.chat_slots as usize {
+                chats += 1;
+                assert_eq!(why, MOTIVE_LEISURE, "a chat is leisure");
+            }
+            if a == work {
+                assert_eq!(why, MOTIVE_SHIFT, "working is the shift");
+            }
+        }
+        w.step(Actions::Given(&acts));
+    }
+    assert!(
+        seen.iter().all(|&k| k > 50),
+        "leisure, duty, shift: {seen:?}"
+    );
+    assert!(chats > 0);
 }
