@@ -266,6 +266,15 @@ def test_kickstarting_needs_the_towns_expert() -> None:
     with pytest.raises(ValueError, match=r"kickstart_coef.*no scripted expert"):
         Trainer(env, PPOConfig(num_envs=2, rollout_ticks=8, kickstart_coef=1.0), seed=0)
 
+    class ExpertWithoutMotives(ParallelTrainEnv):
+        def expert_actions(self) -> np.ndarray[Any, np.dtype[np.int64]]:
+            return np.zeros(self.num_agents, np.int64)
+
+    env = ExpertWithoutMotives(lambda: GymAsParallel("CartPole-v1"), num_envs=2)
+    ppo = PPOConfig(num_envs=2, rollout_ticks=8, kickstart_coef=1.0, kickstart_on="shift")
+    with pytest.raises(ValueError, match=r"^ppo.kickstart_on: ExpertWithoutMotives does not say why its expert acts"):
+        Trainer(env, ppo, seed=0)
+
 
 # -- checkpoints ---------------------------------------------------------------------------------
 

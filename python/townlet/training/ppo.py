@@ -131,6 +131,10 @@ class RolloutCollector:
                 raise ValueError(
                     f"ppo.kickstart_coef: {type(env).__name__} has no scripted expert to kickstart from (the town's)"
                 )
+            if cfg.kickstart_on != "all" and not callable(getattr(env, "expert_motives", None)):
+                raise ValueError(
+                    f"ppo.kickstart_on: {type(env).__name__} does not say why its expert acts (expert_motives); use all"
+                )
             self.expert = np.zeros((cfg.rollout_ticks, env.num_agents), np.int64)
         #: With `double_buffer`: the buffer, expert actions and row arrays the next collection swaps in.
         self._spare: tuple[_core.RolloutBuffer, npt.NDArray[np.int64] | None, dict[str, npt.NDArray[Any]]] | None = None
@@ -196,7 +200,7 @@ class RolloutCollector:
             if self.expert is not None:
                 self.expert[t] = env.expert_actions()  # type: ignore[attr-defined]  # checked in __init__
                 if cfg.kickstart_on != "all":
-                    motives = env.expert_motives()  # type: ignore[attr-defined]
+                    motives = env.expert_motives()  # type: ignore[attr-defined]  # checked in __init__
                     unlabelled = motives == MOTIVE_LEISURE if cfg.kickstart_on == "duties" else motives != MOTIVE_SHIFT
                     self.expert[t][unlabelled] = -1
             t1 = time.perf_counter()
