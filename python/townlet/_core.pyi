@@ -7,6 +7,9 @@ import numpy.typing as npt
 
 __all__ = [
     "ACTION_SPACE_VERSION",
+    "MOTIVE_DUTY",
+    "MOTIVE_LEISURE",
+    "MOTIVE_SHIFT",
     "OBSERVATION_SCHEMA_VERSION",
     "REWARD_COMPONENTS",
     "SNAPSHOT_VERSION",
@@ -26,6 +29,9 @@ ACTION_SPACE_VERSION: str
 SNAPSHOT_VERSION: int
 OBSERVATION_SCHEMA_VERSION: str
 REWARD_COMPONENTS: list[str]
+MOTIVE_LEISURE: int
+MOTIVE_DUTY: int
+MOTIVE_SHIFT: int
 
 class ConfigError(ValueError):
     path: str

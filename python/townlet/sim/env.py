@@ -40,7 +40,7 @@ from townlet.sim.config import TownConfig, load_config
 from townlet.sim.fixed_slots import Step, step_fixed
 
 #: `VecTown.expert_motives`: why the scripted expert chose an action (the core's `expert::MOTIVE_*`).
-MOTIVE_LEISURE, MOTIVE_DUTY, MOTIVE_SHIFT = 0, 1, 2
+MOTIVE_LEISURE, MOTIVE_DUTY, MOTIVE_SHIFT = _core.MOTIVE_LEISURE, _core.MOTIVE_DUTY, _core.MOTIVE_SHIFT
 
 ConfigLike = TownConfig | str | Path
 
@@ -102,6 +102,7 @@ class VecTown:
         self._invalid = np.zeros(n, np.bool_)
         self._expert_actions = np.zeros(n, np.int64)
         self._expert_logp = np.zeros(n, np.float32)
+        self._expert_motives = np.zeros(n, np.uint8)
         self._needs_reset = True
 
     # -- Gymnasium-style API --------------------------------------------------------------------------
@@ -202,9 +203,8 @@ class VecTown:
         """Why the expert chose each slot's action in the last `expert_actions`: `MOTIVE_LEISURE` (a chat, or going
         home with nothing due), `MOTIVE_DUTY` (a need, sleep, an activity under way) or `MOTIVE_SHIFT` (setting off
         for work, queueing there, working)."""
-        out = np.zeros(len(self._expert_actions), np.uint8)
-        self.native.expert_motives(out)
-        return out
+        self.native.expert_motives(self._expert_motives)
+        return self._expert_motives
 
     def reward_breakdown(self, env: int = 0) -> dict[str, npt.NDArray[np.float32]]:
         """Last step's reward components for town `env`, one array (agents_per_env,) each."""

@@ -16,6 +16,7 @@ mod vec_town;
 
 use pyo3::prelude::*;
 use townlet_core::actions::ACTION_SPACE_VERSION;
+use townlet_core::expert::{MOTIVE_DUTY, MOTIVE_LEISURE, MOTIVE_SHIFT};
 use townlet_core::obs::OBSERVATION_SCHEMA_VERSION;
 use townlet_core::rewards::REWARD_COMPONENTS;
 use townlet_core::world::SNAPSHOT_VERSION;
@@ -36,5 +37,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SnapshotError", m.py().get_type::<errors::SnapshotError>())?;
     m.add("ACTION_SPACE_VERSION", ACTION_SPACE_VERSION)?;
     m.add("SNAPSHOT_VERSION", SNAPSHOT_VERSION)?;
+    m.add("MOTIVE_LEISURE", MOTIVE_LEISURE)?;
+    m.add("MOTIVE_DUTY", MOTIVE_DUTY)?;
+    m.add("MOTIVE_SHIFT", MOTIVE_SHIFT)?;
     Ok(())
 }
