@@ -547,9 +547,18 @@ def test_telemetry_rotation(tmp_path: Path) -> None:
     assert all(check_record(r, where=str(log)) == [] for c in chunks for r in c)
 
 
-@pytest.mark.parametrize(("flag", "value"), [("--max-grad-norm", "0"), ("--learning-rate", "0")])
-def test_train_flags_keep_the_ppo_bounds(flag: str, value: str, tmp_path: Path) -> None:
-    """A flag overriding `ppo:` is held to the section's bounds (both must be > 0)."""
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--max-grad-norm", "0", "greater than 0"),
+        ("--learning-rate", "0", "greater than 0"),
+        ("--kickstart-until", "0", "greater than 0"),
+        ("--kickstart-until", "1.5", "less than or equal to 1"),
+        ("--kickstart-on", "leisure", "'all', 'duties' or 'shift'"),
+    ],
+)
+def test_train_flags_keep_the_ppo_bounds(flag: str, value: str, says: str, tmp_path: Path) -> None:
+    """A flag overriding `ppo:` is held to the section's bounds and choices."""
     res = run("train", QUEUE_CONFLICT, "--epochs", "1", flag, value, "--checkpoint", tmp_path / "c.safetensors")
-    assert_one_line_error(res, flag, "greater than 0")
+    assert_one_line_error(res, flag, says)
     assert not (tmp_path / "c.safetensors").exists()

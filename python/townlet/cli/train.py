@@ -115,6 +115,18 @@ def train_cmd(
     num_minibatches: Annotated[int | None, typer.Option("--num-minibatches", min=1)] = None,
     max_grad_norm: Annotated[float | None, typer.Option("--max-grad-norm", min=0.0)] = None,
     target_kl: Annotated[float | None, typer.Option("--target-kl", min=0.0)] = None,
+    kickstart_coef: Annotated[
+        float | None,
+        typer.Option("--kickstart-coef", min=0.0, help="PPO: weight of the pull to the expert (ppo.kickstart_coef)."),
+    ] = None,
+    kickstart_until: Annotated[
+        float | None,
+        typer.Option("--kickstart-until", help="PPO: share of the run the pull fades over (ppo.kickstart_until)."),
+    ] = None,
+    kickstart_on: Annotated[
+        str | None,
+        typer.Option("--kickstart-on", help="PPO: the states kickstarted: all, duties or shift (ppo.kickstart_on)."),
+    ] = None,
     overlap: Annotated[
         bool | None,
         typer.Option(
@@ -179,7 +191,8 @@ def train_cmd(
             "--dry-run": dry_run, "--num-envs": num_envs, "--learning-rate": learning_rate, "--gamma": gamma,
             "--gae-lambda": gae_lambda, "--clip-coef": clip_coef, "--ent-coef": ent_coef, "--vf-coef": vf_coef,
             "--update-epochs": update_epochs, "--num-minibatches": num_minibatches,
-            "--max-grad-norm": max_grad_norm, "--target-kl": target_kl, "--arch": arch, "--overlap": overlap,
+            "--max-grad-norm": max_grad_norm, "--target-kl": target_kl, "--kickstart-coef": kickstart_coef,
+            "--kickstart-until": kickstart_until, "--kickstart-on": kickstart_on, "--arch": arch, "--overlap": overlap,
             "--backend": backend, "--shards": shards, "--ray-address": ray_address,
             "--shadow-dir": shadow_dir, "--no-shadow": no_shadow, "--tensorboard": tensorboard,
         }  # fmt: skip
@@ -207,6 +220,9 @@ def train_cmd(
         "num_minibatches": num_minibatches,
         "max_grad_norm": max_grad_norm,
         "target_kl": target_kl,
+        "kickstart_coef": kickstart_coef,
+        "kickstart_until": kickstart_until,
+        "kickstart_on": kickstart_on,
         "learning_rate": learning_rate,
         "arch": arch,
         "overlap": overlap,
