@@ -133,8 +133,10 @@ def test_make_run_trains_then_evaluates_with_a_report() -> None:
         ["make", "-n", "-C", str(REPO_ROOT), "run", "EPOCHS=3", "RUN_DIR=scratch/run"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
+    out = " ".join(out.replace("\\\n", " ").split())  # the recipe's commands, their continued lines joined
     assert (
-        "townlet train configs/examples/poc_hybrid.yaml --mode rollout --epochs 3 --overlap --learning-rate 6e-4" in out
+        "townlet train configs/examples/poc_hybrid.yaml --mode rollout --epochs 3 --overlap --learning-rate 6e-4 "
+        "--kickstart-coef 0.5 --kickstart-on shift --ppo-log" in out
     )
     assert (
         "townlet eval configs/examples/poc_hybrid.yaml --policy scratch/run/checkpoints/ppo_latest.safetensors "

@@ -38,7 +38,14 @@ QUEUE_CONFLICT = "configs/scenarios/queue_conflict.yaml"
 TIMING_FIELDS = {"epoch_duration_sec", "sps", "time_env_sec", "time_policy_sec", "time_learn_sec"}
 TIMING_FIELDS |= {"time_inference_sec", "time_other_sec"}  # the rest of the epoch time split
 #: make run's PPO settings, small: the CLI runs get them as flags (`SMOKE_ARGS`), the in-process run as they are.
-SMOKE_PPO: dict[str, Any] = {"num_envs": 2, "rollout_ticks": 32, "overlap": True, "learning_rate": 6e-4}
+SMOKE_PPO: dict[str, Any] = {
+    "num_envs": 2,
+    "rollout_ticks": 32,
+    "overlap": True,
+    "learning_rate": 6e-4,
+    "kickstart_coef": 0.5,
+    "kickstart_on": "shift",
+}
 
 
 def as_flags(fields: dict[str, Any]) -> tuple[str, ...]:
@@ -122,6 +129,9 @@ def test_make_run_smoke(smoke_runs: list[tuple[CliResult, Path, Path]]) -> None:
     }
     # The embedded config is the resolved config the registry hashes, with this run's PPO values.
     assert header["config"]["config_id"] == "poc_hybrid_v1" and header["config"]["ppo"]["num_envs"] == 2
+    assert header["config"]["ppo"]["kickstart_on"] == "shift" and header["config"]["ppo"]["kickstart_coef"] == 0.5
+    # Kickstarted: the imitation term is logged, and its weight has fallen linearly from 0.5 (epoch 1 of 2).
+    assert [r["kickstart_coef"] for r in records] == [0.5, 0.25] and "loss_imitation" in records[-1]
 
 
 def test_determinism_across_processes_and_in_process(
