@@ -17,7 +17,7 @@ from conftest import REPO_ROOT
 from townlet import _core, load_config
 from townlet.sim.settings import PPOConfig
 from townlet.training.envs import TownTrainEnv
-from townlet.training.network import ConflictAwarePolicy, ConvAsRows, MLPPolicy, Scratch
+from townlet.training.network import ConflictAwarePolicy, ConvAsRows, MLPPolicy, Scratch, conv_rows
 from townlet.training.ppo import RolloutCollector
 from townlet.training.trainer import Trainer, make_policy
 
@@ -130,6 +130,32 @@ def test_prepared_input_frozen_weights_and_scratch_give_the_same_outputs() -> No
         assert torch.equal(net(obs, mask)[0], logits)
     with torch.no_grad(), net.computing_in("bf16"):
         assert not torch.equal(net(obs, mask)[0], logits)  # derived afresh outside the frozen block
+
+
+def test_minibatch_input_and_conv_rows_backward_are_the_plain_computation() -> None:
+    torch.manual_seed(6)
+    net = ConflictAwarePolicy((4, 11, 11), 94, 16, 64)
+    obs, mask = town_like(40, 3)
+    idx = torch.tensor([7, 0, 39, 7, 12])
+    with torch.no_grad(), net.computing_in("bf16"):
+        blocks = net.minibatch(obs, Scratch(), idx)
+        assert blocks.dim() == 1 and blocks.dtype == torch.bfloat16  # the core's blocks layout, flat
+        rows = net.prepare(obs, Scratch(), idx)
+        assert all(torch.equal(a, b) for a, b in zip(net(blocks, mask[idx]), net(rows, mask[idx]), strict=True))
+    with net.computing_in("fp32"):  # float32 elsewhere: prepare's rows
+        assert torch.equal(net.minibatch(obs, None, idx), obs[idx])
+    # The product's own backward: autograd's gradients of relu(slabs @ matrix + bias), up to float32 rounding.
+    slabs, matrix, bias = (
+        torch.randn(30, 12),
+        torch.randn(12, 6, requires_grad=True),
+        torch.randn(6, requires_grad=True),
+    )
+    grad = torch.randn(30, 6)
+    ref = torch.autograd.grad(F.relu(torch.addmm(bias, slabs, matrix)), (matrix, bias), grad)
+    got = torch.autograd.grad(conv_rows(slabs, matrix, bias), (matrix, bias), grad)
+    assert torch.equal(conv_rows(slabs, matrix, bias), F.relu(torch.addmm(bias, slabs, matrix)))
+    for a, b in zip(got, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_precision_is_validated_and_the_mlp_stays_float32() -> None:

@@ -25,7 +25,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from townlet.sim.settings import MEMORY_ARCHS
-from townlet.training.network import BF16, MASKED_LOGIT, ConflictAwarePolicy, entropy_of, layer_init, pick, sample
+from townlet.training.network import (
+    BF16,
+    MASKED_LOGIT,
+    ConflictAwarePolicy,
+    conv_rows,
+    entropy_of,
+    layer_init,
+    pick,
+    sample,
+)
 from townlet.training.threads import one_torch_thread
 
 #: Attention heads of the `attention` core (the hidden size must divide by it).
@@ -184,7 +193,7 @@ class MemoryPolicy(ConflictAwarePolicy):
         x, w = self.prepare(obs), self._bf16_weights()
         n, rows = x.shape[0], self._rows
         slabs = x[:, : rows.slab_len].reshape(n * rows.out_rows, rows.slab_width)
-        m = F.relu(torch.addmm(w["conv_bias"], slabs, w["conv"])).view(n, -1)
+        m = conv_rows(slabs, w["conv"], w["conv_bias"]).view(n, -1)
         m = F.relu(F.linear(m, w["map_fc"], w["map_fc_bias"]))
         f = F.relu(F.linear(x[:, rows.slab_len :], w["feat"], w["feat_bias"]))
         return torch.cat([m, f], dim=-1).float()

@@ -362,7 +362,7 @@ def _update(
             idx = torch.from_numpy(perm[start : start + mb_size])
             mb = {k: t.index_select(0, idx) for k, t in tensors.items()}  # a gather, 5x faster than t[idx]
             # The network's input, gathered and prepared in one pass (in bfloat16 the core writes it).
-            mb["input"] = policy.prepare(obs, scratch, idx)
+            mb["input"] = policy.minibatch(obs, scratch, idx)
             logp_all, new_value = policy.log_softmax(mb["input"], mb["masks"])
             new_logp, entropy = pick(logp_all, mb["actions"]), entropy_of(logp_all)
             logratio = new_logp - mb["log_probs"]
