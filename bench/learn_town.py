@@ -97,15 +97,15 @@ BC_KICKSTART_ON = "duties"
 #: PPO from scratch: the next epoch collected while the update learns (`ppo.overlap`, about 1.3-1.5x the epochs in
 #: the budget on 2 cores) and twice the default learning rate, which learns the shifts within the 10 minutes where
 #: 3e-4 left two seeds of three late (docs/training.md, "From scratch in a real 10 minutes, collecting ahead" and
-#: "Chatting paid"), and kickstarting on the shift only: a pull of weight 0.5 towards the scripted expert's action
+#: "Chatting paid"), and kickstarting on the shift only: a pull of weight 1.0 towards the scripted expert's action
 #: where the expert sets off for work, queues there or works (`ppo.kickstart_on: shift`), fading linearly to 0 at the
-#: run's end. That met every goal on 3 seeds of 3 where plain PPO left 1-2 of them late; gone by half the run, it met
-#: them on 3 and then 2 seeds of 3, the greedy policy late once; a pull in every state, or in every state but
-#: leisure, took the chats away (docs/training.md, "Session 15" and "Session 16"). `--set ppo.KEY=V` overrides any.
+#: run's end. At weight 0.5 that met every goal on 3 seeds of 3 and then on 2 (seed 2 late); at 1.0 on 3 of 3 twice
+#: (session 17); plain PPO left 1-2 seeds of 3 late; a pull in every state, or in every state but leisure, took the
+#: chats away (docs/training.md, "Session 15" to "Session 17"). `--set ppo.KEY=V` overrides any.
 SCRATCH_PPO: dict[str, Any] = {
     "overlap": True,
     "learning_rate": 6e-4,
-    "kickstart_coef": 0.5,
+    "kickstart_coef": 1.0,
     "kickstart_until": 1.0,
     "kickstart_on": "shift",
 }
@@ -303,21 +303,27 @@ def verdicts(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def scratch_ppo(args: argparse.Namespace) -> dict[str, Any]:
+    """The `ppo` keys PPO from scratch runs with: `SCRATCH_PPO` under `--set`."""
+    return {**SCRATCH_PPO, **args.ppo_fields}
+
+
+def bc_ppo(args: argparse.Namespace) -> dict[str, Any]:
+    """The `ppo` keys PPO after BC runs with: `BC_KICKSTART_ON` unless `--set`, then the `--bc-*` flags."""
+    return {
+        "kickstart_on": BC_KICKSTART_ON,
+        **args.ppo_fields,
+        "gamma": args.bc_gamma,
+        "kickstart_coef": args.bc_kickstart,
+        "kickstart_until": args.bc_kickstart_until,
+    }
+
+
 def run_seed(
     cfg: TownConfig, args: argparse.Namespace, seed: int, expert: PolicyScore, *, bc: tuple[int, int] | None
 ) -> dict[str, Any]:
     minutes, epochs = (args.bc_minutes, args.bc_ppo_epochs) if bc else (args.minutes, args.epochs)
-    ppo_fields = (
-        {
-            "kickstart_on": BC_KICKSTART_ON,
-            **args.ppo_fields,
-            "gamma": args.bc_gamma,
-            "kickstart_coef": args.bc_kickstart,
-            "kickstart_until": args.bc_kickstart_until,
-        }
-        if bc
-        else {**SCRATCH_PPO, **args.ppo_fields}
-    )
+    ppo_fields = bc_ppo(args) if bc else scratch_ppo(args)
     policy, info = train(
         cfg,
         seed=seed,
@@ -438,7 +444,7 @@ def main() -> None:
         "config": str(args.config),
         "overrides": args.set,
         "ppo": PPOConfig(**args.ppo_fields).model_dump(include={"ent_coef", "ent_coef_final", "torch_threads"}),
-        "scratch_ppo": {**SCRATCH_PPO, **args.ppo_fields},
+        "scratch_ppo": scratch_ppo(args),
         "expert": {**expert.model_dump(exclude={"per_seed"}), "reward_parts": reward_parts(cfg, expert_actor())},
         "random": base.policies["random"].model_dump(exclude={"per_seed"}),
         "runs": runs,
@@ -453,7 +459,7 @@ def main() -> None:
             "gamma": args.bc_gamma,
             "kickstart": args.bc_kickstart,
             "kickstart_until": args.bc_kickstart_until,
-            "kickstart_on": args.ppo_fields.get("kickstart_on", BC_KICKSTART_ON),
+            "kickstart_on": bc_ppo(args)["kickstart_on"],
         },
     }
     if args.json:
