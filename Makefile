@@ -95,11 +95,12 @@ RUN_DIR ?= logs/$(PHASE)
 # collecting each epoch while the last one is learned (--overlap: ppo.overlap), at twice the default learning rate,
 # which learns the shifts within the budget (greedy on-time 0.93 against 0.57 at 3e-4; README).
 # Kickstarted on the shift: a pull of weight RUN_KICKSTART towards the scripted expert's action where it sets off for
-# work, queues there or works, fading to 0 at the run's end (ppo.kickstart_*; docs/training.md, "Session 16");
+# work, queues there or works, fading to 0 at the run's end (ppo.kickstart_*; docs/training.md, "Session 16" and
+# "Session 17": 1.0 since session 17, as bench/learn_town.py from scratch);
 # RUN_KICKSTART=0 trains plain PPO.
 EPOCHS ?= 2200
 RUN_LR ?= 6e-4
-RUN_KICKSTART ?= 0.5
+RUN_KICKSTART ?= 1.0
 RUN_CKPT = $(RUN_DIR)/checkpoints/ppo_latest.safetensors
 
 run: $(EXT_STAMP) ## the main job: train PPO on the default town, evaluate it against the expert and random, report.md

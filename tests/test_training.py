@@ -43,7 +43,7 @@ SMOKE_PPO: dict[str, Any] = {
     "rollout_ticks": 32,
     "overlap": True,
     "learning_rate": 6e-4,
-    "kickstart_coef": 0.5,
+    "kickstart_coef": 1.0,
     "kickstart_on": "shift",
 }
 
@@ -129,9 +129,9 @@ def test_make_run_smoke(smoke_runs: list[tuple[CliResult, Path, Path]]) -> None:
     }
     # The embedded config is the resolved config the registry hashes, with this run's PPO values.
     assert header["config"]["config_id"] == "poc_hybrid_v1" and header["config"]["ppo"]["num_envs"] == 2
-    assert header["config"]["ppo"]["kickstart_on"] == "shift" and header["config"]["ppo"]["kickstart_coef"] == 0.5
-    # Kickstarted: the imitation term is logged, and its weight has fallen linearly from 0.5 (epoch 1 of 2).
-    assert [r["kickstart_coef"] for r in records] == [0.5, 0.25] and "loss_imitation" in records[-1]
+    assert header["config"]["ppo"]["kickstart_on"] == "shift" and header["config"]["ppo"]["kickstart_coef"] == 1.0
+    # Kickstarted: the imitation term is logged, and its weight has fallen linearly from 1.0 (epoch 1 of 2).
+    assert [r["kickstart_coef"] for r in records] == [1.0, 0.5] and "loss_imitation" in records[-1]
 
 
 def test_determinism_across_processes_and_in_process(
