@@ -343,17 +343,20 @@ class ConflictAwarePolicy(ActorCritic):
     def _bf16_outputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The unmasked logits (B, n_actions) and the values (B,)."""
         (slabs, features), w = self._bf16_inputs(obs), self._bf16_weights()
-        b = features.shape[0]
-        m = conv_rows(slabs, w["conv"], w["conv_bias"]).view(b, -1)
-        m = F.relu(F.linear(m, w["map_fc"], w["map_fc_bias"]))
-        f = F.relu(F.linear(features, w["feat"], w["feat_bias"]))
-        h = F.relu(F.linear(torch.cat([m, f], dim=-1), w["hidden"], w["hidden_bias"]))
+        h = F.relu(F.linear(self._bf16_encode(slabs, features, w), w["hidden"], w["hidden_bias"]))
         # Each head reads its own half of the hidden layer (not `heads`' block-diagonal product,
         # half of whose multiply-adds are by zeros); `split`'s backward joins the halves' gradients
         # in one copy.
         actor, critic = torch.split(h, self.hidden, dim=-1)
         logits = F.linear(actor.float(), w["policy_head"], w["policy_head_bias"])
         return logits, F.linear(critic.float(), w["value_head"], w["value_head_bias"]).squeeze(-1)
+
+    def _bf16_encode(self, slabs: torch.Tensor, features: torch.Tensor, w: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The map and feature encoders in bfloat16 (`w`: `_bf16_weights`): [map | features] (B, hidden)."""
+        m = conv_rows(slabs, w["conv"], w["conv_bias"]).view(features.shape[0], -1)
+        m = F.relu(F.linear(m, w["map_fc"], w["map_fc_bias"]))
+        f = F.relu(F.linear(features, w["feat"], w["feat_bias"]))
+        return torch.cat([m, f], dim=-1)
 
     def _bf16_inputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The convolution's slabs as (B * out_rows, slab_width) rows and the features (B,

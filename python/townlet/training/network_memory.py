@@ -29,7 +29,6 @@ from townlet.training.network import (
     BF16,
     MASKED_LOGIT,
     ConflictAwarePolicy,
-    conv_rows,
     entropy_of,
     layer_init,
     pick,
@@ -193,10 +192,7 @@ class MemoryPolicy(ConflictAwarePolicy):
         x, w = self.prepare(obs), self._bf16_weights()
         n, rows = x.shape[0], self._rows
         slabs = x[:, : rows.slab_len].reshape(n * rows.out_rows, rows.slab_width)
-        m = conv_rows(slabs, w["conv"], w["conv_bias"]).view(n, -1)
-        m = F.relu(F.linear(m, w["map_fc"], w["map_fc_bias"]))
-        f = F.relu(F.linear(x[:, rows.slab_len :], w["feat"], w["feat_bias"]))
-        return torch.cat([m, f], dim=-1).float()
+        return self._bf16_encode(slabs, x[:, rows.slab_len :], w).float()
 
     def _heads(self, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.precision == "bf16":
