@@ -17,7 +17,15 @@ from conftest import REPO_ROOT
 from townlet import _core, load_config
 from townlet.sim.settings import PPOConfig
 from townlet.training.envs import TownTrainEnv
-from townlet.training.network import ConflictAwarePolicy, ConvAsRows, MLPPolicy, Scratch, conv_rows
+from townlet.training.network import ConflictAwarePolicy, MLPPolicy, Scratch
+from townlet.training.network_bf16 import (
+    _FUSED_LINEAR_RELU,
+    ConvAsRows,
+    HiddenHeads,
+    linear_relu,
+    linear_relu_forward,
+    relu_grad,
+)
 from townlet.training.ppo import RolloutCollector
 from townlet.training.trainer import Trainer, make_policy
 
@@ -51,7 +59,7 @@ def test_conv_as_rows_is_the_convolution(shape: tuple[int, int, int]) -> None:
     assert torch.equal(got[:, rows.slab_len :], exact[:, -n_features:])
     maps = exact[:, :-n_features].float()
     slabs = got[:, : rows.slab_len].float().reshape(-1, rows.slab_width)
-    y = slabs @ rows.matrix(conv.weight) + conv.bias.repeat(rows.out_cols)
+    y = slabs @ rows.weight(conv.weight).T + conv.bias.repeat(rows.out_cols)
     ref = F.conv2d(maps.view(len(picked), *shape), conv.weight, conv.bias, 2, 1)  # (B, K, rows, cols)
     assert ref.shape[2:] == (rows.out_rows, rows.out_cols)
     # (row, column, channel) order; the next layer's permuted columns read it as the flattened convolution
@@ -132,7 +140,7 @@ def test_prepared_input_frozen_weights_and_scratch_give_the_same_outputs() -> No
         assert not torch.equal(net(obs, mask)[0], logits)  # derived afresh outside the frozen block
 
 
-def test_minibatch_input_and_conv_rows_backward_are_the_plain_computation() -> None:
+def test_minibatch_input_is_the_prepared_rows() -> None:
     torch.manual_seed(6)
     net = ConflictAwarePolicy((4, 11, 11), 94, 16, 64)
     obs, mask = town_like(40, 3)
@@ -144,18 +152,74 @@ def test_minibatch_input_and_conv_rows_backward_are_the_plain_computation() -> N
         assert all(torch.equal(a, b) for a, b in zip(net(blocks, mask[idx]), net(rows, mask[idx]), strict=True))
     with net.computing_in("fp32"):  # float32 elsewhere: prepare's rows
         assert torch.equal(net.minibatch(obs, None, idx), obs[idx])
-    # The product's own backward: autograd's gradients of relu(slabs @ matrix + bias), up to float32 rounding.
-    slabs, matrix, bias = (
-        torch.randn(30, 12),
-        torch.randn(12, 6, requires_grad=True),
-        torch.randn(6, requires_grad=True),
-    )
-    grad = torch.randn(30, 6)
-    ref = torch.autograd.grad(F.relu(torch.addmm(bias, slabs, matrix)), (matrix, bias), grad)
-    got = torch.autograd.grad(conv_rows(slabs, matrix, bias), (matrix, bias), grad)
-    assert torch.equal(conv_rows(slabs, matrix, bias), F.relu(torch.addmm(bias, slabs, matrix)))
-    for a, b in zip(got, ref, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def bf16_layer(rows: int, ins: int, outs: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """A bfloat16 layer's input, weight and bias (leaves that need gradients) and an output gradient."""
+    g = torch.Generator().manual_seed(seed)
+    x, w = torch.randn(rows, ins, generator=g), torch.randn(outs, ins, generator=g) / ins**0.5
+    b, grad = torch.randn(outs, generator=g), torch.randn(rows, outs, generator=g)
+    return tuple(t.to(torch.bfloat16).requires_grad_(i in (0, 1, 2)) for i, t in enumerate((x, w, b, grad)))
+
+
+@pytest.mark.parametrize("shape", [(13824, 132, 48), (2304, 288, 64), (300, 94, 64), (7, 5, 3)])
+def test_linear_relu_is_relu_of_addmm_and_its_backward_autograds(shape: tuple[int, int, int]) -> None:
+    x, w, b, grad = bf16_layer(*shape, seed=sum(shape))
+    plain = F.relu(torch.addmm(b, x, w.t()))
+    with torch.no_grad():
+        assert torch.equal(linear_relu_forward(x, w, b), plain)  # the fused kernel (where torch has it), same bits
+    out = linear_relu(x, w, b)
+    assert torch.equal(out, plain) and out.grad_fn is not None
+    # The masked gradient is threshold_backward's, bit for bit; the products and the bias's float32 sums
+    # are autograd's up to bfloat16 rounding.
+    masked, sums = relu_grad(grad.detach(), out.detach())
+    assert torch.equal(masked, torch.ops.aten.threshold_backward(grad.detach(), out.detach(), 0))
+    exact = masked.double().sum(0)  # float32 sums rounded to bfloat16: within bfloat16's step of the exact sum
+    torch.testing.assert_close(sums.double(), exact, rtol=2**-7, atol=1e-2)
+    got = torch.autograd.grad(out, (x, w, b), grad)
+    ref = torch.autograd.grad(plain, (x, w, b), grad)
+    for a, r in zip(got, ref, strict=True):
+        torch.testing.assert_close(a.float(), r.float(), rtol=0.02, atol=0.02 * float(r.float().abs().max()))
+
+
+def test_the_fused_kernel_is_what_runs_here() -> None:
+    # On the x86-64 Linux wheels this project pins, torch has oneDNN's fused product; elsewhere
+    # `linear_relu_forward` falls back to relu(addmm), the same bits.
+    if torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+        assert _FUSED_LINEAR_RELU is not None
+
+
+def test_heads_backward_is_autograds() -> None:
+    z, hidden, hidden_bias, _ = bf16_layer(600, 128, 256, seed=9)
+    g = torch.Generator().manual_seed(10)
+    policy, policy_bias = torch.randn(16, 128, generator=g) * 0.1, torch.randn(16, generator=g)
+    value, value_bias = torch.randn(1, 128, generator=g) * 0.1, torch.randn(1, generator=g)
+    params = (z, hidden, hidden_bias, policy.requires_grad_(), policy_bias.requires_grad_())
+    params += (value.requires_grad_(), value_bias.requires_grad_())
+    g_logits, g_values = torch.randn(600, 16, generator=g), torch.randn(600, generator=g)
+    logits, values = HiddenHeads.apply(*params)
+    h = F.relu(torch.addmm(hidden_bias, z, hidden.t())).float()
+    ref_logits = torch.addmm(policy_bias, h[:, :128], policy.t())
+    ref_values = torch.addmm(value_bias, h[:, 128:], value.t()).squeeze(-1)
+    assert torch.equal(logits, ref_logits) and torch.equal(values, ref_values)
+    got = torch.autograd.grad((logits, values), params, (g_logits, g_values))
+    ref = torch.autograd.grad((ref_logits, ref_values), params, (g_logits, g_values))
+    for a, r in zip(got, ref, strict=True):
+        assert a.dtype == r.dtype and a.shape == r.shape
+        torch.testing.assert_close(a.float(), r.float(), rtol=0.02, atol=0.02 * float(r.float().abs().max()))
+
+
+def test_relu_backward_refuses_what_it_cannot_read() -> None:
+    out, dst, sums = np.zeros((4, 3), np.uint16), np.zeros((4, 3), np.uint16), np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match=r"grad has shape \[4, 2\], out \[4, 3\]"):
+        _core.relu_backward(np.zeros((4, 2), np.uint16), out, dst, sums)
+    with pytest.raises(ValueError, match="out has 3 columns, col_sums 2"):
+        _core.relu_backward(out, out, dst, sums[:2].copy())
+    with pytest.raises(ValueError, match="C-ordered"):
+        _core.relu_backward(np.asfortranarray(out), out, dst, sums)
+    left, right = np.zeros((4, 1), np.float32), np.zeros((4, 1), np.float32)
+    with pytest.raises(ValueError, match=r"do not make out's shape \[4, 3\] side by side"):
+        _core.relu_backward_halves(left, right, out, dst, sums)
 
 
 def test_precision_is_validated_and_the_mlp_stays_float32() -> None:

@@ -60,8 +60,29 @@ def slab_rows(
 ) -> None:
     """Write observation `rows[k]` of `obs` (N, C*H*W + F) as learner row `k` of `out` (len(rows),
     out_rows*C*3*W + F), bfloat16 bits: each stride-2 output row's slab of map rows (zero outside
-    the map), then the features (training/network.py, `ConvAsRows`). `blocks`: every row's slabs
+    the map), then the features (training/network_bf16.py, `ConvAsRows`). `blocks`: every row's slabs
     first (len(rows) * out_rows*C*3*W values), then every row's features."""
+
+def relu_backward(
+    grad: npt.NDArray[np.uint16],
+    out: npt.NDArray[np.uint16],
+    dst: npt.NDArray[np.uint16],
+    col_sums: npt.NDArray[np.float32],
+) -> None:
+    """The gradient through a ReLU layer, bfloat16 bits (rows, cols): `dst = grad` where `out` (the
+    layer's output) is positive, else 0; `col_sums` (cols,) the float32 sums of `dst`'s columns,
+    row by row (training/network_bf16.py, `linear_relu`)."""
+
+def relu_backward_halves(
+    left: npt.NDArray[np.float32],
+    right: npt.NDArray[np.float32],
+    out: npt.NDArray[np.uint16],
+    dst: npt.NDArray[np.uint16],
+    col_sums: npt.NDArray[np.float32],
+) -> None:
+    """`relu_backward` of a float32 gradient given as two blocks side by side (`left` the first
+    columns, `right` the rest), each value rounded to bfloat16 first (training/network.py,
+    `HiddenHeads`)."""
 
 def config_action_names(config_json: str) -> list[str]: ...
 def obs_spec(config_json: str) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""glibc's allocator, tuned for the trainer: keep freed memory for the next epoch.
+"""The process's memory, tuned for the trainer: glibc's allocator keeps freed memory for the next
+epoch (`keep_freed_memory`), and Python's cyclic collector leaves the long-lived objects alone
+(`long_lived_frozen`).
 
 Every PPO minibatch allocates and frees tens of megabytes of tensors. With glibc's defaults the
 freed top of the heap goes back to the kernel (and blocks above the adaptive mmap threshold are
@@ -12,7 +14,14 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
+import gc
 import sys
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: mallopt parameters (malloc.h).
 M_TRIM_THRESHOLD = -1
@@ -44,3 +53,24 @@ def keep_freed_memory() -> bool:
     ok = mallopt(M_TOP_PAD, 64 * 1024 * 1024) == 1 and ok
     _done = ok
     return ok
+
+
+def long_lived_frozen(run: Callable[P, R]) -> Callable[P, R]:
+    """`run` (a training loop) with every object Python's cyclic collector tracks when it starts in
+    the collector's permanent generation (`gc.freeze`, undone when it returns), so that full
+    collections stop walking them. A training loop allocates and frees Python objects by the
+    thousand per update (a tensor per torch call), which sets off collections; each full one walked
+    everything imported and built before the loop (torch's and numpy's modules, the towns, the
+    network): 5-10 % of an epoch's CPU time on the default town (perf: `gc_collect_main` and its
+    visitors), about 5 % of the wall clock without `ppo.overlap`. Frozen objects are still freed when
+    their last reference goes. Nothing is computed differently."""
+
+    @functools.wraps(run)
+    def frozen(*args: P.args, **kwargs: P.kwargs) -> R:
+        gc.freeze()
+        try:
+            return run(*args, **kwargs)
+        finally:
+            gc.unfreeze()  # at exit, extensions that check for leaks (nanobind's) find their objects freed
+
+    return frozen

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from townlet import _core
+from townlet.training.network_bf16 import ConvAsRows, HiddenHeads, linear_relu
 
 #: Logit given to masked actions: effectively zero probability without producing NaNs.
 MASKED_LOGIT = -1e8
@@ -317,7 +318,7 @@ class ConflictAwarePolicy(ActorCritic):
         vh: nn.Linear = self.value_head  # type: ignore[assignment]
         assert conv.bias is not None
         w = {
-            "conv": self._rows.matrix(conv.weight).to(BF16),
+            "conv": self._rows.weight(conv.weight).to(BF16),
             "conv_bias": conv.bias.repeat(self._rows.out_cols).to(BF16),
             "map_fc": self._rows.permuted_fc(map_fc.weight).to(BF16),
             "map_fc_bias": map_fc.bias.to(BF16),
@@ -343,20 +344,32 @@ class ConflictAwarePolicy(ActorCritic):
     def _bf16_outputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The unmasked logits (B, n_actions) and the values (B,)."""
         (slabs, features), w = self._bf16_inputs(obs), self._bf16_weights()
-        h = F.relu(F.linear(self._bf16_encode(slabs, features, w), w["hidden"], w["hidden_bias"]))
-        # Each head reads its own half of the hidden layer (not `heads`' block-diagonal product,
-        # half of whose multiply-adds are by zeros); `split`'s backward joins the halves' gradients
-        # in one copy.
-        actor, critic = torch.split(h, self.hidden, dim=-1)
-        logits = F.linear(actor.float(), w["policy_head"], w["policy_head_bias"])
-        return logits, F.linear(critic.float(), w["value_head"], w["value_head_bias"]).squeeze(-1)
+        return self._bf16_heads(self._bf16_encode(slabs, features, w), w)
 
     def _bf16_encode(self, slabs: torch.Tensor, features: torch.Tensor, w: dict[str, torch.Tensor]) -> torch.Tensor:
         """The map and feature encoders in bfloat16 (`w`: `_bf16_weights`): [map | features] (B, hidden)."""
-        m = conv_rows(slabs, w["conv"], w["conv_bias"]).view(features.shape[0], -1)
-        m = F.relu(F.linear(m, w["map_fc"], w["map_fc_bias"]))
-        f = F.relu(F.linear(features, w["feat"], w["feat_bias"]))
+        m = linear_relu(slabs, w["conv"], w["conv_bias"]).view(features.shape[0], -1)
+        m = linear_relu(m, w["map_fc"], w["map_fc_bias"])
+        f = linear_relu(features, w["feat"], w["feat_bias"])
         return torch.cat([m, f], dim=-1)
+
+    def _bf16_heads(self, z: torch.Tensor, w: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The actor's and critic's hidden layers over `z` (B, hidden) bfloat16, as one product, then
+        each float32 head over its half: the unmasked logits (B, n_actions) and the values (B,)."""
+        args = (
+            z,
+            w["hidden"],
+            w["hidden_bias"],
+            w["policy_head"],
+            w["policy_head_bias"],
+            w["value_head"],
+            w["value_head_bias"],
+        )
+        if torch.is_grad_enabled():
+            logits, value = HiddenHeads.apply(*args)
+        else:
+            logits, value = HiddenHeads.outputs(*args)[:2]
+        return logits, value
 
     def _bf16_inputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The convolution's slabs as (B * out_rows, slab_width) rows and the features (B,
@@ -373,74 +386,6 @@ class ConflictAwarePolicy(ActorCritic):
             flat, b = self._slab_rows(obs, None, self._scratch or Scratch(), blocks=True).view(-1), obs.shape[0]
         slabs, features = flat[: b * rows.slab_len], flat[b * rows.slab_len :]
         return slabs.view(b * rows.out_rows, rows.slab_width), features.view(b, self.n_features)
-
-
-class _ConvRows(torch.autograd.Function):
-    """relu(slabs @ matrix + bias) with a backward that skips what the update never uses: no
-    gradient for the slabs (the observations), and the matrix's gradient as (grad^T @ slabs)^T,
-    a product of two row-major operands (autograd's slabs^T @ grad reads the slabs column-wise,
-    about 1.4x slower here)."""
-
-    @staticmethod
-    def forward(ctx: Any, slabs: torch.Tensor, matrix: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(torch.addmm(bias, slabs, matrix))
-        ctx.save_for_backward(slabs, out)
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor, torch.Tensor]:
-        slabs, out = ctx.saved_tensors
-        g = torch.ops.aten.threshold_backward(grad, out, 0)  # relu's own backward
-        return None, g.t().mm(slabs).t(), g.sum(0)
-
-
-def conv_rows(slabs: torch.Tensor, matrix: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """The map encoder's convolution and ReLU as `ConvAsRows`' product: (B * out_rows, out_cols * K)."""
-    out: torch.Tensor = _ConvRows.apply(slabs, matrix, bias)
-    return out
-
-
-class ConvAsRows:
-    """A `Conv2d(C, K, 3, stride 2, padding 1)` over a (C, H, W) map as one matrix product per
-    output row: output row i reads input rows 2i-1..2i+1 (a "slab" of C x 3 x W values, zero
-    outside the map) and maps it through a (C*3*W, W_out*K) matrix built from the kernel (the
-    same for every row: a convolution is shift-invariant). More multiply-adds than the
-    convolution, but one dense, wide product instead of a narrow one, and its backward is a
-    product too (the convolution's weight gradient was the update's slowest kernel). The output
-    comes in (row, column, channel) order; `permuted_fc` reorders the next layer's columns to
-    match the convolution's (channel, row, column) flattening. The slabs themselves are written by
-    the core (`_core.slab_rows`, from `ConflictAwarePolicy.prepare`)."""
-
-    def __init__(self, map_shape: tuple[int, int, int], conv: nn.Conv2d) -> None:
-        c, h, w = map_shape
-        if conv.kernel_size != (3, 3) or conv.stride != (2, 2) or conv.padding != (1, 1):
-            raise ValueError("ConvAsRows covers a 3x3 convolution with stride 2 and padding 1")
-        self.out_channels = conv.out_channels
-        self.out_rows, self.out_cols = (h - 1) // 2 + 1, (w - 1) // 2 + 1
-        self.slab_width = c * 3 * w
-        self.slab_len = self.out_rows * self.slab_width
-        self.map_shape = map_shape
-        zero_weight = conv.weight.numel()  # the index of a zero appended to the flattened kernel
-        toeplitz = [
-            k * c * 9 + ch * 9 + r * 3 + (j + 1 - 2 * oc) if 0 <= j + 1 - 2 * oc <= 2 else zero_weight
-            for ch in range(c)
-            for r in range(3)
-            for j in range(w)
-            for oc in range(self.out_cols)
-            for k in range(self.out_channels)
-        ]
-        self.toeplitz_index = torch.tensor(toeplitz, dtype=torch.long)
-
-    def matrix(self, weight: torch.Tensor) -> torch.Tensor:
-        """The (slab_width, out_cols * out_channels) matrix of the kernel `weight`: a slab times
-        it is the output row in (column, channel) order (add the bias repeated per column)."""
-        flat = torch.cat([weight.reshape(-1), weight.new_zeros(1)])
-        return flat.index_select(0, self.toeplitz_index).view(self.slab_width, -1)
-
-    def permuted_fc(self, weight: torch.Tensor) -> torch.Tensor:
-        """The next layer's (out, K*rows*cols) weight with its columns in (row, column, channel) order."""
-        out = weight.shape[0]
-        return weight.view(out, self.out_channels, self.out_rows, self.out_cols).permute(0, 2, 3, 1).reshape(out, -1)
 
 
 def build_policy(spec: dict[str, Any]) -> ActorCritic:

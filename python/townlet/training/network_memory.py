@@ -196,12 +196,9 @@ class MemoryPolicy(ConflictAwarePolicy):
 
     def _heads(self, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.precision == "bf16":
-            w = self._bf16_weights()
-            hid = F.relu(F.linear(h.to(BF16), w["hidden"], w["hidden_bias"])).float()  # [actor | critic]
-            ph, vh, k = self.policy_head, self.value_head, self.hidden
-            assert isinstance(ph, nn.Linear) and isinstance(vh, nn.Linear)
-            logits = F.linear(hid[..., :k], ph.weight, ph.bias).masked_fill(~mask, MASKED_LOGIT)
-            return logits, F.linear(hid[..., k:], vh.weight, vh.bias).squeeze(-1)
+            lead = h.shape[:-1]  # the feed-forward network's hidden layers and heads, over (N, hidden) rows
+            logits, value = self._bf16_heads(h.reshape(-1, h.shape[-1]).to(BF16), self._bf16_weights())
+            return logits.view(*lead, -1).masked_fill(~mask, MASKED_LOGIT), value.view(lead)
         logits = self.policy_head(self.actor(h)).masked_fill(~mask, MASKED_LOGIT)
         value = self.value_head(self.critic(h)).squeeze(-1)
         return logits, value

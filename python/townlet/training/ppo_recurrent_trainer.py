@@ -15,6 +15,7 @@ from townlet.artifacts.checkpoint import TrainingState
 from townlet.sim.settings import MemoryConfig
 from townlet.telemetry.writer import TelemetryWriter
 from townlet.training.envs import TrainEnv
+from townlet.training.malloc import long_lived_frozen
 from townlet.training.network_memory import MemoryPolicy
 from townlet.training.ppo import Dataset, baseline_from_samples, epoch_record
 from townlet.training.ppo_recurrent import RecurrentCollector, recurrent_update
@@ -60,6 +61,7 @@ class MemoryTrainer:
         self.epoch, self.steps, self.rng, self.best = restore_loop(training, self.optimizer)
         self.collector.set_state(training.data["collector"], training.tensors)
 
+    @long_lived_frozen
     def run(
         self,
         epochs: int,

@@ -17,7 +17,7 @@ from townlet.artifacts.checkpoint import TrainingState
 from townlet.sim.settings import PPOConfig
 from townlet.telemetry.writer import TelemetryWriter
 from townlet.training.envs import TrainEnv
-from townlet.training.malloc import keep_freed_memory
+from townlet.training.malloc import keep_freed_memory, long_lived_frozen
 from townlet.training.network import ActorCritic, ConflictAwarePolicy, MLPPolicy, Scratch
 from townlet.training.ppo import (
     Dataset,
@@ -178,6 +178,7 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------------
 
+    @long_lived_frozen
     def run(
         self,
         epochs: int,

@@ -22,6 +22,7 @@ pub mod obs;
 pub mod personality;
 pub mod perturb;
 pub mod queues;
+pub mod relu;
 pub mod reward_parts;
 pub mod rewards;
 pub mod rng;

@@ -1,6 +1,6 @@
 //! The learner's input rows in bfloat16, gathered and laid out in one pass.
 //!
-//! The policy (python/townlet/training/network.py, `ConvAsRows`) computes its 3x3, stride-2,
+//! The policy (python/townlet/training/network_bf16.py, `ConvAsRows`) computes its 3x3, stride-2,
 //! padding-1 convolution over the (C, H, W) map as one matrix product per output row of the map:
 //! output row `i` reads the "slab" of map rows `2i-1..=2i+1` of every channel (zero outside the
 //! map). A learner row is those slabs, output row by output row, then the observation's features,
