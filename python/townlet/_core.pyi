@@ -21,6 +21,8 @@ __all__ = [
     "compute_gae",
     "config_action_names",
     "obs_spec",
+    "relu_backward",
+    "relu_backward_halves",
     "slab_rows",
     "validate_config",
 ]
