@@ -210,6 +210,8 @@ def test_heads_backward_is_autograds() -> None:
 
 
 def test_relu_backward_refuses_what_it_cannot_read() -> None:
+    with pytest.raises(TypeError, match="bfloat16 words"):
+        relu_grad(torch.ones(2, 3), torch.ones(2, 3))
     out, dst, sums = np.zeros((4, 3), np.uint16), np.zeros((4, 3), np.uint16), np.zeros(3, np.float32)
     with pytest.raises(ValueError, match=r"grad has shape \[4, 2\], out \[4, 3\]"):
         _core.relu_backward(np.zeros((4, 2), np.uint16), out, dst, sums)

@@ -48,6 +48,8 @@ def bits(t: torch.Tensor) -> np.ndarray[Any, np.dtype[np.uint16]]:
 def relu_grad(grad: torch.Tensor, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The gradient through a bfloat16 ReLU layer whose output was `out` (B, N), and its column sums
     (the bias's gradient, summed in float32): one pass of the core's `relu_backward`."""
+    if out.dtype != torch.bfloat16 or grad.dtype != torch.bfloat16:
+        raise TypeError(f"relu_grad reads bfloat16 words, got {grad.dtype} and {out.dtype}")
     masked, sums = torch.empty_like(out), torch.empty(out.shape[1])
     _core.relu_backward(bits(grad.contiguous()), bits(out), bits(masked), sums.numpy())
     return masked, sums.to(out.dtype)
