@@ -326,9 +326,6 @@ class ConflictAwarePolicy(ActorCritic):
             "feat_bias": feat.bias.to(BF16),
             "hidden": torch.cat([actor.weight, critic.weight]).to(BF16),
             "hidden_bias": torch.cat([actor.bias, critic.bias]).to(BF16),
-            # Both heads as one float32 product, [logits | value] (the memory network's).
-            "heads": torch.block_diag(ph.weight, vh.weight),  # type: ignore[no-untyped-call]
-            "heads_bias": torch.cat([ph.bias, vh.bias]),
             "policy_head": ph.weight,
             "policy_head_bias": ph.bias,
             "value_head": vh.weight,
