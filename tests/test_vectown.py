@@ -467,3 +467,29 @@ def test_an_ending_episode_reports_its_kpis_in_that_step(cfg: TownConfig) -> Non
                 assert kpis != ending.native.kpis(k)
         else:
             assert ended == [], tick
+
+
+def test_a_state_taken_for_later_is_the_state_then_and_resumes_from_there(cfg: TownConfig) -> None:
+    """`state_later` keeps the towns' state as of the call and builds `get_state`'s dict only when called: the
+    towns stepping on in between change nothing in it, and a VecTown restored from it steps as the original did."""
+    vec = VecTown(cfg, num_envs=2, seed=3, episode_ticks=40, num_threads=1)
+    vec.reset()
+    for _ in range(25):
+        vec.step(vec.expert_actions()[0].copy())
+    later, now = vec.state_later(), vec.get_state()
+    actions, observations = [], []
+    for _ in range(20):  # past the episode's end (40 ticks): a reset draws from the reset-seed generator
+        acts = vec.expert_actions()[0].copy()
+        actions.append(acts)
+        observations.append(vec.step(acts)[0].copy())
+    state = later()
+    assert state == now
+    assert state != vec.get_state()
+    state["reset_seeds"]["state"]["state"] = 0
+    state["towns"].clear()
+    assert later() == now, "each call builds its own dicts"
+    restored = VecTown(cfg, num_envs=2, seed=99, episode_ticks=40, num_threads=1)
+    restored.reset()
+    restored.set_state(later())
+    for acts, obs in zip(actions, observations, strict=True):
+        assert np.array_equal(restored.step(acts)[0], obs)

@@ -114,6 +114,10 @@ class TownTrainEnv:
         """The towns' state (JSON-compatible), for a checkpoint that resumes exactly."""
         return self.vec.get_state()
 
+    def state_later(self) -> Callable[[], dict[str, Any]]:
+        """`get_state()` as of now, built when called (`VecTown.state_later`)."""
+        return self.vec.state_later()
+
     def set_state(self, state: dict[str, Any]) -> tuple[F32, B, B]:
         """Restore `get_state()` output; returns observations, masks and liveness as `reset` does."""
         obs = self.vec.set_state(state)

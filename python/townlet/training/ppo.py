@@ -149,14 +149,22 @@ class RolloutCollector:
 
     def get_state(self) -> dict[str, Any]:
         """Where collection stands: the env's state, the sampling RNG and open episode returns."""
-        get = getattr(self.env, "get_state", None)
-        if get is None:
-            raise TypeError(f"{type(self.env).__name__} cannot save its state, so this run cannot be resumed")
-        return {
-            "env": get(),
-            "generator": torch_generator_state(self.gen),
-            "episode_returns": [float(x) for x in self.ep_return],
-        }
+        return self.state_later()()
+
+    def state_later(self) -> Callable[[], dict[str, Any]]:
+        """`get_state()` as of now, built when called: the env's part by its `state_later` where it has one (the
+        town's: its JSON text is parsed by the call), so keeping a state in case a checkpoint follows costs little."""
+        later = getattr(self.env, "state_later", None)
+        if later is not None:
+            env_state: Callable[[], Any] = later()
+        else:
+            get = getattr(self.env, "get_state", None)
+            if get is None:
+                raise TypeError(f"{type(self.env).__name__} cannot save its state, so this run cannot be resumed")
+            taken = get()
+            env_state = lambda: taken  # noqa: E731
+        generator, returns = torch_generator_state(self.gen), [float(x) for x in self.ep_return]
+        return lambda: {"env": env_state(), "generator": generator, "episode_returns": list(returns)}
 
     def set_state(self, state: dict[str, Any]) -> None:
         put = getattr(self.env, "set_state", None)

@@ -119,7 +119,7 @@ class Trainer:
         self.acting: ActorCritic | None = None
         self.acting_epoch = 0
         self._acting_restored = False
-        self._ahead: Future[tuple[Dataset, RolloutStats, dict[str, Any]]] | None = None
+        self._ahead: Future[tuple[Dataset, RolloutStats, Callable[[], dict[str, Any]]]] | None = None
         self._pool: ThreadPoolExecutor | None = None
         if cfg.overlap:
             if self.collector is None:
@@ -151,7 +151,7 @@ class Trainer:
         acting = self.acting if self._ahead is not None or self._acting_restored else None
         if acting is not None:
             if self._ahead is not None:
-                collector = self._ahead.result()[2]
+                collector = self._ahead.result()[2]()
             extra["acting_epoch"] = self.acting_epoch
         state = loop_state(
             "ppo", epoch=self.epoch, steps=self.steps, total_epochs=total_epochs, optimizer=self.optimizer,
@@ -323,8 +323,9 @@ class Trainer:
         self.acting.load_state_dict(self.policy.state_dict())
         self.acting_epoch = self.epoch - 1
 
-        def collect_next() -> tuple[Dataset, RolloutStats, dict[str, Any]]:
-            before = collector.get_state()  # what a checkpoint taken before these rows are learned holds
+        def collect_next() -> tuple[Dataset, RolloutStats, Callable[[], dict[str, Any]]]:
+            # What a checkpoint taken before these rows are learned holds, built only if one is taken.
+            before = collector.state_later()
             return (*collector.collect(), before)
 
         self._ahead = self._pool.submit(collect_next)
