@@ -20,10 +20,9 @@ default its end; `ppo.kickstart_coef` and `ppo.kickstart_until`): a cross-entrop
 in each state PPO visits where the expert is about a duty (`ppo.kickstart_on: duties`: a need, sleep, an activity
 under way, the shift), which the clone of the captured days alone cannot give (without it, one barista in three
 kept arriving 10-50 minutes late after 2,000 epochs); what agents do with free time, where PPO finds the chats the
-expert leaves out, is left to the rewards.
-The runs use one torch thread; from scratch the collection ahead uses the second core. After BC, on an
-otherwise idle 2-core box, `OMP_WAIT_POLICY=ACTIVE ... --set ppo.torch_threads=2` uses both cores (docs/training.md,
-Benchmarks). Every trained policy is scored greedily by
+expert leaves out, is left to the rewards. After BC, too, the next epoch is collected while the update learns
+(`ppo.overlap`: about 1.4x the epochs in the 5 minutes on 2 cores; `--set ppo.overlap=false` for one core).
+The runs use one torch thread; the collection ahead uses the second core. Every trained policy is scored greedily by
 `townlet.training.evaluate` (one day, the evaluation seeds, the same towns for every policy), as are the expert and
 a random masked policy. `--set rewards.punctuality_bonus=0` changes one key of the config's world sections (a YAML
 value; repeatable): the reward ablations of docs/training.md are made this way; `--set ppo.ent_coef_final=0` sets a
@@ -94,6 +93,10 @@ BC_GAMMA = 0.995
 BC_KICKSTART = 0.5
 BC_KICKSTART_UNTIL = 1.0
 BC_KICKSTART_ON = "duties"
+#: After BC, too, the next epoch is collected while the update learns (`ppo.overlap`): 1,600 epochs took 4.96-5.66
+#: minutes each (BC included) where they took 6.92-7.40 on one core, on the same 2-core box (docs/training.md,
+#: "Session 19").
+BC_OVERLAP = True
 #: PPO from scratch: the next epoch collected while the update learns (`ppo.overlap`, about 1.3-1.5x the epochs in
 #: the budget on 2 cores) and twice the default learning rate, which learns the shifts within the 10 minutes where
 #: 3e-4 left two seeds of three late (docs/training.md, "From scratch in a real 10 minutes, collecting ahead" and
@@ -313,8 +316,10 @@ def scratch_ppo(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def bc_ppo(args: argparse.Namespace) -> dict[str, Any]:
-    """The `ppo` keys PPO after BC runs with: `BC_KICKSTART_ON` unless `--set`, then the `--bc-*` flags."""
+    """The `ppo` keys PPO after BC runs with: `BC_OVERLAP` and `BC_KICKSTART_ON` unless `--set`, then the `--bc-*`
+    flags."""
     return {
+        "overlap": BC_OVERLAP,
         "kickstart_on": BC_KICKSTART_ON,
         **args.ppo_fields,
         "gamma": args.bc_gamma,
