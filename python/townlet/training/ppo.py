@@ -17,6 +17,7 @@ agent slot is one row of the batch.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -162,7 +163,7 @@ class RolloutCollector:
             if get is None:
                 raise TypeError(f"{type(self.env).__name__} cannot save its state, so this run cannot be resumed")
             taken = get()
-            env_state = lambda: taken  # noqa: E731
+            env_state = lambda: copy.deepcopy(taken)  # noqa: E731
         generator, returns = torch_generator_state(self.gen), [float(x) for x in self.ep_return]
         return lambda: {"env": env_state(), "generator": generator, "episode_returns": list(returns)}
 
