@@ -21,8 +21,8 @@ their median, for agent-steps per second and per CPU second. `--vs-threads T` is
 between thread settings of this tree: `--torch-threads` over `T` (for instance `--torch-threads
 auto --vs-threads 1`). `--overlap` measures with `ppo.overlap` (the next epoch collected on a second
 thread during the update; the parts then overlap in time, so `time_split` gives each one's share of
-their sum), and
-`--vs-overlap` is the A/B of `--overlap` over the same settings without it.
+their sum; with `--vs REF` both sides collect ahead, and a REF from before `ppo.overlap` fails with its
+config error), and `--vs-overlap` is the A/B of `--overlap` over the same settings without it.
 """
 
 from __future__ import annotations
@@ -183,8 +183,6 @@ def main() -> None:
     args = p.parse_args()
     if sum((args.vs is not None, args.vs_threads is not None, args.vs_overlap)) > 1:
         p.error("--vs, --vs-threads and --vs-overlap: choose one")
-    if args.vs is not None and args.overlap:
-        p.error("--vs REF with --overlap: REF's tree may not know ppo.overlap; compare with --vs-overlap")
     if args.vs_overlap and args.torch_threads == "auto":
         p.error("--vs-overlap: needs a fixed --torch-threads (ppo.overlap refuses auto)")
     if args.vs is not None or args.vs_threads is not None or args.vs_overlap:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import gymnasium
 import numpy as np
 import numpy.typing as npt
 
-from townlet.sim.config import TownConfig
+from townlet.sim.config import PythonSections, TownConfig
 from townlet.sim.env import VecTown
 
 F32 = npt.NDArray[np.float32]
@@ -71,6 +72,7 @@ class TownTrainEnv:
         if num_threads is None:
             num_threads = 1 if num_envs <= SEQUENTIAL_TOWNS else 0
         self.vec = VecTown(config, num_envs, seed, episode_ticks=episode_ticks, num_threads=num_threads)
+        self.num_threads = num_threads
         self.num_agents = self.vec.num_agents
         self.obs_dim = self.vec.obs_dim
         self.n_actions = self.vec.n_actions
@@ -78,6 +80,25 @@ class TownTrainEnv:
         # Every town's event counts and values of the last step, filled by one native call per step.
         self._counts = np.zeros((num_envs, len(self._names)), np.uint32)
         self._values = np.zeros((num_envs, len(self._names)), np.float32)
+
+    def spec(self) -> dict[str, Any]:
+        """What rebuilds these towns elsewhere (`from_spec`; the collector process's), as JSON-compatible data:
+        the resolved world sections (all the core reads of a config), the town count, seed, episode length and
+        stepping threads. The towns start as built: their state travels by `get_state`."""
+        vec = self.vec
+        return {
+            "config_path": str(vec.config.path),
+            "world": vec.config.world,
+            "num_envs": vec.num_envs,
+            "seed": vec.seed,
+            "episode_ticks": vec.episode_ticks,
+            "num_threads": self.num_threads,
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> TownTrainEnv:
+        config = TownConfig(path=Path(spec["config_path"]), raw={}, world=spec["world"], sections=PythonSections())
+        return cls(config, spec["num_envs"], spec["seed"], spec["episode_ticks"], spec["num_threads"])
 
     def reset(self, seed: int | None) -> tuple[F32, B, B]:
         obs, info = self.vec.reset(seed)

@@ -137,16 +137,6 @@ class RolloutCollector:
                     f"ppo.kickstart_on: {type(env).__name__} does not say why its expert acts (expert_motives); use all"
                 )
             self.expert = np.zeros((cfg.rollout_ticks, env.num_agents), np.int64)
-        #: With `double_buffer`: the buffer, expert actions and row arrays the next collection swaps in.
-        self._spare: tuple[_core.RolloutBuffer, npt.NDArray[np.int64] | None, dict[str, npt.NDArray[Any]]] | None = None
-
-    def double_buffer(self) -> None:
-        """Collect into two sets of arrays in turn, so that the rows one collection returns hold until the
-        collection after next (`ppo.overlap`: the update reads an epoch's rows while the next epoch is collected)."""
-        if self._spare is None:
-            cfg, env = self.cfg, self.env
-            buffer = _core.RolloutBuffer(cfg.rollout_ticks, env.num_agents, env.obs_dim, env.n_actions)
-            self._spare = (buffer, None if self.expert is None else np.zeros_like(self.expert), {})
 
     def get_state(self) -> dict[str, Any]:
         """Where collection stands: the env's state, the sampling RNG and open episode returns."""
@@ -180,19 +170,16 @@ class RolloutCollector:
         self.ep_return = ret
 
     @torch.inference_mode()
-    def collect(self) -> tuple[Dataset, RolloutStats]:
+    def collect(self, into: dict[str, npt.NDArray[Any]] | None = None) -> tuple[Dataset, RolloutStats]:
         """`rollout_ticks` ticks of every town with the current policy, then their advantages;
         returns the rows where the agent was alive (`Dataset`, one row per live agent-step; they hold
-        until the next collection, or the one after with `double_buffer`). The policy computes in
-        `cfg.precision`, as the update does."""
+        until the next collection). The policy computes in
+        `cfg.precision`, as the update does. `into`: arrays (by `Dataset` field, room for every slot-step) the rows
+        are copied into and returned as views of (the collector process's shared memory)."""
         with self.policy.computing_in(self.cfg.precision, frozen=True):
-            return self._collect()
+            return self._collect(into)
 
-    def _collect(self) -> tuple[Dataset, RolloutStats]:
-        if self._spare is not None:  # the other set of arrays: the last collection's rows stay as they are
-            spare = self._spare
-            self._spare = (self.buffer, self.expert, self._rows)
-            self.buffer, self.expert, self._rows = spare
+    def _collect(self, into: dict[str, npt.NDArray[Any]] | None = None) -> tuple[Dataset, RolloutStats]:
         cfg, env, buf = self.cfg, self.env, self.buffer
         buf.clear()
         stats = RolloutStats()
@@ -244,7 +231,7 @@ class RolloutCollector:
         stats.ticks = cfg.rollout_ticks
         self._compute_advantages()
         stats.sample_rewards = [(float(s), float(s) / cfg.rollout_ticks) for s in slot_rewards.sum(axis=0)]
-        return self._live_rows(), stats
+        return self._live_rows(into), stats
 
     def _truncation_bootstrap(self, b: Batch) -> npt.NDArray[np.float32]:
         """The critic's value of the final observation where an episode was cut off by its time
@@ -261,11 +248,11 @@ class RolloutCollector:
         next_values = self.policy.value(torch.from_numpy(self.obs)).numpy().astype(np.float32)
         self.buffer.compute_gae(next_values, self.cfg.gamma, self.cfg.gae_lambda)
 
-    def _live_rows(self) -> Dataset:
+    def _live_rows(self, into: dict[str, npt.NDArray[Any]] | None = None) -> Dataset:
         """The buffer's (T, agents, ...) arrays flattened to rows, keeping live agent-steps: views
         of the buffer when every agent was alive throughout (no copy of the epoch's
         observations), else copies into the collector's own arrays. Either way they hold until
-        the next `collect`."""
+        the next `collect`. With `into`, copies into those arrays in every case."""
         buf = self.buffer
         keep = np.asarray(buf.valid, bool).reshape(-1)
         live = None if keep.all() else np.flatnonzero(keep)
@@ -273,12 +260,21 @@ class RolloutCollector:
         def flat(name: str, a: npt.NDArray[Any]) -> npt.NDArray[Any]:
             arr = np.asarray(a)
             rows: npt.NDArray[Any] = arr.reshape(-1, *arr.shape[2:])
-            if live is None:
+            if into is not None:
+                out = into[name]
+                if out.shape[1:] != rows.shape[1:] or out.dtype != rows.dtype or len(out) < len(rows):
+                    raise ValueError(f"rows {name}: {rows.shape} {rows.dtype} do not fit {out.shape} {out.dtype}")
+                if live is None:
+                    np.copyto(out[: len(rows)], rows)
+                    return out[: len(rows)]
+            elif live is None:
                 return rows
-            # Into a buffer kept from epoch to epoch: a fresh array of the epoch's rows costs its page faults.
-            out = self._rows.get(name)
-            if out is None or out.shape[1:] != rows.shape[1:] or out.dtype != rows.dtype:
-                out = self._rows[name] = np.empty_like(rows)
+            else:
+                # Into a buffer kept from epoch to epoch: a fresh array of the epoch's rows costs its page faults.
+                kept = self._rows.get(name)
+                if kept is None or kept.shape[1:] != rows.shape[1:] or kept.dtype != rows.dtype:
+                    kept = self._rows[name] = np.empty_like(rows)
+                out = kept
             # mode="clip": the default ("raise") buffers `out` in a temporary array of the epoch's rows and
             # copies it over, three times the work; the indices are in range, so clipping never applies.
             return np.take(rows, live, axis=0, out=out[: len(live)], mode="clip")

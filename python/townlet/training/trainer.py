@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +15,8 @@ import torch
 from townlet.artifacts.checkpoint import TrainingState
 from townlet.sim.settings import PPOConfig
 from townlet.telemetry.writer import TelemetryWriter
-from townlet.training.envs import TrainEnv
+from townlet.training.collect_process import CollectorProcess, Pending
+from townlet.training.envs import TownTrainEnv, TrainEnv
 from townlet.training.malloc import keep_freed_memory, long_lived_frozen
 from townlet.training.network import ActorCritic, ConflictAwarePolicy, MLPPolicy, Scratch
 from townlet.training.ppo import (
@@ -114,23 +114,26 @@ class Trainer:
         #: The best epoch so far by `BEST_METRIC` (rollout modes): metric, value, epoch, policy_epoch.
         self.best: dict[str, Any] | None = None
         #: `ppo.overlap`: the collector acts with its own copy of the weights (`acting`, from epoch `acting_epoch`),
-        #: on a thread of its own (`_pool`), one epoch ahead of the update (`_ahead`: the next epoch's rows, with
-        #: the collector's state from before them).
+        #: in a process of its own (`_process`, over the same towns rebuilt there), one epoch ahead of the update
+        #: (`_ahead`: the next epoch's rows, with the collector's state from before them).
         self.acting: ActorCritic | None = None
         self.acting_epoch = 0
         self._acting_restored = False
-        self._ahead: Future[tuple[Dataset, RolloutStats, Callable[[], dict[str, Any]]]] | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._ahead: Pending | None = None
+        self._process: CollectorProcess | None = None
         if cfg.overlap:
             if self.collector is None:
                 raise ValueError(
                     "ppo.overlap: the trainer collects ahead from its own env only (not in replay-only training or "
                     "on rollout shards)"
                 )
+            if not isinstance(env, TownTrainEnv):
+                raise ValueError(
+                    f"ppo.overlap: collects ahead in a process that rebuilds the towns (TownTrainEnv), not from "
+                    f"{type(env).__name__}"
+                )
             self.acting = copy.deepcopy(policy)
-            self.collector.policy = self.acting
-            self.collector.double_buffer()
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="townlet-collect")
+            self._process = CollectorProcess(env, self.acting, cfg, seed)
 
     @property
     def behaviour(self) -> ActorCritic:
@@ -144,14 +147,18 @@ class Trainer:
         """Everything besides the weights that `restore` needs to continue exactly here. With
         `ppo.overlap` the next epoch's rows are already collected: the state is the collector's from
         before them, with the weights that collected them (a resumed run collects them again)."""
-        collector = self.collector.get_state() if self.collector is not None else None
+        collector = None
+        if self._ahead is not None:
+            collector = self._ahead.result()[2]()
+        elif self._process is not None:
+            collector = self._process.get_state()
+        elif self.collector is not None:
+            collector = self.collector.get_state()
         extra: dict[str, Any] = {}
         # Once a collection has been made with the collector's copy of the weights, they are the next
         # collection's (before that the policy's, which the first epoch copies).
         acting = self.acting if self._ahead is not None or self._acting_restored else None
         if acting is not None:
-            if self._ahead is not None:
-                collector = self._ahead.result()[2]()
             extra["acting_epoch"] = self.acting_epoch
         state = loop_state(
             "ppo", epoch=self.epoch, steps=self.steps, total_epochs=total_epochs, optimizer=self.optimizer,
@@ -167,7 +174,7 @@ class Trainer:
         if self.collector is not None:
             if training.data.get("collector") is None:
                 raise ValueError("the checkpoint was saved by a run without rollouts; resume it in the same mode")
-            self.collector.set_state(training.data["collector"])
+            (self._process or self.collector).set_state(training.data["collector"])
         self._ahead = None
         if self.acting is not None and "acting_epoch" in training.data:
             # The weights the next epoch's rows were collected with (one update behind the checkpoint's).
@@ -303,18 +310,18 @@ class Trainer:
         """`ppo.overlap`'s `_gather`: the epoch's rows, collected during the last epoch's update (or now, on
         the first epoch and after a restore), then the next epoch's collection started on the collector's
         thread with the weights from before this epoch's update."""
-        assert self.acting is not None and self._pool is not None
+        assert self.acting is not None
         if data_mode != "rollout":
             raise ValueError(f"ppo.overlap: collects ahead in rollout mode only, not {data_mode}")
-        if not isinstance(self.collector, RolloutCollector):
+        if self._process is None or not isinstance(self.collector, RolloutCollector):
             raise ValueError("ppo.overlap: collects ahead with the trainer's own collector only")
-        collector = self.collector
+        process = self._process
         if self._ahead is None:
             if not self._acting_restored:
                 self.acting.load_state_dict(self.policy.state_dict())
                 self.acting_epoch = self.epoch - 1
             self._acting_restored = False
-            data, roll = collector.collect()
+            data, roll = process.collect()
         else:
             data, roll, _ = self._ahead.result()
             self._ahead = None
@@ -322,13 +329,9 @@ class Trainer:
         self._offer_best(data, on_best, policy_epoch=self.acting_epoch)
         self.acting.load_state_dict(self.policy.state_dict())
         self.acting_epoch = self.epoch - 1
-
-        def collect_next() -> tuple[Dataset, RolloutStats, Callable[[], dict[str, Any]]]:
-            # What a checkpoint taken before these rows are learned holds, built only if one is taken.
-            before = collector.state_later()
-            return (*collector.collect(), before)
-
-        self._ahead = self._pool.submit(collect_next)
+        # The next epoch's rows, collected while this one's are learned; the state from before them is asked of
+        # the process only if a checkpoint is taken.
+        self._ahead = process.start()
         return data, roll, baseline_from_samples(roll.sample_rewards), dict(roll.events)
 
     def _offer_best(
