@@ -20,7 +20,7 @@ a constant learning rate on both sides (the budget is time, not epochs), the tor
 `--torch-threads`: a fixed count for both, or `auto` for both: each side's collection and learning each run on one
 thread or on every usable CPU, whichever it measured faster, by the same `townlet.training.threads.Threads`), the
 threads stepping the towns (one up to 16 towns, as our trainer does), and OpenMP's passive waits (set on import).
-With `--overlap` ours collects the next epoch on a second thread while it learns (`ppo.overlap`, each side on the
+With `--overlap` ours collects the next epoch in a second process while it learns (`ppo.overlap`, each side on the
 fixed thread count), and SB3, which has no such mode, gets the same cores as torch threads (twice the count).
 
 What differs: Townlet computes the network's hidden-layer products in bfloat16 (`ppo.precision`, its default; SB3
@@ -189,7 +189,8 @@ def main() -> None:
     ppo = cfg.sections.ppo.model_copy(update={"anneal_lr": False})
     if args.torch_threads is not None:
         try:
-            ppo = PPOConfig.model_validate({**ppo.model_dump(), "torch_threads": args.torch_threads})
+            threads = int(args.torch_threads) if args.torch_threads.isdigit() else args.torch_threads
+            ppo = PPOConfig.model_validate({**ppo.model_dump(), "torch_threads": threads})
         except ValueError:
             p.error(f"--torch-threads: expected a count (>= 1) or auto, got {args.torch_threads!r}")
 

@@ -1,4 +1,4 @@
-"""`ppo.overlap`: the next epoch's rollout is collected on a second thread while the update learns from this
+"""`ppo.overlap`: the next epoch's rollout is collected in a process of its own while the update learns from this
 one, with the weights from before this epoch's update.
 
 * the lag is exactly one update: epochs 1 and 2 are both collected with the initial weights, epoch 3 with

@@ -131,7 +131,7 @@ def train_cmd(
         bool | None,
         typer.Option(
             "--overlap/--no-overlap",
-            help="PPO: collect the next epoch on a second thread while learning, one update behind (ppo.overlap).",
+            help="PPO: collect the next epoch in a process of its own while learning, one update behind (ppo.overlap).",
         ),
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", min=0)] = None,

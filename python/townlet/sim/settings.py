@@ -193,7 +193,7 @@ class PPOConfig(BaseModel):
     overlap: bool = Field(
         False,
         description=(
-            "collect the next epoch's rollout on a second thread while the update learns from this one, acting "
+            "collect the next epoch's rollout in a process of its own while the update learns from this one, acting "
             "with the weights from before this epoch's update (one update behind: PPO's ratio is taken to the "
             "policy that acted); nearly the sum of collecting and learning becomes the larger of the two. The ppo "
             "phase's own rollouts only (not replay, mixed or shards); a fixed torch_threads (docs/training.md)"
@@ -220,7 +220,7 @@ class PPOConfig(BaseModel):
     def _overlap_on_fixed_threads(self) -> Self:
         if self.overlap and self.torch_threads == "auto":
             raise ValueError(
-                "overlap: needs a fixed torch_threads (collection and the update each run on their own thread; "
+                "overlap: needs a fixed torch_threads (collection and the update each run on their own; "
                 "auto would switch counts under the other)"
             )
         return self

@@ -382,7 +382,10 @@ def main() -> None:
     replies = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    _serve(sys.stdin, replies)
+    try:
+        _serve(sys.stdin, replies)
+    except BrokenPipeError:  # the trainer went while a reply was on its way: nobody is left to tell
+        os._exit(0)
 
 
 if __name__ == "__main__":
