@@ -19,9 +19,14 @@ clip range, value clipping, advantage normalisation, entropy and value coefficie
 a constant learning rate on both sides (the budget is time, not epochs), the torch threads (`ppo.torch_threads`, or
 `--torch-threads`: a fixed count for both, or `auto` for both: each side's collection and learning each run on one
 thread or on every usable CPU, whichever it measured faster, by the same `townlet.training.threads.Threads`), the
-threads stepping the towns (one up to 16 towns, as our trainer does), and OpenMP's passive waits (set on import).
-With `--overlap` ours collects the next epoch in a second process while it learns (`ppo.overlap`, each side on the
-fixed thread count), and SB3, which has no such mode, gets the same cores as torch threads (twice the count).
+threads stepping the towns (one up to 16 towns, as our trainer does). With `--overlap` ours collects the next epoch
+in a second process while it learns (`ppo.overlap`, each side on the fixed thread count), and SB3, which has no such
+mode, gets the same cores as torch threads (twice the count).
+
+SB3 trains in a process of its own (`Sb3Process`), started with the user's environment and OpenMP's default waits
+(libgomp spins a while, then sleeps), as its users run it: our trainer's passive waits (set on `import townlet`) cost
+SB3's two-thread update dearly (on a 2-core Xeon: 17.1 k agent-steps/s on two passive threads, 26.8 k on one,
+34.2 k on two spinning). The turns still alternate: each side trains only while the other waits.
 
 What differs: Townlet computes the network's hidden-layer products in bfloat16 (`ppo.precision`, its default; SB3
 in float32); Townlet trains on the live agents' rows only, SB3 on every slot (an empty slot is a zero observation
@@ -39,6 +44,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -46,14 +54,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from townlet import load_config  # first: `import townlet` sets OpenMP's wait policy before torch loads
-from townlet.env.sb3 import make_vec_env, policy_kwargs
-from townlet.sim.env import VecTown
-from townlet.sim.settings import PPOConfig
-from townlet.training.envs import SEQUENTIAL_TOWNS, TownTrainEnv
-from townlet.training.evaluate import Actor, evaluate, expert_actor, greedy_actor, random_actor
-from townlet.training.threads import Threads
-from townlet.training.trainer import Trainer
+#: The environment as the user started us, before `import townlet` set OpenMP's passive waits: SB3's process gets it.
+USER_ENV = dict(os.environ)
+
+from townlet import load_config  # noqa: E402  # `import townlet` sets OpenMP's wait policy before torch loads
+from townlet.env.sb3 import make_vec_env, policy_kwargs  # noqa: E402
+from townlet.sim.env import VecTown  # noqa: E402
+from townlet.sim.settings import PPOConfig  # noqa: E402
+from townlet.training.envs import SEQUENTIAL_TOWNS, TownTrainEnv  # noqa: E402
+from townlet.training.evaluate import Actor, evaluate, expert_actor, greedy_actor, random_actor  # noqa: E402
+from townlet.training.threads import Threads  # noqa: E402
+from townlet.training.trainer import Trainer  # noqa: E402
 
 try:
     from sb3_contrib import MaskablePPO
@@ -144,12 +155,79 @@ class Sb3:
         return {"seconds": self.seconds, "agent_steps": self.model.num_timesteps}
 
 
+#: libgomp's own spin count where neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set: set explicitly in SB3's process,
+#: so that its `import townlet` (which would set passive waits) leaves OpenMP as SB3's users have it.
+LIBGOMP_DEFAULT_SPINCOUNT = "300000"
+
+
+class Sb3Process:
+    """`Sb3` in a process of its own (`--sb3-worker`), with the user's environment and OpenMP's default waits: the
+    passive waits our trainer sets would slow SB3's multi-threaded update (measured on a 2-core Xeon: 17.1 k
+    agent-steps/s on two passive threads, 26.8 k on one, 34.2 k on two spinning). Commands and replies are JSON lines
+    on its stdin and stdout."""
+
+    def __init__(self, ppo: PPOConfig, seed: int) -> None:
+        env = dict(USER_ENV)
+        if "OMP_WAIT_POLICY" not in env and "GOMP_SPINCOUNT" not in env:
+            env["GOMP_SPINCOUNT"] = LIBGOMP_DEFAULT_SPINCOUNT
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--sb3-worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
+        )  # fmt: skip
+        self.seconds, self.agent_steps = 0.0, 0
+        self.threads_used: dict[str, int] = {}
+        self._ask({"ppo": ppo.model_dump(mode="json"), "seed": seed})
+
+    def _ask(self, message: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(message) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"error: SB3's process exited (code {self.proc.wait()}); its stderr above says why")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def train_until(self, until: float) -> None:
+        reply = self._ask({"op": "train", "seconds": until - time.perf_counter()})
+        self.seconds, self.agent_steps = float(reply["seconds"]), int(reply["agent_steps"])
+        self.threads_used = dict(reply["threads_used"])
+
+    def stats(self) -> dict[str, float]:
+        return {"seconds": self.seconds, "agent_steps": self.agent_steps}
+
+    def evaluate(self, seeds: int) -> dict[str, Any]:
+        """The greedy policy's score by `townlet.training.evaluate` (the same towns and seeds as the others')."""
+        score: dict[str, Any] = self._ask({"op": "evaluate", "seeds": seeds})["score"]
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait()
+        return score
+
+
+def sb3_worker() -> None:
+    """`--sb3-worker`: the SB3 side, driven by `Sb3Process` (replies on stdout; MaskablePPO prints nothing)."""
+    spec = json.loads(sys.stdin.readline())
+    cfg = load_config(CONFIG)
+    sb3 = Sb3(PPOConfig.model_validate(spec["ppo"]), cfg, int(spec["seed"]))
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        command = json.loads(line)
+        if command["op"] == "train":
+            sb3.train_until(time.perf_counter() + float(command["seconds"]))
+            reply = {**sb3.stats(), "threads_used": dict(sb3.threads.last)}
+        else:
+            report = evaluate(cfg, {"sb3": sb3_actor(sb3.model)}, seeds=int(command["seeds"]))
+            reply = {"score": report.policies_json()["policies"]["sb3"]}
+        print(json.dumps(reply), flush=True)
+
+
 def train_both(
     ppo: PPOConfig, cfg: Any, seed: int, minutes: float, chunk: float, sb3_ppo: PPOConfig | None = None
-) -> tuple[Ours, Sb3]:
+) -> tuple[Ours, Sb3Process]:
     """Both learners, in turns of `chunk` seconds (A B A B ...: load from elsewhere on a shared machine falls on both
     alike), until each has trained `minutes` (SB3 with `sb3_ppo` when given: `--overlap`'s thread count)."""
-    ours, sb3 = Ours(ppo, cfg, seed), Sb3(sb3_ppo or ppo, cfg, seed)
+    ours, sb3 = Ours(ppo, cfg, seed), Sb3Process(sb3_ppo or ppo, seed)
     budget = 60 * minutes
     while ours.seconds < budget or sb3.seconds < budget:
         for learner in (ours, sb3):
@@ -184,7 +262,11 @@ def main() -> None:
     p.add_argument("--chunk", type=float, default=15.0, help="seconds per turn (the learners alternate)")
     p.add_argument("--torch-threads", help="a count or auto, for both sides (default: the config's ppo.torch_threads)")
     p.add_argument("--overlap", action="store_true", help="ours collects ahead (ppo.overlap); SB3 twice the threads")
+    p.add_argument("--sb3-worker", action="store_true", help=argparse.SUPPRESS)  # Sb3Process's child
     args = p.parse_args()
+    if args.sb3_worker:
+        sb3_worker()
+        return
     cfg = load_config(CONFIG)
     ppo = cfg.sections.ppo.model_copy(update={"anneal_lr": False})
     if args.torch_threads is not None:
@@ -206,23 +288,20 @@ def main() -> None:
         for name, stats in (("ours", ours), ("sb3", sb3)):
             print(f"{name}: {stats['agent_steps']:,} agent-steps in {stats['seconds']:.0f} s", flush=True)
 
-    policies = {
-        "ours": greedy_actor(learners[0].trainer.policy),
-        "sb3": sb3_actor(learners[1].model),
-        "expert": expert_actor(),
-        "random": random_actor(0),
-    }
+    policies = {"ours": greedy_actor(learners[0].trainer.policy), "expert": expert_actor(), "random": random_actor(0)}
     report = evaluate(cfg, policies, seeds=args.eval_seeds).policies_json()["policies"]
+    report["sb3"] = learners[1].evaluate(args.eval_seeds)
     out: dict[str, Any] = {"minutes": args.minutes, "num_envs": ppo.num_envs, "seed": args.seed, "chunk": args.chunk}
     out["torch_threads"] = ppo.torch_threads
     out["overlap"] = ppo.overlap
     out["sb3_torch_threads"] = (sb3_ppo or ppo).torch_threads
-    for name, stats, learner in (("ours", ours, learners[0].trainer), ("sb3", sb3, learners[1])):
+    used = {"ours": dict(learners[0].trainer.threads.last), "sb3": learners[1].threads_used}
+    for name, stats in (("ours", ours), ("sb3", sb3)):
         out[name] = {
             "agent_steps_per_sec": stats["agent_steps"] / stats["seconds"],
             "return": report[name]["return"],
             "kpis": report[name]["kpis"],
-            "threads_used": dict(learner.threads.last),
+            "threads_used": used[name],
             **stats,
         }
     out["expert"], out["random"] = report["expert"], report["random"]

@@ -25,12 +25,14 @@ import contextlib
 import json
 import mmap
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
@@ -193,11 +195,15 @@ class CollectorProcess:
                 "ppo": cfg.model_dump(mode="json"),
                 "seed": seed,
             }
+            # The child imports the townlet this process imported, wherever that came from.
+            root = str(Path(__file__).resolve().parents[2])
+            path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "townlet.training.collect_process"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 pass_fds=(fd,),
+                env={**os.environ, "PYTHONPATH": path},
                 text=True,
                 encoding="utf-8",
             )
@@ -379,6 +385,7 @@ def _serve(commands: IO[str], replies: IO[str]) -> None:
 def main() -> None:
     """The child's entry point: replies on its stdout's descriptor, anything else it prints on its stderr.
     (`import townlet`, before anything here, set OpenMP's passive waits before torch loaded, as in the trainer.)"""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle; this child ends with it
     replies = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
