@@ -96,7 +96,7 @@ BC_KICKSTART_ON = "duties"
 #: After BC, too, the next epoch is collected while the update learns (`ppo.overlap`): 1,600 epochs took 4.96-5.66
 #: minutes each (BC included) where they took 6.92-7.40 on one core, on the same 2-core box (docs/training.md,
 #: "Session 19"); with the collector in a process of its own, 3,564-3,644 epochs fit the 5 minutes on the Xeon box
-#: and every goal was met on 3 seeds of 3 ("Session 20").
+#: and every goal was met on 3 seeds of 3, then on 2 of 3 (seed 1 short of coverage; "Session 20").
 BC_OVERLAP = True
 #: PPO from scratch: the next epoch collected while the update learns (`ppo.overlap`, about 1.3-1.5x the epochs in
 #: the budget on 2 cores) and twice the default learning rate, which learns the shifts within the 10 minutes where
