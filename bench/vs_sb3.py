@@ -197,7 +197,8 @@ class Sb3Process:
         return {"seconds": self.seconds, "agent_steps": self.agent_steps}
 
     def evaluate(self, seeds: int) -> dict[str, Any]:
-        """The greedy policy's score by `townlet.training.evaluate` (the same towns and seeds as the others')."""
+        """The greedy policy's score by `townlet.training.evaluate` (the same towns and seeds as the others'); then
+        the process ends."""
         score: dict[str, Any] = self._ask({"op": "evaluate", "seeds": seeds})["score"]
         assert self.proc.stdin is not None
         self.proc.stdin.close()

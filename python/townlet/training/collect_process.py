@@ -263,14 +263,14 @@ class CollectorProcess:
 
     def get_state(self) -> dict[str, Any]:
         """The collector's state now (no collection under way)."""
-        self._idle("read its state")
+        self._idle()
         return self._ask({"op": "state", "when": "now"})
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self._idle("restore a state")
+        self._idle()
         self._ask({"op": "set_state", "state": state})
 
-    def _idle(self, what: str) -> None:
+    def _idle(self) -> None:
         if self._pending is not None:
             self._pending.exception()  # a collection under way ends first (its rows are dropped)
 

@@ -96,7 +96,8 @@ class Trainer:
             policy = make_policy(meta, env.obs_dim, env.n_actions, cfg.hidden)
         self.policy = policy
         self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
-        self.collector = RolloutCollector(env, policy, cfg, seed) if env is not None else None
+        # Collecting ahead, the collector lives in its own process (`_process`, below) and this one has none.
+        self.collector = RolloutCollector(env, policy, cfg, seed) if env is not None and not cfg.overlap else None
         self.replay = replay
         self.replay_baseline = replay_baseline or {}
         self.replay_events = replay_events or {}
@@ -122,7 +123,7 @@ class Trainer:
         self._ahead: Pending | None = None
         self._process: CollectorProcess | None = None
         if cfg.overlap:
-            if self.collector is None:
+            if env is None:
                 raise ValueError(
                     "ppo.overlap: the trainer collects ahead from its own env only (not in replay-only training or "
                     "on rollout shards)"
@@ -171,10 +172,11 @@ class Trainer:
     def restore(self, training: TrainingState) -> None:
         """Continue from a `training_state` taken by a run of the same config."""
         self.epoch, self.steps, self.rng, self.best = restore_loop(training, self.optimizer)
-        if self.collector is not None:
+        collector = self._process or self.collector
+        if collector is not None:
             if training.data.get("collector") is None:
                 raise ValueError("the checkpoint was saved by a run without rollouts; resume it in the same mode")
-            (self._process or self.collector).set_state(training.data["collector"])
+            collector.set_state(training.data["collector"])
         self._ahead = None
         if self.acting is not None and "acting_epoch" in training.data:
             # The weights the next epoch's rows were collected with (one update behind the checkpoint's).
@@ -313,7 +315,7 @@ class Trainer:
         assert self.acting is not None
         if data_mode != "rollout":
             raise ValueError(f"ppo.overlap: collects ahead in rollout mode only, not {data_mode}")
-        if self._process is None or not isinstance(self.collector, RolloutCollector):
+        if self._process is None:
             raise ValueError("ppo.overlap: collects ahead with the trainer's own collector only")
         process = self._process
         if self._ahead is None:
