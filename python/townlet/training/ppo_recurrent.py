@@ -36,6 +36,7 @@ from townlet.training.ppo import (
     UpdateStats,
     approx_kl,
     clipped_surrogate,
+    minibatches,
     normalize,
     value_loss,
 )
@@ -243,11 +244,13 @@ def _update(
     # The network's input, prepared once for every pass (in bfloat16 a smaller copy to gather from).
     obs = policy.prepare(seqs.obs.reshape(n * length, -1))
     obs = obs.reshape(n, length, -1)
-    mb_size = max(1, n // cfg.num_minibatches)
+    # Sequences in `num_minibatches` near-equal parts, as the feed-forward update cuts rows (their count, and so the
+    # products' shapes, is the same every epoch: every slot's sequences, the dead steps masked).
+    sizes, _ = minibatches(n, cfg.num_minibatches)
     for _ in range(cfg.update_epochs):
         perm = rng.permutation(n)
-        for start in range(0, n, mb_size):
-            idx = torch.from_numpy(perm[start : start + mb_size])
+        for start, size in zip(np.cumsum([0, *sizes[:-1]]).tolist(), sizes, strict=True):
+            idx = torch.from_numpy(perm[start : start + size])
             live = seqs.valid.index_select(0, idx)
             if not bool(live.any()):
                 continue
@@ -290,7 +293,7 @@ def _update(
             st.v_losses.append(float(v_loss.detach()))
             st.entropies.append(float(ent.detach()))
             st.grad_norms.append(float(grad_norm))
-        if cfg.target_kl is not None and np.mean(st.kls[-max(1, n // mb_size) :]) > cfg.target_kl:
+        if cfg.target_kl is not None and np.mean(st.kls[-len(sizes) :]) > cfg.target_kl:
             st.early_stop = True
             break
     return st
