@@ -143,7 +143,8 @@ def ppo_overrides(sets: list[str]) -> tuple[dict[str, Any], list[str]]:
         PPOConfig(**fields)
     except ValidationError as e:
         err = e.errors()[0]
-        usage(f"--set ppo.{err['loc'][0]}: {err['msg']}")
+        where = f"--set ppo.{err['loc'][0]}" if err["loc"] else "--set"
+        usage(f"{where}: {err['msg']}")
     return fields, rest
 
 

@@ -54,6 +54,16 @@ def test_kickstarting_falls_to_zero_by_kickstart_until_and_stays_there() -> None
         PPOConfig(kickstart_until=0)
 
 
+def test_kickstarting_falls_to_its_floor_and_keeps_it() -> None:
+    whole = PPOConfig(kickstart_coef=0.8, kickstart_final=0.2)
+    half = PPOConfig(kickstart_coef=0.8, kickstart_final=0.2, kickstart_until=0.5)
+    shares = [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert [whole.kickstart_at(s) for s in shares] == pytest.approx([0.8, 0.65, 0.5, 0.35, 0.2])
+    assert [half.kickstart_at(s) for s in shares] == pytest.approx([0.8, 0.5, 0.2, 0.2, 0.2])
+    with pytest.raises(ValidationError):
+        PPOConfig(kickstart_final=-0.1)
+
+
 def test_the_schedule_drives_the_update_and_unset_changes_nothing(cli: RunCli, tmp_path: Path) -> None:
     """Unset and set equal to ent_coef train the same bytes; a schedule trains the first epoch as the constant
     coefficient does (its coefficient is ent_coef), then differs, and each record's loss_total counts the epoch's
@@ -94,3 +104,12 @@ def test_every_ppo_key_is_in_the_docs_table() -> None:
     doc = Path("docs/training.md").read_text(encoding="utf-8")
     table = doc[doc.index("`ppo:` (`PPOConfig`)") : doc.index("`bc:` (`BCConfig`)")]
     assert [k for k in PPOConfig.model_fields if f"| `{k}` |" not in table] == []
+
+
+def test_the_trainer_pulls_with_the_floor_to_the_end(cli: RunCli, tmp_path: Path) -> None:
+    """A run of 3 epochs with the pull fading over half of it, to a floor of 0.4: each record's weight is the schedule's
+    (1.0, then 0.6, then the floor), and the imitation term counts in every epoch's loss."""
+    ppo = "  kickstart_coef: 1.0\n  kickstart_final: 0.4\n  kickstart_until: 0.5\n"
+    records, _ = _train(cli, _config("kick_floor", ppo), tmp_path)
+    assert [r["kickstart_coef"] for r in records] == pytest.approx([1.0, 0.6, 0.4])
+    assert all(r["loss_imitation"] > 0 for r in records)

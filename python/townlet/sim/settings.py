@@ -171,6 +171,15 @@ class PPOConfig(BaseModel):
             "rest of the run is plain PPO"
         ),
     )
+    kickstart_final: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "the weight kickstarting falls to from kickstart_coef (at kickstart_until of the run, and keeps after); 0 "
+            "(the default) fades it out: a floor keeps the expert's action the policy's most likely one where it "
+            "imitates, to the run's end. Off with kickstart_coef 0"
+        ),
+    )
     kickstart_on: Literal["all", "duties", "shift"] = Field(
         "all",
         description=(
@@ -237,9 +246,10 @@ class PPOConfig(BaseModel):
         return self.learning_rate * (1.0 - spent) if self.anneal_lr else self.learning_rate
 
     def kickstart_at(self, spent: float) -> float:
-        """The kickstarting weight once `spent` (0..1) of the run has passed: `kickstart_coef` falling linearly to 0
-        when `kickstart_until` of the run has passed, 0 after."""
-        return self.kickstart_coef * max(0.0, 1.0 - spent / self.kickstart_until)
+        """The kickstarting weight once `spent` (0..1) of the run has passed: `kickstart_coef` falling linearly to
+        `kickstart_final` when `kickstart_until` of the run has passed, `kickstart_final` after."""
+        fade = max(0.0, 1.0 - spent / self.kickstart_until)
+        return self.kickstart_final + (self.kickstart_coef - self.kickstart_final) * fade
 
     def ent_coef_at(self, spent: float) -> float:
         """The entropy coefficient once `spent` (0..1) of the run has passed: `ent_coef` at the start, moving
@@ -325,7 +335,16 @@ class MemoryConfig(PPOConfig):
         # Kickstarting is the feed-forward ppo phase's: the memory phase trains on its own rewards alone. Its
         # recurrent collector does not collect ahead (`overlap`).
         fields = {
-            **ppo.model_dump(exclude={"warm_start", "kickstart_coef", "kickstart_until", "kickstart_on", "overlap"}),
+            **ppo.model_dump(
+                exclude={
+                    "warm_start",
+                    "kickstart_coef",
+                    "kickstart_until",
+                    "kickstart_final",
+                    "kickstart_on",
+                    "overlap",
+                }
+            ),
             **memory.model_dump(),
         }
         return MemoryConfig.model_validate(fields)
