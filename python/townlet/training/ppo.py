@@ -381,11 +381,8 @@ def _update(
         tensors["expert_ok"] = (masks.gather(-1, expert.unsqueeze(-1)).squeeze(-1) & given).float()
     for _ in range(cfg.update_epochs):
         perm = rng.permutation(n)
-        start = 0
-        for m in sizes:
-            rows = perm[start : start + m]
-            start += m
-            idx = torch.from_numpy(rows)
+        for rows in np.split(perm, np.cumsum(sizes[:-1])):
+            m, idx = len(rows), torch.from_numpy(rows)
             mb = {k: t.index_select(0, idx) for k, t in tensors.items()}  # a gather, 5x faster than t[idx]
             # The network's rows: the minibatch's, then copies of its first up to `width` (`minibatches`).
             net = idx if m == width else torch.from_numpy(np.concatenate([rows, np.full(width - m, rows[0])]))

@@ -249,8 +249,8 @@ def _update(
     sizes, _ = minibatches(n, cfg.num_minibatches)
     for _ in range(cfg.update_epochs):
         perm = rng.permutation(n)
-        for start, size in zip(np.cumsum([0, *sizes[:-1]]).tolist(), sizes, strict=True):
-            idx = torch.from_numpy(perm[start : start + size])
+        for rows in np.split(perm, np.cumsum(sizes[:-1])):
+            idx = torch.from_numpy(rows)
             live = seqs.valid.index_select(0, idx)
             if not bool(live.any()):
                 continue
