@@ -73,7 +73,7 @@ from townlet.training.evaluate import (
     greedy_actor,
     random_actor,
 )
-from townlet.training.network import ActorCritic
+from townlet.training.network import ActorCritic, draw
 from townlet.training.trainer import Trainer, make_policy
 
 REPO = Path(__file__).resolve().parent.parent
@@ -202,8 +202,7 @@ class SampledActor:
     def __call__(self, vec: VecTown, obs: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
         masks = torch.from_numpy(np.ascontiguousarray(vec.action_masks()))
         logits, _ = self.policy(torch.from_numpy(np.ascontiguousarray(obs)), masks)
-        probs = torch.softmax(logits.float(), -1)
-        out: npt.NDArray[np.int64] = torch.multinomial(probs, 1, generator=self.gen).squeeze(1).numpy().astype(np.int64)
+        out: npt.NDArray[np.int64] = draw(logits, self.gen)[0].numpy()
         return out
 
 

@@ -23,7 +23,7 @@ from townlet.ops.promotion import attach
 from townlet.ops.world import ShardWorld, TickRecord
 from townlet.sim.config import load_config
 from townlet.sim.simulation import Simulation
-from townlet.training.network import sample
+from townlet.training.network import draw
 from townlet.training.network_memory import MemoryPolicy, make_memory_policy
 from townlet.training.policy import CheckpointPolicy
 
@@ -81,7 +81,7 @@ def test_sim_run_with_a_memory_policy_is_the_network_stepped_by_hand(tmp_path: P
         sim.town.observe(obs, masks)
         logits = hand.step(obs, masks)
         differs += int(not torch.allclose(logits, memoryless.step(obs, masks), atol=1e-4))
-        sim.step(sample(torch.softmax(logits, -1), gen).numpy())
+        sim.step(draw(logits, gen)[0].numpy())
     assert res.json()["world_hash"] == sim.world_hash()
     assert differs >= ticks - 2  # every tick after the first acted on a memory
 

@@ -18,7 +18,7 @@ from townlet import load_config
 from townlet.sim.settings import PPOConfig
 from townlet.telemetry.records import PpoRecord
 from townlet.training.envs import TownTrainEnv
-from townlet.training.network import ConflictAwarePolicy, sample
+from townlet.training.network import MASKED_LOGIT, ConflictAwarePolicy, draw, pick
 from townlet.training.ppo import RolloutCollector
 from townlet.training.trainer import Trainer, make_policy
 
@@ -81,15 +81,26 @@ def test_functional_forward_is_the_modules_forward_bit_for_bit() -> None:
     assert torch.equal(net.trunk(obs), net.actor(z)) and torch.equal(net.critic_trunk(obs), net.critic(z))
 
 
-def test_sample_draws_what_multinomial_draws_from_the_same_generator() -> None:
-    probs = torch.softmax(torch.randn(144, 16, generator=torch.Generator().manual_seed(1)), -1)
-    probs[:, 3] = 0.0  # a masked action: never drawn
-    ours, theirs = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
-    for _ in range(50):
-        got = sample(probs, ours)
-        assert torch.equal(got, torch.multinomial(probs, 1, generator=theirs).squeeze(-1))
-        assert not (got == 3).any()
-    assert torch.equal(ours.get_state(), theirs.get_state())
+def test_draw_follows_the_masked_softmax_and_its_generator() -> None:
+    logits = torch.randn(144, 16, generator=torch.Generator().manual_seed(1))
+    logits[:, 3] = MASKED_LOGIT  # a masked action: never drawn
+    logp_all = torch.log_softmax(logits, -1)
+    gen = torch.Generator().manual_seed(7)
+    counts = torch.zeros(144, 16)
+    draws = 400
+    for _ in range(draws):
+        actions, logp = draw(logits, gen)
+        assert torch.allclose(logp, pick(logp_all, actions), atol=1e-5)
+        counts[torch.arange(144), actions] += 1
+    assert counts[:, 3].sum() == 0
+    # Every row's frequencies against its probabilities: 144 x 400 draws, pooled per action.
+    want = logp_all.exp().sum(0) * draws
+    assert torch.all((counts.sum(0) - want).abs() <= 5 * want.sqrt() + 1)
+    # The same generator state, the same draw; the generator moves on by one key per draw.
+    a, b = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    assert torch.equal(draw(logits, a)[0], draw(logits, b)[0])
+    assert torch.equal(a.get_state(), b.get_state())
+    assert not torch.equal(draw(logits, a)[0], draw(logits, torch.Generator().manual_seed(9))[0])
 
 
 def test_collected_rows_skip_the_dead_agents_in_order() -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "VecTown",
     "compute_gae",
     "config_action_names",
+    "draw_actions",
     "obs_spec",
     "relu_backward",
     "relu_backward_halves",
@@ -85,6 +86,16 @@ def relu_backward_halves(
     """`relu_backward` of a float32 gradient given as two blocks side by side (`left` the first
     columns, `right` the rest), each value rounded to bfloat16 first (training/network.py,
     `HiddenHeads`)."""
+
+def draw_actions(
+    logits: npt.NDArray[np.float32],
+    key: int,
+    actions: npt.NDArray[np.int64],
+    log_probs: npt.NDArray[np.float32],
+) -> None:
+    """One action per row of `logits` (rows, actions) into `actions`, with its log-probability into
+    `log_probs`: inverse CDF of the row's softmax at a uniform drawn from (`key`, row); a logit of
+    about -1e8 (masked) is never drawn (training/network.py, `draw`)."""
 
 def config_action_names(config_json: str) -> list[str]: ...
 def obs_spec(config_json: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import torch
 from townlet.errors import UsageError
 from townlet.sim.env import VecTown
 from townlet.training.envs import TownTrainEnv
-from townlet.training.network import ActorCritic, sample
+from townlet.training.network import ActorCritic, draw
 from townlet.training.trainer import Trainer
 
 #: The data modes whose rollouts blend (replay has no rollout; rollout mode is plain PPO).
@@ -41,7 +41,7 @@ class BlendActor:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         logits, value = self.policy(obs, masks)
         probs = torch.softmax(logits, -1)
-        learned_action = sample(probs, generator)
+        learned_action = draw(logits, generator)[0]
         expert = torch.from_numpy(self.vec.expert_actions()[0].copy())
         take_learned = torch.rand(len(expert), generator=generator) < self.ratio
         action = torch.where(take_learned, learned_action, expert)

@@ -142,8 +142,10 @@ class ActorCritic(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sample (or take the argmax of) masked actions: (actions, log-probs, values)."""
         logits, value = self(obs, mask)
-        action = logits.argmax(-1) if deterministic else sample(torch.softmax(logits, -1), generator)
-        return action, pick(torch.log_softmax(logits, -1), action), value
+        if deterministic:
+            action = logits.argmax(-1)
+            return action, pick(torch.log_softmax(logits, -1), action), value
+        return (*draw(logits, generator), value)
 
     def evaluate(
         self, obs: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor
@@ -174,12 +176,17 @@ def entropy_of(logp_all: torch.Tensor) -> torch.Tensor:
     return -(logp_all.clamp(min=ENTROPY_LOG_FLOOR).exp() * logp_all).sum(-1)
 
 
-def sample(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One action per row drawn from `probs` (B, A): `torch.multinomial(probs, 1)` as torch computes
-    it (argmax of p / q with q ~ Exp(1), from the same generator draws, so the same actions), without
-    its argument checks, which at the collector's batch cost more than the draw."""
-    q = torch.empty_like(probs).exponential_(1, generator=generator)
-    return torch.div(probs, q).argmax(-1)
+def draw(logits: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One action per row of masked `logits` (B, A) drawn from its softmax, and its log-probability: (actions
+    (B,) int64, log-probs (B,) float32). One key is taken from `generator` (the global one when None); the
+    core draws every row by inverse CDF from a uniform of (key, row) (`_core.draw_actions`), one pass where
+    softmax, exponential draws, argmax, log-softmax and gather were seven torch calls, together about as
+    long as the collector's forward's largest product. A masked action is never drawn."""
+    key = int(torch.randint(1 << 62, (), generator=generator))
+    rows = logits.shape[0]
+    actions, log_probs = torch.empty(rows, dtype=torch.int64), torch.empty(rows)
+    _core.draw_actions(logits.detach().to(torch.float32).contiguous().numpy(), key, actions.numpy(), log_probs.numpy())
+    return actions, log_probs
 
 
 class MLPPolicy(ActorCritic):

@@ -29,10 +29,10 @@ from townlet.training.network import (
     BF16,
     MASKED_LOGIT,
     ConflictAwarePolicy,
+    draw,
     entropy_of,
     layer_init,
     pick,
-    sample,
 )
 from townlet.training.threads import one_torch_thread
 
@@ -228,8 +228,8 @@ class MemoryPolicy(ConflictAwarePolicy):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sample masked actions with memory: (actions, log-probs, values, next state)."""
         logits, value, state = self.step(obs, mask, state)
-        action = sample(torch.softmax(logits, -1), generator)
-        return action, pick(torch.log_softmax(logits, -1), action), value, state
+        action, log_prob = draw(logits, generator)
+        return action, log_prob, value, state
 
     def state_value(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """The critic's value of `obs` seen with memory `state` (the state is not advanced)."""

@@ -31,6 +31,16 @@ impl Rng {
         Self { s }
     }
 
+    /// A stream from its four state words (an all-zero state, which xoshiro never leaves, is replaced).
+    pub fn from_state(s: [u64; 4]) -> Self {
+        if s == [0; 4] {
+            return Self {
+                s: [0x9E37_79B9_7F4A_7C15, 0, 0, 0],
+            };
+        }
+        Self { s }
+    }
+
     #[inline]
     pub fn next_u64(&mut self) -> u64 {
         let s = &mut self.s;

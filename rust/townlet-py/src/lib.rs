@@ -2,12 +2,14 @@
 //! (`errors`). No rules of the world live here; the GIL is released around every tick batch.
 //!
 //! One file per exposed class: `town` (Town), `vec_town` (VecTown), `rollout` (RolloutBuffer and
-//! `compute_gae`), `slabs` (`slab_rows` and `relu_backward(_halves)`, the learner's bfloat16 passes); module-level config functions in `config`; array checks in `arrays`; dicts
+//! `compute_gae`), `slabs` (`slab_rows` and `relu_backward(_halves)`, the learner's bfloat16 passes), `draw`
+//! (`draw_actions`, the collector's action draw); module-level config functions in `config`; array checks in `arrays`; dicts
 //! built from core records in `convert`.
 
 mod arrays;
 mod config;
 mod convert;
+mod draw;
 mod errors;
 mod rollout;
 mod slabs;
@@ -33,6 +35,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(slabs::slab_rows, m)?)?;
     m.add_function(wrap_pyfunction!(slabs::relu_backward, m)?)?;
     m.add_function(wrap_pyfunction!(slabs::relu_backward_halves, m)?)?;
+    m.add_function(wrap_pyfunction!(draw::draw_actions, m)?)?;
     m.add_function(wrap_pyfunction!(config::config_action_names, m)?)?;
     m.add_function(wrap_pyfunction!(config::obs_spec, m)?)?;
     m.add("ConfigError", m.py().get_type::<errors::ConfigError>())?;
