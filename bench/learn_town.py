@@ -15,13 +15,16 @@ wall clock is not); then, unless `--no-bc`, the expert is captured for
 under the discount PPO then uses), and PPO continues from those weights until `--bc-minutes` (default 5) have
 passed, BC included, or for `--bc-ppo-epochs` epochs, with the discount `--bc-gamma` (default 0.995: the clone
 already keeps the needs up, which the default 0.998 is for; the shorter horizon learns the shifts sooner) and
-kickstarting of weight `--bc-kickstart` (default 0.5, falling linearly to 0 by `--bc-kickstart-until` of the run,
-default its end; `ppo.kickstart_coef` and `ppo.kickstart_until`): a cross-entropy term to the scripted expert's action
-in each state PPO visits where the expert is about a duty (`ppo.kickstart_on: duties`: a need, sleep, an activity
-under way, the shift), which the clone of the captured days alone cannot give (without it, one barista in three
-kept arriving 10-50 minutes late after 2,000 epochs); what agents do with free time, where PPO finds the chats the
-expert leaves out, is left to the rewards. After BC, too, the next epoch is collected while the update learns
-(`ppo.overlap`: about 1.4x the epochs in the 5 minutes on 2 cores; `--set ppo.overlap=false` for one core).
+kickstarting of weight `--bc-kickstart` (default 0.5, held to the run's end: `ppo.kickstart_final` 0.5; with
+`--set ppo.kickstart_final=0` it falls linearly to 0 by `--bc-kickstart-until` of the run, default its end;
+`ppo.kickstart_coef` and `ppo.kickstart_until`): a cross-entropy term to the scripted expert's action in each state
+PPO visits where the expert is about its shift (`ppo.kickstart_on: shift`: setting off for work, queueing there,
+working), which the clone of the captured days alone cannot give (without it, one barista in three kept arriving
+10-50 minutes late after 2,000 epochs), and the entropy bonus fading to 0 over the run (`ppo.ent_coef_final: 0`),
+so that the greedy policy leaves for work when the sampled one does; the needs, and what agents do with free time,
+where PPO finds the chats the expert leaves out, are left to the clone and the rewards.
+After BC, too, the next epoch is collected while the update learns (`ppo.overlap`: about 1.4x the epochs in the 5
+minutes on 2 cores; `--set ppo.overlap=false` for one core).
 The runs use one torch thread; the collection ahead uses the second core. Every trained policy is scored greedily by
 `townlet.training.evaluate` (one day, the evaluation seeds, the same towns for every policy), as are the expert and
 a random masked policy. `--set rewards.punctuality_bonus=0` changes one key of the config's world sections (a YAML
@@ -86,13 +89,19 @@ FIXED_PPO = ("num_envs", "episode_ticks", "anneal_lr")
 #: PPO's discount after BC: the clone brings the expert's care of the needs, which the longer default discount
 #: (0.998) is there to learn from scratch; the shorter one learns the shifts sooner (docs/training.md).
 BC_GAMMA = 0.995
-#: Kickstarting's weight after BC (`ppo.kickstart_coef`), falling to 0 at the run's end (`ppo.kickstart_until`), on
-#: duties only (`ppo.kickstart_on`: every state but the expert's leisure, a chat or going home with nothing due;
-#: `--set ppo.kickstart_on=all` for every state). Every goal on 3 seeds of 3, where half the run in every state, or
-#: on duties, left a seed late or short of self-sufficiency (docs/training.md, "Kickstarting" and "Session 16").
+#: Kickstarting's weight after BC (`ppo.kickstart_coef`), held at `BC_KICKSTART_FINAL` to the run's end
+#: (`ppo.kickstart_final`), on the shift only (`ppo.kickstart_on`: setting off for work, queueing there, working), with
+#: the entropy bonus fading to 0 (`ppo.ent_coef_final`). Until session 22 the pull was on duties (every state but the
+#: expert's leisure) and faded to 0 with the bonus constant: every goal on 3 seeds of 3 when the policy sampled, but
+#: the greedy policy of one seed in three left for work late (on-time 0.83), because leaving was a chance each tick
+#: that the greedy policy took only once it was the single most likely action. Holding the pull on duties with the
+#: bonus fading made it punctual (0.99) and took its chats away (coverage 0.04); held on the shift alone, seed 3 met
+#: every goal greedily (on-time 1.00, coverage 0.96; docs/training.md, "Session 22").
 BC_KICKSTART = 0.5
+BC_KICKSTART_FINAL = 0.5
 BC_KICKSTART_UNTIL = 1.0
-BC_KICKSTART_ON = "duties"
+BC_KICKSTART_ON = "shift"
+BC_ENT_COEF_FINAL = 0.0
 #: After BC, too, the next epoch is collected while the update learns (`ppo.overlap`): 1,600 epochs took 4.96-5.66
 #: minutes each (BC included) where they took 6.92-7.40 on one core, on the same 2-core box (docs/training.md,
 #: "Session 19"); with the collector in a process of its own, 3,564-3,644 epochs fit the 5 minutes on the Xeon box
@@ -317,11 +326,13 @@ def scratch_ppo(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def bc_ppo(args: argparse.Namespace) -> dict[str, Any]:
-    """The `ppo` keys PPO after BC runs with: `BC_OVERLAP` and `BC_KICKSTART_ON` unless `--set`, then the `--bc-*`
-    flags."""
+    """The `ppo` keys PPO after BC runs with: `BC_OVERLAP`, `BC_KICKSTART_ON`, `BC_KICKSTART_FINAL` and
+    `BC_ENT_COEF_FINAL` unless `--set`, then the `--bc-*` flags."""
     return {
         "overlap": BC_OVERLAP,
         "kickstart_on": BC_KICKSTART_ON,
+        "kickstart_final": BC_KICKSTART_FINAL,
+        "ent_coef_final": BC_ENT_COEF_FINAL,
         **args.ppo_fields,
         "gamma": args.bc_gamma,
         "kickstart_coef": args.bc_kickstart,
@@ -411,7 +422,10 @@ def main() -> None:
         "--bc-kickstart",
         type=float,
         default=BC_KICKSTART,
-        help=f"kickstarting's weight after BC, annealed to 0 (default {BC_KICKSTART}; 0: off; ppo.kickstart_coef)",
+        help=(
+            f"kickstarting's weight after BC (default {BC_KICKSTART}, held at ppo.kickstart_final; 0: off; "
+            "ppo.kickstart_coef)"
+        ),
     )
     p.add_argument(
         "--bc-kickstart-until",
