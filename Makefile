@@ -95,9 +95,9 @@ RUN_DIR ?= logs/$(PHASE)
 # collecting each epoch while the last one is learned (--overlap: ppo.overlap), at twice the default learning rate,
 # which learns the shifts within the budget (greedy on-time 0.93 against 0.57 at 3e-4; README).
 # Kickstarted on the shift: a pull of weight RUN_KICKSTART towards the scripted expert's action where it sets off for
-# work, queues there or works, fading to 0 at the run's end (ppo.kickstart_*; docs/training.md, "Session 16" and
-# "Session 17": 1.0 since session 17, as bench/learn_town.py from scratch);
-# RUN_KICKSTART=0 trains plain PPO.
+# work, queues there or works, held to the run's end, with the entropy bonus fading to 0 (ppo.kickstart_*,
+# ppo.ent_coef_final; docs/training.md, "Session 16", "Session 17" and "Session 22": weight 1.0 since session 17,
+# held since session 22, as bench/learn_town.py from scratch); RUN_KICKSTART=0 trains plain PPO.
 EPOCHS ?= 2200
 RUN_LR ?= 6e-4
 RUN_KICKSTART ?= 1.0
@@ -105,7 +105,8 @@ RUN_CKPT = $(RUN_DIR)/checkpoints/ppo_latest.safetensors
 
 run: $(EXT_STAMP) ## the main job: train PPO on the default town, evaluate it against the expert and random, report.md
 	$(PY) -m townlet train $(CONFIG) --mode rollout --epochs $(EPOCHS) --overlap --learning-rate $(RUN_LR) \
-		--kickstart-coef $(RUN_KICKSTART) --kickstart-on shift --ppo-log $(RUN_DIR)/run.jsonl --checkpoint $(RUN_CKPT)
+		--kickstart-coef $(RUN_KICKSTART) --kickstart-final $(RUN_KICKSTART) --kickstart-on shift --ent-coef-final 0 \
+		--ppo-log $(RUN_DIR)/run.jsonl --checkpoint $(RUN_CKPT)
 	$(PY) -m townlet telemetry summary $(RUN_DIR)/run.jsonl --format markdown --plot $(RUN_DIR)/run.png \
 		> $(RUN_DIR)/summary.md.tmp && mv $(RUN_DIR)/summary.md.tmp $(RUN_DIR)/summary.md
 	$(PY) -m townlet eval $(CONFIG) --policy $(RUN_CKPT) --against expert,random \

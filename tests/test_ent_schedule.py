@@ -113,3 +113,22 @@ def test_the_trainer_pulls_with_the_floor_to_the_end(cli: RunCli, tmp_path: Path
     records, _ = _train(cli, _config("kick_floor", ppo), tmp_path)
     assert [r["kickstart_coef"] for r in records] == pytest.approx([1.0, 0.6, 0.4])
     assert all(r["loss_imitation"] > 0 for r in records)
+
+
+def test_the_flags_set_the_floor_and_the_entropy_fade(cli: RunCli, tmp_path: Path) -> None:
+    """`--kickstart-final` and `--ent-coef-final` (as `make run` passes them) are the `ppo:` keys: the pull falls to its
+    floor (1.0, 0.6, 0.4 over 3 epochs fading by half the run) and the entropy coefficient moves linearly towards 0."""
+    ckpt, log = tmp_path / "c.safetensors", tmp_path / "run.jsonl"
+    flags = ("--kickstart-coef", "1.0", "--kickstart-until", "0.5", "--kickstart-final", "0.4", "--ent-coef-final", "0")
+    res = cli("train", QUEUE, *ARGS, *flags, "--checkpoint", ckpt, "--ppo-log", log, "--no-shadow", timeout=240)
+    assert res.returncode == 0, str(res)
+    records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    assert [r["kickstart_coef"] for r in records] == pytest.approx([1.0, 0.6, 0.4])
+    for rec, ent in zip(records, [0.01 * (1 - k / 3) for k in range(3)], strict=True):
+        expected = (
+            rec["loss_policy"]
+            + 0.5 * rec["loss_value"]
+            - ent * rec["loss_entropy"]
+            + rec["kickstart_coef"] * rec["loss_imitation"]
+        )
+        assert rec["loss_total"] == pytest.approx(expected, rel=1e-6, abs=1e-9)

@@ -127,6 +127,18 @@ def train_cmd(
         str | None,
         typer.Option("--kickstart-on", help="PPO: the states kickstarted: all, duties or shift (ppo.kickstart_on)."),
     ] = None,
+    kickstart_final: Annotated[
+        float | None,
+        typer.Option(
+            "--kickstart-final", min=0.0, help="PPO: the weight the pull falls to and keeps (ppo.kickstart_final)."
+        ),
+    ] = None,
+    ent_coef_final: Annotated[
+        float | None,
+        typer.Option(
+            "--ent-coef-final", min=0.0, help="PPO: the entropy coefficient the run anneals to (ppo.ent_coef_final)."
+        ),
+    ] = None,
     overlap: Annotated[
         bool | None,
         typer.Option(
@@ -192,7 +204,8 @@ def train_cmd(
             "--gae-lambda": gae_lambda, "--clip-coef": clip_coef, "--ent-coef": ent_coef, "--vf-coef": vf_coef,
             "--update-epochs": update_epochs, "--num-minibatches": num_minibatches,
             "--max-grad-norm": max_grad_norm, "--target-kl": target_kl, "--kickstart-coef": kickstart_coef,
-            "--kickstart-until": kickstart_until, "--kickstart-on": kickstart_on, "--arch": arch, "--overlap": overlap,
+            "--kickstart-until": kickstart_until, "--kickstart-on": kickstart_on, "--kickstart-final": kickstart_final,
+            "--ent-coef-final": ent_coef_final, "--arch": arch, "--overlap": overlap,
             "--backend": backend, "--shards": shards, "--ray-address": ray_address,
             "--shadow-dir": shadow_dir, "--no-shadow": no_shadow, "--tensorboard": tensorboard,
         }  # fmt: skip
@@ -223,6 +236,8 @@ def train_cmd(
         "kickstart_coef": kickstart_coef,
         "kickstart_until": kickstart_until,
         "kickstart_on": kickstart_on,
+        "kickstart_final": kickstart_final,
+        "ent_coef_final": ent_coef_final,
         "learning_rate": learning_rate,
         "arch": arch,
         "overlap": overlap,
