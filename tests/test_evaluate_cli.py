@@ -136,7 +136,7 @@ def test_make_run_trains_then_evaluates_with_a_report() -> None:
     out = " ".join(out.replace("\\\n", " ").split())  # the recipe's commands, their continued lines joined
     assert (
         "townlet train configs/examples/poc_hybrid.yaml --mode rollout --epochs 3 --overlap --learning-rate 6e-4 "
-        "--kickstart-coef 1.0 --kickstart-on shift --ppo-log" in out
+        "--kickstart-coef 1.0 --kickstart-final 1.0 --kickstart-on shift --ent-coef-final 0 --ppo-log" in out
     )
     assert (
         "townlet eval configs/examples/poc_hybrid.yaml --policy scratch/run/checkpoints/ppo_latest.safetensors "

@@ -69,10 +69,12 @@ def test_each_epoch_is_collected_with_the_weights_from_before_the_last_update() 
         data, _ = collector.collect()
         assert float(data.rewards.mean()) == rewards[epoch - 1], epoch
 
-    # Without overlap the second rollout is the updated policy's: another sample.
+    # Without overlap each rollout after the first is the latest policy's: other samples (a draw is the inverse CDF at
+    # the same uniforms, so one small update may not flip an action; over three it does).
     serial = Trainer(TownTrainEnv(cfg, ppo.num_envs, 5, ppo.episode_ticks), small(overlap=False), seed=5)
-    plain = serial.run(2).records
-    assert plain[0]["reward_mean"] == rewards[0] and plain[1]["reward_mean"] != rewards[1]
+    plain = serial.run(4).records
+    assert plain[0]["reward_mean"] == rewards[0]
+    assert any(r["reward_mean"] != rewards[k] for k, r in enumerate(plain[1:], start=1))
 
 
 def test_the_same_seed_gives_the_same_bytes_and_the_best_is_the_policy_that_acted() -> None:
