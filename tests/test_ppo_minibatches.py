@@ -19,6 +19,7 @@ from townlet.sim.config import load_config
 from townlet.sim.settings import PPOConfig
 from townlet.training import ppo
 from townlet.training.envs import TownTrainEnv
+from townlet.training.optim import adam
 from townlet.training.ppo import Dataset, UpdateStats, minibatches, ppo_update
 from townlet.training.trainer import Trainer
 
@@ -47,7 +48,7 @@ def rows_and_trainer(precision: str) -> tuple[Dataset, Trainer]:
 
 def update(trainer: Trainer, data: Dataset) -> tuple[dict[str, torch.Tensor], UpdateStats]:
     policy = copy.deepcopy(trainer.policy)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=trainer.cfg.learning_rate, eps=1e-5)
+    optimizer = adam(policy.parameters(), trainer.cfg.learning_rate, eps=1e-5)
     stats = ppo_update(policy, optimizer, data, trainer.cfg, np.random.default_rng(7))
     return policy.state_dict(), stats
 

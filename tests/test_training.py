@@ -28,6 +28,7 @@ from townlet.sim.settings import PPOConfig
 from townlet.telemetry.records import check_record
 from townlet.training.envs import GymAsParallel, ParallelTrainEnv, TownTrainEnv
 from townlet.training.network import ConflictAwarePolicy, MLPPolicy, pick
+from townlet.training.optim import adam
 from townlet.training.policy import CheckpointPolicy
 from townlet.training.ppo import Dataset, RolloutCollector, ppo_update
 from townlet.training.trainer import Trainer, make_policy
@@ -284,7 +285,7 @@ def test_kickstarting_on_labels_only_the_states_it_names() -> None:
 
     def update(rows: Dataset) -> tuple[dict[str, torch.Tensor], list[float]]:
         policy = copy.deepcopy(duties.policy)
-        optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3, eps=1e-5)
+        optimizer = adam(policy.parameters(), 1e-3, eps=1e-5)
         st = ppo_update(policy, optimizer, rows, duties.cfg, np.random.default_rng(0))
         return policy.state_dict(), st.imitation_losses
 

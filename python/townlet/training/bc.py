@@ -25,6 +25,7 @@ from townlet.artifacts.checkpoint import TrainingState
 from townlet.sim.settings import BCConfig
 from townlet.training.bc_gate import Gate
 from townlet.training.network import ActorCritic
+from townlet.training.optim import adam
 from townlet.training.state import loop_state, restore_loop
 
 #: What picks the best-known BC checkpoint (training accuracy when nothing is held out).
@@ -144,7 +145,7 @@ class BCTrainerBase(Generic[PolicyT, ConfigT, DataT]):
         self.train, self.holdout = train, holdout
         #: Judges each epoch on the held-out rows (the record's gate fields); None: no gate fields.
         self.gate = gate
-        self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        self.optimizer = adam(policy.parameters(), cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.rng = np.random.default_rng(seed)
         self.epoch = 0
         self.steps = 0

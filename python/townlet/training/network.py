@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from townlet import _core
-from townlet.training.network_bf16 import ConvAsRows, HiddenHeads, linear_relu
+from townlet.training.network_bf16 import ConvAsRows, HiddenHeads, linear_relu, linear_relu_forward
 
 #: Logit given to masked actions: effectively zero probability without producing NaNs.
 MASKED_LOGIT = -1e8
@@ -345,6 +345,13 @@ class ConflictAwarePolicy(ActorCritic):
             "value_head_bias": vh.bias,
         }
         if self._frozen is not None:
+            # Frozen (no gradient), the map's second layer and the features' layer are one product: their weights
+            # as the two blocks of a block-diagonal one over [map | features], whose output is [map | features]
+            # itself (the zeros add exact zeros: the same values). One oneDNN call and no join instead of two
+            # calls and a join: the collector's forward 69 -> 58 us (the update keeps two products, whose rows
+            # would double the work).
+            w["encoder"] = torch.block_diag(w["map_fc"], w["feat"])  # type: ignore[no-untyped-call]
+            w["encoder_bias"] = torch.cat([w["map_fc_bias"], w["feat_bias"]])
             # Copies, the heads' parameters too: what is frozen never changes with the parameters.
             self._frozen.update(
                 {k: v.detach().clone() if isinstance(v, nn.Parameter) else v.detach() for k, v in w.items()}
@@ -359,6 +366,8 @@ class ConflictAwarePolicy(ActorCritic):
     def _bf16_encode(self, slabs: torch.Tensor, features: torch.Tensor, w: dict[str, torch.Tensor]) -> torch.Tensor:
         """The map and feature encoders in bfloat16 (`w`: `_bf16_weights`): [map | features] (B, hidden)."""
         m = linear_relu(slabs, w["conv"], w["conv_bias"]).view(features.shape[0], -1)
+        if "encoder" in w:  # frozen: both layers as one block-diagonal product (`_bf16_weights`)
+            return linear_relu_forward(torch.cat([m, features], dim=-1), w["encoder"], w["encoder_bias"])
         m = linear_relu(m, w["map_fc"], w["map_fc_bias"])
         f = linear_relu(features, w["feat"], w["feat_bias"])
         return torch.cat([m, f], dim=-1)

@@ -17,6 +17,7 @@ from townlet.telemetry.writer import TelemetryWriter
 from townlet.training.envs import TrainEnv
 from townlet.training.malloc import long_lived_frozen
 from townlet.training.network_memory import MemoryPolicy
+from townlet.training.optim import adam
 from townlet.training.ppo import Dataset, baseline_from_samples, epoch_record
 from townlet.training.ppo_recurrent import RecurrentCollector, recurrent_update
 from townlet.training.state import loop_state, restore_loop
@@ -32,7 +33,7 @@ class MemoryTrainer:
         torch.set_num_threads(cfg.torch_threads)
         torch.manual_seed(seed)
         self.cfg, self.seed, self.env, self.policy = cfg, seed, env, policy
-        self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
+        self.optimizer = adam(policy.parameters(), cfg.learning_rate, eps=1e-5)
         self.collector = RecurrentCollector(env, policy, cfg, seed)
         self.rng = np.random.default_rng(seed)
         self.steps = 0

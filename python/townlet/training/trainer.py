@@ -19,6 +19,7 @@ from townlet.training.collect_process import CollectorProcess, Pending
 from townlet.training.envs import TownTrainEnv, TrainEnv
 from townlet.training.malloc import keep_freed_memory, long_lived_frozen
 from townlet.training.network import ActorCritic, ConflictAwarePolicy, MLPPolicy, Scratch
+from townlet.training.optim import adam
 from townlet.training.ppo import (
     Dataset,
     RolloutCollector,
@@ -95,7 +96,7 @@ class Trainer:
                 raise ValueError("replay-only training needs a policy built from the data's shapes")
             policy = make_policy(meta, env.obs_dim, env.n_actions, cfg.hidden)
         self.policy = policy
-        self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
+        self.optimizer = adam(policy.parameters(), cfg.learning_rate, eps=1e-5)
         # Collecting ahead, the collector lives in its own process (`_process`, below) and this one has none.
         self.collector = RolloutCollector(env, policy, cfg, seed) if env is not None and not cfg.overlap else None
         self.replay = replay
