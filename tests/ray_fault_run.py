@@ -60,6 +60,9 @@ def main() -> None:
     parser.add_argument("--address", required=True)
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    # The result goes to a file: Ray's own notices (a killed worker's, "(raylet) A worker died ...") may reach
+    # stdout after anything printed there.
+    parser.add_argument("--result", type=Path, required=True)
     args = parser.parse_args()
     out: dict[str, Any] = {}
     quiet = lambda line: None  # noqa: E731
@@ -104,7 +107,7 @@ def main() -> None:
                          warm_start_load=stopped, backend="local")  # fmt: skip
     resumed = run(plan(again))
     out["resumed_from"] = resumed.start_epoch
-    print(json.dumps(out))
+    args.result.write_text(json.dumps(out))
 
 
 if __name__ == "__main__":

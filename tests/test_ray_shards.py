@@ -153,16 +153,18 @@ def same_checkpoint_whatever_the_backend(address: str) -> None:
 def killed_shards_recover(address: str, tmp_path: Path) -> None:
     """tests/ray_fault_run.py: a killed shard actor restarted and its epoch recollected; with no restarts left,
     the run stops with one line and resumes from its last checkpoint exactly."""
+    result, out_dir = tmp_path / "result.json", tmp_path / "run"
+    out_dir.mkdir()
     argv = [sys.executable, str(REPO_ROOT / "tests/ray_fault_run.py"), "--address", address,
-            "--config", DEFAULT_CONFIG_REL, "--out", str(tmp_path)]  # fmt: skip
+            "--config", DEFAULT_CONFIG_REL, "--out", str(out_dir), "--result", str(result)]  # fmt: skip
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = json.loads(result.read_text())
 
     # Shard 1 was killed after epoch 1 and restarted; the run wrote what the local run wrote.
     assert out["restarts"] == 1
     assert out["pids_after"][0] == out["pids_before"][0] and out["pids_after"][1] != out["pids_before"][1]
-    assert (tmp_path / "restart.json").read_bytes() == (tmp_path / "local.json").read_bytes()
+    assert (out_dir / "restart.json").read_bytes() == (out_dir / "local.json").read_bytes()
 
     # With no restarts allowed the run stopped at epoch 3 with one line, its epoch-2 checkpoint whole ...
     assert out["error"] == (
@@ -174,7 +176,7 @@ def killed_shards_recover(address: str, tmp_path: Path) -> None:
                             "stopped_best.json"]  # fmt: skip
     # ... and resumed from it (here on the local backend), it ends where the uninterrupted run ended.
     assert out["resumed_from"] == 2
-    done, again = load_checkpoint(tmp_path / "local.json"), load_checkpoint(tmp_path / "stopped.json")
+    done, again = load_checkpoint(out_dir / "local.json"), load_checkpoint(out_dir / "stopped.json")
     assert again.header["counters"] == done.header["counters"]
     assert all(again.state[k].equal(v) for k, v in done.state.items())
     assert done.training is not None and again.training is not None
