@@ -11,12 +11,14 @@ one, with the weights from before this epoch's update.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -27,7 +29,8 @@ from townlet.artifacts.checkpoint import load_checkpoint
 from townlet.sim.config import load_config
 from townlet.sim.settings import MemoryConfig, MemorySection, PPOConfig
 from townlet.training.envs import TownTrainEnv
-from townlet.training.ppo import RolloutCollector
+from townlet.training.optim import adam
+from townlet.training.ppo import RolloutCollector, UpdateStats, ppo_update
 from townlet.training.trainer import Trainer
 
 TOWN = REPO_ROOT / "configs/examples/poc_hybrid.yaml"
@@ -75,6 +78,36 @@ def test_each_epoch_is_collected_with_the_weights_from_before_the_last_update() 
     plain = serial.run(4).records
     assert plain[0]["reward_mean"] == rewards[0]
     assert any(r["reward_mean"] != rewards[k] for k, r in enumerate(plain[1:], start=1))
+
+
+def test_collecting_ahead_the_clip_is_taken_to_the_updates_starting_policy() -> None:
+    """Rows acted by an older policy (here: log-probabilities the acting policy gave, shifted by a per-row amount):
+    with `overlap` the ratio is taken to the policy the update starts from (the first minibatch's is exactly 1, so
+    nothing clips and the KL is 0) and each row's objective is weighted by exp(proximal - acting); without it the
+    same rows clip against the acting policy's."""
+    cfg = load_config(TOWN)
+    ppo = small(overlap=False, precision="fp32", update_epochs=1, num_minibatches=1, norm_adv=False)
+    trainer = Trainer(TownTrainEnv(cfg, ppo.num_envs, 5, ppo.episode_ticks), ppo, seed=5)
+    data, _ = trainer.collector.collect()  # type: ignore[union-attr]
+    shift = np.random.default_rng(0).uniform(0.3, 0.9, len(data)).astype(np.float32)
+    lagged = dataclasses.replace(data, log_probs=data.log_probs - shift)
+    with trainer.policy.computing_in("fp32"), torch.no_grad():
+        obs, masks = torch.from_numpy(lagged.obs), torch.from_numpy(lagged.masks)
+        proximal, _, _ = trainer.policy.evaluate(obs, masks, torch.from_numpy(lagged.actions))
+
+    def first_minibatch(overlap: bool) -> UpdateStats:
+        policy = copy.deepcopy(trainer.policy)
+        update_cfg = ppo.model_copy(update={"overlap": overlap})
+        return ppo_update(
+            policy, adam(policy.parameters(), 1e-3, eps=1e-5), lagged, update_cfg, np.random.default_rng(1)
+        )
+
+    ahead, behind = first_minibatch(True), first_minibatch(False)
+    assert ahead.clipfracs == [0.0] and abs(ahead.kls[0]) < 1e-6
+    weight = (proximal - torch.from_numpy(lagged.log_probs)).exp()
+    expected = -(torch.from_numpy(lagged.advantages) * weight).mean()
+    assert ahead.pg_losses[0] == pytest.approx(float(expected), rel=1e-4)
+    assert behind.clipfracs[0] > 0.9  # exp(0.3 .. 0.9) is past 1 + clip_coef for every row
 
 
 def test_the_same_seed_gives_the_same_bytes_and_the_best_is_the_policy_that_acted() -> None:

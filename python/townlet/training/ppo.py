@@ -379,18 +379,26 @@ def _update(
         expert = expert.clamp(min=0)
         tensors["expert"] = expert
         tensors["expert_ok"] = (masks.gather(-1, expert.unsqueeze(-1)).squeeze(-1) & given).float()
+    # Collecting ahead (`ppo.overlap`) the rows were acted by the policy of one update before: the clip is then taken
+    # to the proximal policy, this update's starting one, whose log-probabilities one pass without gradient computes
+    # here, and each row's objective weighted by its probability under that policy over the acting one's (decoupled
+    # PPO, Hilton et al. 2021). The ratio to the acting policy would clip rows the last update already moved.
+    if cfg.overlap:
+        tensors["proximal"] = proximal_log_probs(policy, obs, masks, tensors["actions"], sizes, width, scratch)
     for _ in range(cfg.update_epochs):
         perm = rng.permutation(n)
         for rows in np.split(perm, np.cumsum(sizes[:-1])):
             m, idx = len(rows), torch.from_numpy(rows)
             mb = {k: t.index_select(0, idx) for k, t in tensors.items()}  # a gather, 5x faster than t[idx]
-            # The network's rows: the minibatch's, then copies of its first up to `width` (`minibatches`).
-            net = idx if m == width else torch.from_numpy(np.concatenate([rows, np.full(width - m, rows[0])]))
+            net = network_rows(rows, width)
             # The network's input, gathered and prepared in one pass (in bfloat16 the core writes it).
             logp_all, new_value = policy.log_softmax(policy.minibatch(obs, scratch, net), masks.index_select(0, net))
             logp_all, new_value = logp_all[:m], new_value[:m]
             new_logp, entropy = pick(logp_all, mb["actions"]), entropy_of(logp_all)
-            logratio = new_logp - mb["log_probs"]
+            old_logp, weight = mb["log_probs"], None
+            if "proximal" in mb:
+                old_logp, weight = mb["proximal"], (mb["proximal"] - old_logp).exp()
+            logratio = new_logp - old_logp
             ratio = logratio.exp()
             with torch.no_grad():
                 st.kls.append(float(approx_kl(ratio, logratio)))
@@ -400,7 +408,7 @@ def _update(
             st.adv_stds.append(float(adv.std()) if len(adv) > 1 else 0.0)
             if cfg.norm_adv and len(adv) > 1:
                 adv = normalize(adv)
-            pg_loss = clipped_surrogate(adv, ratio, cfg.clip_coef)
+            pg_loss = clipped_surrogate(adv, ratio, cfg.clip_coef, weight)
             ret, old_v = mb["returns"], mb["values"]
             v_loss = value_loss(new_value, old_v, ret, cfg.clip_coef if cfg.clip_vloss else None)
             ent = entropy.mean()
@@ -428,6 +436,34 @@ def _update(
     return st
 
 
+@torch.no_grad()
+def proximal_log_probs(
+    policy: ActorCritic,
+    obs: torch.Tensor,
+    masks: torch.Tensor,
+    actions: torch.Tensor,
+    sizes: list[int],
+    width: int,
+    scratch: Scratch | None,
+) -> torch.Tensor:
+    """The log-probabilities (n,) of `actions` under `policy` as it is, computed in the update's cut (`minibatches`:
+    the same row counts, so the same kernels)."""
+    out = torch.empty(len(actions))
+    for rows in np.split(np.arange(len(actions)), np.cumsum(sizes[:-1])):
+        net, idx = network_rows(rows, width), torch.from_numpy(rows)
+        logp_all, _ = policy.log_softmax(policy.minibatch(obs, scratch, net), masks.index_select(0, net))
+        out[idx] = pick(logp_all[: len(rows)], actions.index_select(0, idx))
+    return out
+
+
+def network_rows(rows: npt.NDArray[np.int64], width: int) -> torch.Tensor:
+    """The rows the network computes for a minibatch's `rows`: its own, then copies of its first up to `width`
+    (`minibatches`)."""
+    if len(rows) == width:
+        return torch.from_numpy(rows)
+    return torch.from_numpy(np.concatenate([rows, np.full(width - len(rows), rows[0])]))
+
+
 def approx_kl(ratio: torch.Tensor, logratio: torch.Tensor) -> torch.Tensor:
     """KL(old || new) estimated as mean((r - 1) - log r): unbiased and never negative."""
     return ((ratio - 1) - logratio).mean()
@@ -438,10 +474,13 @@ def normalize(adv: torch.Tensor) -> torch.Tensor:
     return (adv - adv.mean()) / (adv.std() + 1e-8)
 
 
-def clipped_surrogate(adv: torch.Tensor, ratio: torch.Tensor, clip_coef: float) -> torch.Tensor:
+def clipped_surrogate(
+    adv: torch.Tensor, ratio: torch.Tensor, clip_coef: float, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """The clipped surrogate objective (as a loss): the pessimistic bound of the ratio-weighted
-    advantage and its ratio-clipped counterpart."""
-    return torch.max(-adv * ratio, -adv * torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef)).mean()
+    advantage and its ratio-clipped counterpart; `weight` (per row, no gradient) scales each row's."""
+    bound = torch.max(-adv * ratio, -adv * torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef))
+    return (bound if weight is None else bound * weight).mean()
 
 
 def value_loss(new: torch.Tensor, old: torch.Tensor, ret: torch.Tensor, clip_coef: float | None) -> torch.Tensor:
