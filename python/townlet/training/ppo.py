@@ -388,12 +388,9 @@ def _update(
     for _ in range(cfg.update_epochs):
         perm = rng.permutation(n)
         for rows in np.split(perm, np.cumsum(sizes[:-1])):
-            m, idx = len(rows), torch.from_numpy(rows)
+            idx = torch.from_numpy(rows)
             mb = {k: t.index_select(0, idx) for k, t in tensors.items()}  # a gather, 5x faster than t[idx]
-            net = network_rows(rows, width)
-            # The network's input, gathered and prepared in one pass (in bfloat16 the core writes it).
-            logp_all, new_value = policy.log_softmax(policy.minibatch(obs, scratch, net), masks.index_select(0, net))
-            logp_all, new_value = logp_all[:m], new_value[:m]
+            logp_all, new_value = minibatch_outputs(policy, obs, masks, rows, width, scratch)
             new_logp, entropy = pick(logp_all, mb["actions"]), entropy_of(logp_all)
             old_logp, weight = mb["log_probs"], None
             if "proximal" in mb:
@@ -450,18 +447,26 @@ def proximal_log_probs(
     the same row counts, so the same kernels)."""
     out = torch.empty(len(actions))
     for rows in np.split(np.arange(len(actions)), np.cumsum(sizes[:-1])):
-        net, idx = network_rows(rows, width), torch.from_numpy(rows)
-        logp_all, _ = policy.log_softmax(policy.minibatch(obs, scratch, net), masks.index_select(0, net))
-        out[idx] = pick(logp_all[: len(rows)], actions.index_select(0, idx))
+        idx = torch.from_numpy(rows)
+        out[idx] = pick(minibatch_outputs(policy, obs, masks, rows, width, scratch)[0], actions.index_select(0, idx))
     return out
 
 
-def network_rows(rows: npt.NDArray[np.int64], width: int) -> torch.Tensor:
-    """The rows the network computes for a minibatch's `rows`: its own, then copies of its first up to `width`
-    (`minibatches`)."""
-    if len(rows) == width:
-        return torch.from_numpy(rows)
-    return torch.from_numpy(np.concatenate([rows, np.full(width - len(rows), rows[0])]))
+def minibatch_outputs(
+    policy: ActorCritic,
+    obs: torch.Tensor,
+    masks: torch.Tensor,
+    rows: npt.NDArray[np.int64],
+    width: int,
+    scratch: Scratch | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every action's masked log-probability (m, A) and the values (m,) of a minibatch's `rows`. The network
+    computes `width` rows: the minibatch's, then copies of its first (`minibatches`), whose outputs are dropped; its
+    input gathered and prepared in one pass (in bfloat16 the core writes it)."""
+    m = len(rows)
+    net = torch.from_numpy(rows if m == width else np.concatenate([rows, np.full(width - m, rows[0])]))
+    logp_all, values = policy.log_softmax(policy.minibatch(obs, scratch, net), masks.index_select(0, net))
+    return logp_all[:m], values[:m]
 
 
 def approx_kl(ratio: torch.Tensor, logratio: torch.Tensor) -> torch.Tensor:
