@@ -30,16 +30,8 @@ from townlet import _core
 from townlet.sim.settings import MemoryConfig
 from townlet.training.envs import Batch, TrainEnv
 from townlet.training.network_memory import MemoryPolicy
-from townlet.training.ppo import (
-    Dataset,
-    RolloutStats,
-    UpdateStats,
-    approx_kl,
-    clipped_surrogate,
-    minibatches,
-    normalize,
-    value_loss,
-)
+from townlet.training.ppo import Dataset, RolloutStats, UpdateStats, minibatches
+from townlet.training.ppo_loss import approx_kl, clipped_surrogate, normalize, value_loss
 from townlet.training.state import set_torch_generator_state, torch_generator_state
 
 
