@@ -20,10 +20,12 @@ __all__ = [
     "VecTown",
     "compute_gae",
     "config_action_names",
+    "crc32s",
     "draw_actions",
     "obs_spec",
     "relu_backward",
     "relu_backward_halves",
+    "sha256_hex",
     "slab_rows",
     "validate_config",
 ]
@@ -96,6 +98,13 @@ def draw_actions(
     """One action per row of `logits` (rows, actions) into `actions`, with its log-probability into
     `log_probs`: inverse CDF of the row's softmax at a uniform drawn from (`key`, row); a logit of
     about -1e8 (masked) is never drawn (training/network.py, `draw`)."""
+
+def crc32s(jobs: list[tuple[int, list[npt.NDArray[np.uint8]]]]) -> list[int]:
+    """The CRC-32 (zlib's) of each job's pieces (contiguous uint8 arrays) in order, continuing from the job's
+    first element (0 to start); one release of the GIL for all of them (capture/npz.py)."""
+
+def sha256_hex(pieces: list[npt.NDArray[np.uint8]]) -> str:
+    """The SHA-256 (lowercase hex) of `pieces` (contiguous uint8 arrays) concatenated, in one release of the GIL."""
 
 def config_action_names(config_json: str) -> list[str]: ...
 def obs_spec(config_json: str) -> dict[str, Any]:

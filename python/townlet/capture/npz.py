@@ -21,7 +21,6 @@ so the streaming writer stays. `bench/capture.py` prints the ratio again (`plain
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import struct
 import zipfile
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from townlet import _core
 from townlet.capture.staging import pwrite_all
 from townlet.errors import UsageError
 
@@ -230,9 +230,7 @@ class SampleWriter:
             streamed = key in STREAMED_ARRAYS
             rows = arr.shape[0] if arr.ndim else 1
             row_bytes = data.nbytes // rows if rows else 0
-            self.entries.append(
-                _Entry(info, header, data, streamed, row_bytes, crc=zlib.crc32(header) if streamed else 0)
-            )
+            self.entries.append(_Entry(info, header, data, streamed, row_bytes))
         size = sum(30 + len(e.info.filename) + e.info.file_size for e in self.entries)
         self.zip64 = (
             any(e.info.file_size * 1.05 > _ZIP64_LIMIT for e in self.entries)
@@ -262,17 +260,21 @@ class SampleWriter:
             pwrite_all(fd, piece, at)
 
     def _rows(self, t0: int, t1: int) -> list[tuple[memoryview, int]]:
-        """Extend the streamed arrays' CRCs over rows t0..t1; returns the writes they need (stored archives)."""
+        """Extend the streamed arrays' CRCs (from their headers, at row 0) over rows t0..t1, in one call of the
+        core; returns the writes they need (stored archives)."""
         if t0 != self.rows_streamed:
             raise RuntimeError(f"{self.name}: rows {t0}..{t1} streamed after rows ..{self.rows_streamed}")
         self.rows_streamed = t1
         writes = []
-        for e in self.entries:
-            if e.streamed and e.row_bytes:
-                piece = e.data[t0 * e.row_bytes : t1 * e.row_bytes]
-                e.crc = zlib.crc32(piece, e.crc)
-                if self.planned:
-                    writes.append((piece, e.data_offset + t0 * e.row_bytes))
+        streamed = [e for e in self.entries if e.streamed]
+        jobs = []
+        for e in streamed:
+            piece = e.data[t0 * e.row_bytes : t1 * e.row_bytes]
+            jobs.append((e.crc, [_u8(e.header), _u8(piece)] if t0 == 0 else [_u8(piece)]))
+            if self.planned and e.row_bytes:
+                writes.append((piece, e.data_offset + t0 * e.row_bytes))
+        for e, crc in zip(streamed, _core.crc32s(jobs), strict=True):
+            e.crc = crc
         return writes
 
     def finish(self, fd: int) -> str:
@@ -293,12 +295,13 @@ class SampleWriter:
         if self.zip64:
             payload = npz_bytes(self.arrays, compress=self.compress)
             self._writes = [(payload, 0)]
-            return hashlib.sha256(payload).hexdigest()
+            return _core.sha256_hex([_u8(payload)])
         writes: list[tuple[bytes | bytearray | memoryview, int]] = []
         writes.extend(self._rows(self.rows_streamed, self.rows))  # the rows nobody streamed yet
+        whole = [e for e in self.entries if not e.streamed]
+        for e, crc in zip(whole, _core.crc32s([(0, [_u8(e.header), _u8(e.data)]) for e in whole]), strict=True):
+            e.crc = crc
         for e in self.entries:
-            if not e.streamed:
-                e.crc = zlib.crc32(e.data, zlib.crc32(e.header))
             e.info.CRC = e.crc
         if self.compress:
             for e in self.entries:
@@ -312,13 +315,13 @@ class SampleWriter:
                 e.info.compress_size = e.info.file_size
             last = self.entries[-1]
             end = last.data_offset + last.data.nbytes
-        sha = hashlib.sha256()
+        hashed: list[npt.NDArray[np.uint8]] = []  # the file's pieces in order, hashed in one call at the end
         run = bytearray()
         run_at = 0
 
         def put(piece: bytes | memoryview, at: int, written: bool) -> None:
             nonlocal run, run_at
-            sha.update(piece)
+            hashed.append(_u8(piece))
             if written or len(piece) >= _RUN_BYTES:
                 if run:
                     writes.append((run, run_at))
@@ -343,4 +346,9 @@ class SampleWriter:
         if run:
             writes.append((run, run_at))
         self._writes = writes
-        return sha.hexdigest()
+        return _core.sha256_hex(hashed)
+
+
+def _u8(piece: bytes | memoryview) -> npt.NDArray[np.uint8]:
+    """`piece`'s bytes as a uint8 array (no copy), as the core's checksums take them."""
+    return np.frombuffer(piece, np.uint8)

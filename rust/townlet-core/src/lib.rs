@@ -10,6 +10,7 @@ pub mod capture;
 pub mod checks;
 pub mod config;
 pub mod console;
+pub mod digest;
 pub mod draw;
 pub mod economy;
 pub mod employment;
