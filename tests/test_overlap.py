@@ -110,6 +110,32 @@ def test_collecting_ahead_the_clip_is_taken_to_the_updates_starting_policy() -> 
     assert behind.clipfracs[0] > 0.9  # exp(0.3 .. 0.9) is past 1 + clip_coef for every row
 
 
+def test_collecting_ahead_the_advantages_are_recomputed_from_the_updates_starting_critic() -> None:
+    """A collector collecting ahead sends each row's successor (`next_row`, `end_values`), and the update recomputes
+    the advantages, returns and clipped-around values from its starting critic: the acting critic's (here replaced by
+    noise) change nothing then; without the successors they change every loss."""
+    cfg = load_config(TOWN)
+    ppo = small(precision="fp32", update_epochs=1, num_minibatches=2)
+    trainer = Trainer(
+        TownTrainEnv(cfg, ppo.num_envs, 5, ppo.episode_ticks), ppo.model_copy(update={"overlap": False}), seed=5
+    )
+    collector = RolloutCollector(TownTrainEnv(cfg, ppo.num_envs, 5, ppo.episode_ticks), trainer.policy, ppo, seed=5)
+    data, _ = collector.collect()
+    assert data.next_row is not None and data.end_values is not None
+    assert (data.next_row >= 0).any() and (data.next_row == -1).any()
+    noise = np.random.default_rng(0).normal(0, 3, (3, len(data))).astype(np.float32)
+    stale = dataclasses.replace(data, values=noise[0], advantages=noise[1], returns=noise[2])
+
+    def losses(rows: Any) -> tuple[list[float], list[float]]:
+        policy = copy.deepcopy(trainer.policy)
+        st = ppo_update(policy, adam(policy.parameters(), 1e-3, eps=1e-5), rows, ppo, np.random.default_rng(1))
+        return st.pg_losses, st.v_losses
+
+    assert losses(stale) == losses(data)
+    without = dataclasses.replace(stale, next_row=None, end_values=None)
+    assert all(a != b for a, b in zip(losses(without)[1], losses(data)[1], strict=True))
+
+
 def test_the_same_seed_gives_the_same_bytes_and_the_best_is_the_policy_that_acted() -> None:
     cfg = load_config(TOWN)
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from townlet._core import RolloutBuffer
+from townlet._core import RolloutBuffer, gae_rows
+from townlet.training.ppo_rows import successors
 
 F32 = np.float32
 
@@ -138,6 +139,52 @@ def test_gae_matches_the_numpy_reference(
         assert np.array_equal(stored, data[name]), name
     # Rows past the filled steps stay untouched.
     assert not buf.advantages[steps:].any() and not buf.returns[steps:].any()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    steps=st.integers(1, 24),
+    agents=st.integers(1, 5),
+    gamma=st.sampled_from([0.0, 0.9, 0.99, 1.0]) | st.floats(0.0, 1.0),
+    lam=st.sampled_from([0.0, 0.95, 1.0]) | st.floats(0.0, 1.0),
+    capacity_extra=st.integers(0, 3),
+)
+def test_gae_over_the_live_rows_is_gae_over_the_grid_with_any_values(
+    seed: int, steps: int, agents: int, gamma: float, lam: float, capacity_extra: int
+) -> None:
+    """The learner collecting ahead recomputes the rows' advantages from its own critic's values (`ppo.overlap`):
+    over the live rows alone, with each row's successor and end value (`successors`), `gae_rows` gives what GAE
+    over the whole grid gives with those values in the live cells, for the acting values and for others."""
+    rng = np.random.default_rng(seed)
+    data = random_data(rng, steps, agents, 2, 3)
+    next_values = rng.uniform(-5, 5, agents).astype(F32)
+    buf = RolloutBuffer(steps + capacity_extra, agents, 2, 3)
+    fill(buf, data)
+    buf.compute_gae(next_values, gamma, lam)
+    next_row, end_values = successors(buf, next_values)
+    live = np.flatnonzero(data["valid"].reshape(-1))
+    g, lam32 = float(F32(gamma)), float(F32(lam))
+    rewards = data["rewards"].reshape(-1)[live]
+    rows = (next_row.reshape(-1)[live], end_values.reshape(-1)[live])
+    adv, ret = gae_rows(rewards, data["values"].reshape(-1)[live], *rows, g, lam32)
+    np.testing.assert_allclose(adv, buf.advantages[:steps].reshape(-1)[live], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ret, buf.returns[:steps].reshape(-1)[live], rtol=1e-5, atol=1e-5)
+    other = rng.uniform(-5, 5, len(live)).astype(F32)
+    grid = np.zeros(steps * agents, F32)
+    grid[live] = other
+    want, _ = reference_gae(
+        data["rewards"], grid.reshape(steps, agents), data["terminated"], data["truncated"], data["valid"],
+        data["bootstrap"], next_values, g, lam32,
+    )  # fmt: skip
+    got, _ = gae_rows(rewards, other, *rows, g, lam32)
+    np.testing.assert_allclose(got, want.reshape(-1)[live], rtol=1e-5, atol=1e-5)
+
+
+def test_gae_rows_refuses_a_successor_that_is_not_a_later_row() -> None:
+    ones = np.ones(3, F32)
+    with pytest.raises(ValueError, match=r"next_row\[1\] = 1"):
+        gae_rows(ones, ones, np.array([1, 1, -1]), ones, 0.9, 0.9)
 
 
 def test_gae_hand_computed_cases() -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "config_action_names",
     "crc32s",
     "draw_actions",
+    "gae_rows",
     "obs_spec",
     "relu_backward",
     "relu_backward_halves",
@@ -56,6 +57,18 @@ def compute_gae(
     gamma: float,
     gae_lambda: float,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
+def gae_rows(
+    rewards: npt.NDArray[np.float32],
+    values: npt.NDArray[np.float32],
+    next_row: npt.NDArray[np.int64],
+    end_values: npt.NDArray[np.float32],
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """GAE over training rows: row k continues into row `next_row[k]` (a later row; -1: none, the return then
+    continues from `end_values[k]`); the same advantages as `compute_gae` over the grid the rows came from.
+    Returns (advantages, returns)."""
+
 def slab_rows(
     obs: npt.NDArray[np.float32],
     rows: npt.NDArray[np.int64],

@@ -101,6 +101,8 @@ class Layout:
             "advantages": ((rows,), "float32"),
             "returns": ((rows,), "float32"),
             "rewards": ((rows,), "float32"),
+            "next_row": ((rows,), "int64"),
+            "end_values": ((rows,), "float32"),
         }
         if expert:
             columns["expert_actions"] = ((rows,), "int64")

@@ -4,7 +4,8 @@
    sampled actions) into the Rust `RolloutBuffer`, bootstrapping truncated episodes from the
    critic;
 2. compute advantages: GAE in Rust (`RolloutBuffer.compute_gae`, with the truncation bootstrap);
-   replayed samples get theirs from `ReplayData.dataset`;
+   replayed samples get theirs from `ReplayData.dataset`; collecting ahead (`ppo.overlap`), the update
+   recomputes them over the rows from its starting critic (`ppo_rows`);
 3. optimise: `ppo_update` makes `update_epochs` passes over shuffled minibatches: per-minibatch
    advantage normalisation, clipped surrogate, clipped value loss, entropy bonus, global
    grad-norm clipping, approximate KL ((r - 1) - log r) with optional early stop;
@@ -42,6 +43,7 @@ from townlet.training.ppo_log import epoch_record as epoch_record
 from townlet.training.ppo_log import explained_variance as explained_variance
 from townlet.training.ppo_log import time_split as time_split
 from townlet.training.ppo_loss import approx_kl, clipped_surrogate, normalize, value_loss
+from townlet.training.ppo_rows import minibatch_outputs, proximal_outputs, successors
 from townlet.training.state import set_torch_generator_state, torch_generator_state
 
 
@@ -61,6 +63,11 @@ class Dataset:
     #: The scripted expert's action in each row's state, when the run kickstarts (`PPOConfig.kickstart_coef`); -1
     #: where there is nothing to imitate (a state outside `PPOConfig.kickstart_on`).
     expert_actions: npt.NDArray[np.int64] | None = None
+    #: Where each row's return continues, so that its advantages can be recomputed from other values
+    #: (`_core.gae_rows`): the row of the same slot one tick later in the same episode (-1: none), and where there is
+    #: none, the value the return continues from. Set by a collector collecting ahead (`ppo.overlap`).
+    next_row: npt.NDArray[np.int64] | None = None
+    end_values: npt.NDArray[np.float32] | None = None
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -230,9 +237,9 @@ class RolloutCollector:
             stats.inference_seconds += (t1 - t0) + t_boot
             stats.env_seconds += t2 - t1
         stats.ticks = cfg.rollout_ticks
-        self._compute_advantages()
+        next_values = self._compute_advantages()
         stats.sample_rewards = [(float(s), float(s) / cfg.rollout_ticks) for s in slot_rewards.sum(axis=0)]
-        return self._live_rows(into), stats
+        return self._live_rows(into, successors(self.buffer, next_values) if cfg.overlap else None), stats
 
     def _truncation_bootstrap(self, b: Batch) -> npt.NDArray[np.float32]:
         """The critic's value of the final observation where an episode was cut off by its time
@@ -243,17 +250,23 @@ class RolloutCollector:
             bootstrap[rows] = self.policy.value(torch.from_numpy(b.final_obs[rows])).numpy()
         return bootstrap
 
-    def _compute_advantages(self) -> None:
+    def _compute_advantages(self) -> npt.NDArray[np.float32]:
         """GAE (gamma, lambda) over the buffer in Rust, bootstrapped from the critic's value of the
-        observations the rollout stopped at."""
+        observations the rollout stopped at (returned)."""
         next_values = self.policy.value(torch.from_numpy(self.obs)).numpy().astype(np.float32)
         self.buffer.compute_gae(next_values, self.cfg.gamma, self.cfg.gae_lambda)
+        return next_values
 
-    def _live_rows(self, into: dict[str, npt.NDArray[Any]] | None = None) -> Dataset:
+    def _live_rows(
+        self,
+        into: dict[str, npt.NDArray[Any]] | None = None,
+        successors: tuple[npt.NDArray[np.int64], npt.NDArray[Any]] | None = None,
+    ) -> Dataset:
         """The buffer's (T, agents, ...) arrays flattened to rows, keeping live agent-steps: views
         of the buffer when every agent was alive throughout (no copy of the epoch's
         observations), else copies into the collector's own arrays. Either way they hold until
-        the next `collect`. With `into`, copies into those arrays in every case."""
+        the next `collect`. With `into`, copies into those arrays in every case. `successors`: the grids of
+        `Dataset.next_row` and `end_values` (`successors`)."""
         buf = self.buffer
         keep = np.asarray(buf.valid, bool).reshape(-1)
         live = None if keep.all() else np.flatnonzero(keep)
@@ -290,6 +303,8 @@ class RolloutCollector:
             returns=flat("returns", buf.returns),
             rewards=flat("rewards", buf.rewards),
             expert_actions=None if self.expert is None else flat("expert_actions", self.expert),
+            next_row=None if successors is None else flat("next_row", successors[0]),
+            end_values=None if successors is None else flat("end_values", successors[1]),
         )
 
 
@@ -385,7 +400,20 @@ def _update(
     # here, and each row's objective weighted by its probability under that policy over the acting one's (decoupled
     # PPO, Hilton et al. 2021). The ratio to the acting policy would clip rows the last update already moved.
     if cfg.overlap:
-        tensors["proximal"] = proximal_log_probs(policy, obs, masks, tensors["actions"], sizes, width, scratch)
+        proximal, values = proximal_outputs(policy, obs, masks, tensors["actions"], sizes, width, scratch)
+        tensors["proximal"] = proximal
+        # The advantages, returns and the values the value loss clips around are then those of that policy's
+        # critic too, over the rows' same rewards and successors (`Dataset.next_row`), not the acting one's.
+        if data.next_row is not None and data.end_values is not None:
+            advantages, returns = _core.gae_rows(
+                np.ascontiguousarray(data.rewards, np.float32),
+                values.numpy(),
+                np.ascontiguousarray(data.next_row),
+                np.ascontiguousarray(data.end_values, np.float32),
+                cfg.gamma,
+                cfg.gae_lambda,
+            )
+            tensors.update(values=values, advantages=torch.from_numpy(advantages), returns=torch.from_numpy(returns))
     for _ in range(cfg.update_epochs):
         perm = rng.permutation(n)
         for rows in np.split(perm, np.cumsum(sizes[:-1])):
@@ -432,42 +460,6 @@ def _update(
             st.early_stop = True
             break
     return st
-
-
-@torch.no_grad()
-def proximal_log_probs(
-    policy: ActorCritic,
-    obs: torch.Tensor,
-    masks: torch.Tensor,
-    actions: torch.Tensor,
-    sizes: list[int],
-    width: int,
-    scratch: Scratch | None,
-) -> torch.Tensor:
-    """The log-probabilities (n,) of `actions` under `policy` as it is, computed in the update's cut (`minibatches`:
-    the same row counts, so the same kernels)."""
-    out = torch.empty(len(actions))
-    for rows in np.split(np.arange(len(actions)), np.cumsum(sizes[:-1])):
-        idx = torch.from_numpy(rows)
-        out[idx] = pick(minibatch_outputs(policy, obs, masks, rows, width, scratch)[0], actions.index_select(0, idx))
-    return out
-
-
-def minibatch_outputs(
-    policy: ActorCritic,
-    obs: torch.Tensor,
-    masks: torch.Tensor,
-    rows: npt.NDArray[np.int64],
-    width: int,
-    scratch: Scratch | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every action's masked log-probability (m, A) and the values (m,) of a minibatch's `rows`. The network
-    computes `width` rows: the minibatch's, then copies of its first (`minibatches`), whose outputs are dropped; its
-    input gathered and prepared in one pass (in bfloat16 the core writes it)."""
-    m = len(rows)
-    net = torch.from_numpy(rows if m == width else np.concatenate([rows, np.full(width - m, rows[0])]))
-    logp_all, values = policy.log_softmax(policy.minibatch(obs, scratch, net), masks.index_select(0, net))
-    return logp_all[:m], values[:m]
 
 
 def rivalry_stats(obs: torch.Tensor, cols: tuple[int, int]) -> tuple[float, float, float, float]:

@@ -76,6 +76,55 @@ pub fn compute_gae(
     }
 }
 
+/// GAE(gamma, lambda) over training rows (one per live agent-step, in the order they were stepped), where
+/// `compute_gae` works on the grid: row k's successor is `next_row[k]` (the same slot's row one tick later, in
+/// the same episode; a later row) or, where there is none (-1), the return continues from `end_value[k]`
+/// (v(final observation) where truncated, v(o_T) at the rollout's last tick, 0 where the episode ended or the
+/// slot's next step was not alive). The same advantages as `compute_gae` over the grid the rows came from,
+/// whatever `values` are: the learner recomputes them with its current critic (`ppo.overlap`).
+///
+/// Writes `advantages` and `returns` (= advantages + values); an error names a bad successor.
+pub fn gae_rows(
+    rewards: &[f32],
+    values: &[f32],
+    next_row: &[i64],
+    end_value: &[f32],
+    gamma: f32,
+    lambda: f32,
+    advantages: &mut [f32],
+    returns: &mut [f32],
+) -> Result<(), String> {
+    check_discounts(gamma, lambda)?;
+    let n = rewards.len();
+    for (name, len) in [
+        ("values", values.len()),
+        ("next_row", next_row.len()),
+        ("end_value", end_value.len()),
+        ("advantages", advantages.len()),
+        ("returns", returns.len()),
+    ] {
+        check_len(name, len, n)?;
+    }
+    for k in (0..n).rev() {
+        let next = next_row[k];
+        let (value_next, gae_next) = if next < 0 {
+            (end_value[k], 0.0)
+        } else {
+            let j = usize::try_from(next).unwrap_or(usize::MAX);
+            if j <= k || j >= n {
+                return Err(format!(
+                    "next_row[{k}] = {next}: a successor must be a later row (< {n})"
+                ));
+            }
+            (values[j], advantages[j])
+        };
+        let gae = rewards[k] + gamma * value_next - values[k] + gamma * lambda * gae_next;
+        advantages[k] = gae;
+        returns[k] = gae + values[k];
+    }
+    Ok(())
+}
+
 /// Both discounts must lie in [0, 1] (NaN is rejected too).
 pub fn check_discounts(gamma: f32, lambda: f32) -> Result<(), String> {
     if !(0.0..=1.0).contains(&gamma) || !(0.0..=1.0).contains(&lambda) {
@@ -341,6 +390,84 @@ impl<S: Storage> RolloutBuffer<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gae_rows_is_gae_over_the_grid_the_rows_came_from() {
+        // 3 ticks x 2 slots: slot 1 dead at tick 1; slot 0 truncated at tick 0 (a new episode from tick 1).
+        let (steps, agents) = (3, 2);
+        let r = [1.0, 0.5, 0.2, 0.0, -0.3, 0.7];
+        let v = [0.4, 0.1, 0.9, 0.0, 0.6, 0.3];
+        let te = [false; 6];
+        let tr = [true, false, false, false, false, false];
+        let valid = [true, true, true, false, true, true];
+        let boot = [0.8, 0.0, 0.0, 0.0, 0.0, 0.0];
+        let next_values = [0.25, -0.5];
+        let (mut adv, mut ret) = (vec![0.0; 6], vec![0.0; 6]);
+        compute_gae(
+            steps,
+            agents,
+            &r,
+            &v,
+            &te,
+            &tr,
+            &valid,
+            &boot,
+            &next_values,
+            0.9,
+            0.8,
+            &mut adv,
+            &mut ret,
+        );
+        // The live cells as rows: 0, 1, 2, 4, 5 (cell 3 dead).
+        let cells = [0usize, 1, 2, 4, 5];
+        let next_row = [-1, -1, 3, -1, -1]; // cell 0 truncated; cell 1's next is dead; cell 2 -> cell 4 (row 3)
+        let end_value = [0.8, 0.0, 0.0, 0.25, -0.5];
+        let rows = |a: &[f32]| cells.iter().map(|&c| a[c]).collect::<Vec<f32>>();
+        let (mut adv_rows, mut ret_rows) = (vec![0.0; 5], vec![0.0; 5]);
+        gae_rows(
+            &rows(&r),
+            &rows(&v),
+            &next_row,
+            &end_value,
+            0.9,
+            0.8,
+            &mut adv_rows,
+            &mut ret_rows,
+        )
+        .unwrap();
+        for (k, &c) in cells.iter().enumerate() {
+            assert!(
+                (adv_rows[k] - adv[c]).abs() < 1e-6,
+                "row {k}: {} vs {}",
+                adv_rows[k],
+                adv[c]
+            );
+            assert!((ret_rows[k] - ret[c]).abs() < 1e-6);
+        }
+        let mut bad = vec![0.0; 5];
+        let err = gae_rows(
+            &rows(&r),
+            &rows(&v),
+            &[1, -1, -1, -1, -1],
+            &end_value,
+            0.9,
+            0.8,
+            &mut bad,
+            &mut vec![0.0; 5],
+        );
+        assert!(err.is_ok());
+        let err = gae_rows(
+            &rows(&r),
+            &rows(&v),
+            &[-1, 0, -1, -1, -1],
+            &end_value,
+            0.9,
+            0.8,
+            &mut bad,
+            &mut vec![0.0; 5],
+        );
+        assert!(err.unwrap_err().contains("next_row[1] = 0"));
+    }
 
     #[allow(clippy::too_many_arguments)]
     fn run(

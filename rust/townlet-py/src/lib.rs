@@ -34,6 +34,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("REWARD_COMPONENTS", REWARD_COMPONENTS.to_vec())?;
     m.add_function(wrap_pyfunction!(config::validate_config, m)?)?;
     m.add_function(wrap_pyfunction!(rollout::compute_gae, m)?)?;
+    m.add_function(wrap_pyfunction!(rollout::gae_rows, m)?)?;
     m.add_function(wrap_pyfunction!(slabs::slab_rows, m)?)?;
     m.add_function(wrap_pyfunction!(slabs::relu_backward, m)?)?;
     m.add_function(wrap_pyfunction!(slabs::relu_backward_halves, m)?)?;

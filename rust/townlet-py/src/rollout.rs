@@ -4,7 +4,8 @@
 use crate::arrays::{array2, c_order, check_len};
 use crate::errors::value_err;
 use numpy::{
-    PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+    PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
 use townlet_core::rollout::{self, Columns, RolloutDims, Step, Storage};
@@ -307,4 +308,29 @@ pub fn compute_gae<'py>(
         array2(py, steps, agents, adv),
         array2(py, steps, agents, ret),
     ))
+}
+
+/// GAE over training rows (`townlet_core::rollout::gae_rows`): `rewards`, `values`, `end_values` (rows,)
+/// float32 and `next_row` (rows,) int64; returns (advantages, returns) (rows,).
+#[pyfunction]
+pub fn gae_rows<'py>(
+    py: Python<'py>,
+    rewards: PyReadonlyArray1<'py, f32>,
+    values: PyReadonlyArray1<'py, f32>,
+    next_row: PyReadonlyArray1<'py, i64>,
+    end_values: PyReadonlyArray1<'py, f32>,
+    gamma: f32,
+    gae_lambda: f32,
+) -> PyResult<(Bound<'py, PyArray1<f32>>, Bound<'py, PyArray1<f32>>)> {
+    let (r, v, next, end) = (
+        rewards.as_slice()?,
+        values.as_slice()?,
+        next_row.as_slice()?,
+        end_values.as_slice()?,
+    );
+    let mut adv = vec![0.0f32; r.len()];
+    let mut ret = vec![0.0f32; r.len()];
+    py.detach(|| rollout::gae_rows(r, v, next, end, gamma, gae_lambda, &mut adv, &mut ret))
+        .map_err(value_err)?;
+    Ok((PyArray1::from_vec(py, adv), PyArray1::from_vec(py, ret)))
 }
