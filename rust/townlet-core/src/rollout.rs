@@ -84,6 +84,7 @@ pub fn compute_gae(
 /// whatever `values` are: the learner recomputes them with its current critic (`ppo.overlap`).
 ///
 /// Writes `advantages` and `returns` (= advantages + values); an error names a bad successor.
+#[allow(clippy::too_many_arguments)]
 pub fn gae_rows(
     rewards: &[f32],
     values: &[f32],
@@ -453,7 +454,7 @@ mod tests {
             0.9,
             0.8,
             &mut bad,
-            &mut vec![0.0; 5],
+            &mut [0.0; 5],
         );
         assert!(err.is_ok());
         let err = gae_rows(
@@ -464,7 +465,7 @@ mod tests {
             0.9,
             0.8,
             &mut bad,
-            &mut vec![0.0; 5],
+            &mut [0.0; 5],
         );
         assert!(err.unwrap_err().contains("next_row[1] = 0"));
     }

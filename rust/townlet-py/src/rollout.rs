@@ -310,6 +310,8 @@ pub fn compute_gae<'py>(
     ))
 }
 
+type RowsAdvantagesReturns<'py> = (Bound<'py, PyArray1<f32>>, Bound<'py, PyArray1<f32>>);
+
 /// GAE over training rows (`townlet_core::rollout::gae_rows`): `rewards`, `values`, `end_values` (rows,)
 /// float32 and `next_row` (rows,) int64; returns (advantages, returns) (rows,).
 #[pyfunction]
@@ -321,7 +323,7 @@ pub fn gae_rows<'py>(
     end_values: PyReadonlyArray1<'py, f32>,
     gamma: f32,
     gae_lambda: f32,
-) -> PyResult<(Bound<'py, PyArray1<f32>>, Bound<'py, PyArray1<f32>>)> {
+) -> PyResult<RowsAdvantagesReturns<'py>> {
     let (r, v, next, end) = (
         rewards.as_slice()?,
         values.as_slice()?,
