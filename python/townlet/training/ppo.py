@@ -100,6 +100,21 @@ class RolloutStats:
     policy_seconds: float = 0.0
     inference_seconds: float = 0.0  # acting and the truncation bootstraps' values
 
+    def __post_init__(self) -> None:
+        # Steps that report their events as a vector (`Batch.event_sums`) are summed here, tick by tick in float64,
+        # and folded into `events` by `close` (not a field: the stats travel as their fields).
+        self._sums: npt.NDArray[np.float64] | None = None
+        self._sum_names: tuple[str, ...] = ()
+
+    def close(self) -> None:
+        """Fold the event sums counted as vectors into `events` (names whose total is not 0), once the rollout's
+        steps are counted; the same values as counting them name by name."""
+        if self._sums is not None:
+            for name, total in zip(self._sum_names, self._sums.tolist(), strict=True):
+                if total:
+                    self.events[name] = self.events.get(name, 0.0) + total
+            self._sums = None
+
     def count(self, b: Batch, valid: npt.NDArray[np.bool_], ep_return: npt.NDArray[np.float64]) -> None:
         """One tick's episode returns (`ep_return` per agent slot, closed and reset when an agent's
         episode ends), event totals, episode KPIs and transitions."""
@@ -110,6 +125,11 @@ class RolloutStats:
             ep_return[r] = 0.0
         for name, count in b.events.items():
             self.events[name] = self.events.get(name, 0.0) + count
+        if b.event_sums is not None:
+            if self._sums is None or self._sum_names != b.event_names:
+                self.close()
+                self._sums, self._sum_names = np.zeros_like(b.event_sums), b.event_names
+            self._sums += b.event_sums
         self.episode_kpis.extend(b.episode_kpis)
         self.transitions += int(valid.sum())
 
@@ -237,6 +257,7 @@ class RolloutCollector:
             stats.inference_seconds += (t1 - t0) + t_boot
             stats.env_seconds += t2 - t1
         stats.ticks = cfg.rollout_ticks
+        stats.close()
         next_values = self._compute_advantages()
         stats.sample_rewards = [(float(s), float(s) / cfg.rollout_ticks) for s in slot_rewards.sum(axis=0)]
         return self._live_rows(into, successors(self.buffer, next_values) if cfg.overlap else None), stats

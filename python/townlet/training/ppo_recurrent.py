@@ -192,6 +192,7 @@ class RecurrentCollector:
             stats.inference_seconds += (t1 - t0) + t_boot
             stats.env_seconds += t2 - t1
         stats.ticks = t_len
+        stats.close()
         next_values = policy.state_value(torch.from_numpy(self.obs), self.state).numpy().astype(np.float32)
         buf.compute_gae(next_values, cfg.gamma, cfg.gae_lambda)
         stats.sample_rewards = [(float(s), float(s) / t_len) for s in slot_rewards.sum(axis=0)]

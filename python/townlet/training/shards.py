@@ -197,6 +197,7 @@ class TownShard:
         sums = slot_rewards.sum(axis=0)
         for j, st in enumerate(stats):
             st.ticks = cfg.rollout_ticks
+            st.close()
             st.sample_rewards = [(float(s), float(s) / cfg.rollout_ticks) for s in sums[self._rows(j)]]
         columns = {name: np.array(getattr(buf, name)) for name in COLUMNS}
         valid_all = np.array(buf.valid, np.bool_)
