@@ -103,6 +103,24 @@ def test_draw_follows_the_masked_softmax_and_its_generator() -> None:
     assert not torch.equal(draw(logits, a)[0], draw(logits, torch.Generator().manual_seed(9))[0])
 
 
+def test_acting_with_the_mask_in_the_draw_is_drawing_from_the_masked_logits() -> None:
+    """In bfloat16 `act` hands the mask to the draw instead of writing the masked logits (`unmasked`): the same
+    actions, log-probabilities and values as drawing from `forward`'s masked logits with the same generator."""
+    torch.manual_seed(5)
+    net = ConflictAwarePolicy((4, 11, 11), 94, 16, 64)
+    obs = torch.rand(72, 578)
+    mask = torch.rand(72, 16) > 0.5
+    mask[:, 0] = True
+    with net.computing_in("bf16", frozen=True):
+        assert net.unmasked(obs) is not None
+        acted = net.act(obs, mask, generator=torch.Generator().manual_seed(3))
+        logits, value = net(obs, mask)
+        drawn = draw(logits, torch.Generator().manual_seed(3))
+    assert torch.equal(acted[0], drawn[0]) and torch.equal(acted[1], drawn[1]) and torch.equal(acted[2], value)
+    assert mask[torch.arange(72), acted[0]].all()
+    assert net.unmasked(obs) is None  # float32: `forward` masks as it computes
+
+
 def test_collected_rows_skip_the_dead_agents_in_order() -> None:
     env = TownTrainEnv(load_config(POC), 1, 3, None)
     ppo = PPOConfig(num_envs=1, rollout_ticks=4, hidden=32)

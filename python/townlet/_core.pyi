@@ -107,10 +107,12 @@ def draw_actions(
     key: int,
     actions: npt.NDArray[np.int64],
     log_probs: npt.NDArray[np.float32],
+    masks: npt.NDArray[np.bool_] | None = None,
 ) -> None:
     """One action per row of `logits` (rows, actions) into `actions`, with its log-probability into
     `log_probs`: inverse CDF of the row's softmax at a uniform drawn from (`key`, row); a logit of
-    about -1e8 (masked) is never drawn (training/network.py, `draw`)."""
+    about -1e8 (masked) is never drawn, nor, with `masks` (rows, actions), an action it does not allow
+    (training/network.py, `draw`)."""
 
 def crc32s(jobs: list[tuple[int, list[npt.NDArray[np.uint8]]]]) -> list[int]:
     """The CRC-32 (zlib's) of each job's pieces (contiguous uint8 arrays) in order, continuing from the job's

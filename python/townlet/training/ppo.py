@@ -420,8 +420,9 @@ def _update(
     # to the proximal policy, this update's starting one, whose log-probabilities one pass without gradient computes
     # here, and each row's objective weighted by its probability under that policy over the acting one's (decoupled
     # PPO, Hilton et al. 2021). The ratio to the acting policy would clip rows the last update already moved.
+    x = policy.epoch_input(obs, scratch)  # what the minibatches are gathered from
     if cfg.overlap:
-        proximal, values = proximal_outputs(policy, obs, masks, tensors["actions"], sizes, width, scratch)
+        proximal, values = proximal_outputs(policy, x, masks, tensors["actions"], sizes, width, scratch)
         tensors["proximal"] = proximal
         # The advantages, returns and the values the value loss clips around are then those of that policy's
         # critic too, over the rows' same rewards and successors (`Dataset.next_row`), not the acting one's.
@@ -440,7 +441,7 @@ def _update(
         for rows in np.split(perm, np.cumsum(sizes[:-1])):
             idx = torch.from_numpy(rows)
             mb = {k: t.index_select(0, idx) for k, t in tensors.items()}  # a gather, 5x faster than t[idx]
-            logp_all, new_value = minibatch_outputs(policy, obs, masks, rows, width, scratch)
+            logp_all, new_value = minibatch_outputs(policy, x, masks, rows, width, scratch)
             new_logp, entropy = pick(logp_all, mb["actions"]), entropy_of(logp_all)
             old_logp, weight = mb["log_probs"], None
             if "proximal" in mb:

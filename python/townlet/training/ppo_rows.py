@@ -62,9 +62,10 @@ def minibatch_outputs(
     width: int,
     scratch: Scratch | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every action's masked log-probability (m, A) and the values (m,) of a minibatch's `rows`. The network
-    computes `width` rows: the minibatch's, then copies of its first (`minibatches`), whose outputs are dropped; its
-    input gathered and prepared in one pass (in bfloat16 the core writes it)."""
+    """Every action's masked log-probability (m, A) and the values (m,) of a minibatch's `rows` of `obs` (the epoch's
+    observations or their `ActorCritic.epoch_input`). The network computes `width` rows: the minibatch's, then copies
+    of its first (`minibatches`), whose outputs are dropped; its input gathered in one pass
+    (`ActorCritic.minibatch`)."""
     m = len(rows)
     net = torch.from_numpy(rows if m == width else np.concatenate([rows, np.full(width - m, rows[0])]))
     logp_all, values = policy.log_softmax(policy.minibatch(obs, scratch, net), masks.index_select(0, net))
