@@ -416,11 +416,11 @@ def _update(
         expert = expert.clamp(min=0)
         tensors["expert"] = expert
         tensors["expert_ok"] = (masks.gather(-1, expert.unsqueeze(-1)).squeeze(-1) & given).float()
+    x = policy.epoch_input(obs, scratch)  # what the minibatches are gathered from
     # Collecting ahead (`ppo.overlap`) the rows were acted by the policy of one update before: the clip is then taken
     # to the proximal policy, this update's starting one, whose log-probabilities one pass without gradient computes
     # here, and each row's objective weighted by its probability under that policy over the acting one's (decoupled
     # PPO, Hilton et al. 2021). The ratio to the acting policy would clip rows the last update already moved.
-    x = policy.epoch_input(obs, scratch)  # what the minibatches are gathered from
     if cfg.overlap:
         proximal, values = proximal_outputs(policy, x, masks, tensors["actions"], sizes, width, scratch)
         tensors["proximal"] = proximal
