@@ -231,6 +231,12 @@ class SampleWriter:
             rows = arr.shape[0] if arr.ndim else 1
             row_bytes = data.nbytes // rows if rows else 0
             self.entries.append(_Entry(info, header, data, streamed, row_bytes))
+        # A streamed array's CRC starts from its header's; its rows extend it as they come (`_rows`).
+        streamed_entries = [e for e in self.entries if e.streamed]
+        for e, crc in zip(
+            streamed_entries, _core.crc32s([(0, [_u8(e.header)]) for e in streamed_entries]), strict=True
+        ):
+            e.crc = crc
         size = sum(30 + len(e.info.filename) + e.info.file_size for e in self.entries)
         self.zip64 = (
             any(e.info.file_size * 1.05 > _ZIP64_LIMIT for e in self.entries)
@@ -260,8 +266,8 @@ class SampleWriter:
             pwrite_all(fd, piece, at)
 
     def _rows(self, t0: int, t1: int) -> list[tuple[memoryview, int]]:
-        """Extend the streamed arrays' CRCs (from their headers, at row 0) over rows t0..t1, in one call of the
-        core; returns the writes they need (stored archives)."""
+        """Extend the streamed arrays' CRCs over rows t0..t1, in one call of the core; returns the writes they need
+        (stored archives)."""
         if t0 != self.rows_streamed:
             raise RuntimeError(f"{self.name}: rows {t0}..{t1} streamed after rows ..{self.rows_streamed}")
         self.rows_streamed = t1
@@ -270,7 +276,7 @@ class SampleWriter:
         jobs = []
         for e in streamed:
             piece = e.data[t0 * e.row_bytes : t1 * e.row_bytes]
-            jobs.append((e.crc, [_u8(e.header), _u8(piece)] if t0 == 0 else [_u8(piece)]))
+            jobs.append((e.crc, [_u8(piece)]))
             if self.planned and e.row_bytes:
                 writes.append((piece, e.data_offset + t0 * e.row_bytes))
         for e, crc in zip(streamed, _core.crc32s(jobs), strict=True):
