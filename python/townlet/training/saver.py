@@ -20,9 +20,8 @@ from townlet.training.warm_start import WarmStartPlan, run_config
 class PhaseSaver:
     """Writes a phase's checkpoints: the latest (with the training state a resume restores) at
     `path`, and the best-known agent (weights only) at `best_path`. A new best is held in memory
-    and written with the next save, so a run pays one write per checkpoint rather than one per
-    improving epoch, and the best file never runs ahead of the checkpoint a resume starts from
-    (which restores the best score)."""
+    and written with the next save (just before the latest), so a run pays one write per checkpoint rather than
+    one per improving epoch."""
 
     def __init__(
         self,
@@ -49,6 +48,10 @@ class PhaseSaver:
     def latest(self, policy: ActorCritic, *, epoch: int, steps: int, training: TrainingState | None) -> None:
         if self.path is None:
             return
+        # The best first: a run killed between the two writes then resumes from the checkpoint before, replays the
+        # same epochs and writes the same best again; written after, a kill between them left a best file behind the
+        # best score the latest checkpoint restores, which the resumed run never rewrote.
+        self._flush_best()
         save_checkpoint(
             self.path,
             policy,
@@ -64,7 +67,6 @@ class PhaseSaver:
             config_yaml=self.config_yaml,
             lineage_extra=self.lineage,
         )
-        self._flush_best()
 
     def offer_best(
         self, policy: ActorCritic, best: dict[str, Any] | None, steps: int, metadata: dict[str, Any] | None = None
