@@ -24,6 +24,7 @@ __all__ = [
     "draw_actions",
     "gae_rows",
     "obs_spec",
+    "ppo_loss",
     "relu_backward",
     "relu_backward_halves",
     "sha256_hex",
@@ -113,6 +114,35 @@ def draw_actions(
     `log_probs`: inverse CDF of the row's softmax at a uniform drawn from (`key`, row); a logit of
     about -1e8 (masked) is never drawn, nor, with `masks` (rows, actions), an action it does not allow
     (training/network.py, `draw`)."""
+
+def ppo_loss(
+    logits: npt.NDArray[np.float32],
+    values: npt.NDArray[np.float32],
+    masks: npt.NDArray[np.bool_],
+    actions: npt.NDArray[np.int64],
+    log_probs: npt.NDArray[np.float32],
+    proximal: npt.NDArray[np.float32] | None,
+    advantages: npt.NDArray[np.float32],
+    returns: npt.NDArray[np.float32],
+    old_values: npt.NDArray[np.float32],
+    expert: npt.NDArray[np.int64] | None,
+    expert_ok: npt.NDArray[np.float32] | None,
+    *,
+    clip_coef: float,
+    value_clip: float | None,
+    norm_adv: bool,
+    ent_coef: float,
+    vf_coef: float,
+    kickstart_coef: float,
+    grad_logits: npt.NDArray[np.float32],
+    grad_values: npt.NDArray[np.float32],
+) -> dict[str, float]:
+    """PPO's loss over a minibatch's rows from the network's `logits` (rows, actions), before the mask, and
+    `values` (rows,), in one pass: writes d loss / d logits (zero where masked) into `grad_logits` and d loss / d
+    values into `grad_values`, and returns the terms (`loss`, `pg_loss`, `v_loss`, `entropy`, `imitation`,
+    `approx_kl`, `clipfrac`, `adv_mean`, `adv_std`). With `proximal` the ratio is taken to it and each row
+    weighted by exp(proximal - log_probs); with `expert` and `expert_ok`, the kickstarting cross-entropy is added
+    (training/ppo_loss.py, `objective`). ValueError names a row whose mask allows no action or not its action."""
 
 def crc32s(jobs: list[tuple[int, list[npt.NDArray[np.uint8]]]]) -> list[int]:
     """The CRC-32 (zlib's) of each job's pieces (contiguous uint8 arrays) in order, continuing from the job's

@@ -33,7 +33,7 @@ from townlet import _core
 from townlet.sim.env import MOTIVE_LEISURE, MOTIVE_SHIFT
 from townlet.sim.settings import PPOConfig
 from townlet.training.envs import Batch, TrainEnv
-from townlet.training.network import ActorCritic, Scratch, entropy_of, pick
+from townlet.training.network import ActorCritic, Scratch
 
 # Step 4, log, lives in ppo_log; re-exported here.
 from townlet.training.ppo_log import EPISODE_KPIS as EPISODE_KPIS
@@ -42,8 +42,8 @@ from townlet.training.ppo_log import episode_kpis as episode_kpis
 from townlet.training.ppo_log import epoch_record as epoch_record
 from townlet.training.ppo_log import explained_variance as explained_variance
 from townlet.training.ppo_log import time_split as time_split
-from townlet.training.ppo_loss import approx_kl, clipped_surrogate, normalize, value_loss
-from townlet.training.ppo_rows import minibatch_outputs, proximal_outputs, successors
+from townlet.training.ppo_loss import objective
+from townlet.training.ppo_rows import minibatch_logits, proximal_outputs, successors
 from townlet.training.state import set_torch_generator_state, torch_generator_state
 
 
@@ -416,6 +416,7 @@ def _update(
         expert = expert.clamp(min=0)
         tensors["expert"] = expert
         tensors["expert_ok"] = (masks.gather(-1, expert.unsqueeze(-1)).squeeze(-1) & given).float()
+    tensors["masks"] = masks
     x = policy.epoch_input(obs, scratch)  # what the minibatches are gathered from
     # Collecting ahead (`ppo.overlap`) the rows were acted by the policy of one update before: the clip is then taken
     # to the proximal policy, this update's starting one, whose log-probabilities one pass without gradient computes
@@ -441,39 +442,22 @@ def _update(
         for rows in np.split(perm, np.cumsum(sizes[:-1])):
             idx = torch.from_numpy(rows)
             mb = {k: t.index_select(0, idx) for k, t in tensors.items()}  # a gather, 5x faster than t[idx]
-            logp_all, new_value = minibatch_outputs(policy, x, masks, rows, width, scratch)
-            new_logp, entropy = pick(logp_all, mb["actions"]), entropy_of(logp_all)
-            old_logp, weight = mb["log_probs"], None
-            if "proximal" in mb:
-                old_logp, weight = mb["proximal"], (mb["proximal"] - old_logp).exp()
-            logratio = new_logp - old_logp
-            ratio = logratio.exp()
-            with torch.no_grad():
-                st.kls.append(float(approx_kl(ratio, logratio)))
-                st.clipfracs.append(float(((ratio - 1.0).abs() > cfg.clip_coef).float().mean()))
-            adv = mb["advantages"]
-            st.adv_means.append(float(adv.mean()))
-            st.adv_stds.append(float(adv.std()) if len(adv) > 1 else 0.0)
-            if cfg.norm_adv and len(adv) > 1:
-                adv = normalize(adv)
-            pg_loss = clipped_surrogate(adv, ratio, cfg.clip_coef, weight)
-            ret, old_v = mb["returns"], mb["values"]
-            v_loss = value_loss(new_value, old_v, ret, cfg.clip_coef if cfg.clip_vloss else None)
-            ent = entropy.mean()
-            loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
+            logits, new_value = minibatch_logits(policy, x, masks, rows, width, scratch)
+            loss, terms = objective(logits, new_value, mb, cfg, kickstart)
+            st.kls.append(terms["approx_kl"])
+            st.clipfracs.append(terms["clipfrac"])
+            st.adv_means.append(terms["adv_mean"])
+            st.adv_stds.append(terms["adv_std"])
             if kickstart:
-                ok = mb["expert_ok"]
-                imitation = -(pick(logp_all, mb["expert"]) * ok).sum() / ok.sum().clamp(min=1.0)
-                loss = loss + cfg.kickstart_coef * imitation
-                st.imitation_losses.append(float(imitation.detach()))
+                st.imitation_losses.append(terms["imitation"])
             optimizer.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             grad_norm = nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
             optimizer.step()
             st.updates += 1
-            st.pg_losses.append(float(pg_loss.detach()))
-            st.v_losses.append(float(v_loss.detach()))
-            st.entropies.append(float(ent.detach()))
+            st.pg_losses.append(terms["pg_loss"])
+            st.v_losses.append(terms["v_loss"])
+            st.entropies.append(terms["entropy"])
             st.grad_norms.append(float(grad_norm))
             if rivalry_cols is not None:
                 st.feature_stats.append(rivalry_stats(mb["rivalry"], (0, 1)))

@@ -31,7 +31,7 @@ from townlet.sim.settings import MemoryConfig
 from townlet.training.envs import Batch, TrainEnv
 from townlet.training.network_memory import MemoryPolicy
 from townlet.training.ppo import Dataset, RolloutStats, UpdateStats, minibatches
-from townlet.training.ppo_loss import approx_kl, clipped_surrogate, normalize, value_loss
+from townlet.training.ppo_loss import objective
 from townlet.training.state import set_torch_generator_state, torch_generator_state
 
 
@@ -247,44 +247,32 @@ def _update(
             live = seqs.valid.index_select(0, idx)
             if not bool(live.any()):
                 continue
-            new_logp, entropy, new_value = policy.evaluate_sequence(
+            masks = seqs.masks.index_select(0, idx)
+            logits, new_value, _ = policy.sequence(
                 obs.index_select(0, idx),
-                seqs.masks.index_select(0, idx),
-                seqs.actions.index_select(0, idx),
+                masks,
                 seqs.initial_state.index_select(0, idx),
                 seqs.starts.index_select(0, idx),
             )
-
-            def pick(x: torch.Tensor, live: torch.Tensor = live) -> torch.Tensor:
-                return x[live]
-
-            old = {
-                k: pick(getattr(seqs, k).index_select(0, idx)) for k in ("log_probs", "values", "advantages", "returns")
+            # The live steps' rows, as the feed-forward update's minibatch (`ppo_loss.objective`).
+            picked = {
+                k: getattr(seqs, k).index_select(0, idx)[live]
+                for k in ("actions", "log_probs", "values", "advantages", "returns")
             }
-            logratio = pick(new_logp) - old["log_probs"]
-            ratio = logratio.exp()
-            with torch.no_grad():
-                st.kls.append(float(approx_kl(ratio, logratio)))
-                st.clipfracs.append(float(((ratio - 1.0).abs() > cfg.clip_coef).float().mean()))
-            adv = old["advantages"]
-            st.adv_means.append(float(adv.mean()))
-            st.adv_stds.append(float(adv.std()) if len(adv) > 1 else 0.0)
-            if cfg.norm_adv and len(adv) > 1:
-                adv = normalize(adv)
-            pg_loss = clipped_surrogate(adv, ratio, cfg.clip_coef)
-            v_loss = value_loss(
-                pick(new_value), old["values"], old["returns"], cfg.clip_coef if cfg.clip_vloss else None
-            )
-            ent = pick(entropy).mean()
-            loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
+            picked["masks"] = masks[live]
+            loss, terms = objective(logits[live], new_value[live], picked, cfg)
+            st.kls.append(terms["approx_kl"])
+            st.clipfracs.append(terms["clipfrac"])
+            st.adv_means.append(terms["adv_mean"])
+            st.adv_stds.append(terms["adv_std"])
             optimizer.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             grad_norm = nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
             optimizer.step()
             st.updates += 1
-            st.pg_losses.append(float(pg_loss.detach()))
-            st.v_losses.append(float(v_loss.detach()))
-            st.entropies.append(float(ent.detach()))
+            st.pg_losses.append(terms["pg_loss"])
+            st.v_losses.append(terms["v_loss"])
+            st.entropies.append(terms["entropy"])
             st.grad_norms.append(float(grad_norm))
         if cfg.target_kl is not None and np.mean(st.kls[-len(sizes) :]) > cfg.target_kl:
             st.early_stop = True

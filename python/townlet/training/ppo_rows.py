@@ -54,6 +54,29 @@ def proximal_outputs(
     return logp, values
 
 
+def minibatch_logits(
+    policy: ActorCritic,
+    obs: torch.Tensor,
+    masks: torch.Tensor,
+    rows: npt.NDArray[np.int64],
+    width: int,
+    scratch: Scratch | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits (width, A), before the mask where the policy computes them apart from it (`ActorCritic.unmasked`),
+    and the values (width,) of a minibatch's `rows` and, past them, copies of its first (`minibatch_outputs`): what
+    `ppo_loss.objective` takes."""
+    net = _padded(rows, width)
+    x = policy.minibatch(obs, scratch, net)
+    raw = policy.unmasked(x)
+    return raw if raw is not None else policy(x, masks.index_select(0, net))
+
+
+def _padded(rows: npt.NDArray[np.int64], width: int) -> torch.Tensor:
+    """`rows`, then copies of the first up to `width` rows."""
+    m = len(rows)
+    return torch.from_numpy(rows if m == width else np.concatenate([rows, np.full(width - m, rows[0])]))
+
+
 def minibatch_outputs(
     policy: ActorCritic,
     obs: torch.Tensor,
@@ -66,7 +89,6 @@ def minibatch_outputs(
     observations or their `ActorCritic.epoch_input`). The network computes `width` rows: the minibatch's, then copies
     of its first (`minibatches`), whose outputs are dropped; its input gathered in one pass
     (`ActorCritic.minibatch`)."""
-    m = len(rows)
-    net = torch.from_numpy(rows if m == width else np.concatenate([rows, np.full(width - m, rows[0])]))
+    m, net = len(rows), _padded(rows, width)
     logp_all, values = policy.log_softmax(policy.minibatch(obs, scratch, net), masks.index_select(0, net))
     return logp_all[:m], values[:m]

@@ -23,6 +23,7 @@ pub mod load;
 pub mod obs;
 pub mod personality;
 pub mod perturb;
+pub mod ppo_loss;
 pub mod queues;
 pub mod relu;
 pub mod reward_parts;

@@ -3,9 +3,9 @@
 //!
 //! One file per exposed class: `town` (Town), `vec_town` (VecTown), `rollout` (RolloutBuffer and
 //! `compute_gae`), `slabs` (`slab_rows` and `relu_backward(_halves)`, the learner's bfloat16 passes), `draw`
-//! (`draw_actions`, the collector's action draw), `digest` (`crc32s` and `sha256_hex`, the capture's
-//! checksums); module-level config functions in `config`; array checks in `arrays`; dicts built from core
-//! records in `convert`.
+//! (`draw_actions`, the collector's action draw), `ppo` (`ppo_loss`, the update's objective and its
+//! gradient), `digest` (`crc32s` and `sha256_hex`, the capture's checksums); module-level config functions in
+//! `config`; array checks in `arrays`; dicts built from core records in `convert`.
 
 mod arrays;
 mod config;
@@ -13,6 +13,7 @@ mod convert;
 mod digest;
 mod draw;
 mod errors;
+mod ppo;
 mod rollout;
 mod slabs;
 mod town;
@@ -39,6 +40,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(slabs::relu_backward, m)?)?;
     m.add_function(wrap_pyfunction!(slabs::relu_backward_halves, m)?)?;
     m.add_function(wrap_pyfunction!(draw::draw_actions, m)?)?;
+    m.add_function(wrap_pyfunction!(ppo::ppo_loss, m)?)?;
     m.add_function(wrap_pyfunction!(digest::crc32s, m)?)?;
     m.add_function(wrap_pyfunction!(digest::sha256_hex, m)?)?;
     m.add_function(wrap_pyfunction!(config::config_action_names, m)?)?;
