@@ -16,6 +16,26 @@
 /// probability is exactly zero and so is its gradient.
 const MASKED: f32 = -1e8;
 
+/// exp(x) for x <= 0 (a logit less the row's largest), to float32's precision (Cephes' `expf`: x = n ln 2 + r with
+/// |r| <= ln 2 / 2, exp(r) by a degree-6 polynomial, 2^n written into the exponent), below -87 as exp(-87):
+/// arithmetic alone, so that a loop of it runs on vector lanes, where the C library's `expf` is a call per value.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const ROUND: f32 = 12_582_912.0; // 1.5 x 2^23: adding it rounds to the nearest integer
+    let x = x.clamp(-87.0, 0.0);
+    let shifted = x * LOG2E + ROUND;
+    let n = shifted - ROUND;
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 1.666_666_5e-1)
+        * r
+        + 0.5;
+    let scale =
+        f32::from_bits(((shifted.to_bits() as i32 - ROUND.to_bits() as i32 + 127) << 23) as u32);
+    (p * r * r + r + 1.0) * scale
+}
+
 /// One minibatch's rows: `logits` (rows x actions, row-major, before the mask) and `values` are the network's
 /// outputs; the rest is the rollout's.
 pub struct LossRows<'a> {
@@ -135,35 +155,38 @@ pub fn ppo_loss(
     };
     let (lo, hi) = (1.0 - settings.clip_coef, 1.0 + settings.clip_coef);
     let per_row = inv as f32;
-    let mut logp = vec![0.0f32; a];
+    let (mut logp, mut prob) = (vec![0.0f32; a], vec![0.0f32; a]);
     for i in 0..n {
         let logits = &rows.logits[i * a..(i + 1) * a];
         let mask = &rows.masks[i * a..(i + 1) * a];
         let grad = &mut grad_logits[i * a..(i + 1) * a];
         // The masked log-softmax: max, then log of the sum of exponentials.
-        let mut max = f32::NEG_INFINITY;
-        for (&l, &ok) in logits.iter().zip(mask) {
-            if ok {
-                max = max.max(l);
-            }
-        }
+        let max = logits
+            .iter()
+            .zip(mask)
+            .fold(f32::NEG_INFINITY, |max, (&l, &ok)| {
+                max.max(if ok { l } else { f32::NEG_INFINITY })
+            });
         if max == f32::NEG_INFINITY {
             return Err(format!("row {i}: its mask allows no action"));
         }
-        let mut total = 0.0f32;
-        for (&l, &ok) in logits.iter().zip(mask) {
-            if ok {
-                total += (l - max).exp();
-            }
+        // exp(logit - max) once per action (0 where masked), then the probabilities, their logarithms and the
+        // entropy from them. Each loop without branches or calls, so that it runs on vector lanes.
+        for ((p, &l), &ok) in prob.iter_mut().zip(logits).zip(mask) {
+            let e = exp(l - max);
+            *p = if ok { e } else { 0.0 };
         }
-        let log_total = max + total.ln();
-        let mut entropy = 0.0f32;
-        for ((lp, &l), &ok) in logp.iter_mut().zip(logits).zip(mask) {
-            *lp = if ok { l - log_total } else { MASKED };
-            if ok {
-                entropy -= lp.exp() * *lp;
-            }
+        let total: f32 = prob.iter().sum();
+        let (log_total, inv_total) = (total.ln(), total.recip());
+        for (((p, lp), &l), &ok) in prob.iter_mut().zip(logp.iter_mut()).zip(logits).zip(mask) {
+            *p *= inv_total;
+            *lp = if ok { (l - max) - log_total } else { MASKED };
         }
+        let entropy = -prob
+            .iter()
+            .zip(&logp)
+            .map(|(&p, &lp)| if p > 0.0 { p * lp } else { 0.0 })
+            .sum::<f32>();
         let action = usize::try_from(rows.actions[i])
             .ok()
             .filter(|&k| k < a && mask[k])
@@ -220,20 +243,14 @@ pub fn ppo_loss(
         };
         let g_entropy = settings.ent_coef * per_row;
         let g_common = -g_logp_action + ok; // times p_k
-        for (k, ((g, &lp), &allowed)) in grad.iter_mut().zip(&logp).zip(mask).enumerate() {
-            if !allowed {
-                *g = 0.0;
-                continue;
-            }
-            let p = lp.exp();
-            let mut v = p * (g_common + g_entropy * (lp + entropy));
-            if k == action {
-                v += g_logp_action;
-            }
-            if k == expert {
-                v -= ok;
-            }
-            *g = v;
+                                            // A masked action's probability is 0, and so its gradient.
+        let g_action = g_common + g_entropy * entropy;
+        for ((g, &lp), &p) in grad.iter_mut().zip(&logp).zip(&prob) {
+            *g = p * (g_action + g_entropy * lp);
+        }
+        grad[action] += g_logp_action;
+        if expert < a {
+            grad[expert] -= ok;
         }
 
         // The value loss: half the squared error, the worse of the value and its clipped counterpart.
@@ -475,6 +492,19 @@ mod tests {
         assert!(
             (t.loss - (t.pg_loss - f64::from(0.01f32) * t.entropy + 0.5 * t.v_loss)).abs() < 1e-12
         );
+    }
+
+    #[test]
+    fn exp_is_exact_to_a_few_ulps() {
+        let mut worst = 0.0f64;
+        for k in 0..=870_000 {
+            let x = -(k as f32) * 1e-4;
+            let want = f64::from(x).exp();
+            worst = worst.max((f64::from(exp(x)) - want).abs() / want);
+        }
+        assert!(worst < 3e-7, "relative error {worst}");
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(exp(-1e8), exp(-87.0));
     }
 
     #[test]
