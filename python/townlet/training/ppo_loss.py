@@ -2,7 +2,7 @@
 recurrent one (training/ppo_recurrent.py): the clipped surrogate, the clipped value loss, advantage normalisation,
 the entropy bonus, kickstarting's cross-entropy and the KL estimate over a minibatch, with the gradient, in one pass
 of the core (`_core.ppo_loss`), where the same terms as torch expressions ran some forty small passes forward and
-as many backward under autograd: about a millisecond a minibatch of the default town's 2,304 rows, 0.1 ms in the
+as many backward under autograd: about a millisecond a minibatch of the default town's 2,304 rows, 0.2 ms in the
 core (tests/test_ppo_objective.py holds the two to the same values)."""
 
 from __future__ import annotations
