@@ -10,7 +10,7 @@ import numpy.typing as npt
 import torch
 
 from townlet import _core
-from townlet.training.network import ActorCritic, Scratch, pick
+from townlet.training.network import MASKED_LOGIT, ActorCritic, Scratch, pick
 
 
 def successors(
@@ -63,18 +63,15 @@ def minibatch_logits(
     scratch: Scratch | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The logits (width, A), before the mask where the policy computes them apart from it (`ActorCritic.unmasked`),
-    and the values (width,) of a minibatch's `rows` and, past them, copies of its first (`minibatch_outputs`): what
-    `ppo_loss.objective` takes."""
-    net = _padded(rows, width)
+    and the values (width,) of a minibatch's `rows` of `obs` (the epoch's observations or their
+    `ActorCritic.epoch_input`): what `ppo_loss.objective` takes. The network computes `width` rows: the minibatch's,
+    then copies of its first (`minibatches`), whose outputs are dropped; its input gathered in one pass
+    (`ActorCritic.minibatch`)."""
+    m = len(rows)
+    net = torch.from_numpy(rows if m == width else np.concatenate([rows, np.full(width - m, rows[0])]))
     x = policy.minibatch(obs, scratch, net)
     raw = policy.unmasked(x)
     return raw if raw is not None else policy(x, masks.index_select(0, net))
-
-
-def _padded(rows: npt.NDArray[np.int64], width: int) -> torch.Tensor:
-    """`rows`, then copies of the first up to `width` rows."""
-    m = len(rows)
-    return torch.from_numpy(rows if m == width else np.concatenate([rows, np.full(width - m, rows[0])]))
 
 
 def minibatch_outputs(
@@ -85,10 +82,9 @@ def minibatch_outputs(
     width: int,
     scratch: Scratch | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every action's masked log-probability (m, A) and the values (m,) of a minibatch's `rows` of `obs` (the epoch's
-    observations or their `ActorCritic.epoch_input`). The network computes `width` rows: the minibatch's, then copies
-    of its first (`minibatches`), whose outputs are dropped; its input gathered in one pass
-    (`ActorCritic.minibatch`)."""
-    m, net = len(rows), _padded(rows, width)
-    logp_all, values = policy.log_softmax(policy.minibatch(obs, scratch, net), masks.index_select(0, net))
-    return logp_all[:m], values[:m]
+    """Every action's masked log-probability (m, A) and the values (m,) of a minibatch's `rows`
+    (`minibatch_logits`, the padding's rows dropped)."""
+    m = len(rows)
+    logits, values = minibatch_logits(policy, obs, masks, rows, width, scratch)
+    allowed = masks.index_select(0, torch.from_numpy(rows))
+    return torch.log_softmax(logits[:m].masked_fill(~allowed, MASKED_LOGIT), -1), values[:m]
