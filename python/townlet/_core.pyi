@@ -23,10 +23,11 @@ __all__ = [
     "crc32s",
     "draw_actions",
     "gae_rows",
+    "heads_backward",
+    "heads_forward",
     "obs_spec",
     "ppo_loss",
     "relu_backward",
-    "relu_backward_halves",
     "sha256_hex",
     "slab_rows",
     "validate_config",
@@ -92,16 +93,37 @@ def relu_backward(
     layer's output) is positive, else 0; `col_sums` (cols,) the float32 sums of `dst`'s columns,
     row by row (training/network_bf16.py, `linear_relu`)."""
 
-def relu_backward_halves(
-    left: npt.NDArray[np.float32],
-    right: npt.NDArray[np.float32],
-    out: npt.NDArray[np.uint16],
-    dst: npt.NDArray[np.uint16],
-    col_sums: npt.NDArray[np.float32],
+def heads_forward(
+    h: npt.NDArray[np.uint16],
+    policy: npt.NDArray[np.float32],
+    policy_bias: npt.NDArray[np.float32],
+    value: npt.NDArray[np.float32],
+    value_bias: npt.NDArray[np.float32],
+    logits: npt.NDArray[np.float32],
+    values: npt.NDArray[np.float32],
 ) -> None:
-    """`relu_backward` of a float32 gradient given as two blocks side by side (`left` the first
-    columns, `right` the rest), each value rounded to bfloat16 first (training/network.py,
-    `HiddenHeads`)."""
+    """The policy's float32 heads over its bfloat16 hidden layer `h` (rows, 2 * half; bits): `logits` (rows,
+    actions) = h[:, :half] @ policy^T + policy_bias and `values` (rows,) = h[:, half:] @ value^T + value_bias, from
+    `policy` (actions, half), `policy_bias` (actions,), `value` (1, half) and `value_bias` (1,); every sum in a
+    fixed order of fused multiply-adds (training/network_bf16.py, `HiddenHeads`)."""
+
+def heads_backward(
+    g_logits: npt.NDArray[np.float32],
+    g_values: npt.NDArray[np.float32],
+    h: npt.NDArray[np.uint16],
+    policy: npt.NDArray[np.float32],
+    value: npt.NDArray[np.float32],
+    g_hidden: npt.NDArray[np.uint16],
+    hidden_bias: npt.NDArray[np.float32],
+    g_policy: npt.NDArray[np.float32],
+    g_policy_bias: npt.NDArray[np.float32],
+    g_value: npt.NDArray[np.float32],
+    g_value_bias: npt.NDArray[np.float32],
+) -> None:
+    """`heads_forward`'s backward from `g_logits` (rows, actions) and `g_values` (rows,): the hidden layer's gradient
+    `g_hidden` (as `h`; each head's float32 gradient rounded to bfloat16, zero where `h` is not positive), its
+    float32 column sums `hidden_bias` (2 * half,), and the heads' weight gradients (the weights' shapes; sums over
+    the rows in order)."""
 
 def draw_actions(
     logits: npt.NDArray[np.float32],

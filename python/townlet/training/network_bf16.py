@@ -3,7 +3,8 @@
 `ConvAsRows` computes the map encoder's convolution as one matrix product per output row of the map;
 `linear_relu` is a bfloat16 layer, relu(x @ weight^T + bias), with oneDNN's fused product forward and
 a backward whose masking and bias sums are one pass of the core (`_core.relu_backward`);
-`HiddenHeads` is the actor's and critic's hidden layers as one such layer, then the float32 heads.
+`HiddenHeads` is the actor's and critic's hidden layers as one such layer, then the float32 heads (the core's
+`heads_forward` and `heads_backward`).
 """
 
 from __future__ import annotations
@@ -82,12 +83,19 @@ def linear_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> to
     return out
 
 
+def _f32(t: torch.Tensor) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """A float32 tensor's values as a C-ordered numpy array (shared where it is contiguous)."""
+    return t.detach().contiguous().numpy()
+
+
 class HiddenHeads(torch.autograd.Function):
     """The actor's and critic's hidden layers as one bfloat16 layer, h = relu(z @ hidden^T + b) (B,
     2 * half), then the float32 heads, logits = h[:, :half] @ policy^T + b and value = h[:, half:] @
-    value^T + b. Its backward takes the hidden layer's float32 gradient from the two heads' halves
-    straight to the masked bfloat16 gradient (the core's `relu_backward_halves`), where autograd
-    converted each half, joined them and masked them, each a pass."""
+    value^T + b, both computed by the core in one pass over `h` (`_core.heads_forward`), where torch
+    converted `h` to float32 and ran two small products. Its backward is the core's too
+    (`_core.heads_backward`): the hidden layer's masked bfloat16 gradient, its bias sums and the heads'
+    weight gradients in one pass, where autograd ran four small products, a join, a rounding and the
+    mask; then the hidden layer's two bfloat16 products."""
 
     @staticmethod
     def outputs(
@@ -98,42 +106,34 @@ class HiddenHeads(torch.autograd.Function):
         policy_bias: torch.Tensor,
         value: torch.Tensor,
         value_bias: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(logits, values, h, h in float32)."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits, values, h)."""
         h = linear_relu_forward(z, hidden, hidden_bias)
-        h32 = h.float()
-        half = h32.shape[1] // 2
-        actor, critic = h32[:, :half], h32[:, half:]
-        logits = torch.addmm(policy_bias, actor, policy.t())
-        return logits, torch.addmm(value_bias, critic, value.t()).squeeze(-1), h, h32
+        logits, values = torch.empty(h.shape[0], policy.shape[0]), torch.empty(h.shape[0])
+        _core.heads_forward(
+            bits(h), _f32(policy), _f32(policy_bias), _f32(value), _f32(value_bias), logits.numpy(), values.numpy()
+        )
+        return logits, values, h
 
     @staticmethod
     def forward(ctx: Any, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, values, h, h32 = HiddenHeads.outputs(*args)
+        logits, values, h = HiddenHeads.outputs(*args)
         z, hidden, _, policy, _, value, _ = args
-        ctx.save_for_backward(z, hidden, h, h32, policy, value)
+        ctx.save_for_backward(z, hidden, h, policy, value)
         return logits, values
 
     @staticmethod
     def backward(ctx: Any, g_logits: torch.Tensor, g_values: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        z, hidden, h, h32, policy, value = ctx.saved_tensors
-        half = h32.shape[1] // 2
-        actor, critic = h32[:, :half], h32[:, half:]
-        g_values = g_values.unsqueeze(1)
-        g_actor, g_critic = g_logits.mm(policy), g_values.mm(value)
-        g = torch.empty_like(h)
-        sums = torch.empty(h.shape[1])
-        _core.relu_backward_halves(g_actor.numpy(), g_critic.numpy(), bits(h), bits(g), sums.numpy())
+        z, hidden, h, policy, value = ctx.saved_tensors
+        g, sums = torch.empty_like(h), torch.empty(h.shape[1])
+        g_policy, g_policy_bias = torch.empty_like(policy), torch.empty(policy.shape[0])
+        g_value, g_value_bias = torch.empty_like(value), torch.empty(1)
+        _core.heads_backward(
+            _f32(g_logits), _f32(g_values), bits(h), _f32(policy), _f32(value), bits(g), sums.numpy(),
+            g_policy.numpy(), g_policy_bias.numpy(), g_value.numpy(), g_value_bias.numpy(),
+        )  # fmt: skip
         g_z = g.mm(hidden) if ctx.needs_input_grad[0] else None
-        return (
-            g_z,
-            g.t().mm(z),
-            sums.to(h.dtype),
-            g_logits.t().mm(actor),
-            g_logits.sum(0),
-            g_values.t().mm(critic),
-            g_values.sum(0),
-        )
+        return g_z, g.t().mm(z), sums.to(h.dtype), g_policy, g_policy_bias, g_value, g_value_bias
 
 
 class ConvAsRows:

@@ -17,6 +17,7 @@ pub mod employment;
 pub mod events;
 pub mod expert;
 pub mod grid;
+pub mod heads;
 pub mod ids;
 pub mod lifecycle;
 pub mod load;

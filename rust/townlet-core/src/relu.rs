@@ -1,33 +1,17 @@
 //! The learner's ReLU backward in bfloat16, in one pass.
 //!
-//! A hidden layer of the policy (python/townlet/training/network_bf16.py, `linear_relu` and
-//! `HiddenHeads`) computes `out = relu(x @ w^T + b)` in bfloat16. Its backward needs the gradient masked where the
-//! output was not positive (torch's `threshold_backward`) and that gradient's column sums (the
-//! bias's gradient); the hidden layer under the float32 heads first needs its float32 gradient,
-//! joined from the two heads' halves, rounded to bfloat16. Torch runs each of those as its own pass
-//! over memory, and its bfloat16 elementwise kernels run at a fraction of memory speed; here they
-//! are one pass, on the bits.
+//! A hidden layer of the policy (python/townlet/training/network_bf16.py, `linear_relu`) computes
+//! `out = relu(x @ w^T + b)` in bfloat16. Its backward needs the gradient masked where the output was not positive
+//! (torch's `threshold_backward`) and that gradient's column sums (the bias's gradient). Torch runs each as its own
+//! pass over memory, and its bfloat16 elementwise kernels run at a fraction of memory speed; here they are one pass,
+//! on the bits. (The hidden layer under the float32 heads has its own pass, `heads::heads_backward`.)
 
-use crate::slabs::bf16_bits;
-
-/// The incoming gradient of a ReLU layer's output.
-#[derive(Clone, Copy, Debug)]
-pub enum Grad<'a> {
-    /// bfloat16 bits, `rows * cols` values, row-major.
-    Bf16(&'a [u16]),
-    /// float32 in two blocks side by side: `left` holds the first `cols_left` columns of each
-    /// row (`rows * cols_left` values), `right` the rest; each value rounds to bfloat16 (as
-    /// torch's `Tensor.to(torch.bfloat16)`) before the mask.
-    F32Halves { left: &'a [f32], right: &'a [f32] },
-}
-
-/// The gradient through `relu`: `dst[i]` is the gradient's `i`th value (in bfloat16) where
-/// `out[i]`, the layer's output in bfloat16 bits, is positive, else zero (torch's
-/// `threshold_backward(grad, out, 0)`, the same bits); `col_sums[c]` is the sum of column `c` of
-/// `dst` in float32, row by row in order. `out` and `dst` hold `rows * cols` values with
-/// `cols = col_sums.len()`. Errors name the slice whose length is wrong; nothing is written then.
+/// The gradient through `relu`: `dst[i]` is `grad[i]` (bfloat16 bits) where `out[i]`, the layer's output in
+/// bfloat16 bits, is positive, else zero (torch's `threshold_backward(grad, out, 0)`, the same bits); `col_sums[c]`
+/// is the sum of column `c` of `dst` in float32, row by row in order. `grad`, `out` and `dst` hold `rows * cols`
+/// values with `cols = col_sums.len()`. Errors name the slice whose length is wrong; nothing is written then.
 pub fn relu_backward(
-    grad: Grad<'_>,
+    grad: &[u16],
     out: &[u16],
     dst: &mut [u16],
     col_sums: &mut [f32],
@@ -39,7 +23,6 @@ pub fn relu_backward(
             out.len()
         ));
     }
-    let rows = out.len() / cols;
     if dst.len() != out.len() {
         return Err(format!(
             "dst has {} values, expected {} (as out)",
@@ -47,31 +30,12 @@ pub fn relu_backward(
             out.len()
         ));
     }
-    match grad {
-        Grad::Bf16(g) if g.len() != out.len() => {
-            return Err(format!(
-                "grad has {} values, expected {} (as out)",
-                g.len(),
-                out.len()
-            ))
-        }
-        Grad::F32Halves { left, right } => {
-            if rows == 0 || !left.len().is_multiple_of(rows) || left.len() / rows > cols {
-                return Err(format!(
-                    "grad's left block has {} values, not {rows} rows of at most {cols}",
-                    left.len()
-                ));
-            }
-            if left.len() + right.len() != out.len() {
-                return Err(format!(
-                    "grad's blocks have {} + {} values, expected {} (as out)",
-                    left.len(),
-                    right.len(),
-                    out.len()
-                ));
-            }
-        }
-        Grad::Bf16(_) => {}
+    if grad.len() != out.len() {
+        return Err(format!(
+            "grad has {} values, expected {} (as out)",
+            grad.len(),
+            out.len()
+        ));
     }
     col_sums.fill(0.0);
     #[cfg(target_arch = "x86_64")]
@@ -87,47 +51,27 @@ pub fn relu_backward(
 /// `backward` compiled for AVX2 (16 values a step where the baseline build takes 8).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn backward_avx2(grad: Grad<'_>, out: &[u16], dst: &mut [u16], col_sums: &mut [f32]) {
+fn backward_avx2(grad: &[u16], out: &[u16], dst: &mut [u16], col_sums: &mut [f32]) {
     backward(grad, out, dst, col_sums)
 }
 
 /// The checked arguments' pass, row by row.
 #[inline(always)]
-fn backward(grad: Grad<'_>, out: &[u16], dst: &mut [u16], col_sums: &mut [f32]) {
+fn backward(grad: &[u16], out: &[u16], dst: &mut [u16], col_sums: &mut [f32]) {
     let cols = col_sums.len();
-    match grad {
-        Grad::Bf16(g) => {
-            for ((o, g), d) in out
-                .chunks_exact(cols)
-                .zip(g.chunks_exact(cols))
-                .zip(dst.chunks_exact_mut(cols))
-            {
-                mask_row(o, g.iter().copied(), d, col_sums);
-            }
-        }
-        Grad::F32Halves { left, right } => {
-            let cl = left.len() / (out.len() / cols);
-            let cr = cols - cl;
-            let (sums_l, sums_r) = col_sums.split_at_mut(cl);
-            for (r, (o, d)) in out
-                .chunks_exact(cols)
-                .zip(dst.chunks_exact_mut(cols))
-                .enumerate()
-            {
-                let (ol, or) = o.split_at(cl);
-                let (dl, dr) = d.split_at_mut(cl);
-                let (gl, gr) = (&left[r * cl..(r + 1) * cl], &right[r * cr..(r + 1) * cr]);
-                mask_row(ol, gl.iter().map(|&x| bf16_bits(x)), dl, sums_l);
-                mask_row(or, gr.iter().map(|&x| bf16_bits(x)), dr, sums_r);
-            }
-        }
+    for ((o, g), d) in out
+        .chunks_exact(cols)
+        .zip(grad.chunks_exact(cols))
+        .zip(dst.chunks_exact_mut(cols))
+    {
+        mask_row(o, g.iter().copied(), d, col_sums);
     }
 }
 
 /// One row: `d[c] = g[c]` where `o[c]` is positive (its bits, as a signed integer, above zero:
 /// the sign bit clear and not +0), else 0; `sums[c] += d[c]`. Branch-free, so that it vectorises.
 #[inline(always)]
-fn mask_row(o: &[u16], g: impl Iterator<Item = u16>, d: &mut [u16], sums: &mut [f32]) {
+pub(crate) fn mask_row(o: &[u16], g: impl Iterator<Item = u16>, d: &mut [u16], sums: &mut [f32]) {
     for (((&o, g), d), s) in o.iter().zip(g).zip(d.iter_mut()).zip(sums.iter_mut()) {
         let keep = ((o as i16) > 0) as u16;
         let m = g & keep.wrapping_neg();
@@ -139,6 +83,7 @@ fn mask_row(o: &[u16], g: impl Iterator<Item = u16>, d: &mut [u16], sums: &mut [
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::slabs::bf16_bits;
 
     fn bits(x: f32) -> u16 {
         bf16_bits(x)
@@ -164,52 +109,21 @@ mod tests {
             bits(1.0),
         ];
         let (mut dst, mut sums) = ([0xFFFF_u16; 6], [9.0_f32; 2]);
-        relu_backward(Grad::Bf16(&grad), &out, &mut dst, &mut sums).unwrap();
+        relu_backward(&grad, &out, &mut dst, &mut sums).unwrap();
         assert_eq!(dst, [bits(0.5), 0, 0, bits(-1.5), bits(0.25), bits(1.0)]);
         assert_eq!(sums, [0.75, -0.5]);
-    }
-
-    #[test]
-    fn float32_halves_round_then_mask() {
-        // 2 rows of 3 columns: 1 from the left block, 2 from the right.
-        let out = [bits(1.0), bits(1.0), 0, bits(1.0), 0, bits(1.0)];
-        let left = [1.0 + 1.0 / 256.0, 4.0]; // a tie: rounds to even (1.0)
-        let right = [2.0, 5.0, 6.0, -3.0];
-        let (mut dst, mut sums) = ([0_u16; 6], [0.0_f32; 3]);
-        let grad = Grad::F32Halves {
-            left: &left,
-            right: &right,
-        };
-        relu_backward(grad, &out, &mut dst, &mut sums).unwrap();
-        assert_eq!(dst, [bits(1.0), bits(2.0), 0, bits(4.0), 0, bits(-3.0)]);
-        assert_eq!(sums, [5.0, 2.0, -3.0]);
     }
 
     #[test]
     fn refuses_lengths_that_do_not_fit() {
         let out = [0_u16; 6];
         let (mut dst, mut sums) = ([0_u16; 6], [0.0_f32; 4]);
-        let err = relu_backward(Grad::Bf16(&[0; 6]), &out, &mut dst, &mut sums).unwrap_err();
+        let err = relu_backward(&[0; 6], &out, &mut dst, &mut sums).unwrap_err();
         assert!(err.contains("not a whole number of rows of 4"), "{err}");
         let mut sums = [0.0_f32; 3];
-        let err = relu_backward(Grad::Bf16(&[0; 5]), &out, &mut dst, &mut sums).unwrap_err();
+        let err = relu_backward(&[0; 5], &out, &mut dst, &mut sums).unwrap_err();
         assert!(err.contains("grad has 5 values, expected 6"), "{err}");
-        let err = relu_backward(Grad::Bf16(&[0; 6]), &out, &mut dst[..4], &mut sums).unwrap_err();
+        let err = relu_backward(&[0; 6], &out, &mut dst[..4], &mut sums).unwrap_err();
         assert!(err.contains("dst has 4 values"), "{err}");
-        let halves = Grad::F32Halves {
-            left: &[0.0; 2],
-            right: &[0.0; 3],
-        };
-        let err = relu_backward(halves, &out, &mut dst, &mut sums).unwrap_err();
-        assert!(
-            err.contains("blocks have 2 + 3 values, expected 6"),
-            "{err}"
-        );
-        let halves = Grad::F32Halves {
-            left: &[0.0; 3],
-            right: &[0.0; 3],
-        };
-        let err = relu_backward(halves, &out, &mut dst, &mut sums).unwrap_err();
-        assert!(err.contains("not 2 rows of at most 3"), "{err}");
     }
 }

@@ -38,7 +38,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rollout::gae_rows, m)?)?;
     m.add_function(wrap_pyfunction!(slabs::slab_rows, m)?)?;
     m.add_function(wrap_pyfunction!(slabs::relu_backward, m)?)?;
-    m.add_function(wrap_pyfunction!(slabs::relu_backward_halves, m)?)?;
+    m.add_function(wrap_pyfunction!(slabs::heads_forward, m)?)?;
+    m.add_function(wrap_pyfunction!(slabs::heads_backward, m)?)?;
     m.add_function(wrap_pyfunction!(draw::draw_actions, m)?)?;
     m.add_function(wrap_pyfunction!(ppo::ppo_loss, m)?)?;
     m.add_function(wrap_pyfunction!(digest::crc32s, m)?)?;

@@ -1,7 +1,7 @@
 //! The learner's bfloat16 passes, each into a caller's array with the GIL released: `slab_rows`
 //! (its input rows gathered from float32 observations, `townlet_core::slabs`) and
-//! `relu_backward` / `relu_backward_halves` (the gradient through a ReLU layer and its column
-//! sums, `townlet_core::relu`).
+//! `relu_backward` (the gradient through a ReLU layer and its column sums, `townlet_core::relu`),
+//! and `heads_forward` / `heads_backward` (the float32 heads over the last hidden layer, `townlet_core::heads`).
 
 use crate::arrays::c_order;
 use crate::errors::value_err;
@@ -9,7 +9,8 @@ use numpy::{
     PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1, PyReadwriteArray2, PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
-use townlet_core::relu::{self, Grad};
+use townlet_core::heads::{self, HeadGrads, HeadWeights};
+use townlet_core::relu;
 use townlet_core::slabs::{self, Placement, SlabLayout};
 
 /// Write observation `rows[k]` of `obs` (N, C*H*W + F) float32 as learner row `k` of `out`
@@ -85,43 +86,97 @@ pub fn relu_backward(
     ])?;
     let (g, o) = (grad.as_slice()?, out.as_slice()?);
     let (d, s) = (dst.as_slice_mut()?, col_sums.as_slice_mut()?);
-    py.detach(|| relu::relu_backward(Grad::Bf16(g), o, d, s))
+    py.detach(|| relu::relu_backward(g, o, d, s))
         .map_err(value_err)
 }
 
-/// `relu_backward` of a float32 gradient given as two blocks side by side, `left` (rows,
-/// cols_left) and `right` (rows, cols - cols_left), each value rounded to bfloat16 first.
+/// The policy's float32 heads over its bfloat16 hidden layer `h` (rows, 2 * half; bits as uint16): `logits`
+/// (rows, actions) and `values` (rows,) from `policy` (actions, half), `policy_bias` (actions,), `value` (1, half)
+/// and `value_bias` (1,) (`townlet_core::heads::heads_forward`).
 #[pyfunction]
-pub fn relu_backward_halves(
+#[allow(clippy::too_many_arguments)]
+pub fn heads_forward(
     py: Python<'_>,
-    left: PyReadonlyArray2<'_, f32>,
-    right: PyReadonlyArray2<'_, f32>,
-    out: PyReadonlyArray2<'_, u16>,
-    mut dst: PyReadwriteArray2<'_, u16>,
-    mut col_sums: PyReadwriteArray1<'_, f32>,
+    h: PyReadonlyArray2<'_, u16>,
+    policy: PyReadonlyArray2<'_, f32>,
+    policy_bias: PyReadonlyArray1<'_, f32>,
+    value: PyReadonlyArray2<'_, f32>,
+    value_bias: PyReadonlyArray1<'_, f32>,
+    mut logits: PyReadwriteArray2<'_, f32>,
+    mut values: PyReadwriteArray1<'_, f32>,
 ) -> PyResult<()> {
-    let (rows, cols) = (out.shape()[0], out.shape()[1]);
-    let (l, r) = (left.shape(), right.shape());
-    if l[0] != rows || r[0] != rows || l[1] + r[1] != cols {
-        return Err(value_err(format!(
-            "left {l:?} and right {r:?} do not make out's shape [{rows}, {cols}] side by side"
-        )));
-    }
-    layer_shapes(out.shape(), &[("dst", dst.shape())], col_sums.len())?;
     c_order(&[
-        ("left", left.is_c_contiguous()),
-        ("right", right.is_c_contiguous()),
-        ("out", out.is_c_contiguous()),
-        ("dst", dst.is_c_contiguous()),
+        ("h", h.is_c_contiguous()),
+        ("policy", policy.is_c_contiguous()),
+        ("value", value.is_c_contiguous()),
+        ("logits", logits.is_c_contiguous()),
     ])?;
-    let (gl, gr, o) = (left.as_slice()?, right.as_slice()?, out.as_slice()?);
-    let (d, s) = (dst.as_slice_mut()?, col_sums.as_slice_mut()?);
-    let grad = Grad::F32Halves {
-        left: gl,
-        right: gr,
+    let vb = one_value("value_bias", value_bias.as_slice()?)?;
+    let w = HeadWeights {
+        policy: policy.as_slice()?,
+        policy_bias: policy_bias.as_slice()?,
+        value: value.as_slice()?,
+        value_bias: vb,
     };
-    py.detach(|| relu::relu_backward(grad, o, d, s))
+    let hb = h.as_slice()?;
+    let (l, v) = (logits.as_slice_mut()?, values.as_slice_mut()?);
+    py.detach(|| heads::heads_forward(hb, &w, l, v))
         .map_err(value_err)
+}
+
+/// The heads' backward (`townlet_core::heads::heads_backward`): from `g_logits` (rows, actions) and `g_values`
+/// (rows,), writes the hidden layer's masked bfloat16 gradient `g_hidden` (as `h`), its float32 column sums
+/// `hidden_bias` (2 * half,), and the heads' weight gradients `g_policy`, `g_policy_bias`, `g_value` and
+/// `g_value_bias` (the weights' shapes).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+pub fn heads_backward(
+    py: Python<'_>,
+    g_logits: PyReadonlyArray2<'_, f32>,
+    g_values: PyReadonlyArray1<'_, f32>,
+    h: PyReadonlyArray2<'_, u16>,
+    policy: PyReadonlyArray2<'_, f32>,
+    value: PyReadonlyArray2<'_, f32>,
+    mut g_hidden: PyReadwriteArray2<'_, u16>,
+    mut hidden_bias: PyReadwriteArray1<'_, f32>,
+    mut g_policy: PyReadwriteArray2<'_, f32>,
+    mut g_policy_bias: PyReadwriteArray1<'_, f32>,
+    mut g_value: PyReadwriteArray2<'_, f32>,
+    mut g_value_bias: PyReadwriteArray1<'_, f32>,
+) -> PyResult<()> {
+    c_order(&[
+        ("g_logits", g_logits.is_c_contiguous()),
+        ("h", h.is_c_contiguous()),
+        ("policy", policy.is_c_contiguous()),
+        ("value", value.is_c_contiguous()),
+        ("g_hidden", g_hidden.is_c_contiguous()),
+        ("g_policy", g_policy.is_c_contiguous()),
+        ("g_value", g_value.is_c_contiguous()),
+    ])?;
+    let gvb = g_value_bias.as_slice_mut()?;
+    one_value("g_value_bias", gvb)?;
+    let weights = (policy.as_slice()?, value.as_slice()?);
+    let (gl, gv, hb) = (g_logits.as_slice()?, g_values.as_slice()?, h.as_slice()?);
+    let (gh, sums) = (g_hidden.as_slice_mut()?, hidden_bias.as_slice_mut()?);
+    let grads = HeadGrads {
+        policy: g_policy.as_slice_mut()?,
+        policy_bias: g_policy_bias.as_slice_mut()?,
+        value: g_value.as_slice_mut()?,
+        value_bias: &mut gvb[0],
+    };
+    py.detach(|| heads::heads_backward(gl, gv, hb, weights, gh, sums, grads))
+        .map_err(value_err)
+}
+
+/// The one value of a (1,) array, or an error naming it.
+fn one_value(name: &str, values: &[f32]) -> PyResult<f32> {
+    match values {
+        [x] => Ok(*x),
+        _ => Err(value_err(format!(
+            "{name} has {} values, expected 1",
+            values.len()
+        ))),
+    }
 }
 
 /// An error unless each named array has `out`'s shape and `out` has `cols` columns.
