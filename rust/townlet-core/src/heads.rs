@@ -435,6 +435,62 @@ mod tests {
         }
     }
 
+    /// The backward's outputs for `rows` rows, `half` units and `actions` actions, each filled with `fill` (a call
+    /// overwrites them).
+    #[derive(Debug, PartialEq)]
+    struct Outs {
+        g_hidden: Vec<u16>,
+        sums: Vec<f32>,
+        policy: Vec<f32>,
+        policy_bias: Vec<f32>,
+        value: Vec<f32>,
+        value_bias: f32,
+    }
+
+    impl Outs {
+        fn new(rows: usize, half: usize, actions: usize, fill: f32) -> Outs {
+            Outs {
+                g_hidden: vec![bf16_bits(fill); rows * 2 * half],
+                sums: vec![fill; 2 * half],
+                policy: vec![fill; actions * half],
+                policy_bias: vec![fill; actions],
+                value: vec![fill; half],
+                value_bias: fill,
+            }
+        }
+
+        /// `c`'s backward into these: `heads_backward`, or with `plain` the pass without the vector build.
+        fn backward(&mut self, c: &Case, plain: bool) -> Result<(), String> {
+            let grads = HeadGrads {
+                policy: &mut self.policy,
+                policy_bias: &mut self.policy_bias,
+                value: &mut self.value,
+                value_bias: &mut self.value_bias,
+            };
+            if plain {
+                let job = Backward {
+                    g_logits: &c.g_logits,
+                    g_values: &c.g_values,
+                    h: &c.h,
+                    policy: &c.policy,
+                    value: &c.value,
+                };
+                backward(&job, &mut self.g_hidden, &mut self.sums, grads);
+                return Ok(());
+            }
+            let weights = (c.policy.as_slice(), c.value.as_slice());
+            heads_backward(
+                &c.g_logits,
+                &c.g_values,
+                &c.h,
+                weights,
+                &mut self.g_hidden,
+                &mut self.sums,
+                grads,
+            )
+        }
+    }
+
     #[test]
     fn the_forward_is_the_two_products() {
         let (rows, half, actions) = (5, 20, 3);
@@ -468,29 +524,16 @@ mod tests {
     fn the_backward_is_the_chain_rule() {
         let (rows, half, actions) = (7, 70, 4); // 64 units in registers, 6 after
         let c = Case::new(rows, half, actions);
-        let (mut g_hidden, mut sums) = (vec![0xFFFF_u16; rows * 2 * half], vec![9.0; 2 * half]);
-        let (mut gp, mut gpb, mut gv, mut gvb) = (
-            vec![9.0; actions * half],
-            vec![9.0; actions],
-            vec![9.0; half],
-            9.0,
+        let mut o = Outs::new(rows, half, actions, 9.0);
+        o.backward(&c, false).unwrap();
+        let (g_hidden, sums, gp, gpb, gv, gvb) = (
+            o.g_hidden,
+            o.sums,
+            o.policy,
+            o.policy_bias,
+            o.value,
+            o.value_bias,
         );
-        let grads = HeadGrads {
-            policy: &mut gp,
-            policy_bias: &mut gpb,
-            value: &mut gv,
-            value_bias: &mut gvb,
-        };
-        heads_backward(
-            &c.g_logits,
-            &c.g_values,
-            &c.h,
-            (&c.policy, &c.value),
-            &mut g_hidden,
-            &mut sums,
-            grads,
-        )
-        .unwrap();
         let hv = |r: usize, k: usize| f64::from(f32_of(c.h[r * 2 * half + k]));
         let mut want_sums = vec![0.0_f64; 2 * half];
         for r in 0..rows {
@@ -566,41 +609,9 @@ mod tests {
         let (rows, half, actions) = (6, 130, 5);
         let c = Case::new(rows, half, actions);
         let run = |plain: bool| {
-            let (mut gh, mut sums) = (vec![0_u16; rows * 2 * half], vec![0.0; 2 * half]);
-            let (mut gp, mut gpb, mut gv, mut gvb) = (
-                vec![0.0; actions * half],
-                vec![0.0; actions],
-                vec![0.0; half],
-                0.0,
-            );
-            let grads = HeadGrads {
-                policy: &mut gp,
-                policy_bias: &mut gpb,
-                value: &mut gv,
-                value_bias: &mut gvb,
-            };
-            if plain {
-                let job = Backward {
-                    g_logits: &c.g_logits,
-                    g_values: &c.g_values,
-                    h: &c.h,
-                    policy: &c.policy,
-                    value: &c.value,
-                };
-                backward(&job, &mut gh, &mut sums, grads);
-            } else {
-                heads_backward(
-                    &c.g_logits,
-                    &c.g_values,
-                    &c.h,
-                    (&c.policy, &c.value),
-                    &mut gh,
-                    &mut sums,
-                    grads,
-                )
-                .unwrap();
-            }
-            (gh, sums, gp, gpb, gv, gvb)
+            let mut o = Outs::new(rows, half, actions, 0.0);
+            o.backward(&c, plain).unwrap();
+            o
         };
         assert_eq!(run(true), run(false));
     }
@@ -620,24 +631,9 @@ mod tests {
         };
         let err = heads_forward(&c.h, &short, &mut logits, &mut values).unwrap_err();
         assert!(err.contains("value has 7 values, expected 8"), "{err}");
-        let (mut gh, mut sums) = (vec![0; 48], vec![0.0; 15]);
-        let (mut gp, mut gpb, mut gv, mut gvb) = (vec![0.0; 16], vec![0.0; 2], vec![0.0; 8], 0.0);
-        let grads = HeadGrads {
-            policy: &mut gp,
-            policy_bias: &mut gpb,
-            value: &mut gv,
-            value_bias: &mut gvb,
-        };
-        let err = heads_backward(
-            &c.g_logits,
-            &c.g_values,
-            &c.h,
-            (&c.policy, &c.value),
-            &mut gh,
-            &mut sums,
-            grads,
-        )
-        .unwrap_err();
+        let mut o = Outs::new(3, 8, 2, 0.0);
+        o.sums.truncate(15);
+        let err = o.backward(&c, false).unwrap_err();
         assert!(
             err.contains("hidden_bias has 15 values, expected 16"),
             "{err}"
