@@ -34,7 +34,8 @@ pub struct HeadGrads<'a> {
     pub value_bias: &'a mut f32,
 }
 
-/// The hidden layer's shape, checked against the weights (`policy` for `actions` actions, `value`): (rows, half).
+/// The hidden layer's shape, checked against the weights (`policy` for `actions` actions, `value`, whose length is the
+/// heads' inputs): (rows, half). No rows is a shape too (nothing to compute).
 fn shape(
     h: &[u16],
     rows: usize,
@@ -42,21 +43,23 @@ fn shape(
     policy: &[f32],
     value: &[f32],
 ) -> Result<(usize, usize), String> {
-    if rows == 0 || !h.len().is_multiple_of(rows) || !(h.len() / rows).is_multiple_of(2) {
+    let half = value.len();
+    if half == 0 || actions == 0 {
         return Err(format!(
-            "h has {} values, not {rows} rows of an actor's and a critic's half",
-            h.len()
+            "heads of {half} inputs and {actions} actions: nothing to compute"
         ));
     }
-    let half = h.len() / rows / 2;
-    if actions == 0 || policy.len() != actions * half {
+    if policy.len() != actions * half {
         return Err(format!(
             "policy has {} values, expected {actions} actions x {half}",
             policy.len()
         ));
     }
-    if value.len() != half {
-        return Err(format!("value has {} values, expected {half}", value.len()));
+    if h.len() != rows * 2 * half {
+        return Err(format!(
+            "h has {} values, expected {rows} rows of 2 x {half} (the actor's and the critic's halves)",
+            h.len()
+        ));
     }
     Ok((rows, half))
 }
@@ -626,11 +629,25 @@ mod tests {
         let err = heads_forward(&c.h, &w, &mut logits[..5], &mut values).unwrap_err();
         assert!(err.contains("logits has 5 values, expected 6"), "{err}");
         let short = HeadWeights {
-            value: &c.value[..7],
+            policy: &c.policy[..15],
             ..w
         };
         let err = heads_forward(&c.h, &short, &mut logits, &mut values).unwrap_err();
-        assert!(err.contains("value has 7 values, expected 8"), "{err}");
+        assert!(
+            err.contains("policy has 15 values, expected 2 actions x 8"),
+            "{err}"
+        );
+        // No rows: nothing to compute, and the backward's sums are zero.
+        heads_forward(&[], &w, &mut [], &mut []).unwrap();
+        let empty = Case {
+            h: vec![],
+            g_logits: vec![],
+            g_values: vec![],
+            ..Case::new(1, 8, 2)
+        };
+        let mut o = Outs::new(0, 8, 2, 9.0);
+        o.backward(&empty, false).unwrap();
+        assert_eq!(o, Outs::new(0, 8, 2, 0.0));
         let mut o = Outs::new(3, 8, 2, 0.0);
         o.sums.truncate(15);
         let err = o.backward(&c, false).unwrap_err();
