@@ -230,8 +230,11 @@ def test_relu_backward_refuses_what_it_cannot_read() -> None:
         _core.relu_backward(np.asfortranarray(out), out, dst, sums)
     h, policy, value = np.zeros((4, 6), np.uint16), np.zeros((2, 3), np.float32), np.zeros((1, 3), np.float32)
     logits, values = np.zeros((4, 2), np.float32), np.zeros(4, np.float32)
-    with pytest.raises(ValueError, match="policy has 4 values, expected 2 actions x 3"):
+    with pytest.raises(ValueError, match=r"policy \[2, 2\] and value \[1, 3\] are not heads of 2 actions"):
         _core.heads_forward(h, policy[:, :2].copy(), np.zeros(2, np.float32), value, np.zeros(1, np.float32),
+                            logits, values)  # fmt: skip
+    with pytest.raises(ValueError, match=r"policy \[1, 6\] and value \[1, 3\]"):
+        _core.heads_forward(h, policy.reshape(1, 6), np.zeros(2, np.float32), value, np.zeros(1, np.float32),
                             logits, values)  # fmt: skip
     with pytest.raises(ValueError, match=r"h has 18 values, expected 4 rows of 2 x 3"):
         _core.heads_forward(h[:3], policy, np.zeros(2, np.float32), value, np.zeros(1, np.float32), logits, values)

@@ -112,6 +112,7 @@ pub fn heads_forward(
         ("logits", logits.is_c_contiguous()),
     ])?;
     let vb = one_value("value_bias", value_bias.as_slice()?)?;
+    head_shapes(policy.shape(), value.shape(), policy_bias.len())?;
     let w = HeadWeights {
         policy: policy.as_slice()?,
         policy_bias: policy_bias.as_slice()?,
@@ -155,6 +156,7 @@ pub fn heads_backward(
     ])?;
     let gvb = g_value_bias.as_slice_mut()?;
     one_value("g_value_bias", gvb)?;
+    head_shapes(policy.shape(), value.shape(), g_policy_bias.len())?;
     let weights = (policy.as_slice()?, value.as_slice()?);
     let (gl, gv, hb) = (g_logits.as_slice()?, g_values.as_slice()?, h.as_slice()?);
     let (gh, sums) = (g_hidden.as_slice_mut()?, hidden_bias.as_slice_mut()?);
@@ -166,6 +168,18 @@ pub fn heads_backward(
     };
     py.detach(|| heads::heads_backward(gl, gv, hb, weights, gh, sums, grads))
         .map_err(value_err)
+}
+
+/// An error unless `value` is one row (1, half) and `policy` is (actions, half).
+fn head_shapes(policy: &[usize], value: &[usize], actions: usize) -> PyResult<()> {
+    let want = [actions, value[1]];
+    if value[0] != 1 || policy != want {
+        return Err(value_err(format!(
+            "policy {policy:?} and value {value:?} are not heads of {actions} actions and one value over the same \
+             inputs"
+        )));
+    }
+    Ok(())
 }
 
 /// The one value of a (1,) array, or an error naming it.
