@@ -230,17 +230,20 @@ def test_relu_backward_refuses_what_it_cannot_read() -> None:
         _core.relu_backward(np.asfortranarray(out), out, dst, sums)
     h, policy, value = np.zeros((4, 6), np.uint16), np.zeros((2, 3), np.float32), np.zeros((1, 3), np.float32)
     logits, values = np.zeros((4, 2), np.float32), np.zeros(4, np.float32)
-    with pytest.raises(ValueError, match=r"policy \[2, 2\] and value \[1, 3\] are not heads of 2 actions"):
+    with pytest.raises(ValueError, match=r"policy has shape \[2, 2\], expected \[2, 3\]"):
         _core.heads_forward(h, policy[:, :2].copy(), np.zeros(2, np.float32), value, np.zeros(1, np.float32),
                             logits, values)  # fmt: skip
-    with pytest.raises(ValueError, match=r"policy \[1, 6\] and value \[1, 3\]"):
+    with pytest.raises(ValueError, match=r"policy has shape \[1, 6\], expected \[2, 3\]"):
         _core.heads_forward(h, policy.reshape(1, 6), np.zeros(2, np.float32), value, np.zeros(1, np.float32),
                             logits, values)  # fmt: skip
-    with pytest.raises(ValueError, match=r"h has 18 values, expected 4 rows of 2 x 3"):
+    with pytest.raises(ValueError, match=r"h has shape \[3, 6\], expected \[4, 6\]"):
         _core.heads_forward(h[:3], policy, np.zeros(2, np.float32), value, np.zeros(1, np.float32), logits, values)
-    with pytest.raises(ValueError, match="value_bias has 2 values, expected 1"):
+    with pytest.raises(ValueError, match="h must be C-contiguous"):
+        _core.heads_forward(np.asfortranarray(h), policy, np.zeros(2, np.float32), value, np.zeros(1, np.float32),
+                            logits, values)  # fmt: skip
+    with pytest.raises(ValueError, match="value_bias has 2 elements, expected 1"):
         _core.heads_forward(h, policy, np.zeros(2, np.float32), value, np.zeros(2, np.float32), logits, values)
-    with pytest.raises(ValueError, match="g_logits has 12 values, expected 8"):
+    with pytest.raises(ValueError, match=r"g_logits has shape \[4, 3\], expected \[4, 2\]"):
         _core.heads_backward(
             np.zeros((4, 3), np.float32), values, h, policy, value, h.copy(), np.zeros(6, np.float32),
             policy.copy(), np.zeros(2, np.float32), value.copy(), np.zeros(1, np.float32),

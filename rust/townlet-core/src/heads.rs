@@ -10,6 +10,7 @@
 //! Every sum runs in a fixed order, each step a fused multiply-add (`f32::mul_add`, correctly rounded whichever
 //! instructions compute it), so the results do not depend on the CPU's vector width or on the row count.
 
+use crate::checks::check_len;
 use crate::relu::mask_row;
 use crate::slabs::bf16_bits;
 
@@ -49,27 +50,9 @@ fn shape(
             "heads of {half} inputs and {actions} actions: nothing to compute"
         ));
     }
-    if policy.len() != actions * half {
-        return Err(format!(
-            "policy has {} values, expected {actions} actions x {half}",
-            policy.len()
-        ));
-    }
-    if h.len() != rows * 2 * half {
-        return Err(format!(
-            "h has {} values, expected {rows} rows of 2 x {half} (the actor's and the critic's halves)",
-            h.len()
-        ));
-    }
+    check_len("policy", policy.len(), actions * half)?;
+    check_len("h", h.len(), rows * 2 * half)?;
     Ok((rows, half))
-}
-
-/// An error naming the first of `lens` (name, length, expected) whose length is wrong.
-fn lengths(lens: &[(&str, usize, usize)]) -> Result<(), String> {
-    match lens.iter().find(|(_, len, want)| len != want) {
-        Some((name, len, want)) => Err(format!("{name} has {len} values, expected {want}")),
-        None => Ok(()),
-    }
 }
 
 /// The value of bfloat16 bits.
@@ -79,7 +62,7 @@ fn f32_of(bits: u16) -> f32 {
 }
 
 /// The heads' outputs from the hidden layer `h` (bfloat16 bits, rows x 2 * half): `logits` (rows x actions) and
-/// `values` (rows,). Errors name the slice whose length is wrong; nothing is written then.
+/// `values` (rows,). Errors name the slice whose length is wrong (`checks::check_len`); nothing is written then.
 pub fn heads_forward(
     h: &[u16],
     w: &HeadWeights<'_>,
@@ -88,7 +71,7 @@ pub fn heads_forward(
 ) -> Result<(), String> {
     let actions = w.policy_bias.len();
     let (rows, half) = shape(h, values.len(), actions, w.policy, w.value)?;
-    lengths(&[("logits", logits.len(), rows * actions)])?;
+    check_len("logits", logits.len(), rows * actions)?;
     // The policy's weight in blocks of `LANES` actions, each transposed (half x LANES, zero past the last action), so
     // that a row's logits are multiply-adds of each of its actor's values by a row of a block: the actions on vector
     // lanes.
@@ -211,13 +194,11 @@ pub fn heads_backward(
 ) -> Result<(), String> {
     let actions = grads.policy_bias.len();
     let (rows, half) = shape(h, g_values.len(), actions, policy, value)?;
-    lengths(&[
-        ("g_logits", g_logits.len(), rows * actions),
-        ("g_hidden", g_hidden.len(), h.len()),
-        ("hidden_bias", hidden_bias.len(), 2 * half),
-        ("grad policy", grads.policy.len(), actions * half),
-        ("grad value", grads.value.len(), half),
-    ])?;
+    check_len("g_logits", g_logits.len(), rows * actions)?;
+    check_len("g_hidden", g_hidden.len(), h.len())?;
+    check_len("hidden_bias", hidden_bias.len(), 2 * half)?;
+    check_len("grad policy", grads.policy.len(), actions * half)?;
+    check_len("grad value", grads.value.len(), half)?;
     let job = Backward {
         g_logits,
         g_values,
@@ -625,18 +606,15 @@ mod tests {
         let w = c.weights();
         let (mut logits, mut values) = (vec![0.0; 6], vec![0.0; 3]);
         let err = heads_forward(&c.h[..47], &w, &mut logits, &mut values).unwrap_err();
-        assert!(err.contains("h has 47 values"), "{err}");
+        assert!(err.contains("h has 47 elements, expected 48"), "{err}");
         let err = heads_forward(&c.h, &w, &mut logits[..5], &mut values).unwrap_err();
-        assert!(err.contains("logits has 5 values, expected 6"), "{err}");
+        assert!(err.contains("logits has 5 elements, expected 6"), "{err}");
         let short = HeadWeights {
             policy: &c.policy[..15],
             ..w
         };
         let err = heads_forward(&c.h, &short, &mut logits, &mut values).unwrap_err();
-        assert!(
-            err.contains("policy has 15 values, expected 2 actions x 8"),
-            "{err}"
-        );
+        assert!(err.contains("policy has 15 elements, expected 16"), "{err}");
         // No rows: nothing to compute, and the backward's sums are zero.
         heads_forward(&[], &w, &mut [], &mut []).unwrap();
         let empty = Case {
@@ -652,7 +630,7 @@ mod tests {
         o.sums.truncate(15);
         let err = o.backward(&c, false).unwrap_err();
         assert!(
-            err.contains("hidden_bias has 15 values, expected 16"),
+            err.contains("hidden_bias has 15 elements, expected 16"),
             "{err}"
         );
     }

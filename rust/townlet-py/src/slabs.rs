@@ -3,7 +3,7 @@
 //! `relu_backward` (the gradient through a ReLU layer and its column sums, `townlet_core::relu`),
 //! and `heads_forward` / `heads_backward` (the float32 heads over the last hidden layer, `townlet_core::heads`).
 
-use crate::arrays::c_order;
+use crate::arrays::{c_order, check_len, check_shape};
 use crate::errors::value_err;
 use numpy::{
     PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1, PyReadwriteArray2, PyUntypedArrayMethods,
@@ -105,19 +105,27 @@ pub fn heads_forward(
     mut logits: PyReadwriteArray2<'_, f32>,
     mut values: PyReadwriteArray1<'_, f32>,
 ) -> PyResult<()> {
-    c_order(&[
-        ("h", h.is_c_contiguous()),
-        ("policy", policy.is_c_contiguous()),
-        ("value", value.is_c_contiguous()),
-        ("logits", logits.is_c_contiguous()),
-    ])?;
-    let vb = one_value("value_bias", value_bias.as_slice()?)?;
-    head_shapes(policy.shape(), value.shape(), policy_bias.len())?;
+    let (rows, half, actions) = (values.len(), value.shape()[1], policy_bias.len());
+    check_shape("h", h.shape(), h.is_c_contiguous(), &[rows, 2 * half])?;
+    check_shape(
+        "policy",
+        policy.shape(),
+        policy.is_c_contiguous(),
+        &[actions, half],
+    )?;
+    check_shape("value", value.shape(), value.is_c_contiguous(), &[1, half])?;
+    check_shape(
+        "logits",
+        logits.shape(),
+        logits.is_c_contiguous(),
+        &[rows, actions],
+    )?;
+    check_len("value_bias", value_bias.len(), 1)?;
     let w = HeadWeights {
         policy: policy.as_slice()?,
         policy_bias: policy_bias.as_slice()?,
         value: value.as_slice()?,
-        value_bias: vb,
+        value_bias: value_bias.as_slice()?[0],
     };
     let hb = h.as_slice()?;
     let (l, v) = (logits.as_slice_mut()?, values.as_slice_mut()?);
@@ -145,18 +153,44 @@ pub fn heads_backward(
     mut g_value: PyReadwriteArray2<'_, f32>,
     mut g_value_bias: PyReadwriteArray1<'_, f32>,
 ) -> PyResult<()> {
-    c_order(&[
-        ("g_logits", g_logits.is_c_contiguous()),
-        ("h", h.is_c_contiguous()),
-        ("policy", policy.is_c_contiguous()),
-        ("value", value.is_c_contiguous()),
-        ("g_hidden", g_hidden.is_c_contiguous()),
-        ("g_policy", g_policy.is_c_contiguous()),
-        ("g_value", g_value.is_c_contiguous()),
-    ])?;
-    let gvb = g_value_bias.as_slice_mut()?;
-    one_value("g_value_bias", gvb)?;
-    head_shapes(policy.shape(), value.shape(), g_policy_bias.len())?;
+    let (rows, half, actions) = (g_values.len(), value.shape()[1], g_policy_bias.len());
+    for (name, shape, c, want) in [
+        (
+            "g_logits",
+            g_logits.shape(),
+            g_logits.is_c_contiguous(),
+            [rows, actions],
+        ),
+        ("h", h.shape(), h.is_c_contiguous(), [rows, 2 * half]),
+        (
+            "policy",
+            policy.shape(),
+            policy.is_c_contiguous(),
+            [actions, half],
+        ),
+        ("value", value.shape(), value.is_c_contiguous(), [1, half]),
+        (
+            "g_hidden",
+            g_hidden.shape(),
+            g_hidden.is_c_contiguous(),
+            [rows, 2 * half],
+        ),
+        (
+            "g_policy",
+            g_policy.shape(),
+            g_policy.is_c_contiguous(),
+            [actions, half],
+        ),
+        (
+            "g_value",
+            g_value.shape(),
+            g_value.is_c_contiguous(),
+            [1, half],
+        ),
+    ] {
+        check_shape(name, shape, c, &want)?;
+    }
+    check_len("g_value_bias", g_value_bias.len(), 1)?;
     let weights = (policy.as_slice()?, value.as_slice()?);
     let (gl, gv, hb) = (g_logits.as_slice()?, g_values.as_slice()?, h.as_slice()?);
     let (gh, sums) = (g_hidden.as_slice_mut()?, hidden_bias.as_slice_mut()?);
@@ -164,33 +198,10 @@ pub fn heads_backward(
         policy: g_policy.as_slice_mut()?,
         policy_bias: g_policy_bias.as_slice_mut()?,
         value: g_value.as_slice_mut()?,
-        value_bias: &mut gvb[0],
+        value_bias: &mut g_value_bias.as_slice_mut()?[0],
     };
     py.detach(|| heads::heads_backward(gl, gv, hb, weights, gh, sums, grads))
         .map_err(value_err)
-}
-
-/// An error unless `value` is one row (1, half) and `policy` is (actions, half).
-fn head_shapes(policy: &[usize], value: &[usize], actions: usize) -> PyResult<()> {
-    let want = [actions, value[1]];
-    if value[0] != 1 || policy != want {
-        return Err(value_err(format!(
-            "policy {policy:?} and value {value:?} are not heads of {actions} actions and one value over the same \
-             inputs"
-        )));
-    }
-    Ok(())
-}
-
-/// The one value of a (1,) array, or an error naming it.
-fn one_value(name: &str, values: &[f32]) -> PyResult<f32> {
-    match values {
-        [x] => Ok(*x),
-        _ => Err(value_err(format!(
-            "{name} has {} values, expected 1",
-            values.len()
-        ))),
-    }
 }
 
 /// An error unless each named array has `out`'s shape and `out` has `cols` columns.
