@@ -106,20 +106,24 @@ pub fn heads_forward(
     mut values: PyReadwriteArray1<'_, f32>,
 ) -> PyResult<()> {
     let (rows, half, actions) = (values.len(), value.shape()[1], policy_bias.len());
-    check_shape("h", h.shape(), h.is_c_contiguous(), &[rows, 2 * half])?;
-    check_shape(
-        "policy",
-        policy.shape(),
-        policy.is_c_contiguous(),
-        &[actions, half],
-    )?;
-    check_shape("value", value.shape(), value.is_c_contiguous(), &[1, half])?;
-    check_shape(
-        "logits",
-        logits.shape(),
-        logits.is_c_contiguous(),
-        &[rows, actions],
-    )?;
+    for (name, shape, c, want) in [
+        ("h", h.shape(), h.is_c_contiguous(), [rows, 2 * half]),
+        (
+            "policy",
+            policy.shape(),
+            policy.is_c_contiguous(),
+            [actions, half],
+        ),
+        ("value", value.shape(), value.is_c_contiguous(), [1, half]),
+        (
+            "logits",
+            logits.shape(),
+            logits.is_c_contiguous(),
+            [rows, actions],
+        ),
+    ] {
+        check_shape(name, shape, c, &want)?;
+    }
     check_len("value_bias", value_bias.len(), 1)?;
     let w = HeadWeights {
         policy: policy.as_slice()?,
