@@ -126,9 +126,6 @@ def test_prepared_input_frozen_weights_and_scratch_give_the_same_outputs() -> No
         scratch = Scratch()
         prepared = net.prepare(obs, scratch)
         assert prepared.dtype == torch.bfloat16
-        # A minibatch's rows prepared from the observations are those rows of the prepared whole.
-        idx = torch.tensor([7, 0, 39, 7, 12])
-        assert torch.equal(net.prepare(obs, Scratch(), idx), prepared.index_select(0, idx))
         assert all(torch.equal(a, b) for a, b in zip(net(prepared, mask), (logits, value), strict=True))
         assert torch.equal(net.value(obs), value)
     with torch.inference_mode(), net.computing_in("bf16", frozen=True):
@@ -140,18 +137,23 @@ def test_prepared_input_frozen_weights_and_scratch_give_the_same_outputs() -> No
         assert not torch.equal(net(obs, mask)[0], logits)  # derived afresh outside the frozen block
 
 
-def test_minibatch_input_is_the_prepared_rows() -> None:
+def test_pass_input_blocks_are_the_minibatches_rows() -> None:
     torch.manual_seed(6)
     net = ConflictAwarePolicy((4, 11, 11), 94, 16, 64)
     obs, mask = town_like(40, 3)
-    idx = torch.tensor([7, 0, 39, 7, 12])
+    order = torch.tensor([7, 0, 39, 7, 12, 3, 3, 30])  # two minibatches of 4 rows, in a pass's order
     with torch.no_grad(), net.computing_in("bf16"):
-        blocks = net.minibatch(obs, Scratch(), idx)
-        assert blocks.dim() == 1 and blocks.dtype == torch.bfloat16  # the core's blocks layout, flat
-        rows = net.prepare(obs, Scratch(), idx)
-        assert all(torch.equal(a, b) for a, b in zip(net(blocks, mask[idx]), net(rows, mask[idx]), strict=True))
-    with net.computing_in("fp32"):  # float32 elsewhere: prepare's rows
-        assert torch.equal(net.minibatch(obs, None, idx), obs[idx])
+        x = net.pass_input(obs, order, 4, Scratch())
+        rows = net.prepare(obs, Scratch())
+        for i in range(2):
+            block, picked = net.block(x, i, 4), order[4 * i : 4 * (i + 1)]
+            assert block.dim() == 1 and block.dtype == torch.bfloat16  # the core's blocks layout, flat
+            outs, want = net(block, mask[picked]), net(rows[picked], mask[picked])
+            assert all(torch.equal(a, b) for a, b in zip(outs, want, strict=True))
+    with net.computing_in("fp32"):  # float32 elsewhere: the observations' rows
+        x = net.pass_input(obs, order, 4, None)
+        assert torch.equal(net.block(x, 1, 4), obs[order[4:]])
+        assert torch.equal(net.pass_input(obs, order, 4, Scratch()), obs[order])
 
 
 def bf16_layer(rows: int, ins: int, outs: int, seed: int) -> tuple[torch.Tensor, ...]:

@@ -93,26 +93,24 @@ class ActorCritic(nn.Module):
         finally:
             self.precision, self._frozen, self._scratch = before
 
-    def prepare(
-        self, obs: torch.Tensor, scratch: Scratch | None = None, rows: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def prepare(self, obs: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
         """Observations as the network reads them in the current precision; `forward` accepts
-        either. `rows` (int64): only those rows, in that order (the update's minibatch, drawn from
-        the epoch's observations). Here the observations themselves; a network with a bfloat16
-        path returns its own input. With `scratch`, the result may live in its buffers (valid
-        until the next call with it)."""
-        return obs if rows is None else obs.index_select(0, rows)
-
-    def epoch_input(self, obs: torch.Tensor, scratch: Scratch | None) -> torch.Tensor:
-        """The epoch's observations as the update's minibatches are gathered from (`minibatch`), made once per
-        update. Here the observations themselves."""
+        either. Here the observations themselves; a network with a bfloat16 path returns its own
+        input. With `scratch`, the result may live in its buffers (valid until the next call with
+        it)."""
         return obs
 
-    def minibatch(self, obs: torch.Tensor, scratch: Scratch | None, rows: torch.Tensor) -> torch.Tensor:
-        """The update's input for the minibatch `rows` of `obs` (the epoch's observations, or its `epoch_input`):
-        what `forward` reads fastest, read only by `forward` and `log_softmax` (its rows need not be the
-        observations'; see `ConflictAwarePolicy`). Here `prepare`'s."""
-        return self.prepare(obs, scratch, rows)
+    def pass_input(self, obs: torch.Tensor, order: torch.Tensor, width: int, scratch: Scratch | None) -> torch.Tensor:
+        """One pass of the update's input, made once per pass: the rows `order` (int64) of the epoch's observations
+        `obs`, a whole number of minibatches of `width` rows each, in the pass's order (`block` gives the `i`th),
+        so that no minibatch gathers its rows. Here those rows of the observations."""
+        if scratch is None:
+            return obs.index_select(0, order)
+        return torch.index_select(obs, 0, order, out=scratch.take("pass", (len(order), *obs.shape[1:]), obs.dtype))
+
+    def block(self, x: torch.Tensor, i: int, width: int) -> torch.Tensor:
+        """The `i`th minibatch of a `pass_input` `x`: what `forward` (and `unmasked`) reads, a view."""
+        return x[i * width : (i + 1) * width]
 
     def trunk(self, obs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -307,53 +305,43 @@ class ConflictAwarePolicy(ActorCritic):
     # bfloat16: the convolution as one matrix product per output row of the map (`ConvAsRows`),
     # the actor's and critic's hidden layers as one product, each head a float32 product of its half.
 
-    def prepare(
-        self, obs: torch.Tensor, scratch: Scratch | None = None, rows: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def prepare(self, obs: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
         """In bfloat16: each output row's slab of map rows (`ConvAsRows`), then the features, as
-        one bfloat16 row per observation (of `rows`, when given), written by the core's
-        `slab_rows` in one pass from the float32 observations."""
+        one bfloat16 row per observation, written by the core's `slab_rows` in one pass from the
+        float32 observations."""
         if self.precision != "bf16" or obs.dtype == BF16:
-            return super().prepare(obs, scratch, rows)
-        return self._slab_rows(obs, rows, scratch or self._scratch or Scratch(), blocks=False)
+            return super().prepare(obs, scratch)
+        return self._slab_rows(obs, scratch or self._scratch or Scratch(), blocks=False)
 
-    def epoch_input(self, obs: torch.Tensor, scratch: Scratch | None) -> torch.Tensor:
-        """In bfloat16, every row's slabs and features in the `blocks` layout (flat), written once per update by the
-        core from the float32 observations: the minibatches then gather bfloat16 rows from it (`minibatch`), where
-        each wrote its rows' slabs afresh, three times an epoch's rows an update (the proximal pass and two
-        passes), at 0.6-0.7 ms a minibatch."""
+    def pass_input(self, obs: torch.Tensor, order: torch.Tensor, width: int, scratch: Scratch | None) -> torch.Tensor:
+        """In bfloat16, every minibatch's slabs and features in the core's `blocks` layout (the block's slabs, then its
+        features), one block after another, written by the core from the float32 observations once per pass: each
+        minibatch (`block`) is then a view where the products read it. Minibatches gathered their rows from one
+        input per update before, at 0.9 ms each inside the update on the Zen 4 box (0.1-0.25 ms alone), where writing
+        the pass costs 0.7 ms a minibatch."""
         if self.precision != "bf16":
-            return obs
-        return self._slab_rows(obs, None, scratch or Scratch(), blocks=True, name="epoch").view(-1)
-
-    def minibatch(self, obs: torch.Tensor, scratch: Scratch | None, rows: torch.Tensor) -> torch.Tensor:
-        """In bfloat16, the minibatch's slabs and features in the core's `blocks` layout (every
-        row's slabs, then every row's features) as one flat tensor, so the convolution's product
-        reads its slabs where they were written (from `prepare`'s rows it would first copy them
-        out from between the features): gathered from the `epoch_input`, or written from the observations."""
-        if self.precision != "bf16":
-            return super().minibatch(obs, scratch, rows)
-        scratch = scratch or self._scratch or Scratch()
-        if obs.dtype != BF16 or obs.dim() != 1:  # observations, not an `epoch_input`
-            return self._slab_rows(obs, rows, scratch, blocks=True).view(-1)
-        slab_len, nf, m = self._rows.slab_len, self.n_features, len(rows)
-        n = obs.numel() // (slab_len + nf)
-        out = scratch.take("blocks", (m * (slab_len + nf),), BF16)
-        torch.index_select(obs[: n * slab_len].view(n, slab_len), 0, rows, out=out[: m * slab_len].view(m, slab_len))
-        torch.index_select(obs[n * slab_len :].view(n, nf), 0, rows, out=out[m * slab_len :].view(m, nf))
+            return super().pass_input(obs, order, width, scratch)
+        src = obs.detach().to(torch.float32).contiguous().numpy()
+        picked = order.numpy()
+        out = (scratch or Scratch()).take("pass", (len(picked), self._rows.slab_len + self.n_features), BF16)
+        words = out.view(torch.int16).numpy().view(np.uint16)
+        for start in range(0, len(picked), width):
+            _core.slab_rows(src, picked[start : start + width], self.map_shape, words[start : start + width], True)
         return out
 
-    def _slab_rows(
-        self, obs: torch.Tensor, rows: torch.Tensor | None, scratch: Scratch, *, blocks: bool, name: str = ""
-    ) -> torch.Tensor:
-        """`_core.slab_rows` of float32 `obs` (of `rows`, when given) into a (rows, slab_len + n_features)
-        bfloat16 buffer of `scratch` (with `blocks`, laid out as every row's slabs, then every row's features;
-        `name`: the buffer's, by default after the layout)."""
+    def block(self, x: torch.Tensor, i: int, width: int) -> torch.Tensor:
+        """In bfloat16 the `i`th block of a `pass_input`, flat (what `_bf16_inputs` reads as a minibatch)."""
+        if self.precision != "bf16":
+            return super().block(x, i, width)
+        return x[i * width : (i + 1) * width].view(-1)
+
+    def _slab_rows(self, obs: torch.Tensor, scratch: Scratch, *, blocks: bool) -> torch.Tensor:
+        """`_core.slab_rows` of float32 `obs` into a (rows, slab_len + n_features) bfloat16 buffer of `scratch`
+        (with `blocks`, laid out as every row's slabs, then every row's features)."""
         src = obs.detach().to(torch.float32).contiguous().numpy()
-        picked = np.arange(len(src), dtype=np.int64) if rows is None else rows.numpy()
-        n, width = len(picked), self._rows.slab_len + self.n_features
-        out = scratch.take(name or ("blocks" if blocks else "input"), (n, width), BF16)
-        _core.slab_rows(src, picked, self.map_shape, out.view(torch.int16).numpy().view(np.uint16), blocks)
+        out = scratch.take("blocks" if blocks else "input", (len(src), self._rows.slab_len + self.n_features), BF16)
+        rows = np.arange(len(src), dtype=np.int64)
+        _core.slab_rows(src, rows, self.map_shape, out.view(torch.int16).numpy().view(np.uint16), blocks)
         return out
 
     def _bf16_weights(self) -> dict[str, torch.Tensor]:
@@ -431,9 +419,9 @@ class ConflictAwarePolicy(ActorCritic):
 
     def _bf16_inputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The convolution's slabs as (B * out_rows, slab_width) rows and the features (B,
-        n_features), in bfloat16, from observations, their `prepare` or a `minibatch` (flat). From
-        observations (the collector's ticks) the core writes the slabs as one block, where the
-        product reads them, as `minibatch` does."""
+        n_features), in bfloat16, from observations, their `prepare` or a `block` of a `pass_input` (flat).
+        From observations (the collector's ticks) the core writes the slabs as one block, where the
+        product reads them, as `pass_input` does."""
         rows = self._rows
         if obs.dtype == BF16 and obs.dim() == 2:  # prepared: each row holds its features after its slabs
             b = obs.shape[0]
@@ -441,7 +429,7 @@ class ConflictAwarePolicy(ActorCritic):
         if obs.dtype == BF16:  # a minibatch: the blocks layout, flat
             flat, b = obs, obs.numel() // (rows.slab_len + self.n_features)
         else:
-            flat, b = self._slab_rows(obs, None, self._scratch or Scratch(), blocks=True).view(-1), obs.shape[0]
+            flat, b = self._slab_rows(obs, self._scratch or Scratch(), blocks=True).view(-1), obs.shape[0]
         slabs, features = flat[: b * rows.slab_len], flat[b * rows.slab_len :]
         return slabs.view(b * rows.out_rows, rows.slab_width), features.view(b, self.n_features)
 

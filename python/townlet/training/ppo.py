@@ -43,7 +43,7 @@ from townlet.training.ppo_log import epoch_record as epoch_record
 from townlet.training.ppo_log import explained_variance as explained_variance
 from townlet.training.ppo_log import time_split as time_split
 from townlet.training.ppo_loss import objective
-from townlet.training.ppo_rows import minibatch_logits, proximal_outputs, successors
+from townlet.training.ppo_rows import block_logits, pass_order, proximal_outputs, successors
 from townlet.training.state import set_torch_generator_state, torch_generator_state
 
 
@@ -417,13 +417,19 @@ def _update(
         tensors["expert"] = expert
         tensors["expert_ok"] = (masks.gather(-1, expert.unsqueeze(-1)).squeeze(-1) & given).float()
     tensors["masks"] = masks
-    x = policy.epoch_input(obs, scratch)  # what the minibatches are gathered from
+    # Each pass's rows in its order (one permutation per pass, drawn as the pass begins, the first before the
+    # proximal pass, which draws nothing), each minibatch a block of the pass's input (`pass_order`).
+    perm = rng.permutation(n)
+    order = torch.from_numpy(pass_order(perm, sizes, width))
+    x = policy.pass_input(obs, order, width, scratch)
+    first: tuple[torch.Tensor, torch.Tensor] | None = None  # the first minibatch's outputs, when computed ahead
     # Collecting ahead (`ppo.overlap`) the rows were acted by the policy of one update before: the clip is then taken
-    # to the proximal policy, this update's starting one, whose log-probabilities one pass without gradient computes
-    # here, and each row's objective weighted by its probability under that policy over the acting one's (decoupled
-    # PPO, Hilton et al. 2021). The ratio to the acting policy would clip rows the last update already moved.
+    # to the proximal policy, this update's starting one, whose log-probabilities one pass over the first pass's
+    # input computes here (without gradients, but for the first minibatch, whose outputs the first pass takes), and
+    # each row's objective weighted by its probability under that policy over the acting one's (decoupled PPO,
+    # Hilton et al. 2021). The ratio to the acting policy would clip rows the last update already moved.
     if cfg.overlap:
-        proximal, values = proximal_outputs(policy, x, masks, tensors["actions"], sizes, width, scratch)
+        proximal, values, first = proximal_outputs(policy, x, masks, tensors["actions"], order, sizes, width)
         tensors["proximal"] = proximal
         # The advantages, returns and the values the value loss clips around are then those of that policy's
         # critic too, over the rows' same rewards and successors (`Dataset.next_row`), not the acting one's.
@@ -437,12 +443,18 @@ def _update(
                 cfg.gae_lambda,
             )
             tensors.update(values=values, advantages=torch.from_numpy(advantages), returns=torch.from_numpy(returns))
-    for _ in range(cfg.update_epochs):
-        perm = rng.permutation(n)
-        for rows in np.split(perm, np.cumsum(sizes[:-1])):
+    for epoch in range(cfg.update_epochs):
+        if epoch > 0:
+            perm = rng.permutation(n)
+            order = torch.from_numpy(pass_order(perm, sizes, width))
+            x = policy.pass_input(obs, order, width, scratch)
+        for i, rows in enumerate(np.split(perm, np.cumsum(sizes[:-1]))):
             idx = torch.from_numpy(rows)
             mb = {k: t.index_select(0, idx) for k, t in tensors.items()}  # a gather, 5x faster than t[idx]
-            logits, new_value = minibatch_logits(policy, x, masks, rows, width, scratch)
+            if first is not None:
+                (logits, new_value), first = first, None
+            else:
+                logits, new_value = block_logits(policy, x, masks, order, i, width)
             loss, terms = objective(logits, new_value, mb, cfg, kickstart)
             st.kls.append(terms["approx_kl"])
             st.clipfracs.append(terms["clipfrac"])

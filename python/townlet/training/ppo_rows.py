@@ -1,5 +1,6 @@
-"""The update's rows (training/ppo.py): the network's outputs over a minibatch's rows, padded to the update's width
-(`minibatch_outputs`); the policy the update starts from over every row, collecting ahead (`proximal_outputs`); and
+"""The update's rows (training/ppo.py): the rows a pass computes on, each minibatch padded to the update's width
+(`pass_order`), and the network's outputs over one of them (`block_logits`); the policy the update starts from
+over every row, collecting ahead (`proximal_outputs`); and
 where each row's return continues (`successors`), so that the learner recomputes the rows' advantages from its own
 critic's values (`_core.gae_rows`; docs/training.md, "PPO details")."""
 
@@ -10,7 +11,7 @@ import numpy.typing as npt
 import torch
 
 from townlet import _core
-from townlet.training.network import MASKED_LOGIT, ActorCritic, Scratch, pick
+from townlet.training.network import MASKED_LOGIT, ActorCritic, pick
 
 
 def successors(
@@ -34,57 +35,49 @@ def successors(
     return next_row, end_values.astype(np.float32, copy=False)
 
 
-@torch.no_grad()
-def proximal_outputs(
-    policy: ActorCritic,
-    obs: torch.Tensor,
-    masks: torch.Tensor,
-    actions: torch.Tensor,
-    sizes: list[int],
-    width: int,
-    scratch: Scratch | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The log-probabilities (n,) of `actions` and the values (n,) under `policy` as it is, computed in the update's
-    cut (`minibatches`: the same row counts, so the same kernels)."""
-    logp, values = torch.empty(len(actions)), torch.empty(len(actions))
-    for rows in np.split(np.arange(len(actions)), np.cumsum(sizes[:-1])):
-        idx = torch.from_numpy(rows)
-        logp_all, v = minibatch_outputs(policy, obs, masks, rows, width, scratch)
-        logp[idx], values[idx] = pick(logp_all, actions.index_select(0, idx)), v
-    return logp, values
+def pass_order(perm: npt.NDArray[np.int64], sizes: list[int], width: int) -> npt.NDArray[np.int64]:
+    """The rows a pass's network computes on (`ActorCritic.pass_input`): each minibatch's rows of `perm` (cut by
+    `sizes`), then copies of its first up to `width` (`minibatches`), one minibatch after another."""
+    cut = np.split(perm, np.cumsum(sizes[:-1]))
+    return np.concatenate([np.concatenate([rows, np.full(width - len(rows), rows[0])]) for rows in cut])
 
 
-def minibatch_logits(
-    policy: ActorCritic,
-    obs: torch.Tensor,
-    masks: torch.Tensor,
-    rows: npt.NDArray[np.int64],
-    width: int,
-    scratch: Scratch | None,
+def block_logits(
+    policy: ActorCritic, x: torch.Tensor, masks: torch.Tensor, order: torch.Tensor, i: int, width: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The logits (width, A), before the mask where the policy computes them apart from it (`ActorCritic.unmasked`),
-    and the values (width,) of a minibatch's `rows` of `obs` (the epoch's observations or their
-    `ActorCritic.epoch_input`): what `ppo_loss.objective` takes. The network computes `width` rows: the minibatch's,
-    then copies of its first (`minibatches`), whose outputs are dropped; its input gathered in one pass
-    (`ActorCritic.minibatch`)."""
-    m = len(rows)
-    net = torch.from_numpy(rows if m == width else np.concatenate([rows, np.full(width - m, rows[0])]))
-    x = policy.minibatch(obs, scratch, net)
-    raw = policy.unmasked(x)
-    return raw if raw is not None else policy(x, masks.index_select(0, net))
+    and the values (width,) of the `i`th minibatch of a pass (`x`: its `pass_input` of the rows `order`, from
+    `pass_order`): what `ppo_loss.objective` takes. The rows past the minibatch's own are copies of its first,
+    whose outputs are dropped."""
+    xb = policy.block(x, i, width)
+    raw = policy.unmasked(xb)
+    return raw if raw is not None else policy(xb, masks.index_select(0, order[i * width : (i + 1) * width]))
 
 
-def minibatch_outputs(
+def proximal_outputs(
     policy: ActorCritic,
-    obs: torch.Tensor,
+    x: torch.Tensor,
     masks: torch.Tensor,
-    rows: npt.NDArray[np.int64],
+    actions: torch.Tensor,
+    order: torch.Tensor,
+    sizes: list[int],
     width: int,
-    scratch: Scratch | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every action's masked log-probability (m, A) and the values (m,) of a minibatch's `rows`
-    (`minibatch_logits`, the padding's rows dropped)."""
-    m = len(rows)
-    logits, values = minibatch_logits(policy, obs, masks, rows, width, scratch)
-    allowed = masks.index_select(0, torch.from_numpy(rows))
-    return torch.log_softmax(logits[:m].masked_fill(~allowed, MASKED_LOGIT), -1), values[:m]
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """The log-probabilities (n,) of `actions` and the values (n,) under `policy` as it is, computed over the first
+    pass's input (`x`, of the rows `order`) in its minibatches, and the first minibatch's `block_logits` with their
+    gradients recorded: the first pass's first minibatch is the same rows under the same weights, so its forward is
+    this one (the same bits as without gradients), where the update computed it again."""
+    n = len(actions)
+    logp, values = torch.empty(n), torch.empty(n)
+    first: tuple[torch.Tensor, torch.Tensor] | None = None
+    for i, m in enumerate(sizes):
+        with torch.set_grad_enabled(i == 0 and torch.is_grad_enabled()):
+            out = block_logits(policy, x, masks, order, i, width)
+        if i == 0:
+            first = out
+        rows = order[i * width : i * width + m]
+        logits = out[0].detach()[:m].masked_fill(~masks.index_select(0, rows), MASKED_LOGIT)
+        logp[rows] = pick(torch.log_softmax(logits, -1), actions.index_select(0, rows))
+        values[rows] = out[1].detach()[:m]
+    assert first is not None
+    return logp, values, first

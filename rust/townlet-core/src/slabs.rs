@@ -130,6 +130,30 @@ fn write_avx2(job: &Job<'_>, out: &mut [u16]) {
     write(job, out)
 }
 
+/// How many rows ahead `write` asks for the source rows.
+const PREFETCH_AHEAD: usize = 2;
+
+/// Ask the CPU to bring `values` into its second-level cache (a hint: nothing is read, nothing can
+/// fail). Into the first level (`_MM_HINT_T0`) it was slower: rows in order took up to 2x longer.
+#[inline(always)]
+fn prefetch(values: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for at in (0..values.len())
+        .step_by(16)
+        .chain(values.len().checked_sub(1))
+    {
+        // SAFETY: a prefetch hint reads no memory and cannot fault; the pointer is inside `values`
+        // (every 64 bytes from its start, and its last value, so that every line it touches is asked for).
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(
+                values[at..].as_ptr().cast(),
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = values;
+}
+
 /// The rows of a checked `Job` into `out`.
 #[inline(always)]
 fn write(job: &Job<'_>, out: &mut [u16]) {
@@ -147,8 +171,15 @@ fn write(job: &Job<'_>, out: &mut [u16]) {
     // as the last slab reads: output row i's slab of a channel is then 3 padded rows in one run.
     let hp = 2 * layout.out_rows() + 1;
     let mut padded = vec![0_u16; c * hp * w];
-    for (k, &r) in rows.iter().enumerate() {
-        let src = &obs[r as usize * d..(r as usize + 1) * d];
+    let source = |k: usize| &obs[rows[k] as usize * d..(rows[k] as usize + 1) * d];
+    for k in 0..n {
+        // The rows come in any order (a pass's shuffle): the row two ahead is asked for while this one
+        // is written, where the hardware's prefetch waited for each row's first misses. 9,216 shuffled
+        // rows on a Zen 4 box: 7.0-7.8 ms without, 2.3-3.9 ms with (2.0-3.2 ms in order).
+        if k + PREFETCH_AHEAD < n {
+            prefetch(source(k + PREFETCH_AHEAD));
+        }
+        let src = source(k);
         for ch in 0..c {
             let to = &mut padded[(ch * hp + 1) * w..(ch * hp + 1 + h) * w];
             for (o, &x) in to.iter_mut().zip(&src[ch * h * w..(ch + 1) * h * w]) {
