@@ -144,9 +144,9 @@ def versus(ref: str, pairs: int, argv: list[str], ref_argv: list[str] | None = N
         for i in range(pairs):
             order = ("ref", "this") if i % 2 == 0 else ("this", "ref")
             got = {side: run_one(roots[side], argvs[side]) for side in order}
-            keys = ("agent_steps_per_sec", "agent_steps_per_cpu_sec")
+            keys = ("agent_steps_per_sec", "agent_steps_per_cpu_sec", "torch_threads", "overlap")
             rows.append({side: {k: got[side][k] for k in keys if k in got[side]} for side in ("ref", "this")})
-    for row in rows:
+    for row in rows:  # each side with the settings it ran with
         for key in ("agent_steps_per_sec", "agent_steps_per_cpu_sec"):
             row[f"ratio_{key}"] = row["this"][key] / row["ref"][key]
     return {
@@ -192,8 +192,9 @@ def main() -> None:
         common += ["--rollout-ticks", str(args.rollout_ticks), "--precision", args.precision]
         mine = [*common, "--torch-threads", str(args.torch_threads)]
         ref_argv, label = None, args.vs
-        if args.vs_threads is not None:
-            ref_argv, label = [*common, "--torch-threads", str(args.vs_threads)], f"--torch-threads {args.vs_threads}"
+        if args.vs_threads is not None:  # the same settings but the count (collecting ahead too, with --overlap)
+            ref_argv = [*common, "--torch-threads", str(args.vs_threads), *(["--overlap"] if args.overlap else [])]
+            label = f"--torch-threads {args.vs_threads}"
         elif args.vs_overlap:
             ref_argv, label = mine, "no overlap"
         ab = versus(label, args.pairs, [*mine, *(["--overlap"] if args.overlap or args.vs_overlap else [])], ref_argv)

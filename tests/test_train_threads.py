@@ -158,13 +158,18 @@ def test_a_bad_thread_count_is_one_line(cli: RunCli, write_config: WriteConfig, 
     assert_one_line_error(cli("validate", config), "ppo.torch_threads", "a count (>= 1) or auto", shown)
 
 
-def test_bench_train_vs_threads_compares_two_thread_settings() -> None:
+@pytest.mark.parametrize("overlap", [False, True])
+def test_bench_train_vs_threads_compares_two_thread_settings(overlap: bool) -> None:
     argv = [sys.executable, str(REPO_ROOT / "bench/train.py"), "--json", "--torch-threads", "2", "--vs-threads", "1"]
     argv += ["--pairs", "1", "--epochs", "1", "--num-envs", "1", "--rollout-ticks", "4"]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(argv + ["--overlap"] * overlap, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["ref"] == "--torch-threads 1" and len(out["pairs"]) == 1
     assert out["median_ratio"] == out["pairs"][0]["ratio_agent_steps_per_sec"] > 0
+    # Only the count differs: with --overlap both sides collect ahead (before session 28 the reference did not).
+    sides = out["pairs"][0]
+    assert (sides["this"]["torch_threads"], sides["ref"]["torch_threads"]) == (2, 1)
+    assert sides["this"]["overlap"] is sides["ref"]["overlap"] is overlap
     bad = subprocess.run([*argv[:4], "none"], capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 2 and bad.stdout == "" and "auto" in bad.stderr
