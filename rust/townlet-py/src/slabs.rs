@@ -74,16 +74,15 @@ pub fn relu_backward(
     mut dst: PyReadwriteArray2<'_, u16>,
     mut col_sums: PyReadwriteArray1<'_, f32>,
 ) -> PyResult<()> {
-    layer_shapes(
-        out.shape(),
-        &[("grad", grad.shape()), ("dst", dst.shape())],
-        col_sums.len(),
-    )?;
-    c_order(&[
-        ("grad", grad.is_c_contiguous()),
-        ("out", out.is_c_contiguous()),
-        ("dst", dst.is_c_contiguous()),
-    ])?;
+    let want = out.shape().to_vec();
+    for (name, shape, c) in [
+        ("out", out.shape(), out.is_c_contiguous()),
+        ("grad", grad.shape(), grad.is_c_contiguous()),
+        ("dst", dst.shape(), dst.is_c_contiguous()),
+    ] {
+        check_shape(name, shape, c, &want)?;
+    }
+    check_len("col_sums", col_sums.len(), want[1])?;
     let (g, o) = (grad.as_slice()?, out.as_slice()?);
     let (d, s) = (dst.as_slice_mut()?, col_sums.as_slice_mut()?);
     py.detach(|| relu::relu_backward(g, o, d, s))
@@ -206,20 +205,4 @@ pub fn heads_backward(
     };
     py.detach(|| heads::heads_backward(gl, gv, hb, weights, gh, sums, grads))
         .map_err(value_err)
-}
-
-/// An error unless each named array has `out`'s shape and `out` has `cols` columns.
-fn layer_shapes(out: &[usize], others: &[(&str, &[usize])], cols: usize) -> PyResult<()> {
-    if out[1] != cols {
-        return Err(value_err(format!(
-            "out has {} columns, col_sums {cols}",
-            out[1]
-        )));
-    }
-    match others.iter().find(|(_, shape)| *shape != out) {
-        Some((name, shape)) => Err(value_err(format!(
-            "{name} has shape {shape:?}, out {out:?}"
-        ))),
-        None => Ok(()),
-    }
 }
