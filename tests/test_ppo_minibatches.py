@@ -19,8 +19,10 @@ from townlet.sim.config import load_config
 from townlet.sim.settings import PPOConfig
 from townlet.training import ppo
 from townlet.training.envs import TownTrainEnv
+from townlet.training.network import Scratch
 from townlet.training.optim import adam
 from townlet.training.ppo import Dataset, UpdateStats, minibatches, ppo_update
+from townlet.training.ppo_rows import block_logits, pass_order, proximal_outputs
 from townlet.training.trainer import Trainer
 
 POC = "configs/examples/poc_hybrid.yaml"
@@ -74,3 +76,27 @@ def test_the_rows_computed_past_a_minibatch_change_nothing(precision: str, monke
         torch.testing.assert_close(padded[k], own[k], rtol=tol, atol=tol * 1e-2, msg=k)
     # The update moved the weights (so the equality above is not of two untouched policies).
     assert not all(torch.equal(own[k], trainer.policy.state_dict()[k]) for k in own)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_proximal_pass_hands_the_first_minibatch_its_own_forward(precision: str) -> None:
+    """Collecting ahead, the proximal pass computes the first pass's minibatches under the update's starting
+    weights, the first with gradients recorded, which the first pass then takes instead of computing it again: those
+    outputs are the first minibatch's own forward to the bit, and every row's log-probability and value are those of
+    the pass without gradients."""
+    data, trainer = rows_and_trainer(precision)
+    policy, n = trainer.policy, len(data)
+    sizes, width = minibatches(n, trainer.cfg.num_minibatches)
+    obs, masks, actions = (torch.from_numpy(np.ascontiguousarray(a)) for a in (data.obs, data.masks, data.actions))
+    order = torch.from_numpy(pass_order(np.random.default_rng(7).permutation(n), sizes, width))
+    assert len(order) == len(sizes) * width > n  # padded minibatches (1,001 rows, 4 of 256)
+    with policy.computing_in(precision):
+        x = policy.pass_input(obs, order, width, Scratch())
+        logp, values, first = proximal_outputs(policy, x, masks, actions, order, sizes, width)
+        assert first[0].requires_grad and first[1].requires_grad
+        again = block_logits(policy, x, masks, order, 0, width)
+        assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+        with torch.no_grad():
+            plain_logp, plain_values, _ = proximal_outputs(policy, x, masks, actions, order, sizes, width)
+    assert torch.equal(logp, plain_logp) and torch.equal(values, plain_values)
+    assert torch.isfinite(logp).all() and (logp <= 0).all()
