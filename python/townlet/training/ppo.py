@@ -419,9 +419,14 @@ def _update(
     tensors["masks"] = masks
     # Each pass's rows in its order (one permutation per pass, drawn as the pass begins, the first before the
     # proximal pass, which draws nothing), each minibatch a block of the pass's input (`pass_order`).
-    perm = rng.permutation(n)
-    order = torch.from_numpy(pass_order(perm, sizes, width))
-    x = policy.pass_input(obs, order, width, scratch)
+
+    def next_pass() -> tuple[npt.NDArray[np.int64], torch.Tensor, torch.Tensor]:
+        """The next pass's row order (`perm`), the rows its network computes on and its input."""
+        perm = rng.permutation(n)
+        order = torch.from_numpy(pass_order(perm, sizes, width))
+        return perm, order, policy.pass_input(obs, order, width, scratch)
+
+    perm, order, x = next_pass()
     first: tuple[torch.Tensor, torch.Tensor] | None = None  # the first minibatch's outputs, when computed ahead
     # Collecting ahead (`ppo.overlap`) the rows were acted by the policy of one update before: the clip is then taken
     # to the proximal policy, this update's starting one, whose log-probabilities one pass over the first pass's
@@ -445,9 +450,7 @@ def _update(
             tensors.update(values=values, advantages=torch.from_numpy(advantages), returns=torch.from_numpy(returns))
     for epoch in range(cfg.update_epochs):
         if epoch > 0:
-            perm = rng.permutation(n)
-            order = torch.from_numpy(pass_order(perm, sizes, width))
-            x = policy.pass_input(obs, order, width, scratch)
+            perm, order, x = next_pass()
         for i, rows in enumerate(np.split(perm, np.cumsum(sizes[:-1]))):
             idx = torch.from_numpy(rows)
             mb = {k: t.index_select(0, idx) for k, t in tensors.items()}  # a gather, 5x faster than t[idx]
