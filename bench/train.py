@@ -19,7 +19,8 @@ git revision REF's Python package and configs (with this tree's native extension
 Python side), taking turns `--pairs` times; it prints each pair's ratio (this tree over REF) and
 their median, for agent-steps per second and per CPU second. `--vs-threads T` is the same A/B
 between thread settings of this tree: `--torch-threads` over `T` (for instance `--torch-threads
-auto --vs-threads 1`). `--overlap` measures with `ppo.overlap` (the next epoch collected in a second
+auto --vs-threads 1`; with `--overlap` both sides collect ahead; each pair names the `torch_threads` and
+`overlap` each side ran with). `--overlap` measures with `ppo.overlap` (the next epoch collected in a second
 process during the update; the parts then overlap in time, so `time_split` gives each one's share of
 their sum; with `--vs REF` both sides collect ahead, and a REF from before `ppo.overlap` fails with its
 config error), and `--vs-overlap` is the A/B of `--overlap` over the same settings without it.
