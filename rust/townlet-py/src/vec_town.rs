@@ -144,7 +144,8 @@ impl VecTown {
         Ok(())
     }
 
-    /// Step every town one tick. The GIL is released while towns run in parallel.
+    /// Step every town one tick. The GIL is released while towns run in parallel. Returns whether
+    /// any slot terminated or was truncated (so the caller reads `final_masks` only then).
     #[allow(clippy::too_many_arguments)]
     fn step(
         &mut self,
@@ -158,7 +159,7 @@ impl VecTown {
         mut final_obs: PyReadwriteArray2<'_, f32>,
         mut alive: PyReadwriteArray1<'_, bool>,
         mut invalid: PyReadwriteArray1<'_, bool>,
-    ) -> PyResult<()> {
+    ) -> PyResult<bool> {
         c_order(&[
             ("obs", obs.is_c_contiguous()),
             ("masks", masks.is_c_contiguous()),
@@ -175,7 +176,9 @@ impl VecTown {
             invalid: invalid.as_slice_mut()?,
         };
         let (v, acts) = (&mut self.v, actions.as_slice()?);
-        py.detach(|| v.step_chosen(acts, out)).map_err(value_err)
+        py.detach(|| v.step_chosen(acts, out)).map_err(value_err)?;
+        let ended = |a: &PyReadwriteArray1<'_, bool>| a.as_slice().is_ok_and(|s| s.contains(&true));
+        Ok(ended(&terminated) || ended(&truncated))
     }
 
     /// Copy into `out` (slots, n_actions) the action masks of the last step's final observations:
