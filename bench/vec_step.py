@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -40,28 +41,34 @@ def throughput(num_envs: int, threads: int, steps: int) -> float:
     return vec.num_agents * steps / (time.perf_counter() - t0)
 
 
-def call_overhead(steps: int) -> dict[str, float]:
-    """Per-call cost of VecTown.step for one town, minus the cost of the same ticks in Rust."""
+def call_overhead(steps: int, rounds: int = 21) -> dict[str, float]:
+    """Per-call cost of VecTown.step for one town, minus the cost of the same ticks in Rust: `rounds` rounds of
+    `steps` calls then `steps` native ticks, back to back, and the median of each and of the per-round
+    differences (load from elsewhere on a shared machine falls on both sides of a round alike)."""
     cfg = load_config(CONFIG)
     vec = VecTown(cfg, 1, seed=1, num_threads=1)
     vec.reset()
     wait = np.zeros(vec.num_agents, np.int64)
-    for _ in range(50):
-        vec.step(wait)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        vec.step(wait)
-    per_call = (time.perf_counter() - t0) / steps
     # Baseline: the same ticks (step, observations, masks) looped inside Rust, no Python between.
     base = VecTown(cfg, 1, seed=1, num_threads=1)
     base.reset()
-    t0 = time.perf_counter()
-    base.native.step_repeat(wait, steps)
-    per_tick_rust = (time.perf_counter() - t0) / steps
+    for _ in range(50):
+        vec.step(wait)
+    base.native.step_repeat(wait, 50)
+    calls, ticks = [], []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            vec.step(wait)
+        t1 = time.perf_counter()
+        base.native.step_repeat(wait, steps)
+        t2 = time.perf_counter()
+        calls.append((t1 - t0) / steps)
+        ticks.append((t2 - t1) / steps)
     return {
-        "per_call_us": per_call * 1e6,
-        "rust_tick_us": per_tick_rust * 1e6,
-        "overhead_us": max(per_call - per_tick_rust, 0.0) * 1e6,
+        "per_call_us": statistics.median(calls) * 1e6,
+        "rust_tick_us": statistics.median(ticks) * 1e6,
+        "overhead_us": max(statistics.median(c - t for c, t in zip(calls, ticks, strict=True)), 0.0) * 1e6,
     }
 
 
@@ -73,7 +80,7 @@ def main() -> None:
     args = p.parse_args()
     one = throughput(args.envs, 1, args.steps)
     two = throughput(args.envs, 2, args.steps)
-    over = call_overhead(5000)
+    over = call_overhead(500)
     out = {
         "benchmark": "vec_step",
         "num_envs": args.envs,
