@@ -105,6 +105,7 @@ def test_train_progress_live_on_a_terminal(tmp_path: Path) -> None:
 
 REFUSALS = {
     "missing checkpoint": ((POC, "--policy", "{tmp}/nope.safetensors", *QUICK), ("nope.json", "not found")),
+    "checkpoint is a folder": ((POC, "--policy", "{tmp}", *QUICK), ("{tmp}", "is a directory, not a checkpoint")),
     "other spec": ((QUEUE_CONFLICT, "--policy", "{ckpt}", *QUICK), ("{header}", "different observation/action spec")),
     "unknown baseline": ((POC, "--policy", "{ckpt}", "--against", "expert,oracle"), ("--against", "oracle")),
     "no seeds": ((POC, "--policy", "{ckpt}", "--seeds", "0"), ("--seeds", ">= 1")),

@@ -38,7 +38,7 @@ from townlet.artifacts.checkpoint_format import (
 )
 from townlet.clock import utc_stamp
 from townlet.errors import UsageError
-from townlet.jsonio import atomic_write_bytes, canonical_json
+from townlet.jsonio import atomic_write_bytes, canonical_json, read_bytes
 from townlet.sim.config import SourceText, TownConfig
 from townlet.training.network import ActorCritic, build_policy
 
@@ -172,10 +172,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
     """Read and validate a checkpoint (format, version, digest, shapes, finite values) without touching any
     model: whatever fails, nothing has been loaded anywhere."""
     header_file = header_path(Path(path))
-    try:
-        raw = header_file.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"{header_file}: checkpoint not found") from None
+    raw = read_bytes(header_file, "checkpoint")
     header = parse_header(str(header_file), raw)
     shapes: dict[str, list[int]] = header.get("parameters", {})
     if not isinstance(shapes, dict):
@@ -190,10 +187,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         if not plain_file_name(name):
             raise UsageError(f"{header_file}: weights_file must be a file name next to the header, got {name!r}")
         weights_path = header_file.with_name(name)
-        try:
-            blob = weights_path.read_bytes()
-        except FileNotFoundError:
-            raise UsageError(f"{weights_path}: weights file of {header_file} not found") from None
+        blob = read_bytes(weights_path, f"weights file of {header_file}")
         if hashlib.sha256(blob).hexdigest() != header.get("weights_sha256"):
             raise UsageError(f"{weights_path}: weights do not match the SHA-256 recorded in {header_file}")
         both = st_load(blob)
