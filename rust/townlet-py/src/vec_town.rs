@@ -177,8 +177,7 @@ impl VecTown {
         };
         let (v, acts) = (&mut self.v, actions.as_slice()?);
         py.detach(|| v.step_chosen(acts, out)).map_err(value_err)?;
-        let ended = |a: &PyReadwriteArray1<'_, bool>| a.as_slice().is_ok_and(|s| s.contains(&true));
-        Ok(ended(&terminated) || ended(&truncated))
+        Ok(terminated.as_slice()?.contains(&true) || truncated.as_slice()?.contains(&true))
     }
 
     /// Copy into `out` (slots, n_actions) the action masks of the last step's final observations:
