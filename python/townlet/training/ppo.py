@@ -349,6 +349,30 @@ class UpdateStats:
     early_stop: bool = False
     seconds: float = 0.0
 
+    def step(
+        self,
+        policy: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss: torch.Tensor,
+        terms: dict[str, float],
+        max_grad_norm: float,
+    ) -> None:
+        """One minibatch: the optimizer's step on `loss`, its gradient clipped to `max_grad_norm` (the norm before the
+        clip recorded), and the objective's terms recorded."""
+        optimizer.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        grad_norm = nn.utils.clip_grad_norm_(policy.parameters(), max_grad_norm)
+        optimizer.step()
+        self.updates += 1
+        self.kls.append(terms["approx_kl"])
+        self.clipfracs.append(terms["clipfrac"])
+        self.adv_means.append(terms["adv_mean"])
+        self.adv_stds.append(terms["adv_std"])
+        self.pg_losses.append(terms["pg_loss"])
+        self.v_losses.append(terms["v_loss"])
+        self.entropies.append(terms["entropy"])
+        self.grad_norms.append(float(grad_norm))
+
 
 #: The update's network computes on a whole number of these rows per minibatch (`minibatches`).
 ROW_QUANTUM = 64
@@ -459,21 +483,9 @@ def _update(
             else:
                 logits, new_value = block_logits(policy, x, masks, order, i, width)
             loss, terms = objective(logits, new_value, mb, cfg, kickstart)
-            st.kls.append(terms["approx_kl"])
-            st.clipfracs.append(terms["clipfrac"])
-            st.adv_means.append(terms["adv_mean"])
-            st.adv_stds.append(terms["adv_std"])
             if kickstart:
                 st.imitation_losses.append(terms["imitation"])
-            optimizer.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call]
-            grad_norm = nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            st.updates += 1
-            st.pg_losses.append(terms["pg_loss"])
-            st.v_losses.append(terms["v_loss"])
-            st.entropies.append(terms["entropy"])
-            st.grad_norms.append(float(grad_norm))
+            st.step(policy, optimizer, loss, terms, cfg.max_grad_norm)
             if rivalry_cols is not None:
                 st.feature_stats.append(rivalry_stats(mb["rivalry"], (0, 1)))
         # Early stop: the last pass moved the policy further than `target_kl` from the rollout's.

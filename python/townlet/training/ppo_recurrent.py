@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-from torch import nn
 
 from townlet import _core
 from townlet.sim.settings import MemoryConfig
@@ -261,19 +260,7 @@ def _update(
             }
             picked["masks"] = masks[live]
             loss, terms = objective(logits[live], new_value[live], picked, cfg)
-            st.kls.append(terms["approx_kl"])
-            st.clipfracs.append(terms["clipfrac"])
-            st.adv_means.append(terms["adv_mean"])
-            st.adv_stds.append(terms["adv_std"])
-            optimizer.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call]
-            grad_norm = nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            st.updates += 1
-            st.pg_losses.append(terms["pg_loss"])
-            st.v_losses.append(terms["v_loss"])
-            st.entropies.append(terms["entropy"])
-            st.grad_norms.append(float(grad_norm))
+            st.step(policy, optimizer, loss, terms, cfg.max_grad_norm)
         if cfg.target_kl is not None and np.mean(st.kls[-len(sizes) :]) > cfg.target_kl:
             st.early_stop = True
             break

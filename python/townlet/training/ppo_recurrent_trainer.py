@@ -92,18 +92,10 @@ class MemoryTrainer:
                 baseline=baseline_from_samples(roll.sample_rewards), cfg=self.cfg, events=dict(roll.events),
             )  # fmt: skip
             rec["arch"] = self.policy.architecture
-            result.records.append(rec)
-            if telemetry is not None:
-                telemetry.write(rec)
-            if on_epoch is not None:
-                on_epoch(rec)
+            result.add(rec, telemetry, on_epoch)
             if save is not None and checkpoint_every and epoch % checkpoint_every == 0 and epoch != epochs:
                 save(self)
-        if telemetry is not None:
-            telemetry.close()
-        result.steps = self.steps
-        result.seconds = time.perf_counter() - t_start
-        return result
+        return result.close(self.steps, t_start, telemetry)
 
     def _offer_best(self, rollout: Dataset, on_best: Callable[[MemoryTrainer], None] | None) -> None:
         score = float(rollout.rewards.mean()) if len(rollout) else None

@@ -56,6 +56,27 @@ class TrainResult:
     episode_returns: list[float] = field(default_factory=list)
     seconds: float = 0.0
 
+    def add(
+        self,
+        rec: dict[str, Any],
+        telemetry: TelemetryWriter | None,
+        on_epoch: Callable[[dict[str, Any]], None] | None,
+    ) -> None:
+        """An epoch's record: kept, written to the telemetry and handed to `on_epoch`."""
+        self.records.append(rec)
+        if telemetry is not None:
+            telemetry.write(rec)
+        if on_epoch is not None:
+            on_epoch(rec)
+
+    def close(self, steps: int, t_start: float, telemetry: TelemetryWriter | None) -> TrainResult:
+        """The run's end: the telemetry closed, the steps and seconds (since `t_start`, perf_counter) set."""
+        if telemetry is not None:
+            telemetry.close()
+        self.steps = steps
+        self.seconds = time.perf_counter() - t_start
+        return self
+
 
 def anneal_lr(optimizer: torch.optim.Optimizer, cfg: PPOConfig, spent: float) -> float:
     """Set the learning rate for the share `spent` of the run (`PPOConfig.lr_at`) when `cfg.anneal_lr`; returns
@@ -268,18 +289,10 @@ class Trainer:
                 cfg=cfg,
                 events=events,
             )
-            result.records.append(rec)
-            if telemetry is not None:
-                telemetry.write(rec)
-            if on_epoch is not None:
-                on_epoch(rec)
+            result.add(rec, telemetry, on_epoch)
             if save is not None and checkpoint_every and epoch % checkpoint_every == 0 and epoch != epochs:
                 save(self)
-        if telemetry is not None:
-            telemetry.close()
-        result.steps = self.steps
-        result.seconds = time.perf_counter() - t_start
-        return result
+        return result.close(self.steps, t_start, telemetry)
 
     def _gather(
         self, data_mode: str, result: TrainResult, on_best: Callable[[Trainer], None] | None
