@@ -30,7 +30,8 @@ from townlet.sim.config import load_config
 from townlet.sim.settings import MemoryConfig, MemorySection, PPOConfig
 from townlet.training.envs import TownTrainEnv
 from townlet.training.optim import adam
-from townlet.training.ppo import RolloutCollector, UpdateStats, ppo_update
+from townlet.training.ppo import RolloutCollector, ppo_update
+from townlet.training.ppo_loss import UpdateStats
 from townlet.training.trainer import Trainer
 
 TOWN = REPO_ROOT / "configs/examples/poc_hybrid.yaml"

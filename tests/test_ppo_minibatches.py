@@ -21,7 +21,8 @@ from townlet.training import ppo
 from townlet.training.envs import TownTrainEnv
 from townlet.training.network import Scratch
 from townlet.training.optim import adam
-from townlet.training.ppo import Dataset, UpdateStats, minibatches, ppo_update
+from townlet.training.ppo import Dataset, minibatches, ppo_update
+from townlet.training.ppo_loss import UpdateStats
 from townlet.training.ppo_rows import block_logits, pass_order, proximal_outputs
 from townlet.training.trainer import Trainer
 

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-from torch import nn
 
 from townlet import _core
 from townlet.sim.env import MOTIVE_LEISURE, MOTIVE_SHIFT
@@ -42,7 +41,7 @@ from townlet.training.ppo_log import episode_kpis as episode_kpis
 from townlet.training.ppo_log import epoch_record as epoch_record
 from townlet.training.ppo_log import explained_variance as explained_variance
 from townlet.training.ppo_log import time_split as time_split
-from townlet.training.ppo_loss import objective
+from townlet.training.ppo_loss import UpdateStats, objective
 from townlet.training.ppo_rows import block_logits, pass_order, proximal_outputs, successors
 from townlet.training.state import set_torch_generator_state, torch_generator_state
 
@@ -330,48 +329,6 @@ class RolloutCollector:
 
 
 # -- 3. optimise -------------------------------------------------------------------------------
-
-
-@dataclass
-class UpdateStats:
-    updates: int = 0
-    pg_losses: list[float] = field(default_factory=list)
-    v_losses: list[float] = field(default_factory=list)
-    entropies: list[float] = field(default_factory=list)
-    kls: list[float] = field(default_factory=list)
-    clipfracs: list[float] = field(default_factory=list)
-    grad_norms: list[float] = field(default_factory=list)
-    #: The kickstarting term's cross-entropy to the expert's actions, per minibatch (empty when off).
-    imitation_losses: list[float] = field(default_factory=list)
-    adv_means: list[float] = field(default_factory=list)
-    adv_stds: list[float] = field(default_factory=list)
-    feature_stats: list[tuple[float, float, float, float]] = field(default_factory=list)
-    early_stop: bool = False
-    seconds: float = 0.0
-
-    def step(
-        self,
-        policy: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        loss: torch.Tensor,
-        terms: dict[str, float],
-        max_grad_norm: float,
-    ) -> None:
-        """One minibatch: the optimizer's step on `loss`, its gradient clipped to `max_grad_norm` (the norm before the
-        clip recorded), and the objective's terms recorded."""
-        optimizer.zero_grad()
-        loss.backward()  # type: ignore[no-untyped-call]
-        grad_norm = nn.utils.clip_grad_norm_(policy.parameters(), max_grad_norm)
-        optimizer.step()
-        self.updates += 1
-        self.kls.append(terms["approx_kl"])
-        self.clipfracs.append(terms["clipfrac"])
-        self.adv_means.append(terms["adv_mean"])
-        self.adv_stds.append(terms["adv_std"])
-        self.pg_losses.append(terms["pg_loss"])
-        self.v_losses.append(terms["v_loss"])
-        self.entropies.append(terms["entropy"])
-        self.grad_norms.append(float(grad_norm))
 
 
 #: The update's network computes on a whole number of these rows per minibatch (`minibatches`).

@@ -12,7 +12,8 @@ import numpy.typing as npt
 from townlet.sim.settings import PPOConfig
 
 if TYPE_CHECKING:
-    from townlet.training.ppo import Dataset, RolloutStats, UpdateStats
+    from townlet.training.ppo import Dataset, RolloutStats
+    from townlet.training.ppo_loss import UpdateStats
 
 
 def explained_variance(pred: npt.NDArray[np.float32], target: npt.NDArray[np.float32]) -> float:

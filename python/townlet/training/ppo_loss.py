@@ -3,13 +3,16 @@ recurrent one (training/ppo_recurrent.py): the clipped surrogate, the clipped va
 the entropy bonus, kickstarting's cross-entropy and the KL estimate over a minibatch, with the gradient, in one pass
 of the core (`_core.ppo_loss`), where the same terms as torch expressions ran some forty small passes forward and
 as many backward under autograd: about a millisecond a minibatch of the default town's 2,304 rows, 0.2 ms in the
-core (tests/test_ppo_objective.py holds the two to the same values)."""
+core (tests/test_ppo_objective.py holds the two to the same values). `UpdateStats` takes each minibatch's optimizer
+step on that loss and records its terms, for both updates."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 
 from townlet import _core
 from townlet.sim.settings import PPOConfig
@@ -78,3 +81,45 @@ def objective(
     )
     loss: torch.Tensor = _Attached.apply(logits, values, grad_logits, grad_values, torch.tensor(terms["loss"]))
     return loss, terms
+
+
+@dataclass
+class UpdateStats:
+    updates: int = 0
+    pg_losses: list[float] = field(default_factory=list)
+    v_losses: list[float] = field(default_factory=list)
+    entropies: list[float] = field(default_factory=list)
+    kls: list[float] = field(default_factory=list)
+    clipfracs: list[float] = field(default_factory=list)
+    grad_norms: list[float] = field(default_factory=list)
+    #: The kickstarting term's cross-entropy to the expert's actions, per minibatch (empty when off).
+    imitation_losses: list[float] = field(default_factory=list)
+    adv_means: list[float] = field(default_factory=list)
+    adv_stds: list[float] = field(default_factory=list)
+    feature_stats: list[tuple[float, float, float, float]] = field(default_factory=list)
+    early_stop: bool = False
+    seconds: float = 0.0
+
+    def step(
+        self,
+        policy: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss: torch.Tensor,
+        terms: dict[str, float],
+        max_grad_norm: float,
+    ) -> None:
+        """One minibatch: the optimizer's step on `loss`, its gradient clipped to `max_grad_norm` (the norm before the
+        clip recorded), and the objective's terms recorded."""
+        optimizer.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        grad_norm = nn.utils.clip_grad_norm_(policy.parameters(), max_grad_norm)
+        optimizer.step()
+        self.updates += 1
+        self.kls.append(terms["approx_kl"])
+        self.clipfracs.append(terms["clipfrac"])
+        self.adv_means.append(terms["adv_mean"])
+        self.adv_stds.append(terms["adv_std"])
+        self.pg_losses.append(terms["pg_loss"])
+        self.v_losses.append(terms["v_loss"])
+        self.entropies.append(terms["entropy"])
+        self.grad_norms.append(float(grad_norm))

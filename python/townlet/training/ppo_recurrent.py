@@ -29,8 +29,8 @@ from townlet import _core
 from townlet.sim.settings import MemoryConfig
 from townlet.training.envs import Batch, TrainEnv
 from townlet.training.network_memory import MemoryPolicy
-from townlet.training.ppo import Dataset, RolloutStats, UpdateStats, minibatches
-from townlet.training.ppo_loss import objective
+from townlet.training.ppo import Dataset, RolloutStats, minibatches
+from townlet.training.ppo_loss import UpdateStats, objective
 from townlet.training.state import set_torch_generator_state, torch_generator_state
 
 
