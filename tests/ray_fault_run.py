@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,22 +27,22 @@ from townlet.training.sharded_run import run_sharded
 OVERRIDES = {"num_envs": 2, "rollout_ticks": 16}
 
 
-def gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] in ("Z", "X")  # a zombie is dead too
-    except FileNotFoundError:
-        return True
-
-
 def kill(pid: int) -> None:
-    """SIGKILL the actor's process and wait until it is gone."""
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 60
-    while not gone(pid):
-        if time.monotonic() > deadline:
+    """SIGKILL the actor's process and wait on its exit (a pidfd is readable once it has exited, reaped or not)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return  # already gone
+    try:
+        try:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        except ProcessLookupError:
+            return  # exited and reaped since the pidfd was opened
+        ready, _, _ = select.select([fd], [], [], 60)
+        if not ready:
             raise TimeoutError(f"process {pid} still alive 60 s after SIGKILL")
-        time.sleep(0.05)
+    finally:
+        os.close(fd)
 
 
 def ray_plan(config: Path, checkpoint: Path, address: str, **more: Any) -> TrainPlan:
