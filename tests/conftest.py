@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -188,6 +189,25 @@ def ray_cluster() -> Iterator[Any]:
 
     with LocalCluster(nodes=2, cpus_per_node=1) as cluster:
         yield cluster
+
+
+def wait_exited(pid: int, timeout: float, kill: bool = False) -> bool:
+    """Wait on the exit of process `pid`, a child or not, through a pidfd (readable once the process has exited,
+    reaped or not): the event, not a poll. With `kill`, SIGKILL it first through the same pidfd, so a reused pid is
+    never hit. True once it is gone; False if it still runs after `timeout` seconds."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True  # already gone
+    try:
+        if kill:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        ready, _, _ = select.select([fd], [], [], timeout)
+        return bool(ready)
+    except ProcessLookupError:
+        return True  # exited and reaped since the pidfd was opened
+    finally:
+        os.close(fd)
 
 
 def kill_once_saved(proc: subprocess.Popen[str], header: Path, epochs: int) -> int:

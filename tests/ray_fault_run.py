@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import select
-import signal
 from pathlib import Path
 from typing import Any
 
+from conftest import wait_exited
 from townlet.training.ray_shards import RayShards, ShardDiedError
 from townlet.training.request import TrainPlan, TrainRequest
 from townlet.training.run import plan, run
@@ -28,21 +26,9 @@ OVERRIDES = {"num_envs": 2, "rollout_ticks": 16}
 
 
 def kill(pid: int) -> None:
-    """SIGKILL the actor's process and wait on its exit (a pidfd is readable once it has exited, reaped or not)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return  # already gone
-    try:
-        try:
-            signal.pidfd_send_signal(fd, signal.SIGKILL)
-        except ProcessLookupError:
-            return  # exited and reaped since the pidfd was opened
-        ready, _, _ = select.select([fd], [], [], 60)
-        if not ready:
-            raise TimeoutError(f"process {pid} still alive 60 s after SIGKILL")
-    finally:
-        os.close(fd)
+    """SIGKILL the actor's process and wait on its exit."""
+    if not wait_exited(pid, 60, kill=True):
+        raise TimeoutError(f"process {pid} still alive 60 s after SIGKILL")
 
 
 def ray_plan(config: Path, checkpoint: Path, address: str, **more: Any) -> TrainPlan:

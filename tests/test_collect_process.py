@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT, _cli_env
+from conftest import REPO_ROOT, _cli_env, wait_exited
 from townlet.sim.config import load_config
 from townlet.sim.settings import PPOConfig
 from townlet.training.collect_process import CollectorError, CollectorProcess
@@ -153,15 +152,5 @@ def test_the_child_exits_when_its_trainer_dies() -> None:
         timeout=300, check=True,
     )  # fmt: skip
     pid = int(proc.stdout.strip())
-    # Its stdin closed with the trainer: it reads end-of-file and exits (reaped by init). pidfd waits on the event.
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return  # already gone
-    try:
-        import select
-
-        ready, _, _ = select.select([fd], [], [], 120)
-        assert ready, f"collector process {pid} still running 120 s after its trainer exited"
-    finally:
-        os.close(fd)
+    # Its stdin closed with the trainer: it reads end-of-file and exits (reaped by init).
+    assert wait_exited(pid, 120), f"collector process {pid} still running 120 s after its trainer exited"
